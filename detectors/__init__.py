@@ -1,0 +1,73 @@
+"""Detectors: anomalies in the canonical frames, as typed findings.
+
+Each detector family lives in its own module in this package and registers its functions with
+`@register("name")`. A detector is a function `(Dataset, AnalysisContext) -> list[Finding]`; it reads
+frames only (it never opens a file and knows nothing of formats) and works in polars group-bys over
+time buckets. Every public module here is imported on first use of the registry, so adding a
+detector family touches exactly one file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rca.model import AnalysisContext, Dataset, Finding
+
+DetectorFn = Callable[["Dataset", "AnalysisContext"], "list[Finding]"]
+
+
+@dataclass(frozen=True)
+class Detector:
+    name: str
+    family: str  # the module it lives in
+    run: DetectorFn
+    order: int  # lower runs first; findings are sorted deterministically anyway
+
+
+_REGISTRY: dict[str, Detector] = {}
+_LOADED = False
+
+
+def register(name: str, order: int = 100) -> Callable[[DetectorFn], DetectorFn]:
+    """Decorator: add a detector function to the registry under `name`."""
+
+    def decorate(fn: DetectorFn) -> DetectorFn:
+        if name in _REGISTRY and _REGISTRY[name].run is not fn:
+            raise ValueError(f"detector {name!r} registered twice")
+        family = fn.__module__.rsplit(".", 1)[-1]
+        _REGISTRY[name] = Detector(name=name, family=family, run=fn, order=order)
+        return fn
+
+    return decorate
+
+
+def _load_all() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+def all_detectors() -> list[Detector]:
+    """Every registered detector, in run order."""
+    _load_all()
+    return sorted(_REGISTRY.values(), key=lambda d: (d.order, d.name))
+
+
+def run_all(dataset: Dataset, context: AnalysisContext, only: set[str] | None = None) -> list[Finding]:
+    """Run every registered detector (or those named in `only`) and return all findings,
+    sorted deterministically (detector, kind, dimension, subject)."""
+    findings: list[Finding] = []
+    for detector in all_detectors():
+        if only is not None and detector.name not in only:
+            continue
+        findings.extend(detector.run(dataset, context))
+    return sorted(findings, key=lambda f: (f.detector, f.kind, f.dimension, f.subject, f.metric))

@@ -1,0 +1,115 @@
+"""Parsers: logs and traces in, canonical polars frames out.
+
+Each input format lives in its own module in this package and registers one or more `Parser`
+objects with `register`. Every public module here is imported on first use of the registry
+(`all_parsers`), so adding a format touches exactly one file: the new module.
+
+A parser sniffs the first lines of an input (`sniff` returns a confidence in [0, 1]) and parses a
+whole `Source` into a `ParseResult`: canonical frames (see `rca.model.SCHEMAS`) plus the count and
+first examples of rejected lines. Parsers never raise on a malformed line; they count it. They raise
+`rca.errors.InputError` only when the input as a whole cannot be read.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from parsers.sources import Sample, Source
+    from rca.model import Rejected
+
+MAX_REJECTED_EXAMPLES = 5
+
+
+@dataclass
+class ParseOptions:
+    """Options the user gave that change how inputs are read."""
+
+    input_format: str | None = None  # force a registered parser by name
+    log_format: str | None = None  # custom nginx log_format string
+    fields: dict[str, str] = field(default_factory=dict)  # canonical name -> field path override
+    year: int | None = None  # for timestamps without a year (syslog RFC 3164)
+    tz: str = "UTC"  # zone of timestamps that carry none
+    signal: str | None = None  # traces | logs | metrics, for ambiguous binary OTLP
+
+
+@dataclass
+class ParseResult:
+    """What a parser made of one input."""
+
+    format: str
+    frames: dict[str, pl.DataFrame]  # frame name -> frame conforming to rca.model.SCHEMAS[name]
+    lines: int  # records read
+    rejected: int = 0
+    rejected_examples: list[Rejected] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@runtime_checkable
+class Parser(Protocol):
+    """One input format."""
+
+    name: str  # unique, lower-case, e.g. "nginx-combined", "jsonl", "otlp-json"
+    description: str
+
+    def sniff(self, sample: Sample) -> float:
+        """Confidence in [0, 1] that `sample` (the head of an input) is this format."""
+        ...
+
+    def parse(self, source: Source, options: ParseOptions) -> ParseResult:
+        """Parse the whole input into canonical frames, counting rejected lines."""
+        ...
+
+
+_REGISTRY: dict[str, Parser] = {}
+_LOADED = False
+
+
+def register(parser: Parser) -> Parser:
+    """Add a parser to the registry (called at import time by format modules)."""
+    if parser.name in _REGISTRY and _REGISTRY[parser.name] is not parser:
+        raise ValueError(f"parser {parser.name!r} registered twice")
+    _REGISTRY[parser.name] = parser
+    return parser
+
+
+def _load_all() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+def all_parsers() -> list[Parser]:
+    """Every registered parser, sorted by name."""
+    _load_all()
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+
+
+def get_parser(name: str) -> Parser:
+    """The parser registered as `name`; raises KeyError with the known names."""
+    _load_all()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise KeyError(f"unknown input format {name!r}; known formats: {known}") from None
+
+
+def sniff(sample: Sample) -> tuple[Parser | None, float]:
+    """The parser most confident about `sample`, and its confidence (None, 0.0 when none is)."""
+    best: Parser | None = None
+    best_score = 0.0
+    for parser in all_parsers():
+        score = parser.sniff(sample)
+        if score > best_score:
+            best, best_score = parser, score
+    return best, best_score

@@ -1,0 +1,348 @@
+"""The `rca` command: parses options, calls the library, picks a renderer. No analysis logic lives here.
+
+Exit codes: 0 ran (no gate tripped), 1 a `compare` gate tripped, 2 bad usage or no readable input,
+130 interrupted. Data goes to stdout; progress, warnings and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rca import __version__
+from rca.errors import ExitCode, InputError, UsageError
+
+app = typer.Typer(
+    name="rca",
+    help="Read the logs and traces of an incident and tell what most likely caused it.\n\n"
+    "Exit codes: 0 ok, 1 a compare gate failed, 2 bad usage or nothing readable, 130 interrupted.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class OutputFormat(StrEnum):
+    terminal = "terminal"
+    json = "json"
+    markdown = "markdown"
+
+
+class ColorMode(StrEnum):
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rca {__version__}")
+        raise typer.Exit(ExitCode.OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Read the logs and traces of an incident and tell what most likely caused it."""
+
+
+# --- shared option types --------------------------------------------------------------------------
+
+Inputs = Annotated[
+    list[str],
+    typer.Argument(
+        help="Files, directories (recursive), globs ('**' allowed) or '-' for stdin. "
+        "gzip, zstd and bz2 are detected from their bytes.",
+        show_default=False,
+    ),
+]
+InputFormatOpt = Annotated[
+    str | None,
+    typer.Option("--input-format", help="Force a format for every input (see `rca formats`).", rich_help_panel="Input"),
+]
+LogFormatOpt = Annotated[
+    str | None,
+    typer.Option("--log-format", help="A custom nginx log_format string, e.g. '$remote_addr [$time_local] \"$request\" $status $request_time'.", rich_help_panel="Input"),
+]
+FieldOpt = Annotated[
+    list[str] | None,
+    typer.Option("--field", help="Map a canonical field to a JSON/logfmt key: name=path (repeatable), e.g. endpoint=req.route.", rich_help_panel="Input"),
+]
+ChangesOpt = Annotated[
+    list[str] | None,
+    typer.Option("--changes", help="Deploy/config markers from outside: JSON lines or CSV of ts,kind,service,subject (repeatable).", rich_help_panel="Input"),
+]
+TzOpt = Annotated[
+    str, typer.Option("--tz", help="Zone of timestamps that carry none (IANA name or +HH:MM).", rich_help_panel="Input")
+]
+YearOpt = Annotated[
+    int | None, typer.Option("--year", help="Year for timestamps without one (syslog RFC 3164).", rich_help_panel="Input")
+]
+SignalOpt = Annotated[
+    str | None,
+    typer.Option("--signal", help="traces, logs or metrics: what an ambiguous binary OTLP file holds.", rich_help_panel="Input"),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or warnings on stderr.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for unexpected errors.")]
+
+
+def _parse_options(
+    input_format: str | None, log_format: str | None, fields: list[str] | None, tz: str, year: int | None, signal: str | None
+):
+    from parsers import ParseOptions
+
+    mapping: dict[str, str] = {}
+    for item in fields or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise UsageError(f"--field expects name=path, got {item!r}")
+        mapping[name.strip()] = path.strip()
+    return ParseOptions(
+        input_format=input_format, log_format=log_format, fields=mapping, year=year, tz=tz, signal=signal
+    )
+
+
+def _stderr_console(quiet: bool):
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=quiet, highlight=False)
+
+
+def _progress(console, quiet: bool):
+    """A progress callback drawing on stderr, or None when stderr is not an interactive terminal."""
+    if quiet or not console.is_terminal or os.environ.get("CI"):
+        return None, None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
+    )
+    task = progress.add_task("reading", total=None)
+
+    def update(stage: str, done: int, total: int) -> None:
+        progress.update(task, description=stage, completed=done, total=total)
+
+    return progress, update
+
+
+def _write_output(text: str | bytes, output: Path | None) -> None:
+    if output is None:
+        if isinstance(text, bytes):
+            sys.stdout.buffer.write(text)
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        return
+    if isinstance(text, bytes):
+        output.write_bytes(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+def _terminal_console(output: Path | None, color: ColorMode):
+    from rich.console import Console
+
+    if output is not None:
+        return Console(file=open(output, "w", encoding="utf-8"), no_color=True, width=120, highlight=False)
+    force = {ColorMode.always: True, ColorMode.never: False}.get(color)
+    no_color = color is ColorMode.never or None
+    return Console(force_terminal=force, no_color=no_color, highlight=False)
+
+
+def _warn_inputs(console, inputs) -> None:
+    for summary in inputs:
+        for warning in summary.warnings:
+            console.print(f"rca: warning: {summary.path}: {warning}", markup=False)
+        if summary.rejected:
+            lines = ", ".join(str(r.line) for r in summary.rejected_examples[:3])
+            first = summary.rejected_examples[0].reason if summary.rejected_examples else ""
+            console.print(
+                f"rca: warning: {summary.path}: {summary.rejected} line(s) rejected (first at line {lines}: {first})",
+                markup=False,
+            )
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+@app.command()
+def analyze(
+    inputs: Inputs,
+    output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.terminal,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file instead of stdout.")] = None,
+    chart: Annotated[Path | None, typer.Option("--chart", help="Also write a chart of the top series (.svg or .png).")] = None,
+    bucket: Annotated[str | None, typer.Option("--bucket", help="Time bucket, e.g. 30s, 1m, 5m (default: from the data).", rich_help_panel="Windows")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Incident start: RFC 3339, 'YYYY-MM-DD HH:MM[:SS]' (UTC unless --tz), or '30m' before the end of the data.", rich_help_panel="Windows")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Incident end (same forms as --since).", rich_help_panel="Windows")] = None,
+    baseline_since: Annotated[str | None, typer.Option("--baseline-since", help="Baseline start (same forms).", rich_help_panel="Windows")] = None,
+    baseline_until: Annotated[str | None, typer.Option("--baseline-until", help="Baseline end (same forms).", rich_help_panel="Windows")] = None,
+    input_format: InputFormatOpt = None,
+    log_format: LogFormatOpt = None,
+    field: FieldOpt = None,
+    changes: ChangesOpt = None,
+    tz: TzOpt = "UTC",
+    year: YearOpt = None,
+    signal: SignalOpt = None,
+    color: Annotated[ColorMode, typer.Option("--color", help="Color in the terminal report.")] = ColorMode.auto,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Rank the likely causes of the incident in INPUTS, with evidence and ruled-out paths."""
+    from rca.pipeline import AnalyzeOptions, analyze_dataset, load
+
+    err = _stderr_console(quiet)
+    options = AnalyzeOptions(
+        parse=_parse_options(input_format, log_format, field, tz, year, signal),
+        changes_files=list(changes or []),
+        bucket=bucket,
+        since=since,
+        until=until,
+        baseline_since=baseline_since,
+        baseline_until=baseline_until,
+        command="rca " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    progress, update = _progress(err, quiet or output_format is not OutputFormat.terminal)
+    if progress is not None:
+        with progress:
+            dataset = load(inputs, options, progress=update)
+    else:
+        dataset = load(inputs, options)
+    _warn_inputs(err, dataset.inputs)
+    report = analyze_dataset(dataset, options)
+
+    if chart is not None:
+        from rca.render.chart import write_chart
+
+        write_chart(report, chart)
+    if output_format is OutputFormat.json:
+        from rca.render.json import render_json
+
+        _write_output(render_json(report), output)
+    elif output_format is OutputFormat.markdown:
+        from rca.render.markdown import render_markdown
+
+        _write_output(render_markdown(report, chart_path=chart), output)
+    else:
+        from rca.render.terminal import render_terminal
+
+        console = _terminal_console(output, color)
+        render_terminal(report, console)
+        if output is not None:
+            console.file.close()
+
+
+@app.command()
+def ingest(
+    inputs: Inputs,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the canonical frames to, as Parquet.")],
+    input_format: InputFormatOpt = None,
+    log_format: LogFormatOpt = None,
+    field: FieldOpt = None,
+    changes: ChangesOpt = None,
+    tz: TzOpt = "UTC",
+    year: YearOpt = None,
+    signal: SignalOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Parse INPUTS into the canonical frames and write them as Parquet (readable by `rca analyze`)."""
+    from parsers.loader import ingest_to_parquet
+
+    err = _stderr_console(quiet)
+    summaries = ingest_to_parquet(
+        inputs, out, _parse_options(input_format, log_format, field, tz, year, signal), changes_files=list(changes or [])
+    )
+    _warn_inputs(err, summaries)
+    total = sum(s.total_rows for s in summaries)
+    rejected = sum(s.rejected for s in summaries)
+    err.print(f"rca: wrote {total:,} rows from {len(summaries)} input(s) to {out} ({rejected:,} rejected)", markup=False)
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[str, typer.Argument(help="Scenario name (see --list).", show_default=False)] = "",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed writes the same bytes.")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory to write the incident's files to.")] = None,
+    minutes: Annotated[int | None, typer.Option("--minutes", help="Length of the simulated period in minutes.")] = None,
+    scale: Annotated[float, typer.Option("--scale", help="Traffic multiplier (1.0 = the default volume).")] = 1.0,
+    list_scenarios: Annotated[bool, typer.Option("--list", help="List the scenarios and exit.")] = False,
+) -> None:
+    """Write realistic telemetry of a small platform under an incident, with its truth.json."""
+    from rca.simulate import SCENARIOS
+    from rca.simulate import simulate as run_simulation
+
+    if list_scenarios or not scenario:
+        for name, spec in SCENARIOS.items():
+            typer.echo(f"{name:20} {spec.description}")
+        if not scenario and not list_scenarios:
+            raise UsageError("give a SCENARIO (or --list)")
+        return
+    if scenario not in SCENARIOS:
+        raise UsageError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    if out is None:
+        raise UsageError("give --out DIR")
+    written = run_simulation(scenario, seed=seed, out=out, minutes=minutes, scale=scale)
+    for path in written:
+        typer.echo(str(path))
+
+
+@app.command()
+def formats() -> None:
+    """List the input formats rca reads, with what each one is."""
+    from parsers import all_parsers
+
+    for parser in all_parsers():
+        typer.echo(f"{parser.name:22} {parser.description}")
+
+
+def main() -> None:
+    """Console entry point: runs the app and turns input and usage errors into one line and an exit code."""
+    debug = "--debug" in sys.argv
+    try:
+        app(standalone_mode=False)
+    except InputError as exc:
+        line = f"rca: error: {exc}"
+        if exc.hint:
+            line += f" ({exc.hint})"
+        print(line, file=sys.stderr)
+        sys.exit(ExitCode.USAGE)
+    except UsageError as exc:
+        print(f"rca: error: {exc}", file=sys.stderr)
+        sys.exit(ExitCode.USAGE)
+    except KeyboardInterrupt:
+        print("rca: interrupted", file=sys.stderr)
+        sys.exit(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        if type(exc).__name__ in {"Exit"}:
+            sys.exit(getattr(exc, "exit_code", 0))
+        if _is_usage_exception(exc):
+            _show_usage_error(exc)
+            sys.exit(ExitCode.USAGE)
+        if debug:
+            raise
+        print(f"rca: error: unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)", file=sys.stderr)
+        sys.exit(ExitCode.USAGE)
+
+
+def _is_usage_exception(exc: BaseException) -> bool:
+    return hasattr(exc, "show") and hasattr(exc, "exit_code") and type(exc).__name__.endswith(("UsageError", "BadParameter", "NoSuchOption", "MissingParameter", "BadOptionUsage", "BadArgumentUsage"))
+
+
+def _show_usage_error(exc: BaseException) -> None:
+    exc.show()  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    main()

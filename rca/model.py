@@ -1,0 +1,367 @@
+"""The canonical data model: frame schemas, windows, findings, hypotheses and the report.
+
+Everything downstream of the parsers speaks in these types. Parsers produce polars frames that
+conform to the schemas below (`conform` enforces it); detectors read a `Dataset` and an
+`AnalysisContext` and return `Finding`s; the ranker turns findings into `Hypothesis` and `RuledOut`
+objects; renderers draw a `Report`. Schemas are declared once here and nowhere else.
+
+Times are UTC with microsecond precision (`pl.Datetime("us", "UTC")`); durations are milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+TS = pl.Datetime("us", "UTC")
+
+# --- canonical frames -------------------------------------------------------------------------
+# Columns shared by every frame: `origin` is the input path the row came from, `line` its 1-based line
+# (or record) number there, `signal` the kind of observation (see SIGNALS) so the ranker can tell
+# independent evidence (an access log and a trace agreeing) from one source counted twice.
+
+SIGNALS = ("access_log", "app_log", "text_log", "syslog", "trace", "otlp_log", "metric", "external")
+
+REQUESTS_SCHEMA: dict[str, pl.DataType] = {
+    "ts": TS,  # when the request was served (access logs: log-write time, spans: start)
+    "duration_ms": pl.Float64(),  # total time to serve
+    "upstream_ms": pl.Float64(),  # time spent in the upstream/backend when a proxy logs it
+    "service": pl.String(),  # the serving service (proxy name, app service, span service)
+    "host": pl.String(),
+    "method": pl.String(),  # upper-case HTTP method
+    "endpoint": pl.String(),  # normalized route: /api/messages/{id}
+    "path": pl.String(),  # raw path as logged, query string removed
+    "status": pl.Int32(),
+    "source": pl.String(),  # client address, calling service or API client
+    "user_agent": pl.String(),
+    "bytes": pl.Int64(),
+    "trace_id": pl.String(),  # lower-case hex
+    "origin": pl.String(),
+    "line": pl.Int64(),
+    "signal": pl.String(),
+}
+
+EVENTS_SCHEMA: dict[str, pl.DataType] = {
+    "ts": TS,
+    "level": pl.String(),  # TRACE DEBUG INFO WARN ERROR FATAL (normalized upper case), null if unknown
+    "service": pl.String(),
+    "host": pl.String(),
+    "logger": pl.String(),  # logger, component, syslog tag or caller
+    "message": pl.String(),
+    "attributes": pl.String(),  # the other parsed fields as a JSON object text, null if none
+    "trace_id": pl.String(),
+    "origin": pl.String(),
+    "line": pl.Int64(),
+    "signal": pl.String(),
+}
+
+CHANGE_KINDS = ("deploy", "rollback", "config", "flag", "restart")
+
+CHANGES_SCHEMA: dict[str, pl.DataType] = {
+    "ts": TS,
+    "kind": pl.String(),  # one of CHANGE_KINDS
+    "service": pl.String(),
+    "subject": pl.String(),  # version, flag or config name: "v2.3.1"
+    "description": pl.String(),
+    "origin": pl.String(),
+    "line": pl.Int64(),
+    "signal": pl.String(),
+}
+
+SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
+
+SPANS_SCHEMA: dict[str, pl.DataType] = {
+    "trace_id": pl.String(),  # 32 lower-case hex
+    "span_id": pl.String(),  # 16 lower-case hex
+    "parent_span_id": pl.String(),  # null at a root
+    "service": pl.String(),
+    "name": pl.String(),
+    "kind": pl.String(),  # one of SPAN_KINDS
+    "ts": TS,  # span start
+    "duration_ms": pl.Float64(),
+    "self_ms": pl.Float64(),  # duration minus the union of its children's intervals; null until computed
+    "status": pl.String(),  # unset | ok | error
+    "http_route": pl.String(),
+    "http_method": pl.String(),
+    "http_status": pl.Int32(),
+    "url_path": pl.String(),
+    "client_address": pl.String(),
+    "peer_service": pl.String(),
+    "db_system": pl.String(),
+    "service_version": pl.String(),
+    "deployment_environment": pl.String(),
+    "host": pl.String(),
+    "origin": pl.String(),
+    "line": pl.Int64(),
+    "signal": pl.String(),
+}
+
+METRICS_SCHEMA: dict[str, pl.DataType] = {
+    "ts": TS,
+    "name": pl.String(),  # e.g. system.memory.utilization, cache.evictions
+    "value": pl.Float64(),
+    "unit": pl.String(),
+    "service": pl.String(),
+    "host": pl.String(),
+    "attributes": pl.String(),  # JSON object text of the other attributes, null if none
+    "origin": pl.String(),
+    "line": pl.Int64(),
+    "signal": pl.String(),
+}
+
+SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "requests": REQUESTS_SCHEMA,
+    "events": EVENTS_SCHEMA,
+    "changes": CHANGES_SCHEMA,
+    "spans": SPANS_SCHEMA,
+    "metrics": METRICS_SCHEMA,
+}
+FRAMES = tuple(SCHEMAS)
+
+
+def empty_frame(name: str) -> pl.DataFrame:
+    """An empty frame with the canonical schema of `name`."""
+    return pl.DataFrame(schema=SCHEMAS[name])
+
+
+def conform(frame: pl.DataFrame | pl.LazyFrame, name: str) -> pl.DataFrame | pl.LazyFrame:
+    """Select, cast and order the columns of `frame` to the schema of `name`.
+
+    Missing columns become nulls; extra columns are dropped. Works lazily on a LazyFrame.
+    """
+    schema = SCHEMAS[name]
+    have = set(frame.collect_schema().names())
+    exprs = [
+        (pl.col(col).cast(dtype, strict=False) if col in have else pl.lit(None, dtype=dtype)).alias(col)
+        for col, dtype in schema.items()
+    ]
+    return frame.select(exprs)
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """One rejected input line: where, why, and the start of its text."""
+
+    line: int
+    reason: str
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class InputSummary:
+    """What one input file gave: its format, row counts per frame and what was rejected."""
+
+    path: str
+    format: str
+    lines: int  # records read (lines, or messages for binary formats)
+    rows: Mapping[str, int]  # rows per canonical frame
+    rejected: int
+    rejected_examples: tuple[Rejected, ...] = ()
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+
+@dataclass
+class Dataset:
+    """All canonical frames of one run, concatenated over inputs, plus a summary per input."""
+
+    requests: pl.DataFrame = field(default_factory=lambda: empty_frame("requests"))
+    events: pl.DataFrame = field(default_factory=lambda: empty_frame("events"))
+    changes: pl.DataFrame = field(default_factory=lambda: empty_frame("changes"))
+    spans: pl.DataFrame = field(default_factory=lambda: empty_frame("spans"))
+    metrics: pl.DataFrame = field(default_factory=lambda: empty_frame("metrics"))
+    inputs: list[InputSummary] = field(default_factory=list)
+
+    def frame(self, name: str) -> pl.DataFrame:
+        return getattr(self, name)
+
+    def time_range(self) -> tuple[datetime, datetime] | None:
+        """The earliest and latest timestamp over all frames, or None when there is no timed row."""
+        lows, highs = [], []
+        for name in FRAMES:
+            ts = self.frame(name)["ts"].drop_nulls()
+            if len(ts):
+                lows.append(ts.min())
+                highs.append(ts.max())
+        if not lows:
+            return None
+        return min(lows), max(highs)
+
+
+# --- analysis windows -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open time interval [start, end)."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def duration(self) -> timedelta:
+        return self.end - self.start
+
+    def contains(self, ts: datetime) -> bool:
+        return self.start <= ts < self.end
+
+
+@dataclass(frozen=True)
+class AnalysisContext:
+    """How the detectors cut time: bucket size, the baseline and incident windows, the data span."""
+
+    bucket_s: int
+    span: Window  # all data
+    baseline: Window
+    incident: Window
+    method: str = "auto"  # how the windows were found: "auto: ..." or "given"
+
+    @property
+    def bucket(self) -> timedelta:
+        return timedelta(seconds=self.bucket_s)
+
+
+# --- findings and hypotheses ------------------------------------------------------------------
+
+HYPOTHESIS_KINDS = ("traffic_surge", "deploy", "resource_exhaustion", "dependency_slowdown", "error_burst")
+
+
+@dataclass(frozen=True)
+class Series:
+    """A regular time series behind a finding, for charts: value per bucket from `start`."""
+
+    start: datetime
+    bucket_s: int
+    values: tuple[float | None, ...]
+    label: str = ""
+
+    def timestamps(self) -> list[datetime]:
+        step = timedelta(seconds=self.bucket_s)
+        return [self.start + i * step for i in range(len(self.values))]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One anomaly a detector found: what changed, where, when and by how much.
+
+    `kind` names the anomaly (see FINDING_KINDS), `dimension` what is grouped by (endpoint, source,
+    service, host, template, resource, operation, change ...), `subject` the value of that dimension.
+    `metric` names the measured quantity with its unit (`requests_per_min`, `p95_ms`, `error_rate`).
+    `baseline` and `incident` are that metric in the two windows; `magnitude` their ratio (or the
+    detector's effect size when a ratio means nothing); `excess` the absolute difference summed over
+    the incident (extra requests, extra errors); `share_explained` the fraction of the total excess of
+    its family that this subject accounts for; `confidence` in [0, 1].
+    """
+
+    detector: str
+    kind: str
+    dimension: str
+    subject: str
+    metric: str
+    onset: datetime | None
+    baseline: float | None
+    incident: float | None
+    magnitude: float
+    confidence: float
+    signal: str  # which kind of observation it came from (SIGNALS)
+    where: str | None = None  # service or host it is located at, when that is not the subject
+    peak: datetime | None = None
+    excess: float | None = None
+    share_explained: float | None = None
+    series: Series | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+# Finding kinds, the vocabulary shared by detectors and the ranker.
+FINDING_KINDS = (
+    "traffic_spike",  # request rate up (endpoint, source, source_net, user_agent, client, endpoint_source, service, host)
+    "traffic_drop",  # request rate down
+    "latency_shift",  # p50/p95/p99 up (endpoint, service, host)
+    "error_rate",  # 5xx or error-level share up (endpoint, service, host)
+    "error_message",  # a new or bursting error message/template (template)
+    "template_burst",  # a log template whose rate bursts (template)
+    "new_template",  # a template that appears only in the incident (template)
+    "change_effect",  # before/after comparison around a change event (change); details hold the figures
+    "resource_saturation",  # memory/cpu/cache/pool/disk pressure (resource; where = host or service)
+    "self_time_shift",  # a service/operation's own time grew (operation)
+    "fanout_growth",  # calls per request to a downstream grew (operation)
+    "error_origin",  # the deepest failing span in failing traces (operation)
+    "caller_share",  # which caller drives a downstream's load (caller)
+)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One line of evidence for or against a hypothesis, with its figures."""
+
+    detector: str
+    text: str
+    baseline: float | None = None
+    incident: float | None = None
+    ratio: float | None = None
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A candidate root cause, scored, with the symptoms it explains and its evidence."""
+
+    rank: int
+    kind: str  # one of HYPOTHESIS_KINDS
+    dimension: str
+    subject: str
+    where: str | None
+    score: float  # in [0, 1]
+    onset: datetime | None
+    summary: str  # one sentence
+    explains: tuple[str, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
+    findings: tuple[Finding, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuledOut:
+    """A tempting explanation the data contradicts, with the figures that contradict it."""
+
+    kind: str
+    subject: str
+    reason: str
+    evidence: tuple[Evidence, ...] = ()
+    ts: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    ts: datetime
+    what: str  # "change" | "cause" | "symptom" | "recovery"
+    text: str
+    ref: str | None = None  # file:line or metric name
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything one `rca analyze` run concluded; renderers draw it and compute nothing new."""
+
+    schema_version: int
+    tool_version: str
+    inputs: tuple[InputSummary, ...]
+    context: AnalysisContext | None
+    incident_detected: bool
+    headline: str
+    hypotheses: tuple[Hypothesis, ...] = ()
+    ruled_out: tuple[RuledOut, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    timeline: tuple[TimelineEntry, ...] = ()
+    largest_deviations: tuple[Finding, ...] = ()
+    command: str | None = None

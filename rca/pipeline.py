@@ -1,0 +1,82 @@
+"""`analyze`: the product as a library call. Parsers -> frames -> detectors -> findings -> ranker -> report.
+
+    >>> from rca.pipeline import analyze, AnalyzeOptions
+    >>> report = analyze(["samples/third-party-surge"], AnalyzeOptions())
+
+The CLI only turns options into an `AnalyzeOptions` and hands the `Report` to a renderer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from parsers import ParseOptions
+from rca.model import AnalysisContext, Dataset, Report
+
+ProgressFn = Callable[[str, int, int], None]  # (stage or file, done, total)
+
+
+@dataclass
+class AnalyzeOptions:
+    """Everything the user can set for one analysis."""
+
+    parse: ParseOptions = field(default_factory=ParseOptions)
+    changes_files: list[str] = field(default_factory=list)  # extra deploy markers (JSON lines or CSV)
+    bucket: str | None = None  # "30s", "1m", "5m"; None: chosen from the data
+    since: str | None = None  # incident window: RFC 3339, "YYYY-MM-DD HH:MM", or "30m" before data end
+    until: str | None = None
+    baseline_since: str | None = None
+    baseline_until: str | None = None
+    command: str | None = None  # the command line, for the report's appendix
+
+
+def load(
+    inputs: Sequence[str],
+    options: AnalyzeOptions,
+    progress: ProgressFn | None = None,
+    stdin: BinaryIO | None = None,
+) -> Dataset:
+    """Read every input into one Dataset (raises InputError only when nothing is readable)."""
+    from parsers.loader import load_dataset
+
+    return load_dataset(
+        inputs, options.parse, changes_files=options.changes_files, progress=progress, stdin=stdin
+    )
+
+
+def context_for(dataset: Dataset, options: AnalyzeOptions) -> AnalysisContext | None:
+    """Bucket size and baseline/incident windows for this data (None when it has no timed rows)."""
+    from detectors.windows import choose_context
+
+    return choose_context(
+        dataset,
+        bucket=options.bucket,
+        since=options.since,
+        until=options.until,
+        baseline_since=options.baseline_since,
+        baseline_until=options.baseline_until,
+    )
+
+
+def analyze_dataset(dataset: Dataset, options: AnalyzeOptions) -> Report:
+    """Detect, rank and assemble the report for an already loaded Dataset."""
+    import detectors
+    from rca.ranker import build_report
+
+    context = context_for(dataset, options)
+    findings = detectors.run_all(dataset, context) if context is not None else []
+    return build_report(dataset, context, findings, command=options.command)
+
+
+def analyze(
+    inputs: Sequence[str],
+    options: AnalyzeOptions | None = None,
+    progress: ProgressFn | None = None,
+    stdin: BinaryIO | None = None,
+) -> Report:
+    """Read the inputs and return the ranked causes of the incident they show."""
+    options = options or AnalyzeOptions()
+    dataset = load(inputs, options, progress=progress, stdin=stdin)
+    return analyze_dataset(dataset, options)

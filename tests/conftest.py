@@ -1,0 +1,26 @@
+"""Shared fixtures. Tests are deterministic (seeded) and never touch the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+SHARED = ROOT.parent / "shared"
+CORPUS = SHARED / "corpus"
+
+# Never let a developer's or CI's environment change rendered output.
+os.environ.setdefault("NO_COLOR", "1")
+os.environ.pop("GITHUB_STEP_SUMMARY", None)
+os.environ.pop("GITHUB_ACTIONS", None)
+os.environ.pop("FORCE_COLOR", None)
+
+
+@pytest.fixture
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip("../shared/corpus is not beside this checkout")
+    return CORPUS
