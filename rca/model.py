@@ -167,6 +167,8 @@ class InputSummary:
     first_ts: datetime | None = None
     last_ts: datetime | None = None
     warnings: tuple[str, ...] = ()
+    top_endpoints: tuple[tuple[str, int], ...] = ()  # most requested endpoints with counts
+    top_sources: tuple[tuple[str, int], ...] = ()  # busiest sources with counts
 
     @property
     def total_rows(self) -> int:
