@@ -1,0 +1,292 @@
+"""Structured records (JSON lines, logfmt) -> canonical frames, by common field-name conventions.
+
+Records are flattened to dotted keys (`{"http": {"route": ...}}` -> `http.route`). For each canonical
+field the first present key of its candidate list wins (`--field name=path` puts the user's key
+first). The columns are then converted in polars: epochs in s/ms/µs/ns told apart by magnitude, ISO-8601
+with any offset, levels from names, pino numbers (10-60) or syslog priorities (0-7). A record with a
+path/route and a status or duration is a request; every other record is an event. The fields not mapped
+are kept as a JSON object in `attributes`. A change in the value of a version field per service becomes
+a `changes` row (kind `deploy`).
+
+Dialects covered: ECS, OpenTelemetry semantic conventions, pino/bunyan, zap, logrus/slog, structlog,
+journald (`journalctl -o json`), Docker json-file, and the plain `ts/level/msg` family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import polars as pl
+
+from parsers.endpoints import normalize_endpoint_expr, strip_query_expr
+from rca.model import conform
+
+CANDIDATES: dict[str, tuple[str, ...]] = {
+    "ts": ("ts", "time", "timestamp", "@timestamp", "t", "datetime", "date", "time_local", "logged_at",
+           "__REALTIME_TIMESTAMP", "eventTime", "timeUnixNano", "time_iso8601", "msec"),
+    "level": ("level", "lvl", "severity", "log.level", "levelname", "loglevel", "severity_text", "severityText",
+              "PRIORITY", "level_name"),
+    "message": ("msg", "message", "MESSAGE", "event", "log", "text", "body", "short_message"),
+    "service": ("service", "service.name", "app", "application", "SYSLOG_IDENTIFIER", "_SYSTEMD_UNIT",
+                "name", "component", "logger_service"),
+    "host": ("host", "hostname", "host.name", "_HOSTNAME", "server", "instance", "pod", "k8s.pod.name"),
+    "logger": ("logger", "logger_name", "log.logger", "caller", "module", "category", "source_location"),
+    "route": ("http.route", "route", "endpoint", "handler", "url.template"),
+    "path": ("path", "url.path", "http.target", "uri", "request_uri", "url", "http.url", "url.full",
+             "req.url", "request.path", "request_path", "http.path"),
+    "method": ("method", "http.method", "http.request.method", "request_method", "req.method", "verb"),
+    "status": ("status", "status_code", "http.status_code", "http.response.status_code", "statusCode",
+               "res.statusCode", "response_status", "http_status", "code"),
+    "duration": ("duration_ms", "latency_ms", "elapsed_ms", "response_time_ms", "responseTime", "took_ms",
+                 "duration", "latency", "elapsed", "request_time", "response_time", "took", "event.duration",
+                 "duration_us", "duration_ns", "duration_s"),
+    "source": ("client.address", "client", "client_ip", "remote_addr", "remote_ip", "clientip", "client.ip",
+               "source.ip", "ip", "http.client_ip", "req.remoteAddress", "api_client", "caller_service",
+               "peer.service", "user_id"),
+    "user_agent": ("user_agent", "user_agent.original", "http.user_agent", "userAgent", "ua",
+                   "http_user_agent", "req.headers.user-agent"),
+    "bytes": ("bytes", "bytes_sent", "body_bytes_sent", "response_size", "http.response.body.size", "size",
+              "res.contentLength"),
+    "trace_id": ("trace_id", "traceId", "trace.id", "traceid", "dd.trace_id", "otelTraceID"),
+    "version": ("service.version", "version", "app_version", "build", "release", "git_sha"),
+}
+# Duration keys whose unit is not milliseconds.
+_DURATION_SCALE = {
+    "duration_us": 1e-3, "duration_ns": 1e-6, "event.duration": 1e-6, "duration_s": 1e3,
+    "request_time": 1e3, "response_time": None, "elapsed": None, "duration": None, "latency": None, "took": None,
+}
+CANONICAL_FIELDS = tuple(CANDIDATES)
+
+_LEVEL_NAMES = {
+    "trace": "TRACE", "finest": "TRACE", "finer": "TRACE", "verbose": "TRACE",
+    "debug": "DEBUG", "dbug": "DEBUG", "fine": "DEBUG", "d": "DEBUG",
+    "info": "INFO", "information": "INFO", "informational": "INFO", "notice": "INFO", "i": "INFO", "config": "INFO",
+    "warn": "WARN", "warning": "WARN", "w": "WARN",
+    "error": "ERROR", "err": "ERROR", "e": "ERROR", "severe": "ERROR",
+    "fatal": "FATAL", "critical": "FATAL", "crit": "FATAL", "alert": "FATAL", "emerg": "FATAL",
+    "emergency": "FATAL", "panic": "FATAL", "dpanic": "FATAL", "f": "FATAL",
+}
+
+
+def flatten(record: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Nested objects to dotted keys; lists are kept as values."""
+    if out is None:
+        out = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flatten(value, name + ".", out)
+        else:
+            out[name] = value
+    return out
+
+
+def _column(values: list[Any], name: str) -> pl.Series:
+    try:
+        series = pl.Series(name, values, strict=False)
+    except (TypeError, ValueError, OverflowError):
+        series = pl.Series(name, [None if v is None else str(v) for v in values], dtype=pl.String)
+    if series.dtype == pl.Object or series.dtype == pl.Null or isinstance(series.dtype, pl.List | pl.Struct):
+        series = pl.Series(name, [None if v is None else (v if isinstance(v, str) else orjson.dumps(v).decode()) for v in values], dtype=pl.String)
+    return series
+
+
+def _as_string(s: pl.Series) -> pl.Series:
+    if s.dtype == pl.String:
+        return s
+    if s.dtype == pl.Boolean or s.dtype.is_numeric():
+        return s.cast(pl.String)
+    return s.cast(pl.String, strict=False)
+
+
+def parse_timestamp(values: pl.Series, tz: str = "UTC") -> pl.Series:
+    """Epoch numbers (s/ms/µs/ns by magnitude, numeric strings too) or ISO-8601 text -> Datetime(us, UTC)."""
+    if values.dtype.is_numeric():
+        num = values.cast(pl.Float64)
+    else:
+        num = values.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+    magnitude = num.abs()
+    micros = (
+        pl.select(
+            pl.when(magnitude < 1e11).then(num * 1e6)
+            .when(magnitude < 1e14).then(num * 1e3)
+            .when(magnitude < 1e17).then(num)
+            .otherwise(num / 1e3)
+            .round(0)
+            .cast(pl.Int64)
+            .cast(pl.Datetime("us", "UTC"))
+        ).to_series()
+    )
+    if values.dtype.is_numeric():
+        return micros.alias("ts")
+    text = values.cast(pl.String).str.strip_chars()
+    iso = _parse_iso(text, tz)
+    return pl.select(pl.coalesce(pl.lit(iso), pl.lit(micros))).to_series().alias("ts")
+
+
+def _parse_iso(text: pl.Series, tz: str) -> pl.Series:
+    norm = (
+        text.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]", "${1}T")
+        .str.replace(r"[Zz]$", "+00:00")
+        .str.replace(r"([+-]\d{2})(\d{2})$", "${1}:${2}")
+        .str.replace(r",(\d+)", ".${1}")
+    )
+    has_zone = norm.str.contains(r"[+-]\d{2}:\d{2}$")
+    zone = "+00:00" if tz.upper() in ("UTC", "Z") else None
+    if zone is None:
+        naive = norm.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us")
+        naive = naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+    else:
+        naive = (norm + zone).str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us", time_zone="UTC")
+    zoned = norm.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us", time_zone="UTC")
+    return pl.select(pl.when(pl.lit(has_zone)).then(pl.lit(zoned)).otherwise(pl.lit(naive))).to_series()
+
+
+def normalize_level(values: pl.Series) -> pl.Series:
+    """Level names, pino numbers (10-60) and syslog priorities (0-7) -> TRACE/DEBUG/INFO/WARN/ERROR/FATAL."""
+    text = _as_string(values).str.strip_chars()
+    num = text.cast(pl.Int64, strict=False)
+    by_name = text.str.to_lowercase().replace_strict(_LEVEL_NAMES, default=None, return_dtype=pl.String)
+    return pl.select(
+        pl.when(pl.lit(num).is_between(0, 7))
+        .then(pl.lit(num).replace_strict({0: "FATAL", 1: "FATAL", 2: "FATAL", 3: "ERROR", 4: "WARN", 5: "INFO", 6: "INFO", 7: "DEBUG"}, default=None, return_dtype=pl.String))
+        .when(pl.lit(num) >= 10)
+        .then(
+            pl.when(pl.lit(num) >= 60).then(pl.lit("FATAL"))
+            .when(pl.lit(num) >= 50).then(pl.lit("ERROR"))
+            .when(pl.lit(num) >= 40).then(pl.lit("WARN"))
+            .when(pl.lit(num) >= 30).then(pl.lit("INFO"))
+            .when(pl.lit(num) >= 20).then(pl.lit("DEBUG"))
+            .otherwise(pl.lit("TRACE"))
+        )
+        .otherwise(pl.lit(by_name))
+    ).to_series().alias("level")
+
+
+def records_to_frames(
+    records: list[dict[str, Any]],
+    line_numbers: list[int],
+    origin: str,
+    signal: str,
+    overrides: dict[str, str] | None = None,
+    tz: str = "UTC",
+    default_service: str | None = None,
+) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """Flattened records -> ({"requests", "events", "changes"} frames, rejected (line, text, reason))."""
+    overrides = overrides or {}
+    keys: set[str] = set()
+    for record in records:
+        keys.update(record)
+    chosen: dict[str, list[str]] = {}
+    for name, candidates in CANDIDATES.items():
+        wanted = [overrides[name]] if name in overrides else []
+        wanted += [c for c in candidates if c not in wanted]
+        chosen[name] = [k for k in wanted if k in keys]
+    used: set[str] = {k for ks in chosen.values() for k in ks[:1]}
+    # Keep every key of a mapped field out of attributes, not only the winner.
+    used_all: set[str] = {k for ks in chosen.values() for k in ks}
+
+    columns: dict[str, pl.Series] = {"line": pl.Series("line", line_numbers, dtype=pl.Int64)}
+    for name, ks in chosen.items():
+        if not ks:
+            continue
+        series_list = [_column([r.get(k) for r in records], k) for k in ks]
+        if name == "duration":
+            ms_list = []
+            for k, s in zip(ks, series_list, strict=True):
+                num = _as_string(s).cast(pl.Float64, strict=False) if s.dtype == pl.String else s.cast(pl.Float64, strict=False)
+                scale = _DURATION_SCALE.get(k, 1.0)
+                if scale is None:
+                    # Unit unknown: values under 100 with a fraction look like seconds (request_time style).
+                    num = pl.select(pl.when((pl.lit(num) < 100) & (pl.lit(num) % 1 != 0)).then(pl.lit(num) * 1e3).otherwise(pl.lit(num))).to_series()
+                    scale = 1.0
+                ms_list.append((num * scale).alias(k))
+            columns[name] = pl.select(pl.coalesce(ms_list)).to_series().alias(name)
+        elif name == "ts":
+            ts_list = [parse_timestamp(s, tz) for s in series_list]
+            columns[name] = pl.select(pl.coalesce(ts_list)).to_series().alias("ts")
+        else:
+            str_list = [_as_string(s) for s in series_list]
+            columns[name] = pl.select(pl.coalesce(str_list)).to_series().alias(name)
+
+    height = len(records)
+    frame = pl.DataFrame(columns) if columns else pl.DataFrame({"line": line_numbers})
+    for name in CANONICAL_FIELDS:
+        if name not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.Datetime("us", "UTC") if name == "ts" else (pl.Float64 if name == "duration" else pl.String)).alias(name))
+    leftovers = [{k: v for k, v in r.items() if k not in used_all} for r in records]
+    attributes = [orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode() if d else None for d in leftovers]
+    frame = frame.with_columns(
+        pl.Series("attributes", attributes, dtype=pl.String),
+        level=normalize_level(frame["level"]) if frame["level"].dtype != pl.Null else pl.lit(None, pl.String),
+    )
+    if default_service is not None:
+        frame = frame.with_columns(pl.col("service").fill_null(default_service))
+    del used, height
+
+    target = pl.coalesce(pl.col("route"), pl.col("path"))
+    is_request = target.is_not_null() & (pl.col("status").is_not_null() | pl.col("duration").is_not_null())
+    frame = frame.with_columns(is_request.alias("_is_request"), origin=pl.lit(origin), signal=pl.lit(signal))
+    bad = frame.filter(pl.col("ts").is_null()).select("line", pl.lit(None, dtype=pl.String).alias("text"), pl.lit("no readable timestamp").alias("reason"))
+    frame = frame.filter(pl.col("ts").is_not_null())
+
+    requests = frame.filter(pl.col("_is_request")).with_columns(
+        duration_ms=pl.col("duration"),
+        method=pl.col("method").str.to_uppercase(),
+        path=strip_query_expr(pl.col("path").str.replace(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/]*", "")),
+        endpoint=pl.when(pl.col("route").is_not_null()).then(pl.col("route")).otherwise(normalize_endpoint_expr(pl.col("path"))),
+        status=pl.col("status").cast(pl.Int32, strict=False),
+        bytes=pl.col("bytes").cast(pl.Float64, strict=False).cast(pl.Int64, strict=False),
+        trace_id=pl.col("trace_id").str.to_lowercase(),
+    )
+    events = frame.filter(~pl.col("_is_request")).with_columns(trace_id=pl.col("trace_id").str.to_lowercase())
+    changes = version_changes(frame)
+    return {
+        "requests": conform(requests, "requests"),
+        "events": conform(events, "events"),
+        "changes": changes,
+    }, bad
+
+
+def version_changes(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows where a service's version field differs from its previous value -> `changes` (kind deploy)."""
+    if "version" not in frame.columns or frame["version"].null_count() == frame.height:
+        return conform(pl.DataFrame(), "changes")  # type: ignore[return-value]
+    seen = (
+        frame.filter(pl.col("version").is_not_null())
+        .sort("ts", "line")
+        .with_columns(pl.col("service").fill_null("").alias("_svc"), pl.col("host").fill_null("").alias("_host"))
+        # per (service, host): a rolling deploy must not flap between old and new hosts
+        .with_columns(pl.col("version").shift(1).over("_svc", "_host").alias("_prev"))
+        .filter(pl.col("_prev").is_not_null() & (pl.col("_prev") != pl.col("version")))
+    )
+    changes = seen.with_columns(
+        kind=pl.lit("deploy"),
+        subject=pl.col("version"),
+        description=pl.format("version of {} changed from {} to {} (first seen)", pl.col("service").fill_null("?"), pl.col("_prev"), pl.col("version")),
+    )
+    return conform(changes, "changes")  # type: ignore[return-value]
+
+
+def parse_json_lines(texts: Iterable[str | None]) -> tuple[list[dict[str, Any]], list[int], list[tuple[int, str, str]]]:
+    """orjson over each line: (flattened records, their 1-based positions, rejected (pos, text, reason))."""
+    records: list[dict[str, Any]] = []
+    positions: list[int] = []
+    rejected: list[tuple[int, str, str]] = []
+    loads = orjson.loads
+    for i, text in enumerate(texts):
+        if text is None or not text.strip():
+            continue
+        try:
+            value = loads(text)
+        except orjson.JSONDecodeError as exc:
+            rejected.append((i, text[:160], f"invalid JSON ({str(exc).split(':')[0]})"))
+            continue
+        if not isinstance(value, dict):
+            rejected.append((i, text[:160], "JSON value is not an object"))
+            continue
+        records.append(flatten(value))
+        positions.append(i)
+    return records, positions, rejected

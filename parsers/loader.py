@@ -1,0 +1,195 @@
+"""Loading a run's inputs into one Dataset: expand, sniff, parse, derive changes, summarize.
+
+For each input the loader picks a parser (`--log-format` > `--input-format` > sniffing), parses it,
+and records an `InputSummary` (format, rows per frame, rejected lines with examples, time range, top
+endpoints and sources). An input that cannot be read at all (missing, binary, unknown format, empty,
+corrupt) becomes a warning and the run goes on; only when nothing at all is readable does the loader
+raise `InputError` (exit code 2). Change events are then derived for all formats alike: deploy,
+rollback and config-reload announcements in any log message, plus `--changes` files.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import polars as pl
+
+from parsers import ParseOptions, ParseResult, get_parser, sniff
+from parsers.changes import changes_from_messages, read_changes_file
+from parsers.sources import Source, expand_inputs, stdin_source
+from rca.errors import InputError
+from rca.model import FRAMES, Dataset, InputSummary, Rejected, empty_frame
+
+ProgressFn = Callable[[str, int, int], None]
+MIN_SNIFF_SCORE = 0.3
+TOP_N = 5
+
+
+def _choose_parser(source: Source, options: ParseOptions):
+    if options.log_format:
+        from parsers.access_log import custom_parser
+
+        return custom_parser(options.log_format)
+    if options.input_format:
+        try:
+            return get_parser(options.input_format)
+        except KeyError as exc:
+            raise InputError(str(exc.args[0])) from None
+    sample = source.sample()
+    if not sample.head.strip():
+        raise InputError("empty file", file=source.origin)
+    parser, score = sniff(sample)
+    if parser is None or score < MIN_SNIFF_SCORE:
+        if sample.is_binary:
+            raise InputError("binary file in no known format", file=source.origin, hint="see `rca formats`")
+        first = sample.lines[0][:80] if sample.lines else ""
+        raise InputError(f"unknown format (first line: {first!r})", file=source.origin, line=1, hint="use --input-format, see `rca formats`")
+    return parser
+
+
+def _summarize(source: Source, result: ParseResult) -> InputSummary:
+    rows = {name: frame.height for name, frame in result.frames.items() if frame.height}
+    lows, highs = [], []
+    for frame in result.frames.values():
+        if "ts" in frame.columns and frame.height:
+            ts = frame["ts"].drop_nulls()
+            if len(ts):
+                lows.append(ts.min())
+                highs.append(ts.max())
+    top_endpoints: tuple[tuple[str, int], ...] = ()
+    top_sources: tuple[tuple[str, int], ...] = ()
+    requests = result.frames.get("requests")
+    if requests is not None and requests.height:
+        top_endpoints = _top(requests, "endpoint")
+        top_sources = _top(requests, "source")
+    return InputSummary(
+        path=source.origin,
+        format=result.format,
+        lines=result.lines,
+        rows=rows,
+        rejected=result.rejected,
+        rejected_examples=tuple(result.rejected_examples[:5]),
+        first_ts=min(lows) if lows else None,
+        last_ts=max(highs) if highs else None,
+        warnings=tuple(result.warnings),
+        top_endpoints=top_endpoints,
+        top_sources=top_sources,
+    )
+
+
+def _top(frame: pl.DataFrame, column: str) -> tuple[tuple[str, int], ...]:
+    counts = (
+        frame.filter(pl.col(column).is_not_null())
+        .group_by(column)
+        .len()
+        .sort(["len", column], descending=[True, False])
+        .head(TOP_N)
+    )
+    return tuple((str(v), int(n)) for v, n in counts.iter_rows())
+
+
+def _failed(source_or_origin: str, error: InputError) -> InputSummary:
+    reason = error.reason + (f" ({error.hint})" if error.hint else "")
+    return InputSummary(
+        path=source_or_origin,
+        format="unreadable",
+        lines=0,
+        rows={},
+        rejected=0,
+        warnings=(reason,),
+    )
+
+
+def load_dataset(
+    inputs: Sequence[str],
+    options: ParseOptions | None = None,
+    changes_files: Sequence[str] = (),
+    progress: ProgressFn | None = None,
+    stdin: BinaryIO | None = None,
+) -> Dataset:
+    """Read every input into one Dataset; raise InputError only when nothing at all is readable."""
+    options = options or ParseOptions()
+    inputs = list(inputs)
+    if not inputs:
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        if stdin is None and sys.stdin.isatty():
+            raise InputError("no inputs given and stdin is a terminal", hint="give files, directories or '-'")
+        sources, errors = [stdin_source(stream)], []
+    else:
+        sources, errors = expand_inputs(inputs, stdin=stdin)
+    summaries: list[InputSummary] = [_failed(e.file or "?", e) for e in errors]
+    collected: dict[str, list[pl.DataFrame]] = {name: [] for name in FRAMES}
+    for index, source in enumerate(sources):
+        if progress is not None:
+            progress(f"reading {source.origin}", index, len(sources))
+        try:
+            parser = _choose_parser(source, options)
+            result = parser.parse(source, options)
+        except InputError as exc:
+            if exc.file is None:
+                exc.file = source.origin
+            summaries.append(_failed(source.origin, exc))
+            continue
+        for name, frame in result.frames.items():
+            if frame.height:
+                collected[name].append(frame)
+        summaries.append(_summarize(source, result))
+    if progress is not None:
+        progress("analysing", len(sources), len(sources))
+
+    dataset = Dataset(inputs=summaries)
+    for name in FRAMES:
+        frames = collected[name]
+        setattr(dataset, name, pl.concat(frames, how="vertical") if frames else empty_frame(name))
+
+    if not any(dataset.frame(name).height for name in FRAMES):
+        reasons = "; ".join(f"{s.path}: {s.warnings[0]}" for s in summaries if s.warnings) or "no rows"
+        raise InputError(f"nothing readable in the inputs ({reasons})")
+
+    extra = [dataset.changes, changes_from_messages(dataset.events)]
+    for path in changes_files:
+        found, errs = expand_inputs([path])
+        if errs:
+            raise errs[0]
+        extra += [read_changes_file(src) for src in found]
+    dataset.changes = dedupe_changes(pl.concat(extra, how="vertical"))
+    return dataset
+
+
+def dedupe_changes(changes: pl.DataFrame) -> pl.DataFrame:
+    """One row per (kind, service, subject): the earliest sighting. A subject-less announcement is kept
+    only when no versioned change of the same kind and service lies within 5 minutes of it."""
+    if changes.height == 0:
+        return changes
+    changes = changes.sort("ts", "origin", "line")
+    with_subject = changes.filter(pl.col("subject").is_not_null()).unique(
+        subset=["kind", "service", "subject"], keep="first", maintain_order=True
+    )
+    bare = changes.filter(pl.col("subject").is_null())
+    if bare.height and with_subject.height:
+        near = bare.join(with_subject.select("kind", "service", pl.col("ts").alias("_ts")), on=["kind", "service"], how="left", nulls_equal=True)
+        near = near.with_columns(((pl.col("_ts") - pl.col("ts")).abs() <= pl.duration(minutes=5)).fill_null(False).alias("_near"))
+        keep = near.group_by("origin", "line", maintain_order=True).agg(pl.col("_near").any()).filter(~pl.col("_near"))
+        bare = bare.join(keep.select("origin", "line"), on=["origin", "line"], how="semi")
+    bare = bare.unique(subset=["kind", "service", "ts"], keep="first", maintain_order=True)
+    return pl.concat([with_subject, bare]).sort("ts", "kind", "service")
+
+
+def ingest_to_parquet(
+    inputs: Sequence[str], out_dir: Path, options: ParseOptions | None = None, changes_files: Sequence[str] = ()
+) -> list[InputSummary]:
+    """Parse the inputs and write each non-empty canonical frame to `out_dir/<frame>.parquet`."""
+    dataset = load_dataset(inputs, options, changes_files=changes_files)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in FRAMES:
+        frame = dataset.frame(name)
+        if frame.height:
+            frame.write_parquet(out_dir / f"{name}.parquet", compression="zstd")
+    return dataset.inputs
+
+
+__all__ = ["Rejected", "dedupe_changes", "ingest_to_parquet", "load_dataset"]
