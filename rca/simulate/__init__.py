@@ -1,0 +1,148 @@
+"""Incident simulator: realistic telemetry of a small chat platform under an incident, with its truth.
+
+    rca simulate third-party-surge --seed 3 --out /tmp/incident
+
+writes `telemetry/access.log.gz` (nginx combined + `$request_time $upstream_response_time`),
+`telemetry/app.jsonl.gz` (application JSON lines: request logs and events, with `service.version`),
+`telemetry/app.log.gz` (plain-text application log, log4j style, stack traces on several lines),
+`telemetry/traces.otlp.jsonl.gz` (OTLP/JSON, one ExportTraceServiceRequest per line, the collector file
+exporter's format) and `truth.json` (root cause, symptoms, decoys). `generate` does the same in memory.
+Everything derives from the seed; gzip members carry no timestamp, so the bytes are reproducible.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from rca.simulate.platform import Platform, baseline_rate, build_platform
+from rca.simulate.requests import simulate_requests
+from rca.simulate.scenarios import SCENARIOS, Effects, ScenarioSpec
+from rca.simulate.writers import write_access_log, write_app_jsonl, write_app_text, write_traces
+
+DEFAULT_MINUTES = 90
+ALL_FORMATS = ("access", "jsonl", "text", "traces")
+FILE_NAMES = {
+    "access": "telemetry/access.log.gz",
+    "jsonl": "telemetry/app.jsonl.gz",
+    "text": "telemetry/app.log.gz",
+    "traces": "telemetry/traces.otlp.jsonl.gz",
+}
+
+__all__ = ["SCENARIOS", "Incident", "ScenarioSpec", "generate", "simulate"]
+
+
+@dataclass
+class Incident:
+    """One generated incident: file contents by relative path, and the truth."""
+
+    scenario: str
+    seed: int
+    files: dict[str, bytes]
+    truth: dict[str, Any]
+
+    def write(self, out: Path) -> list[Path]:
+        out = Path(out)
+        written = []
+        for rel, data in sorted(self.files.items()):
+            path = out / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            written.append(path)
+        return written
+
+
+def _gzip(data: bytes, name: str) -> bytes:
+    buffer = io.BytesIO()
+    with gzip.GzipFile(filename=name, mode="wb", fileobj=buffer, mtime=0, compresslevel=6) as gz:
+        gz.write(data)
+    return buffer.getvalue()
+
+
+def _iso(platform: Platform, second: float) -> str:
+    return platform.t(second).isoformat().replace("+00:00", "Z")
+
+
+def _truth(spec: ScenarioSpec, seed: int, platform: Platform, effects: Effects) -> dict[str, Any]:
+    def stamp(item: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in item.items() if k != "second"}
+        if "second" in item:
+            out["onset" if "kind" in item and item is not None and item.get("kind") not in ("deploy", "rollback", "network") else "ts"] = _iso(platform, item["second"])
+        return out
+
+    root = None
+    if effects.root_cause is not None:
+        root = {k: v for k, v in effects.root_cause.items() if k != "second"}
+        root["onset"] = _iso(platform, effects.root_cause["second"])
+    return {
+        "scenario": spec.name,
+        "seed": seed,
+        "postmortem": spec.postmortem,
+        "incident": root is not None,
+        "span": {"start": _iso(platform, 0), "end": _iso(platform, platform.seconds)},
+        "root_cause": root,
+        "symptoms": [stamp(s) for s in effects.symptoms],
+        "decoys": [stamp(d) for d in effects.decoys],
+        "changes": [
+            {"ts": _iso(platform, c["second"]), "kind": c["kind"], "service": c["service"], "subject": f"v{c['version']}"}
+            for c in sorted(effects.changes, key=lambda c: c["second"])
+        ],
+        "parameters": effects.parameters,
+    }
+
+
+def generate(
+    scenario: str,
+    seed: int = 0,
+    minutes: int | None = None,
+    scale: float = 1.0,
+    formats: tuple[str, ...] = ALL_FORMATS,
+    latency_regression: float | None = None,
+    regression_endpoint: str | None = None,
+    trace_sample: float = 0.08,
+) -> Incident:
+    """Generate one incident in memory. `latency_regression` multiplies the database time of one
+    endpoint (`regression_endpoint`, or one drawn from the seed) for the whole period, as a bad release
+    would; the endpoint and the span responsible are recorded in truth["parameters"]."""
+    if scenario not in SCENARIOS:
+        raise KeyError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    unknown = set(formats) - set(ALL_FORMATS)
+    if unknown:
+        raise KeyError(f"unknown formats {sorted(unknown)}; known: {', '.join(ALL_FORMATS)}")
+    spec = SCENARIOS[scenario]
+    rng = np.random.default_rng(seed)
+    platform = build_platform(rng, seed, minutes or DEFAULT_MINUTES, scale)
+    base = baseline_rate(rng, platform)
+    effects = spec.build(rng, platform)
+    if latency_regression is not None:
+        routes = [e.route for e in platform.endpoints]
+        route = regression_endpoint if regression_endpoint in routes else routes[int(rng.integers(0, len(routes)))]
+        effects.parameters.update({"regression_endpoint": route, "regression_factor": latency_regression,
+                                   "regression_span": "postgres"})
+    requests = simulate_requests(rng, platform, base, effects, latency_regression=latency_regression,
+                                 regression_endpoint=effects.parameters.get("regression_endpoint"))
+    truth = _truth(spec, seed, platform, effects)
+    files: dict[str, bytes] = {}
+    if "access" in formats:
+        files[FILE_NAMES["access"]] = _gzip(write_access_log(platform, requests), "access.log")
+    if "jsonl" in formats:
+        files[FILE_NAMES["jsonl"]] = _gzip(write_app_jsonl(platform, requests, effects), "app.jsonl")
+    if "text" in formats:
+        files[FILE_NAMES["text"]] = _gzip(write_app_text(rng, platform, requests, effects), "app.log")
+    if "traces" in formats:
+        files[FILE_NAMES["traces"]] = _gzip(write_traces(rng, platform, requests, effects, trace_sample), "traces.otlp.jsonl")
+    files["truth.json"] = orjson.dumps(truth, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    return Incident(scenario=scenario, seed=seed, files=files, truth=truth)
+
+
+def simulate(scenario: str, seed: int = 0, out: Path | None = None, minutes: int | None = None, scale: float = 1.0) -> list[Path]:
+    """Generate one incident and write it under `out`; returns the written paths."""
+    if out is None:
+        raise ValueError("out is required")
+    return generate(scenario, seed=seed, minutes=minutes, scale=scale).write(Path(out))
