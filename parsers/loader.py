@@ -164,7 +164,8 @@ def dedupe_changes(changes: pl.DataFrame) -> pl.DataFrame:
     only when no versioned change of the same kind and service lies within 5 minutes of it."""
     if changes.height == 0:
         return changes
-    changes = changes.sort("ts", "origin", "line")
+    # "2.3.1" from a version field and "v2.3.1" from a log line are the same release
+    changes = changes.with_columns(pl.col("subject").str.replace(r"^(\d)", "v${1}")).sort("ts", "origin", "line")
     with_subject = changes.filter(pl.col("subject").is_not_null()).unique(
         subset=["kind", "service", "subject"], keep="first", maintain_order=True
     )

@@ -1,0 +1,101 @@
+"""Errors: 5xx share per endpoint, service and host (per vantage), and error-level log events per
+service and host.
+
+The 5xx share is compared between windows with a two-proportion z-test; error-level events (ERROR,
+FATAL) as Poisson counts against the baseline rate. Onsets from the per-bucket series. Message-level
+templates (new or bursting messages) are the template detector's (`detectors.templates`).
+
+Reporting threshold: 5xx share up by 1 percentage point and 2x with z >= 4; error events up 3x with
+Poisson z >= 5 and at least 10 of them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from detectors import register
+from detectors.stats import (
+    bucket_expr,
+    confidence_from_z,
+    dense_series,
+    onset_index,
+    poisson_excess_z,
+    to_series,
+    two_proportion_z,
+    window_masks,
+)
+from detectors.traffic import in_window, vantages
+from rca.model import AnalysisContext, Dataset, Finding
+
+
+@register("errors", order=30)
+def detect_errors(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
+    findings: list[Finding] = []
+    base_mask, inc_mask, grid = window_masks(context)
+    in_base = in_window("ts", context.baseline.start, context.baseline.end)
+    in_inc = in_window("ts", context.incident.start, context.incident.end)
+    for signal, service, rows in vantages(dataset.requests.filter(pl.col("status").is_not_null())):
+        rows = rows.with_columns(bucket_expr(context), (pl.col("status") >= 500).alias("_err"), pl.lit(str(service)).alias("_service"))
+        vantage = f"{signal}:{service}"
+        for dim, col in (("service", "_service"), ("endpoint", "endpoint"), ("host", "host")):
+            per = (
+                rows.filter(pl.col(col).is_not_null())
+                .group_by(col)
+                .agg(
+                    in_base.sum().alias("nb"), (in_base & pl.col("_err")).sum().alias("eb"),
+                    in_inc.sum().alias("ni"), (in_inc & pl.col("_err")).sum().alias("ei"),
+                )
+                .filter((pl.col("ni") >= 20) & (pl.col("nb") >= 20))
+                .sort(col)
+            )
+            for subject, nb, eb, ni, ei in per.iter_rows():
+                rb, ri = eb / nb, ei / ni
+                z = two_proportion_z(eb, nb, ei, ni)
+                if not (ri - rb >= 0.01 and ri >= 2 * rb and z >= 4):
+                    continue
+                sub = rows.filter(pl.col(col) == subject).group_by("bucket").agg(pl.col("_err").mean().alias("rate")).with_columns(pl.lit(1).alias("k"))
+                values = dense_series(sub, ["k"], "rate", context).get((1,), np.zeros(len(grid)))
+                onset = onset_index(values, base_mask, inc_mask)
+                findings.append(
+                    Finding(
+                        detector="errors", kind="error_rate", dimension=dim, subject=str(subject), metric="error_rate",
+                        onset=grid[onset] if onset is not None else None, baseline=round(rb, 4), incident=round(ri, 4),
+                        magnitude=round(ri / max(rb, 1e-4), 3), confidence=confidence_from_z(z), signal=signal,
+                        where=str(service), excess=float(ei - rb * ni),
+                        series=to_series(values, grid, context, f"5xx share {dim} {subject}, {vantage}"),
+                        details={"vantage": vantage, "errors_before": int(eb), "requests_before": int(nb),
+                                 "errors_after": int(ei), "requests_after": int(ni), "z": round(z, 1)},
+                    )
+                )
+    events = dataset.events.filter(pl.col("level").is_in(["ERROR", "FATAL"]))
+    base_s = context.baseline.duration.total_seconds()
+    inc_s = context.incident.duration.total_seconds()
+    if events.height and base_s > 0:
+        events = events.with_columns(bucket_expr(context))
+        for dim in ("service", "host"):
+            per = (
+                events.filter(pl.col(dim).is_not_null())
+                .group_by(dim, "signal")
+                .agg(in_base.sum().alias("b"), in_inc.sum().alias("i"))
+                .sort(dim, "signal")
+            )
+            for subject, signal, b, i in per.iter_rows():
+                expected = b * inc_s / base_s
+                z = poisson_excess_z(i, expected)
+                if i < 10 or i < 3 * max(expected, 1.0) or z < 5:
+                    continue
+                sub = events.filter((pl.col(dim) == subject) & (pl.col("signal") == signal)).group_by("bucket").len().with_columns(pl.lit(1).alias("k"))
+                values = dense_series(sub, ["k"], "len", context).get((1,), np.zeros(len(grid)))
+                onset = onset_index(values, base_mask, inc_mask)
+                findings.append(
+                    Finding(
+                        detector="errors", kind="error_rate", dimension=dim, subject=str(subject), metric="error_events_per_min",
+                        onset=grid[onset] if onset is not None else None, baseline=round(b / base_s * 60, 3),
+                        incident=round(i / inc_s * 60, 3), magnitude=round(i / max(expected, 0.5), 3),
+                        confidence=confidence_from_z(z), signal=signal, where=str(subject), excess=float(i - expected),
+                        series=to_series(values, grid, context, f"error events {dim} {subject}"),
+                        details={"errors_before": int(b), "errors_after": int(i), "z": round(z, 1)},
+                    )
+                )
+    return findings

@@ -1,0 +1,163 @@
+"""Time windows: the bucket size, the baseline window and the incident window.
+
+The bucket is chosen from the data's span so the series have roughly 60-180 buckets (10 s to 5 min),
+or given with `--bucket`. The incident window is given with `--since/--until`, or found automatically:
+for every bucket a small feature vector (request rate, p95 latency and 5xx share of the busiest
+vantage, count of warning-or-worse events) is scored by robust z against the first third of the data,
+and the incident starts at the first bucket from which the largest score stays above 4 for three
+buckets in a row. This is a sustained-shift rule rather than an anomaly score per bucket (IsolationForest
+was tried in design: it flags isolated spikes in quiet data and needs a contamination guess), so one
+noisy minute does not open an incident. The baseline is everything before the incident, less a guard of
+one bucket. When nothing shifts, the last quarter of the data is the incident window, so detectors
+compare like with like and report nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+
+from detectors.stats import bucket_grid, robust_z
+from rca.errors import UsageError
+from rca.model import AnalysisContext, Dataset, Window
+
+BUCKETS_S = (10, 15, 30, 60, 120, 300)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration_s(text: str) -> float:
+    """`30s`, `1m`, `2h`, `1d` -> seconds; UsageError otherwise."""
+    m = _DURATION.match(text)
+    if not m:
+        raise UsageError(f"not a duration: {text!r} (use e.g. 30s, 5m, 2h, 1d)")
+    return float(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def parse_time(text: str, data_end: datetime) -> datetime:
+    """RFC 3339, `YYYY-MM-DD HH:MM[:SS]` (UTC), or a duration meaning that long before the data's end."""
+    if _DURATION.match(text):
+        return data_end - timedelta(seconds=parse_duration_s(text))
+    value = text.strip().replace("Z", "+00:00")
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"not a time: {text!r} (use RFC 3339, 'YYYY-MM-DD HH:MM', or e.g. 30m before the data's end)") from None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def choose_bucket_s(span_s: float) -> int:
+    for bucket in BUCKETS_S:
+        if span_s / bucket <= 180:
+            return bucket
+    return BUCKETS_S[-1]
+
+
+def _feature_matrix(dataset: Dataset, context: AnalysisContext) -> np.ndarray:
+    grid = bucket_grid(context)
+    index = {t: i for i, t in enumerate(grid)}
+    features: list[np.ndarray] = []
+    trunc = f"{context.bucket_s}s"
+    req = dataset.requests
+    if req.height:
+        vantage = req.group_by("signal", "service").len().sort("len", descending=True).row(0)
+        rows = req.filter((pl.col("signal") == vantage[0]) & (pl.col("service").eq_missing(vantage[1])))
+        per = (
+            rows.group_by(pl.col("ts").dt.truncate(trunc).alias("bucket"))
+            .agg(
+                pl.len().alias("n"),
+                pl.col("duration_ms").quantile(0.95).alias("p95"),
+                (pl.col("status") >= 500).mean().alias("err"),
+            )
+        )
+        for col in ("n", "p95", "err"):
+            values = np.zeros(len(grid))
+            for t, v in per.select("bucket", col).iter_rows():
+                if t in index and v is not None:
+                    values[index[t]] = v
+            features.append(values)
+    ev = dataset.events
+    if ev.height:
+        bad = ev.filter(pl.col("level").is_in(["WARN", "ERROR", "FATAL"]))
+        per = bad.group_by(pl.col("ts").dt.truncate(trunc).alias("bucket")).len()
+        values = np.zeros(len(grid))
+        for t, v in per.iter_rows():
+            if t in index:
+                values[index[t]] = v
+        features.append(values)
+    return np.array(features) if features else np.zeros((0, len(grid)))
+
+
+def find_incident_start(dataset: Dataset, context: AnalysisContext) -> datetime | None:
+    """The first bucket of a sustained shift in the run's key signals, or None."""
+    matrix = _feature_matrix(dataset, context)
+    grid = bucket_grid(context)
+    n = len(grid)
+    if matrix.size == 0 or n < 9:
+        return None
+    ref = slice(0, max(3, n // 3))
+    scores = np.zeros(n)
+    for row in matrix:
+        z = robust_z(row, row[ref])
+        scores = np.maximum(scores, z)
+    # last bucket is partial: ignore it
+    scores[-1] = 0.0
+    run = 3
+    for i in range(n // 3, n - run + 1):
+        if all(scores[i + k] > 4.0 for k in range(run)):
+            # walk back to where the rise began (score above 2)
+            j = i
+            while j - 1 >= n // 3 and scores[j - 1] > 2.0:
+                j -= 1
+            return grid[j]
+    return None
+
+
+def choose_context(
+    dataset: Dataset,
+    bucket: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    baseline_since: str | None = None,
+    baseline_until: str | None = None,
+) -> AnalysisContext | None:
+    """Bucket size and windows for this dataset; None when it has no timed rows."""
+    span = dataset.time_range()
+    if span is None:
+        return None
+    start, end = span
+    end = end + timedelta(microseconds=1)
+    span_s = max((end - start).total_seconds(), 1.0)
+    bucket_s = int(parse_duration_s(bucket)) if bucket else choose_bucket_s(span_s)
+    if bucket_s <= 0:
+        raise UsageError("--bucket must be positive")
+    whole = Window(start, end)
+    provisional = AnalysisContext(bucket_s=bucket_s, span=whole, baseline=whole, incident=whole)
+    method = "given"
+    if since or until:
+        inc_start = parse_time(since, end) if since else start + (end - start) * 0.75
+        inc_end = parse_time(until, end) if until else end
+        if inc_end <= inc_start:
+            raise UsageError("--until must be after --since")
+    else:
+        found = find_incident_start(dataset, provisional)
+        if found is not None:
+            inc_start, method = found, "auto: sustained shift in rate, latency, errors or warnings"
+        else:
+            inc_start, method = start + (end - start) * 0.75, "auto: no sustained shift; last quarter compared with the rest"
+        inc_end = end
+    guard = timedelta(seconds=bucket_s)
+    base_start = parse_time(baseline_since, end) if baseline_since else start
+    base_end = parse_time(baseline_until, end) if baseline_until else max(inc_start - guard, start + guard)
+    if base_end <= base_start:
+        raise UsageError("the baseline window is empty: give --baseline-since/--baseline-until before the incident")
+    return AnalysisContext(
+        bucket_s=bucket_s,
+        span=whole,
+        baseline=Window(base_start, base_end),
+        incident=Window(inc_start, inc_end),
+        method=method,
+    )
