@@ -178,6 +178,9 @@ def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                         peak=grid[int(np.argmax(np.where(inc_mask, values, -1)))],
                         series=to_series(values, grid, context, f"{dim} {subject}, {vantage}"),
                         details={"vantage": vantage, "method": method, "new": b == 0, "z": round(z, 1),
+                                 # lift > 1: this value's share of the extra load exceeds its share of normal load
+                                 "baseline_share": round(b / max(n_base, 1), 4),
+                                 "lift": round(min(excess / total_excess, 1.0) / max(b / max(n_base, 1), 1e-3), 2),
                                  "baseline_requests": int(b), "incident_requests": int(i)},
                     )
                 )

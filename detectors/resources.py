@@ -1,0 +1,162 @@
+"""Resources: evidence of memory, CPU, cache, connection-pool and disk exhaustion in logs and metrics.
+
+Log events are classified by resource with vectorized regexes over the message (OOM kills, GC pauses
+and heap warnings -> memory; CPU usage, throttling, load average, saturated thread pools -> cpu;
+evictions, misses, "cache full" -> cache; "pool exhausted", "connection is not available", "too many
+connections" -> connection_pool; "no space left" -> disk). A keyword alone is weak evidence, so a
+finding needs a burst: the resource's event rate per service in the incident against its baseline
+rate (Poisson z >= 4, at least 3x and 5 events), with an onset from its per-bucket series, like any
+other finding. `where` is the service (and the busiest host in `details`).
+
+Metrics (the `metrics` frame, when an input has them) give a second route: a utilization metric
+(name containing `utilization`, `usage_ratio` or a `%`/`1` unit) at 90% or more in the incident while
+below it in the baseline, or a level shift of 4 robust z, becomes a finding for the resource its name
+names.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from detectors import register
+from detectors.stats import (
+    bucket_expr,
+    confidence_from_z,
+    dense_series,
+    onset_index,
+    poisson_excess_z,
+    robust_z,
+    to_series,
+    window_masks,
+)
+from detectors.traffic import in_window
+from rca.model import AnalysisContext, Dataset, Finding
+
+RESOURCE_PATTERNS: dict[str, str] = {
+    "memory": r"(?i)(out ?of ?memory|\boom\b|killed process|heap (?:usage|space|exhaust)|gc (?:pause|overhead)|"
+    r"garbage collect|memory (?:pressure|limit|exhaust)|cannot allocate memory|allocation fail)",
+    "cpu": r"(?i)(cpu (?:usage|throttl|saturat|load)|load average|throttl(?:ed|ing)|thread pool (?:saturat|exhaust|full)|"
+    r"request queue (?:depth|full))",
+    "cache": r"(?i)(cache (?:full|miss|evict|exhaust|capacity)|evicted \d+ (?:entries|keys|items)|eviction)",
+    "connection_pool": r"(?i)(pool (?:exhausted|is full|timeout)|connection is not available|too many (?:connections|clients)|"
+    r"remaining connection slots|max_connections|could not (?:obtain|acquire) (?:a )?connection)",
+    "disk": r"(?i)(no space left|disk (?:full|quota)|enospc|filesystem full|inode)",
+}
+METRIC_RESOURCES = {"memory": "memory", "mem": "memory", "heap": "memory", "cpu": "cpu", "cache": "cache",
+                    "pool": "connection_pool", "connection": "connection_pool", "disk": "disk", "filesystem": "disk"}
+
+
+def classify_expr(message: pl.Expr) -> pl.Expr:
+    """The resource a log message speaks of, or null."""
+    expr = pl.lit(None, dtype=pl.String)
+    for resource, pattern in reversed(list(RESOURCE_PATTERNS.items())):
+        expr = pl.when(message.str.contains(pattern)).then(pl.lit(resource)).otherwise(expr)
+    return expr
+
+
+@register("resources", order=50)
+def detect_resources(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
+    return _from_events(dataset, context) + _from_metrics(dataset, context)
+
+
+def _from_events(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
+    findings: list[Finding] = []
+    events = dataset.events
+    base_s = context.baseline.duration.total_seconds()
+    inc_s = context.incident.duration.total_seconds()
+    if events.height == 0 or base_s <= 0 or inc_s <= 0:
+        return findings
+    base_mask, inc_mask, grid = window_masks(context)
+    tagged = (
+        events.filter(pl.col("message").is_not_null())
+        .with_columns(classify_expr(pl.col("message")).alias("resource"), bucket_expr(context))
+        .filter(pl.col("resource").is_not_null())
+        .with_columns(pl.col("service").fill_null(pl.col("host")).fill_null("?"))
+    )
+    if tagged.height == 0:
+        return findings
+    in_base = in_window("ts", context.baseline.start, context.baseline.end)
+    in_inc = in_window("ts", context.incident.start, context.incident.end)
+    per = (
+        tagged.group_by("resource", "service")
+        .agg(
+            in_base.sum().alias("b"), in_inc.sum().alias("i"),
+            pl.col("signal").filter(in_inc).mode().first().alias("signal"),
+            pl.col("host").filter(in_inc).mode().first().alias("host"),
+            pl.col("message").filter(in_inc).first().alias("example"),
+            pl.col("level").filter(in_inc).is_in(["ERROR", "FATAL"]).sum().alias("errors"),
+        )
+        .sort("resource", "service")
+    )
+    for resource, service, b, i, signal, host, example, errors in per.iter_rows():
+        expected = b * inc_s / base_s
+        z = poisson_excess_z(i, expected)
+        if i < 5 or i < 3 * max(expected, 0.5) or z < 4:
+            continue
+        sub = tagged.filter((pl.col("resource") == resource) & (pl.col("service") == service)).group_by("bucket").len().with_columns(pl.lit(1).alias("k"))
+        values = dense_series(sub, ["k"], "len", context).get((1,), np.zeros(len(grid)))
+        onset = onset_index(values, base_mask, inc_mask)
+        findings.append(
+            Finding(
+                detector="resources", kind="resource_saturation", dimension="resource", subject=resource,
+                metric="events_per_min", onset=grid[onset] if onset is not None else None,
+                baseline=round(b / base_s * 60, 3), incident=round(i / inc_s * 60, 3),
+                magnitude=round(i / max(expected, 0.5), 3), confidence=confidence_from_z(z),
+                signal=signal or "text_log", where=service, excess=float(i - expected),
+                peak=grid[int(np.argmax(np.where(inc_mask, values, -1)))],
+                series=to_series(values, grid, context, f"{resource} events, {service}"),
+                details={"events_before": int(b), "events_after": int(i), "error_events": int(errors),
+                         "host": host, "example": (example or "").split("\n")[0][:160], "z": round(z, 1)},
+            )
+        )
+    return findings
+
+
+def _metric_resource(name: str) -> str | None:
+    lowered = name.lower()
+    for key, resource in METRIC_RESOURCES.items():
+        if key in lowered:
+            return resource
+    return None
+
+
+def _from_metrics(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
+    findings: list[Finding] = []
+    metrics = dataset.metrics
+    if metrics.height == 0:
+        return findings
+    base_mask, inc_mask, grid = window_masks(context)
+    per_bucket = (
+        metrics.filter(pl.col("value").is_not_null())
+        .with_columns(bucket_expr(context), pl.coalesce("service", "host", pl.lit("?")).alias("where"))
+        .group_by("name", "where", "bucket")
+        .agg(pl.col("value").mean())
+    )
+    series = dense_series(per_bucket, ["name", "where"], "value", context, fill=None)
+    for (name, where), values in sorted(series.items()):
+        resource = _metric_resource(name)
+        if resource is None:
+            continue
+        base, inc = values[base_mask], values[inc_mask]
+        if not np.isfinite(base).any() or not np.isfinite(inc).any():
+            continue
+        utilization = "utilization" in name or "ratio" in name
+        base_level, inc_level = float(np.nanmedian(base)), float(np.nanmax(inc))
+        filled = np.where(np.isfinite(values), values, base_level)
+        z = float(np.nanmax(robust_z(filled[inc_mask], base[np.isfinite(base)])))
+        near_limit = utilization and inc_level >= 0.9 and base_level < 0.9
+        if not (near_limit or z >= 4.0):
+            continue
+        onset = onset_index(filled, base_mask, inc_mask)
+        findings.append(
+            Finding(
+                detector="resources", kind="resource_saturation", dimension="resource", subject=resource,
+                metric=name, onset=grid[onset] if onset is not None else None, baseline=round(base_level, 4),
+                incident=round(inc_level, 4), magnitude=round(inc_level / base_level, 3) if base_level else round(z, 2),
+                confidence=confidence_from_z(max(z, 6.0 if near_limit else 0.0)), signal="metric", where=str(where),
+                series=to_series(values, grid, context, f"{name}, {where}"),
+                details={"metric": name, "near_limit": near_limit, "z": round(z, 1)},
+            )
+        )
+    return findings

@@ -1,0 +1,172 @@
+"""Plain-text logs with a leading timestamp, and syslog (RFC 3164 and RFC 5424).
+
+Each input's timestamp layout is chosen from its first lines among: ISO-8601 (log4j/logback, Python
+logging's `2026-01-05 10:00:01,234`, Go, ...), RFC 5424 syslog (`<PRI>1 ISO host app ...`), RFC 3164
+syslog (`Mmm dd HH:MM:SS host tag[pid]:`, no year: `--year` or the current year, stated as a
+warning), `dd/Mon/yyyy:HH:MM:SS`, `[Www Mmm dd HH:MM:SS yyyy]`, `yyMMdd HHmmss` and epoch seconds.
+A line that does not start with a timestamp continues the record before it (Java and Python stack
+traces stay one event). All of it is vectorized: one regex per line with `str.extract_groups`, record
+ids by a cumulative sum over "starts a record", continuation lines joined with a group-by.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePath
+
+import polars as pl
+
+from parsers import ParseOptions, ParseResult, register
+from parsers.fields import _parse_iso, parse_timestamp
+from parsers.lines import read_lines, rejected_examples
+from parsers.sources import Sample, Source
+from rca.model import conform
+
+_LEVEL = r"(?P<level>TRACE|DEBUG|INFO|NOTICE|WARN(?:ING)?|ERROR|ERR|SEVERE|FATAL|CRITICAL|CRIT|EMERG|ALERT)"
+_REST = rf"[\s:|\-]*(?:\[?{_LEVEL}\]?\b)?[\s:|\-]*(?:\[(?P<host>[^\]\s]+)\]\s*)?(?:(?P<logger>[\w.$\-]+(?:\[\d+\])?)(?: - |: ))?(?P<message>.*)$"
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    pattern: str  # anchored; must have a `ts` group and the fields of _REST or its own
+    signal: str = "text_log"
+
+
+LAYOUTS = (
+    Layout("rfc5424", r"^<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<logger>\S+) (?P<procid>\S+) (?P<msgid>\S+) (?P<sd>-|(?:\[[^\]]*\])+) ?(?P<message>.*)$", "syslog"),
+    Layout("rfc3164", r"^(?:<(?P<pri>\d{1,3})>)?(?P<ts>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}) (?P<host>\S+) (?P<logger>[^\s:\[]+)(?:\[(?P<procid>\d+)\])?: (?P<message>.*)$", "syslog"),
+    Layout("iso", r"^\[?(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)\]?" + _REST),
+    Layout("clf", r"^\[?(?P<ts>\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2}(?: [+-]\d{4})?)\]?" + _REST),
+    Layout("ctime", r"^\[(?P<ts>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)? \d{4})\]" + _REST),
+    Layout("yymmdd", r"^(?P<ts>\d{6} \d{6})(?: \d+)?" + _REST),
+    Layout("yy/mm/dd", r"^(?P<ts>\d{2}/\d{2}/\d{2} \d{2}:\d{2}:\d{2})" + _REST),
+    Layout("android", r"^(?P<ts>\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3})\s+\d+\s+\d+ (?P<level>[VDIWEF]) (?P<logger>[^:]+?)\s*: (?P<message>.*)$"),
+    Layout("epoch", r"^(?P<ts>1\d{9}(?:\.\d+)?)\b" + _REST),
+)
+_COMPILED = {layout.name: re.compile(layout.pattern) for layout in LAYOUTS}
+_LEVELS = {"V": "TRACE", "D": "DEBUG", "I": "INFO", "W": "WARN", "E": "ERROR", "F": "FATAL", "WARNING": "WARN", "ERR": "ERROR", "SEVERE": "ERROR", "CRITICAL": "FATAL", "CRIT": "FATAL",
+           "EMERG": "FATAL", "ALERT": "FATAL", "NOTICE": "INFO"}
+_SYSLOG_SEVERITY = {0: "FATAL", 1: "FATAL", 2: "FATAL", 3: "ERROR", 4: "WARN", 5: "INFO", 6: "INFO", 7: "DEBUG"}
+
+
+def _best_layout(lines: tuple[str, ...]) -> tuple[Layout | None, float]:
+    best, best_hits = None, 0
+    for layout in LAYOUTS:
+        hits = sum(1 for line in lines if _COMPILED[layout.name].match(line))
+        if hits > best_hits:
+            best, best_hits = layout, hits
+    return best, (best_hits / len(lines) if lines else 0.0)
+
+
+def _timestamps(ts: pl.Expr, layout: Layout, options: ParseOptions, year: int) -> pl.Expr:
+    if layout.name == "rfc3164":
+        text = pl.lit(str(year)) + pl.lit(" ") + ts.str.replace(r"  ", " 0")
+        naive = text.str.strptime(pl.Datetime("us"), "%Y %b %d %H:%M:%S", strict=False)
+        return naive.dt.replace_time_zone(_tz(options.tz), ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+    if layout.name == "clf":
+        zoned = ts.str.strptime(pl.Datetime("us", "UTC"), "%d/%b/%Y:%H:%M:%S %z", strict=False)
+        naive = ts.str.strptime(pl.Datetime("us"), "%d/%b/%Y:%H:%M:%S", strict=False).dt.replace_time_zone(_tz(options.tz), ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+        return pl.coalesce(zoned, naive)
+    if layout.name == "ctime":
+        naive = ts.str.replace(r"  ", " 0").str.strptime(pl.Datetime("us"), "%a %b %d %H:%M:%S%.f %Y", strict=False)
+        return naive.dt.replace_time_zone(_tz(options.tz), ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+    if layout.name in ("yymmdd", "yy/mm/dd", "android"):
+        if layout.name == "android":
+            ts = pl.lit(str(year)) + pl.lit("-") + ts
+        fmt = {"yymmdd": "%y%m%d %H%M%S", "yy/mm/dd": "%y/%m/%d %H:%M:%S", "android": "%Y-%m-%d %H:%M:%S%.f"}[layout.name]
+        naive = ts.str.strptime(pl.Datetime("us"), fmt, strict=False)
+        return naive.dt.replace_time_zone(_tz(options.tz), ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+    raise ValueError(layout.name)
+
+
+def _tz(tz: str) -> str:
+    return "UTC" if tz.upper() in ("UTC", "Z", "+00:00") else tz
+
+
+class TextLogParser:
+    """Plain-text or syslog lines; `layouts` restricts which timestamp layouts this parser claims."""
+
+    def __init__(self, name: str, description: str, layouts: tuple[str, ...]):
+        self.name = name
+        self.description = description
+        self.layouts = layouts
+
+    def sniff(self, sample: Sample) -> float:
+        if sample.is_binary or not sample.lines:
+            return 0.0
+        if sample.lines[0].lstrip().startswith(("{", "[{")):
+            return 0.0
+        layout, share = _best_layout(sample.lines)
+        if layout is None or layout.name not in self.layouts:
+            return 0.0
+        # Generic text yields to specific formats (JSON, logfmt, access logs score higher).
+        return (0.7 if layout.signal == "syslog" else 0.55) * share
+
+    def parse(self, source: Source, options: ParseOptions) -> ParseResult:
+        lines = read_lines(source)
+        frame = lines.frame.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
+        head = tuple(frame["text"].head(200).to_list())
+        layout, _ = _best_layout(head)
+        warnings = list(lines.warnings)
+        if layout is None:
+            layout = next(item for item in LAYOUTS if item.name == self.layouts[0])
+        fields = frame.with_columns(pl.col("text").str.extract_groups(layout.pattern).alias("m")).unnest("m")
+        names = set(_COMPILED[layout.name].groupindex)
+        starts = pl.col("ts").is_not_null()
+        fields = fields.with_columns(starts.cum_sum().alias("_record"))
+        orphans = fields.filter(pl.col("_record") == 0)
+        fields = fields.filter(pl.col("_record") > 0)
+        continuation = (
+            fields.filter(pl.col("ts").is_null())
+            .group_by("_record")
+            .agg(pl.col("text").str.join("\n").alias("_more"))
+        )
+        records = fields.filter(starts).join(continuation, on="_record", how="left")
+        year = options.year or datetime.now(UTC).year
+        if layout.name in ("rfc3164", "android") and options.year is None:
+            warnings.append(f"timestamps have no year: assumed {year} in {options.tz} (set --year/--tz)")
+        if layout.name in ("iso", "rfc5424"):
+            ts = _parse_iso(records["ts"], options.tz)
+        elif layout.name == "epoch":
+            ts = parse_timestamp(records["ts"])
+        else:
+            ts = records.select(_timestamps(pl.col("ts"), layout, options, year)).to_series()
+        records = records.with_columns(ts.alias("_ts"))
+        level = pl.col("level").str.to_uppercase().replace(_LEVELS) if "level" in names else pl.lit(None, pl.String)
+        if "pri" in names:
+            severity = (pl.col("pri").cast(pl.Int64, strict=False) % 8).replace_strict(_SYSLOG_SEVERITY, default=None, return_dtype=pl.String)
+            level = pl.coalesce(level, severity) if "level" in names else severity
+        stem = PurePath(source.origin).name.split(".")[0] or None
+        host = pl.col("host") if "host" in names else pl.lit(None, pl.String)
+        logger = pl.col("logger").str.replace(r"\[\d+\]$", "") if "logger" in names else pl.lit(None, pl.String)
+        service = (
+            pl.coalesce(host.str.replace(r"-\d+$", "").str.replace(r"\d+$", ""), pl.lit(stem))
+            if layout.signal != "syslog"
+            else pl.coalesce(logger, pl.lit(stem))
+        )
+        message = pl.when(pl.col("_more").is_not_null()).then(pl.col("message") + pl.lit("\n") + pl.col("_more")).otherwise(pl.col("message"))
+        events = records.with_columns(
+            ts=pl.col("_ts"), level=level, host=host, logger=logger, service=service, message=message,
+            origin=pl.lit(source.origin), signal=pl.lit(layout.signal),
+        )
+        bad_ts = events.filter(pl.col("ts").is_null())
+        events = events.filter(pl.col("ts").is_not_null())
+        rejected = list(lines.rejected)
+        rejected += rejected_examples(orphans, "no timestamp at the start and no record before it")
+        rejected += rejected_examples(bad_ts.select("line", "text"), "unreadable timestamp")
+        return ParseResult(
+            format=f"{self.name}:{layout.name}" if self.name == "text" else self.name,
+            frames={"events": conform(events, "events")},  # type: ignore[dict-item]
+            lines=lines.total,
+            rejected=lines.rejected_count + orphans.height + bad_ts.height,
+            rejected_examples=sorted(rejected, key=lambda r: r.line)[:5],
+            warnings=warnings,
+        )
+
+
+register(TextLogParser("text", "plain-text logs with a leading timestamp (log4j/logback, Python logging, ISO, epoch, ...)",
+                       ("iso", "clf", "ctime", "yymmdd", "yy/mm/dd", "android", "epoch")))
+register(TextLogParser("syslog", "syslog RFC 3164 and RFC 5424", ("rfc3164", "rfc5424")))
