@@ -48,6 +48,10 @@ def detect_change_effects(dataset: Dataset, context: AnalysisContext) -> list[Fi
         scope = service if service in services_seen else "all services"
         start = max(t - WINDOW, context.span.start)
         end = min(t + WINDOW, context.span.end)
+        # A change well before the incident is judged on the time between it and the incident's start
+        # ("flat for 12 minutes after it"), so the incident itself is not blamed on it.
+        if context.incident.start - t > 3 * context.bucket:
+            end = min(end, context.incident.start)
         before = touched.filter((pl.col("ts") >= start) & (pl.col("ts") < t))
         after = touched.filter((pl.col("ts") >= t) & (pl.col("ts") < end))
         nb, p95b, errb = _figures(before)
@@ -73,6 +77,7 @@ def detect_change_effects(dataset: Dataset, context: AnalysisContext) -> list[Fi
                     "description": row["description"], "origin": row["origin"], "line": row["line"],
                     "effect": effect, "enough_data": enough,
                     "window_min": round(WINDOW.total_seconds() / 60),
+                    "after_min": round((end - t).total_seconds() / 60, 1),
                     "p95_before_ms": None if p95b is None else round(p95b, 1), "p95_after_ms": None if p95a is None else round(p95a, 1),
                     "error_rate_before": None if errb is None else round(errb, 4), "error_rate_after": None if erra is None else round(erra, 4),
                     "rate_before_per_min": round(nb / minutes_b, 2), "rate_after_per_min": round(na / minutes_a, 2),

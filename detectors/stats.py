@@ -39,9 +39,9 @@ def robust_center_scale(values: np.ndarray, floor: float = 1e-9) -> tuple[float,
     return median, max(mad, math.sqrt(abs(median)) * 0.5, floor)
 
 
-def robust_z(values: np.ndarray, baseline: np.ndarray) -> np.ndarray:
-    """Robust z of each value against the baseline values."""
-    center, scale = robust_center_scale(baseline)
+def robust_z(values: np.ndarray, baseline: np.ndarray, floor: float = 1e-9) -> np.ndarray:
+    """Robust z of each value against the baseline values (`floor`: the smallest scale, in the series' unit)."""
+    center, scale = robust_center_scale(baseline, floor)
     return (values - center) / scale
 
 

@@ -56,10 +56,14 @@ def choose_bucket_s(span_s: float) -> int:
     return BUCKETS_S[-1]
 
 
-def _feature_matrix(dataset: Dataset, context: AnalysisContext) -> np.ndarray:
+FLOORS = {"n": 1.0, "p95": 1.0, "err": 0.005, "events": 1.0}  # smallest meaningful scale per feature
+
+
+def _feature_matrix(dataset: Dataset, context: AnalysisContext) -> tuple[np.ndarray, list[float]]:
     grid = bucket_grid(context)
     index = {t: i for i, t in enumerate(grid)}
     features: list[np.ndarray] = []
+    floors: list[float] = []
     trunc = f"{context.bucket_s}s"
     req = dataset.requests
     if req.height:
@@ -79,6 +83,7 @@ def _feature_matrix(dataset: Dataset, context: AnalysisContext) -> np.ndarray:
                 if t in index and v is not None:
                     values[index[t]] = v
             features.append(values)
+            floors.append(FLOORS[col])
     ev = dataset.events
     if ev.height:
         bad = ev.filter(pl.col("level").is_in(["WARN", "ERROR", "FATAL"]))
@@ -88,29 +93,30 @@ def _feature_matrix(dataset: Dataset, context: AnalysisContext) -> np.ndarray:
             if t in index:
                 values[index[t]] = v
         features.append(values)
-    return np.array(features) if features else np.zeros((0, len(grid)))
+        floors.append(FLOORS["events"])
+    return (np.array(features) if features else np.zeros((0, len(grid)))), floors
 
 
 def find_incident_start(dataset: Dataset, context: AnalysisContext) -> datetime | None:
     """The first bucket of a sustained shift in the run's key signals, or None."""
-    matrix = _feature_matrix(dataset, context)
+    matrix, floors = _feature_matrix(dataset, context)
     grid = bucket_grid(context)
     n = len(grid)
     if matrix.size == 0 or n < 9:
         return None
     ref = slice(0, max(3, n // 3))
     scores = np.zeros(n)
-    for row in matrix:
-        z = robust_z(row, row[ref])
+    for row, floor in zip(matrix, floors, strict=True):
+        z = robust_z(row, row[ref], floor)
         scores = np.maximum(scores, z)
     # last bucket is partial: ignore it
     scores[-1] = 0.0
     run = 3
     for i in range(n // 3, n - run + 1):
         if all(scores[i + k] > 4.0 for k in range(run)):
-            # walk back to where the rise began (score above 2)
+            # walk back (at most 5 buckets) to where the rise began
             j = i
-            while j - 1 >= n // 3 and scores[j - 1] > 2.0:
+            while j - 1 >= max(n // 3, i - 5) and scores[j - 1] > 3.0:
                 j -= 1
             return grid[j]
     return None

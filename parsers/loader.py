@@ -176,7 +176,12 @@ def dedupe_changes(changes: pl.DataFrame) -> pl.DataFrame:
         keep = near.group_by("origin", "line", maintain_order=True).agg(pl.col("_near").any()).filter(~pl.col("_near"))
         bare = bare.join(keep.select("origin", "line"), on=["origin", "line"], how="semi")
     bare = bare.unique(subset=["kind", "service", "ts"], keep="first", maintain_order=True)
-    return pl.concat([with_subject, bare]).sort("ts", "kind", "service")
+    out = pl.concat([with_subject, bare]).sort("ts", "kind", "service")
+    # "Starting messages v2.3.1" right after "deployed messages v2.3.1" is the deploy, not another change
+    releases = out.filter(pl.col("kind").is_in(["deploy", "rollback"])).select("service", "subject", pl.col("ts").alias("_rts"))
+    restarts = out.filter(pl.col("kind") == "restart").join(releases, on=["service", "subject"], how="left", nulls_equal=True)
+    echo = restarts.filter(((pl.col("ts") - pl.col("_rts")).abs() <= pl.duration(minutes=5)).fill_null(False)).select("origin", "line")
+    return out.join(echo, on=["origin", "line"], how="anti", nulls_equal=True).sort("ts", "kind", "service")
 
 
 def ingest_to_parquet(

@@ -1,0 +1,196 @@
+"""Log templates: group free-text messages into templates, then find new, bursting and error templates.
+
+Method (Drain-like in quality, but cost grows with distinct messages, not lines):
+1. Mask the obvious variables with vectorized polars regexes (IPs, UUIDs, hex, numbers, paths with
+   numbers, quoted values...) so `evicted 512 entries` and `evicted 64 entries` become one string.
+2. Take the distinct masked first lines only and mine them in a small Python loop: messages are split
+   into tokens, bucketed by (token count, first token), and each joins the most similar template of its
+   bucket when at least `SIM_THRESHOLD` of the positions agree (differing positions become `<*>`),
+   as Drain's leaf step does.
+3. Map every row back to its template with one join; the template id is a short hash of its text.
+
+Detectors on the `events` frame (any signal): per (template, service) counts in baseline and incident,
+a Poisson excess z and an onset from the per-bucket series. `new_template`: absent from the baseline,
+present in the incident; `template_burst`: rate up >= 3x with z >= 4; `error_message`: the same tests
+on templates whose rows are mostly ERROR/FATAL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from detectors import register
+from detectors.stats import (
+    bucket_expr,
+    confidence_from_z,
+    dense_series,
+    onset_index,
+    poisson_excess_z,
+    to_series,
+    window_masks,
+)
+from rca.model import AnalysisContext, Dataset, Finding
+
+WILDCARD = "<*>"
+SIM_THRESHOLD = 0.5
+# Order matters: the longer, more specific shapes first.
+MASKS: tuple[tuple[str, str], ...] = (
+    (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", WILDCARD),  # uuid
+    (r"(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", WILDCARD),  # mac
+    (r"\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?", WILDCARD),  # ipv4[:port]
+    (r"\b0[xX][0-9a-fA-F]+\b", WILDCARD),  # hex literal
+    (r"\b[0-9a-fA-F]*\d[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\b|\b[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\d[0-9a-fA-F]*\b", WILDCARD),  # hex ids
+    (r"(?:/[\w.\-]*)*/[\w.\-]*\d[\w.\-]*(?:/[\w.\-]*)*", WILDCARD),  # paths holding a number
+    (r"[\w.\-]*\d[\w.\-]*@[\w.\-]+", WILDCARD),  # user@host
+    (r"[-+]?\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?", WILDCARD),  # numbers (with units left as their own text)
+    (r"<\*>(?:[\w.\-:]*<\*>)+", WILDCARD),  # runs of masks glued together
+)
+
+
+def mask_expr(message: pl.Expr) -> pl.Expr:
+    """The first line of `message` with the obvious variables replaced by `<*>` (vectorized)."""
+    expr = message.str.split("\n").list.first().str.strip_chars()
+    for pattern, repl in MASKS:
+        expr = expr.str.replace_all(pattern, repl)
+    return expr.str.replace_all(r"\s+", " ")
+
+
+@dataclass
+class _Cluster:
+    tokens: list[str]
+
+
+def _similarity(template: list[str], tokens: list[str]) -> float:
+    same = sum(1 for a, b in zip(template, tokens, strict=True) if a == b or a == WILDCARD)
+    return same / len(tokens) if tokens else 1.0
+
+
+def mine(masked: list[str], threshold: float = SIM_THRESHOLD) -> dict[str, str]:
+    """Map each distinct masked message to its template text (one pass, Drain-like leaf merging)."""
+    buckets: dict[tuple[int, str], list[_Cluster]] = {}
+    assigned: dict[str, _Cluster] = {}
+    for text in masked:
+        tokens = text.split(" ") if text else [""]
+        head = tokens[0] if not any(ch.isdigit() for ch in tokens[0]) else WILDCARD
+        clusters = buckets.setdefault((len(tokens), head), [])
+        best, best_sim = None, -1.0
+        for cluster in clusters:
+            sim = _similarity(cluster.tokens, tokens)
+            if sim > best_sim:
+                best, best_sim = cluster, sim
+        if best is not None and best_sim >= threshold:
+            best.tokens = [a if a == b else WILDCARD for a, b in zip(best.tokens, tokens, strict=True)]
+        else:
+            best = _Cluster(list(tokens))
+            clusters.append(best)
+        assigned[text] = best
+    return {text: " ".join(cluster.tokens) for text, cluster in assigned.items()}
+
+
+def template_id(template: str) -> str:
+    """A short stable id for a template text."""
+    return hashlib.blake2b(template.encode(), digest_size=5).hexdigest()
+
+
+def add_templates(frame: pl.DataFrame, column: str = "message") -> pl.DataFrame:
+    """`frame` with `template` and `template_id` columns mined from `column` (null messages stay null)."""
+    masked = frame.select(mask_expr(pl.col(column)).alias("_masked"))["_masked"]
+    # Most frequent masked shapes first, so a template starts from a typical member.
+    distinct = masked.drop_nulls().value_counts(sort=True, name="_n")["_masked"].to_list()
+    mapping = mine(distinct)
+    lookup = pl.DataFrame(
+        {"_masked": list(mapping), "template": list(mapping.values())},
+        schema={"_masked": pl.String, "template": pl.String},
+    ).with_columns(pl.col("template").map_elements(template_id, return_dtype=pl.String).alias("template_id"))
+    joined = frame.with_columns(masked.alias("_masked")).join(lookup, on="_masked", how="left", maintain_order="left")
+    return joined.drop("_masked")
+
+
+MIN_EVENTS = 5
+MIN_RATIO = 3.0
+MIN_Z = 4.0
+MAX_FINDINGS = 8
+
+
+@register("templates", order=40)
+def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
+    """new_template, template_burst and error_message findings over the events frame."""
+    events = dataset.events.filter(pl.col("message").is_not_null() & (pl.col("message") != ""))
+    base_s = context.baseline.duration.total_seconds()
+    inc_s = context.incident.duration.total_seconds()
+    if events.height == 0 or base_s <= 0 or inc_s <= 0:
+        return []
+    windowed = events.filter(
+        (pl.col("ts") >= context.baseline.start) & (pl.col("ts") < context.baseline.end)
+        | (pl.col("ts") >= context.incident.start) & (pl.col("ts") < context.incident.end)
+    )
+    if windowed.height == 0:
+        return []
+    tagged = add_templates(windowed).with_columns(
+        pl.coalesce("service", "host", pl.lit("?")).alias("where"), bucket_expr(context)
+    )
+    in_base = (pl.col("ts") >= context.baseline.start) & (pl.col("ts") < context.baseline.end)
+    in_inc = (pl.col("ts") >= context.incident.start) & (pl.col("ts") < context.incident.end)
+    per = (
+        tagged.group_by("template_id", "where")
+        .agg(
+            pl.col("template").first(),
+            in_base.sum().alias("b"),
+            in_inc.sum().alias("i"),
+            pl.col("level").is_in(["ERROR", "FATAL"]).mean().alias("error_share"),
+            pl.col("signal").filter(in_inc).mode().first().alias("signal"),
+            pl.col("host").filter(in_inc).mode().first().alias("host"),
+            pl.col("message").filter(in_inc).first().alias("example"),
+        )
+        .with_columns(
+            (pl.col("b") * inc_s / base_s).alias("expected"),
+        )
+        .filter((pl.col("i") >= MIN_EVENTS) & (pl.col("i") >= MIN_RATIO * pl.max_horizontal(pl.col("expected"), pl.lit(0.5))))
+    )
+    candidates = []
+    for row in per.iter_rows(named=True):
+        z = poisson_excess_z(row["i"], row["expected"])
+        if z >= MIN_Z:
+            candidates.append((z, row))
+    candidates.sort(key=lambda item: (-item[0], item[1]["template"], item[1]["where"]))
+    if not candidates:
+        return []
+    base_mask, inc_mask, grid = window_masks(context)
+    keys = pl.DataFrame(
+        {"template_id": [r["template_id"] for _, r in candidates[: 3 * MAX_FINDINGS]], "where": [r["where"] for _, r in candidates[: 3 * MAX_FINDINGS]]}
+    )
+    counts = tagged.join(keys, on=["template_id", "where"]).group_by("template_id", "where", "bucket").len()
+    series = dense_series(counts, ["template_id", "where"], "len", context)
+    findings: list[Finding] = []
+    per_kind: dict[str, int] = {}
+    for z, row in candidates[: 3 * MAX_FINDINGS]:
+        if row["error_share"] is not None and row["error_share"] >= 0.5:
+            kind = "error_message"
+        elif row["b"] == 0:
+            kind = "new_template"
+        else:
+            kind = "template_burst"
+        if per_kind.get(kind, 0) >= MAX_FINDINGS:
+            continue
+        per_kind[kind] = per_kind.get(kind, 0) + 1
+        values = series.get((row["template_id"], row["where"]), np.zeros(len(grid)))
+        onset = onset_index(values, base_mask, inc_mask)
+        expected = row["expected"]
+        findings.append(
+            Finding(
+                detector="templates", kind=kind, dimension="template", subject=row["template"],
+                metric="events_per_min", onset=grid[onset] if onset is not None else None,
+                baseline=round(row["b"] / base_s * 60, 3), incident=round(row["i"] / inc_s * 60, 3),
+                magnitude=round(row["i"] / max(expected, 0.5), 3), confidence=confidence_from_z(z),
+                signal=row["signal"] or "text_log", where=row["where"], excess=float(row["i"] - expected),
+                series=to_series(values, grid, context, f"{row['template'][:40]}, {row['where']}"),
+                details={"template_id": row["template_id"], "events_before": int(row["b"]), "events_after": int(row["i"]),
+                         "new": row["b"] == 0, "error_share": round(float(row["error_share"] or 0.0), 3),
+                         "host": row["host"], "example": (row["example"] or "").split("\n")[0][:160], "z": round(z, 1)},
+            )
+        )
+    return findings
