@@ -166,9 +166,19 @@ def dedupe_changes(changes: pl.DataFrame) -> pl.DataFrame:
         return changes
     # "2.3.1" from a version field and "v2.3.1" from a log line are the same release
     changes = changes.with_columns(pl.col("subject").str.replace(r"^(\d)", "v${1}")).sort("ts", "origin", "line")
-    with_subject = changes.filter(pl.col("subject").is_not_null()).unique(
-        subset=["kind", "service", "subject"], keep="first", maintain_order=True
+    # the same release seen as a version change and as a "rolled back to v2.3.0" line: keep the most
+    # specific kind (rollback > config > deploy), at the earliest time it was seen
+    priority = pl.col("kind").replace_strict({"rollback": 0, "config": 1, "flag": 2, "deploy": 3, "restart": 4}, default=5)
+    with_subject = (
+        changes.filter(pl.col("subject").is_not_null())
+        .with_columns(pl.col("ts").min().over("service", "subject", "kind").alias("_first"))
+        .sort(priority, "ts")
+        .unique(subset=["service", "subject", "kind"], keep="first", maintain_order=True)
     )
+    releases = with_subject.filter(pl.col("kind") != "restart")
+    releases = releases.with_columns(priority.alias("_p")).sort("_p", "ts").unique(subset=["service", "subject"], keep="first", maintain_order=True)
+    releases = releases.with_columns(pl.min_horizontal("ts", "_first").alias("ts")).drop("_p")
+    with_subject = pl.concat([releases.drop("_first"), with_subject.filter(pl.col("kind") == "restart").drop("_first")]).sort("ts")
     bare = changes.filter(pl.col("subject").is_null())
     if bare.height and with_subject.height:
         near = bare.join(with_subject.select("kind", "service", pl.col("ts").alias("_ts")), on=["kind", "service"], how="left", nulls_equal=True)

@@ -158,7 +158,10 @@ def _terminal_console(output: Path | None, color: ColorMode):
         return Console(file=open(output, "w", encoding="utf-8"), no_color=True, width=120, highlight=False)
     force = {ColorMode.always: True, ColorMode.never: False}.get(color)
     no_color = color is ColorMode.never or None
-    return Console(force_terminal=force, no_color=no_color, highlight=False)
+    console = Console(force_terminal=force, no_color=no_color, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(force_terminal=force, no_color=no_color, highlight=False, width=120)
+    return console
 
 
 def _warn_inputs(console, inputs) -> None:

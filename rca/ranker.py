@@ -261,7 +261,9 @@ def _summary(cand: Candidate, explained: list[Finding]) -> str:
         label = f"{method} {cand.subject}" if cand.dimension == "endpoint" and method else cand.subject
         noun = "Traffic from" if cand.dimension in SOURCE_DIMENSIONS else "Traffic on"
         share = f"; {100 * (best.share_explained or 0):.0f}% of the extra load" if best.share_explained is not None else ""
-        return f"{noun} {label}{where} rose {_fmt_ratio(best.magnitude)} at {when}{share}{effect}."
+        rise = (f"appeared at {when} (none before; {best.incident:g} req/min)" if best.details.get("new")
+                else f"rose {_fmt_ratio(best.magnitude)} at {when}")
+        return f"{noun} {label}{where} {rise}{share}{effect}."
     if cand.kind == "resource_exhaustion":
         example = best.details.get("example")
         ex = f" (e.g. \"{example[:80]}\")" if example else ""

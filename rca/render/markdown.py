@@ -1,0 +1,156 @@
+"""`--format markdown`: a postmortem-ready section (Summary, Impact, Timeline, Root cause, Ruled out,
+Recovery, Suggested corrective measures, Chart, Appendix). Plain Markdown, UTC, stable order, no ANSI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rca.model import Finding, Report
+from rca.render import hhmm, iso, ratio
+
+SUGGESTIONS = {
+    "traffic_surge": [
+        "Rate-limit or throttle the source that surged (per client / API key quotas).",
+        "Add capacity or autoscaling for the endpoints it hit; queue expensive work asynchronously.",
+        "Alert on per-source and per-endpoint request rates, not only on totals.",
+    ],
+    "resource_exhaustion": [
+        "Size the exhausted resource for peak load (memory limits, cache capacity, pool size) and alert at 80%.",
+        "Add horizontal capacity so one node's exhaustion does not take the service down.",
+        "Export the resource's utilization as a metric and alert on its trend.",
+    ],
+    "dependency_slowdown": [
+        "Add timeouts, circuit breakers and bulkheads around the slow dependency.",
+        "Investigate the dependency's own load (queries, locks, CPU) at the onset time.",
+    ],
+    "deploy": [
+        "Roll back or fix the release; gate future releases with `rca compare` against a baseline.",
+        "Use canary releases with automatic rollback on latency and error regressions.",
+    ],
+    "error_burst": ["Find the first failing component in the error templates and traces; add alerting on its error rate."],
+}
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    def cell(value: str) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return out
+
+
+def _impact_rows(report: Report) -> list[list[str]]:
+    rows = []
+    seen = set()
+    for f in report.findings:
+        if f.kind not in ("latency_shift", "error_rate", "traffic_spike") or f.dimension not in ("endpoint", "source", "source_net", "service"):
+            continue
+        key = (f.kind, f.dimension, f.subject)
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append([f.dimension, f.subject, f.metric, f"{f.baseline:g}" if f.baseline is not None else "-",
+                     f"{f.incident:g}" if f.incident is not None else "-", ratio(f.magnitude), hhmm(f.onset)])
+    rows.sort(key=lambda r: (r[2], r[0], r[1]))
+    return rows[:20]
+
+
+def _mermaid(finding: Finding) -> list[str]:
+    series = finding.series
+    if series is None:
+        return []
+    values = [0.0 if v is None else round(v, 2) for v in series.values]
+    labels = [t.strftime("%H:%M") for t in series.timestamps()]
+    step = max(1, len(values) // 30)
+    values, labels = values[::step], labels[::step]
+    return [
+        "```mermaid",
+        "xychart-beta",
+        f'    title "{finding.metric} {finding.subject}"'.replace('"', "'", 0),
+        "    x-axis [" + ", ".join(f'"{x}"' for x in labels) + "]",
+        "    line [" + ", ".join(f"{v:g}" for v in values) + "]",
+        "```",
+    ]
+
+
+def render_markdown(report: Report, chart_path: Path | None = None) -> str:
+    """The report as Markdown text."""
+    ctx = report.context
+    lines: list[str] = ["# Incident analysis", ""]
+    lines += ["## Summary", ""]
+    if ctx is not None:
+        minutes = ctx.incident.duration.total_seconds() / 60
+        lines.append(f"Incident window {iso(ctx.incident.start)} to {iso(ctx.incident.end)} ({minutes:.0f} min, UTC), "
+                     f"compared with the baseline {iso(ctx.baseline.start)} to {iso(ctx.baseline.end)}.")
+        lines.append("")
+    lines.append(report.headline)
+    if report.incident_detected and report.hypotheses:
+        top = report.hypotheses[0]
+        lines.append("")
+        lines.append(f"Most likely cause: **{top.kind.replace('_', ' ')}: {top.subject}** (score {top.score:.2f}).")
+    lines.append("")
+    impact = _impact_rows(report)
+    if impact:
+        lines += ["## Impact", ""]
+        lines += _table(["dimension", "subject", "metric", "baseline", "incident", "ratio", "onset"], impact)
+        lines.append("")
+    lines += ["## Timeline", ""]
+    if report.timeline:
+        lines += _table(["time (UTC)", "what", "event", "source"],
+                        [[e.ts.strftime("%Y-%m-%d %H:%M:%S"), e.what, e.text, e.ref or ""] for e in report.timeline])
+    else:
+        lines.append("No changes or anomalies to place on a timeline.")
+    lines.append("")
+    lines += ["## Root cause", ""]
+    if report.incident_detected:
+        for h in report.hypotheses[:3]:
+            lines.append(f"### {h.rank}. {h.kind.replace('_', ' ')}: {h.subject} (score {h.score:.2f}, onset {hhmm(h.onset)})")
+            lines.append("")
+            lines.append(h.summary)
+            lines.append("")
+            if h.explains:
+                lines.append("Explains: " + "; ".join(h.explains) + ".")
+                lines.append("")
+            lines += _table(["detector", "evidence", "baseline", "incident", "ratio"],
+                            [[e.detector, e.text, "-" if e.baseline is None else f"{e.baseline:g}",
+                              "-" if e.incident is None else f"{e.incident:g}", ratio(e.ratio)] for e in h.evidence])
+            lines.append("")
+    else:
+        lines.append("No significant incident: no cause stands out above the reporting threshold.")
+        lines.append("")
+        if report.largest_deviations:
+            lines.append("Largest deviations seen:")
+            lines.append("")
+            for f in report.largest_deviations:
+                lines.append(f"- {f.kind} {f.dimension} {f.subject}: {f.metric} {f.baseline} -> {f.incident} ({ratio(f.magnitude)})")
+            lines.append("")
+    lines += ["## Ruled out (misleading paths)", ""]
+    if report.ruled_out:
+        lines += [f"- **{r.kind}: {r.subject}**: {r.reason}" for r in report.ruled_out]
+    else:
+        lines.append("Nothing to rule out: no change events or other tempting explanations in the window.")
+    lines.append("")
+    if report.incident_detected and report.hypotheses:
+        top = report.hypotheses[0]
+        lines += ["## Suggested corrective measures", "", "_Suggestions keyed to the cause kind, for the author to edit._", ""]
+        lines += [f"- {s}" for s in SUGGESTIONS.get(top.kind, [])]
+        lines.append("")
+        chart_finding = next((f for f in top.findings if f.series is not None), None)
+        if chart_finding is not None or chart_path is not None:
+            lines += ["## Chart", ""]
+            if chart_path is not None:
+                lines += [f"![Top cause and symptom]({Path(chart_path).name})", ""]
+            if chart_finding is not None:
+                lines += _mermaid(chart_finding)
+                lines.append("")
+    lines += ["## Appendix", ""]
+    lines += _table(["input", "format", "rows", "rejected", "first (UTC)", "last (UTC)"],
+                    [[s.path, s.format, f"{s.total_rows:,}", str(s.rejected), iso(s.first_ts) or "-", iso(s.last_ts) or "-"] for s in report.inputs])
+    lines.append("")
+    if ctx is not None:
+        lines.append(f"Method: {ctx.method}; {ctx.bucket_s} s buckets. rca {report.tool_version}.")
+    if report.command:
+        lines += ["", f"Reproduce: `{report.command}`"]
+    lines.append("")
+    return "\n".join(lines)
