@@ -21,12 +21,14 @@ from typing import Any
 import numpy as np
 import orjson
 
+from rca.errors import UsageError
 from rca.simulate.platform import Platform, baseline_rate, build_platform
 from rca.simulate.requests import simulate_requests
 from rca.simulate.scenarios import SCENARIOS, Effects, ScenarioSpec
 from rca.simulate.writers import write_access_log, write_app_jsonl, write_app_text, write_traces
 
 DEFAULT_MINUTES = 90
+MIN_MINUTES, MAX_MINUTES = 20, 24 * 60
 ALL_FORMATS = ("access", "jsonl", "text", "traces")
 FILE_NAMES = {
     "access": "telemetry/access.log.gz",
@@ -60,7 +62,7 @@ class Incident:
 
 def _gzip(data: bytes, name: str) -> bytes:
     buffer = io.BytesIO()
-    with gzip.GzipFile(filename=name, mode="wb", fileobj=buffer, mtime=0, compresslevel=6) as gz:
+    with gzip.GzipFile(filename=name, mode="wb", fileobj=buffer, mtime=0, compresslevel=4) as gz:
         gz.write(data)
     return buffer.getvalue()
 
@@ -71,9 +73,10 @@ def _iso(platform: Platform, second: float) -> str:
 
 def _truth(spec: ScenarioSpec, seed: int, platform: Platform, effects: Effects) -> dict[str, Any]:
     def stamp(item: dict[str, Any]) -> dict[str, Any]:
+        # Symptoms carry an onset; decoys (deploys, rollbacks, network) carry the time they happened.
         out = {k: v for k, v in item.items() if k != "second"}
-        if "second" in item:
-            out["onset" if "kind" in item and item is not None and item.get("kind") not in ("deploy", "rollback", "network") else "ts"] = _iso(platform, item["second"])
+        key = "ts" if item.get("kind") in ("deploy", "rollback", "network") else "onset"
+        out[key] = _iso(platform, item["second"])
         return out
 
     root = None
@@ -111,10 +114,14 @@ def generate(
     endpoint (`regression_endpoint`, or one drawn from the seed) for the whole period, as a bad release
     would; the endpoint and the span responsible are recorded in truth["parameters"]."""
     if scenario not in SCENARIOS:
-        raise KeyError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+        raise UsageError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     unknown = set(formats) - set(ALL_FORMATS)
     if unknown:
-        raise KeyError(f"unknown formats {sorted(unknown)}; known: {', '.join(ALL_FORMATS)}")
+        raise UsageError(f"unknown formats {sorted(unknown)}; known: {', '.join(ALL_FORMATS)}")
+    if minutes is not None and not MIN_MINUTES <= minutes <= MAX_MINUTES:
+        raise UsageError(f"--minutes must be between {MIN_MINUTES} and {MAX_MINUTES}, got {minutes}")
+    if not 0.01 <= scale <= 50:
+        raise UsageError(f"--scale must be between 0.01 and 50, got {scale}")
     spec = SCENARIOS[scenario]
     rng = np.random.default_rng(seed)
     platform = build_platform(rng, seed, minutes or DEFAULT_MINUTES, scale)

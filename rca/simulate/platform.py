@@ -143,7 +143,7 @@ def build_platform(rng: np.random.Generator, seed: int, minutes: int, scale: flo
         client_weights=weights / weights.sum(),
         hosts=hosts,
         versions=versions,
-        base_rps=float(rng.uniform(4.0, 7.0)) * scale,
+        base_rps=float(rng.uniform(3.0, 4.5)) * scale,
         partner=partner,
         partner_net=net,
     )

@@ -100,7 +100,7 @@ def simulate_requests(
         hit = service == target if target else np.ones(n, dtype=bool)
         app_ms = np.where(hit, app_ms * effects.app_latency_mult[sec], app_ms)
     if latency_regression is not None and regression_endpoint is not None:
-        idx = [i for i, e in enumerate(endpoints) if e.route == regression_endpoint][0]
+        idx = next(i for i, e in enumerate(endpoints) if e.route == regression_endpoint)
         chosen = endpoint == idx
         # The database call of this endpoint got slower by enough to scale the endpoint's time.
         extra = (app_ms + db_ms + cache_ms) * (latency_regression - 1.0)

@@ -120,7 +120,7 @@ def feature_surge(rng: np.random.Generator, p: Platform) -> Effects:
     onset = _onset(rng, p)
     seconds = np.arange(p.seconds)
     hot = ["attach", "send", "view"]
-    factor = float(rng.uniform(5.0, 9.0))
+    factor = float(rng.uniform(4.0, 7.0))
     shape = ramp(seconds, onset, float(rng.uniform(60, 180)))
     base = p.base_rps * sum(e.weight for e in p.endpoints if e.feature in hot) / sum(e.weight for e in p.endpoints)
     eff.streams.append(Stream(base * (factor - 1) * shape, _feature_weights(p, hot), p.clients, p.client_weights))
@@ -130,7 +130,7 @@ def feature_surge(rng: np.random.Generator, p: Platform) -> Effects:
     for svc in ("messages", "files"):
         _emit(eff, rng, 0.002 + 0.05 * cpu, "WARN", svc, p.hosts[svc], "runtime.Monitor",
               lambda r: f"CPU usage {int(r.integers(92, 100))}% on all cores, request queue depth {int(r.integers(40, 400))}")
-    _deploy(eff, p, rng, int(onset - rng.integers(25, 40) * 60), "users", decoy=True)
+    _deploy(eff, p, rng, int(onset - rng.integers(10, 20) * 60), "users", decoy=True)
     routes = [e.route for e in p.endpoints if e.feature in hot]
     eff.root_cause = {"kind": "traffic_surge", "dimension": "endpoint", "subject": ", ".join(routes),
                       "accept": routes + [f"{e.method} {e.route}" for e in p.endpoints if e.feature in hot],
@@ -157,7 +157,7 @@ def user_surge(rng: np.random.Generator, p: Platform) -> Effects:
     _emit(eff, rng, np.full(p.seconds, 0.004) + 0.004 * shape, "WARN", "gateway", p.hosts["gateway"], "proxy",
           lambda r: f"upstream connection reset by peer while reading response header, client: {r.integers(1, 255)}.{r.integers(0, 255)}.{r.integers(0, 255)}.{r.integers(1, 255)}")
     eff.network_noise = 0.02
-    _deploy(eff, p, rng, int(onset - rng.integers(6, 15) * 60), "messages", decoy=True)
+    _deploy(eff, p, rng, int(onset - rng.integers(5, 15) * 60), "messages", decoy=True)
     eff.decoys.append({"kind": "network", "service": "gateway", "subject": "network", "second": onset,
                        "description": "connection resets and request-time spread at the proxy"})
     eff.root_cause = {"kind": "traffic_surge", "dimension": "clients", "subject": f"{len(newcomers)} new clients",
@@ -190,7 +190,7 @@ def memory_exhaustion(rng: np.random.Generator, p: Platform) -> Effects:
         eff.add_event(second + 1.5, "ERROR", svc, host, "kernel", f"Out of memory: Killed process {int(rng.integers(1000, 9999))} (java) total-vm:8123456kB, anon-rss:4190000kB")
         eff.add_event(second + 9, "INFO", svc, host, "app.Server", f"Starting {svc} service v{p.versions[svc]}")
     del mult
-    _deploy(eff, p, rng, int(onset - rng.integers(20, 40) * 60), str(rng.choice(["gateway", "users"])), decoy=True)
+    _deploy(eff, p, rng, int(onset - rng.integers(8, 20) * 60), str(rng.choice(["gateway", "users"])), decoy=True)
     eff.decoys.append({"kind": "network", "service": "gateway", "subject": "network", "second": onset,
                        "description": "internet connectivity (investigated first in the postmortem)"})
     eff.root_cause = {"kind": "resource_exhaustion", "dimension": "resource", "subject": "memory", "accept": ["memory"],
@@ -212,7 +212,7 @@ def cache_exhaustion(rng: np.random.Generator, p: Platform) -> Effects:
           lambda r: f"cache full, evicted {int(r.integers(100, 5000))} entries")
     _emit(eff, rng, 0.003 + 0.05 * fill, "WARN", "messages", hosts, "cache.MessageCache",
           lambda r: f"cache miss rate {int(r.integers(40, 90))}% over the last minute, size {int(r.integers(31000, 32768))}MB of 32768MB")
-    _deploy(eff, p, rng, int(onset - rng.integers(15, 35) * 60), "files", decoy=True)
+    _deploy(eff, p, rng, int(onset - rng.integers(6, 18) * 60), "files", decoy=True)
     eff.root_cause = {"kind": "resource_exhaustion", "dimension": "resource", "subject": "cache", "accept": ["cache"],
                       "where": "messages", "second": onset}
     eff.symptoms = [{"kind": "latency_shift", "dimension": "endpoint", "subject": e.route, "second": onset}
@@ -230,12 +230,13 @@ def third_party_surge(rng: np.random.Generator, p: Platform) -> Effects:
     w[targets] = 1.0
     factor = float(rng.uniform(2.5, 5.0))
     shape = ramp(seconds, onset, float(rng.uniform(60, 180)))
-    eff.streams.append(Stream(p.base_rps * factor * shape, w / w.sum(), [p.partner], np.ones(1)))
+    # The integration always calls in a little (its sync job); at onset its volume multiplies.
+    eff.streams.append(Stream(p.base_rps * (0.03 + factor * shape), w / w.sum(), [p.partner], np.ones(1)))
     # The partner's calls are heavy on the database: its CPU climbs, queries slow down for everyone.
     eff.db_latency_mult = 1.0 + float(rng.uniform(2.0, 4.0)) * ramp(seconds, onset + 60, 240)
     _emit(eff, rng, 0.003 + 0.08 * ramp(seconds, onset + 60, 240), "WARN", "messages", p.hosts["messages"], "db.Pool",
           lambda r: f"slow query took {int(r.integers(800, 4000))}ms: SELECT * FROM messages WHERE room_id = ?")
-    version = _deploy(eff, p, rng, int(onset - rng.integers(8, 25) * 60), "messages", decoy=True)
+    version = _deploy(eff, p, rng, int(onset - rng.integers(8, 20) * 60), "messages", decoy=True)
     _rollback(eff, p, int(onset + rng.integers(8, 15) * 60), "messages", p.versions["messages"], decoy=True)
     del version
     name = p.partner.api_client or ""
@@ -247,14 +248,22 @@ def third_party_surge(rng: np.random.Generator, p: Platform) -> Effects:
     return eff
 
 
+def _db_accept(p: Platform) -> list[str]:
+    """Every name a correct answer may give the database: the peer service, the system, its span names."""
+    from rca.simulate.writers import db_span_names
+
+    names = db_span_names(p)
+    return ["postgres", "postgresql", *names, *(f"postgres {n}" for n in names)]
+
+
 def dependency_slowdown(rng: np.random.Generator, p: Platform) -> Effects:
     eff = _empty(p)
     onset = _onset(rng, p)
     seconds = np.arange(p.seconds)
     eff.db_latency_mult = 1.0 + float(rng.uniform(3.0, 6.0)) * ramp(seconds, onset, float(rng.uniform(30, 120)))
-    _deploy(eff, p, rng, int(onset - rng.integers(10, 30) * 60), str(rng.choice(["messages", "users"])), decoy=True)
+    _deploy(eff, p, rng, int(onset - rng.integers(6, 18) * 60), str(rng.choice(["messages", "users"])), decoy=True)
     eff.root_cause = {"kind": "dependency_slowdown", "dimension": "operation", "subject": "postgres",
-                      "accept": ["postgres", "postgresql"], "where": None, "second": onset}
+                      "accept": _db_accept(p), "where": None, "second": onset}
     eff.symptoms = [{"kind": "latency_shift", "dimension": "service", "subject": "messages", "second": onset}]
     return eff
 

@@ -21,25 +21,42 @@ from rca.simulate.scenarios import Effects
 _TABLES = {"messages": "messages", "files": "files", "users": "users", "gateway": "sessions"}
 
 
+def db_span_names(platform: Platform) -> list[str]:
+    """Names of the database spans the traces carry (`SELECT messages`, `INSERT files`, ...)."""
+    names = []
+    for e in platform.endpoints:
+        name = f"{'SELECT' if e.method == 'GET' else 'INSERT'} {_TABLES.get(e.service, e.service)}"
+        if name not in names:
+            names.append(name)
+    return sorted(names)
+
+
 def _base_frame(platform: Platform, req: Requests) -> pl.DataFrame:
+    """The request columns every writer needs, built once per incident (strings gathered by index)."""
+    cached = getattr(req, "_frame", None)
+    if cached is not None:
+        return cached
     ep = platform.endpoints
     start_us = int(platform.start.timestamp() * 1_000_000)
-    return pl.DataFrame(
+    index = pl.Series(req.endpoint.astype(np.int64))
+    frame = pl.DataFrame(
         {
             "start": (start_us + (req.second * 1e6).astype(np.int64)),
             "duration_ms": req.duration_ms,
             "client_extra_ms": req.client_extra_ms,
-            "route": np.array([e.route for e in ep], dtype=object)[req.endpoint].astype(str),
-            "method": np.array([e.method for e in ep], dtype=object)[req.endpoint].astype(str),
-            "service": np.array([e.service for e in ep], dtype=object)[req.endpoint].astype(str),
+            "route": pl.Series([e.route for e in ep], dtype=pl.String).gather(index),
+            "method": pl.Series([e.method for e in ep], dtype=pl.String).gather(index),
+            "service": pl.Series([e.service for e in ep], dtype=pl.String).gather(index),
             "id": (np.arange(len(req)) * 7919 % 900_000 + 1000).astype(np.int64),
-            "ip": req.ip.astype(str),
-            "ua": req.user_agent.astype(str),
-            "api_client": [a if isinstance(a, str) else None for a in req.api_client],
+            "ip": pl.Series(req.ip.tolist(), dtype=pl.String),
+            "ua": pl.Series(req.user_agent.tolist(), dtype=pl.String),
+            "api_client": pl.Series(req.api_client.tolist(), dtype=pl.String),
             "status": req.status,
-            "host": req.host.astype(str),
+            "host": pl.Series(req.host.tolist(), dtype=pl.String),
         }
     ).with_columns(pl.col("start").cast(pl.Datetime("us", "UTC")))
+    object.__setattr__(req, "_frame", frame)
+    return frame
 
 
 def _paths(frame: pl.DataFrame) -> pl.Expr:
@@ -121,12 +138,16 @@ def write_app_text(rng: np.random.Generator, platform: Platform, req: Requests, 
     """log4j-style lines `yyyy-MM-dd HH:mm:ss,SSS LEVEL [host] logger - message`; stack traces span lines.
     Baseline noise: a per-minute request summary per host, pool statistics, and a few slow-request warnings."""
     rows: list[tuple[float, str, str, str, str]] = []
-    per_host_minute: dict[tuple[str, int], int] = defaultdict(int)
-    for host, second in zip(req.host, req.second.astype(int) // 60, strict=True):
-        per_host_minute[(host, int(second))] += 1
-    for (host, minute), count in sorted(per_host_minute.items()):
+    counts = (
+        _base_frame(platform, req)
+        .select("host", minute=pl.Series(req.second.astype(np.int64) // 60))
+        .group_by("host", "minute")
+        .len()
+        .sort("minute", "host")
+    )
+    for host, minute, count in counts.iter_rows():
         rows.append((minute * 60 + 59.5, "INFO", host, "http.Server", f"handled {count} requests in the last 60s"))
-    for svc, hosts in platform.hosts.items():
+    for hosts in platform.hosts.values():
         for minute in range(0, platform.minutes, 5):
             for host in hosts:
                 rows.append((minute * 60 + float(rng.uniform(0, 30)), "INFO", host, "db.Pool",
@@ -159,6 +180,10 @@ def _attr(key: str, value: Any) -> dict[str, Any]:
     return {"key": key, "value": {"stringValue": str(value)}}
 
 
+def _str(key: str, value: str) -> dict[str, Any]:
+    return {"key": key, "value": {"stringValue": value}}
+
+
 def write_traces(rng: np.random.Generator, platform: Platform, req: Requests, effects: Effects, sample: float) -> bytes:
     """OTLP/JSON lines: sampled requests as traces gateway -> service -> cache/database; one
     ExportTraceServiceRequest per (service, host, minute)."""
@@ -184,6 +209,14 @@ def write_traces(rng: np.random.Generator, platform: Platform, req: Requests, ef
             out["parentSpanId"] = parent
         return out
 
+    # Attribute lists that do not vary per span are built once and shared (orjson writes them per span).
+    route_attrs = {e.route: [_str("http.request.method", e.method), _str("http.route", e.route)] for e in platform.endpoints}
+    peer_attrs = {e.route: [_str("http.request.method", e.method), _str("server.address", e.service), _str("peer.service", e.service)]
+                  for e in platform.endpoints}
+    cache_attrs = [_str("db.system.name", "redis"), _str("db.operation.name", "GET"), _str("peer.service", "redis")]
+    db_attrs = {(op, table): [_str("db.system.name", "postgresql"), _str("db.operation.name", op), _str("db.collection.name", table),
+                              _str("peer.service", "postgres")]
+                for op in ("SELECT", "INSERT") for table in {*_TABLES.values(), *(e.service for e in platform.endpoints)}}
     for n, i in enumerate(chosen):
         ep = platform.endpoints[int(req.endpoint[i])]
         trace = trace_ids[n * 16 : n * 16 + 16].hex()
@@ -194,22 +227,20 @@ def write_traces(rng: np.random.Generator, platform: Platform, req: Requests, ef
         minute = int(req.second[i] // 60)
         ghost = gateway_hosts[int(i) % len(gateway_hosts)]
         path = ep.route.replace("{id}", str(int(i) * 7919 % 900_000 + 1000))
-        http = [_attr("http.request.method", ep.method), _attr("http.route", ep.route), _attr("url.path", path),
-                _attr("http.response.status_code", status)]
+        code = {"key": "http.response.status_code", "value": {"intValue": str(status)}}
+        http = [*route_attrs[ep.route], _str("url.path", path), code]
         g_server, g_client, s_server = next_span(), next_span(), next_span()
         gw = batches[("gateway", ghost, minute)]
         gw.append(span(trace, g_server, None, f"{ep.method} {ep.route}", 2, t0, total + 1_000_000,
-                       [*http, _attr("client.address", str(req.ip[i])), _attr("user_agent.original", str(req.user_agent[i]))], error))
-        gw.append(span(trace, g_client, g_server, ep.method, 3, t0 + 300_000, total + 400_000,
-                       [_attr("http.request.method", ep.method), _attr("server.address", ep.service), _attr("peer.service", ep.service),
-                        _attr("http.response.status_code", status)], error))
+                       [*http, _str("client.address", str(req.ip[i])), _str("user_agent.original", str(req.user_agent[i]))], error))
+        gw.append(span(trace, g_client, g_server, ep.method, 3, t0 + 300_000, total + 400_000, [*peer_attrs[ep.route], code], error))
         svc_batch = batches[(ep.service, str(req.host[i]), minute)]
         svc_batch.append(span(trace, s_server, g_client, f"{ep.method} {ep.route}", 2, t0 + 500_000, total, http, error))
         cursor = t0 + 500_000 + int(req.app_ms[i] * 0.5e6)
         if req.cache_ms[i] > 0:
             dur = int(req.cache_ms[i] * 1e6)
             svc_batch.append(span(trace, next_span(), s_server, "GET", 3, cursor, dur,
-                                  [_attr("db.system.name", "redis"), _attr("db.operation.name", "GET"), _attr("peer.service", "redis")], False))
+                                  cache_attrs, False))
             cursor += dur
         calls = int(req.db_calls[i])
         if calls:
@@ -218,8 +249,7 @@ def write_traces(rng: np.random.Generator, platform: Platform, req: Requests, ef
             operation = "SELECT" if ep.method == "GET" else "INSERT"
             for _ in range(calls):
                 svc_batch.append(span(trace, next_span(), s_server, f"{operation} {table}", 3, cursor, each,
-                                      [_attr("db.system.name", "postgresql"), _attr("db.operation.name", operation),
-                                       _attr("db.collection.name", table), _attr("peer.service", "postgres")], False))
+                                      db_attrs[(operation, table)], False))
                 cursor += each
     lines = []
     for (service, host, minute), spans in sorted(batches.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])):
