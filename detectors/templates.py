@@ -37,26 +37,33 @@ from rca.model import AnalysisContext, Dataset, Finding
 
 WILDCARD = "<*>"
 SIM_THRESHOLD = 0.5
-# Order matters: the longer, more specific shapes first.
-MASKS: tuple[tuple[str, str], ...] = (
-    (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", WILDCARD),  # uuid
-    (r"(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", WILDCARD),  # mac
-    (r"\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?", WILDCARD),  # ipv4[:port]
-    (r"\b0[xX][0-9a-fA-F]+\b", WILDCARD),  # hex literal
-    (r"\b[0-9a-fA-F]*\d[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\b|\b[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\d[0-9a-fA-F]*\b", WILDCARD),  # hex ids
-    (r"(?:/[\w.\-]*)*/[\w.\-]*\d[\w.\-]*(?:/[\w.\-]*)*", WILDCARD),  # paths holding a number
-    (r"[\w.\-]*\d[\w.\-]*@[\w.\-]+", WILDCARD),  # user@host
-    (r"[-+]?\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?", WILDCARD),  # numbers (with units left as their own text)
-    (r"<\*>(?:[\w.\-:]*<\*>)+", WILDCARD),  # runs of masks glued together
+_H = "[0-9a-fA-F]"
+_B = r"(?-u:\b)"  # ASCII word boundary: much faster than the Unicode one
+_WORD = r"[A-Za-z0-9_.\-]"
+# One alternation, one pass; at each position the first (more specific) shape wins.
+MASKS: tuple[str, ...] = (
+    rf"{_H}{{8}}-{_H}{{4}}-{_H}{{4}}-{_H}{{4}}-{_H}{{12}}",  # uuid
+    rf"(?:{_H}{{2}}:){{5}}{_H}{{2}}",  # mac
+    r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]+)?",  # ipv4[:port]
+    rf"{_B}0[xX]{_H}+{_B}",  # hex literal
+    rf"{_B}{_H}*[0-9]{_H}*[a-fA-F]{_H}*{_B}|{_B}{_H}*[a-fA-F]{_H}*[0-9]{_H}*{_B}",  # hex ids
+    rf"(?:/{_WORD}*)*/{_WORD}*[0-9]{_WORD}*(?:/{_WORD}*)*",  # paths holding a number
+    rf"{_WORD}*[0-9]{_WORD}*@{_WORD}+",  # user@host
+    r"[-+]?[0-9]+(?:[.,][0-9]+)*(?:[eE][-+]?[0-9]+)?",  # numbers (units stay as their own text)
 )
+_MASK = "(?:" + "|".join(MASKS) + ")"
+_GLUED = r"<\*>(?:[A-Za-z0-9_.\-:]*<\*>)+"  # runs of masks glued together
+
+
+def first_line_expr(message: pl.Expr) -> pl.Expr:
+    """The first line of a (possibly multi-line) message, stripped."""
+    return message.str.split("\n").list.first().str.strip_chars()
 
 
 def mask_expr(message: pl.Expr) -> pl.Expr:
     """The first line of `message` with the obvious variables replaced by `<*>` (vectorized)."""
-    expr = message.str.split("\n").list.first().str.strip_chars()
-    for pattern, repl in MASKS:
-        expr = expr.str.replace_all(pattern, repl)
-    return expr.str.replace_all(r"\s+", " ")
+    masked = first_line_expr(message).str.replace_all(_MASK, WILDCARD).str.replace_all(_GLUED, WILDCARD)
+    return masked.str.replace_all(r"\s+", " ")
 
 
 @dataclass
@@ -65,7 +72,7 @@ class _Cluster:
 
 
 def _similarity(template: list[str], tokens: list[str]) -> float:
-    same = sum(1 for a, b in zip(template, tokens, strict=True) if a == b or a == WILDCARD)
+    same = sum(1 for a, b in zip(template, tokens, strict=True) if a in (b, WILDCARD))
     return same / len(tokens) if tokens else 1.0
 
 
@@ -97,17 +104,23 @@ def template_id(template: str) -> str:
 
 
 def add_templates(frame: pl.DataFrame, column: str = "message") -> pl.DataFrame:
-    """`frame` with `template` and `template_id` columns mined from `column` (null messages stay null)."""
-    masked = frame.select(mask_expr(pl.col(column)).alias("_masked"))["_masked"]
+    """`frame` with `template` and `template_id` columns mined from `column` (null messages stay null).
+
+    Masking runs once per distinct first line and mining once per distinct masked line, so repeated
+    messages cost a hash lookup.
+    """
+    first = frame.select(first_line_expr(pl.col(column)).alias("_first"))["_first"]
+    shapes = first.drop_nulls().value_counts(name="_n").with_columns(mask_expr(pl.col("_first")).alias("_masked"))
     # Most frequent masked shapes first, so a template starts from a typical member.
-    distinct = masked.drop_nulls().value_counts(sort=True, name="_n")["_masked"].to_list()
-    mapping = mine(distinct)
-    lookup = pl.DataFrame(
+    order = shapes.group_by("_masked").agg(pl.col("_n").sum()).sort("_n", "_masked", descending=[True, False])
+    mapping = mine(order["_masked"].to_list())
+    templates = pl.DataFrame(
         {"_masked": list(mapping), "template": list(mapping.values())},
         schema={"_masked": pl.String, "template": pl.String},
     ).with_columns(pl.col("template").map_elements(template_id, return_dtype=pl.String).alias("template_id"))
-    joined = frame.with_columns(masked.alias("_masked")).join(lookup, on="_masked", how="left", maintain_order="left")
-    return joined.drop("_masked")
+    lookup = shapes.select("_first", "_masked").join(templates, on="_masked", how="left").drop("_masked")
+    joined = frame.with_columns(first.alias("_first")).join(lookup, on="_first", how="left", maintain_order="left")
+    return joined.drop("_first")
 
 
 MIN_EVENTS = 5
@@ -130,9 +143,7 @@ def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding
     )
     if windowed.height == 0:
         return []
-    tagged = add_templates(windowed).with_columns(
-        pl.coalesce("service", "host", pl.lit("?")).alias("where"), bucket_expr(context)
-    )
+    tagged = add_templates(windowed).with_columns(pl.coalesce("service", "host", pl.lit("?")).alias("where"), bucket_expr(context))
     in_base = (pl.col("ts") >= context.baseline.start) & (pl.col("ts") < context.baseline.end)
     in_inc = (pl.col("ts") >= context.incident.start) & (pl.col("ts") < context.incident.end)
     per = (
@@ -161,7 +172,10 @@ def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding
         return []
     base_mask, inc_mask, grid = window_masks(context)
     keys = pl.DataFrame(
-        {"template_id": [r["template_id"] for _, r in candidates[: 3 * MAX_FINDINGS]], "where": [r["where"] for _, r in candidates[: 3 * MAX_FINDINGS]]}
+        {
+            "template_id": [r["template_id"] for _, r in candidates[: 3 * MAX_FINDINGS]],
+            "where": [r["where"] for _, r in candidates[: 3 * MAX_FINDINGS]],
+        }
     )
     counts = tagged.join(keys, on=["template_id", "where"]).group_by("template_id", "where", "bucket").len()
     series = dense_series(counts, ["template_id", "where"], "len", context)
@@ -182,15 +196,30 @@ def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding
         expected = row["expected"]
         findings.append(
             Finding(
-                detector="templates", kind=kind, dimension="template", subject=row["template"],
-                metric="events_per_min", onset=grid[onset] if onset is not None else None,
-                baseline=round(row["b"] / base_s * 60, 3), incident=round(row["i"] / inc_s * 60, 3),
-                magnitude=round(row["i"] / max(expected, 0.5), 3), confidence=confidence_from_z(z),
-                signal=row["signal"] or "text_log", where=row["where"], excess=float(row["i"] - expected),
+                detector="templates",
+                kind=kind,
+                dimension="template",
+                subject=row["template"],
+                metric="events_per_min",
+                onset=grid[onset] if onset is not None else None,
+                baseline=round(row["b"] / base_s * 60, 3),
+                incident=round(row["i"] / inc_s * 60, 3),
+                magnitude=round(row["i"] / max(expected, 0.5), 3),
+                confidence=confidence_from_z(z),
+                signal=row["signal"] or "text_log",
+                where=row["where"],
+                excess=float(row["i"] - expected),
                 series=to_series(values, grid, context, f"{row['template'][:40]}, {row['where']}"),
-                details={"template_id": row["template_id"], "events_before": int(row["b"]), "events_after": int(row["i"]),
-                         "new": row["b"] == 0, "error_share": round(float(row["error_share"] or 0.0), 3),
-                         "host": row["host"], "example": (row["example"] or "").split("\n")[0][:160], "z": round(z, 1)},
+                details={
+                    "template_id": row["template_id"],
+                    "events_before": int(row["b"]),
+                    "events_after": int(row["i"]),
+                    "new": row["b"] == 0,
+                    "error_share": round(float(row["error_share"] or 0.0), 3),
+                    "host": row["host"],
+                    "example": (row["example"] or "").split("\n")[0][:160],
+                    "z": round(z, 1),
+                },
             )
         )
     return findings

@@ -24,8 +24,13 @@ from parsers.lines import read_lines, rejected_examples
 from parsers.sources import Sample, Source
 from rca.model import conform
 
-_LEVEL = r"(?P<level>TRACE|DEBUG|INFO|NOTICE|WARN(?:ING)?|ERROR|ERR|SEVERE|FATAL|CRITICAL|CRIT|EMERG|ALERT)"
-_REST = rf"[\s:|\-]*(?:\[?{_LEVEL}\]?\b)?[\s:|\-]*(?:\[(?P<host>[^\]\s]+)\]\s*)?(?:(?P<logger>[\w.$\-]+(?:\[\d+\])?)(?: - |: ))?(?P<message>.*)$"
+_LEVEL_NAMES = "TRACE|DEBUG|INFO|NOTICE|WARN(?:ING)?|ERROR|ERR|SEVERE|FATAL|CRITICAL|CRIT|EMERG|ALERT"
+# Upper-case or Title-case bare (`INFO`, `Info`), any case in brackets (`[notice]`); a pid may precede it.
+_LEVEL = (
+    r"(?:(?:\d+ +)?(?:\[(?P<level>(?i:" + _LEVEL_NAMES + r"))\]|(?P<level_bare>" + _LEVEL_NAMES
+    + r"|Trace|Debug|Info|Notice|Warn|Warning|Error|Severe|Fatal|Critical)\b))"
+)
+_REST = rf"[\s:|\-,]*{_LEVEL}?[\s:|\-]*(?:\[(?P<host>[^\]\s]+)\]\s*)?(?:(?P<logger>[\w.$\-]+(?:\[\d+\])?)(?: - |: ))?(?P<message>.*)$"
 
 
 @dataclass(frozen=True)
@@ -37,13 +42,17 @@ class Layout:
 
 LAYOUTS = (
     Layout("rfc5424", r"^<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<logger>\S+) (?P<procid>\S+) (?P<msgid>\S+) (?P<sd>-|(?:\[[^\]]*\])+) ?(?P<message>.*)$", "syslog"),
-    Layout("rfc3164", r"^(?:<(?P<pri>\d{1,3})>)?(?P<ts>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}) (?P<host>\S+) (?P<logger>[^\s:\[]+)(?:\[(?P<procid>\d+)\])?: (?P<message>.*)$", "syslog"),
-    Layout("iso", r"^\[?(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)\]?" + _REST),
+    Layout("rfc3164", r"^(?:<(?P<pri>\d{1,3})>)?(?P<ts>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}) (?P<host>\S+) (?:(?P<logger>[^\s:\[]+)(?:\[(?P<procid>\d+)\])?: )?(?P<message>.*)$", "syslog"),
+    Layout("iso", r"^(?:[\w.\-]+\.log\S* )?\[?(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)\]?" + _REST),
     Layout("clf", r"^\[?(?P<ts>\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2}(?: [+-]\d{4})?)\]?" + _REST),
     Layout("ctime", r"^\[(?P<ts>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)? \d{4})\]" + _REST),
     Layout("yymmdd", r"^(?P<ts>\d{6} \d{6})(?: \d+)?" + _REST),
     Layout("yy/mm/dd", r"^(?P<ts>\d{2}/\d{2}/\d{2} \d{2}:\d{2}:\d{2})" + _REST),
     Layout("android", r"^(?P<ts>\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3})\s+\d+\s+\d+ (?P<level>[VDIWEF]) (?P<logger>[^:]+?)\s*: (?P<message>.*)$"),
+    Layout("compact", r"^(?P<ts>\d{8}-\d{2}:\d{2}:\d{2}[:.]\d{3})\|(?P<logger>[^|]*)\|(?P<procid>\d*)\|(?P<message>.*)$"),
+    Layout("mm.dd", r"^\[(?P<ts>\d{2}\.\d{2} \d{2}:\d{2}:\d{2})\] (?:(?P<logger>\S+) - )?(?P<message>.*)$"),
+    Layout("flag-epoch", r"^\S+ (?P<ts>1\d{9}) \d{4}\.\d{2}\.\d{2} (?P<host>\S+) (?P<message>.*)$"),
+    Layout("node-epoch", r"^\d+ (?P<host>\S+) (?P<logger>\S+) \S+ (?P<ts>1\d{9}) \d+ (?P<message>.*)$"),
     Layout("epoch", r"^(?P<ts>1\d{9}(?:\.\d+)?)\b" + _REST),
 )
 _COMPILED = {layout.name: re.compile(layout.pattern) for layout in LAYOUTS}
@@ -73,10 +82,15 @@ def _timestamps(ts: pl.Expr, layout: Layout, options: ParseOptions, year: int) -
     if layout.name == "ctime":
         naive = ts.str.replace(r"  ", " 0").str.strptime(pl.Datetime("us"), "%a %b %d %H:%M:%S%.f %Y", strict=False)
         return naive.dt.replace_time_zone(_tz(options.tz), ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
-    if layout.name in ("yymmdd", "yy/mm/dd", "android"):
+    if layout.name in ("yymmdd", "yy/mm/dd", "android", "compact", "mm.dd"):
         if layout.name == "android":
             ts = pl.lit(str(year)) + pl.lit("-") + ts
-        fmt = {"yymmdd": "%y%m%d %H%M%S", "yy/mm/dd": "%y/%m/%d %H:%M:%S", "android": "%Y-%m-%d %H:%M:%S%.f"}[layout.name]
+        if layout.name == "mm.dd":
+            ts = pl.lit(str(year)) + pl.lit(".") + ts
+        if layout.name == "compact":
+            ts = ts.str.replace(r"[:.](\d{3})$", ".${1}")
+        fmt = {"yymmdd": "%y%m%d %H%M%S", "yy/mm/dd": "%y/%m/%d %H:%M:%S", "android": "%Y-%m-%d %H:%M:%S%.f",
+               "compact": "%Y%m%d-%H:%M:%S%.f", "mm.dd": "%Y.%m.%d %H:%M:%S"}[layout.name]
         naive = ts.str.strptime(pl.Datetime("us"), fmt, strict=False)
         return naive.dt.replace_time_zone(_tz(options.tz), ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
     raise ValueError(layout.name)
@@ -126,16 +140,18 @@ class TextLogParser:
         )
         records = fields.filter(starts).join(continuation, on="_record", how="left")
         year = options.year or datetime.now(UTC).year
-        if layout.name in ("rfc3164", "android") and options.year is None:
+        if layout.name in ("rfc3164", "android", "mm.dd") and options.year is None:
             warnings.append(f"timestamps have no year: assumed {year} in {options.tz} (set --year/--tz)")
         if layout.name in ("iso", "rfc5424"):
             ts = _parse_iso(records["ts"], options.tz)
-        elif layout.name == "epoch":
+        elif layout.name in ("epoch", "flag-epoch", "node-epoch"):
             ts = parse_timestamp(records["ts"])
         else:
             ts = records.select(_timestamps(pl.col("ts"), layout, options, year)).to_series()
         records = records.with_columns(ts.alias("_ts"))
         level = pl.col("level").str.to_uppercase().replace(_LEVELS) if "level" in names else pl.lit(None, pl.String)
+        if "level_bare" in names:
+            level = pl.coalesce(level, pl.col("level_bare").str.to_uppercase().replace(_LEVELS))
         if "pri" in names:
             severity = (pl.col("pri").cast(pl.Int64, strict=False) % 8).replace_strict(_SYSLOG_SEVERITY, default=None, return_dtype=pl.String)
             level = pl.coalesce(level, severity) if "level" in names else severity
@@ -168,5 +184,5 @@ class TextLogParser:
 
 
 register(TextLogParser("text", "plain-text logs with a leading timestamp (log4j/logback, Python logging, ISO, epoch, ...)",
-                       ("iso", "clf", "ctime", "yymmdd", "yy/mm/dd", "android", "epoch")))
+                       ("iso", "clf", "ctime", "yymmdd", "yy/mm/dd", "android", "compact", "mm.dd", "flag-epoch", "node-epoch", "epoch")))
 register(TextLogParser("syslog", "syslog RFC 3164 and RFC 5424", ("rfc3164", "rfc5424")))
