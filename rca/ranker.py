@@ -402,12 +402,17 @@ def build_report(dataset: Dataset, context: AnalysisContext | None, findings: It
     for cand in candidates:
         score, explained = _score(cand, symptoms, context)
         scored.append((score, cand, explained))
-    # An effect of a stronger, earlier cause is discounted (CPU saturation after a traffic surge).
-    scored.sort(key=lambda x: -x[0])
+    # The first anomaly of a causal chain outranks its effects: a candidate that starts at least one
+    # bucket after another comparably strong one (CPU saturation two minutes after a traffic surge) is
+    # discounted as its likely effect.
+    raw = [(score, cand) for score, cand, _ in scored]
     for i, (score, cand, explained) in enumerate(scored):
-        for other_score, other, _ in scored[:i]:
-            if other.onset and cand.onset and other_score > score and _minutes(other.onset, cand.onset) >= context.bucket_s / 60.0:
-                scored[i] = (score * 0.6, cand, explained)
+        for other_score, other in raw:
+            if other is cand or not (other.onset and cand.onset):
+                continue
+            if other_score >= 0.5 * score and _minutes(other.onset, cand.onset) >= context.bucket_s / 60.0:
+                scored[i] = (score * 0.6, cand, [*explained])
+                cand.discount = 0.6
                 break
     scored.sort(key=lambda x: (-x[0], x[1].kind, x[1].subject))
     hypotheses = []

@@ -1,0 +1,43 @@
+"""Ground truth of simulated incidents (`truth.json`) and the one rule for "the tool found it"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rca.model import Finding, Hypothesis
+
+# Which hypothesis kind a finding kind supports.
+FINDING_TO_HYPOTHESIS = {
+    "traffic_spike": "traffic_surge",
+    "resource_saturation": "resource_exhaustion",
+    "self_time_shift": "dependency_slowdown",
+    "fanout_growth": "dependency_slowdown",
+    "change_effect": "deploy",
+    "error_rate": "error_burst",
+    "error_message": "error_burst",
+}
+
+
+def load_truth(path: str | Path) -> dict[str, Any]:
+    """Read a truth.json file."""
+    return orjson.loads(Path(path).read_bytes())
+
+
+def matches(candidate: Hypothesis | Finding, root_cause: dict[str, Any] | None) -> bool:
+    """Does a hypothesis (or a finding) name the true root cause? Kinds must agree, and the subject (or
+    where) must be one of the truth's accepted subjects, compared case-insensitively; `*` accepts any."""
+    if root_cause is None:
+        return False
+    kind = candidate.kind if isinstance(candidate, Hypothesis) else FINDING_TO_HYPOTHESIS.get(candidate.kind)
+    if kind != root_cause["kind"]:
+        return False
+    accept = {str(a).lower() for a in root_cause.get("accept", [])}
+    if "*" in accept:
+        return True
+    names = {str(candidate.subject).lower()}
+    if candidate.where:
+        names.add(str(candidate.where).lower())
+    return bool(names & accept)
