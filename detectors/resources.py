@@ -26,7 +26,6 @@ from detectors.stats import (
     dense_series,
     onset_index,
     poisson_excess_z,
-    robust_z,
     to_series,
     window_masks,
 )
@@ -121,6 +120,29 @@ def _metric_resource(name: str) -> str | None:
     return None
 
 
+def _level_z(values: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """Robust z against the baseline with a MAD scale floored at 1% of the level: gauges and ratios
+    are not counts, so the Poisson floor of `stats.robust_z` would hide their shifts."""
+    finite = baseline[np.isfinite(baseline)]
+    center = float(np.median(finite))
+    scale = max(float(np.median(np.abs(finite - center))) * 1.4826, 0.01 * abs(center), 1e-9)
+    return (values - center) / scale
+
+
+def _shift_onset(z: np.ndarray, incident_mask: np.ndarray, threshold: float) -> int | None:
+    """First bucket of the run of high z that holds the incident's peak."""
+    inc = np.flatnonzero(incident_mask)
+    if inc.size == 0:
+        return None
+    peak = int(inc[np.argmax(z[inc])])
+    if z[peak] < threshold:
+        return None
+    i = peak
+    while i - 1 >= 0 and z[i - 1] >= threshold:
+        i -= 1
+    return i
+
+
 def _from_metrics(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     findings: list[Finding] = []
     metrics = dataset.metrics
@@ -144,11 +166,12 @@ def _from_metrics(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         utilization = "utilization" in name or "ratio" in name
         base_level, inc_level = float(np.nanmedian(base)), float(np.nanmax(inc))
         filled = np.where(np.isfinite(values), values, base_level)
-        z = float(np.nanmax(robust_z(filled[inc_mask], base[np.isfinite(base)])))
+        z_all = _level_z(filled, base)
+        z = float(np.max(z_all[inc_mask]))
         near_limit = utilization and inc_level >= 0.9 and base_level < 0.9
         if not (near_limit or z >= 4.0):
             continue
-        onset = onset_index(filled, base_mask, inc_mask)
+        onset = _shift_onset(z_all, inc_mask, 3.0)
         findings.append(
             Finding(
                 detector="resources", kind="resource_saturation", dimension="resource", subject=resource,

@@ -49,7 +49,7 @@ MASKS: tuple[str, ...] = (
     rf"{_B}{_H}*[0-9]{_H}*[a-fA-F]{_H}*{_B}|{_B}{_H}*[a-fA-F]{_H}*[0-9]{_H}*{_B}",  # hex ids
     rf"(?:/{_WORD}*)*/{_WORD}*[0-9]{_WORD}*(?:/{_WORD}*)*",  # paths holding a number
     rf"{_WORD}*[0-9]{_WORD}*@{_WORD}+",  # user@host
-    r"[-+]?[0-9]+(?:[.,][0-9]+)*(?:[eE][-+]?[0-9]+)?",  # numbers (units stay as their own text)
+    r"(?:(?-u:\B)[-+])?[0-9]+(?:[.,][0-9]+)*(?:[eE][-+]?[0-9]+)?",  # numbers; a sign only after a non-word
 )
 _MASK = "(?:" + "|".join(MASKS) + ")"
 _GLUED = r"<\*>(?:[A-Za-z0-9_.\-:]*<\*>)+"  # runs of masks glued together
@@ -110,7 +110,9 @@ def add_templates(frame: pl.DataFrame, column: str = "message") -> pl.DataFrame:
     messages cost a hash lookup.
     """
     first = frame.select(first_line_expr(pl.col(column)).alias("_first"))["_first"]
-    shapes = first.drop_nulls().value_counts(name="_n").with_columns(mask_expr(pl.col("_first")).alias("_masked"))
+    shapes = (
+        first.drop_nulls().value_counts(name="_n").with_columns(mask_expr(pl.col("_first")).alias("_masked"))
+    )
     # Most frequent masked shapes first, so a template starts from a typical member.
     order = shapes.group_by("_masked").agg(pl.col("_n").sum()).sort("_n", "_masked", descending=[True, False])
     mapping = mine(order["_masked"].to_list())
@@ -119,7 +121,9 @@ def add_templates(frame: pl.DataFrame, column: str = "message") -> pl.DataFrame:
         schema={"_masked": pl.String, "template": pl.String},
     ).with_columns(pl.col("template").map_elements(template_id, return_dtype=pl.String).alias("template_id"))
     lookup = shapes.select("_first", "_masked").join(templates, on="_masked", how="left").drop("_masked")
-    joined = frame.with_columns(first.alias("_first")).join(lookup, on="_first", how="left", maintain_order="left")
+    joined = frame.with_columns(first.alias("_first")).join(
+        lookup, on="_first", how="left", maintain_order="left"
+    )
     return joined.drop("_first")
 
 
@@ -143,7 +147,9 @@ def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding
     )
     if windowed.height == 0:
         return []
-    tagged = add_templates(windowed).with_columns(pl.coalesce("service", "host", pl.lit("?")).alias("where"), bucket_expr(context))
+    tagged = add_templates(windowed).with_columns(
+        pl.coalesce("service", "host", pl.lit("?")).alias("where"), bucket_expr(context)
+    )
     in_base = (pl.col("ts") >= context.baseline.start) & (pl.col("ts") < context.baseline.end)
     in_inc = (pl.col("ts") >= context.incident.start) & (pl.col("ts") < context.incident.end)
     per = (
@@ -160,7 +166,10 @@ def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding
         .with_columns(
             (pl.col("b") * inc_s / base_s).alias("expected"),
         )
-        .filter((pl.col("i") >= MIN_EVENTS) & (pl.col("i") >= MIN_RATIO * pl.max_horizontal(pl.col("expected"), pl.lit(0.5))))
+        .filter(
+            (pl.col("i") >= MIN_EVENTS)
+            & (pl.col("i") >= MIN_RATIO * pl.max_horizontal(pl.col("expected"), pl.lit(0.5)))
+        )
     )
     candidates = []
     for row in per.iter_rows(named=True):

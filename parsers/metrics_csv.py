@@ -61,9 +61,13 @@ class MetricsCsvParser:
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
         payload, warnings = read_payload(source)
         try:
-            raw = pl.read_csv(io.BytesIO(payload), infer_schema=False, encoding="utf8-lossy", truncate_ragged_lines=True)
+            raw = pl.read_csv(
+                io.BytesIO(payload), infer_schema=False, encoding="utf8-lossy", truncate_ragged_lines=True
+            )
         except pl.exceptions.PolarsError as exc:
-            raise InputError(f"not a readable CSV ({str(exc).splitlines()[0]})", file=source.origin, line=1) from None
+            raise InputError(
+                f"not a readable CSV ({str(exc).splitlines()[0]})", file=source.origin, line=1
+            ) from None
         found = _columns(raw.columns)
         missing = {"ts", "name", "value"} - set(found)
         if missing:
@@ -75,16 +79,22 @@ class MetricsCsvParser:
             )
         frame = (
             raw.select(
-                pl.col(found[c]).str.strip_chars().alias(c) if c in found else pl.lit(None, pl.String).alias(c)
+                pl.col(found[c]).str.strip_chars().alias(c)
+                if c in found
+                else pl.lit(None, pl.String).alias(c)
                 for c in ("ts", "name", "value", "host", "service", "unit")
             )
             .with_row_index("line", offset=2)
             .with_columns(pl.col("line").cast(pl.Int64))
         )
         ts = parse_timestamp(frame["ts"], options.tz)
-        frame = frame.with_columns(ts.alias("_ts"), pl.col("value").cast(pl.Float64, strict=False).alias("_value"))
+        frame = frame.with_columns(
+            ts.alias("_ts"), pl.col("value").cast(pl.Float64, strict=False).alias("_value")
+        )
         bad = frame.filter(pl.col("_ts").is_null() | pl.col("_value").is_null() | pl.col("name").is_null())
-        good = frame.filter(pl.col("_ts").is_not_null() & pl.col("_value").is_not_null() & pl.col("name").is_not_null())
+        good = frame.filter(
+            pl.col("_ts").is_not_null() & pl.col("_value").is_not_null() & pl.col("name").is_not_null()
+        )
         metrics = good.select(
             pl.col("_ts").alias("ts"),
             "name",
@@ -97,7 +107,12 @@ class MetricsCsvParser:
             "line",
             pl.lit("metric").alias("signal"),
         )
-        text = bad.select("line", pl.concat_str([pl.col(c).fill_null("") for c in ("ts", "name", "value")], separator=",").alias("text"))
+        text = bad.select(
+            "line",
+            pl.concat_str([pl.col(c).fill_null("") for c in ("ts", "name", "value")], separator=",").alias(
+                "text"
+            ),
+        )
         reason = (
             pl.when(pl.col("text").str.split(",").list.get(0) == "")
             .then(pl.lit("missing timestamp"))

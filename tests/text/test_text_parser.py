@@ -38,7 +38,12 @@ def test_log4j_with_java_stack_trace_is_one_event():
     assert len(events) == 3
     first, oom, last = events
     assert first["ts"] == datetime(2026, 11, 22, 12, 0, 1, 234000, tzinfo=UTC)
-    assert (first["level"], first["host"], first["service"], first["logger"]) == ("WARN", "messages-2", "messages", "cache.MessageCache")
+    assert (first["level"], first["host"], first["service"], first["logger"]) == (
+        "WARN",
+        "messages-2",
+        "messages",
+        "cache.MessageCache",
+    )
     assert first["message"] == "cache full, evicted 512 entries"
     assert oom["level"] == "ERROR" and oom["line"] == 2
     assert oom["message"].splitlines() == [
@@ -76,14 +81,24 @@ def test_rfc3164_needs_year_and_warns():
     events = rows(result)
     assert result.format == "syslog" and result.warnings == []
     assert events[0]["ts"] == datetime(2025, 11, 2, 3, 4, 5, tzinfo=UTC)
-    assert (events[0]["host"], events[0]["logger"], events[0]["level"]) == ("web-1", "kernel", "ERROR")  # PRI 11 -> severity 3
+    assert (events[0]["host"], events[0]["logger"], events[0]["level"]) == (
+        "web-1",
+        "kernel",
+        "ERROR",
+    )  # PRI 11 -> severity 3
     assert events[1]["logger"] == "sshd" and events[1]["message"] == "Accepted key"
     assert all(e["signal"] == "syslog" for e in events)
     assert any("no year" in w for w in parse(text).warnings)
 
 
 def test_rfc3164_local_zone():
-    events = rows(parse("Jan  5 10:00:00 db-1 postgres[7]: remaining connection slots are reserved\n", year=2026, tz="Europe/Paris"))
+    events = rows(
+        parse(
+            "Jan  5 10:00:00 db-1 postgres[7]: remaining connection slots are reserved\n",
+            year=2026,
+            tz="Europe/Paris",
+        )
+    )
     assert events[0]["ts"] == datetime(2026, 1, 5, 9, tzinfo=UTC)
 
 
@@ -93,7 +108,12 @@ def test_rfc5424():
     event = rows(result)[0]
     assert result.format == "syslog"
     assert event["ts"] == datetime(2026, 1, 5, 10, 0, 0, 3000, tzinfo=UTC)
-    assert (event["host"], event["logger"], event["level"], event["message"]) == ("host-7", "cache-svc", "INFO", "evicted 9 entries")
+    assert (event["host"], event["logger"], event["level"], event["message"]) == (
+        "host-7",
+        "cache-svc",
+        "INFO",
+        "evicted 9 entries",
+    )
 
 
 @pytest.mark.parametrize(
@@ -111,8 +131,16 @@ def test_rfc5424():
             datetime(2008, 11, 9, 20, 36, 15, tzinfo=UTC),
             "INFO",
         ),
-        ("17/06/09 20:10:40 INFO executor.CoarseGrainedExecutorBackend: Registered", datetime(2017, 6, 9, 20, 10, 40, tzinfo=UTC), "INFO"),
-        ("2016-09-28 04:30:30, Info                  CBS    Loaded Servicing Stack", datetime(2016, 9, 28, 4, 30, 30, tzinfo=UTC), "INFO"),
+        (
+            "17/06/09 20:10:40 INFO executor.CoarseGrainedExecutorBackend: Registered",
+            datetime(2017, 6, 9, 20, 10, 40, tzinfo=UTC),
+            "INFO",
+        ),
+        (
+            "2016-09-28 04:30:30, Info                  CBS    Loaded Servicing Stack",
+            datetime(2016, 9, 28, 4, 30, 30, tzinfo=UTC),
+            "INFO",
+        ),
     ],
 )
 def test_timestamp_layouts(line, expected, level):
@@ -167,11 +195,21 @@ def test_loghub_samples_parse_with_few_rejects(corpus: Path):
         assert result.frames["events"].height >= 1300, log.name
 
 
-messages = st.text(alphabet=st.characters(codec="ascii", exclude_categories=("Cc",)), min_size=1, max_size=40).map(str.strip).filter(bool)
+messages = (
+    st.text(alphabet=st.characters(codec="ascii", exclude_categories=("Cc",)), min_size=1, max_size=40)
+    .map(str.strip)
+    .filter(bool)
+)
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["INFO", "WARN", "ERROR"]), messages, st.integers(0, 3)), min_size=1, max_size=15))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["INFO", "WARN", "ERROR"]), messages, st.integers(0, 3)),
+        min_size=1,
+        max_size=15,
+    )
+)
 def test_records_and_continuations_round_trip(records):
     lines, expected = [], []
     for second, (level, message, extra) in enumerate(records):
