@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,13 +124,16 @@ def generate(
     if not 0.01 <= scale <= 50:
         raise UsageError(f"--scale must be between 0.01 and 50, got {scale}")
     spec = SCENARIOS[scenario]
-    rng = np.random.default_rng(seed)
+    # The scenario name is mixed into the seed so that samples of different scenarios differ in everything.
+    rng = np.random.default_rng([seed, zlib.crc32(scenario.encode())])
     platform = build_platform(rng, seed, minutes or DEFAULT_MINUTES, scale)
     base = baseline_rate(rng, platform)
     effects = spec.build(rng, platform)
     if latency_regression is not None:
         routes = [e.route for e in platform.endpoints]
-        route = regression_endpoint if regression_endpoint in routes else routes[int(rng.integers(0, len(routes)))]
+        # Drawn from a side generator, so the rest of the incident is the same as without the knob.
+        side = np.random.default_rng([seed, 1])
+        route = regression_endpoint if regression_endpoint in routes else routes[int(side.integers(0, len(routes)))]
         effects.parameters.update({"regression_endpoint": route, "regression_factor": latency_regression,
                                    "regression_span": "postgres"})
     requests = simulate_requests(rng, platform, base, effects, latency_regression=latency_regression,

@@ -73,11 +73,11 @@ def simulate_requests(
     n = len(second)
     sec = np.minimum(second.astype(np.int64), platform.seconds - 1)
 
-    # Load: requests per second over the last minute, against the quiet baseline.
+    # Load: requests per second over the last two minutes, against the quiet baseline.
     per_second = np.bincount(sec, minlength=platform.seconds).astype(float)
-    kernel = np.ones(60) / 60.0
+    kernel = np.ones(120) / 120.0  # queues build up over a couple of minutes
     smoothed = np.convolve(per_second, kernel)[: platform.seconds]
-    smoothed[:60] = np.maximum(smoothed[:60], per_second[:60].mean())
+    smoothed[:120] = np.maximum(smoothed[:120], per_second[:120].mean())
     load = smoothed / max(float(np.median(base_rate)), 1e-9)
     load_mult = 1.0 + 4.0 * np.clip(load / effects.capacity - 1.0, 0.0, None) ** 1.3
 

@@ -121,7 +121,7 @@ def feature_surge(rng: np.random.Generator, p: Platform) -> Effects:
     seconds = np.arange(p.seconds)
     hot = ["attach", "send", "view"]
     factor = float(rng.uniform(4.0, 7.0))
-    shape = ramp(seconds, onset, float(rng.uniform(60, 180)))
+    shape = ramp(seconds, onset, float(rng.uniform(180, 360)))
     base = p.base_rps * sum(e.weight for e in p.endpoints if e.feature in hot) / sum(e.weight for e in p.endpoints)
     eff.streams.append(Stream(base * (factor - 1) * shape, _feature_weights(p, hot), p.clients, p.client_weights))
     eff.capacity = float(rng.uniform(1.6, 2.0))
@@ -229,7 +229,7 @@ def third_party_surge(rng: np.random.Generator, p: Platform) -> Effects:
     w = np.zeros(len(p.endpoints))
     w[targets] = 1.0
     factor = float(rng.uniform(2.5, 5.0))
-    shape = ramp(seconds, onset, float(rng.uniform(60, 180)))
+    shape = ramp(seconds, onset, float(rng.uniform(180, 360)))
     # The integration always calls in a little (its sync job); at onset its volume multiplies.
     eff.streams.append(Stream(p.base_rps * (0.03 + factor * shape), w / w.sum(), [p.partner], np.ones(1)))
     # The partner's calls are heavy on the database: its CPU climbs, queries slow down for everyone.
