@@ -71,21 +71,36 @@ def main() -> None:
         start = time.perf_counter()
         ours_groups(big)
         t_ours = time.perf_counter() - start
+        start = time.perf_counter()
+        ours_groups(messages * reps)  # exact repeats, as real logs have many: masked once per distinct line
+        t_repeats = time.perf_counter() - start
         sample = big[: min(len(big), 40_000)]  # Drain3 is linear in lines: time a 40k slice
         start = time.perf_counter()
         drain3_groups(sample)
         t_drain = (time.perf_counter() - start) * len(big) / len(sample)
-        rows.append((structured.parent.name, ga_ours, ga_drain, len(big) / t_ours, len(big) / t_drain))
+        rows.append(
+            (
+                structured.parent.name,
+                ga_ours,
+                ga_drain,
+                len(big) / t_ours,
+                len(big) / t_drain,
+                len(big) / t_repeats,
+            )
+        )
         print(
-            f"{rows[-1][0]:<12} GA ours {ga_ours:.3f}  drain3 {ga_drain:.3f}   lines/s ours {rows[-1][3]:>10,.0f}  drain3 {rows[-1][4]:>9,.0f}  ({rows[-1][3] / rows[-1][4]:.1f}x)",
+            f"{rows[-1][0]:<12} GA ours {ga_ours:.3f}  drain3 {ga_drain:.3f}   lines/s ours {rows[-1][3]:>10,.0f}  drain3 {rows[-1][4]:>9,.0f}  "
+            f"({rows[-1][3] / rows[-1][4]:.1f}x; with exact repeats ours {rows[-1][5]:>10,.0f}, {rows[-1][5] / rows[-1][4]:.1f}x)",
             flush=True,
         )
     n = len(rows)
     ours = sum(r[1] for r in rows) / n
     drain = sum(r[2] for r in rows) / n
     speed = sum(r[3] / r[4] for r in rows) / n
+    repeats = sum(r[5] / r[4] for r in rows) / n
     print(
-        f"{'average':<12} GA ours {ours:.3f}  drain3 {drain:.3f}   (diff {ours - drain:+.3f}); mean speed-up {speed:.1f}x over {n} systems"
+        f"{'average':<12} GA ours {ours:.3f}  drain3 {drain:.3f}   (diff {ours - drain:+.3f}); mean speed-up {speed:.1f}x "
+        f"on distinct lines, {repeats:.1f}x on exact repeats, over {n} systems"
     )
 
 

@@ -49,10 +49,10 @@ LAYOUTS = (
     Layout("yymmdd", r"^(?P<ts>\d{6} \d{6})(?: \d+)?" + _REST),
     Layout("yy/mm/dd", r"^(?P<ts>\d{2}/\d{2}/\d{2} \d{2}:\d{2}:\d{2})" + _REST),
     Layout("android", r"^(?P<ts>\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3})\s+\d+\s+\d+ (?P<level>[VDIWEF]) (?P<logger>[^:]+?)\s*: (?P<message>.*)$"),
-    Layout("compact", r"^(?P<ts>\d{8}-\d{2}:\d{2}:\d{2}[:.]\d{3})\|(?P<logger>[^|]*)\|(?P<procid>\d*)\|(?P<message>.*)$"),
+    Layout("compact", r"^(?P<ts>\d{8}-\d{1,2}:\d{1,2}:\d{1,2}[:.]\d{1,3})\|(?P<logger>[^|]*)\|(?P<procid>\d*)\|(?P<message>.*)$"),
     Layout("mm.dd", r"^\[(?P<ts>\d{2}\.\d{2} \d{2}:\d{2}:\d{2})\] (?:(?P<logger>\S+) - )?(?P<message>.*)$"),
     Layout("flag-epoch", r"^\S+ (?P<ts>1\d{9}) \d{4}\.\d{2}\.\d{2} (?P<host>\S+) (?P<message>.*)$"),
-    Layout("node-epoch", r"^\d+ (?P<host>\S+) (?P<logger>\S+) \S+ (?P<ts>1\d{9}) \d+ (?P<message>.*)$"),
+    Layout("node-epoch", r"^\d+ (?P<host>\S+) (?P<logger>\S+) \S+ (?P<ts>1\d{9}) -?\d+ (?P<message>.*)$"),
     Layout("epoch", r"^(?P<ts>1\d{9}(?:\.\d+)?)\b" + _REST),
 )
 _COMPILED = {layout.name: re.compile(layout.pattern) for layout in LAYOUTS}
@@ -88,7 +88,7 @@ def _timestamps(ts: pl.Expr, layout: Layout, options: ParseOptions, year: int) -
         if layout.name == "mm.dd":
             ts = pl.lit(str(year)) + pl.lit(".") + ts
         if layout.name == "compact":
-            ts = ts.str.replace(r"[:.](\d{3})$", ".${1}")
+            ts = ts.str.replace(r"[:.]\d{1,3}$", ".") + ts.str.extract(r"[:.](\d{1,3})$", 1).str.zfill(3)
         fmt = {"yymmdd": "%y%m%d %H%M%S", "yy/mm/dd": "%y/%m/%d %H:%M:%S", "android": "%Y-%m-%d %H:%M:%S%.f",
                "compact": "%Y%m%d-%H:%M:%S%.f", "mm.dd": "%Y.%m.%d %H:%M:%S"}[layout.name]
         naive = ts.str.strptime(pl.Datetime("us"), fmt, strict=False)
