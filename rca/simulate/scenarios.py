@@ -260,7 +260,12 @@ def dependency_slowdown(rng: np.random.Generator, p: Platform) -> Effects:
     eff = _empty(p)
     onset = _onset(rng, p)
     seconds = np.arange(p.seconds)
-    eff.db_latency_mult = 1.0 + float(rng.uniform(3.0, 6.0)) * ramp(seconds, onset, float(rng.uniform(30, 120)))
+    slow = ramp(seconds, onset, float(rng.uniform(30, 120)))
+    eff.db_latency_mult = 1.0 + float(rng.uniform(3.0, 6.0)) * slow
+    # Only weakly in the logs: now and then a service notices a slow statement.
+    for svc in ("messages", "users"):
+        _emit(eff, rng, 0.0005 + 0.006 * slow, "WARN", svc, p.hosts[svc], "db.Pool",
+              lambda r, svc=svc: f"slow query took {int(r.integers(300, 1500))}ms: SELECT * FROM {svc} WHERE id = ?")
     _deploy(eff, p, rng, int(onset - rng.integers(6, 18) * 60), str(rng.choice(["messages", "users"])), decoy=True)
     eff.root_cause = {"kind": "dependency_slowdown", "dimension": "operation", "subject": "postgres",
                       "accept": _db_accept(p), "where": None, "second": onset}
