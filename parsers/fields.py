@@ -119,6 +119,18 @@ def parse_timestamp(values: pl.Series, tz: str = "UTC") -> pl.Series:
             .cast(pl.Datetime("us", "UTC"))
         ).to_series()
     )
+    if values.dtype.is_integer():
+        # integers exactly (a float64 loses the last digits of nanosecond epochs)
+        ints = values.cast(pl.Int64)
+        mag = ints.abs()
+        exact = pl.select(
+            pl.when(pl.lit(mag) < 10**11).then(pl.lit(ints) * 1_000_000)
+            .when(pl.lit(mag) < 10**14).then(pl.lit(ints) * 1_000)
+            .when(pl.lit(mag) < 10**17).then(pl.lit(ints))
+            .otherwise(pl.lit(ints) // 1_000)
+            .cast(pl.Datetime("us", "UTC"))
+        ).to_series()
+        return exact.alias("ts")
     if values.dtype.is_numeric():
         return micros.alias("ts")
     text = values.cast(pl.String).str.strip_chars()

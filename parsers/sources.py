@@ -116,7 +116,8 @@ class Source:
             if not is_binary and text:
                 bad = text.count("\ufffd")
                 is_binary = bad > max(8, len(text) // 10)
-            lines = tuple(line for line in text.splitlines()[:200] if line.strip())[:SAMPLE_LINES]
+            # lines end at \n only: str.splitlines() would also split on U+0085 and friends inside JSON strings
+            lines = tuple(line.rstrip("\r") for line in text.split("\n")[:200] if line.strip())[:SAMPLE_LINES]
             self._sample = Sample(origin=self.origin, head=head, lines=lines, is_binary=is_binary)
         return self._sample
 

@@ -6,9 +6,11 @@ Exit codes: 0 ran (no gate tripped), 1 a `compare` gate tripped, 2 bad usage or 
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -40,6 +42,25 @@ class ColorMode(StrEnum):
     auto = "auto"
     always = "always"
     never = "never"
+
+
+def _handles_input_errors(fn: Callable) -> Callable:
+    """Turn bad input and bad usage into one line on stderr and exit code 2, inside the app itself
+    (so the runner, `main()` and anyone embedding the app see the same behaviour)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            line = f"rca: error: {exc}" + (f" ({exc.hint})" if exc.hint else "")
+            print(line, file=sys.stderr)
+            raise typer.Exit(ExitCode.USAGE) from None
+        except UsageError as exc:
+            print(f"rca: error: {exc}", file=sys.stderr)
+            raise typer.Exit(ExitCode.USAGE) from None
+
+    return wrapper
 
 
 def _version(value: bool) -> None:
@@ -181,6 +202,7 @@ def _warn_inputs(console, inputs) -> None:
 
 
 @app.command()
+@_handles_input_errors
 def analyze(
     inputs: Inputs,
     output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.terminal,
@@ -206,6 +228,10 @@ def analyze(
     from rca.pipeline import AnalyzeOptions, analyze_dataset, load
 
     err = _stderr_console(quiet)
+    if bucket is not None:
+        from detectors.windows import parse_duration_s
+
+        parse_duration_s(bucket)  # fail before reading anything
     options = AnalyzeOptions(
         parse=_parse_options(input_format, log_format, field, tz, year, signal),
         changes_files=list(changes or []),
@@ -247,6 +273,7 @@ def analyze(
 
 
 @app.command()
+@_handles_input_errors
 def ingest(
     inputs: Inputs,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the canonical frames to, as Parquet.")],
@@ -274,6 +301,7 @@ def ingest(
 
 
 @app.command()
+@_handles_input_errors
 def simulate(
     scenario: Annotated[str, typer.Argument(help="Scenario name (see --list).", show_default=False)] = "",
     seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed writes the same bytes.")] = 0,
@@ -302,6 +330,7 @@ def simulate(
 
 
 @app.command()
+@_handles_input_errors
 def formats() -> None:
     """List the input formats rca reads, with what each one is."""
     from parsers import all_parsers
@@ -314,7 +343,9 @@ def main() -> None:
     """Console entry point: runs the app and turns input and usage errors into one line and an exit code."""
     debug = "--debug" in sys.argv
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except InputError as exc:
         line = f"rca: error: {exc}"
         if exc.hint:
