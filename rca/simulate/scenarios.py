@@ -151,8 +151,12 @@ def user_surge(rng: np.random.Generator, p: Platform) -> Effects:
     cw = rng.uniform(0.5, 1.5, len(newcomers))
     eff.streams.append(Stream(p.base_rps * (factor - 1) * shape, weights / weights.sum(), newcomers, cw / cw.sum()))
     eff.capacity = float(rng.uniform(1.8, 2.4))
-    _emit(eff, rng, 0.01 + 0.04 * shape, "INFO", "gateway", p.hosts["gateway"], "sessions",
-          lambda r: f"active sessions: {int(r.integers(800, 4000))}")
+    # The gateway reports its session count now and then; it follows the user count.
+    sessions = float(rng.uniform(600, 1500))
+    for second in _poisson_times(rng, np.full(p.seconds, 1 / 120)):
+        count = sessions * (1 + (factor - 1) * shape[int(second)]) * rng.normal(1.0, 0.05)
+        eff.add_event(second, "INFO", "gateway", p.hosts["gateway"][int(rng.integers(0, len(p.hosts["gateway"])))], "sessions",
+                      f"active sessions: {int(count)}")
     # Network noise: a few resets all along, a little more during (the misleading path).
     _emit(eff, rng, np.full(p.seconds, 0.004) + 0.004 * shape, "WARN", "gateway", p.hosts["gateway"], "proxy",
           lambda r: f"upstream connection reset by peer while reading response header, client: {r.integers(1, 255)}.{r.integers(0, 255)}.{r.integers(0, 255)}.{r.integers(1, 255)}")

@@ -65,6 +65,12 @@ def _paths(frame: pl.DataFrame) -> pl.Expr:
     return pl.when(tail.is_null()).then(head).otherwise(pl.concat_str([head, pl.col("id").cast(pl.String), tail]))
 
 
+def _seconds_ms(seconds: pl.Expr) -> pl.Expr:
+    """Seconds with exactly three decimals, as nginx prints `$request_time` (`0.030`, `12.504`)."""
+    ms = (seconds * 1000).round().cast(pl.Int64)
+    return pl.concat_str([(ms // 1000).cast(pl.String), pl.lit("."), (ms % 1000).cast(pl.String).str.zfill(3)])
+
+
 def write_access_log(platform: Platform, req: Requests) -> bytes:
     """nginx `combined` + ` $request_time $upstream_response_time`, ordered by log-write time."""
     frame = _base_frame(platform, req).with_columns(
@@ -80,8 +86,8 @@ def write_access_log(platform: Platform, req: Requests) -> bytes:
             pl.col("ip"), pl.lit(" - - ["), pl.col("end").dt.strftime("%d/%b/%Y:%H:%M:%S +0000"), pl.lit('] "'),
             pl.col("method"), pl.lit(" "), pl.col("path"), pl.lit(' HTTP/1.1" '), pl.col("status").cast(pl.String),
             pl.lit(" "), pl.col("bytes").cast(pl.String), pl.lit(' "-" "'), pl.col("ua"), pl.lit('" '),
-            pl.col("request_s").round(3).cast(pl.String), pl.lit(" "),
-            pl.when(pl.col("status") == 504).then(pl.lit("-")).otherwise(pl.col("upstream_s").round(3).cast(pl.String)),
+            _seconds_ms(pl.col("request_s")), pl.lit(" "),
+            pl.when(pl.col("status") == 504).then(pl.lit("-")).otherwise(_seconds_ms(pl.col("upstream_s"))),
         ]
     )
     out = frame.sort("end", "start", maintain_order=True).select(line.alias("line"))
