@@ -13,6 +13,8 @@ from pathlib import Path
 import orjson
 import polars as pl
 import pytest
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from parsers import ParseOptions, all_parsers
 from parsers.loader import load_dataset
@@ -174,6 +176,11 @@ def test_otlp_follows_the_json_encoding_rules_and_is_causal() -> None:
             # A child lies inside its parent: where the time went is visible.
             assert int(parent["startTimeUnixNano"]) <= int(span["startTimeUnixNano"])
             assert int(span["endTimeUnixNano"]) <= int(parent["endTimeUnixNano"]) + 1000
+    # Every field name and enum is one the OTLP protobuf schema knows (strict parse, unknown fields fail).
+    lines = gzip.decompress(incident.files[FILE_NAMES["traces"]]).splitlines()
+    for line in lines[:: max(1, len(lines) // 60)]:
+        request = json_format.Parse(line, ExportTraceServiceRequest())
+        assert request.resource_spans[0].scope_spans[0].spans
     errors = [s for _, s in spans if s["status"].get("code") == 2]
     assert all(a["value"]["intValue"] >= "500" for s in errors for a in s["attributes"] if a["key"] == "http.response.status_code")
 
