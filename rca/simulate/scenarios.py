@@ -76,6 +76,7 @@ def _next_version(version: str, rng: np.random.Generator) -> str:
 def _deploy(effects: Effects, platform: Platform, rng: np.random.Generator, second: int, service: str, decoy: bool) -> str:
     old = platform.versions[service]
     new = _next_version(old, rng)
+    second = int(np.clip(second, 60, platform.seconds - 60))  # short periods: keep the change inside the data
     effects.changes.append({"second": second, "kind": "deploy", "service": service, "version": new, "previous": old})
     effects.add_event(second, "INFO", service, platform.hosts[service][0], "deploy", f"deployed {service} v{new} (was v{old})")
     if decoy:
@@ -87,6 +88,7 @@ def _deploy(effects: Effects, platform: Platform, rng: np.random.Generator, seco
 
 
 def _rollback(effects: Effects, platform: Platform, second: int, service: str, to_version: str, decoy: bool) -> None:
+    second = int(np.clip(second, 60, platform.seconds - 30))
     effects.changes.append({"second": second, "kind": "rollback", "service": service, "version": to_version})
     effects.add_event(second, "WARN", service, platform.hosts[service][0], "deploy", f"rolled back {service} to v{to_version}")
     if decoy:

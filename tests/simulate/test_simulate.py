@@ -360,3 +360,9 @@ def test_minutes_and_scale_change_period_and_volume() -> None:
     assert 1.7 < count["b"] / count["s"] < 2.3
     assert 1.6 < count["l"] / count["s"] < 2.4
     assert _ts(long.truth["span"]["end"]) - _ts(long.truth["span"]["start"]) == timedelta(minutes=60)
+    for scenario in SCENARIOS:  # the shortest period still holds every change inside the data
+        truth = generate(scenario, seed=9, minutes=20, formats=()).truth
+        start, end = _ts(truth["span"]["start"]), _ts(truth["span"]["end"])
+        assert all(start < _ts(c["ts"]) < end for c in truth["changes"]), scenario
+        if truth["root_cause"]:
+            assert start < _ts(truth["root_cause"]["onset"]) < end
