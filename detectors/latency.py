@@ -79,7 +79,7 @@ def detect_latency(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                     continue
                 values = series.get((subject,), np.full(len(grid), np.nan))
                 filled = np.where(np.isfinite(values), values, np.nanmedian(values[base_mask]) if np.isfinite(values[base_mask]).any() else 0.0)
-                onset = onset_index(filled, base_mask, inc_mask)
+                onset = onset_index(filled, base_mask, inc_mask, smooth=1)
                 method = sub["method"].mode().first() if sub["method"].null_count() < sub.height else None
                 findings.append(
                     Finding(

@@ -45,10 +45,24 @@ def robust_z(values: np.ndarray, baseline: np.ndarray, floor: float = 1e-9) -> n
     return (values - center) / scale
 
 
-def onset_index(values: np.ndarray, baseline_mask: np.ndarray, incident_mask: np.ndarray, threshold: float = 2.0, direction: int = 1) -> int | None:
-    """The first bucket of the shift that contains the incident's peak, or None if there is no peak."""
+def rolling_median(values: np.ndarray, half_width: int) -> np.ndarray:
+    """Centered running median over 2*half_width+1 buckets (NaN-aware): tames sparse, noisy series."""
+    if half_width <= 0 or values.size == 0:
+        return values
+    padded = np.pad(values.astype(float), half_width, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half_width + 1)
+    with np.errstate(all="ignore"):
+        out = np.nanmedian(np.where(np.isfinite(windows), windows, np.nan), axis=1)
+    return np.where(np.isfinite(out), out, values)
+
+
+def onset_index(values: np.ndarray, baseline_mask: np.ndarray, incident_mask: np.ndarray, threshold: float = 2.0,
+                direction: int = 1, smooth: int = 0) -> int | None:
+    """The first bucket of the shift that contains the incident's peak, or None if there is no peak.
+    `smooth` > 0 runs a centered median of 2*smooth+1 buckets first (for sparse series such as sampled traces)."""
     if not incident_mask.any() or not baseline_mask.any():
         return None
+    values = rolling_median(values, smooth)
     z = robust_z(values, values[baseline_mask]) * direction
     z = np.where(np.isfinite(z), z, 0.0)
     inc = np.flatnonzero(incident_mask)

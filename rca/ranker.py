@@ -165,14 +165,42 @@ def _resource_candidates(findings: list[Finding]) -> list[Candidate]:
 
 
 def _dependency_candidates(findings: list[Finding]) -> list[Candidate]:
+    """A dependency whose own time shifted. When the calls sent to it grew (more calls per request, or a
+    caller sending more), the slowdown is likely an effect of that load: lower specificity."""
     out: dict[str, Candidate] = {}
     for f in findings:
-        if f.kind not in ("self_time_shift", "fanout_growth"):
+        if f.kind != "self_time_shift":
             continue
         target = str(f.details.get("dependency") or f.subject)
         cand = out.setdefault(target, Candidate("dependency_slowdown", "operation", target, f.where))
         cand.findings.append(f)
+        loaded = float(f.details.get("calls_ratio", 1.0)) >= 1.3 or (
+            float(f.details.get("calls_per_request_after", 0)) >= 1.3 * max(float(f.details.get("calls_per_request_before", 0)), 1e-9)
+        )
+        if loaded:
+            cand.specificity = 0.4
+    # A dependency that itself calls another slowed dependency is slow because of it (users -> postgres).
+    for name, cand in out.items():
+        for other_name, other in out.items():
+            callers = {c.strip() for c in (other.best.where or "").split(",")}
+            if other_name != name and name in callers:
+                cand.specificity = min(cand.specificity, 0.3)
+                cand.related.append(f"waits on {other_name}")
+    for f in findings:
+        if f.kind == "fanout_growth" and str(f.details.get("dependency")) in out:
+            out[str(f.details.get("dependency"))].findings.append(f)
     return list(out.values())
+
+
+def _link_callers(candidates: list[Candidate], findings: list[Finding]) -> None:
+    """Traces that show which caller drives a dependency's extra load corroborate that caller's surge."""
+    for f in findings:
+        if f.kind != "caller_share":
+            continue
+        for cand in candidates:
+            if cand.kind == "traffic_surge" and (cand.subject == f.subject or f"source {f.subject}" in cand.related):
+                cand.findings.append(f)
+                cand.related.append(f"drives {f.share_explained:.0%} of the extra calls to {f.where}")
 
 
 def _deploy_candidates(findings: list[Finding], context: AnalysisContext) -> list[Candidate]:
@@ -269,7 +297,9 @@ def _summary(cand: Candidate, explained: list[Finding]) -> str:
         ex = f" (e.g. \"{example[:80]}\")" if example else ""
         return f"{cand.subject.replace('_', ' ').capitalize()} exhaustion on {cand.where} from {when}: evidence rose {_fmt_ratio(best.magnitude)}{ex}{effect}."
     if cand.kind == "dependency_slowdown":
-        return f"{cand.subject} slowed down at {when}: its own time rose {_fmt_ratio(best.magnitude)}{effect}."
+        ops = best.details.get("operations") or []
+        on = f" ({', '.join(ops[:2])})" if ops else ""
+        return f"Calls to {cand.subject}{on} slowed down at {when}: p95 {best.baseline:g} -> {best.incident:g} ms ({_fmt_ratio(best.magnitude)}) with no rise in calls{effect}."
     if cand.kind == "deploy":
         d = best.details
         return (f"{d.get('change_kind', 'change').capitalize()} {d.get('subject') or ''} of {d.get('service')} at {when}: p95 "
@@ -398,6 +428,7 @@ def build_report(dataset: Dataset, context: AnalysisContext | None, findings: It
         _traffic_candidates(findings) + _resource_candidates(findings) + _dependency_candidates(findings)
         + _deploy_candidates(findings, context) + _error_candidates(findings, symptoms)
     )
+    _link_callers(candidates, findings)
     scored = []
     for cand in candidates:
         score, explained = _score(cand, symptoms, context)

@@ -1,0 +1,150 @@
+"""Span-level detectors: which downstream got slow, whether calls per request grew, who drives the load,
+and where errors start.
+
+- `self_time_shift`: per dependency (the `peer.service`/`db.system` a client span calls, else the
+  service/operation's own self time), the baseline and incident distributions of its time are
+  compared with Mann-Whitney U and the p95 ratio; onset from the per-bucket p95. `details` carry the
+  call-rate ratio, so the ranker can tell a dependency that slowed by itself from one slowed by extra
+  load sent to it.
+- `fanout_growth`: calls to a dependency per server request (per trace) before vs during the incident:
+  the signature of a cache that stopped serving and lets every read through to the database.
+- `caller_share`: for a dependency whose call volume rose, which caller (client address of the
+  trace's root, or the calling service) accounts for the extra calls.
+- `error_origin`: in failing traces, the deepest span with an error status, counted per service/operation.
+
+Thresholds: 30 spans per side, p95 up 50% and 5 ms with p < 1e-4; fan-out up 1.5x; caller share >= 50%.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from detectors import register
+from detectors.stats import (
+    bucket_expr,
+    confidence_from_p,
+    dense_series,
+    mann_whitney_p,
+    onset_index,
+    to_series,
+    window_masks,
+)
+from detectors.traffic import in_window
+from rca.model import AnalysisContext, Dataset, Finding
+
+MIN_N = 30
+
+
+def _dependency_expr() -> pl.Expr:
+    return (
+        pl.when(pl.col("kind") == "client")
+        .then(pl.coalesce(pl.col("peer_service"), pl.col("db_system")))
+        .otherwise(None)
+    )
+
+
+@register("spans", order=60)
+def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
+    spans = dataset.spans
+    if spans.height == 0:
+        return []
+    base_mask, inc_mask, grid = window_masks(context)
+    in_base = in_window("ts", context.baseline.start, context.baseline.end)
+    in_inc = in_window("ts", context.incident.start, context.incident.end)
+    spans = spans.with_columns(bucket_expr(context), _dependency_expr().alias("dependency"))
+    findings: list[Finding] = []
+    base_s = max(context.baseline.duration.total_seconds(), 1e-9)
+    inc_s = max(context.incident.duration.total_seconds(), 1e-9)
+
+    calls = spans.filter(pl.col("dependency").is_not_null() & pl.col("duration_ms").is_not_null())
+    servers = spans.filter(pl.col("kind") == "server")
+    for (dependency,), rows in sorted(calls.group_by("dependency"), key=lambda kv: str(kv[0][0])):
+        before = rows.filter(in_base)["duration_ms"].to_numpy()
+        after = rows.filter(in_inc)["duration_ms"].to_numpy()
+        if before.size < MIN_N or after.size < MIN_N:
+            continue
+        p95b, p95a = float(np.quantile(before, 0.95)), float(np.quantile(after, 0.95))
+        calls_ratio = (after.size / inc_s) / max(before.size / base_s, 1e-9)
+        # calls per server request, per window
+        req_b = max(servers.filter(in_base).height, 1)
+        req_a = max(servers.filter(in_inc).height, 1)
+        fan_b, fan_a = before.size / req_b, after.size / req_a
+        operations = rows.filter(in_inc).group_by("name").len().sort(["len", "name"], descending=[True, False])["name"].head(3).to_list()
+        per_bucket = rows.group_by("bucket").agg(pl.col("duration_ms").quantile(0.95).alias("p95")).with_columns(pl.lit(1).alias("k"))
+        values = dense_series(per_bucket, ["k"], "p95", context, fill=None).get((1,), np.full(len(grid), np.nan))
+        base_level = np.nanmedian(values[base_mask]) if np.isfinite(values[base_mask]).any() else 0.0
+        filled = np.where(np.isfinite(values), values, base_level)
+        if p95a >= 1.5 * p95b and p95a - p95b >= 5.0:
+            p = mann_whitney_p(before, after)
+            if p < 1e-4:
+                onset = onset_index(filled, base_mask, inc_mask, smooth=2)
+                callers = rows.filter(in_inc)["service"].drop_nulls().unique().sort().to_list()
+                findings.append(
+                    Finding(
+                        detector="spans", kind="self_time_shift", dimension="operation", subject=str(dependency), metric="p95_ms",
+                        onset=grid[onset] if onset is not None else None, baseline=round(p95b, 2), incident=round(p95a, 2),
+                        magnitude=round(p95a / max(p95b, 1e-6), 3), confidence=confidence_from_p(p), signal="trace",
+                        where=", ".join(callers) or None, series=to_series(values, grid, context, f"p95 ms of calls to {dependency}"),
+                        details={"dependency": str(dependency), "operations": operations, "calls_ratio": round(calls_ratio, 3),
+                                 "calls_per_request_before": round(fan_b, 3), "calls_per_request_after": round(fan_a, 3),
+                                 "p_value": float(f"{p:.3g}"), "n_before": int(before.size), "n_after": int(after.size)},
+                    )
+                )
+        if fan_a >= 1.5 * fan_b and after.size >= MIN_N:
+            findings.append(
+                Finding(
+                    detector="spans", kind="fanout_growth", dimension="operation", subject=str(dependency), metric="calls_per_request",
+                    onset=None, baseline=round(fan_b, 3), incident=round(fan_a, 3), magnitude=round(fan_a / max(fan_b, 1e-6), 3),
+                    confidence=min(1.0, (fan_a / max(fan_b, 1e-6) - 1.0)), signal="trace", where=None,
+                    details={"dependency": str(dependency), "operations": operations, "calls_ratio": round(calls_ratio, 3)},
+                )
+            )
+        if calls_ratio >= 1.5:
+            # who drives the extra calls: the client of the trace's server span at the edge
+            roots = spans.filter(pl.col("kind") == "server").select("trace_id", pl.coalesce("client_address", "service").alias("caller"))
+            roots = roots.unique(subset=["trace_id"], keep="first")
+            by_caller = (
+                rows.join(roots, on="trace_id", how="left")
+                .group_by("caller")
+                .agg(in_base.sum().alias("b"), in_inc.sum().alias("i"))
+                .with_columns((pl.col("i") - pl.col("b") * inc_s / base_s).alias("excess"))
+                .sort(["excess", "caller"], descending=[True, False], nulls_last=True)
+            )
+            total = float(by_caller.filter(pl.col("excess") > 0)["excess"].sum())
+            if total > 0 and by_caller.height:
+                caller, b, i, excess = by_caller.row(0)
+                share = excess / total
+                if caller is not None and share >= 0.5:
+                    findings.append(
+                        Finding(
+                            detector="spans", kind="caller_share", dimension="caller", subject=str(caller), metric="calls_per_min",
+                            onset=None, baseline=round(b / base_s * 60, 3), incident=round(i / inc_s * 60, 3),
+                            magnitude=round((i / inc_s) / max(b / base_s, 1e-9), 3) if b else float(i), confidence=min(1.0, share),
+                            signal="trace", where=str(dependency), share_explained=round(share, 3),
+                            details={"dependency": str(dependency), "calls_ratio": round(calls_ratio, 3)},
+                        )
+                    )
+    findings.extend(_error_origin(spans, in_inc))
+    return findings
+
+
+def _error_origin(spans: pl.DataFrame, in_inc: pl.Expr) -> list[Finding]:
+    errors = spans.filter(in_inc & (pl.col("status") == "error"))
+    if errors.height < 10:
+        return []
+    # deepest error: an error span none of whose children in the same trace is an error
+    erroring_parents = errors.select("trace_id", pl.col("parent_span_id").alias("span_id")).unique()
+    leaves = errors.join(erroring_parents, on=["trace_id", "span_id"], how="anti")
+    per = leaves.group_by("service", "name").len().sort(["len", "service", "name"], descending=[True, False, False])
+    total = leaves.height
+    out = []
+    for service, name, n in per.head(3).iter_rows():
+        out.append(
+            Finding(
+                detector="spans", kind="error_origin", dimension="operation", subject=f"{service} {name}", metric="failing_traces",
+                onset=None, baseline=None, incident=float(n), magnitude=float(n), confidence=min(1.0, n / max(total, 1)),
+                signal="trace", where=service, share_explained=round(n / max(total, 1), 3), details={"traces": int(n)},
+            )
+        )
+    return out

@@ -1,0 +1,364 @@
+"""OpenTelemetry OTLP: traces, logs and metrics, as OTLP/JSON (collector file exporter lines, or one
+pretty-printed document) and as protobuf (`ExportTraceServiceRequest`/`TracesData`, a single message or
+the file exporter's stream of 4-byte big-endian length-prefixed messages).
+
+OTLP/JSON is read with orjson and walked by hand, because protobuf's generic JSON mapping
+(`json_format`) reads trace and span ids as base64 and silently yields wrong 24-byte ids from the hex
+strings OTLP/JSON uses. Ids are lower-cased hex; a value that is not 32/16 hex characters is tried as
+base64 (Grafana Tempo's protojson), and `batches` is accepted as an alias of `resourceSpans`. Enums are
+integers, 64-bit integers decimal strings (numbers accepted too). Semantic-convention renames are
+mapped (`http.method` -> `http.request.method`, `peer.service`/`service.peer.name`, `db.system`/
+`db.system.name`, ...). One file may mix signals: each line is dispatched on its top-level key.
+Protobuf is decoded with opentelemetry-proto; columns are filled as lists and turned into one frame.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import struct
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+import polars as pl
+
+from parsers import ParseOptions, ParseResult, register
+from parsers.lines import read_payload
+from parsers.sources import Sample, Source
+from parsers.spantree import finish_spans
+from rca.errors import InputError
+from rca.model import Rejected, conform
+
+KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
+STATUS = {0: "unset", 1: "ok", 2: "error"}
+ALIASES = {
+    "http_method": ("http.request.method", "http.method"),
+    "http_route": ("http.route",),
+    "http_status": ("http.response.status_code", "http.status_code"),
+    "url_path": ("url.path", "http.target"),
+    "client_address": ("client.address", "http.client_ip", "net.sock.peer.addr", "network.peer.address"),
+    "peer_service": ("service.peer.name", "peer.service", "server.address", "net.peer.name"),
+    "db_system": ("db.system.name", "db.system"),
+    "user_agent": ("user_agent.original", "http.user_agent"),
+}
+RESOURCE_ALIASES = {
+    "service": ("service.name",),
+    "service_version": ("service.version",),
+    "deployment_environment": ("deployment.environment.name", "deployment.environment"),
+    "host": ("host.name", "k8s.pod.name", "service.instance.id"),
+}
+SPAN_COLUMNS = ("trace_id", "span_id", "parent_span_id", "service", "name", "kind", "start_ns", "end_ns", "status",
+                *ALIASES, "service_version", "deployment_environment", "host", "line")
+_SEVERITY = [(21, "FATAL"), (17, "ERROR"), (13, "WARN"), (9, "INFO"), (5, "DEBUG"), (1, "TRACE")]
+
+
+def hex_id(value: Any, size: int) -> str | None:
+    """An OTLP id as lower-case hex: hex text as is, base64 text decoded, bytes hexed."""
+    if value is None or value == "" or value == b"":
+        return None
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex() if any(value) else None
+    text = str(value)
+    if len(text) == size * 2:
+        try:
+            int(text, 16)
+            return text.lower()
+        except ValueError:
+            pass
+    try:
+        raw = base64.b64decode(text, validate=True)
+        if len(raw) == size:
+            return raw.hex()
+    except (binascii.Error, ValueError):
+        pass
+    if all(c in "0123456789abcdefABCDEF" for c in text) and len(text) < size * 2:
+        return text.lower().rjust(size * 2, "0")  # old Jaeger-style ids with leading zeros dropped
+    return None
+
+
+def any_value(value: dict[str, Any] | None) -> Any:
+    """An OTLP/JSON AnyValue as a Python value."""
+    if not value:
+        return None
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "doubleValue" in value:
+        return float(value["doubleValue"])
+    if "boolValue" in value:
+        return bool(value["boolValue"])
+    if "arrayValue" in value:
+        return [any_value(v) for v in value["arrayValue"].get("values", [])]
+    if "kvlistValue" in value:
+        return {kv["key"]: any_value(kv.get("value")) for kv in value["kvlistValue"].get("values", [])}
+    if "bytesValue" in value:
+        return value["bytesValue"]
+    return None
+
+
+def attrs(items: Iterable[dict[str, Any]] | None) -> dict[str, Any]:
+    return {kv.get("key"): any_value(kv.get("value")) for kv in items or ()}
+
+
+def _pick(attributes: dict[str, Any], names: tuple[str, ...]) -> Any:
+    for name in names:
+        value = attributes.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def _empty_columns() -> dict[str, list[Any]]:
+    return {c: [] for c in SPAN_COLUMNS}
+
+
+def _add_span(cols: dict[str, list[Any]], resource: dict[str, Any], span: dict[str, Any], line: int) -> None:
+    a = attrs(span.get("attributes"))
+    cols["trace_id"].append(hex_id(span.get("traceId"), 16))
+    cols["span_id"].append(hex_id(span.get("spanId"), 8))
+    cols["parent_span_id"].append(hex_id(span.get("parentSpanId"), 8))
+    cols["service"].append(resource.get("service"))
+    cols["name"].append(span.get("name"))
+    cols["kind"].append(KINDS.get(int(span.get("kind", 0) or 0), "unspecified"))
+    cols["start_ns"].append(int(span.get("startTimeUnixNano", 0) or 0))
+    cols["end_ns"].append(int(span.get("endTimeUnixNano", 0) or 0))
+    cols["status"].append(STATUS.get(int((span.get("status") or {}).get("code", 0) or 0), "unset"))
+    for column, names in ALIASES.items():
+        cols[column].append(_pick(a, names))
+    for column in ("service_version", "deployment_environment", "host"):
+        cols[column].append(resource.get(column))
+    cols["line"].append(line)
+
+
+def _resource(resource_attrs: dict[str, Any]) -> dict[str, Any]:
+    return {column: _pick(resource_attrs, names) for column, names in RESOURCE_ALIASES.items()}
+
+
+def _spans_frame(cols: dict[str, list[Any]]) -> pl.DataFrame:
+    frame = pl.DataFrame(
+        {k: v for k, v in cols.items() if k not in ("http_status",)},
+        schema_overrides={"start_ns": pl.Int64, "end_ns": pl.Int64, "line": pl.Int64},
+        strict=False,
+    )
+    frame = frame.with_columns(
+        pl.Series("http_status", [None if v is None else str(v) for v in cols["http_status"]], dtype=pl.String).cast(pl.Int32, strict=False),
+        (pl.col("start_ns") // 1000).cast(pl.Datetime("us", "UTC")).alias("ts"),
+        (pl.col("end_ns") // 1000).cast(pl.Datetime("us", "UTC")).alias("end"),
+    )
+    for col in ("http_method", "http_route", "url_path", "client_address", "peer_service", "db_system", "user_agent"):
+        frame = frame.with_columns(pl.col(col).cast(pl.String, strict=False))
+    return frame
+
+
+def _severity(number: int, text: str | None) -> str | None:
+    if text:
+        upper = text.upper()
+        return {"WARNING": "WARN", "ERR": "ERROR", "CRITICAL": "FATAL"}.get(upper, upper)
+    for low, name in _SEVERITY:
+        if number >= low:
+            return name
+    return None
+
+
+class OtlpJsonParser:
+    name = "otlp-json"
+    description = "OpenTelemetry OTLP/JSON traces, logs and metrics (collector file exporter lines or one document)"
+
+    def sniff(self, sample: Sample) -> float:
+        head = sample.head[:65536]
+        if any(k in head for k in (b'"resourceSpans"', b'"resourceLogs"', b'"resourceMetrics"', b'"batches"')):
+            return 0.97
+        return 0.0
+
+    def _documents(self, payload: bytes) -> Iterator[tuple[int, Any, str | None]]:
+        stripped = payload.lstrip()
+        first_line = stripped.split(b"\n", 1)[0].strip()
+        try:
+            orjson.loads(first_line)
+            per_line = True
+        except orjson.JSONDecodeError:
+            per_line = False
+        if not per_line:
+            try:
+                yield 1, orjson.loads(payload), None
+            except orjson.JSONDecodeError as exc:
+                yield 1, None, f"invalid JSON ({str(exc).split(':')[0]})"
+            return
+        for number, raw in enumerate(payload.split(b"\n"), start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield number, orjson.loads(raw), None
+            except orjson.JSONDecodeError as exc:
+                yield number, None, f"invalid JSON ({str(exc).split(':')[0]})"
+
+    def parse(self, source: Source, options: ParseOptions) -> ParseResult:
+        import gc
+
+        payload, warnings = read_payload(source)
+        cols = _empty_columns()
+        events: list[dict[str, Any]] = []
+        metrics: list[dict[str, Any]] = []
+        rejected: list[Rejected] = []
+        bad = lines = 0
+        enabled = gc.isenabled()
+        gc.disable()  # the walk allocates many small objects; collection pauses would dominate
+        try:
+            for number, doc, error in self._documents(payload):
+                lines += 1
+                if error or not isinstance(doc, dict):
+                    bad += 1
+                    if len(rejected) < 5:
+                        rejected.append(Rejected(number, error or "not an OTLP document"))
+                    continue
+                for rs in doc.get("resourceSpans") or doc.get("batches") or ():
+                    resource = _resource(attrs((rs.get("resource") or {}).get("attributes")))
+                    for ss in rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or ():
+                        for span in ss.get("spans") or ():
+                            _add_span(cols, resource, span, number)
+                for rl in doc.get("resourceLogs") or ():
+                    resource = _resource(attrs((rl.get("resource") or {}).get("attributes")))
+                    for sl in rl.get("scopeLogs") or ():
+                        for rec in sl.get("logRecords") or ():
+                            ts = int(rec.get("timeUnixNano") or rec.get("observedTimeUnixNano") or 0)
+                            extra = attrs(rec.get("attributes"))
+                            if rec.get("eventName"):
+                                extra["event.name"] = rec["eventName"]
+                            body = any_value(rec.get("body"))
+                            events.append({
+                                "ts_ns": ts, "level": _severity(int(rec.get("severityNumber", 0) or 0), rec.get("severityText")),
+                                "service": resource["service"], "host": resource["host"], "logger": None,
+                                "message": body if isinstance(body, str) else (None if body is None else orjson.dumps(body).decode()),
+                                "attributes": orjson.dumps(extra, default=str).decode() if extra else None,
+                                "trace_id": hex_id(rec.get("traceId"), 16), "line": number,
+                            })
+                for rm in doc.get("resourceMetrics") or ():
+                    resource = _resource(attrs((rm.get("resource") or {}).get("attributes")))
+                    for sm in rm.get("scopeMetrics") or ():
+                        for metric in sm.get("metrics") or ():
+                            metrics.extend(_metric_points(metric, resource, number))
+        finally:
+            if enabled:
+                gc.enable()
+        frames: dict[str, pl.DataFrame] = {}
+        if cols["trace_id"]:
+            more, span_warnings = finish_spans(_spans_frame(cols), source.origin)
+            warnings += span_warnings
+            frames.update({k: v.with_columns(origin=pl.lit(source.origin), signal=pl.lit("trace")) for k, v in more.items()})
+        if events:
+            frame = pl.DataFrame(events).with_columns(
+                (pl.col("ts_ns") // 1000).cast(pl.Datetime("us", "UTC")).alias("ts"), origin=pl.lit(source.origin), signal=pl.lit("otlp_log"))
+            frames["events"] = conform(frame, "events")  # type: ignore[assignment]
+        if metrics:
+            frame = pl.DataFrame(metrics).with_columns(
+                (pl.col("ts_ns") // 1000).cast(pl.Datetime("us", "UTC")).alias("ts"), origin=pl.lit(source.origin), signal=pl.lit("metric"))
+            frames["metrics"] = conform(frame, "metrics")  # type: ignore[assignment]
+        return ParseResult(format=self.name, frames=frames, lines=lines, rejected=bad, rejected_examples=rejected, warnings=warnings)
+
+
+def _metric_points(metric: dict[str, Any], resource: dict[str, Any], line: int) -> list[dict[str, Any]]:
+    name, unit = metric.get("name"), metric.get("unit")
+    out = []
+    for kind in ("gauge", "sum"):
+        for point in (metric.get(kind) or {}).get("dataPoints") or ():
+            value = point.get("asDouble", point.get("asInt"))
+            if value is None:
+                continue
+            a = attrs(point.get("attributes"))
+            out.append({"ts_ns": int(point.get("timeUnixNano", 0) or 0), "name": name, "value": float(value), "unit": unit,
+                        "service": resource["service"], "host": resource["host"],
+                        "attributes": orjson.dumps(a, default=str).decode() if a else None, "line": line})
+    for kind in ("histogram", "exponentialHistogram", "summary"):
+        for point in (metric.get(kind) or {}).get("dataPoints") or ():
+            count = float(point.get("count", 0) or 0)
+            total = point.get("sum")
+            if count and total is not None:
+                out.append({"ts_ns": int(point.get("timeUnixNano", 0) or 0), "name": f"{name}.avg", "value": float(total) / count,
+                            "unit": unit, "service": resource["service"], "host": resource["host"], "attributes": None, "line": line})
+    return out
+
+
+class OtlpProtoParser:
+    name = "otlp-proto"
+    description = "OpenTelemetry OTLP protobuf traces (ExportTraceServiceRequest; single or length-prefixed stream)"
+
+    def sniff(self, sample: Sample) -> float:
+        head = sample.head
+        if len(head) < 8 or head.lstrip()[:1] in (b"{", b"["):
+            return 0.0
+        return 0.9 if _looks_like_traces(head) else 0.0
+
+    def parse(self, source: Source, options: ParseOptions) -> ParseResult:
+        from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+
+        payload, warnings = read_payload(source)
+        cols = _empty_columns()
+        messages = 0
+        for number, blob in enumerate(_frames(payload), start=1):
+            message = TracesData()
+            try:
+                message.ParseFromString(blob)
+            except Exception:  # protobuf raises DecodeError, a message subclass of Exception
+                raise InputError("not a protobuf TracesData message", file=source.origin, line=number) from None
+            messages += 1
+            for rs in message.resource_spans:
+                r = {kv.key: _proto_value(kv.value) for kv in rs.resource.attributes}
+                resource = _resource(r)
+                for ss in rs.scope_spans:
+                    for span in ss.spans:
+                        a = {kv.key: _proto_value(kv.value) for kv in span.attributes}
+                        cols["trace_id"].append(span.trace_id.hex() or None)
+                        cols["span_id"].append(span.span_id.hex() or None)
+                        cols["parent_span_id"].append(span.parent_span_id.hex() or None)
+                        cols["service"].append(resource["service"])
+                        cols["name"].append(span.name)
+                        cols["kind"].append(KINDS.get(span.kind, "unspecified"))
+                        cols["start_ns"].append(span.start_time_unix_nano)
+                        cols["end_ns"].append(span.end_time_unix_nano)
+                        cols["status"].append(STATUS.get(span.status.code, "unset"))
+                        for column, names in ALIASES.items():
+                            cols[column].append(_pick(a, names))
+                        for column in ("service_version", "deployment_environment", "host"):
+                            cols[column].append(resource.get(column))
+                        cols["line"].append(number)
+        frames: dict[str, pl.DataFrame] = {}
+        if cols["trace_id"]:
+            more, span_warnings = finish_spans(_spans_frame(cols), source.origin)
+            warnings += span_warnings
+            frames = {k: v.with_columns(origin=pl.lit(source.origin), signal=pl.lit("trace")) for k, v in more.items()}
+        return ParseResult(format=self.name, frames=frames, lines=messages, warnings=warnings)
+
+
+def _proto_value(value: Any) -> Any:
+    which = value.WhichOneof("value")
+    if which is None:
+        return None
+    if which in ("array_value", "kvlist_value", "bytes_value"):
+        return str(getattr(value, which))
+    return getattr(value, which)
+
+
+def _frames(payload: bytes) -> Iterator[bytes]:
+    """Length-prefixed messages when the prefixes tile the payload exactly, else one message."""
+    pos, frames = 0, []
+    while pos + 4 <= len(payload):
+        (size,) = struct.unpack(">I", payload[pos : pos + 4])
+        if size == 0 or pos + 4 + size > len(payload):
+            break
+        frames.append(payload[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    if frames and pos == len(payload):
+        yield from frames
+    else:
+        yield payload
+
+
+def _looks_like_traces(head: bytes) -> bool:
+    # TracesData field 1 (resource_spans), wire type 2: tag 0x0a, directly or after a 4-byte length prefix
+    return head[:1] == b"\x0a" or (len(head) > 4 and head[4:5] == b"\x0a")
+
+
+register(OtlpJsonParser())
+register(OtlpProtoParser())
