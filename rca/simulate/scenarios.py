@@ -132,6 +132,11 @@ def feature_surge(rng: np.random.Generator, p: Platform) -> Effects:
     for svc in ("messages", "files"):
         _emit(eff, rng, 0.002 + 0.05 * cpu, "WARN", svc, p.hosts[svc], "runtime.Monitor",
               lambda r: f"CPU usage {int(r.integers(92, 100))}% on all cores, request queue depth {int(r.integers(40, 400))}")
+    for svc, host in [(name, host) for name in ("messages", "files") for host in p.hosts[name]]:
+        for minute in range(p.minutes):
+            level = 1.5 + 10.0 * cpu[min(minute * 60 + 30, p.seconds - 1)]
+            eff.add_event(minute * 60 + 30.0 + float(rng.random()), "INFO", svc, host, "runtime.Monitor",
+                          f"load average: {level * rng.uniform(0.9, 1.1):.2f}, {level * 0.8:.2f}, {level * 0.6:.2f}")
     _deploy(eff, p, rng, int(onset - rng.integers(10, 20) * 60), "users", decoy=True)
     routes = [e.route for e in p.endpoints if e.feature in hot]
     eff.root_cause = {"kind": "traffic_surge", "dimension": "endpoint", "subject": ", ".join(routes),
@@ -242,6 +247,10 @@ def third_party_surge(rng: np.random.Generator, p: Platform) -> Effects:
     eff.db_latency_mult = 1.0 + float(rng.uniform(2.0, 4.0)) * ramp(seconds, onset + 60, 240)
     _emit(eff, rng, 0.003 + 0.08 * ramp(seconds, onset + 60, 240), "WARN", "messages", p.hosts["messages"], "db.Pool",
           lambda r: f"slow query took {int(r.integers(800, 4000))}ms: SELECT * FROM messages WHERE room_id = ?")
+    # With queries slow, the connection pools of the services behind the flooded endpoints run dry.
+    for svc in sorted({p.endpoints[i].service for i in targets}):
+        _emit(eff, rng, 0.02 * ramp(seconds, onset + 150, 240), "ERROR", svc, p.hosts[svc], "com.zaxxer.hikari.pool.HikariPool",
+              lambda r: "HikariPool-1 - Connection is not available, request timed out after 30000ms.")
     version = _deploy(eff, p, rng, int(onset - rng.integers(8, 20) * 60), "messages", decoy=True)
     _rollback(eff, p, int(onset + rng.integers(8, 15) * 60), "messages", p.versions["messages"], decoy=True)
     del version
