@@ -133,6 +133,9 @@ def load_dataset(
                 exc.file = source.origin
             summaries.append(_failed(source.origin, exc))
             continue
+        except Exception as exc:  # a parser bug must not lose the other inputs nor show a traceback
+            summaries.append(_failed(source.origin, InputError(f"could not be parsed ({type(exc).__name__}: {exc})", file=source.origin)))
+            continue
         for name, frame in result.frames.items():
             if frame.height:
                 collected[name].append(frame)

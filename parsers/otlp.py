@@ -77,6 +77,29 @@ def hex_id(value: Any, size: int) -> str | None:
     return None
 
 
+_KIND_NAMES = {f"SPAN_KIND_{v.upper()}": k for k, v in KINDS.items()}
+_STATUS_NAMES = {f"STATUS_CODE_{v.upper()}": k for k, v in STATUS.items()}
+
+
+def enum_value(value: Any, names: dict[str, int]) -> int:
+    """OTLP/JSON enums are integers; protojson writers emit names: accept both, 0 when unreadable."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    if text.isdigit():
+        return int(text)
+    return names.get(text.upper(), 0)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def any_value(value: dict[str, Any] | None) -> Any:
     """An OTLP/JSON AnyValue as a Python value."""
     if not value:
@@ -121,10 +144,10 @@ def _add_span(cols: dict[str, list[Any]], resource: dict[str, Any], span: dict[s
     cols["parent_span_id"].append(hex_id(span.get("parentSpanId"), 8))
     cols["service"].append(resource.get("service"))
     cols["name"].append(span.get("name"))
-    cols["kind"].append(KINDS.get(int(span.get("kind", 0) or 0), "unspecified"))
-    cols["start_ns"].append(int(span.get("startTimeUnixNano", 0) or 0))
-    cols["end_ns"].append(int(span.get("endTimeUnixNano", 0) or 0))
-    cols["status"].append(STATUS.get(int((span.get("status") or {}).get("code", 0) or 0), "unset"))
+    cols["kind"].append(KINDS.get(enum_value(span.get("kind"), _KIND_NAMES), "unspecified"))
+    cols["start_ns"].append(_int(span.get("startTimeUnixNano")))
+    cols["end_ns"].append(_int(span.get("endTimeUnixNano")))
+    cols["status"].append(STATUS.get(enum_value((span.get("status") or {}).get("code"), _STATUS_NAMES), "unset"))
     for column, names in ALIASES.items():
         cols[column].append(_pick(a, names))
     for column in ("service_version", "deployment_environment", "host"):

@@ -1,0 +1,118 @@
+"""OTLP parsing: the spec's example, hex ids (and the json_format base64 trap), protobuf round trip,
+self time, broken input, and a trace-only dependency slowdown."""
+
+from __future__ import annotations
+
+import struct
+
+import orjson
+import pytest
+from google.protobuf import json_format
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, TracesData
+
+from parsers.loader import load_dataset
+
+T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z in ns
+TRACE = bytes.fromhex("5b8efff798038103d269b633813fc60c")
+
+
+def kv(key, value):
+    return KeyValue(key=key, value=AnyValue(string_value=value) if isinstance(value, str) else AnyValue(int_value=value))
+
+
+def sample_traces() -> TracesData:
+    root = Span(trace_id=TRACE, span_id=bytes.fromhex("eee19b7ec3c1b174"), name="GET /api/x/{id}", kind=Span.SPAN_KIND_SERVER,
+                start_time_unix_nano=T0, end_time_unix_nano=T0 + 100_000_000,
+                attributes=[kv("http.route", "/api/x/{id}"), kv("http.request.method", "GET"), kv("http.response.status_code", 200),
+                            kv("client.address", "198.51.100.7"), kv("url.path", "/api/x/5")])
+    # two overlapping children: 10-50 ms and 30-70 ms -> union 60 ms -> root self time 40 ms
+    a = Span(trace_id=TRACE, span_id=bytes.fromhex("0000000000000001"), parent_span_id=root.span_id, name="SELECT x", kind=Span.SPAN_KIND_CLIENT,
+             start_time_unix_nano=T0 + 10_000_000, end_time_unix_nano=T0 + 50_000_000, attributes=[kv("db.system", "postgresql"), kv("peer.service", "postgres")])
+    b = Span(trace_id=TRACE, span_id=bytes.fromhex("0000000000000002"), parent_span_id=root.span_id, name="GET", kind=Span.SPAN_KIND_CLIENT,
+             start_time_unix_nano=T0 + 30_000_000, end_time_unix_nano=T0 + 70_000_000, attributes=[kv("db.system.name", "redis")])
+    resource = ResourceSpans(scope_spans=[ScopeSpans(spans=[root, a, b])])
+    resource.resource.attributes.extend([kv("service.name", "api"), kv("service.version", "1.2.3"), kv("host.name", "api-1")])
+    return TracesData(resource_spans=[resource])
+
+
+def otlp_json(message: TracesData) -> bytes:
+    """OTLP/JSON as the spec wants it: protojson, then ids rewritten from base64 to hex."""
+    doc = json_format.MessageToDict(message)
+    for rs in doc["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            for span in ss["spans"]:
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if key in span:
+                        import base64
+
+                        span[key] = base64.b64decode(span[key]).hex().upper()
+    return orjson.dumps(doc)
+
+
+def test_spec_example_ids_are_hex_not_json_format_base64(corpus):
+    data = load_dataset([str(corpus / "otel-examples" / "trace.json")])
+    span = data.spans.row(0, named=True)
+    assert span["trace_id"] == "5b8efff798038103d269b633813fc60c" and len(span["trace_id"]) == 32
+    assert span["span_id"] == "eee19b7ec3c1b174" and span["kind"] == "server"
+    # the trap: protobuf's generic JSON mapping reads the same hex as base64 and makes a 24-byte id
+    trapped = json_format.Parse((corpus / "otel-examples" / "trace.json").read_text(), TracesData())
+    assert len(trapped.resource_spans[0].scope_spans[0].spans[0].trace_id) == 24
+    assert "1 orphan span(s)" in " ".join(data.inputs[0].warnings)
+
+
+@pytest.mark.parametrize("encoding", ["json", "proto", "proto-stream"])
+def test_round_trip_both_encodings_agree(tmp_path, encoding):
+    message = sample_traces()
+    if encoding == "json":
+        payload = otlp_json(message) + b"\n" + otlp_json(message)  # the same spans twice: duplicates kept once
+    elif encoding == "proto":
+        payload = message.SerializeToString()
+    else:
+        blob = message.SerializeToString()
+        payload = struct.pack(">I", len(blob)) + blob
+    path = tmp_path / f"traces.{encoding}"
+    path.write_bytes(payload)
+    data = load_dataset([str(path)])
+    spans = data.spans.sort("span_id")
+    assert spans["trace_id"].unique().to_list() == [TRACE.hex()]
+    assert spans.height == 3
+    root = spans.filter(spans["kind"] == "server").row(0, named=True)
+    assert root["duration_ms"] == pytest.approx(100.0) and root["self_ms"] == pytest.approx(40.0)
+    assert (root["http_route"], root["http_status"], root["service_version"], root["host"]) == ("/api/x/{id}", 200, "1.2.3", "api-1")
+    dbs = set(spans["db_system"].drop_nulls().to_list())
+    assert dbs == {"postgresql", "redis"}  # old and new semantic-convention names
+    request = data.requests.row(0, named=True)
+    assert (request["endpoint"], request["source"], request["method"], request["signal"]) == ("/api/x/{id}", "198.51.100.7", "GET", "trace")
+
+
+def test_broken_spans_are_counted_not_fatal(tmp_path):
+    spans = [
+        {"traceId": "AA" * 16, "spanId": "01" * 8, "name": "root", "kind": 2, "startTimeUnixNano": str(T0), "endTimeUnixNano": str(T0 + 10**7)},
+        {"traceId": "AA" * 16, "spanId": "02" * 8, "parentSpanId": "09" * 8, "name": "orphan", "kind": 1, "startTimeUnixNano": str(T0), "endTimeUnixNano": str(T0 + 10**6)},
+        {"traceId": "AA" * 16, "spanId": "03" * 8, "parentSpanId": "01" * 8, "name": "skewed", "kind": 3, "startTimeUnixNano": str(T0 - 10**7), "endTimeUnixNano": str(T0 + 10**6)},
+        {"traceId": "AA" * 16, "spanId": "04" * 8, "parentSpanId": "01" * 8, "name": "no end", "kind": 1, "startTimeUnixNano": str(T0), "endTimeUnixNano": "0"},
+        {"traceId": "BB" * 16, "spanId": "05" * 8, "parentSpanId": "05" * 8, "name": "self parent", "kind": 1, "startTimeUnixNano": str(T0), "endTimeUnixNano": str(T0 + 5)},
+    ]
+    doc = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]}, "scopeSpans": [{"spans": spans}]}]}
+    path = tmp_path / "broken.jsonl"
+    path.write_bytes(orjson.dumps(doc) + b"\n{not json\n")
+    data = load_dataset([str(path)])
+    summary = data.inputs[0]
+    text = " ".join(summary.warnings)
+    for word in ("orphan", "clock skew", "no end", "themselves as parent"):
+        assert word in text, (word, text)
+    assert summary.rejected == 1 and summary.rejected_examples[0].line == 2
+    assert data.spans.height == 5
+
+
+def test_trace_only_dependency_slowdown_ranks_the_dependency(tmp_path):
+    from rca.pipeline import analyze
+    from rca.simulate import generate
+    from rca.truth import matches
+
+    incident = generate("dependency-slowdown", 3, minutes=60, scale=0.5, formats=("traces",), trace_sample=0.3)
+    incident.write(tmp_path)
+    report = analyze([str(tmp_path / "telemetry")])
+    assert report.incident_detected
+    assert matches(report.hypotheses[0], incident.truth["root_cause"]), [(h.kind, h.subject) for h in report.hypotheses[:3]]
