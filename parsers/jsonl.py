@@ -8,6 +8,7 @@ claimed here.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import PurePath
 
 import orjson
@@ -33,10 +34,8 @@ class JsonLinesParser:
             return 0.0
         good = 0
         for line in sample.lines:
-            try:
+            with contextlib.suppress(orjson.JSONDecodeError):
                 good += isinstance(orjson.loads(line), dict)
-            except orjson.JSONDecodeError:
-                pass
         return 0.9 * good / len(sample.lines)
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
