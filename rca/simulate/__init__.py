@@ -42,7 +42,7 @@ FILE_NAMES = {
 __all__ = ["SCENARIOS", "Incident", "ScenarioSpec", "generate", "simulate"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Incident:
     """One generated incident: file contents by relative path, and the truth."""
 

@@ -77,7 +77,7 @@ class Client:
     api_client: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Platform:
     start: datetime
     minutes: int

@@ -15,7 +15,7 @@ from rca.simulate.platform import Platform
 from rca.simulate.scenarios import Effects
 
 
-@dataclass
+@dataclass(frozen=True)
 class Requests:
     second: np.ndarray  # float seconds since start: request start
     endpoint: np.ndarray  # index into platform.endpoints

@@ -25,7 +25,7 @@ class ScenarioSpec:
     build: Callable[[np.random.Generator, Platform], Effects]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Stream:
     """Extra requests on top of the baseline: rate per second, who sends them, to which endpoints."""
 
@@ -37,6 +37,8 @@ class Stream:
 
 @dataclass
 class Effects:
+    """What a scenario does to the platform; a builder, filled in by the scenario function, then only read."""
+
     seconds: int
     rate_mult: np.ndarray  # multiplier on the baseline stream
     streams: list[Stream] = field(default_factory=list)
