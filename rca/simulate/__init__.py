@@ -95,7 +95,12 @@ def _truth(spec: ScenarioSpec, seed: int, platform: Platform, effects: Effects) 
         "symptoms": [stamp(s) for s in effects.symptoms],
         "decoys": [stamp(d) for d in effects.decoys],
         "changes": [
-            {"ts": _iso(platform, c["second"]), "kind": c["kind"], "service": c["service"], "subject": f"v{c['version']}"}
+            {
+                "ts": _iso(platform, c["second"]),
+                "kind": c["kind"],
+                "service": c["service"],
+                "subject": f"v{c['version']}",
+            }
             for c in sorted(effects.changes, key=lambda c: c["second"])
         ],
         "parameters": effects.parameters,
@@ -134,11 +139,26 @@ def generate(
         routes = [e.route for e in platform.endpoints]
         # Drawn from a side generator, so the rest of the incident is the same as without the knob.
         side = np.random.default_rng([seed, 1])
-        route = regression_endpoint if regression_endpoint in routes else routes[int(side.integers(0, len(routes)))]
-        effects.parameters.update({"regression_endpoint": route, "regression_factor": latency_regression,
-                                   "regression_span": "postgres"})
-    requests = simulate_requests(rng, platform, base, effects, latency_regression=latency_regression,
-                                 regression_endpoint=effects.parameters.get("regression_endpoint"))
+        route = (
+            regression_endpoint
+            if regression_endpoint in routes
+            else routes[int(side.integers(0, len(routes)))]
+        )
+        effects.parameters.update(
+            {
+                "regression_endpoint": route,
+                "regression_factor": latency_regression,
+                "regression_span": "postgres",
+            }
+        )
+    requests = simulate_requests(
+        rng,
+        platform,
+        base,
+        effects,
+        latency_regression=latency_regression,
+        regression_endpoint=effects.parameters.get("regression_endpoint"),
+    )
     truth = _truth(spec, seed, platform, effects)
     raw: dict[str, bytes] = {}
     if "access" in formats:
@@ -151,13 +171,17 @@ def generate(
         raw["traces"] = write_traces(rng, platform, requests, effects, trace_sample)
     # zlib releases the GIL: the files compress in parallel, each to the same bytes as alone.
     with ThreadPoolExecutor(max_workers=len(raw) or 1) as pool:
-        packed = pool.map(lambda kv: (FILE_NAMES[kv[0]], _gzip(kv[1], Path(FILE_NAMES[kv[0]]).stem)), raw.items())
+        packed = pool.map(
+            lambda kv: (FILE_NAMES[kv[0]], _gzip(kv[1], Path(FILE_NAMES[kv[0]]).stem)), raw.items()
+        )
         files: dict[str, bytes] = dict(packed)
     files["truth.json"] = orjson.dumps(truth, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     return Incident(scenario=scenario, seed=seed, files=files, truth=truth)
 
 
-def simulate(scenario: str, seed: int = 0, out: Path | None = None, minutes: int | None = None, scale: float = 1.0) -> list[Path]:
+def simulate(
+    scenario: str, seed: int = 0, out: Path | None = None, minutes: int | None = None, scale: float = 1.0
+) -> list[Path]:
     """Generate one incident and write it under `out`; returns the written paths."""
     if out is None:
         raise ValueError("out is required")

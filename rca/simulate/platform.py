@@ -119,14 +119,24 @@ def build_platform(rng: np.random.Generator, seed: int, minutes: int, scale: flo
     for method, template, service, median, weight, feature in _ENDPOINTS:
         route = template.format(id="{id}", **nouns)
         endpoints.append(
-            Endpoint(method, route, service, median * float(rng.uniform(0.8, 1.25)), weight * float(rng.uniform(0.7, 1.3)), feature)
+            Endpoint(
+                method,
+                route,
+                service,
+                median * float(rng.uniform(0.8, 1.25)),
+                weight * float(rng.uniform(0.7, 1.3)),
+                feature,
+            )
         )
     n_clients = int(rng.integers(60, 400))
     clients = make_clients(rng, n_clients)
     weights = rng.zipf(1.6, n_clients).astype(float)
     weights = np.minimum(weights, 50.0)
     hosts = {svc: [f"{svc}-{i}" for i in range(1, int(rng.integers(2, 4)) + 1)] for svc in SERVICES}
-    versions = {svc: f"{int(rng.integers(1, 4))}.{int(rng.integers(0, 20))}.{int(rng.integers(0, 9))}" for svc in SERVICES}
+    versions = {
+        svc: f"{int(rng.integers(1, 4))}.{int(rng.integers(0, 20))}.{int(rng.integers(0, 9))}"
+        for svc in SERVICES
+    }
     name = _PARTNERS[int(rng.integers(0, len(_PARTNERS)))]
     net = _PARTNER_NETS[int(rng.integers(0, len(_PARTNER_NETS)))]
     partner = Client(
@@ -158,7 +168,9 @@ def baseline_rate(rng: np.random.Generator, platform: Platform) -> np.ndarray:
     return platform.base_rps * diurnal * np.repeat(minute_noise, 60)[: platform.seconds]
 
 
-def ramp(seconds: np.ndarray, onset: float, ramp_s: float, end: float | None = None, ramp_down_s: float = 120.0) -> np.ndarray:
+def ramp(
+    seconds: np.ndarray, onset: float, ramp_s: float, end: float | None = None, ramp_down_s: float = 120.0
+) -> np.ndarray:
     """0 before onset, rising linearly to 1 over ramp_s, falling back to 0 after `end`."""
     up = np.clip((seconds - onset) / max(ramp_s, 1.0), 0.0, 1.0)
     if end is None:

@@ -57,12 +57,24 @@ def simulate_requests(
     ips = np.array([c.ip for c in platform.clients], dtype=object)
     uas = np.array([c.user_agent for c in platform.clients], dtype=object)
     api = np.array([c.api_client for c in platform.clients], dtype=object)
-    parts = [_stream(rng, base_rate * effects.rate_mult, weights / weights.sum(), ips, uas, api, platform.client_weights)]
+    parts = [
+        _stream(
+            rng,
+            base_rate * effects.rate_mult,
+            weights / weights.sum(),
+            ips,
+            uas,
+            api,
+            platform.client_weights,
+        )
+    ]
     for stream in effects.streams:
         s_ips = np.array([c.ip for c in stream.clients], dtype=object)
         s_uas = np.array([c.user_agent for c in stream.clients], dtype=object)
         s_api = np.array([c.api_client for c in stream.clients], dtype=object)
-        parts.append(_stream(rng, stream.rps, stream.endpoint_weights, s_ips, s_uas, s_api, stream.client_weights))
+        parts.append(
+            _stream(rng, stream.rps, stream.endpoint_weights, s_ips, s_uas, s_api, stream.client_weights)
+        )
     second = np.concatenate([p[0] for p in parts])
     order = np.argsort(second, kind="stable")
     second = second[order]
@@ -123,10 +135,28 @@ def simulate_requests(
     # Overload: requests that wait too long time out at the proxy.
     error_p = error_p + np.clip((duration - 3000.0) / 20000.0, 0.0, 0.3)
     fail = rng.random(n) < error_p
-    status = np.where(fail, rng.choice(np.array([500, 502, 503, 504]), size=n, p=[0.3, 0.3, 0.25, 0.15]), status)
-    client_extra = np.where(rng.random(n) < effects.network_noise, rng.exponential(300.0, n), rng.exponential(1.0, n))
+    status = np.where(
+        fail, rng.choice(np.array([500, 502, 503, 504]), size=n, p=[0.3, 0.3, 0.25, 0.15]), status
+    )
+    client_extra = np.where(
+        rng.random(n) < effects.network_noise, rng.exponential(300.0, n), rng.exponential(1.0, n)
+    )
     hosts = np.empty(n, dtype=object)
     for svc, names in platform.hosts.items():
         mask = service == svc
         hosts[mask] = np.array(names, dtype=object)[rng.integers(0, len(names), int(mask.sum()))]
-    return Requests(second, endpoint, ip, ua, api_client, status, duration, app_ms, db_ms, cache_ms, db_calls, client_extra, hosts)
+    return Requests(
+        second,
+        endpoint,
+        ip,
+        ua,
+        api_client,
+        status,
+        duration,
+        app_ms,
+        db_ms,
+        cache_ms,
+        db_calls,
+        client_extra,
+        hosts,
+    )

@@ -82,10 +82,16 @@ def _otlp_spans(incident) -> list[tuple[dict, dict]]:
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_shipped_sample_regenerates_byte_for_byte(scenario: str) -> None:
     incident = _incident(scenario, SAMPLE_SEED)
-    shipped = sorted(p.relative_to(SAMPLES_DIR / scenario).as_posix() for p in (SAMPLES_DIR / scenario).rglob("*") if p.is_file())
+    shipped = sorted(
+        p.relative_to(SAMPLES_DIR / scenario).as_posix()
+        for p in (SAMPLES_DIR / scenario).rglob("*")
+        if p.is_file()
+    )
     assert shipped == sorted(incident.files), "samples/ is stale: run python -m rca.simulate.regenerate"
     for rel, data in incident.files.items():
-        assert (SAMPLES_DIR / scenario / rel).read_bytes() == data, f"{scenario}/{rel} differs from a fresh run"
+        assert (SAMPLES_DIR / scenario / rel).read_bytes() == data, (
+            f"{scenario}/{rel} differs from a fresh run"
+        )
     assert sum(len(d) for d in incident.files.values()) < 5_000_000
 
 
@@ -141,7 +147,9 @@ def test_every_file_parses_with_zero_rejected(scenario: str) -> None:
     ds = _dataset(scenario)
     by_name = {Path(s.path).name: s for s in ds.inputs}
     trace_parsers = [p for p in all_parsers() if "otlp" in p.name or "trace" in p.name]
-    expected = ["access.log.gz", "app.jsonl.gz", "app.log.gz"] + (["traces.otlp.jsonl.gz"] if trace_parsers else [])
+    expected = ["access.log.gz", "app.jsonl.gz", "app.log.gz"] + (
+        ["traces.otlp.jsonl.gz"] if trace_parsers else []
+    )
     for name in expected:
         summary = by_name[name]
         assert summary.rejected == 0, (name, summary.rejected_examples)
@@ -162,7 +170,9 @@ def test_otlp_follows_the_json_encoding_rules_and_is_causal() -> None:
     assert len(spans) > 1000
     by_id = {s["spanId"]: s for _, s in spans}
     for resource, span in spans:
-        assert {"service.name", "service.version", "host.name", "deployment.environment.name"} <= set(resource)
+        assert {"service.name", "service.version", "host.name", "deployment.environment.name"} <= set(
+            resource
+        )
         assert len(span["traceId"]) == 32 and len(span["spanId"]) == 16
         int(span["traceId"], 16), int(span["spanId"], 16)
         assert isinstance(span["kind"], int) and span["kind"] in (2, 3)
@@ -182,7 +192,12 @@ def test_otlp_follows_the_json_encoding_rules_and_is_causal() -> None:
         request = json_format.Parse(line, ExportTraceServiceRequest())
         assert request.resource_spans[0].scope_spans[0].spans
     errors = [s for _, s in spans if s["status"].get("code") == 2]
-    assert all(a["value"]["intValue"] >= "500" for s in errors for a in s["attributes"] if a["key"] == "http.response.status_code")
+    assert all(
+        a["value"]["intValue"] >= "500"
+        for s in errors
+        for a in s["attributes"]
+        if a["key"] == "http.response.status_code"
+    )
 
 
 # --- injected effects ----------------------------------------------------------------------------------
@@ -199,7 +214,9 @@ def test_third_party_source_surges_at_least_5x_and_the_rollback_changes_nothing(
     # The surge is on its one or two endpoints; other sources' traffic is steady.
     others = access.filter(pl.col("source") != truth["parameters"]["source"])
     assert 0.75 < _rate(others, a0, a1) / _rate(others, b0, b1) < 1.35
-    assert set(source.filter(pl.col("ts") >= a0)["endpoint"].unique()) == set(truth["parameters"]["endpoints"])
+    assert set(source.filter(pl.col("ts") >= a0)["endpoint"].unique()) == set(
+        truth["parameters"]["endpoints"]
+    )
     # Rolled back after the onset, without effect: latency stays up on either side of the rollback.
     rollback = _ts(next(d["ts"] for d in truth["decoys"] if d["kind"] == "rollback"))
     assert rollback > _ts(truth["root_cause"]["onset"])
@@ -213,7 +230,10 @@ def test_feature_surge_concentrates_on_hot_routes_and_load_comes_before_latency(
     access = _access(_dataset("feature-surge"))
     b0, b1, a0, a1 = _windows(truth)
     hot = set(truth["root_cause"]["accept"])
-    hot_rows, cold_rows = access.filter(pl.col("endpoint").is_in(hot)), access.filter(~pl.col("endpoint").is_in(hot))
+    hot_rows, cold_rows = (
+        access.filter(pl.col("endpoint").is_in(hot)),
+        access.filter(~pl.col("endpoint").is_in(hot)),
+    )
     assert _rate(hot_rows, a0, a1) >= 3 * _rate(hot_rows, b0, b1)
     assert _rate(cold_rows, a0, a1) < 1.35 * _rate(cold_rows, b0, b1)
     assert _p50(access, a0, a1) > 1.5 * _p50(access, b0, b1)
@@ -258,7 +278,9 @@ def test_memory_exhaustion_logs_gc_oom_restarts_and_5xx_on_one_service() -> None
     events = ds.events.filter(pl.col("service") == service)
     gc = events.filter(pl.col("message").str.contains("GC pause"))
     assert _rate(gc, a0, a1) > 5 * _rate(gc, b0, b1)
-    assert events.filter(pl.col("message").str.contains("OutOfMemoryError") & (pl.col("ts") >= a0)).height >= 1
+    assert (
+        events.filter(pl.col("message").str.contains("OutOfMemoryError") & (pl.col("ts") >= a0)).height >= 1
+    )
     assert events.filter(pl.col("message").str.contains("OutOfMemoryError") & (pl.col("ts") < b1)).height == 0
     app = ds.requests.filter((pl.col("signal") == "app_log") & (pl.col("service") == service))
     err = app.with_columns(e=pl.col("status") >= 500)
@@ -276,12 +298,18 @@ def test_cache_exhaustion_evicts_and_sends_message_reads_to_the_database() -> No
     b0, b1, a0, a1 = _windows(truth)
     evictions = ds.events.filter(pl.col("message").str.contains("evicted"))
     assert _rate(evictions, a0, a1) > 10 * _rate(evictions, b0, b1)
-    reads = ds.requests.filter((pl.col("signal") == "app_log") & (pl.col("service") == "messages") & (pl.col("method") == "GET"))
+    reads = ds.requests.filter(
+        (pl.col("signal") == "app_log") & (pl.col("service") == "messages") & (pl.col("method") == "GET")
+    )
     assert _p50(reads, a0, a1) > 1.5 * _p50(reads, b0, b1)
     assert 0.8 < _rate(_access(ds), a0, a1) / _rate(_access(ds), b0, b1) < 1.25, "no traffic change"
     # In the traces, reads that reach the database (cache misses) multiply.
     onset_ns = int(_ts(truth["root_cause"]["onset"]).timestamp() * 1e9)
-    db = [s for r, s in _otlp_spans(_incident("cache-exhaustion")) if r["service.name"] == "messages" and s["name"].startswith("SELECT")]
+    db = [
+        s
+        for r, s in _otlp_spans(_incident("cache-exhaustion"))
+        if r["service.name"] == "messages" and s["name"].startswith("SELECT")
+    ]
     after = sum(int(s["startTimeUnixNano"]) > onset_ns + 600e9 for s in db)
     before = sum(int(s["startTimeUnixNano"]) < onset_ns - 600e9 for s in db)
     assert after > 4 * before
@@ -296,13 +324,25 @@ def test_dependency_slowdown_is_in_database_spans_without_traffic_change() -> No
     assert "postgres" in truth["root_cause"]["accept"]
     lo, hi = (int(t.timestamp() * 1e9) for t in (b1, a0))
     db = pl.DataFrame(
-        [(int(s["startTimeUnixNano"]), (int(s["endTimeUnixNano"]) - int(s["startTimeUnixNano"])) / 1e6, s["name"])
-         for r, s in _otlp_spans(incident)
-         if any(a["key"] == "peer.service" and a["value"]["stringValue"] == "postgres" for a in s["attributes"])],
-        schema=["start", "ms", "name"], orient="row",
+        [
+            (
+                int(s["startTimeUnixNano"]),
+                (int(s["endTimeUnixNano"]) - int(s["startTimeUnixNano"])) / 1e6,
+                s["name"],
+            )
+            for r, s in _otlp_spans(incident)
+            if any(
+                a["key"] == "peer.service" and a["value"]["stringValue"] == "postgres"
+                for a in s["attributes"]
+            )
+        ],
+        schema=["start", "ms", "name"],
+        orient="row",
     )
     assert set(db["name"].unique()) <= set(truth["root_cause"]["accept"])
-    assert db.filter(pl.col("start") > hi)["ms"].median() > 2.5 * db.filter(pl.col("start") < lo)["ms"].median()
+    assert (
+        db.filter(pl.col("start") > hi)["ms"].median() > 2.5 * db.filter(pl.col("start") < lo)["ms"].median()
+    )
 
 
 def test_quiet_has_no_incident_in_the_data() -> None:
@@ -313,8 +353,10 @@ def test_quiet_has_no_incident_in_the_data() -> None:
     end = access["ts"].max()
     assert 0.8 < _rate(access, half, end) / _rate(access, start, half) < 1.25
     assert 0.85 < _p50(access, half, end) / _p50(access, start, half) < 1.15
-    per_endpoint = access.with_columns(late=pl.col("ts") >= half).group_by("endpoint").agg(
-        ratio=(pl.col("late").sum() + 5) / ((~pl.col("late")).sum() + 5)
+    per_endpoint = (
+        access.with_columns(late=pl.col("ts") >= half)
+        .group_by("endpoint")
+        .agg(ratio=(pl.col("late").sum() + 5) / ((~pl.col("late")).sum() + 5))
     )
     assert per_endpoint["ratio"].is_between(0.6, 1.6).all()
     errors = access.filter(pl.col("status") >= 500).height
@@ -328,7 +370,9 @@ def test_latency_regression_knob_slows_one_endpoint_by_the_factor() -> None:
     plain = generate("quiet", seed=3, minutes=40)
     slow = generate("quiet", seed=3, minutes=40, latency_regression=1.3)
     route = slow.truth["parameters"]["regression_endpoint"]
-    assert slow.truth["parameters"]["regression_factor"] == 1.3 and slow.truth["parameters"]["regression_span"]
+    assert (
+        slow.truth["parameters"]["regression_factor"] == 1.3 and slow.truth["parameters"]["regression_span"]
+    )
 
     def medians(incident) -> pl.DataFrame:
         root = Path(f"/tmp/rca-sim-tests-regression-{id(incident)}")
@@ -336,7 +380,11 @@ def test_latency_regression_knob_slows_one_endpoint_by_the_factor() -> None:
         ds = load_dataset([str(root / "telemetry" / "app.jsonl.gz")], ParseOptions())
         return ds.requests.group_by("endpoint").agg(p50=pl.col("duration_ms").median())
 
-    joined = medians(plain).join(medians(slow), on="endpoint", suffix="_slow").with_columns(r=pl.col("p50_slow") / pl.col("p50"))
+    joined = (
+        medians(plain)
+        .join(medians(slow), on="endpoint", suffix="_slow")
+        .with_columns(r=pl.col("p50_slow") / pl.col("p50"))
+    )
     ratio = dict(zip(joined["endpoint"], joined["r"], strict=True))
     assert 1.2 < ratio[route] < 1.4
     assert all(r == 1.0 for e, r in ratio.items() if e != route), "only the chosen endpoint changes"
@@ -346,8 +394,12 @@ def test_formats_knob_and_bad_options() -> None:
     incident = generate("quiet", seed=2, minutes=20, formats=("access", "traces"))
     assert set(incident.files) == {FILE_NAMES["access"], FILE_NAMES["traces"], "truth.json"}
     assert set(ALL_FORMATS) == set(FILE_NAMES)
-    for bad in ({"scenario": "nope"}, {"scenario": "quiet", "minutes": 5}, {"scenario": "quiet", "scale": 0.0},
-                {"scenario": "quiet", "formats": ("csv",)}):
+    for bad in (
+        {"scenario": "nope"},
+        {"scenario": "quiet", "minutes": 5},
+        {"scenario": "quiet", "scale": 0.0},
+        {"scenario": "quiet", "formats": ("csv",)},
+    ):
         with pytest.raises(UsageError):
             generate(**bad)
 
@@ -356,7 +408,10 @@ def test_minutes_and_scale_change_period_and_volume() -> None:
     small = generate("third-party-surge", seed=4, minutes=30, formats=("access",))
     big = generate("third-party-surge", seed=4, minutes=30, scale=2.0, formats=("access",))
     long = generate("third-party-surge", seed=4, minutes=60, formats=("access",))
-    count = {k: gzip.decompress(v.files[FILE_NAMES["access"]]).count(b"\n") for k, v in (("s", small), ("b", big), ("l", long))}
+    count = {
+        k: gzip.decompress(v.files[FILE_NAMES["access"]]).count(b"\n")
+        for k, v in (("s", small), ("b", big), ("l", long))
+    }
     assert 1.7 < count["b"] / count["s"] < 2.3
     assert 1.6 < count["l"] / count["s"] < 2.4
     assert _ts(long.truth["span"]["end"]) - _ts(long.truth["span"]["start"]) == timedelta(minutes=60)
