@@ -58,10 +58,13 @@ class Candidate:
     related: list[str] = field(default_factory=list)  # other subjects folded in (more endpoints)
     discount: float = 1.0
     specificity: float = 1.0
+    chain_onset: datetime | None = None  # earliest onset of the callers this dependency slows down
 
     @property
     def onset(self) -> datetime | None:
         onsets = [f.onset for f in self.findings if f.onset is not None]
+        if self.chain_onset is not None:
+            onsets.append(self.chain_onset)
         return min(onsets) if onsets else None
 
     @property
@@ -186,6 +189,13 @@ def _dependency_candidates(findings: list[Finding]) -> list[Candidate]:
             if other_name != name and name in callers:
                 cand.specificity = min(cand.specificity, 0.3)
                 cand.related.append(f"waits on {other_name}")
+                # A caller cannot slow down from its dependency before the dependency does: when the
+                # caller's shift is seen first, the dependency's own onset is a late estimate (sparse
+                # spans), and the chain began with the caller's.
+                caller_onset = cand.best.onset
+                if caller_onset is not None and (other.onset is None or caller_onset < other.onset):
+                    other.chain_onset = caller_onset
+                    other.related.append(f"slows {name} from {_fmt_time(caller_onset)}")
     for f in findings:
         if f.kind == "fanout_growth" and str(f.details.get("dependency")) in out:
             out[str(f.details.get("dependency"))].findings.append(f)
