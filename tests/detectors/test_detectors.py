@@ -1,0 +1,142 @@
+"""Detectors on small hand-built frames: the effect is found with the right subject and onset, and the
+edge cases (one bucket of data, a source that exists only in the incident, gaps, a flat zero series)
+neither crash nor invent findings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+import detectors
+from detectors.stats import onset_index, robust_z
+from detectors.windows import choose_context, parse_duration_s, parse_time
+from rca.errors import UsageError
+from rca.model import Dataset, conform
+
+T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+
+
+def requests_frame(rows: list[dict]) -> pl.DataFrame:
+    return conform(pl.DataFrame(rows), "requests")  # type: ignore[return-value]
+
+
+def make_traffic(seed: int = 0, minutes: int = 60, surge_at: int | None = 40, surge_source: str = "198.51.100.4",
+                 gap: tuple[int, int] | None = None, slow_from: int | None = None) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    clients = [f"81.3.{i}.{j}" for i in range(5) for j in range(1, 9)]
+    for second in range(minutes * 60):
+        minute = second // 60
+        if gap and gap[0] <= minute < gap[1]:
+            continue
+        for _ in range(rng.poisson(2.0)):
+            slow = slow_from is not None and minute >= slow_from
+            rows.append({"ts": T0 + timedelta(seconds=second + float(rng.random())), "endpoint": str(rng.choice(["/a/{id}", "/b", "/c/{id}"])),
+                         "method": "GET", "source": str(rng.choice(clients)), "status": 200,
+                         "duration_ms": float(rng.lognormal(3.0, 0.3)) * (4.0 if slow else 1.0), "service": "web", "signal": "access_log",
+                         "user_agent": "Mozilla/5.0 Firefox/121.0"})
+        if surge_at is not None and minute >= surge_at:
+            for _ in range(rng.poisson(6.0)):
+                rows.append({"ts": T0 + timedelta(seconds=second + float(rng.random())), "endpoint": "/b", "method": "POST",
+                             "source": surge_source, "status": 200, "duration_ms": float(rng.lognormal(3.0, 0.3)),
+                             "service": "web", "signal": "access_log", "user_agent": "PartnerBot/1.0"})
+    return requests_frame(rows)
+
+
+def run(frame: pl.DataFrame, **windows) -> tuple[list, object]:
+    data = Dataset(requests=frame)
+    context = choose_context(data, **windows)
+    return detectors.run_all(data, context), context
+
+
+def test_a_source_seen_only_in_the_incident_is_found_with_its_share_and_onset():
+    findings, context = run(make_traffic())
+    sources = [f for f in findings if f.kind == "traffic_spike" and f.dimension == "source"]
+    assert [f.subject for f in sources] == ["198.51.100.4"]
+    top = sources[0]
+    assert top.share_explained == pytest.approx(1.0, abs=0.05) and top.details["new"] is True
+    assert abs((top.onset - (T0 + timedelta(minutes=40))).total_seconds()) <= 2 * context.bucket_s
+    nets = [f.subject for f in findings if f.dimension == "source_net"]
+    assert nets == ["198.51.100.0/24"]
+    assert any(f.dimension == "user_agent" and f.subject == "PartnerBot" for f in findings)
+    assert any(f.dimension == "endpoint" and f.subject == "/b" for f in findings)
+    # every other client grew by nothing: none is reported
+    assert all(not f.subject.startswith("81.3.") for f in findings)
+
+
+def test_latency_shift_with_onset_and_confidence():
+    findings, context = run(make_traffic(surge_at=None, slow_from=35))
+    shifts = [f for f in findings if f.kind == "latency_shift" and f.dimension == "service"]
+    assert len(shifts) == 1
+    shift = shifts[0]
+    assert shift.magnitude > 3 and shift.confidence > 0.9
+    assert abs((shift.onset - (T0 + timedelta(minutes=35))).total_seconds()) <= 2 * context.bucket_s
+    assert shift.details["p95_after_ms"] > shift.details["p95_before_ms"]
+
+
+def test_quiet_data_gives_nothing():
+    findings, _ = run(make_traffic(surge_at=None))
+    assert [f for f in findings if f.kind != "change_effect"] == []
+
+
+def test_gaps_in_the_series_do_not_fake_a_drop_or_spike():
+    findings, _ = run(make_traffic(surge_at=None, gap=(20, 25)))
+    assert [f for f in findings if f.kind in ("traffic_spike", "latency_shift")] == []
+
+
+def test_one_bucket_of_data():
+    frame = make_traffic(minutes=1, surge_at=None)
+    findings, context = run(frame)
+    assert context is not None and isinstance(findings, list)
+
+
+def test_flat_zero_series_has_no_onset():
+    values = np.zeros(30)
+    base = np.arange(30) < 15
+    assert onset_index(values, base, ~base) is None
+    assert np.all(robust_z(values, values[base], floor=1.0) == 0)
+
+
+def test_change_without_effect_is_reported_as_such():
+    frame = make_traffic()
+    changes = conform(pl.DataFrame({"ts": [T0 + timedelta(minutes=20)], "kind": ["deploy"], "service": ["web"],
+                                    "subject": ["v2"], "signal": ["external"]}), "changes")
+    data = Dataset(requests=frame, changes=changes)  # type: ignore[arg-type]
+    context = choose_context(data)
+    effects = [f for f in detectors.run_all(data, context) if f.kind == "change_effect"]
+    assert len(effects) == 1 and effects[0].details["effect"] is False
+    assert effects[0].details["minutes_before_incident"] >= 15
+
+
+def test_change_that_hurts_is_reported_with_effect():
+    frame = make_traffic(surge_at=None, slow_from=30)
+    changes = conform(pl.DataFrame({"ts": [T0 + timedelta(minutes=30)], "kind": ["deploy"], "service": ["web"],
+                                    "subject": ["v3"], "signal": ["external"]}), "changes")
+    data = Dataset(requests=frame, changes=changes)  # type: ignore[arg-type]
+    effects = [f for f in detectors.run_all(data, choose_context(data)) if f.kind == "change_effect"]
+    assert effects[0].details["effect"] is True and effects[0].magnitude > 2
+
+
+def test_windows_given_by_the_user():
+    frame = make_traffic()
+    findings, context = run(frame, since="20m", bucket="30s")
+    assert context.bucket_s == 30
+    assert context.incident.start == context.span.end - timedelta(minutes=20)
+    assert context.method == "given"
+
+
+@pytest.mark.parametrize("text", ["soon", "5 parsecs", ""])
+def test_bad_durations_are_usage_errors(text):
+    with pytest.raises(UsageError):
+        parse_duration_s(text)
+
+
+def test_times_relative_to_the_end_of_the_data():
+    end = T0 + timedelta(hours=2)
+    assert parse_time("30m", end) == end - timedelta(minutes=30)
+    assert parse_time("2026-05-04 10:15", end) == datetime(2026, 5, 4, 10, 15, tzinfo=UTC)
+    with pytest.raises(UsageError):
+        parse_time("yesterday-ish", end)
