@@ -122,7 +122,7 @@ def test_change_that_hurts_is_reported_with_effect():
 
 def test_windows_given_by_the_user():
     frame = make_traffic()
-    findings, context = run(frame, since="20m", bucket="30s")
+    _, context = run(frame, since="20m", bucket="30s")
     assert context.bucket_s == 30
     assert context.incident.start == context.span.end - timedelta(minutes=20)
     assert context.method == "given"
