@@ -9,8 +9,6 @@ detector family touches exactly one file.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -51,9 +49,9 @@ def _load_all() -> None:
     if _LOADED:
         return
     _LOADED = True
-    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module.name}")
+    from rca.plugins import import_submodules
+
+    import_submodules(__name__, __path__)
 
 
 def all_detectors() -> list[Detector]:

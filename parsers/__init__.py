@@ -12,8 +12,6 @@ first examples of rejected lines. Parsers never raise on a malformed line; they 
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -83,9 +81,9 @@ def _load_all() -> None:
     if _LOADED:
         return
     _LOADED = True
-    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module.name}")
+    from rca.plugins import import_submodules
+
+    import_submodules(__name__, __path__)
 
 
 def all_parsers() -> list[Parser]:
