@@ -135,7 +135,9 @@ def _traffic_candidates(findings: list[Finding]) -> list[Candidate]:
             merged[0].findings.extend(top.findings)
         else:
             merged.append(top)
-    if not merged:
+    # No source stands out and no endpoint carries most of the extra load: a broad surge over many clients.
+    concentrated = any(max(f.share_explained or 0 for f in c.findings) >= 0.5 for c in merged)
+    if not concentrated:
         broad = [f for f in spikes if f.dimension == "service" and f.details.get("clients", 0) >= 20]
         if broad:
             best = max(broad, key=lambda f: f.excess or 0)
@@ -211,6 +213,20 @@ def _link_callers(candidates: list[Candidate], findings: list[Finding]) -> None:
             if cand.kind == "traffic_surge" and (cand.subject == f.subject or f"source {f.subject}" in cand.related):
                 cand.findings.append(f)
                 cand.related.append(f"drives {f.share_explained:.0%} of the extra calls to {f.where}")
+
+
+def _explain_loaded_dependencies(candidates: list[Candidate]) -> None:
+    """A dependency that slowed while the calls sent to it rose with a traffic surge is an effect of that
+    load, not a cause of its own: the surge explains it, so the dependency is discounted."""
+    if not any(c.kind == "traffic_surge" for c in candidates):
+        return
+    for cand in candidates:
+        if cand.kind != "dependency_slowdown":
+            continue
+        calls = max(float(f.details.get("calls_ratio", 1.0)) for f in cand.findings)
+        if calls >= 1.3:
+            cand.discount = min(cand.discount, 0.5)
+            cand.related.append(f"calls rose x{calls:.1f} with the traffic surge")
 
 
 def _deploy_candidates(findings: list[Finding], context: AnalysisContext) -> list[Candidate]:
@@ -309,7 +325,9 @@ def _summary(cand: Candidate, explained: list[Finding]) -> str:
     if cand.kind == "dependency_slowdown":
         ops = best.details.get("operations") or []
         on = f" ({', '.join(ops[:2])})" if ops else ""
-        return f"Calls to {cand.subject}{on} slowed down at {when}: p95 {best.baseline:g} -> {best.incident:g} ms ({_fmt_ratio(best.magnitude)}) with no rise in calls{effect}."
+        calls = float(best.details.get("calls_ratio", 1.0))
+        load = "with no rise in calls" if calls < 1.3 else f"while calls to it rose {_fmt_ratio(calls)}"
+        return f"Calls to {cand.subject}{on} slowed down at {when}: p95 {best.baseline:g} -> {best.incident:g} ms ({_fmt_ratio(best.magnitude)}) {load}{effect}."
     if cand.kind == "deploy":
         d = best.details
         return (f"{d.get('change_kind', 'change').capitalize()} {d.get('subject') or ''} of {d.get('service')} at {when}: p95 "
@@ -439,6 +457,7 @@ def build_report(dataset: Dataset, context: AnalysisContext | None, findings: It
         + _deploy_candidates(findings, context) + _error_candidates(findings, symptoms)
     )
     _link_callers(candidates, findings)
+    _explain_loaded_dependencies(candidates)
     scored = []
     for cand in candidates:
         score, explained = _score(cand, symptoms, context)
