@@ -26,6 +26,8 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
     warnings: list[str] = []
     if raw.height == 0:
         return {"spans": conform(raw, "spans")}, warnings  # type: ignore[dict-item]
+    # a column that is null throughout (no span has a parent, no tag) arrives as the Null dtype
+    raw = raw.with_columns(pl.col(c).cast(pl.String) for c, dtype in raw.schema.items() if dtype == pl.Null)
     spans = raw.with_row_index("_row")
     duplicates = spans.height - spans.unique(subset=["trace_id", "span_id", "kind"], keep="first").height
     if duplicates:

@@ -1,0 +1,122 @@
+"""Jaeger JSON traces: the UI's "Download JSON" and the `jaeger-query` `/api/traces` envelope.
+
+Shape (jaeger `model/json/model.go`): `{"data": [trace, ...]}` (or a bare trace, or a list of traces),
+each trace with `spans[]` and `processes{id: {serviceName, tags[]}}`. A span's service lives in its
+process; its parent is the first `CHILD_OF` reference (else the first reference, else `parentSpanID`);
+`startTime` and `duration` are microseconds; kind comes from the `span.kind` tag and error from
+`error=true` or `otel.status_code=ERROR`. Old Jaeger printed ids without leading zeros: ids are
+left-padded to 32/16 hex. Tags use the same semantic-convention alias table as OTLP. Columns are filled
+as lists and turned into one frame, then `parsers.spantree.finish_spans` does the format-independent work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import polars as pl
+
+from parsers import ParseOptions, ParseResult, register
+from parsers.lines import read_payload
+from parsers.otlp import ALIASES, _empty_columns, _pick, _spans_frame, hex_id
+from parsers.sources import Sample, Source
+from parsers.spantree import finish_spans
+from rca.model import Rejected
+
+_KINDS = {"server", "client", "producer", "consumer", "internal"}
+
+
+def _tags(items: Any) -> dict[str, Any]:
+    return {t.get("key"): t.get("value") for t in items or () if isinstance(t, dict)}
+
+
+def _traces(doc: Any) -> list[dict[str, Any]]:
+    if isinstance(doc, dict) and isinstance(doc.get("data"), list):
+        return [t for t in doc["data"] if isinstance(t, dict)]
+    if isinstance(doc, dict) and "spans" in doc:
+        return [doc]
+    if isinstance(doc, list):
+        return [t for t in doc if isinstance(t, dict) and "spans" in t]
+    return []
+
+
+def _status(tags: dict[str, Any]) -> str:
+    error = tags.get("error")
+    if error is True or str(error).lower() == "true" or str(tags.get("otel.status_code", "")).upper() == "ERROR":
+        return "error"
+    if str(tags.get("otel.status_code", "")).upper() == "OK":
+        return "ok"
+    return "unset"
+
+
+def _parent(span: dict[str, Any]) -> Any:
+    refs = [r for r in span.get("references") or () if isinstance(r, dict)]
+    for ref in refs:
+        if ref.get("refType", "CHILD_OF") == "CHILD_OF":
+            return ref.get("spanID")
+    if refs:
+        return refs[0].get("spanID")
+    return span.get("parentSpanID")
+
+
+class JaegerParser:
+    name = "jaeger"
+    description = "Jaeger JSON traces (UI download or jaeger-query /api/traces)"
+
+    def sniff(self, sample: Sample) -> float:
+        head = sample.head[:65536]
+        if b'"traceID"' in head and (b'"operationName"' in head or b'"processes"' in head):
+            return 0.97
+        return 0.0
+
+    def parse(self, source: Source, options: ParseOptions) -> ParseResult:
+        payload, warnings = read_payload(source)
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            reason = f"invalid JSON ({str(exc).split(':')[0]})"
+            return ParseResult(format=self.name, frames={}, lines=1, rejected=1, rejected_examples=[Rejected(1, reason)], warnings=warnings)
+        cols = _empty_columns()
+        rejected: list[Rejected] = []
+        bad = records = 0
+        for trace in _traces(doc):
+            processes = trace.get("processes") or {}
+            for span in trace.get("spans") or ():
+                records += 1
+                if not isinstance(span, dict) or span.get("spanID") is None:
+                    bad += 1
+                    if len(rejected) < 5:
+                        rejected.append(Rejected(records, "span without spanID"))
+                    continue
+                tags = _tags(span.get("tags"))
+                process = span.get("process") or processes.get(span.get("processID")) or {}
+                ptags = _tags(process.get("tags"))
+                start_ns = int(span.get("startTime") or 0) * 1000
+                kind = str(tags.get("span.kind", "")).lower()
+                cols["trace_id"].append(hex_id(span.get("traceID") or trace.get("traceID"), 16))
+                cols["span_id"].append(hex_id(span.get("spanID"), 8))
+                cols["parent_span_id"].append(hex_id(_parent(span), 8))
+                cols["service"].append(process.get("serviceName"))
+                cols["name"].append(span.get("operationName"))
+                cols["kind"].append(kind if kind in _KINDS else "unspecified")
+                cols["start_ns"].append(start_ns)
+                cols["end_ns"].append(start_ns + int(span.get("duration") or 0) * 1000)
+                cols["status"].append(_status(tags))
+                for column, names in ALIASES.items():
+                    cols[column].append(_pick(tags, names))
+                cols["service_version"].append(_pick(ptags, ("service.version",)))
+                cols["deployment_environment"].append(_pick(ptags, ("deployment.environment.name", "deployment.environment")))
+                cols["host"].append(_pick(ptags, ("host.name", "hostname", "ip")))
+                cols["line"].append(records)
+        if records == 0 and not _traces(doc):
+            bad += 1
+            rejected.append(Rejected(1, "not a Jaeger trace document (no data[] or spans[])"))
+        frames: dict[str, pl.DataFrame] = {}
+        if cols["trace_id"]:
+            more, span_warnings = finish_spans(_spans_frame(cols), source.origin)
+            warnings += span_warnings
+            frames.update({k: v.with_columns(origin=pl.lit(source.origin), signal=pl.lit("trace")) for k, v in more.items()})
+        return ParseResult(format=self.name, frames=frames, lines=max(records, 1), rejected=bad, rejected_examples=rejected, warnings=warnings)
+
+
+register(JaegerParser())

@@ -1,0 +1,116 @@
+"""Zipkin v2 JSON traces: `GET /api/v2/trace/{id}` (an array of spans), `/api/v2/traces` (an array of
+arrays), or JSON lines of spans.
+
+Span (`zipkin2-api.yaml`): `traceId` (16 or 32 hex, left-padded to 32), `id`, `parentId`, `name`, `kind`
+(CLIENT|SERVER|PRODUCER|CONSUMER, absent = local), `timestamp` and `duration` in microseconds,
+`localEndpoint.serviceName` as the service, `tags` (Brave: `http.method`, `http.path`, `http.route`,
+`http.status_code`, `error`). `shared: true` marks a server half reusing the client's span id, so span
+identity is (trace, id, kind): the client half of such a pair gets a derived id (the id's bits inverted)
+and becomes the server half's parent, and children naming the shared id hang under the server half.
+Tags use the OTLP semantic-convention alias table; `finish_spans` does the format-independent work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import polars as pl
+
+from parsers import ParseOptions, ParseResult, register
+from parsers.lines import read_payload
+from parsers.otlp import ALIASES, _empty_columns, _pick, _spans_frame, hex_id
+from parsers.sources import Sample, Source
+from parsers.spantree import finish_spans
+from rca.model import Rejected
+
+_ALIASES = {**ALIASES, "url_path": (*ALIASES["url_path"], "http.path")}
+
+
+def _spans(payload: bytes) -> tuple[list[tuple[int, Any]], list[Rejected], int]:
+    """(record number, span dict) pairs from a JSON array, an array of arrays, or JSON lines."""
+    out: list[tuple[int, Any]] = []
+    try:
+        doc = orjson.loads(payload)
+        flat = [s for item in doc for s in (item if isinstance(item, list) else [item])] if isinstance(doc, list) else [doc]
+        return list(enumerate(flat, start=1)), [], 0
+    except orjson.JSONDecodeError:
+        pass
+    rejected: list[Rejected] = []
+    bad = 0
+    for number, raw in enumerate(payload.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            out.append((number, orjson.loads(raw)))
+        except orjson.JSONDecodeError as exc:
+            bad += 1
+            if len(rejected) < 5:
+                rejected.append(Rejected(number, f"invalid JSON ({str(exc).split(':')[0]})"))
+    return out, rejected, bad
+
+
+def _twin(span_id: str) -> str:
+    """The derived id of the client half of a shared span: every bit of the 64-bit id inverted."""
+    return f"{int(span_id, 16) ^ 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+class ZipkinParser:
+    name = "zipkin"
+    description = "Zipkin v2 JSON spans (API /api/v2/trace(s) or UI download)"
+
+    def sniff(self, sample: Sample) -> float:
+        head = sample.head[:65536]
+        if b'"traceId"' in head and b'"localEndpoint"' in head and b'"resourceSpans"' not in head:
+            return 0.97
+        return 0.0
+
+    def parse(self, source: Source, options: ParseOptions) -> ParseResult:
+        payload, warnings = read_payload(source)
+        records, rejected, bad = _spans(payload)
+        cols = _empty_columns()
+        shared = {
+            (s.get("traceId"), s.get("id")) for _, s in records
+            if isinstance(s, dict) and s.get("shared") and str(s.get("kind") or "").upper() == "SERVER"
+        }
+        for number, span in records:
+            if not isinstance(span, dict) or not span.get("traceId") or not span.get("id"):
+                bad += 1
+                if len(rejected) < 5:
+                    rejected.append(Rejected(number, "not a Zipkin span (no traceId/id)"))
+                continue
+            tags = span.get("tags") or {}
+            kind = str(span.get("kind") or "").lower() or "internal"
+            span_id = hex_id(span["id"], 8)
+            parent = hex_id(span.get("parentId"), 8)
+            if (span["traceId"], span["id"]) in shared and span_id:
+                if kind == "client":
+                    span_id = _twin(span_id)
+                elif kind == "server":
+                    parent = _twin(span_id)
+            start_ns = int(span.get("timestamp") or 0) * 1000
+            local = span.get("localEndpoint") or {}
+            cols["trace_id"].append(hex_id(span["traceId"], 16))
+            cols["span_id"].append(span_id)
+            cols["parent_span_id"].append(parent)
+            cols["service"].append(local.get("serviceName"))
+            cols["name"].append(span.get("name"))
+            cols["kind"].append(kind)
+            cols["start_ns"].append(start_ns)
+            cols["end_ns"].append(start_ns + int(span.get("duration") or 0) * 1000)
+            cols["status"].append("error" if "error" in tags else "unset")
+            for column, names in _ALIASES.items():
+                cols[column].append(_pick(tags, names))
+            cols["service_version"].append(None)
+            cols["deployment_environment"].append(None)
+            cols["host"].append(local.get("ipv4") or local.get("ipv6"))
+            cols["line"].append(number)
+        frames: dict[str, pl.DataFrame] = {}
+        if cols["trace_id"]:
+            more, span_warnings = finish_spans(_spans_frame(cols), source.origin)
+            warnings += span_warnings
+            frames.update({k: v.with_columns(origin=pl.lit(source.origin), signal=pl.lit("trace")) for k, v in more.items()})
+        return ParseResult(format=self.name, frames=frames, lines=len(records) + bad, rejected=bad, rejected_examples=rejected, warnings=warnings)
+
+
+register(ZipkinParser())

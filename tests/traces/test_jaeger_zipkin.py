@@ -1,0 +1,86 @@
+"""Jaeger and Zipkin JSON: golden fields from small hand-written files shaped like the official
+examples (Jaeger query API envelope with processes; Zipkin v2 span array with a shared span)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from parsers.loader import load_dataset
+
+T0_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in µs
+
+JAEGER = {
+    "data": [{
+        "traceID": "5b8efff798038103",  # old %x id with its zero high half dropped
+        "spans": [
+            {"traceID": "5b8efff798038103", "spanID": "eee19b7ec3c1b174", "operationName": "GET /api/x/{id}", "references": [],
+             "startTime": T0_US, "duration": 100_000, "processID": "p1",
+             "tags": [{"key": "span.kind", "type": "string", "value": "server"}, {"key": "http.method", "type": "string", "value": "GET"},
+                      {"key": "http.status_code", "type": "int64", "value": 500}, {"key": "http.route", "type": "string", "value": "/api/x/{id}"},
+                      {"key": "http.client_ip", "type": "string", "value": "203.0.113.9"}, {"key": "error", "type": "bool", "value": True}]},
+            {"traceID": "5b8efff798038103", "spanID": "1", "operationName": "SELECT x",
+             "references": [{"refType": "CHILD_OF", "traceID": "5b8efff798038103", "spanID": "eee19b7ec3c1b174"}],
+             "startTime": T0_US + 10_000, "duration": 60_000, "processID": "p1",
+             "tags": [{"key": "span.kind", "type": "string", "value": "client"}, {"key": "db.system", "type": "string", "value": "postgresql"}]},
+        ],
+        "processes": {"p1": {"serviceName": "api", "tags": [{"key": "service.version", "type": "string", "value": "2.0.1"},
+                                                             {"key": "hostname", "type": "string", "value": "api-7"}]}},
+        "warnings": None,
+    }],
+    "total": 0, "limit": 0, "offset": 0, "errors": None,
+}
+
+ZIPKIN = [
+    {"traceId": "86154a4ba6e91385", "id": "86154a4ba6e91385", "kind": "SERVER", "name": "get /api/orders", "timestamp": T0_US,
+     "duration": 200_000, "localEndpoint": {"serviceName": "frontend", "ipv4": "10.0.0.1"},
+     "tags": {"http.method": "GET", "http.path": "/api/orders/42", "http.status_code": "200"}},
+    {"traceId": "86154a4ba6e91385", "parentId": "86154a4ba6e91385", "id": "4d1e00c0db9010db", "kind": "CLIENT", "name": "get",
+     "timestamp": T0_US + 10_000, "duration": 150_000, "localEndpoint": {"serviceName": "frontend"}, "remoteEndpoint": {"serviceName": "backend"}},
+    {"traceId": "86154a4ba6e91385", "parentId": "86154a4ba6e91385", "id": "4d1e00c0db9010db", "kind": "SERVER", "name": "get /api",
+     "timestamp": T0_US + 20_000, "duration": 120_000, "shared": True, "localEndpoint": {"serviceName": "backend"},
+     "tags": {"http.route": "/api", "error": "boom"}},
+    {"traceId": "86154a4ba6e91385", "parentId": "4d1e00c0db9010db", "id": "00000000000000aa", "name": "query",
+     "timestamp": T0_US + 30_000, "duration": 50_000, "localEndpoint": {"serviceName": "backend"}},
+]
+
+
+def test_jaeger_query_envelope(tmp_path):
+    path = tmp_path / "trace.json"
+    path.write_bytes(orjson.dumps(JAEGER, option=orjson.OPT_INDENT_2))
+    data = load_dataset([str(path)])
+    assert data.inputs[0].format == "jaeger" and data.inputs[0].rejected == 0
+    spans = data.spans.sort("span_id", descending=True)
+    root, child = spans.rows(named=True)
+    assert root["trace_id"] == "00000000000000005b8efff798038103" and child["span_id"] == "0000000000000001"
+    assert child["parent_span_id"] == root["span_id"] and child["kind"] == "client" and child["db_system"] == "postgresql"
+    assert (root["service"], root["service_version"], root["host"], root["status"]) == ("api", "2.0.1", "api-7", "error")
+    assert root["duration_ms"] == pytest.approx(100.0) and root["self_ms"] == pytest.approx(40.0)
+    request = data.requests.row(0, named=True)
+    assert (request["endpoint"], request["method"], request["status"], request["source"]) == ("/api/x/{id}", "GET", 500, "203.0.113.9")
+
+
+def test_zipkin_v2_with_shared_span(tmp_path):
+    path = tmp_path / "zipkin.json"
+    path.write_bytes(orjson.dumps([ZIPKIN]))  # /api/v2/traces shape: an array of arrays
+    data = load_dataset([str(path)])
+    assert data.inputs[0].format == "zipkin" and data.inputs[0].rejected == 0
+    spans = {(r["service"], r["kind"]): r for r in data.spans.iter_rows(named=True)}
+    assert len(spans) == 4 and not any("orphan" in w for w in data.inputs[0].warnings)
+    client, server = spans[("frontend", "client")], spans[("backend", "server")]
+    assert server["parent_span_id"] == client["span_id"] != server["span_id"] == "4d1e00c0db9010db"
+    assert server["status"] == "error" and server["self_ms"] == pytest.approx(70.0)
+    assert client["self_ms"] == pytest.approx(30.0)  # 150 ms minus the shared server half's 120 ms
+    root = spans[("frontend", "server")]
+    assert root["trace_id"] == "000000000000000086154a4ba6e91385" and root["url_path"] == "/api/orders/42"
+    requests = {r["service"]: r for r in data.requests.iter_rows(named=True)}
+    assert requests["backend"]["source"] == "frontend" and requests["backend"]["endpoint"] == "/api"
+    assert requests["frontend"]["status"] == 200
+
+
+def test_bad_jaeger_and_zipkin_are_counted(tmp_path):
+    bad = tmp_path / "z.jsonl"
+    lines = [orjson.dumps(s) for s in ZIPKIN[:1]] + [b"{broken", orjson.dumps({"traceId": "ab", "localEndpoint": {}})]
+    bad.write_bytes(b"\n".join(lines))
+    data = load_dataset([str(bad)])
+    assert data.inputs[0].format == "zipkin" and data.inputs[0].rejected == 2 and data.spans.height == 1
