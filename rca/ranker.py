@@ -229,6 +229,23 @@ def _explain_loaded_dependencies(candidates: list[Candidate]) -> None:
             cand.related.append(f"calls rose x{calls:.1f} with the traffic surge")
 
 
+def _bound_dependency_onsets(candidates: list[Candidate], symptoms: list[Finding]) -> None:
+    """Spans are sampled, so a dependency's own onset can be estimated late. When the calls sent to it did
+    not rise, the services calling it can only have slowed down because of it: the earliest latency shift
+    of a caller service (seen by any vantage point) bounds the dependency's onset."""
+    for cand in candidates:
+        if cand.kind != "dependency_slowdown":
+            continue
+        if max(float(f.details.get("calls_ratio", 1.0)) for f in cand.findings) >= 1.3:
+            continue
+        callers = {c.strip() for f in cand.findings for c in (f.where or "").split(",") if c.strip()}
+        onsets = [s.onset for s in symptoms if s.kind == "latency_shift" and s.dimension == "service"
+                  and s.subject in callers and s.onset is not None]
+        if onsets and (cand.onset is None or min(onsets) < cand.onset):
+            cand.chain_onset = min(onsets)
+            cand.related.append(f"its callers slowed from {_fmt_time(min(onsets))}")
+
+
 def _deploy_candidates(findings: list[Finding], context: AnalysisContext) -> list[Candidate]:
     out = []
     latest = context.incident.start + 2 * context.bucket  # a change after the incident began cannot start it
@@ -327,6 +344,9 @@ def _summary(cand: Candidate, explained: list[Finding]) -> str:
         on = f" ({', '.join(ops[:2])})" if ops else ""
         calls = float(best.details.get("calls_ratio", 1.0))
         load = "with no rise in calls" if calls < 1.3 else f"while calls to it rose {_fmt_ratio(calls)}"
+        own = min((f.onset for f in cand.findings if f.onset is not None), default=None)
+        if cand.chain_onset is not None and own is not None and cand.chain_onset < own:
+            when = f"{when} (when its callers slowed; its own spans show it from {_fmt_time(own)})"
         return f"Calls to {cand.subject}{on} slowed down at {when}: p95 {best.baseline:g} -> {best.incident:g} ms ({_fmt_ratio(best.magnitude)}) {load}{effect}."
     if cand.kind == "deploy":
         d = best.details
@@ -458,6 +478,7 @@ def build_report(dataset: Dataset, context: AnalysisContext | None, findings: It
     )
     _link_callers(candidates, findings)
     _explain_loaded_dependencies(candidates)
+    _bound_dependency_onsets(candidates, symptoms)
     scored = []
     for cand in candidates:
         score, explained = _score(cand, symptoms, context)
