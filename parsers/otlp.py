@@ -50,6 +50,8 @@ RESOURCE_ALIASES = {
 }
 SPAN_COLUMNS = ("trace_id", "span_id", "parent_span_id", "service", "name", "kind", "start_ns", "end_ns", "status",
                 *ALIASES, "service_version", "deployment_environment", "host", "line")
+# attribute key -> (column, priority): the first alias listed wins when a span carries several
+_ATTRIBUTE_COLUMNS = {name: (column, rank) for column, names in ALIASES.items() for rank, name in enumerate(names)}
 _SEVERITY = [(21, "FATAL"), (17, "ERROR"), (13, "WARN"), (9, "INFO"), (5, "DEBUG"), (1, "TRACE")]
 
 
@@ -314,11 +316,34 @@ class OtlpProtoParser:
         return 0.9 if _looks_like_traces(head) else 0.0
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
-        from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+        import gc
 
         payload, warnings = read_payload(source)
         cols = _empty_columns()
+        alias_columns = [(column, cols[column]) for column in ALIASES]
+        enabled = gc.isenabled()
+        gc.disable()  # millions of small objects: generational collections would dominate the walk
+        try:
+            messages = self._walk(payload, source, cols, alias_columns)
+        finally:
+            if enabled:
+                gc.enable()
+        frames: dict[str, pl.DataFrame] = {}
+        if cols["trace_id"]:
+            more, span_warnings = finish_spans(_spans_frame(cols), source.origin)
+            warnings += span_warnings
+            frames = {k: v.with_columns(origin=pl.lit(source.origin), signal=pl.lit("trace")) for k, v in more.items()}
+        return ParseResult(format=self.name, frames=frames, lines=messages, warnings=warnings)
+
+    @staticmethod
+    def _walk(payload: bytes, source: Source, cols: dict[str, list[Any]], alias_columns: list[tuple[str, list[Any]]]) -> int:
+        """Decode every message and append one value per span to each column list; the message count."""
+        from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+
         messages = 0
+        trace_ids, span_ids, parents, services, names = cols["trace_id"], cols["span_id"], cols["parent_span_id"], cols["service"], cols["name"]
+        kinds, starts, ends, statuses, lines = cols["kind"], cols["start_ns"], cols["end_ns"], cols["status"], cols["line"]
+        versions, envs, hosts = cols["service_version"], cols["deployment_environment"], cols["host"]
         for number, blob in enumerate(_frames(payload), start=1):
             message = TracesData()
             try:
@@ -329,29 +354,31 @@ class OtlpProtoParser:
             for rs in message.resource_spans:
                 r = {kv.key: _proto_value(kv.value) for kv in rs.resource.attributes}
                 resource = _resource(r)
+                service, version, env, host = resource["service"], resource["service_version"], resource["deployment_environment"], resource["host"]
                 for ss in rs.scope_spans:
                     for span in ss.spans:
-                        a = {kv.key: _proto_value(kv.value) for kv in span.attributes}
-                        cols["trace_id"].append(span.trace_id.hex() or None)
-                        cols["span_id"].append(span.span_id.hex() or None)
-                        cols["parent_span_id"].append(span.parent_span_id.hex() or None)
-                        cols["service"].append(resource["service"])
-                        cols["name"].append(span.name)
-                        cols["kind"].append(KINDS.get(span.kind, "unspecified"))
-                        cols["start_ns"].append(span.start_time_unix_nano)
-                        cols["end_ns"].append(span.end_time_unix_nano)
-                        cols["status"].append(STATUS.get(span.status.code, "unset"))
-                        for column, names in ALIASES.items():
-                            cols[column].append(_pick(a, names))
-                        for column in ("service_version", "deployment_environment", "host"):
-                            cols[column].append(resource.get(column))
-                        cols["line"].append(number)
-        frames: dict[str, pl.DataFrame] = {}
-        if cols["trace_id"]:
-            more, span_warnings = finish_spans(_spans_frame(cols), source.origin)
-            warnings += span_warnings
-            frames = {k: v.with_columns(origin=pl.lit(source.origin), signal=pl.lit("trace")) for k, v in more.items()}
-        return ParseResult(format=self.name, frames=frames, lines=messages, warnings=warnings)
+                        found: dict[str, tuple[int, Any]] = {}
+                        for kv in span.attributes:
+                            hit = _ATTRIBUTE_COLUMNS.get(kv.key)
+                            if hit is not None and (hit[0] not in found or hit[1] < found[hit[0]][0]):
+                                found[hit[0]] = (hit[1], _proto_value(kv.value))
+                        trace_ids.append(span.trace_id.hex() or None)
+                        span_ids.append(span.span_id.hex() or None)
+                        parents.append(span.parent_span_id.hex() or None)
+                        services.append(service)
+                        names.append(span.name)
+                        kinds.append(KINDS.get(span.kind, "unspecified"))
+                        starts.append(span.start_time_unix_nano)
+                        ends.append(span.end_time_unix_nano)
+                        statuses.append(STATUS.get(span.status.code, "unset"))
+                        for column, values in alias_columns:
+                            hit2 = found.get(column)
+                            values.append(None if hit2 is None else hit2[1])
+                        versions.append(version)
+                        envs.append(env)
+                        hosts.append(host)
+                        lines.append(number)
+        return messages
 
 
 def _proto_value(value: Any) -> Any:
