@@ -52,6 +52,7 @@ SPAN_COLUMNS = ("trace_id", "span_id", "parent_span_id", "service", "name", "kin
                 *ALIASES, "service_version", "deployment_environment", "host", "line")
 # attribute key -> (column, priority): the first alias listed wins when a span carries several
 _ATTRIBUTE_COLUMNS = {name: (column, rank) for column, names in ALIASES.items() for rank, name in enumerate(names)}
+_LEVELS = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
 _SEVERITY = [(21, "FATAL"), (17, "ERROR"), (13, "WARN"), (9, "INFO"), (5, "DEBUG"), (1, "TRACE")]
 
 
@@ -180,7 +181,9 @@ def _spans_frame(cols: dict[str, list[Any]]) -> pl.DataFrame:
 def _severity(number: int, text: str | None) -> str | None:
     if text:
         upper = text.upper()
-        return {"WARNING": "WARN", "ERR": "ERROR", "CRITICAL": "FATAL"}.get(upper, upper)
+        upper = {"WARNING": "WARN", "ERR": "ERROR", "CRITICAL": "FATAL", "INFORMATION": "INFO", "NOTICE": "INFO"}.get(upper, upper)
+        if upper in _LEVELS:
+            return upper
     for low, name in _SEVERITY:
         if number >= low:
             return name
@@ -299,9 +302,14 @@ def _metric_points(metric: dict[str, Any], resource: dict[str, Any], line: int) 
         for point in (metric.get(kind) or {}).get("dataPoints") or ():
             count = float(point.get("count", 0) or 0)
             total = point.get("sum")
-            if count and total is not None:
-                out.append({"ts_ns": int(point.get("timeUnixNano", 0) or 0), "name": f"{name}.avg", "value": float(total) / count,
-                            "unit": unit, "service": resource["service"], "host": resource["host"], "attributes": None, "line": line})
+            a = attrs(point.get("attributes"))
+            base = {"ts_ns": int(point.get("timeUnixNano", 0) or 0), "unit": unit, "service": resource["service"], "host": resource["host"],
+                    "attributes": orjson.dumps(a, default=str).decode() if a else None, "line": line}
+            out.append({**base, "name": f"{name}.count", "value": count, "unit": "1"})
+            if total is not None:
+                out.append({**base, "name": f"{name}.sum", "value": float(total)})
+                if count:
+                    out.append({**base, "name": f"{name}.avg", "value": float(total) / count})
     return out
 
 

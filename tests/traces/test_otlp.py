@@ -116,3 +116,15 @@ def test_trace_only_dependency_slowdown_ranks_the_dependency(tmp_path):
     report = analyze([str(tmp_path / "telemetry")])
     assert report.incident_detected
     assert matches(report.hypotheses[0], incident.truth["root_cause"]), [(h.kind, h.subject) for h in report.hypotheses[:3]]
+
+
+def test_spec_logs_and_metrics_examples(corpus):
+    logs = load_dataset([str(corpus / "otel-examples" / "logs.json")])
+    event = logs.events.row(0, named=True)
+    assert (event["level"], event["service"], event["signal"]) == ("INFO", "my.service", "otlp_log")  # "Information" normalized
+    assert event["trace_id"] == "5b8efff798038103d269b633813fc60c"
+    metrics = load_dataset([str(corpus / "otel-examples" / "metrics.json")])
+    values = {r["name"]: r["value"] for r in metrics.metrics.iter_rows(named=True)}
+    assert values["my.counter"] == 5.0 and values["my.gauge"] == 10.0
+    assert values["my.histogram.count"] == 2.0 and values["my.histogram.sum"] == 2.0 and values["my.histogram.avg"] == 1.0
+    assert set(metrics.metrics["signal"].to_list()) == {"metric"}
