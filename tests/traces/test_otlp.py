@@ -128,3 +128,19 @@ def test_spec_logs_and_metrics_examples(corpus):
     assert values["my.counter"] == 5.0 and values["my.gauge"] == 10.0
     assert values["my.histogram.count"] == 2.0 and values["my.histogram.sum"] == 2.0 and values["my.histogram.avg"] == 1.0
     assert set(metrics.metrics["signal"].to_list()) == {"metric"}
+
+
+def test_third_party_surge_links_the_db_slowdown_to_the_surging_caller(tmp_path):
+    from rca.pipeline import analyze
+    from rca.simulate import generate
+    from rca.truth import matches
+
+    incident = generate("third-party-surge", 1, minutes=60, scale=0.5)
+    incident.write(tmp_path)
+    report = analyze([str(tmp_path / "telemetry")])
+    accept = set(incident.truth["root_cause"]["accept"])
+    slowed = {f.subject for f in report.findings if f.kind == "self_time_shift" and f.signal == "trace"}
+    assert "postgres" in slowed
+    callers = [f for f in report.findings if f.kind == "caller_share" and f.details.get("dependency") == "postgres"]
+    assert callers and callers[0].subject in accept and callers[0].share_explained > 0.5
+    assert matches(report.hypotheses[0], incident.truth["root_cause"])
