@@ -18,7 +18,7 @@ from __future__ import annotations
 import polars as pl
 
 from parsers.endpoints import normalize_endpoint_expr
-from rca.model import conform
+from rca.model import SPANS_SCHEMA, conform
 
 
 def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame], list[str]]:
@@ -28,6 +28,8 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
         return {"spans": conform(raw, "spans")}, warnings  # type: ignore[dict-item]
     # a column that is null throughout (no span has a parent, no tag) arrives as the Null dtype
     raw = raw.with_columns(pl.col(c).cast(pl.String) for c, dtype in raw.schema.items() if dtype == pl.Null)
+    optional = {**SPANS_SCHEMA, "user_agent": pl.String()}
+    raw = raw.with_columns(pl.lit(None, dtype=optional[c]).alias(c) for c in optional if c not in raw.columns and c not in ("duration_ms", "self_ms"))
     spans = raw.with_row_index("_row")
     duplicates = spans.height - spans.unique(subset=["trace_id", "span_id", "kind"], keep="first").height
     if duplicates:
