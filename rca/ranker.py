@@ -409,12 +409,21 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def _ruled_out_network(dataset: Dataset, context: AnalysisContext) -> list[RuledOut]:
+def _ruled_out_network(dataset: Dataset, context: AnalysisContext, findings: list[Finding]) -> list[RuledOut]:
+    """The network is ruled out when request time rose while the time outside the backend (request time
+    minus upstream time, as a proxy logs them) stayed flat: over all proxied requests, or, when the
+    incident touches only part of the traffic, over the endpoints whose latency shifted."""
     req = dataset.requests.filter(pl.col("upstream_ms").is_not_null() & pl.col("duration_ms").is_not_null())
     if req.height < 100:
         return []
-    def window(w):
-        rows = req.filter((pl.col("ts") >= w.start) & (pl.col("ts") < w.end))
+    slowed = sorted({f.subject for f in findings if f.kind == "latency_shift" and f.dimension == "endpoint"})
+    scopes = [("all proxied requests", req)]
+    if slowed:
+        label = f"the {len(slowed)} endpoint{'s' if len(slowed) > 1 else ''} that slowed ({', '.join(slowed[:3])}{', ...' if len(slowed) > 3 else ''})"
+        scopes.append((label, req.filter(pl.col("endpoint").is_in(slowed))))
+
+    def window(rows, w):
+        rows = rows.filter((pl.col("ts") >= w.start) & (pl.col("ts") < w.end))
         if rows.height < 30:
             return None
         return rows.select(
@@ -422,18 +431,21 @@ def _ruled_out_network(dataset: Dataset, context: AnalysisContext) -> list[Ruled
             pl.col("upstream_ms").quantile(0.95).alias("upstream"),
             (pl.col("duration_ms") - pl.col("upstream_ms")).quantile(0.95).alias("gap"),
         ).row(0)
-    base, inc = window(context.baseline), window(context.incident)
-    if base is None or inc is None:
-        return []
-    total_b, up_b, gap_b = base
-    total_i, up_i, gap_i = inc
-    if total_i < 1.2 * total_b or gap_i > max(2 * gap_b, gap_b + 50):
-        return []
-    figures = (f"p95 request time {total_b:.0f} -> {total_i:.0f} ms, p95 upstream (backend) time {up_b:.0f} -> {up_i:.0f} ms, "
-               f"p95 time outside the backend {gap_b:.0f} -> {gap_i:.0f} ms")
-    return [RuledOut(kind="network", subject="network / client side",
-                     reason=f"The network is not the cause: the time went to the backend ({figures}).",
-                     evidence=(Evidence("latency", figures, round(gap_b, 1), round(gap_i, 1), round(gap_i / max(gap_b, 0.1), 2)),))]
+
+    for label, rows in scopes:
+        base, inc = window(rows, context.baseline), window(rows, context.incident)
+        if base is None or inc is None:
+            continue
+        total_b, up_b, gap_b = base
+        total_i, up_i, gap_i = inc
+        if total_i < 1.2 * total_b or gap_i > max(2 * gap_b, gap_b + 50):
+            continue
+        figures = (f"{label}: p95 request time {total_b:.0f} -> {total_i:.0f} ms, p95 upstream (backend) time {up_b:.0f} -> {up_i:.0f} ms, "
+                   f"p95 time outside the backend {gap_b:.0f} -> {gap_i:.0f} ms")
+        return [RuledOut(kind="network", subject="network / client side",
+                         reason=f"The network is not the cause: the time went to the backend ({figures}).",
+                         evidence=(Evidence("latency", figures, round(gap_b, 1), round(gap_i, 1), round(gap_i / max(gap_b, 0.1), 2)),))]
+    return []
 
 
 def _ruled_out_hosts(dataset: Dataset, context: AnalysisContext, findings: list[Finding]) -> list[RuledOut]:
@@ -509,7 +521,7 @@ def build_report(dataset: Dataset, context: AnalysisContext | None, findings: It
         )
     incident = bool(hypotheses) and hypotheses[0].score >= INCIDENT_THRESHOLD
     top = hypotheses[0] if incident else None
-    ruled_out = tuple(_ruled_out_changes(findings, context, top) + (_ruled_out_network(dataset, context) + _ruled_out_hosts(dataset, context, findings) if incident else []))
+    ruled_out = tuple(_ruled_out_changes(findings, context, top) + (_ruled_out_network(dataset, context, findings) + _ruled_out_hosts(dataset, context, findings) if incident else []))
     largest = tuple(sorted((f for f in findings if f.kind != "change_effect"), key=lambda f: (-f.confidence * _magnitude_factor(f.magnitude), f.subject))[:5])
     if top is not None:
         headline = top.summary
