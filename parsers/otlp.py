@@ -141,7 +141,11 @@ def _empty_columns() -> dict[str, list[Any]]:
 
 
 def _add_span(cols: dict[str, list[Any]], resource: dict[str, Any], span: dict[str, Any], line: int) -> None:
-    a = attrs(span.get("attributes"))
+    found: dict[str, tuple[int, Any]] = {}
+    for kv in span.get("attributes") or ():
+        hit = _ATTRIBUTE_COLUMNS.get(kv.get("key"))
+        if hit is not None and (hit[0] not in found or hit[1] < found[hit[0]][0]):
+            found[hit[0]] = (hit[1], any_value(kv.get("value")))
     cols["trace_id"].append(hex_id(span.get("traceId"), 16))
     cols["span_id"].append(hex_id(span.get("spanId"), 8))
     cols["parent_span_id"].append(hex_id(span.get("parentSpanId"), 8))
@@ -151,8 +155,9 @@ def _add_span(cols: dict[str, list[Any]], resource: dict[str, Any], span: dict[s
     cols["start_ns"].append(_int(span.get("startTimeUnixNano")))
     cols["end_ns"].append(_int(span.get("endTimeUnixNano")))
     cols["status"].append(STATUS.get(enum_value((span.get("status") or {}).get("code"), _STATUS_NAMES), "unset"))
-    for column, names in ALIASES.items():
-        cols[column].append(_pick(a, names))
+    for column in ALIASES:
+        hit = found.get(column)
+        cols[column].append(None if hit is None else hit[1])
     for column in ("service_version", "deployment_environment", "host"):
         cols[column].append(resource.get(column))
     cols["line"].append(line)
