@@ -1,0 +1,73 @@
+"""Terminal, Markdown, chart and JSON renderers on a shipped sample (third-party surge with a decoy deploy
+and rollback): the content a responder needs is there, colour follows the console, output is stable."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import orjson
+import pytest
+from rich.console import Console
+
+from rca.pipeline import analyze
+from rca.render.chart import write_chart
+from rca.render.json import render_json
+from rca.render.markdown import render_markdown
+from rca.render.terminal import render_terminal
+from rca.truth import load_truth, matches
+
+SAMPLE = Path(__file__).resolve().parent.parent.parent / "samples" / "third-party-surge"
+
+
+@pytest.fixture(scope="module")
+def report():
+    return analyze([str(SAMPLE / "telemetry")])
+
+
+def _terminal(report, **console_options) -> str:
+    out = io.StringIO()
+    console = Console(file=out, width=120, **console_options)
+    render_terminal(report, console)
+    return out.getvalue()
+
+
+def test_terminal_has_headline_ranking_ruled_out_and_inputs(report):
+    text = _terminal(report, color_system=None)
+    top = report.hypotheses[0]
+    assert matches(top, load_truth(SAMPLE / "truth.json")["root_cause"])
+    assert top.subject in text
+    assert "UTC" in text
+    for ruled in report.ruled_out:
+        assert ruled.subject.split()[-1] in text
+    for summary in report.inputs:
+        assert summary.format in text
+    assert "\x1b[" not in text  # no colour codes without a colour system
+
+
+def test_terminal_styles_only_on_a_terminal(report):
+    assert "\x1b[" in _terminal(report, force_terminal=True, color_system="standard")
+    assert "\x1b[" not in _terminal(report)  # a file is not a TTY: plain text
+
+
+def test_markdown_sections_and_chart(report, tmp_path):
+    chart = tmp_path / "chart.svg"
+    write_chart(report, chart)
+    md = render_markdown(report, chart_path=chart)
+    for heading in ("## Summary", "## Timeline", "## Root cause", "## Ruled out", "## Appendix"):
+        assert heading in md
+    assert "xychart-beta" in md and "chart.svg" in md
+    assert chart.read_text().startswith("<?xml") and "<svg" in chart.read_text()
+    again = tmp_path / "again.svg"
+    write_chart(report, again)
+    assert again.read_bytes() == chart.read_bytes()  # deterministic SVG
+
+
+def test_json_hypotheses_best_first_with_decoys_ruled_out(report):
+    doc = orjson.loads(render_json(report))
+    scores = [h["score"] for h in doc["hypotheses"]]
+    assert scores == sorted(scores, reverse=True)
+    assert [h["rank"] for h in doc["hypotheses"]] == list(range(1, len(scores) + 1))
+    ruled = " ".join(f"{r['subject']} {r['reason']}" for r in doc["ruled_out"])
+    for decoy in load_truth(SAMPLE / "truth.json")["decoys"]:
+        assert decoy["subject"] in ruled
