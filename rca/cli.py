@@ -339,6 +339,70 @@ def formats() -> None:
         typer.echo(f"{parser.name:22} {parser.description}")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_handles_input_errors
+def compare(
+    ctx: typer.Context,
+    fail_on: Annotated[list[str] | None, typer.Option("--fail-on", help="A gate, repeatable: 'p95>+20%', 'p99>+50ms', 'error_rate>+1pp', 'endpoint:/api/x p95>+20%'. Also read from rca.toml [gates] or pyproject.toml [tool.rca.gates] fail_on = [...].")] = None,
+    output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.terminal,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file.")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML (one test case per gate and endpoint).")] = None,
+    min_samples: Annotated[int, typer.Option("--min-samples", help="Below this many samples a side, say 'not enough data' instead of judging.")] = 30,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 1) when an endpoint has not enough data.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compare a candidate with a baseline and gate the pipeline: rca compare --baseline A... --candidate B...
+
+    Exit 0 when every gate passes, 1 when one fails (a significant regression), 2 on bad usage or input.
+    """
+    from rca import compare as cmp
+    from rca.pipeline import AnalyzeOptions, load
+
+    sides: dict[str, list[str]] = {"--baseline": [], "--candidate": []}
+    current = None
+    for token in ctx.args:
+        if token in sides:
+            current = token
+        elif token.startswith("-") and token != "-":
+            raise UsageError(f"unknown option {token!r}")
+        elif current is None:
+            raise UsageError(f"{token!r}: give inputs after --baseline or --candidate")
+        else:
+            sides[current].append(token)
+    if not sides["--baseline"] or not sides["--candidate"]:
+        raise UsageError("give --baseline INPUTS... and --candidate INPUTS...")
+    texts = list(fail_on or []) or cmp.gates_from_config(Path.cwd())
+    gates = [cmp.parse_gate(t) for t in texts]
+    err = _stderr_console(quiet)
+    base = load(sides["--baseline"], AnalyzeOptions())
+    cand = load(sides["--candidate"], AnalyzeOptions())
+    _warn_inputs(err, base.inputs + cand.inputs)
+    result = cmp.compare_datasets(base, cand, gates, min_samples=min_samples, strict=strict)
+    markdown = cmp.render_markdown(result)
+    if output_format is OutputFormat.json:
+        import orjson
+
+        _write_output(orjson.dumps(cmp.to_dict(result), option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n", output)
+    elif output_format is OutputFormat.markdown:
+        _write_output(markdown, output)
+    else:
+        _write_output(markdown, output)
+    if junit is not None:
+        junit.write_text(cmp.render_junit(result), encoding="utf-8")
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        cmp.append_step_summary(markdown, Path(os.environ["GITHUB_STEP_SUMMARY"]))
+    if os.environ.get("GITHUB_ACTIONS"):
+        for line in cmp.github_annotations(result):
+            print(line)
+    if os.environ.get("GITHUB_OUTPUT"):
+        with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as out:
+            out.write(f"verdict={'fail' if result.failed else 'pass'}\n")
+    for note in result.not_enough[:10]:
+        err.print(f"rca: not enough data: {note}", markup=False)
+    if result.failed:
+        raise typer.Exit(ExitCode.GATE_FAILED)
+
+
 def main() -> None:
     """Console entry point: runs the app and turns input and usage errors into one line and an exit code."""
     debug = "--debug" in sys.argv
