@@ -5,6 +5,13 @@ into ONE regular expression with a named group per variable (`compile_log_format
 given with `--log-format` goes through exactly the same code as `combined`. Lines are matched with one
 vectorized `str.extract_groups`; timestamps with `str.strptime`.
 
+Fast path: when a format is a space-separated row of `$var`, `"$var"` and `[$time_local]` fields (all four
+predefined ones and most custom ones), polars' CSV reader splits the fields (`"` as quote), about 4x
+faster than the regex. Each line is checked to split exactly as the regex would read it; any line that
+does not (a tab in a field, an upstream list, a missing zone, garbage) goes to the regex path, so
+results and rejected-line reports are the same either way (a property test holds them equal). An input
+the CSV reader cannot split at all (an unbalanced quote) is read with the regex throughout.
+
 Trailing timing fields that users append to the standard formats are recognized without configuration:
 `$request_time` (seconds with a dot, e.g. `0.123`), then `$upstream_response_time` (seconds; `-` when no
 upstream; a `, `/` : ` separated list when several upstreams were tried: summed). A trailing integer
@@ -18,6 +25,7 @@ name stem (e.g. `access`).
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -25,8 +33,8 @@ from pathlib import PurePath
 import polars as pl
 
 from parsers import ParseOptions, ParseResult, register
-from parsers.endpoints import normalize_endpoint_expr, strip_query_expr
-from parsers.lines import read_lines, rejected_examples
+from parsers.endpoints import endpoint_shape_expr, normalize_endpoints, routes_from_shapes, strip_query_expr
+from parsers.lines import MAX_LINE_BYTES, Lines, read_lines, rejected_examples
 from parsers.sources import Sample, Source
 from rca.model import conform
 
@@ -126,33 +134,25 @@ def _zone(tz: str) -> str:
     return "UTC" if tz.upper() in ("UTC", "Z", "+00:00") else tz
 
 
-def parse_lines(frame: pl.DataFrame, compiled: CompiledFormat, origin: str, tz: str = "UTC") -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Match a (line, text) frame against a compiled format: (requests frame, rejected (line, text, reason))."""
-    present = frame.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
-    fields = present.with_columns(pl.col("text").str.extract_groups(compiled.pattern).alias("m")).unnest("m")
-    names = set(compiled.variables)
-    first_var = compiled.variables[0]
-    matched = pl.col(first_var).is_not_null()
-    time_col = next((t for t in ("time_local", "time_iso8601", "msec") if t in names), None)
+def _request_exprs(names: set[str], origin: str, tz: str, time_col: str | None) -> dict[str, pl.Expr]:
+    """Canonical request columns from the variables of a matched (or split) line; `_target` is the raw URI."""
     exprs: dict[str, pl.Expr] = {}
     exprs["ts"] = _timestamp(time_col, tz) if time_col else pl.lit(None, dtype=pl.Datetime("us", "UTC"))
-    if "request" in names:
-        req = pl.col("request").str.extract_groups(r"^(?P<method>[A-Za-z]+) (?P<target>\S+)(?: (?P<proto>\S+))?$")
-        method = req.struct.field("method").str.to_uppercase()
-        target = req.struct.field("target")
+    if "request" in names:  # split once by `_with_request`
+        method = pl.col("_method").str.to_uppercase()
+        target = pl.col("_target")
     else:
         method = pl.col("request_method").str.to_uppercase() if "request_method" in names else pl.lit(None, pl.String)
         target = pl.col("request_uri") if "request_uri" in names else (pl.col("uri") if "uri" in names else pl.lit(None, pl.String))
     exprs["method"] = method
     exprs["path"] = strip_query_expr(target)
-    exprs["endpoint"] = normalize_endpoint_expr(target)
     exprs["status"] = pl.col("status").cast(pl.Int32, strict=False) if "status" in names else pl.lit(None, pl.Int32)
     size = next((b for b in ("body_bytes_sent", "bytes_sent") if b in names), None)
     exprs["bytes"] = pl.col(size).replace("-", "0").cast(pl.Int64, strict=False) if size else pl.lit(None, pl.Int64)
     if "request_time" in names:
         rt = pl.col("request_time")
         exprs["duration_ms"] = (
-            pl.when(rt.str.contains(r"\."))
+            pl.when(rt.str.contains(".", literal=True))
             .then(rt.cast(pl.Float64, strict=False) * 1000.0)
             .otherwise(rt.cast(pl.Float64, strict=False) / 1000.0)  # an integer is Apache %D, microseconds
         )
@@ -174,22 +174,185 @@ def parse_lines(frame: pl.DataFrame, compiled: CompiledFormat, origin: str, tz: 
     exprs["service"] = pl.col(vhost).str.replace(r":\d+$", "") if vhost else pl.lit(stem)
     exprs["host"] = pl.lit(None, pl.String)
     exprs["trace_id"] = pl.col("trace_id").str.to_lowercase() if "trace_id" in names else pl.lit(None, pl.String)
-    out = fields.with_columns(matched.alias("_matched")).with_columns(**exprs)
-    reason = (
-        pl.when(~pl.col("_matched"))
-        .then(pl.lit("does not match the access-log format"))
-        .when(pl.col("ts").is_null())
-        .then(pl.lit("unreadable timestamp"))
-        .when(pl.col("method").is_null())
-        .then(pl.lit("unreadable request line"))
-        .otherwise(None)
-    )
-    out = out.with_columns(reason.alias("_reason"))
+    return exprs
+
+
+_REQUEST_GROUPS = r"^(?P<_method>[A-Za-z]+) (?P<_target>\S+)(?: (?P<_proto>\S+))?$"
+_REQUEST_LINE = r"^[A-Za-z]+ \S+(?: \S+)?$"  # the same, without captures
+
+
+def _with_request(frame: pl.DataFrame, names: set[str]) -> pl.DataFrame:
+    """`_method` and `_target` from `$request` (`GET /path HTTP/1.1`), matched once."""
+    if "request" not in names:
+        return frame
+    request = pl.col("request").str.extract_groups(_REQUEST_GROUPS)
+    return frame.with_columns(request.alias("_req")).unnest("_req")
+
+
+def _time_column(names: set[str] | tuple[str, ...]) -> str | None:
+    return next((t for t in ("time_local", "time_iso8601", "msec") if t in names), None)
+
+
+_REASON = (
+    pl.when(~pl.col("_matched"))
+    .then(pl.lit("does not match the access-log format"))
+    .when(pl.col("ts").is_null())
+    .then(pl.lit("unreadable timestamp"))
+    .when(pl.col("method").is_null())
+    .then(pl.lit("unreadable request line"))
+    .otherwise(None)
+)
+
+
+def _finish(good: pl.DataFrame, origin: str) -> pl.DataFrame:
+    """Canonical requests: endpoint from the path (normalized on distinct values), origin and signal."""
+    if "_shape" in good.columns:
+        endpoint = routes_from_shapes(good.get_column("_shape"))
+    else:
+        endpoint = normalize_endpoints(good.get_column("path"))
+    good = good.with_columns(endpoint=endpoint, origin=pl.lit(origin), signal=pl.lit("access_log"))
+    return conform(good, "requests")
+
+
+def parse_lines(frame: pl.DataFrame, compiled: CompiledFormat, origin: str, tz: str = "UTC") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Match a (line, text) frame against a compiled format: (requests frame, rejected (line, text, reason))."""
+    present = frame.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
+    fields = present.with_columns(pl.col("text").str.extract_groups(compiled.pattern).alias("m")).unnest("m")
+    names = set(compiled.variables)
+    matched = pl.col(compiled.variables[0]).is_not_null()
+    exprs = _request_exprs(names, origin, tz, _time_column(names))
+    out = _with_request(fields.with_columns(matched.alias("_matched")), names)
+    out = out.with_columns(**exprs).with_columns(_REASON.alias("_reason"))
     bad = out.filter(pl.col("_reason").is_not_null()).select("line", "text", pl.col("_reason").alias("reason"))
-    good = out.filter(pl.col("_reason").is_null()).with_columns(
-        origin=pl.lit(origin), signal=pl.lit("access_log")
-    )
-    return conform(good, "requests"), bad
+    return _finish(out.filter(pl.col("_reason").is_null()), origin), bad
+
+
+# --- fast path: polars' CSV reader splits the fields -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SplitLayout:
+    """How a space-separated, `"`-quoted log format falls into CSV columns (one variable per column;
+    `[$time_local]` is two columns, `_time_date` and `_time_zone`)."""
+
+    columns: tuple[str, ...]
+    quoted: tuple[str, ...]
+    optional: tuple[str, ...]  # trailing timing fields that may be absent
+
+
+_SPARE = ("_spare1", "_spare2")  # must stay empty: anything there goes to the regex
+_SPLIT_TOKEN = re.compile(r'^(?:"\$(?P<quoted>\w+)"|\$(?P<bare>\w+)|(?P<time>\[\$time_local\]))$')
+
+
+def split_layout(log_format: str, trailer: bool) -> SplitLayout | None:
+    """The CSV layout of a log format, or None when its fields cannot be split on spaces safely."""
+    columns: list[str] = []
+    quoted: list[str] = []
+    for token in log_format.split(" "):
+        m = _SPLIT_TOKEN.match(token)
+        if m is None:
+            return None
+        if m.group("time"):
+            columns += ["_time_date", "_time_zone"]
+        elif m.group("quoted"):
+            columns.append(m.group("quoted"))
+            quoted.append(m.group("quoted"))
+        elif m.group("bare") in _TOKEN_VARS:
+            columns.append(m.group("bare"))
+        else:
+            return None
+    optional = ("request_time", "upstream_response_time") if trailer else ()
+    columns += optional
+    if len(set(columns)) != len(columns):
+        return None
+    return SplitLayout(tuple(columns), tuple(quoted), optional)
+
+
+def _split_time(date: pl.Expr, zones: pl.Series) -> pl.Expr:
+    """`[10/Oct/2000:13:55:36` + `-0700]` -> UTC: the date parsed naive, minus its zone's offset.
+
+    Zones are few (usually one per file), so offsets are computed per distinct zone, not per line."""
+    naive = date.str.strptime(pl.Datetime("us", "UTC"), "[%d/%b/%Y:%H:%M:%S", strict=False)
+    distinct = zones.drop_nulls().unique()
+    offsets: list[int | None] = []
+    for zone in distinct.to_list():
+        m = re.fullmatch(r"([+-])(\d\d)(\d\d)\]", zone)
+        offsets.append(None if m is None else (1 if m.group(1) == "+" else -1) * (int(m.group(2)) * 3600 + int(m.group(3)) * 60))
+    seconds = pl.col("_time_zone").replace_strict(distinct, pl.Series(offsets, dtype=pl.Int64), default=None, return_dtype=pl.Int64)
+    return naive - pl.duration(seconds=seconds)
+
+
+def parse_split(data: str | bytes, layout: SplitLayout, origin: str, tz: str = "UTC") -> tuple[pl.DataFrame, pl.DataFrame, int] | None:
+    """Split lines with polars' CSV reader (several times faster than one regex a line).
+
+    Returns the requests of every line that splits cleanly, the numbers of the other non-blank lines
+    (for the regex path to parse or reject) and the number of lines; or None when the input does not
+    split as CSV at all (an unbalanced quote), in which case the caller uses the regex for everything.
+    Every check below keeps the fast path's result identical to the regex path's for the lines it takes,
+    with one leniency: a bare field written in quotes (`"200"`) is read without its quotes.
+    """
+    columns = (*layout.columns, *_SPARE)
+    fields = None
+    for encoding in ("utf8", "utf8-lossy"):  # strict UTF-8 is faster; invalid bytes need the lossy decoder
+        try:
+            fields = pl.scan_csv(
+                io.BytesIO(data) if isinstance(data, bytes) else data,
+                has_header=False,
+                separator=" ",
+                quote_char='"',
+                schema={c: pl.String for c in columns},
+                missing_columns="insert",
+                extra_columns="ignore",  # the spare columns already send such lines to the regex
+                truncate_ragged_lines=True,
+                encoding=encoding,  # type: ignore[arg-type]
+                comment_prefix=None,
+                row_index_name="line",
+                row_index_offset=1,
+            ).collect()
+            break
+        except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, OSError):
+            continue
+    if fields is None or fields.height == 0:
+        return None
+    names = set(layout.columns) - {"_time_date", "_time_zone"}
+    checks: list[pl.Expr] = [pl.col(c).is_null() for c in _SPARE]
+    exprs = _request_exprs(names | {"time_local"}, origin, tz, None)
+    if "_time_date" in layout.columns:
+        date, zone = pl.col("_time_date"), pl.col("_time_zone")
+        checks += [date.str.len_bytes() == 21, date.str.starts_with("["), zone.str.len_bytes() == 6, zone.str.ends_with("]")]
+        exprs["ts"] = _split_time(date, fields.get_column("_time_zone"))
+    for name in layout.optional:  # a trailing field that is not a plain number (or `-`) is the regex's job
+        value = pl.col(name)
+        checks.append(value.is_null() | (value == "-") | value.str.contains(r"^\d+(?:\.\d+)?$"))
+    bare = [c for c in layout.columns if c not in layout.quoted and c not in layout.optional]
+    if bare:  # a bare field with whitespace was quoted in the line: the regex path rejects it
+        checks.append(~pl.any_horizontal(pl.col(c).str.contains(r"\s").fill_null(False) for c in bare))
+    if layout.quoted:  # a line too long for the regex path is too long here as well
+        checks.append(pl.sum_horizontal(pl.col(c).str.len_bytes().fill_null(0) for c in layout.quoted) <= MAX_LINE_BYTES)
+    if "upstream_response_time" in names:  # one value per line here (lists contain spaces and fail the checks)
+        up = pl.col("upstream_response_time")
+        exprs["upstream_ms"] = pl.when(up == "-").then(None).otherwise(up.cast(pl.Float64, strict=False) * 1000.0)
+    prepare: list[pl.Expr] = [
+        # a field holding a newline means a quote swallowed a line break: line numbers would be off
+        pl.any_horizontal(False, *(pl.col(c).str.contains("\n", literal=True) for c in layout.quoted)).alias("_newline"),
+        pl.all_horizontal(checks).alias("_matched"),
+        pl.all_horizontal(pl.col(c).is_null() for c in columns).alias("_blank"),
+    ]
+    if "request" in names:  # the regex path's request pattern, checked without captures, then split
+        request = pl.col("request")
+        prepare.append(pl.when(request.str.contains(_REQUEST_LINE)).then(request.str.splitn(" ", 3)).alias("_rq"))
+    late = {k: exprs.pop(k) for k in ("method", "path")}  # these read `_method`/`_target`
+    # independent expressions in one pass run in parallel
+    out = fields.with_columns(*prepare, **exprs)
+    if out.get_column("_newline").any():
+        return None
+    if "request" in names:
+        out = out.with_columns(pl.col("_rq").struct.field("field_0").alias("_method"), pl.col("_rq").struct.field("field_1").alias("_target"))
+    late["_shape"] = endpoint_shape_expr(strip_query_expr(pl.col("_target")))
+    out = out.with_columns(**late).with_columns(_REASON.alias("_reason"))
+    good = out.filter(pl.col("_reason").is_null())
+    retry = out.filter(pl.col("_reason").is_not_null() & ~pl.col("_blank")).select(pl.col("line").cast(pl.Int64))
+    return _finish(good, origin), retry, fields.height
 
 
 class AccessLogParser:
@@ -203,6 +366,7 @@ class AccessLogParser:
         self._regex = re.compile(self.compiled.pattern)
         # More specific layouts (more fields) win ties when several match every line.
         self._specificity = len(self.compiled.variables) / 100.0
+        self.layout = split_layout(log_format, trailer)
 
     def sniff(self, sample: Sample) -> float:
         if sample.is_binary or not sample.lines:
@@ -214,8 +378,31 @@ class AccessLogParser:
         return 0.8 * hits / len(lines) + self._specificity
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
+        split = self._parse_split(source, options)
+        if split is not None:
+            return split
         lines = read_lines(source)
         requests, bad = parse_lines(lines.frame, self.compiled, source.origin, options.tz)
+        return self._result(requests, bad, lines)
+
+    def _parse_split(self, source: Source, options: ParseOptions) -> ParseResult | None:
+        """The fast path: CSV-split every line, hand the lines that do not split cleanly to the regex."""
+        if self.layout is None or source.compression not in (None, "gzip"):
+            return None
+        data: str | bytes = str(source.path) if source.path is not None else (source.data or b"")
+        split = parse_split(data, self.layout, source.origin, options.tz)
+        if split is None:
+            return None
+        requests, retry, total = split
+        if retry.height == 0:
+            return ParseResult(format=self.name, frames={"requests": requests}, lines=total, rejected=0)
+        lines = read_lines(source)
+        again = lines.frame.join(retry, on="line", how="semi")
+        more, bad = parse_lines(again, self.compiled, source.origin, options.tz)
+        lines.frame = again
+        return self._result(pl.concat([requests, more]).sort("line"), bad, lines)
+
+    def _result(self, requests: pl.DataFrame, bad: pl.DataFrame, lines: Lines) -> ParseResult:
         rejected = lines.rejected + rejected_examples(bad, pl.col("reason"))
         return ParseResult(
             format=self.name,

@@ -77,3 +77,23 @@ def normalize_endpoint(path: str) -> str:
 def strip_query_expr(path: pl.Expr) -> pl.Expr:
     """The raw path without query string or fragment (what the `path` column stores)."""
     return path.str.replace(r"[?#].*$", "")
+
+
+def endpoint_shape_expr(path: pl.Expr) -> pl.Expr:
+    """Purely numeric segments replaced by `{id}` with two cheap regexes: what the full rules do to them,
+    and `{id}` is a fixed point of the rules, so `routes_from_shapes` of the result equals the full rules
+    on `path`. (A numeric segment right after another is left for the full rules.)"""
+    plain = path.str.starts_with("/") & ~path.str.contains("//", literal=True)
+    return pl.when(plain).then(path.str.replace_all(r"/\d+/", "/{id}/").str.replace(r"/\d+$", "/{id}")).otherwise(path)
+
+
+def routes_from_shapes(shapes: pl.Series) -> pl.Series:
+    """The full normalization rules applied once per distinct shape (hundreds, where paths number millions)."""
+    distinct = shapes.drop_nulls().unique()
+    routes = pl.select(normalize_endpoint_expr(pl.lit(distinct))).to_series()
+    return shapes.replace_strict(distinct, routes, default=None, return_dtype=pl.String).alias("endpoint")
+
+
+def normalize_endpoints(paths: pl.Series) -> pl.Series:
+    """`normalize_endpoint_expr` over a column, computed once per distinct path shape."""
+    return routes_from_shapes(pl.select(endpoint_shape_expr(pl.lit(paths))).to_series())

@@ -85,8 +85,8 @@ def _top(frame: pl.DataFrame, column: str) -> tuple[tuple[str, int], ...]:
         frame.filter(pl.col(column).is_not_null())
         .group_by(column)
         .len()
+        .top_k(TOP_N, by=["len", column], reverse=[False, True])  # no full sort of a million sources
         .sort(["len", column], descending=[True, False])
-        .head(TOP_N)
     )
     return tuple((str(v), int(n)) for v, n in counts.iter_rows())
 
@@ -207,7 +207,7 @@ def ingest_to_parquet(
     for name in FRAMES:
         frame = dataset.frame(name)
         if frame.height:
-            frame.write_parquet(out_dir / f"{name}.parquet", compression="zstd")
+            frame.write_parquet(out_dir / f"{name}.parquet", compression="lz4")  # 2x faster to write than zstd
     return dataset.inputs
 
 

@@ -1,0 +1,112 @@
+"""The access-log fast path (polars' CSV reader splitting fields) must give exactly what the regex path
+gives, line for line, on valid lines and on every kind of odd line, which it hands back to the regex."""
+
+from __future__ import annotations
+
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from parsers import ParseOptions
+from parsers.access_log import DESCRIPTIONS, FORMATS, AccessLogParser, parse_lines, split_layout
+from parsers.endpoints import normalize_endpoint_expr, normalize_endpoints
+from parsers.lines import read_lines
+from parsers.sources import Source
+
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+COMBINED = AccessLogParser("combined", FORMATS["combined"], DESCRIPTIONS["combined"])
+
+good_line = st.builds(
+    lambda ip, day, zone, method, path, status, size, ua, rt, up: (
+        f'{ip} - - [{day:02d}/Mar/2026:1{day % 10}:0{day % 6}:{day + 10} {zone}] "{method} {path} HTTP/1.1" {status} {size} '
+        f'"-" "{ua}"{rt}{up}'
+    ),
+    ip=st.sampled_from(["10.0.0.1", "192.168.1.20", "2001:db8::1", "-"]),
+    day=st.integers(1, 28),
+    zone=st.sampled_from(["+0000", "-0700", "+0530", "+1400"]),
+    method=st.sampled_from(["GET", "post", "PUT"]),
+    path=st.sampled_from(["/", "/api/messages/12345", "/a/1/2/3?x=1", "/u/550e8400-e29b-41d4-a716-446655440000", "/x//9", "http://h/a/7",
+                          "/static/app.3f9a8b7c.js", "/v2/users/42/orders/7", "/q?a=b#f", "/x/1.5", "/d/2024-01-01"]),
+    status=st.sampled_from(["200", "404", "503", "-"]),
+    size=st.sampled_from(["0", "1234", "-"]),
+    ua=st.sampled_from(["-", "curl/8.0", "Mozilla/5.0 (X11; Linux x86_64)", ""]),
+    rt=st.sampled_from(["", " 0.123", " 12", " -"]),
+    up=st.sampled_from(["", " 0.100", " -", " 0.010, 0.020", " 0.1 : 0.2", " extra stuff"]),
+)
+odd_line = st.sampled_from([
+    "", "   ", "garbage", "  leading spaces", '1.2.3.4 - - [99/Foo/2026:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "-"',
+    '1.2.3.4 - - [01/Mar/2026:00:00:00 +0000] "\\x16\\x03\\x01" 400 0 "-" "-"', '1.2.3.4 - - [01/Mar/2026:00:00:00] "GET / HTTP/1.1" 200 1',
+    '1.2.3.4 - - [01/Mar/2026:00:00:00 +0000] "GET /a\tb HTTP/1.1" 200 1 "-" "-"', '1.2.3.4 - - [01/Mar/2026:00:00:00 +0000] "GET" 200 1 "-" "-"',
+    '1.2.3.4 - "x y" [01/Mar/2026:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "-"', "\u00e9t\u00e9 caf\u00e9",
+])
+
+
+def _both(text: str) -> tuple:
+    source = Source(origin="access.log", data=text.encode())
+    fast = COMBINED.parse(source, ParseOptions())
+    lines = read_lines(source)
+    slow, bad = parse_lines(lines.frame, COMBINED.compiled, source.origin)
+    return fast, slow, bad.height + lines.rejected_count
+
+
+@SETTINGS
+@given(st.lists(st.one_of(good_line, good_line, odd_line), min_size=1, max_size=25))
+def test_fast_path_equals_regex_path(lines):
+    fast, slow, rejected = _both("\n".join(lines) + "\n")
+    assert fast.frames["requests"].equals(slow), (fast.frames["requests"], slow)
+    assert fast.rejected == rejected
+
+
+def test_fast_path_takes_clean_lines_and_reports_odd_ones_with_line_numbers():
+    text = "\n".join([
+        '10.0.0.1 - - [01/Mar/2026:10:00:00 +0100] "GET /api/messages/17 HTTP/1.1" 200 5 "-" "curl/8" 0.250 0.200',
+        "",
+        "not a log line",
+        '10.0.0.2 - - [01/Mar/2026:10:00:01 +0100] "POST /api/messages HTTP/1.1" 503 0 "-" "-" 1.500 0.010, 1.400',
+    ]) + "\n"
+    fast, slow, _ = _both(text)
+    requests = fast.frames["requests"]
+    assert requests.get_column("line").to_list() == [1, 4]
+    assert requests.get_column("endpoint").to_list() == ["/api/messages/{id}", "/api/messages"]
+    assert requests.get_column("upstream_ms").to_list() == [200.0, 1410.0]  # the upstream list is summed by the regex path
+    assert str(requests.get_column("ts")[0]) == "2026-03-01 09:00:00+00:00"
+    assert fast.rejected == 1 and fast.rejected_examples[0].line == 3
+    assert requests.equals(slow)
+
+
+def test_unbalanced_quote_falls_back_to_the_regex_for_the_whole_input():
+    text = '1.1.1.1 - - [01/Mar/2026:10:00:00 +0000] "GET /a"b HTTP/1.1" 200 5 "-" "-"\n' \
+           '1.1.1.2 - - [01/Mar/2026:10:00:01 +0000] "GET /c HTTP/1.1" 200 5 "-" "-"\n'
+    fast, slow, rejected = _both(text)
+    assert fast.frames["requests"].equals(slow) and fast.frames["requests"].height == 1
+    assert fast.rejected == rejected == 1
+
+
+def test_invalid_utf8_is_decoded_lossily_on_the_fast_path():
+    source = Source(origin="access.log", data=b'1.1.1.1 - - [01/Mar/2026:10:00:00 +0000] "GET /caf\xe9 HTTP/1.1" 200 5 "-" "\xff"\n')
+    result = COMBINED.parse(source, ParseOptions())
+    row = result.frames["requests"].row(0, named=True)
+    assert row["path"] == "/caf\ufffd" and row["user_agent"] == "\ufffd"
+
+
+def test_split_layout_only_for_space_separated_formats():
+    assert split_layout(FORMATS["combined"], trailer=True) is not None
+    assert split_layout('$remote_addr [$time_local] "$request" $status rt=$request_time', trailer=False) is None
+    assert split_layout('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer"', trailer=False) is None
+
+
+segments = st.one_of(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.+@ABCDEF", min_size=0, max_size=24),
+    st.integers(0, 10**12).map(str),
+    st.uuids().map(str),
+)
+
+
+@SETTINGS
+@given(st.lists(st.lists(segments, min_size=0, max_size=5).map(lambda s: "/" + "/".join(s)), min_size=1, max_size=30),
+       st.sampled_from(["", "?a=1/2", "#x", "http://h:8080"]))
+def test_normalizing_distinct_shapes_equals_the_full_rules(paths, extra):
+    paths = [extra + p if extra.startswith("http") else p + extra for p in paths]
+    series = pl.Series(paths, dtype=pl.String)
+    expected = pl.select(normalize_endpoint_expr(pl.lit(series))).to_series()
+    assert normalize_endpoints(series).to_list() == expected.to_list()
