@@ -10,7 +10,7 @@ prints medians, lines/s, the ratio, and each command's peak RSS.
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import shutil
 import statistics
 import subprocess
@@ -49,19 +49,22 @@ def generate(lines: int, path: Path) -> None:
 
 
 def timed(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wall seconds and peak RSS (MB) of one child process (its own rusage, from wait4)."""
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed with exit code {child.returncode}")
+    return wall, usage.ru_maxrss / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=5_000_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-peer", action="store_true", help="time rca only")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     log = OUT / f"access-{args.lines}.log"
@@ -72,7 +75,7 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         results["rca ingest"] = [timed([rca, "ingest", str(log), "--out", f"{tmp}/frames", "-q"]) for _ in range(args.runs)]
-        goaccess = shutil.which("goaccess")
+        goaccess = None if args.no_peer else shutil.which("goaccess")
         if goaccess:
             cmd = [goaccess, str(log), "--log-format=%h %^[%d:%t %^] \"%r\" %s %b \"%R\" \"%u\" %T", "--date-format=%d/%b/%Y",
                    "--time-format=%T", "-o", f"{tmp}/report.json"]

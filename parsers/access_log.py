@@ -282,38 +282,58 @@ def _split_time(date: pl.Expr, zones: pl.Series) -> pl.Expr:
     return naive - pl.duration(seconds=seconds)
 
 
+SPLIT_BATCH_ROWS = 500_000  # lines split and converted at a time: bounds memory on multi-GB logs
+
+
 def parse_split(data: str | bytes, layout: SplitLayout, origin: str, tz: str = "UTC") -> tuple[pl.DataFrame, pl.DataFrame, int] | None:
     """Split lines with polars' CSV reader (several times faster than one regex a line).
 
     Returns the requests of every line that splits cleanly, the numbers of the other non-blank lines
     (for the regex path to parse or reject) and the number of lines; or None when the input does not
     split as CSV at all (an unbalanced quote), in which case the caller uses the regex for everything.
-    Every check below keeps the fast path's result identical to the regex path's for the lines it takes,
-    with one leniency: a bare field written in quotes (`"200"`) is read without its quotes.
+    The reader streams batches of SPLIT_BATCH_ROWS lines, each converted to canonical rows at once, so
+    only one batch of raw fields is in memory.
     """
     columns = (*layout.columns, *_SPARE)
-    fields = None
     for encoding in ("utf8", "utf8-lossy"):  # strict UTF-8 is faster; invalid bytes need the lossy decoder
+        reader = pl.scan_csv(
+            io.BytesIO(data) if isinstance(data, bytes) else data,
+            has_header=False,
+            separator=" ",
+            quote_char='"',
+            schema={c: pl.String for c in columns},
+            missing_columns="insert",
+            extra_columns="ignore",  # the spare columns already send such lines to the regex
+            truncate_ragged_lines=True,
+            encoding=encoding,  # type: ignore[arg-type]
+            comment_prefix=None,
+            row_index_name="line",
+            row_index_offset=1,
+        )
+        requests: list[pl.DataFrame] = []
+        retries: list[pl.DataFrame] = []
+        total = 0
         try:
-            fields = pl.scan_csv(
-                io.BytesIO(data) if isinstance(data, bytes) else data,
-                has_header=False,
-                separator=" ",
-                quote_char='"',
-                schema={c: pl.String for c in columns},
-                missing_columns="insert",
-                extra_columns="ignore",  # the spare columns already send such lines to the regex
-                truncate_ragged_lines=True,
-                encoding=encoding,  # type: ignore[arg-type]
-                comment_prefix=None,
-                row_index_name="line",
-                row_index_offset=1,
-            ).collect()
-            break
+            for fields in reader.collect_batches(chunk_size=SPLIT_BATCH_ROWS):
+                converted = _convert_split(fields, layout, origin, tz)
+                if converted is None:
+                    return None
+                requests.append(converted[0])
+                retries.append(converted[1])
+                total += fields.height
         except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, OSError):
             continue
-    if fields is None or fields.height == 0:
-        return None
+        if total == 0:
+            return None
+        return pl.concat(requests), pl.concat(retries), total
+    return None
+
+
+def _convert_split(fields: pl.DataFrame, layout: SplitLayout, origin: str, tz: str) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """One batch of split fields -> (canonical requests, line numbers for the regex), or None when a
+    quote swallowed a line break. Every check keeps the result identical to the regex path's for the
+    lines taken here, with one leniency: a bare field written in quotes (`"200"`) loses its quotes."""
+    columns = (*layout.columns, *_SPARE)
     names = set(layout.columns) - {"_time_date", "_time_zone"}
     checks: list[pl.Expr] = [pl.col(c).is_null() for c in _SPARE]
     exprs = _request_exprs(names | {"time_local"}, origin, tz, None)
@@ -324,9 +344,9 @@ def parse_split(data: str | bytes, layout: SplitLayout, origin: str, tz: str = "
     for name in layout.optional:  # a trailing field that is not a plain number (or `-`) is the regex's job
         value = pl.col(name)
         checks.append(value.is_null() | (value == "-") | value.str.contains(r"^\d+(?:\.\d+)?$"))
-    bare = [c for c in layout.columns if c not in layout.quoted and c not in layout.optional]
-    if bare:  # a bare field with whitespace was quoted in the line: the regex path rejects it
-        checks.append(~pl.any_horizontal(pl.col(c).str.contains(r"\s").fill_null(False) for c in bare))
+    bare = [c for c in layout.columns if c not in layout.quoted and c not in layout.optional and not c.startswith("_time")]
+    if bare:  # whitespace in a bare field means it was quoted: the regex rejects it (anything but printable ASCII goes there)
+        checks.append(~pl.any_horizontal(pl.col(c).str.contains("[^!-~]").fill_null(False) for c in bare))
     if layout.quoted:  # a line too long for the regex path is too long here as well
         checks.append(pl.sum_horizontal(pl.col(c).str.len_bytes().fill_null(0) for c in layout.quoted) <= MAX_LINE_BYTES)
     if "upstream_response_time" in names:  # one value per line here (lists contain spaces and fail the checks)
@@ -352,7 +372,7 @@ def parse_split(data: str | bytes, layout: SplitLayout, origin: str, tz: str = "
     out = out.with_columns(**late).with_columns(_REASON.alias("_reason"))
     good = out.filter(pl.col("_reason").is_null())
     retry = out.filter(pl.col("_reason").is_not_null() & ~pl.col("_blank")).select(pl.col("line").cast(pl.Int64))
-    return _finish(good, origin), retry, fields.height
+    return _finish(good, origin), retry
 
 
 class AccessLogParser:

@@ -50,7 +50,7 @@ def _choose_parser(source: Source, options: ParseOptions):
     return parser
 
 
-def _summarize(source: Source, result: ParseResult) -> InputSummary:
+def _summarize(source: Source, result: ParseResult, tops: bool = True) -> InputSummary:
     rows = {name: frame.height for name, frame in result.frames.items() if frame.height}
     lows, highs = [], []
     for frame in result.frames.values():
@@ -62,7 +62,7 @@ def _summarize(source: Source, result: ParseResult) -> InputSummary:
     top_endpoints: tuple[tuple[str, int], ...] = ()
     top_sources: tuple[tuple[str, int], ...] = ()
     requests = result.frames.get("requests")
-    if requests is not None and requests.height:
+    if tops and requests is not None and requests.height:
         top_endpoints = _top(requests, "endpoint")
         top_sources = _top(requests, "source")
     return InputSummary(
@@ -109,8 +109,12 @@ def load_dataset(
     changes_files: Sequence[str] = (),
     progress: ProgressFn | None = None,
     stdin: BinaryIO | None = None,
+    tops: bool = True,
 ) -> Dataset:
-    """Read every input into one Dataset; raise InputError only when nothing at all is readable."""
+    """Read every input into one Dataset; raise InputError only when nothing at all is readable.
+
+    `tops=False` skips the top endpoints and sources of each input's summary (a group-by over millions
+    of distinct client addresses), for callers that do not show them."""
     options = options or ParseOptions()
     inputs = list(inputs)
     if not inputs:
@@ -139,7 +143,7 @@ def load_dataset(
         for name, frame in result.frames.items():
             if frame.height:
                 collected[name].append(frame)
-        summaries.append(_summarize(source, result))
+        summaries.append(_summarize(source, result, tops))
     if progress is not None:
         progress("analysing", len(sources), len(sources))
 
@@ -201,7 +205,7 @@ def ingest_to_parquet(
     inputs: Sequence[str], out_dir: Path, options: ParseOptions | None = None, changes_files: Sequence[str] = ()
 ) -> list[InputSummary]:
     """Parse the inputs and write each non-empty canonical frame to `out_dir/<frame>.parquet`."""
-    dataset = load_dataset(inputs, options, changes_files=changes_files)
+    dataset = load_dataset(inputs, options, changes_files=changes_files, tops=False)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in FRAMES:
