@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import polars as pl
 
     from parsers.sources import Sample, Source
@@ -48,6 +50,19 @@ class ParseResult:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Streamed:
+    """A parse whose bulk comes as a lazy pipeline, sunk to disk in bounded memory (`rca ingest`).
+
+    `rows` (rows of canonical frame `frame`) must be consumed exactly once; `remainder()` then gives what
+    the pipeline left over: rows it handed back to a slower path, the line count, the rejected lines.
+    A pipeline that raises means the input must be parsed again with `parse`."""
+
+    frame: str
+    rows: pl.LazyFrame
+    remainder: Callable[[], ParseResult]
+
+
 @runtime_checkable
 class Parser(Protocol):
     """One input format."""
@@ -62,6 +77,8 @@ class Parser(Protocol):
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
         """Parse the whole input into canonical frames, counting rejected lines."""
         ...
+
+    # Optional: `stream(source, options) -> Streamed | None` for formats big enough to stream.
 
 
 _REGISTRY: dict[str, Parser] = {}

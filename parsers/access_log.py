@@ -32,11 +32,11 @@ from pathlib import PurePath
 
 import polars as pl
 
-from parsers import ParseOptions, ParseResult, register
+from parsers import ParseOptions, ParseResult, Streamed, register
 from parsers.endpoints import endpoint_shape_expr, normalize_endpoints, routes_from_shapes, strip_query_expr
 from parsers.lines import MAX_LINE_BYTES, Lines, read_lines, rejected_examples
 from parsers.sources import Sample, Source
-from rca.model import conform
+from rca.model import REQUESTS_SCHEMA, conform
 
 FORMATS: dict[str, str] = {
     "combined": '$remote_addr $remote_ident $remote_user [$time_local] "$request" $status $body_bytes_sent '
@@ -294,22 +294,8 @@ def parse_split(data: str | bytes, layout: SplitLayout, origin: str, tz: str = "
     The reader streams batches of SPLIT_BATCH_ROWS lines, each converted to canonical rows at once, so
     only one batch of raw fields is in memory.
     """
-    columns = (*layout.columns, *_SPARE)
     for encoding in ("utf8", "utf8-lossy"):  # strict UTF-8 is faster; invalid bytes need the lossy decoder
-        reader = pl.scan_csv(
-            io.BytesIO(data) if isinstance(data, bytes) else data,
-            has_header=False,
-            separator=" ",
-            quote_char='"',
-            schema={c: pl.String for c in columns},
-            missing_columns="insert",
-            extra_columns="ignore",  # the spare columns already send such lines to the regex
-            truncate_ragged_lines=True,
-            encoding=encoding,  # type: ignore[arg-type]
-            comment_prefix=None,
-            row_index_name="line",
-            row_index_offset=1,
-        )
+        reader = scan_split(data, layout, encoding)
         requests: list[pl.DataFrame] = []
         retries: list[pl.DataFrame] = []
         total = 0
@@ -327,6 +313,28 @@ def parse_split(data: str | bytes, layout: SplitLayout, origin: str, tz: str = "
             return None
         return pl.concat(requests), pl.concat(retries), total
     return None
+
+
+def scan_split(data: str | bytes, layout: SplitLayout, encoding: str = "utf8") -> pl.LazyFrame:
+    """A lazy CSV scan of an access log in `layout`: one String column per field, plus `line`."""
+    return pl.scan_csv(
+        io.BytesIO(data) if isinstance(data, bytes) else data,
+        has_header=False,
+        separator=" ",
+        quote_char='"',
+        schema={c: pl.String for c in (*layout.columns, *_SPARE)},
+        missing_columns="insert",
+        extra_columns="ignore",  # the spare columns already send such lines to the regex
+        truncate_ragged_lines=True,
+        encoding=encoding,  # type: ignore[arg-type]
+        comment_prefix=None,
+        row_index_name="line",
+        row_index_offset=1,
+    )
+
+
+class Unsplittable(Exception):
+    """A quote swallowed a line break: the input must be read with the regex."""
 
 
 def _convert_split(fields: pl.DataFrame, layout: SplitLayout, origin: str, tz: str) -> tuple[pl.DataFrame, pl.DataFrame] | None:
@@ -404,6 +412,38 @@ class AccessLogParser:
         lines = read_lines(source)
         requests, bad = parse_lines(lines.frame, self.compiled, source.origin, options.tz)
         return self._result(requests, bad, lines)
+
+    def stream(self, source: Source, options: ParseOptions) -> Streamed | None:
+        """The fast path as a streaming pipeline (for `rca ingest`): polars' CSV reader feeds batches to
+        the conversion and the caller sinks the result; lines that do not split cleanly are collected
+        and parsed with the regex in `remainder()`."""
+        if self.layout is None or source.path is None or source.compression not in (None, "gzip"):
+            return None
+        layout, origin, tz = self.layout, source.origin, options.tz
+        retries: list[pl.DataFrame] = []
+        seen = [0]
+
+        def convert(fields: pl.DataFrame) -> pl.DataFrame:
+            converted = _convert_split(fields, layout, origin, tz)
+            if converted is None:
+                raise Unsplittable(origin)
+            seen[0] = max(seen[0], int(fields.get_column("line").max() or 0))  # type: ignore[arg-type]
+            if converted[1].height:
+                retries.append(converted[1])
+            return converted[0]
+
+        rows = scan_split(str(source.path), layout).map_batches(convert, schema=pl.Schema(REQUESTS_SCHEMA), streamable=True)
+
+        def remainder() -> ParseResult:
+            retry = pl.concat(retries) if retries else pl.DataFrame(schema={"line": pl.Int64})
+            if retry.height == 0:
+                return ParseResult(format=self.name, frames={}, lines=seen[0])
+            lines = read_lines(source)
+            lines.frame = lines.frame.join(retry, on="line", how="semi")
+            more, bad = parse_lines(lines.frame, self.compiled, source.origin, options.tz)
+            return self._result(more, bad, lines)
+
+        return Streamed("requests", rows, remainder)
 
     def _parse_split(self, source: Source, options: ParseOptions) -> ParseResult | None:
         """The fast path: CSV-split every line, hand the lines that do not split cleanly to the regex."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -110,11 +111,14 @@ def load_dataset(
     progress: ProgressFn | None = None,
     stdin: BinaryIO | None = None,
     tops: bool = True,
+    sink_dir: Path | None = None,
 ) -> Dataset:
     """Read every input into one Dataset; raise InputError only when nothing at all is readable.
 
     `tops=False` skips the top endpoints and sources of each input's summary (a group-by over millions
-    of distinct client addresses), for callers that do not show them."""
+    of distinct client addresses), for callers that do not show them. With `sink_dir`, inputs whose
+    parser can stream are written straight to `sink_dir/<frame>.<n>.parquet` in bounded memory and
+    left out of the Dataset (their rows still count in the summaries)."""
     options = options or ParseOptions()
     inputs = list(inputs)
     if not inputs:
@@ -126,12 +130,14 @@ def load_dataset(
         sources, errors = expand_inputs(inputs, stdin=stdin)
     summaries: list[InputSummary] = [_failed(e.file or "?", e) for e in errors]
     collected: dict[str, list[pl.DataFrame]] = {name: [] for name in FRAMES}
+    streamed_rows = 0
     for index, source in enumerate(sources):
         if progress is not None:
             progress(f"reading {source.origin}", index, len(sources))
         try:
             parser = _choose_parser(source, options)
-            result = parser.parse(source, options)
+            sunk = _sink(parser, source, options, sink_dir, index) if sink_dir is not None else None
+            result = parser.parse(source, options) if sunk is None else sunk[0]
         except InputError as exc:
             if exc.file is None:
                 exc.file = source.origin
@@ -143,7 +149,11 @@ def load_dataset(
         for name, frame in result.frames.items():
             if frame.height:
                 collected[name].append(frame)
-        summaries.append(_summarize(source, result, tops))
+        summary = _summarize(source, result, tops)
+        if sunk is not None:
+            summary = _with_sunk(summary, sunk[1])
+            streamed_rows += sum(sunk[1][1].values())
+        summaries.append(summary)
     if progress is not None:
         progress("analysing", len(sources), len(sources))
 
@@ -152,7 +162,7 @@ def load_dataset(
         frames = collected[name]
         setattr(dataset, name, pl.concat(frames, how="vertical") if frames else empty_frame(name))
 
-    if not any(dataset.frame(name).height for name in FRAMES):
+    if not streamed_rows and not any(dataset.frame(name).height for name in FRAMES):
         reasons = "; ".join(f"{s.path}: {s.warnings[0]}" for s in summaries if s.warnings) or "no rows"
         raise InputError(f"nothing readable in the inputs ({reasons})")
 
@@ -201,13 +211,48 @@ def dedupe_changes(changes: pl.DataFrame) -> pl.DataFrame:
     return out.join(echo, on=["origin", "line"], how="anti", nulls_equal=True).sort("ts", "kind", "service")
 
 
+SunkRows = tuple[str, dict[str, int], object, object]  # path, rows per frame, first ts, last ts
+
+
+def _sink(parser: object, source: Source, options: ParseOptions, sink_dir: Path, index: int) -> tuple[ParseResult, SunkRows] | None:
+    """Stream an input's bulk rows to Parquet when its parser can; None to parse it the usual way."""
+    stream = getattr(parser, "stream", None)
+    streamed = stream(source, options) if stream is not None else None
+    if streamed is None:
+        return None
+    path = sink_dir / f"{streamed.frame}.{index}.parquet"
+    try:
+        streamed.rows.sink_parquet(path, compression="lz4")
+    except Exception:  # the pipeline gave up on this input (an unbalanced quote, bad UTF-8): parse it in memory
+        path.unlink(missing_ok=True)
+        return None
+    stats = pl.scan_parquet(path).select(pl.len(), pl.col("ts").min().alias("first"), pl.col("ts").max().alias("last")).collect().row(0)
+    if stats[0] == 0:
+        path.unlink()
+    return streamed.remainder(), (str(path), {streamed.frame: stats[0]}, stats[1], stats[2])
+
+
+def _with_sunk(summary: InputSummary, sunk: SunkRows) -> InputSummary:
+    rows = dict(summary.rows)
+    for name, count in sunk[1].items():
+        rows[name] = rows.get(name, 0) + count
+    firsts = [t for t in (summary.first_ts, sunk[2]) if t is not None]
+    lasts = [t for t in (summary.last_ts, sunk[3]) if t is not None]
+    return replace(summary, rows={k: v for k, v in rows.items() if v}, first_ts=min(firsts) if firsts else None, last_ts=max(lasts) if lasts else None)
+
+
 def ingest_to_parquet(
     inputs: Sequence[str], out_dir: Path, options: ParseOptions | None = None, changes_files: Sequence[str] = ()
 ) -> list[InputSummary]:
-    """Parse the inputs and write each non-empty canonical frame to `out_dir/<frame>.parquet`."""
-    dataset = load_dataset(inputs, options, changes_files=changes_files, tops=False)
+    """Parse the inputs and write the canonical frames as Parquet: `out_dir/<frame>.parquet`, plus
+    `<frame>.<n>.parquet` for inputs streamed straight to disk (big access logs). Frames of an earlier
+    ingest into the same directory are replaced."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for name in FRAMES:
+        for old in [*out_dir.glob(f"{name}.parquet"), *out_dir.glob(f"{name}.*.parquet")]:
+            old.unlink()
+    dataset = load_dataset(inputs, options, changes_files=changes_files, tops=False, sink_dir=out_dir)
     for name in FRAMES:
         frame = dataset.frame(name)
         if frame.height:

@@ -110,3 +110,52 @@ def test_normalizing_distinct_shapes_equals_the_full_rules(paths, extra):
     series = pl.Series(paths, dtype=pl.String)
     expected = pl.select(normalize_endpoint_expr(pl.lit(series))).to_series()
     assert normalize_endpoints(series).to_list() == expected.to_list()
+
+
+def _mixed_log(tmp_path, unbalanced: bool = False) -> str:
+    rows = []
+    for i in range(40):
+        rows.append(f'10.0.{i % 3}.{i} - - [01/Mar/2026:10:{i:02d}:00 +0000] "GET /api/items/{i} HTTP/1.1" 200 {i} "-" "curl/8" 0.{i:03d} -')
+        if i % 7 == 0:
+            rows.append(f'10.0.0.9 - - [01/Mar/2026:10:{i:02d}:30 +0000] "POST /api/items HTTP/1.1" 503 0 "-" "-" 1.500 0.010, 1.400')
+        if i % 11 == 0:
+            rows += ["", "this is not an access log line"]
+    if unbalanced:
+        rows.insert(5, '10.0.0.1 - - [01/Mar/2026:10:05:00 +0000] "GET /a"b HTTP/1.1" 200 5 "-" "-"')
+    path = tmp_path / "access.log"
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.sort("origin", "line")
+
+
+def test_ingest_streams_the_fast_path_to_parquet_and_reads_back_the_same_rows(tmp_path):
+    from parsers.loader import ingest_to_parquet, load_dataset
+
+    for unbalanced in (False, True):
+        log = _mixed_log(tmp_path, unbalanced)
+        out = tmp_path / "frames"
+        summaries = ingest_to_parquet([log], out)
+        direct = load_dataset([log])
+        again = load_dataset([str(out)])
+        assert _sorted(again.requests).equals(_sorted(direct.requests))
+        assert summaries[0].rejected == direct.inputs[0].rejected == 4 + unbalanced
+        assert summaries[0].rows == direct.inputs[0].rows
+        assert summaries[0].lines == direct.inputs[0].lines
+        assert (summaries[0].first_ts, summaries[0].last_ts) == (direct.inputs[0].first_ts, direct.inputs[0].last_ts)
+        # the clean lines were streamed; the upstream lists went the regex way into requests.parquet
+        assert sorted(p.name for p in out.iterdir()) == (["requests.parquet"] if unbalanced else ["requests.0.parquet", "requests.parquet"])
+
+
+def test_ingest_replaces_the_frames_of_an_earlier_ingest(tmp_path):
+    from parsers.loader import ingest_to_parquet, load_dataset
+
+    out = tmp_path / "frames"
+    out.mkdir()
+    (out / "requests.7.parquet").write_bytes(b"stale")
+    (out / "notes.txt").write_text("mine")
+    ingest_to_parquet([_mixed_log(tmp_path)], out)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "requests.0.parquet", "requests.parquet"]
+    assert load_dataset([str(out / "requests.0.parquet"), str(out / "requests.parquet")]).requests.height == 46
