@@ -38,7 +38,7 @@ from parsers import ParseOptions, ParseResult, Streamed, register
 from parsers.endpoints import endpoint_shape_expr, normalize_endpoints, routes_from_shapes, strip_query_expr
 from parsers.lines import MAX_LINE_BYTES, Lines, read_lines, rejected_examples
 from parsers.sources import Sample, Source
-from rca.model import REQUESTS_SCHEMA, conform
+from rca.model import conform, storage_schema
 
 FORMATS: dict[str, str] = {
     "combined": '$remote_addr $remote_ident $remote_user [$time_local] "$request" $status $body_bytes_sent '
@@ -150,14 +150,15 @@ def _request_exprs(names: set[str], origin: str, tz: str, time_col: str | None) 
     exprs["path"] = strip_query_expr(target)
     exprs["status"] = pl.col("status").cast(pl.Int32, strict=False) if "status" in names else pl.lit(None, pl.Int32)
     size = next((b for b in ("body_bytes_sent", "bytes_sent") if b in names), None)
-    exprs["bytes"] = pl.col(size).replace("-", "0").cast(pl.Int64, strict=False) if size else pl.lit(None, pl.Int64)
+    if size:  # `-` is Apache's %b for no body
+        exprs["bytes"] = pl.when(pl.col(size) == "-").then(pl.lit(0, pl.Int64)).otherwise(pl.col(size).cast(pl.Int64, strict=False))
+    else:
+        exprs["bytes"] = pl.lit(None, pl.Int64)
     if "request_time" in names:
         rt = pl.col("request_time")
-        exprs["duration_ms"] = (
-            pl.when(rt.str.contains(".", literal=True))
-            .then(rt.cast(pl.Float64, strict=False) * 1000.0)
-            .otherwise(rt.cast(pl.Float64, strict=False) / 1000.0)  # an integer is Apache %D, microseconds
-        )
+        value = rt.cast(pl.Float64, strict=False)
+        # seconds with a dot; an integer is Apache %D, microseconds
+        exprs["duration_ms"] = pl.when(rt.str.contains(".", literal=True)).then(value * 1000.0).otherwise(value / 1000.0)
     else:
         exprs["duration_ms"] = pl.lit(None, pl.Float64)
     exprs["upstream_ms"] = _seconds_list_ms(pl.col("upstream_response_time")) if "upstream_response_time" in names else pl.lit(None, pl.Float64)
@@ -206,14 +207,14 @@ _REASON = (
 )
 
 
-def _finish(good: pl.DataFrame, origin: str) -> pl.DataFrame:
+def _finish(good: pl.DataFrame, origin: str, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
     """Canonical requests: endpoint from the path (normalized on distinct values), origin and signal."""
     if "_shape" in good.columns:
         endpoint = routes_from_shapes(good.get_column("_shape"))
     else:
         endpoint = normalize_endpoints(good.get_column("path"))
     good = good.with_columns(endpoint=endpoint, origin=pl.lit(origin), signal=pl.lit("access_log"))
-    return conform(good, "requests")
+    return conform(good, "requests", schema)
 
 
 def parse_lines(frame: pl.DataFrame, compiled: CompiledFormat, origin: str, tz: str = "UTC") -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -242,7 +243,7 @@ class SplitLayout:
     optional: tuple[str, ...]  # trailing timing fields that may be absent
 
 
-_SPARE = ("_spare1", "_spare2")  # must stay empty: anything there goes to the regex
+_SPARE = ("_spare1",)  # must stay empty: a line with more fields than the layout goes to the regex
 _SPLIT_TOKEN = re.compile(r'^(?:"\$(?P<quoted>\w+)"|\$(?P<bare>\w+)|(?P<time>\[\$time_local\]))$')
 
 
@@ -303,19 +304,55 @@ def parse_split(data: str | bytes, layout: SplitLayout, origin: str, tz: str = "
         retries: list[pl.DataFrame] = []
         total = 0
         try:
-            for fields in reader.collect_batches(chunk_size=SPLIT_BATCH_ROWS):
-                converted = _convert_split(fields, layout, origin, tz)
-                if converted is None:
+            for batch in converted_batches(reader, layout, origin, tz, SPLIT_BATCH_ROWS):
+                if batch.converted is None:
                     return None
-                requests.append(converted[0])
-                retries.append(converted[1])
-                total += fields.height
+                requests.append(batch.converted[0])
+                retries.append(batch.converted[1])
+                total += batch.rows
         except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, OSError):
             continue
         if total == 0:
             return None
         return pl.concat(requests), pl.concat(retries), total
     return None
+
+
+@dataclass(frozen=True)
+class ConvertedBatch:
+    rows: int  # lines in the batch
+    last_line: int
+    converted: tuple[pl.DataFrame, pl.DataFrame] | None  # None: a quote swallowed a line break
+
+
+CONVERT_WORKERS = 2  # batches converted at once: polars releases the GIL, so each runs on its own core
+
+
+def converted_batches(
+    reader: pl.LazyFrame, layout: SplitLayout, origin: str, tz: str, chunk_size: int, schema: dict[str, pl.DataType] | None = None
+) -> Iterator[ConvertedBatch]:
+    """The reader's batches converted by `_convert_split`, in order, CONVERT_WORKERS at a time.
+
+    A batch's string kernels run on one thread, so converting batches side by side (with the CSV reader
+    filling the next ones meanwhile) is what keeps both cores busy."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    def convert(fields: pl.DataFrame) -> ConvertedBatch:
+        last = int(fields.get_column("line").max() or 0) if fields.height else 0  # type: ignore[arg-type]
+        return ConvertedBatch(fields.height, last, _convert_split(fields, layout, origin, tz, schema))
+
+    pending: list[Future[ConvertedBatch]] = []
+    with ThreadPoolExecutor(max_workers=CONVERT_WORKERS, thread_name_prefix="rca-convert") as pool:
+        try:
+            for fields in reader.collect_batches(chunk_size=chunk_size):
+                pending.append(pool.submit(convert, fields))
+                if len(pending) > CONVERT_WORKERS:
+                    yield pending.pop(0).result()
+            while pending:
+                yield pending.pop(0).result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def scan_split(data: str | bytes, layout: SplitLayout, encoding: str = "utf8") -> pl.LazyFrame:
@@ -340,11 +377,19 @@ class Unsplittable(Exception):
     """A quote swallowed a line break: the input must be read with the regex."""
 
 
-def _convert_split(fields: pl.DataFrame, layout: SplitLayout, origin: str, tz: str) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+_NUMBER_OR_DASH = r"-|\d+(?:\.\d+)?"
+_PRINTABLE = "[^!-~]"  # a character a bare field cannot hold: space (it was quoted), control, non-ASCII
+
+
+def _convert_split(
+    fields: pl.DataFrame, layout: SplitLayout, origin: str, tz: str, schema: dict[str, pl.DataType] | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame] | None:
     """One batch of split fields -> (canonical requests, line numbers for the regex), or None when a
     quote swallowed a line break. Every check keeps the result identical to the regex path's for the
-    lines taken here, with one leniency: a bare field written in quotes (`"200"`) loses its quotes."""
-    columns = (*layout.columns, *_SPARE)
+    lines taken here, with one leniency: a bare field written in quotes (`"200"`) loses its quotes.
+    `schema` overrides the output dtypes (the Parquet sink stores repeated strings as categoricals).
+
+    """
     names = set(layout.columns) - {"_time_date", "_time_zone"}
     checks: list[pl.Expr] = [pl.col(c).is_null() for c in _SPARE]
     exprs = _request_exprs(names | {"time_local"}, origin, tz, None)
@@ -353,11 +398,10 @@ def _convert_split(fields: pl.DataFrame, layout: SplitLayout, origin: str, tz: s
         checks += [date.str.len_bytes() == 21, date.str.starts_with("["), zone.str.len_bytes() == 6, zone.str.ends_with("]")]
         exprs["ts"] = _split_time(date, fields.get_column("_time_zone"))
     for name in layout.optional:  # a trailing field that is not a plain number (or `-`) is the regex's job
-        value = pl.col(name)
-        checks.append(value.is_null() | (value == "-") | value.str.contains(r"^\d+(?:\.\d+)?$"))
+        checks.append(pl.col(name).is_null() | pl.col(name).str.contains(f"^(?:{_NUMBER_OR_DASH})$"))
     bare = [c for c in layout.columns if c not in layout.quoted and c not in layout.optional and not c.startswith("_time")]
-    if bare:  # whitespace in a bare field means it was quoted: the regex rejects it (anything but printable ASCII goes there)
-        checks.append(~pl.any_horizontal(pl.col(c).str.contains("[^!-~]").fill_null(False) for c in bare))
+    if bare:  # one regex over the bare fields joined costs less than one a field
+        checks.append(~pl.concat_str(bare, ignore_nulls=True).str.contains(_PRINTABLE).fill_null(False))
     if layout.quoted:  # a line too long for the regex path is too long here as well
         checks.append(pl.sum_horizontal(pl.col(c).str.len_bytes().fill_null(0) for c in layout.quoted) <= MAX_LINE_BYTES)
     if "upstream_response_time" in names:  # one value per line here (lists contain spaces and fail the checks)
@@ -367,7 +411,7 @@ def _convert_split(fields: pl.DataFrame, layout: SplitLayout, origin: str, tz: s
         # a field holding a newline means a quote swallowed a line break: line numbers would be off
         pl.any_horizontal(False, *(pl.col(c).str.contains("\n", literal=True) for c in layout.quoted)).alias("_newline"),
         pl.all_horizontal(checks).alias("_matched"),
-        pl.all_horizontal(pl.col(c).is_null() for c in columns).alias("_blank"),
+        pl.all_horizontal(pl.col(c).is_null() for c in (*layout.columns, *_SPARE)).alias("_blank"),
     ]
     if "request" in names:  # the regex path's request pattern, checked without captures, then split
         request = pl.col("request")
@@ -379,11 +423,11 @@ def _convert_split(fields: pl.DataFrame, layout: SplitLayout, origin: str, tz: s
         return None
     if "request" in names:
         out = out.with_columns(pl.col("_rq").struct.field("field_0").alias("_method"), pl.col("_rq").struct.field("field_1").alias("_target"))
-    late["_shape"] = endpoint_shape_expr(strip_query_expr(pl.col("_target")))
-    out = out.with_columns(**late).with_columns(_REASON.alias("_reason"))
+    out = out.with_columns(**late)
+    out = out.with_columns(endpoint_shape_expr(pl.col("path")).alias("_shape"), _REASON.alias("_reason"))
     good = out.filter(pl.col("_reason").is_null())
     retry = out.filter(pl.col("_reason").is_not_null() & ~pl.col("_blank")).select(pl.col("line").cast(pl.Int64))
-    return _finish(good, origin), retry
+    return _finish(good, origin, schema), retry
 
 
 class AccessLogParser:
@@ -423,16 +467,17 @@ class AccessLogParser:
         if self.layout is None or source.path is None or source.compression not in (None, "gzip"):
             return None
         layout, origin, tz = self.layout, source.origin, options.tz
+        schema = storage_schema("requests")
         retries: list[pl.DataFrame] = []
         seen = [0]
 
         def batches(with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _size: int | None) -> Iterator[pl.DataFrame]:
             # big batches: the conversion costs a fixed few ms per batch on top of its per-row work
-            for fields in scan_split(str(source.path), layout).collect_batches(chunk_size=STREAM_BATCH_ROWS):
-                converted = _convert_split(fields, layout, origin, tz)
+            for batch in converted_batches(scan_split(str(source.path), layout), layout, origin, tz, STREAM_BATCH_ROWS, schema):
+                converted = batch.converted
                 if converted is None:
                     raise Unsplittable(origin)
-                seen[0] = max(seen[0], int(fields.get_column("line").max() or 0))  # type: ignore[arg-type]
+                seen[0] = max(seen[0], batch.last_line)
                 if converted[1].height:
                     retries.append(converted[1])
                 rows = converted[0] if predicate is None else converted[0].filter(predicate)
@@ -443,7 +488,7 @@ class AccessLogParser:
                 if n_rows == 0:
                     return
 
-        rows = register_io_source(batches, schema=REQUESTS_SCHEMA)
+        rows = register_io_source(batches, schema=schema)
 
         def remainder() -> ParseResult:
             retry = pl.concat(retries) if retries else pl.DataFrame(schema={"line": pl.Int64})

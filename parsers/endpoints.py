@@ -82,9 +82,9 @@ def strip_query_expr(path: pl.Expr) -> pl.Expr:
 def endpoint_shape_expr(path: pl.Expr) -> pl.Expr:
     """Purely numeric segments replaced by `{id}` with two cheap regexes: what the full rules do to them,
     and `{id}` is a fixed point of the rules, so `routes_from_shapes` of the result equals the full rules
-    on `path`. (A numeric segment right after another is left for the full rules.)"""
-    plain = path.str.starts_with("/") & ~path.str.contains("//", literal=True)
-    return pl.when(plain).then(path.str.replace_all(r"/\d+/", "/{id}/").str.replace(r"/\d+$", "/{id}")).otherwise(path)
+    on `path`. (A numeric segment right after another is left for the full rules; so are full URLs, whose
+    host the rules strip first; doubled slashes are collapsed by the rules either way.)"""
+    return pl.when(path.str.starts_with("/")).then(path.str.replace_all(r"/\d+/", "/{id}/").str.replace(r"/\d+$", "/{id}")).otherwise(path)
 
 
 def routes_from_shapes(shapes: pl.Series) -> pl.Series:
