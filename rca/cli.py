@@ -308,6 +308,9 @@ def simulate(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory to write the incident's files to.")] = None,
     minutes: Annotated[int | None, typer.Option("--minutes", help="Length of the simulated period in minutes.")] = None,
     scale: Annotated[float, typer.Option("--scale", help="Traffic multiplier (1.0 = the default volume).")] = 1.0,
+    noise_seed: Annotated[int | None, typer.Option("--noise-seed", help="Keep the platform of --seed (routes, services, hosts, clients) and draw the noise from this seed: a baseline and an unchanged candidate for `rca compare`.")] = None,
+    latency_regression: Annotated[float | None, typer.Option("--latency-regression", help="Multiply one endpoint's time by this factor through its database calls, as a bad release would (e.g. 1.3).")] = None,
+    regression_endpoint: Annotated[str | None, typer.Option("--regression-endpoint", help="The endpoint --latency-regression slows (default: one drawn from --seed).")] = None,
     list_scenarios: Annotated[bool, typer.Option("--list", help="List the scenarios and exit.")] = False,
 ) -> None:
     """Write realistic telemetry of a small platform under an incident, with its truth.json."""
@@ -324,7 +327,10 @@ def simulate(
         raise UsageError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     if out is None:
         raise UsageError("give --out DIR")
-    written = run_simulation(scenario, seed=seed, out=out, minutes=minutes, scale=scale)
+    written = run_simulation(
+        scenario, seed=seed, out=out, minutes=minutes, scale=scale, noise_seed=noise_seed,
+        latency_regression=latency_regression, regression_endpoint=regression_endpoint,
+    )
     for path in written:
         typer.echo(str(path))
 
