@@ -275,6 +275,9 @@ def github_annotations(comparison: Comparison, limit: int = 10) -> list[str]:
         cause = rows[(g.scope, g.subject)].likely_cause
         message = g.observed + (f"; likely cause: {cause}" if cause else "")
         out.append(f"::error title={_prop(f'rca gate {g.gate} failed on {where}')}::{_data(message)}")
+    if comparison.failed and not out:  # --strict with too little data
+        out.append(f"::error title={_prop('rca compare --strict: not enough data')}::"
+                   f"{_data('; '.join(comparison.not_enough[:20]))}")
     return out[:limit]
 
 

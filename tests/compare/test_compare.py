@@ -142,6 +142,9 @@ def test_too_few_samples_is_not_judged():
     assert len(result.skipped) == 12 and all("not enough data" in g.observed for g in result.skipped)
     strict = compare_datasets(traces(1, per_endpoint=10), traces(2, per_endpoint=10), GATES, strict=True)
     assert strict.failed and strict.headline.startswith("FAIL (--strict): not enough data for 6")
+    assert github_annotations(strict) == ["::error title=rca compare --strict%3A not enough data::"
+                                          + "; ".join(strict.not_enough).replace("%", "%25")]
+    assert github_annotations(result) == []
 
 
 # --- service rows -----------------------------------------------------------------------------------
