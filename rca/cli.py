@@ -308,6 +308,9 @@ def simulate(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory to write the incident's files to.")] = None,
     minutes: Annotated[int | None, typer.Option("--minutes", help="Length of the simulated period in minutes.")] = None,
     scale: Annotated[float, typer.Option("--scale", help="Traffic multiplier (1.0 = the default volume).")] = 1.0,
+    noise_seed: Annotated[int | None, typer.Option("--noise-seed", help="Keep the platform of --seed (routes, services, hosts, clients) and draw the noise from this seed: a baseline and an unchanged candidate for `rca compare`.")] = None,
+    latency_regression: Annotated[float | None, typer.Option("--latency-regression", help="Multiply one endpoint's time by this factor through its database calls, as a bad release would (e.g. 1.3).")] = None,
+    regression_endpoint: Annotated[str | None, typer.Option("--regression-endpoint", help="The endpoint --latency-regression slows (default: one drawn from --seed).")] = None,
     list_scenarios: Annotated[bool, typer.Option("--list", help="List the scenarios and exit.")] = False,
 ) -> None:
     """Write realistic telemetry of a small platform under an incident, with its truth.json."""
@@ -324,7 +327,10 @@ def simulate(
         raise UsageError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     if out is None:
         raise UsageError("give --out DIR")
-    written = run_simulation(scenario, seed=seed, out=out, minutes=minutes, scale=scale)
+    written = run_simulation(
+        scenario, seed=seed, out=out, minutes=minutes, scale=scale, noise_seed=noise_seed,
+        latency_regression=latency_regression, regression_endpoint=regression_endpoint,
+    )
     for path in written:
         typer.echo(str(path))
 
@@ -339,66 +345,136 @@ def formats() -> None:
         typer.echo(f"{parser.name:22} {parser.description}")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-@_handles_input_errors
-def compare(
-    ctx: typer.Context,
-    fail_on: Annotated[list[str] | None, typer.Option("--fail-on", help="A gate, repeatable: 'p95>+20%', 'p99>+50ms', 'error_rate>+1pp', 'endpoint:/api/x p95>+20%'. Also read from rca.toml [gates] or pyproject.toml [tool.rca.gates] fail_on = [...].")] = None,
-    output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.terminal,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file.")] = None,
-    junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML (one test case per gate and endpoint).")] = None,
-    min_samples: Annotated[int, typer.Option("--min-samples", help="Below this many samples a side, say 'not enough data' instead of judging.")] = 30,
-    strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 1) when an endpoint has not enough data.")] = False,
-    quiet: QuietOpt = False,
-) -> None:
-    """Compare a candidate with a baseline and gate the pipeline: rca compare --baseline A... --candidate B...
+def _no_traceback(fn: Callable) -> Callable:
+    """Anything unexpected becomes one line and exit code 2, never a traceback (`--debug` shows it), so
+    a crash can never pass for a tripped gate (exit 1)."""
 
-    Exit 0 when every gate passes, 1 when one fails (a significant regression), 2 on bad usage or input.
-    """
-    from rca import compare as cmp
-    from rca.pipeline import AnalyzeOptions, load
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, InputError, UsageError):
+            raise
+        except Exception as exc:
+            if kwargs.get("debug") or _is_usage_exception(exc):
+                raise
+            raise UsageError(f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)") from None
 
-    sides: dict[str, list[str]] = {"--baseline": [], "--candidate": []}
+    return wrapper
+
+
+def _compare_sides(args: list[str]) -> dict[str, list[str]]:
+    sides: dict[str, list[str]] = {"baseline": [], "candidate": []}
     current = None
-    for token in ctx.args:
-        if token in sides:
-            current = token
+    for token in args:
+        name, eq, value = token.partition("=")
+        if name in ("--baseline", "--candidate"):
+            current = name[2:]
+            if eq:
+                sides[current].append(value)
         elif token.startswith("-") and token != "-":
-            raise UsageError(f"unknown option {token!r}")
+            raise UsageError(f"unknown option {token!r} (see rca compare --help)")
         elif current is None:
             raise UsageError(f"{token!r}: give inputs after --baseline or --candidate")
         else:
             sides[current].append(token)
-    if not sides["--baseline"] or not sides["--candidate"]:
-        raise UsageError("give --baseline INPUTS... and --candidate INPUTS...")
+    for side, paths in sides.items():
+        if not paths:
+            raise UsageError(f"give --baseline INPUTS... and --candidate INPUTS... (no {side} inputs)")
+    if "-" in sides["baseline"] and "-" in sides["candidate"]:
+        raise UsageError("'-' (stdin) can feed only one side")
+    return sides
+
+
+def _write_file(path: Path, text: str, what: str, append: bool = False) -> None:
+    try:
+        with open(path, "a" if append else "w", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write {what}: {exc.strerror or exc}") from None
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_handles_input_errors
+@_no_traceback
+def compare(
+    ctx: typer.Context,
+    fail_on: Annotated[list[str] | None, typer.Option("--fail-on", help="A gate, repeatable: 'p95>+20%', 'p99>+50ms', 'error_rate>+1pp', 'count<-50%', scoped 'endpoint:/api/x p95>+10%' or 'service:users p95>+10%'. Without it, gates come from rca.toml [gates] or pyproject.toml [tool.rca.gates] fail_on = [...].")] = None,
+    output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.terminal,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file.")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML (one test case per gate and endpoint or service).")] = None,
+    summary: Annotated[Path | None, typer.Option("--summary", help="Append the Markdown report to this file (default: $GITHUB_STEP_SUMMARY when set).")] = None,
+    min_samples: Annotated[int, typer.Option("--min-samples", min=2, help="Below this many samples a side, say 'not enough data' instead of judging.")] = 30,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 1) when an endpoint or service has not enough data.")] = False,
+    color: Annotated[ColorMode, typer.Option("--color", help="Color in the terminal report.")] = ColorMode.auto,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Compare a candidate with a baseline and gate the pipeline: rca compare --baseline A... --candidate B...
+
+    Both sides take any input `rca analyze` reads. Exit 0 when every gate passes, 1 when one fails (a
+    significant regression; or, with --strict, too little data), 2 on bad usage or input.
+    """
+    from rca import compare as cmp
+    from rca.pipeline import AnalyzeOptions, load
+    from rca.render import compare as out
+
+    sides = _compare_sides(ctx.args)
+    for path, what in ((output, "the report"), (junit, "JUnit XML"), (summary, "the summary")):
+        if path is not None and not path.parent.is_dir():
+            raise UsageError(f"{path}: cannot write {what}: no directory {str(path.parent)!r}")
     texts = list(fail_on or []) or cmp.gates_from_config(Path.cwd())
     gates = [cmp.parse_gate(t) for t in texts]
     err = _stderr_console(quiet)
-    base = load(sides["--baseline"], AnalyzeOptions())
-    cand = load(sides["--candidate"], AnalyzeOptions())
-    _warn_inputs(err, base.inputs + cand.inputs)
-    result = cmp.compare_datasets(base, cand, gates, min_samples=min_samples, strict=strict)
-    markdown = cmp.render_markdown(result)
-    if output_format is OutputFormat.json:
-        import orjson
+    data = {}
+    for side, inputs in sides.items():
+        try:
+            data[side] = load(inputs, AnalyzeOptions())
+        except InputError as exc:
+            raise InputError(f"{side}: {exc}", hint=exc.hint) from None
+        cmp.check_comparable(data[side], side)
+    _warn_inputs(err, data["baseline"].inputs + data["candidate"].inputs)
+    result = cmp.compare_datasets(data["baseline"], data["candidate"], gates, min_samples=min_samples, strict=strict)
 
-        _write_output(orjson.dumps(cmp.to_dict(result), option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n", output)
+    markdown = out.render_markdown(result)
+    if output_format is OutputFormat.json:
+        report: str | bytes = out.render_json(result)
     elif output_format is OutputFormat.markdown:
-        _write_output(markdown, output)
+        report = markdown
     else:
-        _write_output(markdown, output)
+        report = ""
+    try:
+        if output_format is OutputFormat.terminal:
+            console = _terminal_console(output, color)
+            out.render_terminal(result, console)
+            if output is not None:
+                console.file.close()
+        else:
+            _write_output(report, output)
+    except OSError as exc:
+        raise UsageError(f"{output or 'stdout'}: cannot write the report: {exc.strerror or exc}") from None
     if junit is not None:
-        junit.write_text(cmp.render_junit(result), encoding="utf-8")
-    if os.environ.get("GITHUB_STEP_SUMMARY"):
-        cmp.append_step_summary(markdown, Path(os.environ["GITHUB_STEP_SUMMARY"]))
+        _write_file(junit, out.render_junit(result), "JUnit XML")
+    summary_path = summary or (Path(os.environ["GITHUB_STEP_SUMMARY"]) if os.environ.get("GITHUB_STEP_SUMMARY") else None)
+    if summary_path is not None:
+        try:
+            out.append_step_summary(markdown, summary_path)
+        except OSError as exc:
+            err.print(f"rca: warning: {summary_path}: cannot append the job summary: {exc.strerror or exc}", markup=False)
     if os.environ.get("GITHUB_ACTIONS"):
-        for line in cmp.github_annotations(result):
-            print(line)
+        for line in out.github_annotations(result):  # the runner reads workflow commands on stderr too
+            print(line, file=sys.stderr)
     if os.environ.get("GITHUB_OUTPUT"):
-        with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as out:
-            out.write(f"verdict={'fail' if result.failed else 'pass'}\n")
+        try:
+            _write_file(Path(os.environ["GITHUB_OUTPUT"]), "".join(f"{line}\n" for line in out.github_outputs(result)), "step outputs", append=True)
+        except UsageError as exc:
+            err.print(f"rca: warning: {exc}", markup=False)
+    for note in result.notes:
+        err.print(f"rca: note: {note}", markup=False)
     for note in result.not_enough[:10]:
         err.print(f"rca: not enough data: {note}", markup=False)
+    if len(result.not_enough) > 10:
+        err.print(f"rca: not enough data: ... and {len(result.not_enough) - 10} more", markup=False)
     if result.failed:
         raise typer.Exit(ExitCode.GATE_FAILED)
 

@@ -8,6 +8,11 @@ writes `telemetry/access.log.gz` (nginx combined + `$request_time $upstream_resp
 `telemetry/traces.otlp.jsonl.gz` (OTLP/JSON, one ExportTraceServiceRequest per line, the collector file
 exporter's format) and `truth.json` (root cause, symptoms, decoys). `generate` does the same in memory.
 Everything derives from the seed; gzip members carry no timestamp, so the bytes are reproducible.
+
+The seed fixes the platform (resource nouns and so routes, services, hosts, clients, versions, base
+rate) and, by default, the noise too. `noise_seed` keeps the platform of `seed` and draws everything
+else (traffic curve, scenario timing, requests, latencies, ids) as seed `noise_seed` would: two runs of
+one platform that differ only in noise, such as a baseline and an unchanged candidate for `rca compare`.
 """
 
 from __future__ import annotations
@@ -116,10 +121,12 @@ def generate(
     latency_regression: float | None = None,
     regression_endpoint: str | None = None,
     trace_sample: float = 0.08,
+    noise_seed: int | None = None,
 ) -> Incident:
     """Generate one incident in memory. `latency_regression` multiplies the database time of one
     endpoint (`regression_endpoint`, or one drawn from the seed) for the whole period, as a bad release
-    would; the endpoint and the span responsible are recorded in truth["parameters"]."""
+    would; the endpoint and the span responsible are recorded in truth["parameters"]. `noise_seed`
+    (default: `seed`) draws the noise on the platform of `seed`; truth.json then records it."""
     if scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     unknown = set(formats) - set(ALL_FORMATS)
@@ -129,21 +136,31 @@ def generate(
         raise UsageError(f"--minutes must be between {MIN_MINUTES} and {MAX_MINUTES}, got {minutes}")
     if not 0.01 <= scale <= 50:
         raise UsageError(f"--scale must be between 0.01 and 50, got {scale}")
+    if latency_regression is not None and not 0.1 <= latency_regression <= 20:
+        raise UsageError(
+            f"the latency regression factor must be between 0.1 and 20, got {latency_regression}"
+        )
+    if regression_endpoint is not None and latency_regression is None:
+        raise UsageError("a regression endpoint needs a latency regression factor")
     spec = SCENARIOS[scenario]
     # The scenario name is mixed into the seed so that samples of different scenarios differ in everything.
     rng = np.random.default_rng([seed, zlib.crc32(scenario.encode())])
     platform = build_platform(rng, seed, minutes or DEFAULT_MINUTES, scale)
+    if noise_seed is not None and noise_seed != seed:
+        # The generator of `noise_seed`, advanced past its own platform: the noise that seed would draw.
+        rng = np.random.default_rng([noise_seed, zlib.crc32(scenario.encode())])
+        build_platform(rng, noise_seed, minutes or DEFAULT_MINUTES, scale)
     base = baseline_rate(rng, platform)
     effects = spec.build(rng, platform)
     if latency_regression is not None:
         routes = [e.route for e in platform.endpoints]
+        if regression_endpoint is not None and regression_endpoint not in routes:
+            raise UsageError(
+                f"unknown endpoint {regression_endpoint!r}; this platform has {', '.join(routes)}"
+            )
         # Drawn from a side generator, so the rest of the incident is the same as without the knob.
         side = np.random.default_rng([seed, 1])
-        route = (
-            regression_endpoint
-            if regression_endpoint in routes
-            else routes[int(side.integers(0, len(routes)))]
-        )
+        route = regression_endpoint or routes[int(side.integers(0, len(routes)))]
         effects.parameters.update(
             {
                 "regression_endpoint": route,
@@ -160,6 +177,8 @@ def generate(
         regression_endpoint=effects.parameters.get("regression_endpoint"),
     )
     truth = _truth(spec, seed, platform, effects)
+    if noise_seed is not None and noise_seed != seed:
+        truth["noise_seed"] = noise_seed
     raw: dict[str, bytes] = {}
     if "access" in formats:
         raw["access"] = write_access_log(platform, requests)
@@ -180,9 +199,25 @@ def generate(
 
 
 def simulate(
-    scenario: str, seed: int = 0, out: Path | None = None, minutes: int | None = None, scale: float = 1.0
+    scenario: str,
+    seed: int = 0,
+    out: Path | None = None,
+    minutes: int | None = None,
+    scale: float = 1.0,
+    noise_seed: int | None = None,
+    latency_regression: float | None = None,
+    regression_endpoint: str | None = None,
 ) -> list[Path]:
     """Generate one incident and write it under `out`; returns the written paths."""
     if out is None:
         raise ValueError("out is required")
-    return generate(scenario, seed=seed, minutes=minutes, scale=scale).write(Path(out))
+    incident = generate(
+        scenario,
+        seed=seed,
+        minutes=minutes,
+        scale=scale,
+        noise_seed=noise_seed,
+        latency_regression=latency_regression,
+        regression_endpoint=regression_endpoint,
+    )
+    return incident.write(Path(out))

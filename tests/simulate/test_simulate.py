@@ -390,6 +390,40 @@ def test_latency_regression_knob_slows_one_endpoint_by_the_factor() -> None:
     assert all(r == 1.0 for e, r in ratio.items() if e != route), "only the chosen endpoint changes"
 
 
+def test_noise_seed_keeps_the_platform_and_redraws_only_the_noise() -> None:
+    def frames(incident) -> Dataset:
+        root = _TMP / f"noise-{incident.seed}-{incident.truth.get('noise_seed')}"
+        incident.write(root)
+        return load_dataset([str(root / "telemetry")], ParseOptions())
+
+    kwargs = {"minutes": 30, "formats": ("access", "traces")}
+    plain, other_noise = (
+        generate("quiet", seed=5, **kwargs),
+        generate("quiet", seed=5, noise_seed=6, **kwargs),
+    )
+    assert generate("quiet", seed=5, noise_seed=5, **kwargs).files == plain.files, (
+        "noise_seed == seed is the default"
+    )
+    assert other_noise.truth["noise_seed"] == 6 and "noise_seed" not in plain.truth
+    a, b, c = frames(plain), frames(other_noise), frames(generate("quiet", seed=6, **kwargs))
+    access = [_access(d) for d in (a, b, c)]
+    routes = [set(f["endpoint"].unique()) for f in access]
+    assert routes[0] == routes[1] and len(routes[0]) == 12, "same platform: same routes"
+    assert routes[0] != routes[2], "seed 6 on its own platform renames routes (why noise_seed exists)"
+    assert set(a.spans["host"].unique()) == set(b.spans["host"].unique())
+    ips = [set(f["source"].unique()) for f in access[:2]]
+    assert len(ips[1] - ips[0]) <= 0.1 * len(ips[1]), "the same client population"
+    assert plain.files[FILE_NAMES["access"]] != other_noise.files[FILE_NAMES["access"]]
+    assert not set(a.spans["trace_id"]) & set(b.spans["trace_id"]), "fresh trace ids"
+    stats = [
+        f.group_by("endpoint").agg(p50=pl.col("duration_ms").median(), mean=pl.col("duration_ms").mean())
+        for f in access[:2]
+    ]
+    joined = stats[0].join(stats[1], on="endpoint", suffix="_b")
+    assert (joined["p50_b"] / joined["p50"]).is_between(0.85, 1.15).all(), "same latency model"
+    assert (joined["mean_b"] != joined["mean"]).all(), "other draws"
+
+
 def test_formats_knob_and_bad_options() -> None:
     incident = generate("quiet", seed=2, minutes=20, formats=("access", "traces"))
     assert set(incident.files) == {FILE_NAMES["access"], FILE_NAMES["traces"], "truth.json"}
@@ -399,6 +433,9 @@ def test_formats_knob_and_bad_options() -> None:
         {"scenario": "quiet", "minutes": 5},
         {"scenario": "quiet", "scale": 0.0},
         {"scenario": "quiet", "formats": ("csv",)},
+        {"scenario": "quiet", "latency_regression": 0.0},
+        {"scenario": "quiet", "regression_endpoint": "/api/search"},
+        {"scenario": "quiet", "latency_regression": 1.3, "regression_endpoint": "/api/nope"},
     ):
         with pytest.raises(UsageError):
             generate(**bad)
