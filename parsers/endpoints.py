@@ -79,12 +79,14 @@ def strip_query_expr(path: pl.Expr) -> pl.Expr:
     return path.str.replace(r"[?#].*$", "")
 
 
-def endpoint_shape_expr(path: pl.Expr) -> pl.Expr:
+def endpoint_shape_expr(path: pl.Expr, plain: bool = False) -> pl.Expr:
     """Purely numeric segments replaced by `{id}` with two cheap regexes: what the full rules do to them,
     and `{id}` is a fixed point of the rules, so `routes_from_shapes` of the result equals the full rules
     on `path`. (A numeric segment right after another is left for the full rules; so are full URLs, whose
-    host the rules strip first; doubled slashes are collapsed by the rules either way.)"""
-    return pl.when(path.str.starts_with("/")).then(path.str.replace_all(r"/\d+/", "/{id}/").str.replace(r"/\d+$", "/{id}")).otherwise(path)
+    host the rules strip first; doubled slashes are collapsed by the rules either way.) `plain`: the
+    caller knows every path starts with `/`."""
+    shaped = path.str.replace_all(r"/\d+/", "/{id}/").str.replace(r"/\d+$", "/{id}")
+    return shaped if plain else pl.when(path.str.starts_with("/")).then(shaped).otherwise(path)
 
 
 def routes_from_shapes(shapes: pl.Series) -> pl.Series:
