@@ -29,6 +29,7 @@ from datetime import datetime
 import polars as pl
 
 from rca import __version__
+from rca.figures import growth, hhmm, number, quantity, ratio
 from rca.model import (
     AnalysisContext,
     Dataset,
@@ -44,6 +45,14 @@ SCHEMA_VERSION = 1
 INCIDENT_THRESHOLD = 0.3
 SYMPTOM_KINDS = ("latency_shift", "error_rate")
 SOURCE_DIMENSIONS = ("source", "source_net", "user_agent", "client")
+# Vantage points by how completely they count requests: quoted figures come from the first one present.
+_SIGNAL_COMPLETENESS = {"access_log": 0, "app_log": 1, "otlp_log": 2, "text_log": 2, "syslog": 2, "trace": 3, "metric": 4}
+
+
+def _completeness(f: Finding) -> int:
+    return _SIGNAL_COMPLETENESS.get(f.signal, 5)
+
+
 SIGNAL_NAMES = {"access_log": "access log", "app_log": "app log", "text_log": "text log", "syslog": "syslog",
                 "trace": "traces", "otlp_log": "OTLP logs", "metric": "metrics", "external": "change markers"}
 
@@ -72,18 +81,15 @@ class Candidate:
         return max(self.findings, key=lambda f: (f.confidence, f.magnitude))
 
     @property
+    def shown(self) -> Finding:
+        """The finding its figures are quoted from: the strongest one seen by the most complete vantage
+        point (an access log counts every request, sampled traces only some)."""
+        top = min(_completeness(f) for f in self.findings)
+        return max((f for f in self.findings if _completeness(f) == top), key=lambda f: (f.confidence, f.magnitude))
+
+    @property
     def signals(self) -> set[str]:
         return {f.signal for f in self.findings}
-
-
-def _fmt_ratio(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"x{value:.1f}" if value < 1000 else f"x{value:,.0f}"
-
-
-def _fmt_time(ts: datetime | None) -> str:
-    return ts.strftime("%H:%M UTC") if ts else "?"
 
 
 def _minutes(a: datetime, b: datetime) -> float:
@@ -197,7 +203,7 @@ def _dependency_candidates(findings: list[Finding]) -> list[Candidate]:
                 caller_onset = cand.best.onset
                 if caller_onset is not None and (other.onset is None or caller_onset < other.onset):
                     other.chain_onset = caller_onset
-                    other.related.append(f"slows {name} from {_fmt_time(caller_onset)}")
+                    other.related.append(f"slows {name} from {hhmm(caller_onset)}")
     for f in findings:
         if f.kind == "fanout_growth" and str(f.details.get("dependency")) in out:
             out[str(f.details.get("dependency"))].findings.append(f)
@@ -243,7 +249,7 @@ def _bound_dependency_onsets(candidates: list[Candidate], symptoms: list[Finding
                   and s.subject in callers and s.onset is not None]
         if onsets and (cand.onset is None or min(onsets) < cand.onset):
             cand.chain_onset = min(onsets)
-            cand.related.append(f"its callers slowed from {_fmt_time(min(onsets))}")
+            cand.related.append(f"its callers slowed from {hhmm(min(onsets))}")
 
 
 def _deploy_candidates(findings: list[Finding], context: AnalysisContext) -> list[Candidate]:
@@ -307,19 +313,19 @@ def _symptoms_began(symptoms: list[Finding]) -> datetime:
 
 
 def _summary(cand: Candidate, explained: list[Finding]) -> str:
-    best = cand.best
-    when = _fmt_time(cand.onset)
+    best = cand.shown
+    when = hhmm(cand.onset)
     effect = ""
     lat = [s for s in explained if s.kind == "latency_shift" and s.onset]
     if lat and cand.onset:
         first = min(lat, key=lambda s: s.onset)  # type: ignore[arg-type, return-value]
         gap = _minutes(cand.onset, first.onset)  # type: ignore[arg-type]
         lead = f"{gap:.0f} min before" if gap >= 1 else "as"
-        effect = f", {lead} p95 of {first.subject} rose {_fmt_ratio(first.magnitude)}"
+        effect = f", {lead} p95 of {first.subject} rose {ratio(first.magnitude)}"
     if cand.kind == "traffic_surge":
         if cand.dimension == "clients":
             f = best
-            return (f"Traffic to {cand.where} rose {_fmt_ratio(f.magnitude)} at {when}, spread over "
+            return (f"Traffic to {cand.where} rose {ratio(f.magnitude)} at {when}, spread over "
                     f"{f.details.get('contributors', '?')} clients ({f.details.get('new_sources', 0)} new; top one "
                     f"{100 * f.details.get('top_share', 0):.0f}% of the extra load){effect}.")
         where = ""
@@ -332,44 +338,52 @@ def _summary(cand: Candidate, explained: list[Finding]) -> str:
         label = f"{method} {cand.subject}" if cand.dimension == "endpoint" and method else cand.subject
         noun = "Traffic from" if cand.dimension in SOURCE_DIMENSIONS else "Traffic on"
         share = f"; {100 * (best.share_explained or 0):.0f}% of the extra load" if best.share_explained is not None else ""
-        rise = (f"appeared at {when} (none before; {best.incident:g} req/min)" if best.details.get("new")
-                else f"rose {_fmt_ratio(best.magnitude)} at {when}")
+        rise = (f"appeared at {when} (none before; {quantity(best.incident, best.metric)})" if best.details.get("new")
+                else f"rose {ratio(best.magnitude)} at {when}")
         return f"{noun} {label}{where} {rise}{share}{effect}."
     if cand.kind == "resource_exhaustion":
         example = best.details.get("example")
         ex = f" (e.g. \"{example[:80]}\")" if example else ""
-        return f"{cand.subject.replace('_', ' ').capitalize()} exhaustion on {cand.where} from {when}: evidence rose {_fmt_ratio(best.magnitude)}{ex}{effect}."
+        return f"{cand.subject.replace('_', ' ').capitalize()} exhaustion on {cand.where} from {when}: evidence {'appeared' if not best.baseline else 'rose ' + ratio(best.magnitude)}{ex}{effect}."
     if cand.kind == "dependency_slowdown":
         ops = best.details.get("operations") or []
         on = f" ({', '.join(ops[:2])})" if ops else ""
         calls = float(best.details.get("calls_ratio", 1.0))
-        load = "with no rise in calls" if calls < 1.3 else f"while calls to it rose {_fmt_ratio(calls)}"
+        load = "with no rise in calls" if calls < 1.3 else f"while calls to it rose {ratio(calls)}"
         own = min((f.onset for f in cand.findings if f.onset is not None), default=None)
         if cand.chain_onset is not None and own is not None and cand.chain_onset < own:
-            when = f"{when} (when its callers slowed; its own spans show it from {_fmt_time(own)})"
-        return f"Calls to {cand.subject}{on} slowed down at {when}: p95 {best.baseline:g} -> {best.incident:g} ms ({_fmt_ratio(best.magnitude)}) {load}{effect}."
+            when = f"{when} (when its callers slowed; its own spans show it from {hhmm(own)})"
+        return f"Calls to {cand.subject}{on} slowed down at {when}: p95 {number(best.baseline)} -> {quantity(best.incident, 'p95_ms')} ({ratio(best.magnitude)}) {load}{effect}."
     if cand.kind == "deploy":
         d = best.details
         return (f"{d.get('change_kind', 'change').capitalize()} {d.get('subject') or ''} of {d.get('service')} at {when}: p95 "
                 f"{d.get('p95_before_ms')} -> {d.get('p95_after_ms')} ms, 5xx {d.get('error_rate_before')} -> {d.get('error_rate_after')} right after it.")
-    return f"Errors on {cand.subject} rose {_fmt_ratio(best.magnitude)} at {when}, ahead of the latency symptoms."
+    return f"Errors on {cand.subject} rose {ratio(best.magnitude)} at {when}, ahead of the latency symptoms."
 
 
 def _evidence(f: Finding) -> Evidence:
-    unit = {"requests_per_min": " req/min", "p95_ms": " ms", "error_rate": "", "events_per_min": " events/min",
-            "error_events_per_min": " errors/min"}.get(f.metric, "")
-    base = "none" if not f.baseline else f"{f.baseline:g}{unit}"
-    inc = "n/a" if f.incident is None else f"{f.incident:g}{unit}"
+    base = "none" if not f.baseline else quantity(f.baseline, f.metric)
+    inc = "n/a" if f.incident is None else quantity(f.incident, f.metric)
     share = f", {100 * f.share_explained:.0f}% of the excess" if f.share_explained is not None and f.kind == "traffic_spike" else ""
     text = (f"{f.kind.replace('_', ' ')} {f.dimension} {f.subject} ({SIGNAL_NAMES.get(f.signal, f.signal)}"
             f"{', ' + str(f.details.get('vantage')) if f.details.get('vantage') else ''}): {f.metric} {base} -> {inc}"
-            f" ({_fmt_ratio(f.magnitude)}){share}, onset {_fmt_time(f.onset)}")
+            f" ({growth(f.baseline, f.magnitude)}){share}, onset {hhmm(f.onset)}")
     return Evidence(detector=f.detector, text=text, baseline=f.baseline, incident=f.incident, ratio=round(f.magnitude, 3))
+
+
+def _explains(explained: list[Finding], limit: int = 8) -> tuple[str, ...]:
+    """Labels of the symptoms a cause explains, each (metric, dimension, subject) once, from the most
+    complete vantage point that saw it."""
+    firsts: dict[tuple[str, str, str], Finding] = {}
+    for s in sorted(explained, key=_completeness):
+        firsts.setdefault((s.metric, s.dimension, s.subject), s)
+    ordered = [s for s in explained if firsts.get((s.metric, s.dimension, s.subject)) is s]
+    return tuple(_symptom_label(s) for s in ordered[:limit])
 
 
 def _symptom_label(f: Finding) -> str:
     metric = {"p95_ms": "p95", "error_rate": "5xx share", "error_events_per_min": "error events"}.get(f.metric, f.metric)
-    return f"{metric} of {f.dimension} {f.subject} {_fmt_ratio(f.magnitude)} from {_fmt_time(f.onset)}"
+    return f"{metric} of {f.dimension} {f.subject} {ratio(f.magnitude)} from {hhmm(f.onset)}"
 
 
 # --- ruled out -------------------------------------------------------------------------------------
@@ -384,7 +398,7 @@ def _ruled_out_changes(findings: list[Finding], context: AnalysisContext, top: H
         if f.details.get("change_kind") == "restart":
             continue  # restarts (OOM kills, crash loops) are effects, not tempting explanations
         d = f.details
-        label = f"{d.get('change_kind')} {d.get('subject') or ''} of {d.get('service')} at {_fmt_time(f.onset)}".replace("  ", " ")
+        label = f"{d.get('change_kind')} {d.get('subject') or ''} of {d.get('service')} at {hhmm(f.onset)}".replace("  ", " ")
         figures = (f"p95 of {d.get('scope')} {d.get('p95_before_ms')} ms in {d.get('window_min')} min before, "
                    f"{d.get('p95_after_ms')} ms in {d.get('after_min')} min after; 5xx {_pct(d.get('error_rate_before'))} -> {_pct(d.get('error_rate_after'))}")
         gap = d.get("minutes_before_incident", 0.0) or 0.0
@@ -514,8 +528,8 @@ def build_report(dataset: Dataset, context: AnalysisContext | None, findings: It
             Hypothesis(
                 rank=rank, kind=cand.kind, dimension=cand.dimension, subject=cand.subject, where=cand.where,
                 score=round(score, 3), onset=cand.onset, summary=_summary(cand, explained),
-                explains=tuple(_symptom_label(s) for s in explained[:8]),
-                evidence=tuple(_evidence(f) for f in sorted(cand.findings, key=lambda f: (-f.confidence, -f.magnitude))[:6]),
+                explains=_explains(explained),
+                evidence=tuple(_evidence(f) for f in sorted(cand.findings, key=lambda f: (_completeness(f), -f.confidence, -f.magnitude))[:6]),
                 findings=tuple(cand.findings),
             )
         )

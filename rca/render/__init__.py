@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
+
+from rca.figures import growth, hhmm, number, quantity, ratio
+
+__all__ = ["growth", "hhmm", "iso", "number", "quantity", "ratio"]
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -12,14 +15,3 @@ def iso(ts: datetime | None) -> str | None:
         return None
     text = ts.isoformat()
     return text.replace("+00:00", "Z")
-
-
-def ratio(value: float | None) -> str:
-    """Ratios as x12.3."""
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"x{value:.1f}" if value < 1000 else f"x{value:,.0f}"
-
-
-def hhmm(ts: datetime | None) -> str:
-    return ts.strftime("%H:%M UTC") if ts else "?"

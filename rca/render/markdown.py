@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rca.model import Finding, Report
-from rca.render import hhmm, iso, ratio
+from rca.render import growth, hhmm, iso, number, quantity
 
 SUGGESTIONS = {
     "traffic_surge": [
@@ -50,8 +50,8 @@ def _impact_rows(report: Report) -> list[list[str]]:
         if key in seen:
             continue
         seen.add(key)
-        rows.append([f.dimension, f.subject, f.metric, f"{f.baseline:g}" if f.baseline is not None else "-",
-                     f"{f.incident:g}" if f.incident is not None else "-", ratio(f.magnitude), hhmm(f.onset)])
+        rows.append([f.dimension, f.subject, f.metric, quantity(f.baseline, f.metric) if f.baseline is not None else "-",
+                     quantity(f.incident, f.metric) if f.incident is not None else "-", growth(f.baseline, f.magnitude), hhmm(f.onset)])
     rows.sort(key=lambda r: (r[2], r[0], r[1]))
     return rows[:20]
 
@@ -113,8 +113,8 @@ def render_markdown(report: Report, chart_path: Path | None = None) -> str:
                 lines.append("Explains: " + "; ".join(h.explains) + ".")
                 lines.append("")
             lines += _table(["detector", "evidence", "baseline", "incident", "ratio"],
-                            [[e.detector, e.text, "-" if e.baseline is None else f"{e.baseline:g}",
-                              "-" if e.incident is None else f"{e.incident:g}", ratio(e.ratio)] for e in h.evidence])
+                            [[e.detector, e.text, "-" if e.baseline is None else number(e.baseline),
+                              "-" if e.incident is None else number(e.incident), growth(e.baseline, e.ratio)] for e in h.evidence])
             lines.append("")
     else:
         lines.append("No significant incident: no cause stands out above the reporting threshold.")
@@ -123,7 +123,7 @@ def render_markdown(report: Report, chart_path: Path | None = None) -> str:
             lines.append("Largest deviations seen:")
             lines.append("")
             for f in report.largest_deviations:
-                lines.append(f"- {f.kind} {f.dimension} {f.subject}: {f.metric} {f.baseline} -> {f.incident} ({ratio(f.magnitude)})")
+                lines.append(f"- {f.kind} {f.dimension} {f.subject}: {f.metric} {number(f.baseline)} -> {number(f.incident)} ({growth(f.baseline, f.magnitude)})")
             lines.append("")
     lines += ["## Ruled out (misleading paths)", ""]
     if report.ruled_out:

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rca.model import Finding, Report, Series
-from rca.render import hhmm, iso, ratio
+from rca.render import growth, hhmm, iso, number, quantity
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -33,11 +33,10 @@ def sparkline(series: Series, width: int = 48) -> str:
 
 
 def _short(f: Finding) -> str:
-    unit = {"requests_per_min": " req/min", "p95_ms": " ms", "events_per_min": "/min"}.get(f.metric, "")
-    base = "none" if not f.baseline else f"{f.baseline:g}{unit}"
-    inc = "-" if f.incident is None else f"{f.incident:g}{unit}"
+    base = "none" if not f.baseline else quantity(f.baseline, f.metric)
+    inc = "-" if f.incident is None else quantity(f.incident, f.metric)
     share = f", {100 * f.share_explained:.0f}% of excess" if f.share_explained is not None and f.kind == "traffic_spike" else ""
-    return f"{f.metric.split('_per_')[0]}: {base} -> {inc} ({ratio(f.magnitude)}){share}; {f.signal.replace('_', ' ')}"
+    return f"{f.metric.split('_per_')[0]}: {base} -> {inc} ({growth(f.baseline, f.magnitude)}){share}; {f.signal.replace('_', ' ')}"
 
 
 def _symptom_series(report: Report) -> Finding | None:
@@ -82,14 +81,14 @@ def render_terminal(report: Report, console: Console) -> None:
             if finding is None or finding.series is None:
                 continue
             vals = [v for v in finding.series.values if v is not None]
-            rng = f"{min(vals):g} .. {max(vals):g}" if vals else ""
+            rng = f"{number(min(vals))} .. {number(max(vals))}" if vals else ""
             chart.add_row(f"{label}: {finding.metric} {finding.subject}"[:60], sparkline(finding.series), rng)
         console.print(chart)
         console.print()
     elif report.largest_deviations:
         console.print("Largest deviations seen (none passes the reporting threshold):")
         for f in report.largest_deviations:
-            console.print(f"  {f.kind} {f.dimension} {f.subject}: {f.metric} {f.baseline} -> {f.incident} ({ratio(f.magnitude)})",
+            console.print(f"  {f.kind} {f.dimension} {f.subject}: {f.metric} {number(f.baseline)} -> {number(f.incident)} ({growth(f.baseline, f.magnitude)})",
                           markup=False, highlight=False)
         console.print()
     if report.timeline:

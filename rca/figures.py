@@ -1,0 +1,65 @@
+"""How figures are written in every report: ratios as x12.3, times as HH:MM UTC, values to three
+significant digits with their unit (`662.754 req/min` reads `663 req/min`, `0.378` reads `0.38`).
+
+The ranker writes summaries and evidence with these, and the renderers draw tables with them, so a
+figure reads the same in the headline, the table, the Markdown and the JSON texts.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+METRIC_UNITS = {
+    "requests_per_min": " req/min",
+    "p95_ms": " ms",
+    "p50_ms": " ms",
+    "p99_ms": " ms",
+    "self_ms": " ms",
+    "error_rate": "",
+    "events_per_min": " events/min",
+    "error_events_per_min": " errors/min",
+    "calls_per_min": " calls/min",
+    "calls_per_request": " calls/request",
+    "failing_traces": " failing traces",
+}
+
+
+def ratio(value: float | None) -> str:
+    """Ratios as x12.3 (x1,234 from a thousand on); n/a when unknown."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"x{value:.1f}" if value < 1000 else f"x{value:,.0f}"
+
+
+def growth(baseline: float | None, magnitude: float | None) -> str:
+    """How much a value grew: x12.3, or `new` when there was none before (a ratio to zero is no figure)."""
+    return "new" if not baseline else ratio(magnitude)
+
+
+def hhmm(ts: datetime | None) -> str:
+    """A time of day in UTC, stated: `14:43 UTC`."""
+    return ts.strftime("%H:%M UTC") if ts else "?"
+
+
+def number(value: float | None) -> str:
+    """A measured value to about three significant digits: 663, 53.5, 6.2, 0.38, 0.004."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    size = abs(value)
+    if size >= 100:
+        return f"{value:,.0f}"
+    if size >= 10:
+        return f"{value:.1f}".removesuffix(".0")
+    if size >= 1:
+        return f"{value:.2f}".rstrip("0").removesuffix(".")
+    if size == 0:
+        return "0"
+    return f"{value:.2g}"
+
+
+def quantity(value: float | None, metric: str) -> str:
+    """A value with the unit of its metric: `663 req/min`, `92.8 ms`, `0.4%` (a rate is a fraction)."""
+    if metric == "error_rate" and value is not None and math.isfinite(value):
+        return f"{number(100 * value)}%"
+    return f"{number(value)}{METRIC_UNITS.get(metric, '')}"
