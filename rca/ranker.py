@@ -146,8 +146,8 @@ def _traffic_candidates(findings: list[Finding]) -> list[Candidate]:
     if not concentrated:
         broad = [f for f in spikes if f.dimension == "service" and f.details.get("clients", 0) >= 20]
         if broad:
-            best = max(broad, key=lambda f: f.excess or 0)
-            cand = Candidate("traffic_surge", "clients", f"{best.details.get('clients')} clients", best.where, specificity=0.6)
+            best = min(broad, key=lambda f: (_completeness(f), -(f.excess or 0)))
+            cand = Candidate("traffic_surge", "clients", f"{best.details.get('contributors', best.details.get('clients'))} clients", best.where, specificity=0.6)
             cand.findings.extend(f for f in broad)
             merged.append(cand)
     return merged
@@ -325,9 +325,11 @@ def _summary(cand: Candidate, explained: list[Finding]) -> str:
     if cand.kind == "traffic_surge":
         if cand.dimension == "clients":
             f = best
+            top_share = 100 * float(f.details.get("top_share", 0))
+            largest = "none above 1%" if top_share < 1 else f"the largest {top_share:.0f}%"
             return (f"Traffic to {cand.where} rose {ratio(f.magnitude)} at {when}, spread over "
-                    f"{f.details.get('contributors', '?')} clients ({f.details.get('new_sources', 0)} new; top one "
-                    f"{100 * f.details.get('top_share', 0):.0f}% of the extra load){effect}.")
+                    f"{f.details.get('contributors', '?')} clients ({f.details.get('new_sources', 0)} new; "
+                    f"{f.details.get('clients', '?')} of them make 80% of the extra load, {largest}){effect}.")
         where = ""
         endpoints = [r for r in cand.related if r.startswith("/")]
         if cand.dimension in SOURCE_DIMENSIONS and endpoints:
@@ -391,7 +393,7 @@ def _symptom_label(f: Finding) -> str:
 
 def _ruled_out_changes(findings: list[Finding], context: AnalysisContext, top: Hypothesis | None) -> list[RuledOut]:
     out = []
-    cause = f", with {top.subject}" if top else ""
+    cause = f", with {_cause_phrase(top)}" if top else ""
     for f in findings:
         if f.kind != "change_effect" or f.onset is None or f.onset >= context.incident.end:
             continue
@@ -407,8 +409,11 @@ def _ruled_out_changes(findings: list[Finding], context: AnalysisContext, top: H
         if not d.get("effect"):
             if not d.get("enough_data"):
                 continue
-            when = f"the rise began {gap:.0f} min later{cause}" if gap >= 1 else f"it came {-gap:.0f} min after the incident began and changed nothing"
-            reason = f"{label} is not the cause: {figures}; {when}."
+            if top is None:
+                reason = f"{label} changed nothing measurable: {figures}."
+            else:
+                when = f"the symptoms began {gap:.0f} min later{cause}" if gap >= 1 else f"it came {-gap:.0f} min after the incident began and changed nothing"
+                reason = f"{label} is not the cause: {figures}; {when}."
         elif gap < 0:
             reason = f"{label} came {-gap:.0f} min after the incident began, so it cannot have started it: {figures}."
         else:
@@ -417,6 +422,19 @@ def _ruled_out_changes(findings: list[Finding], context: AnalysisContext, top: H
                             reason=reason, ts=f.onset,
                             evidence=(Evidence("changes", figures, d.get("p95_before_ms"), d.get("p95_after_ms"), f.magnitude),)))
     return out
+
+
+def _cause_phrase(h: Hypothesis) -> str:
+    """A hypothesis named in a sentence: `the traffic surge from 18.194.220.131`."""
+    if h.kind == "traffic_surge":
+        if h.dimension == "clients":
+            return f"the surge of {h.subject}"
+        return f"the traffic surge {'on' if h.dimension == 'endpoint' else 'from'} {h.subject}"
+    if h.kind == "resource_exhaustion":
+        return f"the {h.subject.replace('_', ' ')} exhaustion" + (f" on {h.where}" if h.where else "")
+    if h.kind == "dependency_slowdown":
+        return f"the slowdown of {h.subject}"
+    return f"the {h.kind.replace('_', ' ')} of {h.subject}"
 
 
 def _pct(value: float | None) -> str:
@@ -463,28 +481,40 @@ def _ruled_out_network(dataset: Dataset, context: AnalysisContext, findings: lis
 
 
 def _ruled_out_hosts(dataset: Dataset, context: AnalysisContext, findings: list[Finding]) -> list[RuledOut]:
+    """A host-local problem is ruled out when every host of each slowed service slowed alike (p95 up at
+    least x1.2 on each), over all those services at once: one entry, the per-host figures as evidence."""
     services = {f.subject for f in findings if f.kind == "latency_shift" and f.dimension == "service"}
     host_shifts = {f.where for f in findings if f.kind == "latency_shift" and f.dimension == "host"}
-    out = []
-    for service in sorted(services - host_shifts):
-        rows = dataset.requests.filter((pl.col("service") == service) & pl.col("host").is_not_null() & pl.col("duration_ms").is_not_null())
-        if rows.height == 0:
-            continue
-        per = (
-            rows.with_columns(pl.when(pl.col("ts") >= context.incident.start).then(pl.lit("i")).otherwise(pl.lit("b")).alias("w"))
-            .group_by("host", "w").agg(pl.col("duration_ms").quantile(0.95).alias("p95"))
-            .pivot(on="w", index="host", values="p95").sort("host")
-        )
-        if per.height < 2 or "i" not in per.columns or "b" not in per.columns:
-            continue
-        ratios = (per["i"] / per["b"]).to_list()
-        if min(ratios) < 1.2:
-            continue
-        figures = "; ".join(f"{h} p95 {b:.0f} -> {i:.0f} ms" for h, b, i in per.select("host", "b", "i").iter_rows())
-        out.append(RuledOut(kind="host", subject=f"a single host of {service}",
-                            reason=f"Not a host-local problem: all {per.height} hosts of {service} degraded alike ({figures}).",
-                            evidence=(Evidence("latency", figures, None, None, round(sum(ratios) / len(ratios), 2)),)))
-    return out
+    candidates = sorted(services - host_shifts)
+    if not candidates:
+        return []
+    per = (
+        dataset.requests.filter(pl.col("service").is_in(candidates) & pl.col("host").is_not_null() & pl.col("duration_ms").is_not_null())
+        .with_columns(pl.when(pl.col("ts") >= context.incident.start).then(pl.lit("i")).otherwise(pl.lit("b")).alias("w"))
+        .group_by("service", "host", "w").agg(pl.col("duration_ms").quantile(0.95).alias("p95"))
+    )
+    if per.height == 0:
+        return []
+    per = per.pivot(on="w", index=["service", "host"], values="p95").sort("service", "host")
+    if "i" not in per.columns or "b" not in per.columns:
+        return []
+    alike: list[tuple[str, list[tuple[str, float, float]]]] = []
+    for (service,), hosts in per.drop_nulls(["b", "i"]).group_by(["service"], maintain_order=True):
+        rows = [(str(h), float(b), float(i)) for h, b, i in hosts.select("host", "b", "i").iter_rows()]
+        if len(rows) >= 2 and min(i / b for _, b, i in rows if b > 0) >= 1.2:
+            alike.append((str(service), rows))
+    if not alike:
+        return []
+    summary = "; ".join(
+        f"{service}: {len(rows)} hosts, p95 {ratio(min(i / b for _, b, i in rows))} to {ratio(max(i / b for _, b, i in rows))}"
+        for service, rows in alike
+    )
+    figures = "; ".join(f"{h} p95 {b:.0f} -> {i:.0f} ms" for _, rows in alike for h, b, i in rows)
+    ratios = [i / b for _, rows in alike for _, b, i in rows]
+    subject = "a single host of " + ", ".join(service for service, _ in alike)
+    return [RuledOut(kind="host", subject=subject,
+                     reason=f"Not a host-local problem: every host of the services that slowed degraded alike ({summary}).",
+                     evidence=(Evidence("latency", figures, None, None, round(sum(ratios) / len(ratios), 2)),))]
 
 
 # --- report ----------------------------------------------------------------------------------------
