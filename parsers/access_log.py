@@ -213,7 +213,8 @@ def _finish(good: pl.DataFrame, origin: str, schema: dict[str, pl.DataType] | No
         endpoint = routes_from_shapes(good.get_column("_shape"))
     else:
         endpoint = normalize_endpoints(good.get_column("path"))
-    good = good.with_columns(endpoint=endpoint, origin=pl.lit(origin), signal=pl.lit("access_log"))
+    dtype = (schema or {}).get("origin", pl.String())
+    good = good.with_columns(endpoint=endpoint, origin=pl.lit(origin).cast(dtype), signal=pl.lit("access_log").cast(dtype))
     return conform(good, "requests", schema)
 
 
@@ -380,6 +381,17 @@ class Unsplittable(Exception):
 _METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "PROPFIND")
 _NUMBER_OR_DASH = r"-|\d+(?:\.\d+)?"
 _PRINTABLE = "[^!-~]"  # a character a bare field cannot hold: space (it was quoted), control, non-ASCII
+_DASH_OR_INTEGER = {"status", "body_bytes_sent", "bytes_sent", "request_length", "connection", "connection_requests", "server_port"}
+_DASH_ONLY = {"remote_ident", "remote_user"}  # almost always `-`
+
+
+def _plainly_printable(column: str) -> pl.Expr:
+    """Whether a bare field is known printable without a regex: `-`, or an integer for numeric fields."""
+    value = pl.col(column)
+    known = value.is_null() | (value == "-")
+    if column in _DASH_OR_INTEGER:
+        known = known | value.cast(pl.Int64, strict=False).is_not_null()
+    return known
 
 
 def _convert_split(
@@ -390,6 +402,9 @@ def _convert_split(
     lines taken here, with one leniency: a bare field written in quotes (`"200"`) loses its quotes.
     `schema` overrides the output dtypes (the Parquet sink stores repeated strings as categoricals).
 
+    Comparisons and casts cost a few instructions a row where a regex or substring search costs
+    hundreds, so checks that usually pass cheaply (a bare field that is `-` or an integer is printable)
+    are made that way first and the regex runs only on the rows that fail them.
     """
     names = set(layout.columns) - {"_time_date", "_time_zone"}
     checks: list[pl.Expr] = [pl.col(c).is_null() for c in _SPARE]
@@ -401,8 +416,9 @@ def _convert_split(
     for name in layout.optional:  # a trailing field that is not a plain number (or `-`) is the regex's job
         checks.append(pl.col(name).is_null() | pl.col(name).str.contains(f"^(?:{_NUMBER_OR_DASH})$"))
     bare = [c for c in layout.columns if c not in layout.quoted and c not in layout.optional and not c.startswith("_time")]
-    if bare:  # one regex over the bare fields joined costs less than one a field
-        checks.append(~pl.concat_str(bare, ignore_nulls=True).str.contains(_PRINTABLE).fill_null(False))
+    cheap = [c for c in bare if c in _DASH_OR_INTEGER or c in _DASH_ONLY]
+    # whitespace in a bare field means it was quoted: the regex rejects it (anything but printable ASCII goes there)
+    checks += [~pl.col(c).str.contains(_PRINTABLE).fill_null(False) for c in bare if c not in cheap]
     if layout.quoted:  # a line too long for the regex path is too long here as well
         checks.append(pl.sum_horizontal(pl.col(c).str.len_bytes().fill_null(0) for c in layout.quoted) <= MAX_LINE_BYTES)
     if "upstream_response_time" in names:  # one value per line here (lists contain spaces and fail the checks)
@@ -412,6 +428,7 @@ def _convert_split(
         # a field holding a newline means a quote swallowed a line break: line numbers would be off
         pl.any_horizontal(False, *(pl.col(c).str.contains("\n", literal=True) for c in layout.quoted)).alias("_newline"),
         pl.all_horizontal(checks).alias("_matched"),
+        pl.all_horizontal(True, *(_plainly_printable(c) for c in cheap)).alias("_plain"),
         pl.all_horizontal(pl.col(c).is_null() for c in (*layout.columns, *_SPARE)).alias("_blank"),
     ]
     if "request" in names:  # the regex path's request pattern, checked without captures, then split
@@ -422,6 +439,10 @@ def _convert_split(
     out = fields.with_columns(*prepare, **exprs)
     if out.get_column("_newline").any():
         return None
+    if not out.get_column("_plain").all():  # the regex for the bare fields the cheap test could not vouch for
+        suspects = fields.filter(~out.get_column("_plain"))  # the raw fields: `out` holds converted ones
+        unprintable = suspects.filter(pl.any_horizontal(pl.col(c).str.contains(_PRINTABLE).fill_null(False) for c in cheap)).get_column("line")
+        out = out.with_columns(pl.col("_matched") & ~pl.col("line").is_in(unprintable.implode()))
     if "request" in names:
         out = out.with_columns(pl.col("_rq").struct.field("field_0").alias("_method"), pl.col("_rq").struct.field("field_1").alias("_target"))
         # Whole-batch shortcuts for what most logs never need: each skips a string rebuild of every row.

@@ -17,11 +17,12 @@ SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[Healt
 COMBINED = AccessLogParser("combined", FORMATS["combined"], DESCRIPTIONS["combined"])
 
 good_line = st.builds(
-    lambda ip, day, zone, method, path, status, size, ua, rt, up: (
-        f'{ip} - - [{day:02d}/Mar/2026:1{day % 10}:0{day % 6}:{day + 10} {zone}] "{method} {path} HTTP/1.1" {status} {size} '
+    lambda ip, user, day, zone, method, path, status, size, ua, rt, up: (
+        f'{ip} - {user} [{day:02d}/Mar/2026:1{day % 10}:0{day % 6}:{day + 10} {zone}] "{method} {path} HTTP/1.1" {status} {size} '
         f'"-" "{ua}"{rt}{up}'
     ),
     ip=st.sampled_from(["10.0.0.1", "192.168.1.20", "2001:db8::1", "-"]),
+    user=st.sampled_from(["-", "frank", "a.b@example.com", "fr\u00e9d", "x\ty"]),
     day=st.integers(1, 28),
     zone=st.sampled_from(["+0000", "-0700", "+0530", "+1400"]),
     method=st.sampled_from(["GET", "post", "PUT"]),
