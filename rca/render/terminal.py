@@ -106,7 +106,10 @@ def render_terminal(report: Report, console: Console) -> None:
     for col in ("path", "format", "rows", "rejected", "time range (UTC)", "top endpoints", "top sources"):
         inputs.add_column(col, overflow="fold")
     for s in report.inputs:
-        span = f"{s.first_ts:%Y-%m-%d %H:%M} .. {s.last_ts:%H:%M}" if s.first_ts and s.last_ts else "-"
+        span = "-"
+        if s.first_ts and s.last_ts:  # the end's date only when it differs from the start's
+            end = f"{s.last_ts:%H:%M}" if s.last_ts.date() == s.first_ts.date() else f"{s.last_ts:%Y-%m-%d %H:%M}"
+            span = f"{s.first_ts:%Y-%m-%d %H:%M} .. {end}"
         rejected = str(s.rejected)
         if s.rejected_examples:
             rejected += " (line " + ", ".join(str(r.line) for r in s.rejected_examples[:3]) + f": {s.rejected_examples[0].reason})"
