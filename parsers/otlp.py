@@ -9,7 +9,9 @@ base64 (Grafana Tempo's protojson), and `batches` is accepted as an alias of `re
 integers, 64-bit integers decimal strings (numbers accepted too). Semantic-convention renames are
 mapped (`http.method` -> `http.request.method`, `peer.service`/`service.peer.name`, `db.system`/
 `db.system.name`, ...). One file may mix signals: each line is dispatched on its top-level key.
-Protobuf is decoded with opentelemetry-proto; columns are filled as lists and turned into one frame.
+Protobuf traces are decoded by upb column by column (`parsers.otlp_columns`: a reduced schema, one
+repeated column per field for a batch of messages, numpy and polars assembly); a batch those columns
+cannot hold exactly is walked span by span on opentelemetry-proto's full schema, filling column lists.
 """
 
 from __future__ import annotations
@@ -50,6 +52,14 @@ RESOURCE_ALIASES = {
 }
 SPAN_COLUMNS = ("trace_id", "span_id", "parent_span_id", "service", "name", "kind", "start_ns", "end_ns", "status",
                 *ALIASES, "service_version", "deployment_environment", "host", "line")
+# the raw span frame every OTLP path hands to finish_spans
+RAW_SPAN_TYPES: dict[str, pl.DataType] = {
+    **dict.fromkeys(("trace_id", "span_id", "parent_span_id", "service", "name", "kind"), pl.String()),
+    "start_ns": pl.Int64(), "end_ns": pl.Int64(), "status": pl.String(),
+    **{c: (pl.Int32() if c == "http_status" else pl.String()) for c in ALIASES},
+    "service_version": pl.String(), "deployment_environment": pl.String(), "host": pl.String(), "line": pl.Int64(),
+    "ts": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC"),
+}
 # attribute key -> (column, priority): the first alias listed wins when a span carries several
 _ATTRIBUTE_COLUMNS = {name: (column, rank) for column, names in ALIASES.items() for rank, name in enumerate(names)}
 _LEVELS = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
@@ -332,66 +342,105 @@ class OtlpProtoParser:
         import gc
 
         payload, warnings = read_payload(source)
-        cols = _empty_columns()
-        alias_columns = [(column, cols[column]) for column in ALIASES]
         enabled = gc.isenabled()
-        gc.disable()  # millions of small objects: generational collections would dominate the walk
+        gc.disable()  # millions of small objects: generational collections would dominate
         try:
-            messages = self._walk(payload, source, cols, alias_columns)
+            pieces, messages = self._decode(payload, source)
         finally:
             if enabled:
                 gc.enable()
         frames: dict[str, pl.DataFrame] = {}
-        if cols["trace_id"]:
-            more, span_warnings = finish_spans(_spans_frame(cols), source.origin)
+        if pieces:
+            raw = pl.concat([p.select([pl.col(c).cast(t) for c, t in RAW_SPAN_TYPES.items()]) for p in pieces])
+            more, span_warnings = finish_spans(raw, source.origin)
             warnings += span_warnings
             frames = {k: v.with_columns(origin=pl.lit(source.origin), signal=pl.lit("trace")) for k, v in more.items()}
         return ParseResult(format=self.name, frames=frames, lines=messages, warnings=warnings)
 
-    @staticmethod
-    def _walk(payload: bytes, source: Source, cols: dict[str, list[Any]], alias_columns: list[tuple[str, list[Any]]]) -> int:
-        """Decode every message and append one value per span to each column list; the message count."""
-        from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+    def _decode(self, payload: bytes, source: Source) -> tuple[list[pl.DataFrame], int]:
+        """Raw span frames, in message order, and the message count: batches of messages column by
+        column (`parsers.otlp_columns`), a batch the columns cannot hold exactly span by span."""
+        from google.protobuf.message import DecodeError
 
-        messages = 0
-        trace_ids, span_ids, parents, services, names = cols["trace_id"], cols["span_id"], cols["parent_span_id"], cols["service"], cols["name"]
-        kinds, starts, ends, statuses, lines = cols["kind"], cols["start_ns"], cols["end_ns"], cols["status"], cols["line"]
-        versions, envs, hosts = cols["service_version"], cols["deployment_environment"], cols["host"]
-        for number, blob in enumerate(_frames(payload), start=1):
-            message = TracesData()
+        from parsers import otlp_columns as oc
+
+        pieces: list[pl.DataFrame] = []
+        batch: list[tuple[int, bytes, list[Any], list[tuple[dict[str, Any], int]]]] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            spans = sum(count for *_, scopes in batch for _, count in scopes)
             try:
-                message.ParseFromString(blob)
+                core, attributes = oc.decode_batch([c for _, _, containers, _ in batch for c in containers], spans)
+                scopes = [oc.Scope(number, values, count) for number, _, _, sc in batch for values, count in sc]
+                pieces.append(oc.spans_frame([core], [attributes], scopes))
+            except (oc.Misaligned, DecodeError, pl.exceptions.PolarsError):
+                for number, blob, _, _ in batch:
+                    cols = _empty_columns()
+                    if self._walk_message(number, blob, source, cols):
+                        pieces.append(_spans_frame(cols))
+            batch.clear()
+
+        messages = pending = 0
+        for number, blob in enumerate(_frames(payload), start=1):
+            try:
+                containers, scopes = oc.parse_top(blob)
             except Exception:  # protobuf raises DecodeError, a message subclass of Exception
                 raise InputError("not a protobuf TracesData message", file=source.origin, line=number) from None
             messages += 1
-            for rs in message.resource_spans:
-                r = {kv.key: _proto_value(kv.value) for kv in rs.resource.attributes}
-                resource = _resource(r)
-                service, version, env, host = resource["service"], resource["service_version"], resource["deployment_environment"], resource["host"]
-                for ss in rs.scope_spans:
-                    for span in ss.spans:
-                        found: dict[str, tuple[int, Any]] = {}
-                        for kv in span.attributes:
-                            hit = _ATTRIBUTE_COLUMNS.get(kv.key)
-                            if hit is not None and (hit[0] not in found or hit[1] < found[hit[0]][0]):
-                                found[hit[0]] = (hit[1], _proto_value(kv.value))
-                        trace_ids.append(span.trace_id.hex() or None)
-                        span_ids.append(span.span_id.hex() or None)
-                        parents.append(span.parent_span_id.hex() or None)
-                        services.append(service)
-                        names.append(span.name)
-                        kinds.append(KINDS.get(span.kind, "unspecified"))
-                        starts.append(span.start_time_unix_nano)
-                        ends.append(span.end_time_unix_nano)
-                        statuses.append(STATUS.get(span.status.code, "unset"))
-                        for column, values in alias_columns:
-                            hit2 = found.get(column)
-                            values.append(None if hit2 is None else hit2[1])
-                        versions.append(version)
-                        envs.append(env)
-                        hosts.append(host)
-                        lines.append(number)
-        return messages
+            if scopes:
+                batch.append((number, blob, containers, scopes))
+                pending += sum(count for _, count in scopes)
+            if pending >= oc.BATCH_SPANS:
+                flush()
+                pending = 0
+        flush()
+        return pieces, messages
+
+    @staticmethod
+    def _walk_message(number: int, blob: bytes, source: Source, cols: dict[str, list[Any]]) -> int:
+        """Decode one message with the full schema and append one value per span to each column list;
+        the span count. The exact path for what the columns cannot hold."""
+        from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+
+        trace_ids, span_ids, parents, services, names = cols["trace_id"], cols["span_id"], cols["parent_span_id"], cols["service"], cols["name"]
+        kinds, starts, ends, statuses, lines = cols["kind"], cols["start_ns"], cols["end_ns"], cols["status"], cols["line"]
+        versions, envs, hosts = cols["service_version"], cols["deployment_environment"], cols["host"]
+        alias_columns = [(column, cols[column]) for column in ALIASES]
+        message = TracesData()
+        try:
+            message.ParseFromString(blob)
+        except Exception:  # protobuf raises DecodeError, a message subclass of Exception
+            raise InputError("not a protobuf TracesData message", file=source.origin, line=number) from None
+        before = len(trace_ids)
+        for rs in message.resource_spans:
+            resource = _resource({kv.key: _proto_value(kv.value) for kv in rs.resource.attributes})
+            service, version, env, host = resource["service"], resource["service_version"], resource["deployment_environment"], resource["host"]
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    found: dict[str, tuple[int, Any]] = {}
+                    for kv in span.attributes:
+                        hit = _ATTRIBUTE_COLUMNS.get(kv.key)
+                        if hit is not None and (hit[0] not in found or hit[1] < found[hit[0]][0]):
+                            found[hit[0]] = (hit[1], _proto_value(kv.value))
+                    trace_ids.append(span.trace_id.hex() or None)
+                    span_ids.append(span.span_id.hex() or None)
+                    parents.append(span.parent_span_id.hex() or None)
+                    services.append(service)
+                    names.append(span.name)
+                    kinds.append(KINDS.get(span.kind, "unspecified"))
+                    starts.append(span.start_time_unix_nano)
+                    ends.append(span.end_time_unix_nano)
+                    statuses.append(STATUS.get(span.status.code, "unset"))
+                    for column, values in alias_columns:
+                        hit2 = found.get(column)
+                        values.append(None if hit2 is None else hit2[1])
+                    versions.append(version)
+                    envs.append(env)
+                    hosts.append(host)
+                    lines.append(number)
+        return len(trace_ids) - before
 
 
 def _proto_value(value: Any) -> Any:
