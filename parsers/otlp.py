@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import struct
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import msgspec
 import orjson
 import polars as pl
 
@@ -177,20 +179,46 @@ def _resource(resource_attrs: dict[str, Any]) -> dict[str, Any]:
     return {column: _pick(resource_attrs, names) for column, names in RESOURCE_ALIASES.items()}
 
 
+_TEXT_ALIASES = tuple(c for c in ALIASES if c != "http_status")
+
+
+def _text(value: Any) -> str | None:
+    """An attribute value as column text: strings as they are, booleans lower-case, arrays and maps
+    as JSON, other values by `str`."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return orjson.dumps(value, default=str).decode()
+    return str(value)
+
+
+def text_series(name: str, values: list[Any]) -> pl.Series:
+    """Attribute values -> a String column (`_text` for what is not a string already)."""
+    try:
+        return pl.Series(name, values, dtype=pl.String, strict=True)
+    except TypeError:
+        return pl.Series(name, [_text(v) for v in values], dtype=pl.String)
+
+
+def status_series(values: list[Any]) -> pl.Series:
+    """`http_status` values -> Int32: integers, or text that reads as one; null otherwise."""
+    return pl.Series("http_status", [None if v is None else str(v) for v in values], dtype=pl.String).cast(pl.Int32, strict=False)
+
+
 def _spans_frame(cols: dict[str, list[Any]]) -> pl.DataFrame:
     frame = pl.DataFrame(
-        {k: v for k, v in cols.items() if k not in ("http_status",)},
+        {k: v for k, v in cols.items() if k not in ALIASES},
         schema_overrides={"start_ns": pl.Int64, "end_ns": pl.Int64, "line": pl.Int64},
         strict=False,
     )
-    frame = frame.with_columns(
-        pl.Series("http_status", [None if v is None else str(v) for v in cols["http_status"]], dtype=pl.String).cast(pl.Int32, strict=False),
+    return frame.with_columns(
+        status_series(cols["http_status"]),
+        *(text_series(c, cols[c]) for c in _TEXT_ALIASES),
         (pl.col("start_ns") // 1000).cast(pl.Datetime("us", "UTC")).alias("ts"),
         (pl.col("end_ns") // 1000).cast(pl.Datetime("us", "UTC")).alias("end"),
     )
-    for col in ("http_method", "http_route", "url_path", "client_address", "peer_service", "db_system", "user_agent"):
-        frame = frame.with_columns(pl.col(col).cast(pl.String, strict=False))
-    return frame
 
 
 def _severity(number: int, text: str | None) -> str | None:
@@ -216,6 +244,10 @@ class OtlpJsonParser:
         return 0.0
 
     def _documents(self, payload: bytes) -> Iterator[tuple[int, Any, str | None]]:
+        """(line number, document, error) per line, or once for a whole pretty-printed document. A
+        document is a `otlp_json_spans.Document` when msgspec's structs accept it, else orjson's dict."""
+        from parsers.otlp_json_spans import DECODER
+
         stripped = payload.lstrip()
         first_line = stripped.split(b"\n", 1)[0].strip()
         try:
@@ -223,25 +255,28 @@ class OtlpJsonParser:
             per_line = True
         except orjson.JSONDecodeError:
             per_line = False
-        if not per_line:
-            try:
-                yield 1, orjson.loads(payload), None
-            except orjson.JSONDecodeError as exc:
-                yield 1, None, f"invalid JSON ({str(exc).split(':')[0]})"
-            return
-        for number, raw in enumerate(payload.split(b"\n"), start=1):
-            if not raw.strip():
+        view = memoryview(payload)
+        for number, start, end in _line_spans(payload) if per_line else [(1, 0, len(payload))]:
+            if _BLANK.fullmatch(payload, start, end):
                 continue
             try:
-                yield number, orjson.loads(raw), None
+                yield number, DECODER.decode(view[start:end]), None  # no copy of the line
+                continue
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                pass
+            try:
+                yield number, orjson.loads(view[start:end]), None
             except orjson.JSONDecodeError as exc:
                 yield number, None, f"invalid JSON ({str(exc).split(':')[0]})"
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
         import gc
 
+        from parsers import otlp_json_spans as js
+
         payload, warnings = read_payload(source)
         cols = _empty_columns()
+        scopes: list[tuple[int, dict[str, Any], list[Any]]] = []
         events: list[dict[str, Any]] = []
         metrics: list[dict[str, Any]] = []
         rejected: list[Rejected] = []
@@ -251,6 +286,15 @@ class OtlpJsonParser:
         try:
             for number, doc, error in self._documents(payload):
                 lines += 1
+                if isinstance(doc, js.Document):
+                    for rs in doc.resourceSpans or doc.batches or ():
+                        resource = js.resource_of(rs)
+                        for ss in rs.scopeSpans or rs.instrumentationLibrarySpans or ():
+                            if ss.spans:
+                                scopes.append((number, resource, ss.spans))
+                    doc = js.raw_of(doc)
+                    if doc is None:
+                        continue
                 if error or not isinstance(doc, dict):
                     bad += 1
                     if len(rejected) < 5:
@@ -265,40 +309,73 @@ class OtlpJsonParser:
                     resource = _resource(attrs((rl.get("resource") or {}).get("attributes")))
                     for sl in rl.get("scopeLogs") or ():
                         for rec in sl.get("logRecords") or ():
-                            ts = int(rec.get("timeUnixNano") or rec.get("observedTimeUnixNano") or 0)
-                            extra = attrs(rec.get("attributes"))
-                            if rec.get("eventName"):
-                                extra["event.name"] = rec["eventName"]
-                            body = any_value(rec.get("body"))
-                            events.append({
-                                "ts_ns": ts, "level": _severity(int(rec.get("severityNumber", 0) or 0), rec.get("severityText")),
-                                "service": resource["service"], "host": resource["host"], "logger": None,
-                                "message": body if isinstance(body, str) else (None if body is None else orjson.dumps(body).decode()),
-                                "attributes": orjson.dumps(extra, default=str).decode() if extra else None,
-                                "trace_id": hex_id(rec.get("traceId"), 16), "line": number,
-                            })
+                            events.append(log_event(rec, resource, number))
                 for rm in doc.get("resourceMetrics") or ():
                     resource = _resource(attrs((rm.get("resource") or {}).get("attributes")))
                     for sm in rm.get("scopeMetrics") or ():
                         for metric in sm.get("metrics") or ():
                             metrics.extend(_metric_points(metric, resource, number))
+            pieces = [js.spans_frame(scopes)] if scopes else []
         finally:
             if enabled:
                 gc.enable()
-        frames: dict[str, pl.DataFrame] = {}
         if cols["trace_id"]:
-            more, span_warnings = finish_spans(_spans_frame(cols), source.origin)
+            pieces.append(_spans_frame(cols))
+        frames: dict[str, pl.DataFrame] = {}
+        if pieces:
+            raw = pl.concat([p.select([pl.col(c).cast(t) for c, t in RAW_SPAN_TYPES.items()]) for p in pieces])
+            if len(pieces) > 1:
+                raw = raw.sort("line", maintain_order=True)  # lines the structs did not take, back in place
+            more, span_warnings = finish_spans(raw, source.origin)
             warnings += span_warnings
             frames.update({k: v.with_columns(origin=pl.lit(source.origin), signal=pl.lit("trace")) for k, v in more.items()})
-        if events:
-            frame = pl.DataFrame(events).with_columns(
-                (pl.col("ts_ns") // 1000).cast(pl.Datetime("us", "UTC")).alias("ts"), origin=pl.lit(source.origin), signal=pl.lit("otlp_log"))
-            frames["events"] = conform(frame, "events")  # type: ignore[assignment]
-        if metrics:
-            frame = pl.DataFrame(metrics).with_columns(
-                (pl.col("ts_ns") // 1000).cast(pl.Datetime("us", "UTC")).alias("ts"), origin=pl.lit(source.origin), signal=pl.lit("metric"))
-            frames["metrics"] = conform(frame, "metrics")  # type: ignore[assignment]
+        frames.update(signal_frames(events, metrics, source.origin))
         return ParseResult(format=self.name, frames=frames, lines=lines, rejected=bad, rejected_examples=rejected, warnings=warnings)
+
+
+def log_event(rec: dict[str, Any], resource: dict[str, Any], line: int) -> dict[str, Any]:
+    """One OTLP/JSON-shaped LogRecord (dict) -> an events row before framing (shared by JSON and protobuf)."""
+    ts = int(rec.get("timeUnixNano") or rec.get("observedTimeUnixNano") or 0)
+    extra = attrs(rec.get("attributes"))
+    if rec.get("eventName"):
+        extra["event.name"] = rec["eventName"]
+    body = any_value(rec.get("body"))
+    return {
+        "ts_ns": ts, "level": _severity(int(rec.get("severityNumber", 0) or 0), rec.get("severityText")),
+        "service": resource["service"], "host": resource["host"], "logger": None,
+        "message": body if isinstance(body, str) else (None if body is None else orjson.dumps(body).decode()),
+        "attributes": orjson.dumps(extra, default=str).decode() if extra else None,
+        "trace_id": hex_id(rec.get("traceId"), 16), "line": line,
+    }
+
+
+def signal_frames(events: list[dict[str, Any]], metrics: list[dict[str, Any]], origin: str) -> dict[str, pl.DataFrame]:
+    """Events and metric rows -> the canonical `events` and `metrics` frames (shared by JSON and protobuf)."""
+    frames: dict[str, pl.DataFrame] = {}
+    if events:
+        frame = pl.DataFrame(events).with_columns(
+            (pl.col("ts_ns") // 1000).cast(pl.Datetime("us", "UTC")).alias("ts"), origin=pl.lit(origin), signal=pl.lit("otlp_log"))
+        frames["events"] = conform(frame, "events")  # type: ignore[assignment]
+    if metrics:
+        frame = pl.DataFrame(metrics).with_columns(
+            (pl.col("ts_ns") // 1000).cast(pl.Datetime("us", "UTC")).alias("ts"), origin=pl.lit(origin), signal=pl.lit("metric"))
+        frames["metrics"] = conform(frame, "metrics")  # type: ignore[assignment]
+    return frames
+
+
+_BLANK = re.compile(rb"\s*")
+
+
+def _line_spans(payload: bytes) -> Iterator[tuple[int, int, int]]:
+    """(line number, start, end) of each line, as `payload.split(b"\\n")` would cut them."""
+    start, number = 0, 1
+    while True:
+        end = payload.find(b"\n", start)
+        if end < 0:
+            yield number, start, len(payload)
+            return
+        yield number, start, end
+        start, number = end + 1, number + 1
 
 
 def _metric_points(metric: dict[str, Any], resource: dict[str, Any], line: int) -> list[dict[str, Any]]:
