@@ -1,6 +1,7 @@
 """OpenTelemetry OTLP: traces, logs and metrics, as OTLP/JSON (collector file exporter lines, or one
-pretty-printed document) and as protobuf (`ExportTraceServiceRequest`/`TracesData`, a single message or
-the file exporter's stream of 4-byte big-endian length-prefixed messages).
+pretty-printed document) and as protobuf (`TracesData`/`LogsData`/`MetricsData` = the Export*ServiceRequest
+messages, a single message or the file exporter's stream of 4-byte big-endian length-prefixed messages,
+signals told apart per message by `parsers.otlp_signals` or `--signal`).
 
 OTLP/JSON is read with orjson and walked by hand, because protobuf's generic JSON mapping
 (`json_format`) reads trace and span ids as base64 and silently yields wrong 24-byte ids from the hex
@@ -407,22 +408,31 @@ def _metric_points(metric: dict[str, Any], resource: dict[str, Any], line: int) 
 
 class OtlpProtoParser:
     name = "otlp-proto"
-    description = "OpenTelemetry OTLP protobuf traces (ExportTraceServiceRequest; single or length-prefixed stream)"
+    description = ("OpenTelemetry OTLP protobuf traces, logs and metrics (TracesData/LogsData/MetricsData = Export*ServiceRequest; "
+                   "single or length-prefixed stream; signal told by wire types or --signal)")
 
     def sniff(self, sample: Sample) -> float:
         head = sample.head
         if len(head) < 8 or head.lstrip()[:1] in (b"{", b"["):
             return 0.0
-        return 0.9 if _looks_like_traces(head) else 0.0
+        return 0.9 if _looks_like_otlp(head) else 0.0
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
         import gc
 
+        from parsers.otlp_signals import normalize_signal
+
+        try:
+            forced = normalize_signal(options.signal)
+        except ValueError as exc:
+            raise InputError(str(exc), file=source.origin) from None
         payload, warnings = read_payload(source)
+        events: list[dict[str, Any]] = []
+        metrics: list[dict[str, Any]] = []
         enabled = gc.isenabled()
         gc.disable()  # millions of small objects: generational collections would dominate
         try:
-            pieces, messages = self._decode(payload, source)
+            pieces, messages = self._decode(payload, source, forced, events, metrics)
         finally:
             if enabled:
                 gc.enable()
@@ -432,14 +442,18 @@ class OtlpProtoParser:
             more, span_warnings = finish_spans(raw, source.origin)
             warnings += span_warnings
             frames = {k: v.with_columns(origin=pl.lit(source.origin), signal=pl.lit("trace")) for k, v in more.items()}
+        frames.update(signal_frames(events, metrics, source.origin))
         return ParseResult(format=self.name, frames=frames, lines=messages, warnings=warnings)
 
-    def _decode(self, payload: bytes, source: Source) -> tuple[list[pl.DataFrame], int]:
-        """Raw span frames, in message order, and the message count: batches of messages column by
-        column (`parsers.otlp_columns`), a batch the columns cannot hold exactly span by span."""
+    def _decode(self, payload: bytes, source: Source, forced: str | None, events: list[dict[str, Any]],
+                metrics: list[dict[str, Any]]) -> tuple[list[pl.DataFrame], int]:
+        """Raw span frames, in message order, and the message count; log and metric rows are appended
+        to `events` and `metrics`. Spans: batches of messages column by column (`parsers.otlp_columns`),
+        a batch the columns cannot hold exactly span by span."""
         from google.protobuf.message import DecodeError
 
         from parsers import otlp_columns as oc
+        from parsers.otlp_signals import Corrupt, has_elements, sniff_signal
 
         pieces: list[pl.DataFrame] = []
         batch: list[tuple[int, bytes, list[Any], list[tuple[dict[str, Any], int]]]] = []
@@ -461,11 +475,29 @@ class OtlpProtoParser:
 
         messages = pending = 0
         for number, blob in enumerate(_frames(payload), start=1):
+            messages += 1
+            signal = forced
+            if signal is None:
+                try:
+                    signal = sniff_signal(blob)
+                    if signal is None and has_elements(blob):
+                        raise InputError(f"cannot tell whether protobuf message {number} holds traces, logs or metrics",
+                                         file=source.origin, hint="pass --signal traces, --signal logs or --signal metrics")
+                except Corrupt as exc:
+                    raise InputError(f"protobuf message {number} is not OTLP TracesData, LogsData or MetricsData ({exc})",
+                                     file=source.origin) from None
+                if signal is None:
+                    continue  # no span, log record or metric in it
+            if signal == "logs":
+                events.extend(_proto_logs(number, blob, source))
+                continue
+            if signal == "metrics":
+                metrics.extend(_proto_metrics(number, blob, source))
+                continue
             try:
                 containers, scopes = oc.parse_top(blob)
             except Exception:  # protobuf raises DecodeError, a message subclass of Exception
-                raise InputError("not a protobuf TracesData message", file=source.origin, line=number) from None
-            messages += 1
+                raise InputError(f"protobuf message {number} is not a valid TracesData message", file=source.origin) from None
             if scopes:
                 batch.append((number, blob, containers, scopes))
                 pending += sum(count for _, count in scopes)
@@ -489,7 +521,7 @@ class OtlpProtoParser:
         try:
             message.ParseFromString(blob)
         except Exception:  # protobuf raises DecodeError, a message subclass of Exception
-            raise InputError("not a protobuf TracesData message", file=source.origin, line=number) from None
+            raise InputError(f"protobuf message {number} is not a valid TracesData message", file=source.origin) from None
         before = len(trace_ids)
         for rs in message.resource_spans:
             resource = _resource({kv.key: _proto_value(kv.value) for kv in rs.resource.attributes})
@@ -544,8 +576,48 @@ def _frames(payload: bytes) -> Iterator[bytes]:
         yield payload
 
 
-def _looks_like_traces(head: bytes) -> bool:
-    # TracesData field 1 (resource_spans), wire type 2: tag 0x0a, directly or after a 4-byte length prefix
+def _proto_logs(number: int, blob: bytes, source: Source) -> list[dict[str, Any]]:
+    """A LogsData message -> events rows, through the OTLP/JSON shape the JSON path maps."""
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogsData
+
+    from parsers.otlp_signals import key_values, log_json
+
+    message = LogsData()
+    try:
+        message.ParseFromString(blob)
+    except Exception:  # protobuf raises DecodeError, a message subclass of Exception
+        raise InputError(f"protobuf message {number} is not a valid LogsData message", file=source.origin) from None
+    out = []
+    for rl in message.resource_logs:
+        resource = _resource(attrs(key_values(rl.resource.attributes)))
+        for sl in rl.scope_logs:
+            out.extend(log_event(log_json(record), resource, number) for record in sl.log_records)
+    return out
+
+
+def _proto_metrics(number: int, blob: bytes, source: Source) -> list[dict[str, Any]]:
+    """A MetricsData message -> metric rows, through the OTLP/JSON shape the JSON path maps."""
+    from opentelemetry.proto.metrics.v1.metrics_pb2 import MetricsData
+
+    from parsers.otlp_signals import key_values, metric_json
+
+    message = MetricsData()
+    try:
+        message.ParseFromString(blob)
+    except Exception:  # protobuf raises DecodeError, a message subclass of Exception
+        raise InputError(f"protobuf message {number} is not a valid MetricsData message", file=source.origin) from None
+    out = []
+    for rm in message.resource_metrics:
+        resource = _resource(attrs(key_values(rm.resource.attributes)))
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                out.extend(_metric_points(metric_json(metric), resource, number))
+    return out
+
+
+def _looks_like_otlp(head: bytes) -> bool:
+    # Traces/Logs/MetricsData field 1 (the resource messages), wire type 2: tag 0x0a, directly or
+    # after a 4-byte length prefix
     return head[:1] == b"\x0a" or (len(head) > 4 and head[4:5] == b"\x0a")
 
 

@@ -111,13 +111,14 @@ def one_span_message(span_bytes: bytes) -> bytes:
     return field(1, 2, field(2, 2, scope))
 
 
-GOOD = field(1, 2, b"\x11" * 16) + field(2, 2, b"\x22" * 8) + field(5, 2, b"op")
+TIMES = field(7, 1, struct.pack("<Q", T0)) + field(8, 1, struct.pack("<Q", T0 + 1000))
+GOOD = field(1, 2, b"\x11" * 16) + field(2, 2, b"\x22" * 8) + field(5, 2, b"op") + TIMES
 ODD = {
     "duplicated name": GOOD + field(5, 2, b"other"),
-    "12-byte trace id": field(1, 2, b"\x11" * 12) + field(2, 2, b"\x22" * 8),
-    "marker-valued span id": field(1, 2, b"\x11" * 16) + field(2, 2, b"\xff" * 8),
+    "12-byte trace id": field(1, 2, b"\x11" * 12) + field(2, 2, b"\x22" * 8) + TIMES,
+    "marker-valued span id": field(1, 2, b"\x11" * 16) + field(2, 2, b"\xff" * 8) + TIMES,
     "kind 200 (two varint bytes)": GOOD + b"\x30\xc8\x01",
-    "name equal to the marker": field(1, 2, b"\x11" * 16) + field(2, 2, b"\x22" * 8) + field(5, 2, b"\x00"),
+    "name equal to the marker": field(1, 2, b"\x11" * 16) + field(2, 2, b"\x22" * 8) + field(5, 2, b"\x00") + TIMES,
     "attribute without a value": GOOD + field(9, 2, field(1, 2, b"http.route")),
 }
 
