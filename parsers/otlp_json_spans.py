@@ -14,6 +14,7 @@ span first; resource values are repeated per scope's span count.
 
 from __future__ import annotations
 
+from itertools import chain
 from operator import attrgetter
 from typing import Any
 
@@ -95,6 +96,7 @@ class Document(msgspec.Struct, gc=False):
 
 
 DECODER = msgspec.json.Decoder(Document)
+_KEY, _VALUE, _STRING = attrgetter("key"), attrgetter("value"), attrgetter("stringValue")
 _COLUMNS = list(ALIASES)
 _RANKS = max(len(names) for names in ALIASES.values())
 _ALIAS_RANK = [(name, _COLUMNS.index(column), rank) for column, names in ALIASES.items() for rank, name in enumerate(names)]
@@ -210,12 +212,12 @@ def spans_frame(scopes: list[tuple[int, dict[str, Any], list[Span]]]) -> pl.Data
     })
 
     attribute_lists = [a or () for a in column("attributes")]
-    kvs = [kv for attributes in attribute_lists for kv in attributes]
+    kvs = list(chain.from_iterable(attribute_lists))
     per_span = np.fromiter(map(len, attribute_lists), dtype=np.int64, count=n)
     aliases = pl.DataFrame(_ALIAS_RANK, schema={"key": pl.String, "column": pl.Int64, "rank": pl.Int64}, orient="row")
     picked = (
         pl.DataFrame({
-            "key": pl.Series([kv.key for kv in kvs], dtype=pl.String, strict=False),
+            "key": pl.Series(list(map(_KEY, kvs)), dtype=pl.String, strict=False),
             "span": np.repeat(np.arange(n, dtype=np.int64), per_span),
         })
         .with_row_index("_kv")
@@ -227,8 +229,8 @@ def spans_frame(scopes: list[tuple[int, dict[str, Any], list[Span]]]) -> pl.Data
     alias_series = []
     for index, column in enumerate(_COLUMNS):
         rows = picked.filter(pl.col("column") == index)
-        picked_values = [kvs[i].value for i in rows["_kv"].to_list()]
-        strings = [getattr(v, "stringValue", None) for v in picked_values]
+        picked_values = list(map(_VALUE, map(kvs.__getitem__, rows["_kv"].to_list())))
+        strings = [getattr(v, "stringValue", None) for v in picked_values] if None in picked_values else list(map(_STRING, picked_values))
         if not all(v.__class__ is str for v in strings):  # not only strings: as any_value reads each
             strings = [s if s.__class__ is str else value_of(v) for s, v in zip(strings, picked_values, strict=True)]
         values = strings

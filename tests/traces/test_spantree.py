@@ -87,3 +87,15 @@ def test_row_order_and_duplicates_are_kept():
     frames, warnings = finish_spans(doubled, "x")
     assert frames["spans"]["line"].to_list() == raw["line"].to_list()  # input order, first copy kept
     assert "3 duplicate span id(s) kept once" in warnings
+
+
+def test_parent_join_falls_back_when_hashes_collide(monkeypatch):
+    raw, _ = random_traces(7, traces=30)
+    raw = pl.concat([raw, raw.head(2).with_columns(pl.lit(None, pl.String).alias("trace_id"))])  # null ids never match
+    expected = finish_spans(raw, "x")
+    # every key the same: rows multiply, the check sees it and the string join is used
+    monkeypatch.setattr(pl.Expr, "hash", lambda self, *a, **k: pl.lit(1, dtype=pl.UInt64))
+    collided = finish_spans(raw, "x")
+    for name, frame in expected[0].items():
+        assert frame.equals(collided[0][name]), name
+    assert expected[1] == collided[1]
