@@ -249,8 +249,9 @@ class OtlpJsonParser:
         document is a `otlp_json_spans.Document` when msgspec's structs accept it, else orjson's dict."""
         from parsers.otlp_json_spans import DECODER
 
-        stripped = payload.lstrip()
-        first_line = stripped.split(b"\n", 1)[0].strip()
+        start = _BLANK.match(payload).end()  # the first line with text, found without copying the payload
+        end = payload.find(b"\n", start)
+        first_line = payload[start:end if end >= 0 else len(payload)].strip()
         try:
             orjson.loads(first_line)
             per_line = True

@@ -231,13 +231,17 @@ def spans_frame(scopes: list[tuple[int, dict[str, Any], list[Span]]]) -> pl.Data
         rows = picked.filter(pl.col("column") == index)
         picked_values = list(map(_VALUE, map(kvs.__getitem__, rows["_kv"].to_list())))
         strings = [getattr(v, "stringValue", None) for v in picked_values] if None in picked_values else list(map(_STRING, picked_values))
-        if not all(v.__class__ is str for v in strings):  # not only strings: as any_value reads each
-            strings = [s if s.__class__ is str else value_of(v) for s, v in zip(strings, picked_values, strict=True)]
-        values = strings
+        try:  # only string values: polars takes them as they are
+            text = pl.Series(column, strings, dtype=pl.String, strict=True)
+        except (TypeError, ValueError):  # others too: as any_value reads each
+            values = [s if s.__class__ is str else value_of(v) for s, v in zip(strings, picked_values, strict=True)]
+            text = None
         if column == "http_status":
-            read, full = status_series(values), pl.Series(column, [None], dtype=pl.Int32)
+            read = text.cast(pl.Int32, strict=False) if text is not None else status_series(values)
+            full = pl.Series(column, [None], dtype=pl.Int32)
         else:
-            read, full = text_series(column, values), pl.Series(column, [None], dtype=pl.String)
+            read = text if text is not None else text_series(column, values)
+            full = pl.Series(column, [None], dtype=pl.String)
         full = full.extend_constant(None, n - 1)
         alias_series.append(full.scatter(rows["span"], read) if rows.height else full)
     frame = pl.concat([core, resources, pl.DataFrame(alias_series)], how="horizontal")
