@@ -54,13 +54,14 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
         pl.when(pl.col("end") >= pl.col("ts")).then((pl.col("end") - pl.col("ts")).dt.total_microseconds() / 1000.0).otherwise(None).alias("duration_ms"),
         pl.when(pl.col("parent_span_id") == pl.col("span_id")).then(None).otherwise(pl.col("parent_span_id")).alias("parent_span_id"),
     )
-    parents = spans.select(
-        "trace_id", pl.col("span_id").alias("parent_span_id"), pl.col("_row").alias("_prow"), pl.col("ts").alias("_pts"),
-        pl.col("end").alias("_pend"), pl.col("service").alias("_pservice"), pl.col("kind").alias("_pkind"),
-    )
+    parents = spans.select("trace_id", pl.col("span_id").alias("parent_span_id"), pl.col("_row").alias("_prow"))
     if not unique_ids:  # the first span of a shared id is the parent
         parents = parents.filter(pl.struct("trace_id", "parent_span_id").is_first_distinct())
-    spans = _join_parents(spans, parents)
+    parent_row = _parent_rows(spans.select("trace_id", "parent_span_id"), parents)
+    spans = spans.with_columns(
+        parent_row,
+        *(spans[c].gather(parent_row).alias(a) for c, a in (("ts", "_pts"), ("end", "_pend"), ("service", "_pservice"), ("kind", "_pkind"))),
+    )
     has_parent = pl.col("_prow").is_not_null()
     orphans, skew, rootless = spans.select(
         (pl.col("parent_span_id").is_not_null() & ~has_parent).sum(),
@@ -76,9 +77,8 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
 
     # union of children intervals clipped to the parent, per parent row
     children = (
-        spans.filter(has_parent)
-        .select("_prow", "_pts", pl.max_horizontal("ts", "_pts").alias("s"), pl.min_horizontal("end", "_pend").alias("e"))
-        .filter(pl.col("e") > pl.col("s"))
+        spans.select("_prow", "_pts", pl.max_horizontal("ts", "_pts").alias("s"), pl.min_horizontal("end", "_pend").alias("e"))
+        .filter(pl.col("_prow").is_not_null() & (pl.col("e") > pl.col("s")))
         .sort("_prow", "s")
     )
     spans = spans.join(_children_ms(children), left_on="_row", right_on="_prow", how="left", maintain_order="left").with_columns(
@@ -103,22 +103,21 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
     return frames, warnings  # type: ignore[return-value]
 
 
-def _join_parents(spans: pl.DataFrame, parents: pl.DataFrame) -> pl.DataFrame:
-    """Left join of each span to its parent's row on (trace_id, parent_span_id).
+def _parent_rows(children: pl.DataFrame, parents: pl.DataFrame) -> pl.Series:
+    """Per span (`trace_id`, `parent_span_id`), the row of its parent in `parents` (`_prow`) or null.
 
-    Joined on one 64-bit hash of the two ids rather than on the two strings (several times faster);
+    Matched on one 64-bit hash of the two ids rather than on the two strings (several times faster);
     a hash collision would add rows or pair a span with a stranger, so the result is checked against
     the ids themselves and the string join is done instead when anything does not hold."""
     ids = pl.struct(pl.col("trace_id"), pl.col("parent_span_id").alias("id")).hash(7)
     both = pl.col("trace_id").is_not_null() & pl.col("parent_span_id").is_not_null()  # null ids never match
-    keyed = spans.with_columns(pl.when(both).then(ids).alias("_key"))
+    keyed = children.with_columns(pl.when(both).then(ids).alias("_key"))
     by_key = parents.with_columns(pl.when(both).then(ids).alias("_key")).rename({"trace_id": "_ptrace", "parent_span_id": "_pid"})
     joined = keyed.join(by_key, on="_key", how="left", maintain_order="left")
-    matched = pl.col("_prow").is_not_null()
     same_ids = ((pl.col("_ptrace") == pl.col("trace_id")) & (pl.col("_pid") == pl.col("parent_span_id"))).fill_null(False)
-    if joined.height == spans.height and joined.select((~matched | same_ids).all()).item():
-        return joined.drop("_key", "_ptrace", "_pid")
-    return spans.join(parents, on=["trace_id", "parent_span_id"], how="left", maintain_order="left")
+    if joined.height == children.height and joined.select((pl.col("_prow").is_null() | same_ids).all()).item():
+        return joined["_prow"]
+    return children.join(parents, on=["trace_id", "parent_span_id"], how="left", maintain_order="left")["_prow"]
 
 
 _KEY_LIMIT = 1 << 62  # parent number * bound + relative end must stay an Int64
