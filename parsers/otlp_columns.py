@@ -51,6 +51,7 @@ MARK_NAME = "\x00"
 MARK_KEY = "\x00"
 MARK_VALUE = b"\xff"  # not a valid AnyValue encoding
 BATCH_SPANS = 65_536
+_HEX = np.array([int.from_bytes(f"{b:02x}".encode(), "little") for b in range(256)], dtype="<u2")  # byte -> "xy"
 _COLUMNS = list(ALIASES)
 _RANKS = max(len(names) for names in ALIASES.values())
 _ALIAS_RANK = [(name, _COLUMNS.index(column), rank) for column, names in ALIASES.items() for rank, name in enumerate(names)]
@@ -200,8 +201,9 @@ def _ids(data: bytes, spans: int, width: int) -> pl.Series:
     raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, 8)
     starts = marks[present] - width
     ids = np.hstack([raw[starts + i] for i in range(width)]) if width > 1 else raw[starts]
-    # numpy's fixed-width bytes drop trailing NUL bytes: hex pads them back as "00"
-    hexed = pl.Series(np.ascontiguousarray(ids).view(f"S{8 * width}").ravel(), dtype=pl.Binary).bin.encode("hex").str.pad_end(16 * width, "0")
+    # two hex digits per byte by table, then fixed-width text (hex digits are never NUL, which numpy's
+    # fixed-width bytes would drop)
+    hexed = pl.Series(np.ascontiguousarray(_HEX[ids]).view(f"S{16 * width}").ravel(), dtype=pl.Binary).cast(pl.String)
     if present.all():
         return hexed
     out = pl.Series(values=[None], dtype=pl.String).extend_constant(None, spans - 1)
@@ -291,13 +293,14 @@ def any_values(values: pl.Series) -> pl.DataFrame:
     )
     size, tag, b1 = pl.col("size"), pl.col("tag"), pl.col("b1")
     byte2 = v.bin.get(2, null_on_oob=True).cast(pl.Int64)
+    tagged, rest = base.filter(tag == 0x0A), base.filter(tag.ne_missing(0x0A))  # strings, the rest (null tag: empty)
     strings = pl.concat([
-        base.filter((tag == 0x0A) & (b1 < 0x80) & (size == 2 + b1)).select("i", v.bin.slice(2).alias("s")),
-        base.filter((tag == 0x0A) & (b1 >= 0x80) & (size > 2)).filter((byte2 < 0x80) & (size == 3 + (b1 - 0x80) + byte2 * 0x80))
+        tagged.filter((b1 < 0x80) & (size == 2 + b1)).select("i", v.bin.slice(2).alias("s")),
+        tagged.filter((b1 >= 0x80) & (size > 2)).filter((byte2 < 0x80) & (size == 3 + (b1 - 0x80) + byte2 * 0x80))
         .select("i", v.bin.slice(3).alias("s")),
     ])
     text = strings.select("i", pl.col("s").cast(pl.String).alias("text"))  # invalid UTF-8 raises, as upb would
-    ints = base.filter((tag == 0x18) & (size >= 2) & (size <= 5)).with_columns(
+    ints = rest.filter((tag == 0x18) & (size >= 2) & (size <= 5)).with_columns(
         [v.bin.get(k, null_on_oob=True).cast(pl.Int64).fill_null(0).alias(f"b{k}") for k in range(2, 5)]
     )
     # a varint of n bytes: the first n-1 carry the continuation bit, the last does not
@@ -305,8 +308,8 @@ def any_values(values: pl.Series) -> pl.DataFrame:
     cont = pl.all_horizontal([(pl.col(f"b{k}") >= 0x80) | (size - 1 <= k) for k in range(1, 4)])
     value = sum((pl.col(f"b{k}") % 0x80) * (1 << (7 * (k - 1))) * (size - 1 >= k).cast(pl.Int64) for k in range(1, 5))
     ints = ints.filter(cont & (last < 0x80)).select("i", value.alias("int"))
-    doubles = base.filter((tag == 0x21) & (size == 9)).select("i", v.bin.slice(1, 8).bin.reinterpret(dtype=pl.Float64, endianness="little").cast(pl.String).alias("text"))
-    bools = base.filter((tag == 0x10) & (size == 2) & (b1 < 0x80)).select("i", (b1 != 0).cast(pl.String).alias("text"))
+    doubles = rest.filter((tag == 0x21) & (size == 9)).select("i", v.bin.slice(1, 8).bin.reinterpret(dtype=pl.Float64, endianness="little").cast(pl.String).alias("text"))
+    bools = rest.filter((tag == 0x10) & (size == 2) & (b1 < 0x80)).select("i", (b1 != 0).cast(pl.String).alias("text"))
     n = values.len()
     text_out = pl.Series("text", [None], dtype=pl.String).extend_constant(None, n - 1)
     int_out = pl.Series("int", [None], dtype=pl.Int64).extend_constant(None, n - 1)
