@@ -3,13 +3,15 @@ pretty-printed document) and as protobuf (`TracesData`/`LogsData`/`MetricsData` 
 messages, a single message or the file exporter's stream of 4-byte big-endian length-prefixed messages,
 signals told apart per message by `parsers.otlp_signals` or `--signal`).
 
-OTLP/JSON is read with orjson and walked by hand, because protobuf's generic JSON mapping
-(`json_format`) reads trace and span ids as base64 and silently yields wrong 24-byte ids from the hex
-strings OTLP/JSON uses. Ids are lower-cased hex; a value that is not 32/16 hex characters is tried as
+OTLP/JSON is read by hand, never by protobuf's generic JSON mapping (`json_format`), which reads trace
+and span ids as base64 and silently yields wrong 24-byte ids from the hex strings OTLP/JSON uses:
+spans by msgspec structs and columns (`parsers.otlp_json_spans`), logs, metrics and any line those
+structs refuse by orjson and a dict walk. Ids are lower-cased hex; a value that is not 32/16 hex characters is tried as
 base64 (Grafana Tempo's protojson), and `batches` is accepted as an alias of `resourceSpans`. Enums are
 integers, 64-bit integers decimal strings (numbers accepted too). Semantic-convention renames are
 mapped (`http.method` -> `http.request.method`, `peer.service`/`service.peer.name`, `db.system`/
-`db.system.name`, ...). One file may mix signals: each line is dispatched on its top-level key.
+`db.system.name`, ...). One file may mix signals: each line is dispatched on its top-level key. Log records and metric points
+of both encodings go through one mapping (`log_event`, `_metric_points`, `signal_frames`).
 Protobuf traces are decoded by upb column by column (`parsers.otlp_columns`: a reduced schema, one
 repeated column per field for a batch of messages, numpy and polars assembly); a batch those columns
 cannot hold exactly is walked span by span on opentelemetry-proto's full schema, filling column lists.

@@ -44,6 +44,7 @@ import numpy as np
 import polars as pl
 
 from parsers.otlp import ALIASES, KINDS, STATUS, _proto_value, _resource
+from parsers.otlp_signals import _varint
 
 MARK64 = 0xFFFF_FFFF_FFFF_FFFF
 MARK_SMALL = 127  # kind and status code markers: one varint byte, no such enum value
@@ -121,7 +122,7 @@ class Misaligned(Exception):
     """A batch the columns cannot represent exactly: decode it span by span instead."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Scope:
     """One ScopeSpans of a message: its message number, resource values and span count."""
 
@@ -161,17 +162,6 @@ def _records(data: bytes) -> dict[int, bytes]:
         out[tag >> 3] = data[pos:pos + size]
         pos += size
     return out
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
 
 
 def _gaps(is_mark: np.ndarray, spans: int, width: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -3,8 +3,8 @@ turned into columns with one list comprehension per field and polars.
 
 msgspec skips unknown fields in C and builds the structs without the garbage collector tracking them
 (`gc=False`); a line whose shape the structs do not accept (a field of an unexpected JSON type) is left
-to the orjson dict walk in `parsers.otlp`, so both read the same documents the same way. AnyValue
-fields default to `UNSET`, so "present but null" stays distinct from "absent" as `any_value` sees it.
+to the orjson dict walk in `parsers.otlp`, so both read the same documents the same way. AnyValues
+stay plain dicts (faster to build than a struct of seven optional fields) that `any_value` reads.
 Columns: ids that are 32/16 hex characters are lower-cased in polars and everything else goes through
 `hex_id` (base64, short Jaeger-style ids); kinds and status codes, integers or enum names, are mapped
 per distinct value; timestamps are read by polars and, where it cannot, by `_int`; only attributes
@@ -15,7 +15,7 @@ span first; resource values are repeated per scope's span count.
 from __future__ import annotations
 
 from itertools import chain
-from operator import attrgetter
+from operator import attrgetter, methodcaller
 from typing import Any
 
 import msgspec
@@ -38,22 +38,10 @@ from parsers.otlp import (
     text_series,
 )
 
-UNSET = msgspec.UNSET
-
-
-class AnyValue(msgspec.Struct, gc=False):
-    stringValue: Any = UNSET
-    intValue: Any = UNSET
-    doubleValue: Any = UNSET
-    boolValue: Any = UNSET
-    arrayValue: Any = UNSET
-    kvlistValue: Any = UNSET
-    bytesValue: Any = UNSET
-
 
 class KeyValue(msgspec.Struct, gc=False):
     key: Any = None
-    value: AnyValue | None = None
+    value: dict[str, Any] | None = None  # an AnyValue object, read by any_value as the dict walk reads it
 
 
 class Status(msgspec.Struct, gc=False):
@@ -96,36 +84,15 @@ class Document(msgspec.Struct, gc=False):
 
 
 DECODER = msgspec.json.Decoder(Document)
-_KEY, _VALUE, _STRING = attrgetter("key"), attrgetter("value"), attrgetter("stringValue")
+_KEY, _VALUE, _STRING = attrgetter("key"), attrgetter("value"), methodcaller("get", "stringValue")
 _COLUMNS = list(ALIASES)
 _RANKS = max(len(names) for names in ALIASES.values())
 _ALIAS_RANK = [(name, _COLUMNS.index(column), rank) for column, names in ALIASES.items() for rank, name in enumerate(names)]
 
 
-def value_of(value: AnyValue | None) -> Any:
-    """A decoded AnyValue as a Python value, exactly as `any_value` reads the same JSON object."""
-    if value is None:
-        return None
-    if value.stringValue is not UNSET:
-        return value.stringValue
-    if value.intValue is not UNSET:
-        return int(value.intValue)
-    if value.doubleValue is not UNSET:
-        return float(value.doubleValue)
-    if value.boolValue is not UNSET:
-        return bool(value.boolValue)
-    if value.arrayValue is not UNSET:
-        return any_value({"arrayValue": value.arrayValue})
-    if value.kvlistValue is not UNSET:
-        return any_value({"kvlistValue": value.kvlistValue})
-    if value.bytesValue is not UNSET:
-        return value.bytesValue
-    return None
-
-
 def resource_of(rs: ResourceSpans) -> dict[str, Any]:
     attributes = rs.resource.attributes if rs.resource is not None else None
-    return _resource({kv.key: value_of(kv.value) for kv in attributes or ()})
+    return _resource({kv.key: any_value(kv.value) for kv in attributes or ()})
 
 
 def raw_of(document: Document) -> dict[str, Any] | None:
@@ -230,11 +197,13 @@ def spans_frame(scopes: list[tuple[int, dict[str, Any], list[Span]]]) -> pl.Data
     for index, column in enumerate(_COLUMNS):
         rows = picked.filter(pl.col("column") == index)
         picked_values = list(map(_VALUE, map(kvs.__getitem__, rows["_kv"].to_list())))
-        strings = [getattr(v, "stringValue", None) for v in picked_values] if None in picked_values else list(map(_STRING, picked_values))
-        try:  # only string values: polars takes them as they are
+        strings = [None if v is None else v.get("stringValue") for v in picked_values] if None in picked_values else list(map(_STRING, picked_values))
+        try:  # only string values: polars takes them as they are (None: not a string value, or null)
+            if None in strings:
+                raise ValueError
             text = pl.Series(column, strings, dtype=pl.String, strict=True)
         except (TypeError, ValueError):  # others too: as any_value reads each
-            values = [s if s.__class__ is str else value_of(v) for s, v in zip(strings, picked_values, strict=True)]
+            values = [s if s.__class__ is str else any_value(v) for s, v in zip(strings, picked_values, strict=True)]
             text = None
         if column == "http_status":
             read = text.cast(pl.Int32, strict=False) if text is not None else status_series(values)
