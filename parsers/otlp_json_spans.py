@@ -193,10 +193,12 @@ def spans_frame(scopes: list[tuple[int, dict[str, Any], list[Span]]]) -> pl.Data
         .sort(pl.col("_slot") * _RANKS + pl.col("rank"), maintain_order=True)  # stable: the first of equal ranks wins
         .filter(pl.col("_slot") != pl.col("_slot").shift(1).fill_null(-1))
     )
+    values_all = np.empty(len(kvs), dtype=object)
+    values_all[:] = list(map(_VALUE, kvs))
     alias_series = []
     for index, column in enumerate(_COLUMNS):
         rows = picked.filter(pl.col("column") == index)
-        picked_values = list(map(_VALUE, map(kvs.__getitem__, rows["_kv"].to_list())))
+        picked_values = values_all[rows["_kv"].to_numpy()].tolist()
         strings = [None if v is None else v.get("stringValue") for v in picked_values] if None in picked_values else list(map(_STRING, picked_values))
         try:  # only string values: polars takes them as they are (None: not a string value, or null)
             if None in strings:
