@@ -35,7 +35,10 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
     # one hash pass per check; parents and children are matched by row number (an integer key). Spans
     # sharing a span id are rare (a Zipkin shared server half has its client's): the key with the kind
     # is hashed only when the id alone repeats.
-    unique_ids = raw.select(pl.struct("trace_id", "span_id").is_first_distinct().all()).item()
+    # equal ids hash equal, so distinct hashes prove distinct ids; only a repeat (or a collision) needs the strings
+    unique_ids = raw.select(pl.struct(pl.col("trace_id"), pl.col("span_id")).hash(7).is_first_distinct().all()).item()
+    if not unique_ids:
+        unique_ids = raw.select(pl.struct("trace_id", "span_id").is_first_distinct().all()).item()
     if not unique_ids:
         first = raw.select(pl.struct("trace_id", "span_id", "kind").is_first_distinct()).to_series()
         duplicates = raw.height - int(first.sum())
