@@ -193,8 +193,7 @@ def spans_frame(scopes: list[tuple[int, dict[str, Any], list[Span]]]) -> pl.Data
         .sort(pl.col("_slot") * _RANKS + pl.col("rank"), maintain_order=True)  # stable: the first of equal ranks wins
         .filter(pl.col("_slot") != pl.col("_slot").shift(1).fill_null(-1))
     )
-    values_all = np.empty(len(kvs), dtype=object)
-    values_all[:] = list(map(_VALUE, kvs))
+    values_all = np.fromiter(map(_VALUE, kvs), dtype=object, count=len(kvs))
     alias_series = []
     for index, column in enumerate(_COLUMNS):
         rows = picked.filter(pl.col("column") == index)
