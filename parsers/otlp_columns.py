@@ -44,7 +44,7 @@ import numpy as np
 import polars as pl
 
 from parsers.otlp import ALIASES, KINDS, STATUS, _proto_value, _resource
-from parsers.otlp_signals import _varint
+from parsers.otlp_signals import _fields
 
 MARK64 = 0xFFFF_FFFF_FFFF_FFFF
 MARK_SMALL = 127  # kind and status code markers: one varint byte, no such enum value
@@ -154,13 +154,13 @@ def parse_top(blob: bytes) -> tuple[list[Any], list[tuple[dict[str, Any], int]]]
 
 
 def _records(data: bytes) -> dict[int, bytes]:
-    """Top-level length-delimited records of a serialized message (few: one per packed column)."""
-    out, pos = {}, 0
-    while pos < len(data):
-        tag, pos = _varint(data, pos)
-        size, pos = _varint(data, pos)
-        out[tag >> 3] = data[pos:pos + size]
-        pos += size
+    """Top-level length-delimited records of a serialized message (few: one per packed column); a
+    field written twice is Misaligned (upb writes a packed column once)."""
+    out: dict[int, bytes] = {}
+    for number, wire, start, end in _fields(data):
+        if wire != 2 or number in out:
+            raise Misaligned
+        out[number] = data[start:end]
     return out
 
 
@@ -233,6 +233,7 @@ def decode_batch(containers: list[Any], spans: int) -> tuple[pl.DataFrame, pl.Da
     values = pl.Series("value", columns.attributes.value, dtype=pl.Binary)
     columns.ClearField("name")
     columns.ClearField("attributes")
+    columns.DiscardUnknownFields()  # fields the columns do not declare (events, links, flags...) kept by upb
     records = _records(columns.SerializeToString())
     if any(field not in records for field in (1, 2, 4, 7, 8, 15)):
         raise Misaligned

@@ -64,6 +64,12 @@ def random_message(seed: int) -> TracesData:
                     span.status.CopyFrom(Status(code=int(rng.integers(0, 3)), message="boom" if rng.random() < 0.5 else ""))
                 for _ in range(int(rng.integers(0, 7))):
                     span.attributes.append(KeyValue(key=str(rng.choice(KEYS)), value=value(rng)))
+                if rng.random() < 0.3:  # fields the columns do not declare: skipped, alignment kept
+                    span.trace_state = "k=v"
+                    span.flags = 0x301
+                    span.dropped_attributes_count = 2
+                    span.events.add(name="exception", time_unix_nano=T0, attributes=[KeyValue(key="http.route", value=AnyValue(string_value="not mine"))])
+                    span.links.add(trace_id=rng.bytes(16), span_id=rng.bytes(8))
                 spans.append(span)
             scopes.append(ScopeSpans(spans=spans))
         rs = ResourceSpans(scope_spans=scopes)
