@@ -281,6 +281,8 @@ class OtlpJsonParser:
         payload, warnings = read_payload(source)
         cols = _empty_columns()
         scopes: list[tuple[int, dict[str, Any], list[Any]]] = []
+        pieces: list[pl.DataFrame] = []
+        pending = 0
         events: list[dict[str, Any]] = []
         metrics: list[dict[str, Any]] = []
         rejected: list[Rejected] = []
@@ -296,6 +298,10 @@ class OtlpJsonParser:
                         for ss in rs.scopeSpans or rs.instrumentationLibrarySpans or ():
                             if ss.spans:
                                 scopes.append((number, resource, ss.spans))
+                                pending += len(ss.spans)
+                    if pending >= js.BATCH_SPANS:  # columns per batch: the structs are freed and their memory reused
+                        pieces.append(js.spans_frame(scopes))
+                        scopes, pending = [], 0
                     doc = js.raw_of(doc)
                     if doc is None:
                         continue
@@ -319,16 +325,18 @@ class OtlpJsonParser:
                     for sm in rm.get("scopeMetrics") or ():
                         for metric in sm.get("metrics") or ():
                             metrics.extend(_metric_points(metric, resource, number))
-            pieces = [js.spans_frame(scopes)] if scopes else []
+            if scopes:
+                pieces.append(js.spans_frame(scopes))
         finally:
             if enabled:
                 gc.enable()
-        if cols["trace_id"]:
+        walked = bool(cols["trace_id"])
+        if walked:
             pieces.append(_spans_frame(cols))
         frames: dict[str, pl.DataFrame] = {}
         if pieces:
             raw = pl.concat([p.select([pl.col(c).cast(t) for c, t in RAW_SPAN_TYPES.items()]) for p in pieces])
-            if len(pieces) > 1:
+            if walked and len(pieces) > 1:
                 raw = raw.sort("line", maintain_order=True)  # lines the structs did not take, back in place
             more, span_warnings = finish_spans(raw, source.origin)
             warnings += span_warnings

@@ -84,6 +84,7 @@ class Document(msgspec.Struct, gc=False):
 
 
 DECODER = msgspec.json.Decoder(Document)
+BATCH_SPANS = 65_536  # spans turned into columns at a time
 _KEY, _VALUE, _STRING = attrgetter("key"), attrgetter("value"), methodcaller("get", "stringValue")
 _COLUMNS = list(ALIASES)
 _RANKS = max(len(names) for names in ALIASES.values())

@@ -124,3 +124,17 @@ def test_refused_lines_fall_back_in_place_and_signals_mix(tmp_path):
     assert lines == sorted(lines) and set(lines) == {1, 2, 3, 4}
     assert result.frames["spans"].filter(pl.col("line") == 2)["name"].to_list() == ["odd"]
     assert result.frames["events"]["level"].to_list() == ["ERROR"] and result.frames["metrics"]["value"].to_list() == [2.5]
+
+
+def test_batches_of_spans_give_the_same_frames(tmp_path, monkeypatch):
+    odd = {"resourceSpans": [{"resource": [], "scopeSpans": [{"spans": [{"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "odd"}]}]}]}
+    docs = [random_document(i) for i in range(8)]
+    docs.insert(4, odd)  # a line for the dict walk among the batches
+    path = tmp_path / "many.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(d) for d in docs) + b"\n")
+    whole = OtlpJsonParser().parse(Source(str(path), path), ParseOptions())
+    monkeypatch.setattr(js, "BATCH_SPANS", 7)
+    batched = OtlpJsonParser().parse(Source(str(path), path), ParseOptions())
+    for name, frame in whole.frames.items():
+        assert frame.equals(batched.frames[name]), name
+    assert whole.warnings == batched.warnings
