@@ -1,25 +1,32 @@
 """OpenTelemetry OTLP: traces, logs and metrics, as OTLP/JSON (collector file exporter lines, or one
-pretty-printed document) and as protobuf (`ExportTraceServiceRequest`/`TracesData`, a single message or
-the file exporter's stream of 4-byte big-endian length-prefixed messages).
+pretty-printed document) and as protobuf (`TracesData`/`LogsData`/`MetricsData` = the Export*ServiceRequest
+messages, a single message or the file exporter's stream of 4-byte big-endian length-prefixed messages,
+signals told apart per message by `parsers.otlp_signals` or `--signal`).
 
-OTLP/JSON is read with orjson and walked by hand, because protobuf's generic JSON mapping
-(`json_format`) reads trace and span ids as base64 and silently yields wrong 24-byte ids from the hex
-strings OTLP/JSON uses. Ids are lower-cased hex; a value that is not 32/16 hex characters is tried as
+OTLP/JSON is read by hand, never by protobuf's generic JSON mapping (`json_format`), which reads trace
+and span ids as base64 and silently yields wrong 24-byte ids from the hex strings OTLP/JSON uses:
+spans by msgspec structs and columns (`parsers.otlp_json_spans`), logs, metrics and any line those
+structs refuse by orjson and a dict walk. Ids are lower-cased hex; a value that is not 32/16 hex characters is tried as
 base64 (Grafana Tempo's protojson), and `batches` is accepted as an alias of `resourceSpans`. Enums are
 integers, 64-bit integers decimal strings (numbers accepted too). Semantic-convention renames are
 mapped (`http.method` -> `http.request.method`, `peer.service`/`service.peer.name`, `db.system`/
-`db.system.name`, ...). One file may mix signals: each line is dispatched on its top-level key.
-Protobuf is decoded with opentelemetry-proto; columns are filled as lists and turned into one frame.
+`db.system.name`, ...). One file may mix signals: each line is dispatched on its top-level key. Log records and metric points
+of both encodings go through one mapping (`log_event`, `_metric_points`, `signal_frames`).
+Protobuf traces are decoded by upb column by column (`parsers.otlp_columns`: a reduced schema, one
+repeated column per field for a batch of messages, numpy and polars assembly); a batch those columns
+cannot hold exactly is walked span by span on opentelemetry-proto's full schema, filling column lists.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 import struct
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import msgspec
 import orjson
 import polars as pl
 
@@ -50,6 +57,14 @@ RESOURCE_ALIASES = {
 }
 SPAN_COLUMNS = ("trace_id", "span_id", "parent_span_id", "service", "name", "kind", "start_ns", "end_ns", "status",
                 *ALIASES, "service_version", "deployment_environment", "host", "line")
+# the raw span frame every OTLP path hands to finish_spans
+RAW_SPAN_TYPES: dict[str, pl.DataType] = {
+    **dict.fromkeys(("trace_id", "span_id", "parent_span_id", "service", "name", "kind"), pl.String()),
+    "start_ns": pl.Int64(), "end_ns": pl.Int64(), "status": pl.String(),
+    **{c: (pl.Int32() if c == "http_status" else pl.String()) for c in ALIASES},
+    "service_version": pl.String(), "deployment_environment": pl.String(), "host": pl.String(), "line": pl.Int64(),
+    "ts": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC"),
+}
 # attribute key -> (column, priority): the first alias listed wins when a span carries several
 _ATTRIBUTE_COLUMNS = {name: (column, rank) for column, names in ALIASES.items() for rank, name in enumerate(names)}
 _LEVELS = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
@@ -167,20 +182,46 @@ def _resource(resource_attrs: dict[str, Any]) -> dict[str, Any]:
     return {column: _pick(resource_attrs, names) for column, names in RESOURCE_ALIASES.items()}
 
 
+_TEXT_ALIASES = tuple(c for c in ALIASES if c != "http_status")
+
+
+def _text(value: Any) -> str | None:
+    """An attribute value as column text: strings as they are, booleans lower-case, arrays and maps
+    as JSON, other values by `str`."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return orjson.dumps(value, default=str).decode()
+    return str(value)
+
+
+def text_series(name: str, values: list[Any]) -> pl.Series:
+    """Attribute values -> a String column (`_text` for what is not a string already)."""
+    try:
+        return pl.Series(name, values, dtype=pl.String, strict=True)
+    except TypeError:
+        return pl.Series(name, [_text(v) for v in values], dtype=pl.String)
+
+
+def status_series(values: list[Any]) -> pl.Series:
+    """`http_status` values -> Int32: integers, or text that reads as one; null otherwise."""
+    return pl.Series("http_status", [None if v is None else str(v) for v in values], dtype=pl.String).cast(pl.Int32, strict=False)
+
+
 def _spans_frame(cols: dict[str, list[Any]]) -> pl.DataFrame:
     frame = pl.DataFrame(
-        {k: v for k, v in cols.items() if k not in ("http_status",)},
+        {k: v for k, v in cols.items() if k not in ALIASES},
         schema_overrides={"start_ns": pl.Int64, "end_ns": pl.Int64, "line": pl.Int64},
         strict=False,
     )
-    frame = frame.with_columns(
-        pl.Series("http_status", [None if v is None else str(v) for v in cols["http_status"]], dtype=pl.String).cast(pl.Int32, strict=False),
+    return frame.with_columns(
+        status_series(cols["http_status"]),
+        *(text_series(c, cols[c]) for c in _TEXT_ALIASES),
         (pl.col("start_ns") // 1000).cast(pl.Datetime("us", "UTC")).alias("ts"),
         (pl.col("end_ns") // 1000).cast(pl.Datetime("us", "UTC")).alias("end"),
     )
-    for col in ("http_method", "http_route", "url_path", "client_address", "peer_service", "db_system", "user_agent"):
-        frame = frame.with_columns(pl.col(col).cast(pl.String, strict=False))
-    return frame
 
 
 def _severity(number: int, text: str | None) -> str | None:
@@ -206,32 +247,42 @@ class OtlpJsonParser:
         return 0.0
 
     def _documents(self, payload: bytes) -> Iterator[tuple[int, Any, str | None]]:
-        stripped = payload.lstrip()
-        first_line = stripped.split(b"\n", 1)[0].strip()
+        """(line number, document, error) per line, or once for a whole pretty-printed document. A
+        document is a `otlp_json_spans.Document` when msgspec's structs accept it, else orjson's dict."""
+        from parsers.otlp_json_spans import DECODER
+
+        start = _BLANK.match(payload).end()  # the first line with text, found without copying the payload
+        end = payload.find(b"\n", start)
+        first_line = payload[start:end if end >= 0 else len(payload)].strip()
         try:
             orjson.loads(first_line)
             per_line = True
         except orjson.JSONDecodeError:
             per_line = False
-        if not per_line:
-            try:
-                yield 1, orjson.loads(payload), None
-            except orjson.JSONDecodeError as exc:
-                yield 1, None, f"invalid JSON ({str(exc).split(':')[0]})"
-            return
-        for number, raw in enumerate(payload.split(b"\n"), start=1):
-            if not raw.strip():
+        view = memoryview(payload)
+        for number, start, end in _line_spans(payload) if per_line else [(1, 0, len(payload))]:
+            if _BLANK.fullmatch(payload, start, end):
                 continue
             try:
-                yield number, orjson.loads(raw), None
+                yield number, DECODER.decode(view[start:end]), None  # no copy of the line
+                continue
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                pass
+            try:
+                yield number, orjson.loads(view[start:end]), None
             except orjson.JSONDecodeError as exc:
                 yield number, None, f"invalid JSON ({str(exc).split(':')[0]})"
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
         import gc
 
+        from parsers import otlp_json_spans as js
+
         payload, warnings = read_payload(source)
         cols = _empty_columns()
+        scopes: list[tuple[int, dict[str, Any], list[Any]]] = []
+        pieces: list[pl.DataFrame] = []
+        pending = 0
         events: list[dict[str, Any]] = []
         metrics: list[dict[str, Any]] = []
         rejected: list[Rejected] = []
@@ -241,6 +292,19 @@ class OtlpJsonParser:
         try:
             for number, doc, error in self._documents(payload):
                 lines += 1
+                if isinstance(doc, js.Document):
+                    for rs in doc.resourceSpans or doc.batches or ():
+                        resource = js.resource_of(rs)
+                        for ss in rs.scopeSpans or rs.instrumentationLibrarySpans or ():
+                            if ss.spans:
+                                scopes.append((number, resource, ss.spans))
+                                pending += len(ss.spans)
+                    if pending >= js.BATCH_SPANS:  # columns per batch: the structs are freed and their memory reused
+                        pieces.append(js.spans_frame(scopes))
+                        scopes, pending = [], 0
+                    doc = js.raw_of(doc)
+                    if doc is None:
+                        continue
                 if error or not isinstance(doc, dict):
                     bad += 1
                     if len(rejected) < 5:
@@ -255,40 +319,75 @@ class OtlpJsonParser:
                     resource = _resource(attrs((rl.get("resource") or {}).get("attributes")))
                     for sl in rl.get("scopeLogs") or ():
                         for rec in sl.get("logRecords") or ():
-                            ts = int(rec.get("timeUnixNano") or rec.get("observedTimeUnixNano") or 0)
-                            extra = attrs(rec.get("attributes"))
-                            if rec.get("eventName"):
-                                extra["event.name"] = rec["eventName"]
-                            body = any_value(rec.get("body"))
-                            events.append({
-                                "ts_ns": ts, "level": _severity(int(rec.get("severityNumber", 0) or 0), rec.get("severityText")),
-                                "service": resource["service"], "host": resource["host"], "logger": None,
-                                "message": body if isinstance(body, str) else (None if body is None else orjson.dumps(body).decode()),
-                                "attributes": orjson.dumps(extra, default=str).decode() if extra else None,
-                                "trace_id": hex_id(rec.get("traceId"), 16), "line": number,
-                            })
+                            events.append(log_event(rec, resource, number))
                 for rm in doc.get("resourceMetrics") or ():
                     resource = _resource(attrs((rm.get("resource") or {}).get("attributes")))
                     for sm in rm.get("scopeMetrics") or ():
                         for metric in sm.get("metrics") or ():
                             metrics.extend(_metric_points(metric, resource, number))
+            if scopes:
+                pieces.append(js.spans_frame(scopes))
         finally:
             if enabled:
                 gc.enable()
+        walked = bool(cols["trace_id"])
+        if walked:
+            pieces.append(_spans_frame(cols))
         frames: dict[str, pl.DataFrame] = {}
-        if cols["trace_id"]:
-            more, span_warnings = finish_spans(_spans_frame(cols), source.origin)
+        if pieces:
+            raw = pl.concat([p.select([pl.col(c).cast(t) for c, t in RAW_SPAN_TYPES.items()]) for p in pieces])
+            if walked and len(pieces) > 1:
+                raw = raw.sort("line", maintain_order=True)  # lines the structs did not take, back in place
+            more, span_warnings = finish_spans(raw, source.origin)
             warnings += span_warnings
             frames.update({k: v.with_columns(origin=pl.lit(source.origin), signal=pl.lit("trace")) for k, v in more.items()})
-        if events:
-            frame = pl.DataFrame(events).with_columns(
-                (pl.col("ts_ns") // 1000).cast(pl.Datetime("us", "UTC")).alias("ts"), origin=pl.lit(source.origin), signal=pl.lit("otlp_log"))
-            frames["events"] = conform(frame, "events")  # type: ignore[assignment]
-        if metrics:
-            frame = pl.DataFrame(metrics).with_columns(
-                (pl.col("ts_ns") // 1000).cast(pl.Datetime("us", "UTC")).alias("ts"), origin=pl.lit(source.origin), signal=pl.lit("metric"))
-            frames["metrics"] = conform(frame, "metrics")  # type: ignore[assignment]
+        frames.update(signal_frames(events, metrics, source.origin))
         return ParseResult(format=self.name, frames=frames, lines=lines, rejected=bad, rejected_examples=rejected, warnings=warnings)
+
+
+def log_event(rec: dict[str, Any], resource: dict[str, Any], line: int) -> dict[str, Any]:
+    """One OTLP/JSON-shaped LogRecord (dict) -> an events row before framing (shared by JSON and protobuf)."""
+    ts = int(rec.get("timeUnixNano") or rec.get("observedTimeUnixNano") or 0)
+    extra = attrs(rec.get("attributes"))
+    if rec.get("eventName"):
+        extra["event.name"] = rec["eventName"]
+    body = any_value(rec.get("body"))
+    return {
+        "ts_ns": ts, "level": _severity(int(rec.get("severityNumber", 0) or 0), rec.get("severityText")),
+        "service": resource["service"], "host": resource["host"], "logger": None,
+        "message": body if isinstance(body, str) else (None if body is None else orjson.dumps(body).decode()),
+        "attributes": orjson.dumps(extra, default=str).decode() if extra else None,
+        "trace_id": hex_id(rec.get("traceId"), 16), "line": line,
+    }
+
+
+def signal_frames(events: list[dict[str, Any]], metrics: list[dict[str, Any]], origin: str) -> dict[str, pl.DataFrame]:
+    """Events and metric rows -> the canonical `events` and `metrics` frames (shared by JSON and protobuf)."""
+    frames: dict[str, pl.DataFrame] = {}
+    if events:
+        frame = pl.DataFrame(events).with_columns(
+            (pl.col("ts_ns") // 1000).cast(pl.Datetime("us", "UTC")).alias("ts"), origin=pl.lit(origin), signal=pl.lit("otlp_log"))
+        frames["events"] = conform(frame, "events")  # type: ignore[assignment]
+    if metrics:
+        frame = pl.DataFrame(metrics).with_columns(
+            (pl.col("ts_ns") // 1000).cast(pl.Datetime("us", "UTC")).alias("ts"), origin=pl.lit(origin), signal=pl.lit("metric"))
+        frames["metrics"] = conform(frame, "metrics")  # type: ignore[assignment]
+    return frames
+
+
+_BLANK = re.compile(rb"\s*")
+
+
+def _line_spans(payload: bytes) -> Iterator[tuple[int, int, int]]:
+    """(line number, start, end) of each line, as `payload.split(b"\\n")` would cut them."""
+    start, number = 0, 1
+    while True:
+        end = payload.find(b"\n", start)
+        if end < 0:
+            yield number, start, len(payload)
+            return
+        yield number, start, end
+        start, number = end + 1, number + 1
 
 
 def _metric_points(metric: dict[str, Any], resource: dict[str, Any], line: int) -> list[dict[str, Any]]:
@@ -320,78 +419,148 @@ def _metric_points(metric: dict[str, Any], resource: dict[str, Any], line: int) 
 
 class OtlpProtoParser:
     name = "otlp-proto"
-    description = "OpenTelemetry OTLP protobuf traces (ExportTraceServiceRequest; single or length-prefixed stream)"
+    description = ("OpenTelemetry OTLP protobuf traces, logs and metrics (TracesData/LogsData/MetricsData = Export*ServiceRequest; "
+                   "single or length-prefixed stream; signal told by wire types or --signal)")
 
     def sniff(self, sample: Sample) -> float:
         head = sample.head
         if len(head) < 8 or head.lstrip()[:1] in (b"{", b"["):
             return 0.0
-        return 0.9 if _looks_like_traces(head) else 0.0
+        return 0.9 if _looks_like_otlp(head) else 0.0
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
         import gc
 
-        payload, warnings = read_payload(source)
-        cols = _empty_columns()
-        alias_columns = [(column, cols[column]) for column in ALIASES]
-        enabled = gc.isenabled()
-        gc.disable()  # millions of small objects: generational collections would dominate the walk
+        from parsers.otlp_signals import normalize_signal
+
         try:
-            messages = self._walk(payload, source, cols, alias_columns)
+            forced = normalize_signal(options.signal)
+        except ValueError as exc:
+            raise InputError(str(exc), file=source.origin) from None
+        payload, warnings = read_payload(source)
+        events: list[dict[str, Any]] = []
+        metrics: list[dict[str, Any]] = []
+        enabled = gc.isenabled()
+        gc.disable()  # millions of small objects: generational collections would dominate
+        try:
+            pieces, messages = self._decode(payload, source, forced, events, metrics)
         finally:
             if enabled:
                 gc.enable()
         frames: dict[str, pl.DataFrame] = {}
-        if cols["trace_id"]:
-            more, span_warnings = finish_spans(_spans_frame(cols), source.origin)
+        if pieces:
+            raw = pl.concat([p.select([pl.col(c).cast(t) for c, t in RAW_SPAN_TYPES.items()]) for p in pieces])
+            more, span_warnings = finish_spans(raw, source.origin)
             warnings += span_warnings
             frames = {k: v.with_columns(origin=pl.lit(source.origin), signal=pl.lit("trace")) for k, v in more.items()}
+        frames.update(signal_frames(events, metrics, source.origin))
         return ParseResult(format=self.name, frames=frames, lines=messages, warnings=warnings)
 
+    def _decode(self, payload: bytes, source: Source, forced: str | None, events: list[dict[str, Any]],
+                metrics: list[dict[str, Any]]) -> tuple[list[pl.DataFrame], int]:
+        """Raw span frames, in message order, and the message count; log and metric rows are appended
+        to `events` and `metrics`. Spans: batches of messages column by column (`parsers.otlp_columns`),
+        a batch the columns cannot hold exactly span by span."""
+        from google.protobuf.message import DecodeError
+
+        from parsers import otlp_columns as oc
+        from parsers.otlp_signals import Corrupt, has_elements, sniff_signal
+
+        pieces: list[pl.DataFrame] = []
+        batch: list[tuple[int, bytes, list[Any], list[tuple[dict[str, Any], int]]]] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            spans = sum(count for *_, scopes in batch for _, count in scopes)
+            try:
+                core, attributes = oc.decode_batch([c for _, _, containers, _ in batch for c in containers], spans)
+                scopes = [oc.Scope(number, values, count) for number, _, _, sc in batch for values, count in sc]
+                pieces.append(oc.spans_frame([core], [attributes], scopes))
+            except (oc.Misaligned, DecodeError, pl.exceptions.PolarsError):
+                for number, blob, _, _ in batch:
+                    cols = _empty_columns()
+                    if self._walk_message(number, blob, source, cols):
+                        pieces.append(_spans_frame(cols))
+            batch.clear()
+
+        messages = pending = 0
+        for number, blob in enumerate(_frames(payload), start=1):
+            messages += 1
+            signal = forced
+            if signal is None:
+                try:
+                    signal = sniff_signal(blob)
+                    if signal is None and has_elements(blob):
+                        raise InputError(f"cannot tell whether protobuf message {number} holds traces, logs or metrics",
+                                         file=source.origin, hint="pass --signal traces, --signal logs or --signal metrics")
+                except Corrupt as exc:
+                    raise InputError(f"protobuf message {number} is not OTLP TracesData, LogsData or MetricsData ({exc})",
+                                     file=source.origin) from None
+                if signal is None:
+                    continue  # no span, log record or metric in it
+            if signal == "logs":
+                events.extend(_proto_logs(number, blob, source))
+                continue
+            if signal == "metrics":
+                metrics.extend(_proto_metrics(number, blob, source))
+                continue
+            try:
+                containers, scopes = oc.parse_top(blob)
+            except Exception:  # protobuf raises DecodeError, a message subclass of Exception
+                raise InputError(f"protobuf message {number} is not a valid TracesData message", file=source.origin) from None
+            if scopes:
+                batch.append((number, blob, containers, scopes))
+                pending += sum(count for _, count in scopes)
+            if pending >= oc.BATCH_SPANS:
+                flush()
+                pending = 0
+        flush()
+        return pieces, messages
+
     @staticmethod
-    def _walk(payload: bytes, source: Source, cols: dict[str, list[Any]], alias_columns: list[tuple[str, list[Any]]]) -> int:
-        """Decode every message and append one value per span to each column list; the message count."""
+    def _walk_message(number: int, blob: bytes, source: Source, cols: dict[str, list[Any]]) -> int:
+        """Decode one message with the full schema and append one value per span to each column list;
+        the span count. The exact path for what the columns cannot hold."""
         from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
-        messages = 0
         trace_ids, span_ids, parents, services, names = cols["trace_id"], cols["span_id"], cols["parent_span_id"], cols["service"], cols["name"]
         kinds, starts, ends, statuses, lines = cols["kind"], cols["start_ns"], cols["end_ns"], cols["status"], cols["line"]
         versions, envs, hosts = cols["service_version"], cols["deployment_environment"], cols["host"]
-        for number, blob in enumerate(_frames(payload), start=1):
-            message = TracesData()
-            try:
-                message.ParseFromString(blob)
-            except Exception:  # protobuf raises DecodeError, a message subclass of Exception
-                raise InputError("not a protobuf TracesData message", file=source.origin, line=number) from None
-            messages += 1
-            for rs in message.resource_spans:
-                r = {kv.key: _proto_value(kv.value) for kv in rs.resource.attributes}
-                resource = _resource(r)
-                service, version, env, host = resource["service"], resource["service_version"], resource["deployment_environment"], resource["host"]
-                for ss in rs.scope_spans:
-                    for span in ss.spans:
-                        found: dict[str, tuple[int, Any]] = {}
-                        for kv in span.attributes:
-                            hit = _ATTRIBUTE_COLUMNS.get(kv.key)
-                            if hit is not None and (hit[0] not in found or hit[1] < found[hit[0]][0]):
-                                found[hit[0]] = (hit[1], _proto_value(kv.value))
-                        trace_ids.append(span.trace_id.hex() or None)
-                        span_ids.append(span.span_id.hex() or None)
-                        parents.append(span.parent_span_id.hex() or None)
-                        services.append(service)
-                        names.append(span.name)
-                        kinds.append(KINDS.get(span.kind, "unspecified"))
-                        starts.append(span.start_time_unix_nano)
-                        ends.append(span.end_time_unix_nano)
-                        statuses.append(STATUS.get(span.status.code, "unset"))
-                        for column, values in alias_columns:
-                            hit2 = found.get(column)
-                            values.append(None if hit2 is None else hit2[1])
-                        versions.append(version)
-                        envs.append(env)
-                        hosts.append(host)
-                        lines.append(number)
-        return messages
+        alias_columns = [(column, cols[column]) for column in ALIASES]
+        message = TracesData()
+        try:
+            message.ParseFromString(blob)
+        except Exception:  # protobuf raises DecodeError, a message subclass of Exception
+            raise InputError(f"protobuf message {number} is not a valid TracesData message", file=source.origin) from None
+        before = len(trace_ids)
+        for rs in message.resource_spans:
+            resource = _resource({kv.key: _proto_value(kv.value) for kv in rs.resource.attributes})
+            service, version, env, host = resource["service"], resource["service_version"], resource["deployment_environment"], resource["host"]
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    found: dict[str, tuple[int, Any]] = {}
+                    for kv in span.attributes:
+                        hit = _ATTRIBUTE_COLUMNS.get(kv.key)
+                        if hit is not None and (hit[0] not in found or hit[1] < found[hit[0]][0]):
+                            found[hit[0]] = (hit[1], _proto_value(kv.value))
+                    trace_ids.append(span.trace_id.hex() or None)
+                    span_ids.append(span.span_id.hex() or None)
+                    parents.append(span.parent_span_id.hex() or None)
+                    services.append(service)
+                    names.append(span.name)
+                    kinds.append(KINDS.get(span.kind, "unspecified"))
+                    starts.append(span.start_time_unix_nano)
+                    ends.append(span.end_time_unix_nano)
+                    statuses.append(STATUS.get(span.status.code, "unset"))
+                    for column, values in alias_columns:
+                        hit2 = found.get(column)
+                        values.append(None if hit2 is None else hit2[1])
+                    versions.append(version)
+                    envs.append(env)
+                    hosts.append(host)
+                    lines.append(number)
+        return len(trace_ids) - before
 
 
 def _proto_value(value: Any) -> Any:
@@ -418,8 +587,48 @@ def _frames(payload: bytes) -> Iterator[bytes]:
         yield payload
 
 
-def _looks_like_traces(head: bytes) -> bool:
-    # TracesData field 1 (resource_spans), wire type 2: tag 0x0a, directly or after a 4-byte length prefix
+def _proto_logs(number: int, blob: bytes, source: Source) -> list[dict[str, Any]]:
+    """A LogsData message -> events rows, through the OTLP/JSON shape the JSON path maps."""
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogsData
+
+    from parsers.otlp_signals import key_values, log_json
+
+    message = LogsData()
+    try:
+        message.ParseFromString(blob)
+    except Exception:  # protobuf raises DecodeError, a message subclass of Exception
+        raise InputError(f"protobuf message {number} is not a valid LogsData message", file=source.origin) from None
+    out = []
+    for rl in message.resource_logs:
+        resource = _resource(attrs(key_values(rl.resource.attributes)))
+        for sl in rl.scope_logs:
+            out.extend(log_event(log_json(record), resource, number) for record in sl.log_records)
+    return out
+
+
+def _proto_metrics(number: int, blob: bytes, source: Source) -> list[dict[str, Any]]:
+    """A MetricsData message -> metric rows, through the OTLP/JSON shape the JSON path maps."""
+    from opentelemetry.proto.metrics.v1.metrics_pb2 import MetricsData
+
+    from parsers.otlp_signals import key_values, metric_json
+
+    message = MetricsData()
+    try:
+        message.ParseFromString(blob)
+    except Exception:  # protobuf raises DecodeError, a message subclass of Exception
+        raise InputError(f"protobuf message {number} is not a valid MetricsData message", file=source.origin) from None
+    out = []
+    for rm in message.resource_metrics:
+        resource = _resource(attrs(key_values(rm.resource.attributes)))
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                out.extend(_metric_points(metric_json(metric), resource, number))
+    return out
+
+
+def _looks_like_otlp(head: bytes) -> bool:
+    # Traces/Logs/MetricsData field 1 (the resource messages), wire type 2: tag 0x0a, directly or
+    # after a 4-byte length prefix
     return head[:1] == b"\x0a" or (len(head) > 4 and head[4:5] == b"\x0a")
 
 

@@ -5,9 +5,11 @@
   cycles), and clock skew (a child outside its parent's interval). Each is counted and reported as a
   warning; none stops the run.
 - Self time: a span's duration minus the union of its children's intervals clipped to the span,
-  computed for all spans at once: children sorted by start within their parent, the union length is
-  the sum of each child's end beyond the running maximum of the previous ends (`cum_max` over the
-  parent), so overlapping (parallel) children are not subtracted twice.
+  computed for all spans at once: parents are found by one join (children carry their parent's row
+  number), children sorted by start within their parent, and the union length is the sum of each
+  child's end beyond the running maximum of the previous ends (so overlapping, parallel children are
+  not subtracted twice). The running maximum is one `cum_max` over the whole column on a key that
+  restarts per parent (see `_children_ms`), not a window per parent.
 - Server spans become `requests` rows (endpoint from `http.route`, else the normalized `url.path`;
   source from `client.address`, else the calling service); a change of `service.version` of a service
   becomes a `changes` row.
@@ -30,56 +32,61 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
     raw = raw.with_columns(pl.col(c).cast(pl.String) for c, dtype in raw.schema.items() if dtype == pl.Null)
     optional = {**SPANS_SCHEMA, "user_agent": pl.String()}
     raw = raw.with_columns(pl.lit(None, dtype=optional[c]).alias(c) for c in optional if c not in raw.columns and c not in ("duration_ms", "self_ms"))
-    spans = raw.with_row_index("_row")
-    duplicates = spans.height - spans.unique(subset=["trace_id", "span_id", "kind"], keep="first").height
-    if duplicates:
-        spans = spans.unique(subset=["trace_id", "span_id", "kind"], keep="first", maintain_order=True)
-        warnings.append(f"{duplicates} duplicate span id(s) kept once")
-    bad_end = spans.filter(pl.col("end") < pl.col("ts")).height
-    if bad_end:
-        warnings.append(f"{bad_end} span(s) end before they start or have no end: duration unknown")
-    spans = spans.with_columns(
+    # one hash pass per check; parents and children are matched by row number (an integer key). Spans
+    # sharing a span id are rare (a Zipkin shared server half has its client's): the key with the kind
+    # is hashed only when the id alone repeats.
+    # equal ids hash equal, so distinct hashes prove distinct ids; only a repeat (or a collision) needs the strings
+    unique_ids = raw.select(pl.struct(pl.col("trace_id"), pl.col("span_id")).hash(7).is_first_distinct().all()).item()
+    if not unique_ids:
+        unique_ids = raw.select(pl.struct("trace_id", "span_id").is_first_distinct().all()).item()
+    if not unique_ids:
+        first = raw.select(pl.struct("trace_id", "span_id", "kind").is_first_distinct()).to_series()
+        duplicates = raw.height - int(first.sum())
+        if duplicates:
+            raw = raw.filter(first)
+            warnings.append(f"{duplicates} duplicate span id(s) kept once")
+    checks = raw.select(
+        (pl.col("end") < pl.col("ts")).sum().alias("bad_end"),
+        (pl.col("parent_span_id") == pl.col("span_id")).sum().alias("self_parented"),
+    ).row(0)
+    if checks[0]:
+        warnings.append(f"{checks[0]} span(s) end before they start or have no end: duration unknown")
+    if checks[1]:
+        warnings.append(f"{checks[1]} span(s) name themselves as parent (cycle): treated as roots")
+    spans = raw.with_row_index("_row").with_columns(
         pl.when(pl.col("end") >= pl.col("ts")).then((pl.col("end") - pl.col("ts")).dt.total_microseconds() / 1000.0).otherwise(None).alias("duration_ms"),
         pl.when(pl.col("parent_span_id") == pl.col("span_id")).then(None).otherwise(pl.col("parent_span_id")).alias("parent_span_id"),
     )
-    self_parented = raw.filter(pl.col("parent_span_id") == pl.col("span_id")).height
-    if self_parented:
-        warnings.append(f"{self_parented} span(s) name themselves as parent (cycle): treated as roots")
-    parents = spans.select(
-        "trace_id", pl.col("span_id").alias("parent_span_id"), pl.col("ts").alias("_pts"), pl.col("end").alias("_pend"),
-        pl.col("service").alias("_pservice"), pl.col("kind").alias("_pkind"),
-    ).unique(subset=["trace_id", "parent_span_id"], keep="first")
-    spans = spans.join(parents, on=["trace_id", "parent_span_id"], how="left")
-    orphans = spans.filter(pl.col("parent_span_id").is_not_null() & pl.col("_pts").is_null()).height
+    parents = spans.select("trace_id", pl.col("span_id").alias("parent_span_id"), pl.col("_row").alias("_prow"))
+    if not unique_ids:  # the first span of a shared id is the parent
+        parents = parents.filter(pl.struct("trace_id", "parent_span_id").is_first_distinct())
+    parent_row = _parent_rows(spans.select("trace_id", "parent_span_id"), parents)
+    spans = spans.with_columns(
+        parent_row,
+        *(spans[c].gather(parent_row).alias(a) for c, a in (("ts", "_pts"), ("end", "_pend"), ("service", "_pservice"), ("kind", "_pkind"))),
+    )
+    has_parent = pl.col("_prow").is_not_null()
+    orphans, skew, rootless = spans.select(
+        (pl.col("parent_span_id").is_not_null() & ~has_parent).sum(),
+        (has_parent & ((pl.col("ts") < pl.col("_pts")) | (pl.col("end") > pl.col("_pend")))).sum(),
+        pl.col("trace_id").n_unique() - pl.col("trace_id").filter(pl.col("parent_span_id").is_null()).n_unique(),
+    ).row(0)
     if orphans:
         warnings.append(f"{orphans} orphan span(s): parent not in the input")
-    skew = spans.filter(pl.col("_pts").is_not_null() & ((pl.col("ts") < pl.col("_pts")) | (pl.col("end") > pl.col("_pend")))).height
     if skew:
         warnings.append(f"{skew} span(s) outside their parent's interval (clock skew): clipped for self time")
-    rootless = spans.group_by("trace_id").agg(pl.col("parent_span_id").is_null().any().alias("has_root")).filter(~pl.col("has_root")).height
     if rootless:
         warnings.append(f"{rootless} trace(s) without a root span (missing root or a parent cycle)")
 
-    # union of children intervals clipped to the parent, per parent
+    # union of children intervals clipped to the parent, per parent row
     children = (
-        spans.filter(pl.col("_pts").is_not_null())
-        .select(
-            "trace_id", "parent_span_id",
-            pl.max_horizontal("ts", "_pts").alias("s"), pl.min_horizontal("end", "_pend").alias("e"),
-        )
-        .filter(pl.col("e") > pl.col("s"))
-        .sort("trace_id", "parent_span_id", "s")
-        .with_columns(pl.col("e").cum_max().shift(1).over("trace_id", "parent_span_id").alias("_prev_end"))
-        .with_columns(
-            (pl.col("e") - pl.max_horizontal("s", pl.col("_prev_end").fill_null(pl.col("s")))).dt.total_microseconds().clip(lower_bound=0).alias("_covered_us")
-        )
-        .group_by("trace_id", "parent_span_id")
-        .agg((pl.col("_covered_us").sum() / 1000.0).alias("_children_ms"))
-        .rename({"parent_span_id": "span_id"})
+        spans.select("_prow", "_pts", pl.max_horizontal("ts", "_pts").alias("s"), pl.min_horizontal("end", "_pend").alias("e"))
+        .filter(pl.col("_prow").is_not_null() & (pl.col("e") > pl.col("s")))
+        .sort("_prow", "s")
     )
-    spans = spans.join(children, on=["trace_id", "span_id"], how="left").with_columns(
+    spans = spans.join(_children_ms(children), left_on="_row", right_on="_prow", how="left", maintain_order="left").with_columns(
         (pl.col("duration_ms") - pl.col("_children_ms").fill_null(0.0)).clip(lower_bound=0.0).alias("self_ms")
-    ).sort("_row")
+    )
 
     servers = spans.filter(pl.col("kind") == "server")
     caller = pl.when((pl.col("_pkind") == "client") & (pl.col("_pservice") != pl.col("service"))).then(pl.col("_pservice"))
@@ -97,6 +104,50 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
         "changes": _version_changes(spans, origin),
     }
     return frames, warnings  # type: ignore[return-value]
+
+
+def _parent_rows(children: pl.DataFrame, parents: pl.DataFrame) -> pl.Series:
+    """Per span (`trace_id`, `parent_span_id`), the row of its parent in `parents` (`_prow`) or null.
+
+    Matched on one 64-bit hash of the two ids rather than on the two strings (several times faster);
+    a hash collision would add rows or pair a span with a stranger, so the result is checked against
+    the ids themselves and the string join is done instead when anything does not hold."""
+    ids = pl.struct(pl.col("trace_id"), pl.col("parent_span_id").alias("id")).hash(7)
+    both = pl.col("trace_id").is_not_null() & pl.col("parent_span_id").is_not_null()  # null ids never match
+    keyed = children.with_columns(pl.when(both).then(ids).alias("_key"))
+    by_key = parents.with_columns(pl.when(both).then(ids).alias("_key")).rename({"trace_id": "_ptrace", "parent_span_id": "_pid"})
+    joined = keyed.join(by_key, on="_key", how="left", maintain_order="left")
+    same_ids = ((pl.col("_ptrace") == pl.col("trace_id")) & (pl.col("_pid") == pl.col("parent_span_id"))).fill_null(False)
+    if joined.height == children.height and joined.select((pl.col("_prow").is_null() | same_ids).all()).item():
+        return joined["_prow"]
+    return children.join(parents, on=["trace_id", "parent_span_id"], how="left", maintain_order="left")["_prow"]
+
+
+_KEY_LIMIT = 1 << 62  # parent number * bound + relative end must stay an Int64
+
+
+def _children_ms(children: pl.DataFrame) -> pl.DataFrame:
+    """Per parent row (`_prow`), the length of the union of its children's intervals (`s`, `e`, sorted
+    by parent then start), in ms: the sum of each child's end beyond the running maximum of the earlier
+    ends. The running maximum restarts per parent: with times relative to the parent's start, the key
+    `parent number * B + end` grows from one parent to the next, so one `cum_max` over the whole column
+    serves every parent (an `over` per parent costs ten times as much); `B` bounds the relative ends.
+    """
+    if children.height == 0:
+        return pl.DataFrame(schema={"_prow": pl.UInt32, "_children_ms": pl.Float64})
+    rel = children.with_columns(
+        (pl.col("_prow") != pl.col("_prow").shift(1)).fill_null(True).cum_sum().cast(pl.Int64).alias("_g"),
+        (pl.col("s") - pl.col("_pts")).dt.total_microseconds().alias("_rs"),
+        (pl.col("e") - pl.col("_pts")).dt.total_microseconds().alias("_re"),
+    )
+    groups, longest = rel.select(pl.col("_g").max(), pl.col("_re").max()).row(0)
+    bound = 1 << max(int(longest) + 1, 1).bit_length()
+    if (groups + 1) * bound < _KEY_LIMIT:
+        prev = (pl.col("_g") * bound + pl.col("_re")).cum_max().shift(1) - pl.col("_g") * bound  # < 0 at a parent's first child
+    else:  # spans of millennia: the per-parent running maximum
+        prev = pl.col("_re").cum_max().shift(1).over("_prow")
+    covered = (pl.col("_re") - pl.max_horizontal("_rs", prev)).clip(lower_bound=0)
+    return rel.with_columns(covered.alias("_covered_us")).group_by("_prow").agg((pl.col("_covered_us").sum() / 1000.0).alias("_children_ms"))
 
 
 def _version_changes(spans: pl.DataFrame, origin: str) -> pl.DataFrame:
