@@ -17,10 +17,9 @@ import polars as pl
 from parsers import ParseOptions, ParseResult, register
 from parsers.fields import parse_json_lines, records_to_frames
 from parsers.lines import read_lines
+from parsers.otlp import looks_like_otlp_json
 from parsers.sources import Sample, Source
 from rca.model import Rejected
-
-_OTLP_KEYS = (b'"resourceSpans"', b'"resourceLogs"', b'"resourceMetrics"', b'"batches"')
 
 
 class JsonLinesParser:
@@ -30,7 +29,7 @@ class JsonLinesParser:
     def sniff(self, sample: Sample) -> float:
         if sample.is_binary or not sample.lines:
             return 0.0
-        if any(key in sample.head[:4096] for key in _OTLP_KEYS):
+        if looks_like_otlp_json(sample.head):
             return 0.0
         good = 0
         for line in sample.lines:

@@ -236,15 +236,22 @@ def _severity(number: int, text: str | None) -> str | None:
     return None
 
 
+_OTLP_TOP_KEY = re.compile(rb'"(?:resourceSpans|resourceLogs|resourceMetrics|batches)"\s*:')
+
+
+def looks_like_otlp_json(head: bytes) -> bool:
+    """An OTLP/JSON document: a JSON object (first character `{`) with one of the top-level keys as a key
+    (a quoted word followed by `:`), so a log line that merely mentions `"resourceSpans"` is not one."""
+    text = head[:65536].lstrip(b"\xef\xbb\xbf \t\r\n")
+    return text[:1] == b"{" and _OTLP_TOP_KEY.search(text) is not None
+
+
 class OtlpJsonParser:
     name = "otlp-json"
     description = "OpenTelemetry OTLP/JSON traces, logs and metrics (collector file exporter lines or one document)"
 
     def sniff(self, sample: Sample) -> float:
-        head = sample.head[:65536]
-        if any(k in head for k in (b'"resourceSpans"', b'"resourceLogs"', b'"resourceMetrics"', b'"batches"')):
-            return 0.97
-        return 0.0
+        return 0.97 if looks_like_otlp_json(sample.head) else 0.0
 
     def _documents(self, payload: bytes) -> Iterator[tuple[int, Any, str | None]]:
         """(line number, document, error) per line, or once for a whole pretty-printed document. A

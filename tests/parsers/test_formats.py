@@ -11,6 +11,7 @@ import pytest
 from parsers import ParseOptions, get_parser
 from parsers.endpoints import normalize_endpoint
 from parsers.loader import load_dataset
+from parsers.sources import Source
 from rca.errors import InputError
 
 COMBINED = (
@@ -217,3 +218,16 @@ def test_parquet_roundtrip(tmp_path):
     original = load_dataset([path])
     assert again.requests.equals(original.requests)
     assert pl.read_parquet(tmp_path / "frames" / "requests.parquet").height == 1
+
+
+def test_a_log_line_naming_an_otlp_key_is_not_taken_for_otlp(tmp_path):
+    """The OTLP/JSON sniffer wants a JSON object with the key as a key, not the word anywhere."""
+    access = tmp_path / "access.log"
+    access.write_text('1.2.3.4 - - [01/Mar/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "resourceMetrics"\n')
+    app = tmp_path / "app.jsonl"
+    app.write_text('{"ts": 1772359200, "msg": "exported \\"resourceSpans\\": 3 batches"}\n')
+    dataset = load_dataset([str(access), str(app)])
+    assert [s.format for s in dataset.inputs] == ["combined", "jsonl"]
+    otlp = tmp_path / "traces.json"
+    otlp.write_text('\n  {"resourceSpans" : []}\n')
+    assert get_parser("otlp-json").sniff(Source(origin=str(otlp), path=otlp).sample()) > 0.9
