@@ -81,8 +81,8 @@ def _from_events(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         tagged.group_by("resource", "service")
         .agg(
             in_base.sum().alias("b"), in_inc.sum().alias("i"),
-            pl.col("signal").filter(in_inc).mode().first().alias("signal"),
-            pl.col("host").filter(in_inc).mode().first().alias("host"),
+            pl.col("signal").filter(in_inc).mode().sort(nulls_last=True).first().alias("signal"),
+            pl.col("host").filter(in_inc).mode().sort(nulls_last=True).first().alias("host"),
             pl.col("message").filter(in_inc).first().alias("example"),
             pl.col("level").filter(in_inc).is_in(["ERROR", "FATAL"]).sum().alias("errors"),
         )

@@ -18,6 +18,7 @@ Method, and why:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -131,6 +132,141 @@ def bucket_expr(context: AnalysisContext, column: str = "ts") -> pl.Expr:
     return pl.col(column).dt.truncate(f"{context.bucket_s}s").alias("bucket")
 
 
+WINDOW_OTHER, WINDOW_BASELINE, WINDOW_INCIDENT = 0, 1, 2
+
+
+def window_code_expr(context: AnalysisContext, column: str = "ts") -> pl.Expr:
+    """Which window each row falls in, as a small integer (`WINDOW_BASELINE`, `WINDOW_INCIDENT` or
+    `WINDOW_OTHER`): one comparison pass, after which group-bys test a UInt8 instead of timestamps."""
+    ts = pl.col(column)
+    return (
+        pl.when((ts >= context.baseline.start) & (ts < context.baseline.end)).then(pl.lit(WINDOW_BASELINE, pl.UInt8))
+        .when((ts >= context.incident.start) & (ts < context.incident.end)).then(pl.lit(WINDOW_INCIDENT, pl.UInt8))
+        .otherwise(pl.lit(WINDOW_OTHER, pl.UInt8))
+        .alias("_w")
+    )
+
+
+def bucket_index_expr(context: AnalysisContext, column: str = "ts") -> pl.Expr:
+    """Index of each row's bucket in `bucket_grid(context)` (Int32): the same epoch-anchored grid as
+    `bucket_expr`, as integers, so per-bucket series are filled by one numpy scatter."""
+    step = context.bucket_s * 1_000_000
+    first = _epoch_us(_floor(context.span.start, context.bucket_s)) // step
+    return (pl.col(column).dt.epoch("us") // step - first).cast(pl.Int32).alias("_bucket")
+
+
+PHASE_BASELINE, PHASE_INCIDENT = 1, 3
+
+
+def phase_expr(context: AnalysisContext, column: str = "ts") -> pl.Expr:
+    """Where each row falls on the time line, as a number that never decreases with time: 0 before the
+    baseline, 1 in it (`PHASE_BASELINE`), 2 between the windows, 3 in the incident (`PHASE_INCIDENT`), 4
+    after. Rows ordered by (subject, time) therefore hold each subject's windows as contiguous runs."""
+    b, i = context.baseline, context.incident
+    if not (b.start <= b.end <= i.start <= i.end):
+        raise ValueError("the baseline window must end before the incident window starts")
+    ts = pl.col(column)
+    return (
+        (ts >= b.start).cast(pl.UInt8) + (ts >= b.end).cast(pl.UInt8)
+        + (ts >= i.start).cast(pl.UInt8) + (ts >= i.end).cast(pl.UInt8)
+    ).alias("_phase")
+
+
+def _stable_argsort(codes: np.ndarray, bound: int) -> np.ndarray:
+    """Stable argsort of non-negative integer codes below `bound` (numpy's radix sort when they fit 16 bits)."""
+    if bound <= 1 << 16:
+        return np.argsort(codes.astype(np.uint16), kind="stable")
+    return np.argsort(codes, kind="stable")
+
+
+def subject_codes(column: pl.Series) -> tuple[np.ndarray, list]:
+    """Dense integer codes 0..k-1 for a column's values (null is a value of its own) and the value of
+    each code. One hashing pass (a categorical cast), whatever the number of rows."""
+    if column.len() == 0:
+        return np.zeros(0, dtype=np.int64), []
+    phys = column.cast(pl.String).cast(pl.Categorical).to_physical()
+    if phys.null_count() == phys.len():
+        return np.zeros(phys.len(), dtype=np.int64), [None]
+    raw = phys.fill_null(phys.max() + 1).to_numpy().astype(np.int64)
+    dense_of = np.cumsum(np.bincount(raw) > 0) - 1
+    codes = dense_of[raw]
+    first = np.full(int(dense_of[-1]) + 1, raw.size, dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(raw.size))
+    return codes, column.gather(first).to_list()
+
+
+@dataclass(frozen=True)
+class SubjectOrder:
+    """One vantage's rows ordered by (subject, time), so that every (subject, window) and (subject,
+    bucket) is a contiguous run. A group-by over the sorted run keys `_kw` (subject * 5 + phase) and
+    `_kb` (subject * buckets + bucket) reads slices instead of gathering rows, which makes per-group
+    quantiles several times cheaper than on rows in time order; `values` holds the same rows as numpy
+    arrays, to slice one subject's window. `names[code]` is each subject."""
+
+    frame: pl.DataFrame
+    values: dict[str, np.ndarray]
+    names: list
+    n_buckets: int
+
+    def runs(self, column: str = "_kw") -> pl.DataFrame:
+        """Each run of `column` with its `start` offset and length `n`, in row order."""
+        lengths = self.frame.group_by(column, maintain_order=True).len("n")
+        return lengths.with_columns((pl.col("n").cum_sum() - pl.col("n")).alias("start"))
+
+
+def time_order(rows: pl.DataFrame, context: AnalysisContext, n_buckets: int) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """`rows` in time order (bucket, then phase; kept as they are when already so), with their phase and
+    bucket index as numpy arrays. Needs `ts`."""
+    keys = rows.select(phase_expr(context), bucket_index_expr(context).clip(0, max(n_buckets - 1, 0)))
+    phase = keys["_phase"].to_numpy()
+    bucket = keys["_bucket"].to_numpy()
+    time_key = bucket.astype(np.int64) * 5 + phase
+    if time_key.size and not np.all(time_key[1:] >= time_key[:-1]):
+        order = _stable_argsort(time_key, int(time_key.max()) + 1)
+        rows, phase, bucket = rows[order], phase[order], bucket[order]
+    return rows, phase, bucket
+
+
+def order_by_subject(codes: np.ndarray, names: list, phase: np.ndarray, bucket: np.ndarray, n_buckets: int,
+                     values: dict[str, np.ndarray]) -> SubjectOrder:
+    """Rows already in time order (`time_order`) regrouped by subject code with one stable radix sort,
+    so each subject keeps its rows in time order."""
+    if len(names) > 1:
+        order = _stable_argsort(codes, len(names))
+        codes, phase, bucket = codes[order], phase[order], bucket[order]
+        values = {k: v[order] for k, v in values.items()}
+    codes = codes.astype(np.int64)
+    frame = pl.DataFrame({
+        "_kw": codes * 5 + phase,
+        "_kb": codes * max(n_buckets, 1) + bucket,
+        **values,
+    }).with_columns(pl.col("_kw").set_sorted(), pl.col("_kb").set_sorted())
+    return SubjectOrder(frame, values, names, n_buckets)
+
+
+def series_by_index(frame: pl.DataFrame, key: str | None, value: str, n_buckets: int,
+                    fill: float | None = 0.0) -> dict[object, np.ndarray]:
+    """Per value of `key` (one series under None when `key` is None), `value` per bucket from the
+    `_bucket` index column; buckets without a row hold `fill` (NaN when None)."""
+    out: dict[object, np.ndarray] = {}
+    if frame.height == 0:
+        return out
+    idx = frame["_bucket"].to_numpy()
+    vals = frame[value].cast(pl.Float64).to_numpy()
+    ok = (idx >= 0) & (idx < n_buckets) & np.isfinite(vals)
+    keys = [None] * frame.height if key is None else frame[key].to_list()
+    order: dict[object, list[int]] = {}
+    for row, k in enumerate(keys):
+        order.setdefault(k, []).append(row)
+    for k, rows in order.items():
+        series = np.full(n_buckets, np.nan if fill is None else fill, dtype=float)
+        r = np.asarray(rows)
+        r = r[ok[r]]
+        series[idx[r]] = vals[r]
+        out[k] = series
+    return out
+
+
 def bucket_grid(context: AnalysisContext) -> list[datetime]:
     """Every bucket start from the first to the last bucket of the data."""
     start = _floor(context.span.start, context.bucket_s)
@@ -140,6 +276,10 @@ def bucket_grid(context: AnalysisContext) -> list[datetime]:
         out.append(t)
         t += step
     return out
+
+
+def _epoch_us(ts: datetime) -> int:
+    return (ts - datetime(1970, 1, 1, tzinfo=ts.tzinfo)) // timedelta(microseconds=1)
 
 
 def _floor(ts: datetime, bucket_s: int) -> datetime:

@@ -159,8 +159,8 @@ def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding
             in_base.sum().alias("b"),
             in_inc.sum().alias("i"),
             pl.col("level").is_in(["ERROR", "FATAL"]).mean().alias("error_share"),
-            pl.col("signal").filter(in_inc).mode().first().alias("signal"),
-            pl.col("host").filter(in_inc).mode().first().alias("host"),
+            pl.col("signal").filter(in_inc).mode().sort(nulls_last=True).first().alias("signal"),
+            pl.col("host").filter(in_inc).mode().sort(nulls_last=True).first().alias("host"),
             pl.col("message").filter(in_inc).first().alias("example"),
         )
         .with_columns(

@@ -67,8 +67,9 @@ def _feature_matrix(dataset: Dataset, context: AnalysisContext) -> tuple[np.ndar
     trunc = f"{context.bucket_s}s"
     req = dataset.requests
     if req.height:
-        vantage = req.group_by("signal", "service").len().sort("len", descending=True).row(0)
-        rows = req.filter((pl.col("signal") == vantage[0]) & (pl.col("service").eq_missing(vantage[1])))
+        vantage = req.group_by("signal", "service").len().sort(["len", "signal", "service"], descending=[True, False, False], nulls_last=True).row(0)
+        narrow = req.select("signal", "service", "ts", "duration_ms", "status")
+        rows = narrow if vantage[2] == req.height else narrow.filter((pl.col("signal") == vantage[0]) & (pl.col("service").eq_missing(vantage[1])))
         per = (
             rows.group_by(pl.col("ts").dt.truncate(trunc).alias("bucket"))
             .agg(
