@@ -22,7 +22,8 @@ from detectors.stats import (
     bucket_index_expr,
     confidence_from_z,
     dense_series,
-    onset_index,
+    onset_at,
+    onset_time,
     poisson_excess_z,
     subject_codes,
     to_series,
@@ -75,11 +76,13 @@ def detect_errors(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
             for code, nb, eb, ni, ei, rb, ri, z in flagged:
                 subject = names[code]
                 values = np.divide(ebk[code], nbk[code], out=np.zeros(n_buckets), where=nbk[code] > 0)
-                onset = onset_index(values, base_mask, inc_mask)
+                # a share of n requests: variance p(1-p)/n, about level/n for small shares
+                share = np.where(nbk[code] > 0, values, np.nan)
+                onset = onset_at(grid, onset_time(share, base_mask, inc_mask, weights=nbk[code], noise="share"), context.bucket_s)
                 findings.append(
                     Finding(
                         detector="errors", kind="error_rate", dimension=dim, subject=str(subject), metric="error_rate",
-                        onset=grid[onset] if onset is not None else None, baseline=round(rb, 4), incident=round(ri, 4),
+                        onset=onset, baseline=round(rb, 4), incident=round(ri, 4),
                         magnitude=round(ri / max(rb, 1e-4), 3), confidence=confidence_from_z(z), signal=signal,
                         where=str(service), excess=float(ei - rb * ni),
                         series=to_series(values, grid, context, f"5xx share {dim} {subject}, {vantage}"),
@@ -106,11 +109,11 @@ def detect_errors(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                     continue
                 sub = events.filter((pl.col(dim) == subject) & (pl.col("signal") == signal)).group_by("bucket").len().with_columns(pl.lit(1).alias("k"))
                 values = dense_series(sub, ["k"], "len", context).get((1,), np.zeros(len(grid)))
-                onset = onset_index(values, base_mask, inc_mask)
+                onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
                 findings.append(
                     Finding(
                         detector="errors", kind="error_rate", dimension=dim, subject=str(subject), metric="error_events_per_min",
-                        onset=grid[onset] if onset is not None else None, baseline=round(b / base_s * 60, 3),
+                        onset=onset, baseline=round(b / base_s * 60, 3),
                         incident=round(i / inc_s * 60, 3), magnitude=round(i / max(expected, 0.5), 3),
                         confidence=confidence_from_z(z), signal=signal, where=str(subject), excess=float(i - expected),
                         series=to_series(values, grid, context, f"error events {dim} {subject}"),

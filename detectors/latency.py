@@ -2,8 +2,9 @@
 
 Baseline and incident distributions of `duration_ms` are compared per subject: the quantile ratio
 gives the size of the shift, a one-sided Mann-Whitney U test its confidence (rank based, so a few
-outliers neither fake nor hide a shift). The onset is the first bucket of the shift in the subject's
-per-bucket p95 series.
+outliers neither fake nor hide a shift). The onset is fitted on the subject's per-bucket p95 series
+(`stats.onset_time`: a bucket's p95 varies in proportion to its level and in inverse proportion to
+its requests).
 
 Cost: the quantiles are exact (polars' nearest-rank quantile per group), on each vantage's rows
 regrouped once per dimension by (subject, time) with two stable radix sorts (`stats.order_by_subject`):
@@ -29,7 +30,8 @@ from detectors.stats import (
     SubjectOrder,
     confidence_from_p,
     mann_whitney_p,
-    onset_index,
+    onset_at,
+    onset_time,
     order_by_subject,
     series_by_index,
     subject_codes,
@@ -109,11 +111,12 @@ def detect_latency(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
             if dim == "host" and wide.height == len(names):
                 continue  # all hosts alike: not a host-local shift
             per_bucket = (
-                order.frame.group_by("_kb").agg(pl.col("duration_ms").quantile(0.95).alias("p95"))
+                order.frame.group_by("_kb").agg(pl.col("duration_ms").quantile(0.95).alias("p95"), pl.len().alias("n"))
                 .with_columns((pl.col("_kb") // n_buckets).alias("_code"), (pl.col("_kb") % n_buckets).cast(pl.Int32).alias("_bucket"))
                 .filter(pl.col("_code").is_in(wide["_code"].implode()))
             )
             series = series_by_index(per_bucket, "_code", "p95", n_buckets, fill=None)
+            counts = series_by_index(per_bucket, "_code", "n", n_buckets, fill=0.0)
             durations, methods = order.values["duration_ms"], order.values["_m"]
             for row in wide.iter_rows(named=True):
                 code = row["_code"]
@@ -125,13 +128,14 @@ def detect_latency(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                     continue
                 values_ = series.get(code, np.full(n_buckets, np.nan))
                 filled = np.where(np.isfinite(values_), values_, np.nanmedian(values_[base_mask]) if np.isfinite(values_[base_mask]).any() else 0.0)
-                onset = onset_index(filled, base_mask, inc_mask, smooth=1)
+                # a bucket's p95 varies in proportion to its level, and less the more requests it holds
+                tau = onset_time(values_, base_mask, inc_mask, smooth=1, weights=counts.get(code), noise="relative")
                 label = str(names[code])
                 method = _usual_method(methods, method_names, [(row["start"], row["n"]), (row["start_i"], row["n_i"])])
                 findings.append(
                     Finding(
                         detector="latency", kind="latency_shift", dimension=dim, subject=label, metric="p95_ms",
-                        onset=grid[onset] if onset is not None else None,
+                        onset=onset_at(grid, tau, context.bucket_s),
                         baseline=round(row["p95"], 1), incident=round(row["p95_i"], 1),
                         magnitude=round(row["p95_i"] / max(row["p95"], 1e-6), 3), confidence=confidence_from_p(p),
                         signal=signal, where=str(service),

@@ -7,7 +7,7 @@ predicts (Poisson z on the excess); the excess of each value is then set against
 excess, in the manner of Adtributor's explanatory power: a partner /24 carrying 83% of the extra load
 and a surge spread thin over 400 clients are told apart by the share of the top value and the number of
 contributors (`details["clients"]`, `details["top_share"]`). Onsets come from each value's own
-per-bucket series (`detectors.stats.onset_index`).
+per-bucket series (`detectors.stats.onset_time`, counts as Poisson).
 
 Reporting threshold: excess z >= 5, incident rate >= 1.5x baseline, and an excess of at least 20
 requests and 2% of the vantage's incident volume.
@@ -26,7 +26,8 @@ from detectors.stats import (
     WINDOW_INCIDENT,
     bucket_index_expr,
     confidence_from_z,
-    onset_index,
+    onset_at,
+    onset_time,
     poisson_excess_z,
     series_by_index,
     to_series,
@@ -154,11 +155,11 @@ def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
             needed = 0
         if total_z >= MIN_Z and n_inc >= MIN_RATIO * total_expected and total_excess >= 20:
             values = series_by_index(rows.group_by("_bucket").len(), None, "len", n_buckets).get(None, np.zeros(n_buckets))
-            onset = onset_index(values, base_mask, inc_mask)
+            onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
             findings.append(
                 Finding(
                     detector="traffic", kind="traffic_spike", dimension="service", subject=str(service), metric="requests_per_min",
-                    onset=grid[onset] if onset is not None else context.incident.start,
+                    onset=onset or context.incident.start,
                     baseline=round(n_base / base_s * 60, 2), incident=round(n_inc / inc_s * 60, 2),
                     magnitude=round(n_inc / max(total_expected, 0.5), 3), confidence=confidence_from_z(total_z),
                     signal=signal, where=str(service), excess=round(total_excess, 1), share_explained=1.0,
@@ -211,11 +212,11 @@ def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
             method_of = dict(methods.select("value", "method").iter_rows())
             for subject, b, i, _, expected, excess, z in kept:
                 values = series.get(subject, np.zeros(n_buckets))
-                onset = onset_index(values, base_mask, inc_mask)
+                onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
                 findings.append(
                     Finding(
                         detector="traffic", kind="traffic_spike", dimension=dim, subject=str(subject), metric="requests_per_min",
-                        onset=grid[onset] if onset is not None else None,
+                        onset=onset,
                         baseline=round(b / base_s * 60, 3), incident=round(i / inc_s * 60, 3),
                         magnitude=round(i / max(expected, 0.5), 3), confidence=confidence_from_z(z), signal=signal,
                         where=str(service), excess=round(excess, 1),
