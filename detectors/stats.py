@@ -137,7 +137,10 @@ def onset_time(values: np.ndarray, baseline_mask: np.ndarray, incident_mask: np.
         return float(start)
     prior = np.where(finite, 1.0, 0.0) if weights is None else np.where(finite, np.asarray(weights, dtype=float)[lo:hi], 0.0)
     center, _ = robust_center_scale(smoothed[baseline_mask])
-    floor = {"poisson": max(center, 0.5), "share": max(center, 1e-3)}.get(noise, max(abs(center), 1e-9))
+    # Counts: no less than half an event of variance per bucket; shares likewise, half an event of the
+    # bucket's usual requests, so that buckets without events do not pin the onset to the first event.
+    per_bucket = float(np.median(prior[prior > 0])) if (prior > 0).any() else 1.0
+    floor = {"poisson": max(center, 0.5), "share": max(center, 0.5 / max(per_bucket, 1.0))}.get(noise, max(abs(center), 1e-9))
 
     def variance(level: np.ndarray) -> np.ndarray:
         level = np.maximum(level, floor)
