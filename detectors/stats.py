@@ -278,11 +278,13 @@ def phase_expr(context: AnalysisContext, column: str = "ts") -> pl.Expr:
     baseline, 1 in it (`PHASE_BASELINE`), 2 between the windows, 3 in the incident (`PHASE_INCIDENT`), 4
     after. Rows ordered by (subject, time) therefore hold each subject's windows as contiguous runs."""
     b, i = context.baseline, context.incident
-    if not (b.start <= b.end <= i.start <= i.end):
-        raise ValueError("the baseline window must end before the incident window starts")
+    if not (b.start <= i.start <= i.end):
+        raise ValueError("the baseline window must start before the incident window")
+    # A baseline reaching into the incident (data shorter than a few buckets) ends where the incident starts.
+    b_end = min(b.end, i.start)
     ts = pl.col(column)
     return (
-        (ts >= b.start).cast(pl.UInt8) + (ts >= b.end).cast(pl.UInt8)
+        (ts >= b.start).cast(pl.UInt8) + (ts >= b_end).cast(pl.UInt8)
         + (ts >= i.start).cast(pl.UInt8) + (ts >= i.end).cast(pl.UInt8)
     ).alias("_phase")
 

@@ -161,6 +161,8 @@ def choose_context(
     base_end = parse_time(baseline_until, end) if baseline_until else max(inc_start - guard, start + guard)
     if base_end <= base_start:
         raise UsageError("the baseline window is empty: give --baseline-since/--baseline-until before the incident")
+    if baseline_until and base_end > inc_start:
+        raise UsageError("the baseline must end before the incident window starts (--baseline-until <= --since)")
     return AnalysisContext(
         bucket_s=bucket_s,
         span=whole,

@@ -102,7 +102,10 @@ def test_a_shift_after_a_gap_is_found_with_its_onset():
 
 def test_one_bucket_of_data():
     # 8 seconds of traffic: a single 10 s bucket, nothing to compare it with
-    frame = make_traffic(minutes=1, surge_at=None).filter(pl.col("ts") < T0 + timedelta(seconds=8))
+    # (five copies, so the vantage has the 50 rows the latency and error detectors need to run at all)
+    frame = pl.concat([make_traffic(seed=k, minutes=1, surge_at=None) for k in range(5)])
+    frame = frame.filter(pl.col("ts") < T0 + timedelta(seconds=8))
+    assert frame.height >= 50
     findings, context = run(frame)
     assert context is not None and context.bucket_s == 10
     assert len(bucket_grid(context)) == 1
@@ -161,6 +164,11 @@ def test_windows_given_by_the_user():
     assert context.bucket_s == 30
     assert context.incident.start == context.span.end - timedelta(minutes=20)
     assert context.method == "given"
+
+
+def test_a_baseline_overlapping_the_incident_is_a_usage_error():
+    with pytest.raises(UsageError):
+        run(make_traffic(minutes=30, surge_at=None), since="10m", baseline_until="5m")
 
 
 @pytest.mark.parametrize("text", ["soon", "5 parsecs", ""])
