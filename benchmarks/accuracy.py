@@ -1,5 +1,7 @@
-"""Ranking accuracy over many simulated incidents: a per-scenario table of AC@1 (true cause at rank 1 and an
-incident reported), AC@3 (true cause among the first three), decoys ruled out, and seconds per analysis.
+"""Accuracy over many simulated incidents: a per-scenario table of AC@1 (true cause at rank 1 and an
+incident reported), AC@3 (true cause among the first three), decoys ruled out, the detectors' figures
+(seeds where a finding names the cause with the right kind, dimension and subject; the error of its
+onset in buckets, max and median) and seconds per analysis.
 
 Method: for each scenario and seed, `rca.simulate.generate` writes the telemetry to a temporary folder,
 `rca.pipeline.analyze` reads it as a user would, and `rca.truth.matches` judges each hypothesis against
@@ -11,13 +13,15 @@ truth.json. `quiet` counts as correct when no incident is reported. Run on deman
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from rca.pipeline import analyze
 from rca.simulate import SCENARIOS, generate
-from rca.truth import matches
+from rca.truth import finding_names_cause, matches
 
 
 def decoys_ruled_out(report, truth: dict) -> tuple[int, int]:
@@ -39,13 +43,20 @@ def run_one(scenario: str, seed: int, minutes: int, scale: float, formats: tuple
         seconds = time.perf_counter() - t0
     root = incident.truth.get("root_cause")
     rank = next((h.rank for h in report.hypotheses if matches(h, root)), None)
+    onset_error = None
+    if root is not None and report.context is not None:
+        truth = datetime.fromisoformat(root["onset"].replace("Z", "+00:00"))
+        errors = [abs((f.onset - truth).total_seconds()) / report.context.bucket_s
+                  for f in report.findings if finding_names_cause(f, root) and f.onset is not None]
+        onset_error = min(errors) if errors else None
     ruled, decoys = decoys_ruled_out(report, incident.truth)
     if root is None:
         ok1 = ok3 = not report.incident_detected
     else:
         ok1 = rank == 1 and report.incident_detected
         ok3 = rank is not None and rank <= 3
-    return {"ok1": ok1, "ok3": ok3, "rank": rank, "ruled": ruled, "decoys": decoys, "seconds": seconds}
+    return {"ok1": ok1, "ok3": ok3, "rank": rank, "ruled": ruled, "decoys": decoys, "seconds": seconds,
+            "onset_error": onset_error}
 
 
 def main() -> None:
@@ -61,7 +72,7 @@ def main() -> None:
     scenarios = [s for s in args.scenarios.split(",") if s]
 
     print(f"seeds={args.seeds} minutes={args.minutes} scale={args.scale} formats={','.join(formats)}")
-    print(f"{'scenario':<22}{'AC@1':>7}{'AC@3':>7}{'decoys out':>12}{'s/run':>8}  misses (seed:rank)")
+    print(f"{'scenario':<22}{'AC@1':>7}{'AC@3':>7}{'decoys out':>12}{'found':>7}{'onset max':>10}{'median':>8}{'s/run':>8}  misses (seed:rank)")
     total1 = total3 = n = 0
     for scenario in scenarios:
         rows = [run_one(scenario, seed, args.minutes, args.scale, formats) for seed in range(args.seeds)]
@@ -72,7 +83,11 @@ def main() -> None:
         secs = sum(r["seconds"] for r in rows) / len(rows)
         misses = " ".join(f"{seed}:{r['rank']}" for seed, r in enumerate(rows) if not r["ok1"])
         decoy_text = f"{ruled}/{decoys}" if decoys else "-"
-        print(f"{scenario:<22}{ok1 / len(rows):>7.2f}{ok3 / len(rows):>7.2f}{decoy_text:>12}{secs:>8.2f}  {misses}")
+        onsets = [r["onset_error"] for r in rows if r["onset_error"] is not None]
+        found = f"{len(onsets)}/{len(rows)}" if rows[0]["onset_error"] is not None or onsets else "-"
+        worst = f"{max(onsets):.2f}" if onsets else "-"
+        middle = f"{statistics.median(onsets):.2f}" if onsets else "-"
+        print(f"{scenario:<22}{ok1 / len(rows):>7.2f}{ok3 / len(rows):>7.2f}{decoy_text:>12}{found:>7}{worst:>10}{middle:>8}{secs:>8.2f}  {misses}")
         total1, total3, n = total1 + ok1, total3 + ok3, n + len(rows)
     print(f"{'overall':<22}{total1 / n:>7.2f}{total3 / n:>7.2f}")
 

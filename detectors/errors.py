@@ -16,51 +16,73 @@ import polars as pl
 
 from detectors import register
 from detectors.stats import (
+    WINDOW_BASELINE,
+    WINDOW_INCIDENT,
     bucket_expr,
+    bucket_index_expr,
     confidence_from_z,
     dense_series,
-    onset_index,
+    onset_at,
+    onset_time,
     poisson_excess_z,
+    subject_codes,
     to_series,
     two_proportion_z,
+    window_code_expr,
     window_masks,
 )
 from detectors.traffic import in_window, vantages
 from rca.model import AnalysisContext, Dataset, Finding
+
+COLUMNS = ["ts", "status", "endpoint", "host"]
+DIMENSIONS = (("service", None), ("endpoint", "endpoint"), ("host", "host"))
 
 
 @register("errors", order=30)
 def detect_errors(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     findings: list[Finding] = []
     base_mask, inc_mask, grid = window_masks(context)
+    n_buckets = len(grid)
     in_base = in_window("ts", context.baseline.start, context.baseline.end)
     in_inc = in_window("ts", context.incident.start, context.incident.end)
-    for signal, service, rows in vantages(dataset.requests.filter(pl.col("status").is_not_null())):
-        rows = rows.with_columns(bucket_expr(context), (pl.col("status") >= 500).alias("_err"), pl.lit(str(service)).alias("_service"))
+    requests = dataset.requests.select(["signal", "service", *COLUMNS]).filter(pl.col("status").is_not_null())
+    for signal, service, rows in vantages(requests):
+        keys = rows.select(window_code_expr(context), bucket_index_expr(context).clip(0, n_buckets - 1), (pl.col("status") >= 500).alias("_err"))
+        window, bucket, err = keys["_w"].to_numpy().astype(np.int64), keys["_bucket"].to_numpy().astype(np.int64), keys["_err"].to_numpy().astype(float)
         vantage = f"{signal}:{service}"
-        for dim, col in (("service", "_service"), ("endpoint", "endpoint"), ("host", "host")):
-            per = (
-                rows.filter(pl.col(col).is_not_null())
-                .group_by(col)
-                .agg(
-                    in_base.sum().alias("nb"), (in_base & pl.col("_err")).sum().alias("eb"),
-                    in_inc.sum().alias("ni"), (in_inc & pl.col("_err")).sum().alias("ei"),
-                )
-                .filter((pl.col("ni") >= 20) & (pl.col("nb") >= 20))
-                .sort(col)
-            )
-            for subject, nb, eb, ni, ei in per.iter_rows():
+        for dim, col in DIMENSIONS:
+            # Counts per (subject, window) and per (subject, bucket) by bincount over dense subject codes:
+            # one hashing pass per dimension, the rest is integer arithmetic.
+            codes, names = (np.zeros(rows.height, dtype=np.int64), [str(service)]) if col is None else subject_codes(rows[col])
+            k = len(names)
+            per_window = codes * 3 + window
+            n = np.bincount(per_window, minlength=3 * k).reshape(k, 3)
+            e = np.bincount(per_window, weights=err, minlength=3 * k).reshape(k, 3)
+            flagged = []
+            for code in sorted((c for c in range(k) if names[c] is not None), key=lambda c: str(names[c])):
+                nb, eb = int(n[code, WINDOW_BASELINE]), int(e[code, WINDOW_BASELINE])
+                ni, ei = int(n[code, WINDOW_INCIDENT]), int(e[code, WINDOW_INCIDENT])
+                if ni < 20 or nb < 20:
+                    continue
                 rb, ri = eb / nb, ei / ni
                 z = two_proportion_z(eb, nb, ei, ni)
-                if not (ri - rb >= 0.01 and ri >= 2 * rb and z >= 4):
-                    continue
-                sub = rows.filter(pl.col(col) == subject).group_by("bucket").agg(pl.col("_err").mean().alias("rate")).with_columns(pl.lit(1).alias("k"))
-                values = dense_series(sub, ["k"], "rate", context).get((1,), np.zeros(len(grid)))
-                onset = onset_index(values, base_mask, inc_mask)
+                if ri - rb >= 0.01 and ri >= 2 * rb and z >= 4:
+                    flagged.append((code, nb, eb, ni, ei, rb, ri, z))
+            if not flagged:
+                continue
+            per_bucket = codes * n_buckets + bucket
+            nbk = np.bincount(per_bucket, minlength=k * n_buckets).reshape(k, n_buckets)
+            ebk = np.bincount(per_bucket, weights=err, minlength=k * n_buckets).reshape(k, n_buckets)
+            for code, nb, eb, ni, ei, rb, ri, z in flagged:
+                subject = names[code]
+                values = np.divide(ebk[code], nbk[code], out=np.zeros(n_buckets), where=nbk[code] > 0)
+                # a share of n requests: variance p(1-p)/n, about level/n for small shares
+                share = np.where(nbk[code] > 0, values, np.nan)
+                onset = onset_at(grid, onset_time(share, base_mask, inc_mask, weights=nbk[code], noise="share"), context.bucket_s)
                 findings.append(
                     Finding(
                         detector="errors", kind="error_rate", dimension=dim, subject=str(subject), metric="error_rate",
-                        onset=grid[onset] if onset is not None else None, baseline=round(rb, 4), incident=round(ri, 4),
+                        onset=onset, baseline=round(rb, 4), incident=round(ri, 4),
                         magnitude=round(ri / max(rb, 1e-4), 3), confidence=confidence_from_z(z), signal=signal,
                         where=str(service), excess=float(ei - rb * ni),
                         series=to_series(values, grid, context, f"5xx share {dim} {subject}, {vantage}"),
@@ -87,11 +109,11 @@ def detect_errors(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                     continue
                 sub = events.filter((pl.col(dim) == subject) & (pl.col("signal") == signal)).group_by("bucket").len().with_columns(pl.lit(1).alias("k"))
                 values = dense_series(sub, ["k"], "len", context).get((1,), np.zeros(len(grid)))
-                onset = onset_index(values, base_mask, inc_mask)
+                onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
                 findings.append(
                     Finding(
                         detector="errors", kind="error_rate", dimension=dim, subject=str(subject), metric="error_events_per_min",
-                        onset=grid[onset] if onset is not None else None, baseline=round(b / base_s * 60, 3),
+                        onset=onset, baseline=round(b / base_s * 60, 3),
                         incident=round(i / inc_s * 60, 3), magnitude=round(i / max(expected, 0.5), 3),
                         confidence=confidence_from_z(z), signal=signal, where=str(subject), excess=float(i - expected),
                         series=to_series(values, grid, context, f"error events {dim} {subject}"),

@@ -24,7 +24,8 @@ from detectors.stats import (
     bucket_expr,
     confidence_from_z,
     dense_series,
-    onset_index,
+    onset_at,
+    onset_time,
     poisson_excess_z,
     to_series,
     window_masks,
@@ -81,8 +82,8 @@ def _from_events(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         tagged.group_by("resource", "service")
         .agg(
             in_base.sum().alias("b"), in_inc.sum().alias("i"),
-            pl.col("signal").filter(in_inc).mode().first().alias("signal"),
-            pl.col("host").filter(in_inc).mode().first().alias("host"),
+            pl.col("signal").filter(in_inc).mode().sort(nulls_last=True).first().alias("signal"),
+            pl.col("host").filter(in_inc).mode().sort(nulls_last=True).first().alias("host"),
             pl.col("message").filter(in_inc).first().alias("example"),
             pl.col("level").filter(in_inc).is_in(["ERROR", "FATAL"]).sum().alias("errors"),
         )
@@ -95,11 +96,11 @@ def _from_events(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
             continue
         sub = tagged.filter((pl.col("resource") == resource) & (pl.col("service") == service)).group_by("bucket").len().with_columns(pl.lit(1).alias("k"))
         values = dense_series(sub, ["k"], "len", context).get((1,), np.zeros(len(grid)))
-        onset = onset_index(values, base_mask, inc_mask)
+        onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
         findings.append(
             Finding(
                 detector="resources", kind="resource_saturation", dimension="resource", subject=resource,
-                metric="events_per_min", onset=grid[onset] if onset is not None else None,
+                metric="events_per_min", onset=onset,
                 baseline=round(b / base_s * 60, 3), incident=round(i / inc_s * 60, 3),
                 magnitude=round(i / max(expected, 0.5), 3), confidence=confidence_from_z(z),
                 signal=signal or "text_log", where=service, excess=float(i - expected),

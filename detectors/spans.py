@@ -3,7 +3,8 @@ and where errors start.
 
 - `self_time_shift`: per dependency (the `peer.service`/`db.system` a client span calls, else the
   service/operation's own self time), the baseline and incident distributions of its time are
-  compared with Mann-Whitney U and the p95 ratio; onset from the per-bucket p95. `details` carry the
+  compared with Mann-Whitney U and the p95 ratio; onset fitted on the per-bucket mean log duration
+  weighted by the spans in the bucket (`stats.onset_time`), sampled spans being few. `details` carry the
   call-rate ratio, so the ranker can tell a dependency that slowed by itself from one slowed by extra
   load sent to it.
 - `fanout_growth`: calls to a dependency per server request (per trace) before vs during the incident:
@@ -26,7 +27,8 @@ from detectors.stats import (
     confidence_from_p,
     dense_series,
     mann_whitney_p,
-    onset_index,
+    onset_at,
+    onset_time,
     to_series,
     window_masks,
 )
@@ -71,19 +73,27 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         req_a = max(servers.filter(in_inc).height, 1)
         fan_b, fan_a = before.size / req_b, after.size / req_a
         operations = rows.filter(in_inc).group_by("name").len().sort(["len", "name"], descending=[True, False])["name"].head(3).to_list()
-        per_bucket = rows.group_by("bucket").agg(pl.col("duration_ms").quantile(0.95).alias("p95")).with_columns(pl.lit(1).alias("k"))
+        per_bucket = (
+            rows.group_by("bucket")
+            .agg(pl.col("duration_ms").quantile(0.95).alias("p95"), pl.len().alias("n"),
+                 pl.col("duration_ms").clip(1e-3).log().mean().alias("log_mean"))
+            .with_columns(pl.lit(1).alias("k"))
+        )
         values = dense_series(per_bucket, ["k"], "p95", context, fill=None).get((1,), np.full(len(grid), np.nan))
-        base_level = np.nanmedian(values[base_mask]) if np.isfinite(values[base_mask]).any() else 0.0
-        filled = np.where(np.isfinite(values), values, base_level)
         if p95a >= 1.5 * p95b and p95a - p95b >= 5.0:
             p = mann_whitney_p(before, after)
             if p < 1e-4:
-                onset = onset_index(filled, base_mask, inc_mask, smooth=2)
+                # Spans are sampled: a few per bucket. The onset is fitted on the bucket's mean log duration,
+                # weighted by its spans (the efficient location statistic of a log-normal-like latency),
+                # rather than on a p95 of three values; the series shown stays the p95.
+                log_mean = dense_series(per_bucket, ["k"], "log_mean", context, fill=None).get((1,), np.full(len(grid), np.nan))
+                counts = dense_series(per_bucket, ["k"], "n", context, fill=0.0).get((1,), np.zeros(len(grid)))
+                onset = onset_at(grid, onset_time(log_mean, base_mask, inc_mask, smooth=1, weights=counts, noise="gaussian"), context.bucket_s)
                 callers = rows.filter(in_inc)["service"].drop_nulls().unique().sort().to_list()
                 findings.append(
                     Finding(
                         detector="spans", kind="self_time_shift", dimension="operation", subject=str(dependency), metric="p95_ms",
-                        onset=grid[onset] if onset is not None else None, baseline=round(p95b, 2), incident=round(p95a, 2),
+                        onset=onset, baseline=round(p95b, 2), incident=round(p95a, 2),
                         magnitude=round(p95a / max(p95b, 1e-6), 3), confidence=confidence_from_p(p), signal="trace",
                         where=", ".join(callers) or None, series=to_series(values, grid, context, f"p95 ms of calls to {dependency}"),
                         details={"dependency": str(dependency), "operations": operations, "calls_ratio": round(calls_ratio, 3),

@@ -3,12 +3,19 @@
 Method, and why:
 - Baselines are summarized by median and MAD (scaled to sigma), not mean and standard deviation, so a
   few outliers in the baseline (a slow request, a burst of one minute) do not hide or fake a shift.
-- The onset of a shift is found on the per-bucket series of one subject: the peak of the incident is
-  located, then we walk back while the series stays above the baseline by a robust z of 2 (tolerating
-  one quiet bucket inside a ramp). That gives "the first bucket of the shift" even for slow ramps, and
-  unlike a single global change point (binary segmentation, CUSUM) it needs no assumption that the
-  series is flat on both sides, which diurnal traffic is not. Each bucket is tested against the
-  baseline, never against its neighbours.
+- The onset of a shift is estimated as the quantity the truth of an incident names: the instant the
+  shift starts, not the first bucket where it becomes obvious (a walk back to where the series leaves
+  a 2-z band, the earlier method, is late on every ramp by the time the ramp takes to clear the band:
+  2-3 buckets on a 5-minute surge). On the per-bucket series of one subject, a ramp (level, then a
+  linear rise from tau over a width, a step when the width is 0) is fitted by weighted least squares to
+  the shift holding the incident's peak and the 30 buckets before it, each bucket's expected value
+  integrating the ramp over the bucket, with the series' noise model (Poisson counts, shares of n
+  requests, quantiles whose spread scales with their level, or Gaussian), and tau is the mode of its
+  marginal posterior (`onset_time`). Only the local level before the shift enters, so a slow seasonal
+  swell outside the fitted stretch does not bias it, and the baseline is never assumed flat. Detection
+  stays a per-bucket robust z against the baseline (median and MAD); a single global change point
+  (binary segmentation, CUSUM over the whole series) would need both sides flat, which diurnal
+  traffic is not. Onsets are reported to the second.
 - Counts are tested as Poisson (an excess over the expected count with a z on sqrt(expected)); shares
   (error rates) with a two-proportion z-test; latency distributions with Mann-Whitney U (scipy), whose
   rank statistic is robust to outliers and makes no normality assumption. Effect sizes come with these
@@ -18,6 +25,8 @@ Method, and why:
 from __future__ import annotations
 
 import math
+import warnings
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -51,34 +60,141 @@ def rolling_median(values: np.ndarray, half_width: int) -> np.ndarray:
         return values
     padded = np.pad(values.astype(float), half_width, mode="edge")
     windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half_width + 1)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # windows with no value at all give NaN
         out = np.nanmedian(np.where(np.isfinite(windows), windows, np.nan), axis=1)
     return np.where(np.isfinite(out), out, values)
 
 
-def onset_index(values: np.ndarray, baseline_mask: np.ndarray, incident_mask: np.ndarray, threshold: float = 2.0,
-                direction: int = 1, smooth: int = 0) -> int | None:
-    """The first bucket of the shift that contains the incident's peak, or None if there is no peak.
-    `smooth` > 0 runs a centered median of 2*smooth+1 buckets first (for sparse series such as sampled traces)."""
+ONSET_PRE_BUCKETS = 30  # buckets of the series before the shift that the onset fit sees
+ONSET_MAX_WIDTH = 40  # longest ramp considered, in buckets
+ONSET_STEP = 0.5  # grid of candidate onsets, in buckets (the posterior median interpolates nothing finer)
+
+
+def _ramp_average(tau: np.ndarray, width: np.ndarray, n: int) -> np.ndarray:
+    """Average over each bucket [t, t+1) of the ramp that is 0 before `tau`, rises linearly to 1 over
+    `width` buckets (a step when 0) and stays at 1: one row per (tau, width) candidate."""
+    x = np.arange(n + 1, dtype=float)[None, :]
+    t, w = tau[:, None], width[:, None]
+    d = x - t
+    safe = np.where(w > 0, w, 1.0)
+    integral = np.where(d <= 0, 0.0, np.where(d >= w, w / 2 + (d - w), d * d / (2 * safe)))
+    return np.diff(integral, axis=1)
+
+
+def _shift_run(z: np.ndarray, peak: int, threshold: float, gap: int) -> tuple[int, int]:
+    """First and last bucket of the run of z >= threshold holding `peak`, bridging gaps of `gap` buckets."""
+    start = end = peak
+    while True:
+        back = [start - k for k in range(1, gap + 2) if start - k >= 0 and z[start - k] >= threshold]
+        if not back:
+            break
+        start = back[0]
+    while True:
+        ahead = [end + k for k in range(1, gap + 2) if end + k < z.size and z[end + k] >= threshold]
+        if not ahead:
+            break
+        end = ahead[0]
+    return start, end
+
+
+def onset_time(values: np.ndarray, baseline_mask: np.ndarray, incident_mask: np.ndarray, threshold: float = 2.0,
+               direction: int = 1, smooth: int = 0, weights: np.ndarray | None = None, noise: str = "poisson") -> float | None:
+    """When the shift holding the incident's peak began, in buckets from the start of the series (a
+    fraction: 3.5 is half-way through bucket 3), or None when nothing in the incident stands 2 robust z
+    above the baseline.
+
+    Detection is on the (optionally median-smoothed) series against the baseline; the onset is then the
+    start of a ramp fitted to the raw values over the shift and the 30 buckets before it: level mu, then
+    a linear rise of delta over `width` buckets from `tau` (width 0: a step), each bucket's expected
+    value integrating the ramp over the bucket, so a shift that starts within a bucket is placed within
+    it. Weighted least squares with the noise model of the series: `poisson` (counts: variance = level),
+    `share` (a proportion of a bucket's requests: variance p(1-p), with the requests as `weights`),
+    `relative` (latency quantiles: standard deviation proportional to level) or `gaussian` (constant);
+    `weights` multiply in (requests per bucket, for a statistic of a bucket's requests). The variances
+    are first read off the smoothed series, then off the best fit (one reweighting pass). The estimate
+    is the mode of the marginal posterior of tau, the width integrated out (flat priors on tau and
+    width, Gaussian likelihood scaled by the fit's residual variance): steadier than the single best
+    (tau, width) when the ramp is slow and the counts low, and, unlike a posterior median, not drawn
+    early by the long flat tail of slow ramps that a sparse series cannot rule out.
+    """
     if not incident_mask.any() or not baseline_mask.any():
         return None
-    values = rolling_median(values, smooth)
-    z = robust_z(values, values[baseline_mask]) * direction
+    v = np.asarray(values, dtype=float) * direction
+    smoothed = rolling_median(v, smooth)
+    z = robust_z(smoothed, smoothed[baseline_mask])
     z = np.where(np.isfinite(z), z, 0.0)
     inc = np.flatnonzero(incident_mask)
     peak = int(inc[np.argmax(z[inc])])
     if z[peak] < threshold:
         return None
-    first_inc = int(inc[0])
-    i = peak
-    while i - 1 >= 0:
-        if z[i - 1] >= threshold:
-            i -= 1
-        elif i - 2 >= 0 and z[i - 2] >= threshold and i - 1 >= first_inc - 3:
-            i -= 2
+    start, end = _shift_run(z, peak, threshold, 1 + smooth)
+    lo = max(0, min(start, int(inc[0])) - ONSET_PRE_BUCKETS)
+    hi = end + 1
+    y = v[lo:hi]
+    finite = np.isfinite(y)
+    if finite.sum() < 3:
+        return float(start)
+    prior = np.where(finite, 1.0, 0.0) if weights is None else np.where(finite, np.asarray(weights, dtype=float)[lo:hi], 0.0)
+    center, _ = robust_center_scale(smoothed[baseline_mask])
+    # Counts: no less than half an event of variance per bucket; shares likewise, half an event of the
+    # bucket's usual requests, so that buckets without events do not pin the onset to the first event.
+    per_bucket = float(np.median(prior[prior > 0])) if (prior > 0).any() else 1.0
+    floor = {"poisson": max(center, 0.5), "share": max(center, 0.5 / max(per_bucket, 1.0))}.get(noise, max(abs(center), 1e-9))
+
+    def variance(level: np.ndarray) -> np.ndarray:
+        level = np.maximum(level, floor)
+        if noise == "poisson":
+            return level
+        if noise == "share":
+            return level * (1.0 - np.minimum(level, 0.999))
+        return level * level if noise == "relative" else np.ones_like(level)
+
+    level = rolling_median(np.where(finite, y, np.nan), 2)
+    w_t = prior / variance(np.where(np.isfinite(level), level, center))
+    y = np.where(finite, y, 0.0)
+    if w_t.sum() <= 0:
+        return float(start)
+    taus = np.arange(1.0, peak - lo + 1 + ONSET_STEP / 2, ONSET_STEP)
+    widths = np.arange(0.0, min(ONSET_MAX_WIDTH, hi - lo) + 0.5, 1.0)
+    tau, width = (a.ravel() for a in np.meshgrid(taus, widths, indexing="ij"))
+    ramp = _ramp_average(tau, width, hi - lo)
+    for reweight in (True, False):
+        s, sa, saa = w_t.sum(), ramp @ w_t, (ramp * ramp) @ w_t
+        sy, say, syy = w_t @ y, ramp @ (w_t * y), w_t @ (y * y)
+        det = s * saa - sa * sa
+        ok = det > 1e-12 * s * s
+        delta = np.where(ok, (s * say - sa * sy) / np.where(ok, det, 1.0), 0.0)
+        mu = (sy - delta * sa) / s
+        chi2 = np.where(ok & (delta > 0), syy - mu * sy - delta * say, np.inf)
+        best = int(np.argmin(chi2))
+        if not np.isfinite(chi2[best]):
+            return float(start)
+        if reweight and noise != "gaussian":
+            w_t = prior / variance(mu[best] + delta[best] * ramp[best])
         else:
             break
-    return i
+    # Counts and shares have a known scale (overdispersion only widens it); the others take the fit's.
+    known = noise in ("poisson", "share")
+    sigma2 = max(float(chi2[best]) / max(int(finite.sum()) - 4, 1), 1.0 if known else 1e-12)
+    posterior = np.exp(-0.5 * (chi2 - chi2[best]) / sigma2)
+    # marginal posterior of the onset (the ramp's width integrated out), and its mode
+    marginal = posterior.reshape(taus.size, widths.size).sum(axis=1)
+    return float(taus[int(np.argmax(marginal))] + lo)
+
+
+def onset_index(values: np.ndarray, baseline_mask: np.ndarray, incident_mask: np.ndarray, threshold: float = 2.0,
+                direction: int = 1, smooth: int = 0, weights: np.ndarray | None = None, noise: str = "poisson") -> int | None:
+    """The bucket in which the shift holding the incident's peak began (`onset_time`, rounded down), or None."""
+    tau = onset_time(values, baseline_mask, incident_mask, threshold, direction, smooth, weights, noise)
+    return None if tau is None else int(np.clip(np.floor(tau), 0, len(values) - 1))
+
+
+def onset_at(grid: list[datetime], tau: float | None, bucket_s: int) -> datetime | None:
+    """The time `tau` buckets after the first bucket of `grid` (to the second), or None."""
+    if tau is None:
+        return None
+    return grid[0] + timedelta(seconds=round(tau * bucket_s))
 
 
 def poisson_excess_z(observed: float, expected: float) -> float:
@@ -131,6 +247,143 @@ def bucket_expr(context: AnalysisContext, column: str = "ts") -> pl.Expr:
     return pl.col(column).dt.truncate(f"{context.bucket_s}s").alias("bucket")
 
 
+WINDOW_OTHER, WINDOW_BASELINE, WINDOW_INCIDENT = 0, 1, 2
+
+
+def window_code_expr(context: AnalysisContext, column: str = "ts") -> pl.Expr:
+    """Which window each row falls in, as a small integer (`WINDOW_BASELINE`, `WINDOW_INCIDENT` or
+    `WINDOW_OTHER`): one comparison pass, after which group-bys test a UInt8 instead of timestamps."""
+    ts = pl.col(column)
+    return (
+        pl.when((ts >= context.baseline.start) & (ts < context.baseline.end)).then(pl.lit(WINDOW_BASELINE, pl.UInt8))
+        .when((ts >= context.incident.start) & (ts < context.incident.end)).then(pl.lit(WINDOW_INCIDENT, pl.UInt8))
+        .otherwise(pl.lit(WINDOW_OTHER, pl.UInt8))
+        .alias("_w")
+    )
+
+
+def bucket_index_expr(context: AnalysisContext, column: str = "ts") -> pl.Expr:
+    """Index of each row's bucket in `bucket_grid(context)` (Int32): the same epoch-anchored grid as
+    `bucket_expr`, as integers, so per-bucket series are filled by one numpy scatter."""
+    step = context.bucket_s * 1_000_000
+    first = _epoch_us(_floor(context.span.start, context.bucket_s)) // step
+    return (pl.col(column).dt.epoch("us") // step - first).cast(pl.Int32).alias("_bucket")
+
+
+PHASE_BASELINE, PHASE_INCIDENT = 1, 3
+
+
+def phase_expr(context: AnalysisContext, column: str = "ts") -> pl.Expr:
+    """Where each row falls on the time line, as a number that never decreases with time: 0 before the
+    baseline, 1 in it (`PHASE_BASELINE`), 2 between the windows, 3 in the incident (`PHASE_INCIDENT`), 4
+    after. Rows ordered by (subject, time) therefore hold each subject's windows as contiguous runs."""
+    b, i = context.baseline, context.incident
+    if not (b.start <= i.start <= i.end):
+        raise ValueError("the baseline window must start before the incident window")
+    # A baseline reaching into the incident (data shorter than a few buckets) ends where the incident starts.
+    b_end = min(b.end, i.start)
+    ts = pl.col(column)
+    return (
+        (ts >= b.start).cast(pl.UInt8) + (ts >= b_end).cast(pl.UInt8)
+        + (ts >= i.start).cast(pl.UInt8) + (ts >= i.end).cast(pl.UInt8)
+    ).alias("_phase")
+
+
+def _stable_argsort(codes: np.ndarray, bound: int) -> np.ndarray:
+    """Stable argsort of non-negative integer codes below `bound` (numpy's radix sort when they fit 16 bits)."""
+    if bound <= 1 << 16:
+        return np.argsort(codes.astype(np.uint16), kind="stable")
+    return np.argsort(codes, kind="stable")
+
+
+def subject_codes(column: pl.Series) -> tuple[np.ndarray, list]:
+    """Dense integer codes 0..k-1 for a column's values (null is a value of its own) and the value of
+    each code. One hashing pass (a categorical cast), whatever the number of rows."""
+    if column.len() == 0:
+        return np.zeros(0, dtype=np.int64), []
+    phys = column.cast(pl.String).cast(pl.Categorical).to_physical()
+    if phys.null_count() == phys.len():
+        return np.zeros(phys.len(), dtype=np.int64), [None]
+    raw = phys.fill_null(phys.max() + 1).to_numpy().astype(np.int64)
+    dense_of = np.cumsum(np.bincount(raw) > 0) - 1
+    codes = dense_of[raw]
+    first = np.full(int(dense_of[-1]) + 1, raw.size, dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(raw.size))
+    return codes, column.gather(first).to_list()
+
+
+@dataclass(frozen=True)
+class SubjectOrder:
+    """One vantage's rows ordered by (subject, time), so that every (subject, window) and (subject,
+    bucket) is a contiguous run. A group-by over the sorted run keys `_kw` (subject * 5 + phase) and
+    `_kb` (subject * buckets + bucket) reads slices instead of gathering rows, which makes per-group
+    quantiles several times cheaper than on rows in time order; `values` holds the same rows as numpy
+    arrays, to slice one subject's window. `names[code]` is each subject."""
+
+    frame: pl.DataFrame
+    values: dict[str, np.ndarray]
+    names: list
+    n_buckets: int
+
+    def runs(self, column: str = "_kw") -> pl.DataFrame:
+        """Each run of `column` with its `start` offset and length `n`, in row order."""
+        lengths = self.frame.group_by(column, maintain_order=True).len("n")
+        return lengths.with_columns((pl.col("n").cum_sum() - pl.col("n")).alias("start"))
+
+
+def time_order(rows: pl.DataFrame, context: AnalysisContext, n_buckets: int) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """`rows` in time order (bucket, then phase; kept as they are when already so), with their phase and
+    bucket index as numpy arrays. Needs `ts`."""
+    keys = rows.select(phase_expr(context), bucket_index_expr(context).clip(0, max(n_buckets - 1, 0)))
+    phase = keys["_phase"].to_numpy()
+    bucket = keys["_bucket"].to_numpy()
+    time_key = bucket.astype(np.int64) * 5 + phase
+    if time_key.size and not np.all(time_key[1:] >= time_key[:-1]):
+        order = _stable_argsort(time_key, int(time_key.max()) + 1)
+        rows, phase, bucket = rows[order], phase[order], bucket[order]
+    return rows, phase, bucket
+
+
+def order_by_subject(codes: np.ndarray, names: list, phase: np.ndarray, bucket: np.ndarray, n_buckets: int,
+                     values: dict[str, np.ndarray]) -> SubjectOrder:
+    """Rows already in time order (`time_order`) regrouped by subject code with one stable radix sort,
+    so each subject keeps its rows in time order."""
+    if len(names) > 1:
+        order = _stable_argsort(codes, len(names))
+        codes, phase, bucket = codes[order], phase[order], bucket[order]
+        values = {k: v[order] for k, v in values.items()}
+    codes = codes.astype(np.int64)
+    frame = pl.DataFrame({
+        "_kw": codes * 5 + phase,
+        "_kb": codes * max(n_buckets, 1) + bucket,
+        **values,
+    }).with_columns(pl.col("_kw").set_sorted(), pl.col("_kb").set_sorted())
+    return SubjectOrder(frame, values, names, n_buckets)
+
+
+def series_by_index(frame: pl.DataFrame, key: str | None, value: str, n_buckets: int,
+                    fill: float | None = 0.0) -> dict[object, np.ndarray]:
+    """Per value of `key` (one series under None when `key` is None), `value` per bucket from the
+    `_bucket` index column; buckets without a row hold `fill` (NaN when None)."""
+    out: dict[object, np.ndarray] = {}
+    if frame.height == 0:
+        return out
+    idx = frame["_bucket"].to_numpy()
+    vals = frame[value].cast(pl.Float64).to_numpy()
+    ok = (idx >= 0) & (idx < n_buckets) & np.isfinite(vals)
+    keys = [None] * frame.height if key is None else frame[key].to_list()
+    order: dict[object, list[int]] = {}
+    for row, k in enumerate(keys):
+        order.setdefault(k, []).append(row)
+    for k, rows in order.items():
+        series = np.full(n_buckets, np.nan if fill is None else fill, dtype=float)
+        r = np.asarray(rows)
+        r = r[ok[r]]
+        series[idx[r]] = vals[r]
+        out[k] = series
+    return out
+
+
 def bucket_grid(context: AnalysisContext) -> list[datetime]:
     """Every bucket start from the first to the last bucket of the data."""
     start = _floor(context.span.start, context.bucket_s)
@@ -140,6 +393,10 @@ def bucket_grid(context: AnalysisContext) -> list[datetime]:
         out.append(t)
         t += step
     return out
+
+
+def _epoch_us(ts: datetime) -> int:
+    return (ts - datetime(1970, 1, 1, tzinfo=ts.tzinfo)) // timedelta(microseconds=1)
 
 
 def _floor(ts: datetime, bucket_s: int) -> datetime:

@@ -28,7 +28,8 @@ from detectors.stats import (
     bucket_expr,
     confidence_from_z,
     dense_series,
-    onset_index,
+    onset_at,
+    onset_time,
     poisson_excess_z,
     to_series,
     window_masks,
@@ -159,8 +160,8 @@ def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding
             in_base.sum().alias("b"),
             in_inc.sum().alias("i"),
             pl.col("level").is_in(["ERROR", "FATAL"]).mean().alias("error_share"),
-            pl.col("signal").filter(in_inc).mode().first().alias("signal"),
-            pl.col("host").filter(in_inc).mode().first().alias("host"),
+            pl.col("signal").filter(in_inc).mode().sort(nulls_last=True).first().alias("signal"),
+            pl.col("host").filter(in_inc).mode().sort(nulls_last=True).first().alias("host"),
             pl.col("message").filter(in_inc).first().alias("example"),
         )
         .with_columns(
@@ -201,7 +202,7 @@ def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding
             continue
         per_kind[kind] = per_kind.get(kind, 0) + 1
         values = series.get((row["template_id"], row["where"]), np.zeros(len(grid)))
-        onset = onset_index(values, base_mask, inc_mask)
+        onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
         expected = row["expected"]
         findings.append(
             Finding(
@@ -210,7 +211,7 @@ def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding
                 dimension="template",
                 subject=row["template"],
                 metric="events_per_min",
-                onset=grid[onset] if onset is not None else None,
+                onset=onset,
                 baseline=round(row["b"] / base_s * 60, 3),
                 incident=round(row["i"] / inc_s * 60, 3),
                 magnitude=round(row["i"] / max(expected, 0.5), 3),

@@ -7,7 +7,7 @@ predicts (Poisson z on the excess); the excess of each value is then set against
 excess, in the manner of Adtributor's explanatory power: a partner /24 carrying 83% of the extra load
 and a surge spread thin over 400 clients are told apart by the share of the top value and the number of
 contributors (`details["clients"]`, `details["top_share"]`). Onsets come from each value's own
-per-bucket series (`detectors.stats.onset_index`).
+per-bucket series (`detectors.stats.onset_time`, counts as Poisson).
 
 Reporting threshold: excess z >= 5, incident rate >= 1.5x baseline, and an excess of at least 20
 requests and 2% of the vantage's incident volume.
@@ -15,17 +15,23 @@ requests and 2% of the vantage's incident volume.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import polars as pl
 
 from detectors import register
 from detectors.stats import (
-    bucket_expr,
+    WINDOW_BASELINE,
+    WINDOW_INCIDENT,
+    bucket_index_expr,
     confidence_from_z,
-    dense_series,
-    onset_index,
+    onset_at,
+    onset_time,
     poisson_excess_z,
+    series_by_index,
     to_series,
+    window_code_expr,
     window_masks,
 )
 from rca.model import AnalysisContext, Dataset, Finding
@@ -57,27 +63,61 @@ def source_net_expr(source: pl.Expr) -> pl.Expr:
     return pl.when(v4.is_not_null()).then(v4 + ".0/24").when(v6.is_not_null()).then(v6.str.to_lowercase() + "::/48").otherwise(None)
 
 
-DIMENSIONS: dict[str, pl.Expr] = {
-    "endpoint": pl.col("endpoint"),
-    "source": pl.col("source"),
-    "source_net": source_net_expr(pl.col("source")),
-    "user_agent": ua_family_expr(pl.col("user_agent")),
-    "host": pl.col("host"),
+# dimension -> (raw column it is read from, derivation applied to that column's distinct values or None)
+DIMENSIONS: dict[str, tuple[str, Callable[[pl.Expr], pl.Expr] | None]] = {
+    "endpoint": ("endpoint", None),
+    "source": ("source", None),
+    "source_net": ("source", source_net_expr),
+    "user_agent": ("user_agent", ua_family_expr),
+    "host": ("host", None),
 }
+COLUMNS = ["ts", "endpoint", "source", "user_agent", "host", "method"]
 
 
-def vantages(requests: pl.DataFrame, min_rows: int = 50) -> list[tuple[str, str | None, pl.DataFrame]]:
-    """(signal, service, rows) per vantage point with enough rows, busiest first."""
-    counts = requests.group_by("signal", "service").len().filter(pl.col("len") >= min_rows).sort(["len", "signal", "service"], descending=[True, False, False], nulls_last=True)
+def vantages(requests: pl.DataFrame, min_rows: int = 50, columns: list[str] | None = None) -> list[tuple[str, str | None, pl.DataFrame]]:
+    """(signal, service, rows) per vantage point with enough rows, busiest first. `columns` narrows the
+    rows to what the caller reads before they are split (copying 16 columns of 5M rows costs more than
+    the statistics); a vantage that holds every row is handed over without a copy."""
+    if requests.height == 0:
+        return []
+    first = requests.select(pl.col("signal").first(), pl.col("service").first()).row(0)
+    single = requests.select(
+        (pl.col("signal").eq_missing(first[0]) & pl.col("service").eq_missing(first[1])).all()
+    ).item()
+    if single:  # one vantage (one access log, say): two comparisons instead of a group-by on two strings
+        counts = pl.DataFrame({"signal": [first[0]], "service": [first[1]], "len": [requests.height]},
+                              schema={"signal": pl.String, "service": pl.String, "len": pl.UInt32})
+        counts = counts.filter(pl.col("len") >= min_rows)
+    else:
+        counts = requests.group_by("signal", "service").len().filter(pl.col("len") >= min_rows).sort(["len", "signal", "service"], descending=[True, False, False], nulls_last=True)
+    if columns is not None:
+        requests = requests.select(list(dict.fromkeys(["signal", "service", *columns])))
     out = []
-    for signal, service, _ in counts.iter_rows():
-        rows = requests.filter((pl.col("signal") == signal) & pl.col("service").eq_missing(service))
+    for signal, service, n in counts.iter_rows():
+        if n == requests.height:
+            rows = requests
+        else:
+            rows = requests.filter((pl.col("signal") == signal) & pl.col("service").eq_missing(service))
         out.append((signal, service, rows))
     return out
 
 
 def in_window(col: str, start, end) -> pl.Expr:
     return (pl.col(col) >= start) & (pl.col(col) < end)
+
+
+def _per_value(counts: pl.DataFrame, raw: str, derive: Callable[[pl.Expr], pl.Expr] | None) -> pl.DataFrame:
+    """Per-raw-value counts (b, i) rolled up to the dimension's values: derived dimensions (a /24, a
+    user-agent family) are computed on the distinct raw values only, never per row. `raws` lists the
+    raw values behind each dimension value, to fetch their rows later."""
+    counts = counts.filter(pl.col(raw).is_not_null())
+    value = derive(pl.col(raw)) if derive is not None else pl.col(raw)
+    return (
+        counts.with_columns(value.alias("value"))
+        .filter(pl.col("value").is_not_null())
+        .group_by("value")
+        .agg(pl.col("b").sum(), pl.col("i").sum(), pl.col(raw).alias("raws"))
+    )
 
 
 @register("traffic", order=10)
@@ -90,22 +130,19 @@ def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         return findings
     scale = inc_s / base_s
     base_mask, inc_mask, grid = window_masks(context)
-    for signal, service, rows in vantages(dataset.requests):
-        rows = rows.with_columns(bucket_expr(context), **{f"_{d}": e for d, e in DIMENSIONS.items()})
-        in_base = in_window("ts", context.baseline.start, context.baseline.end)
-        in_inc = in_window("ts", context.incident.start, context.incident.end)
-        n_base = rows.filter(in_base).height
-        n_inc = rows.filter(in_inc).height
+    n_buckets = len(grid)
+    in_base = pl.col("_w") == WINDOW_BASELINE
+    in_inc = pl.col("_w") == WINDOW_INCIDENT
+    for signal, service, rows in vantages(dataset.requests, columns=COLUMNS):
+        rows = rows.select(window_code_expr(context), bucket_index_expr(context), *COLUMNS[1:])
+        n_base, n_inc = rows.select(in_base.sum().alias("b"), in_inc.sum().alias("i")).row(0)
         total_expected = n_base * scale
         total_excess = n_inc - total_expected
         vantage = f"{signal}:{service}"
         total_z = poisson_excess_z(n_inc, total_expected)
-        per_source = (
-            rows.filter(pl.col("source").is_not_null())
-            .group_by("source")
-            .agg(in_base.sum().alias("b"), in_inc.sum().alias("i"))
-            .with_columns((pl.col("i") - pl.col("b") * scale).alias("excess"))
-        )
+        by_raw: dict[str, pl.DataFrame] = {}
+        by_raw["source"] = rows.group_by("source").agg(in_base.sum().alias("b"), in_inc.sum().alias("i"))
+        per_source = by_raw["source"].filter(pl.col("source").is_not_null()).with_columns((pl.col("i") - pl.col("b") * scale).alias("excess"))
         contributors = per_source.filter(pl.col("excess") > 0).sort("excess", descending=True)
         positive = float(contributors["excess"].sum()) if contributors.height else 0.0
         top_share = float(contributors["excess"][0] / positive) if positive > 0 else 0.0
@@ -117,13 +154,12 @@ def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         else:
             needed = 0
         if total_z >= MIN_Z and n_inc >= MIN_RATIO * total_expected and total_excess >= 20:
-            series = dense_series(rows.group_by("bucket").len().rename({"len": "n"}).with_columns(pl.lit(1).alias("k")), ["k"], "n", context)
-            values = series.get((1,), np.zeros(len(grid)))
-            onset = onset_index(values, base_mask, inc_mask)
+            values = series_by_index(rows.group_by("_bucket").len(), None, "len", n_buckets).get(None, np.zeros(n_buckets))
+            onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
             findings.append(
                 Finding(
                     detector="traffic", kind="traffic_spike", dimension="service", subject=str(service), metric="requests_per_min",
-                    onset=grid[onset] if onset is not None else context.incident.start,
+                    onset=onset or context.incident.start,
                     baseline=round(n_base / base_s * 60, 2), incident=round(n_inc / inc_s * 60, 2),
                     magnitude=round(n_inc / max(total_expected, 0.5), 3), confidence=confidence_from_z(total_z),
                     signal=signal, where=str(service), excess=round(total_excess, 1), share_explained=1.0,
@@ -135,49 +171,59 @@ def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
             )
         if total_excess <= 0:
             continue
-        for dim in DIMENSIONS:
-            col = f"_{dim}"
+        for dim, (raw, derive) in DIMENSIONS.items():
+            if raw not in by_raw:
+                by_raw[raw] = rows.group_by(raw).agg(in_base.sum().alias("b"), in_inc.sum().alias("i"))
             per = (
-                rows.filter(pl.col(col).is_not_null())
-                .group_by(col)
-                .agg(in_base.sum().alias("b"), in_inc.sum().alias("i"), pl.col("method").mode().first().alias("method"))
+                _per_value(by_raw[raw], raw, derive)
                 .with_columns((pl.col("b") * scale).alias("expected"))
                 .with_columns((pl.col("i") - pl.col("expected")).alias("excess"))
                 .filter(pl.col("excess") >= max(20.0, 0.02 * n_inc))
                 .filter(pl.col("i") >= MIN_RATIO * pl.col("expected"))
-                .sort(["excess", col], descending=[True, False])
+                .sort(["excess", "value"], descending=[True, False])
             )
             if per.height == 0:
                 continue
-            if dim == "host" and per.select(pl.col(col).n_unique()).item() == rows.select(pl.col(col).n_unique()).item():
+            if dim == "host" and per.height == by_raw[raw].height:
                 # every host rose: that is the service's traffic, not a host's
                 continue
             kept = []
-            for subject, b, i, method, expected, excess in per.iter_rows():
+            for subject, b, i, raws, expected, excess in per.iter_rows():
                 z = poisson_excess_z(i, expected)
                 if z >= MIN_Z:
-                    kept.append((subject, b, i, method, expected, excess, z))
+                    kept.append((subject, b, i, raws, expected, excess, z))
                 if len(kept) >= TOP_PER_DIMENSION:
                     break
             if not kept:
                 continue
-            subjects = [k[0] for k in kept]
-            bucketed = rows.filter(pl.col(col).is_in(subjects)).group_by(col, "bucket").len()
-            series = dense_series(bucketed, [col], "len", context)
-            for subject, b, i, method, expected, excess, z in kept:
-                values = series.get((subject,), np.zeros(len(grid)))
-                onset = onset_index(values, base_mask, inc_mask)
+            # One pass over the kept subjects' rows: their per-bucket counts and their usual method.
+            lookup = pl.DataFrame({raw: [r for k in kept for r in k[3]], "value": [k[0] for k in kept for _ in k[3]]},
+                                  schema={raw: pl.String, "value": pl.String})
+            bucketed = (
+                rows.filter(pl.col(raw).is_in(lookup[raw].implode()))
+                .group_by(raw, "_bucket", "method").len()
+                .join(lookup, on=raw)
+            )
+            series = series_by_index(bucketed.group_by("value", "_bucket").agg(pl.col("len").sum()), "value", "len", n_buckets)
+            methods = (
+                bucketed.filter(pl.col("method").is_not_null()).group_by("value", "method").agg(pl.col("len").sum())
+                .sort(["value", "len", "method"], descending=[False, True, False]).unique("value", keep="first")
+            )
+            method_of = dict(methods.select("value", "method").iter_rows())
+            for subject, b, i, _, expected, excess, z in kept:
+                values = series.get(subject, np.zeros(n_buckets))
+                onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
                 findings.append(
                     Finding(
                         detector="traffic", kind="traffic_spike", dimension=dim, subject=str(subject), metric="requests_per_min",
-                        onset=grid[onset] if onset is not None else None,
+                        onset=onset,
                         baseline=round(b / base_s * 60, 3), incident=round(i / inc_s * 60, 3),
                         magnitude=round(i / max(expected, 0.5), 3), confidence=confidence_from_z(z), signal=signal,
                         where=str(service), excess=round(excess, 1),
                         share_explained=round(min(excess / total_excess, 1.0), 3),
                         peak=grid[int(np.argmax(np.where(inc_mask, values, -1)))],
                         series=to_series(values, grid, context, f"{dim} {subject}, {vantage}"),
-                        details={"vantage": vantage, "method": method, "new": b == 0, "z": round(z, 1),
+                        details={"vantage": vantage, "method": method_of.get(subject), "new": b == 0, "z": round(z, 1),
                                  # lift > 1: this value's share of the extra load exceeds its share of normal load
                                  "baseline_share": round(b / max(n_base, 1), 4),
                                  "lift": round(min(excess / total_excess, 1.0) / max(b / max(n_base, 1), 1e-3), 2),

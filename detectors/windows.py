@@ -67,8 +67,9 @@ def _feature_matrix(dataset: Dataset, context: AnalysisContext) -> tuple[np.ndar
     trunc = f"{context.bucket_s}s"
     req = dataset.requests
     if req.height:
-        vantage = req.group_by("signal", "service").len().sort("len", descending=True).row(0)
-        rows = req.filter((pl.col("signal") == vantage[0]) & (pl.col("service").eq_missing(vantage[1])))
+        vantage = req.group_by("signal", "service").len().sort(["len", "signal", "service"], descending=[True, False, False], nulls_last=True).row(0)
+        narrow = req.select("signal", "service", "ts", "duration_ms", "status")
+        rows = narrow if vantage[2] == req.height else narrow.filter((pl.col("signal") == vantage[0]) & (pl.col("service").eq_missing(vantage[1])))
         per = (
             rows.group_by(pl.col("ts").dt.truncate(trunc).alias("bucket"))
             .agg(
@@ -160,6 +161,8 @@ def choose_context(
     base_end = parse_time(baseline_until, end) if baseline_until else max(inc_start - guard, start + guard)
     if base_end <= base_start:
         raise UsageError("the baseline window is empty: give --baseline-since/--baseline-until before the incident")
+    if baseline_until and base_end > inc_start:
+        raise UsageError("the baseline must end before the incident window starts (--baseline-until <= --since)")
     return AnalysisContext(
         bucket_s=bucket_s,
         span=whole,

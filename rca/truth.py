@@ -41,3 +41,23 @@ def matches(candidate: Hypothesis | Finding, root_cause: dict[str, Any] | None) 
     if candidate.where:
         names.add(str(candidate.where).lower())
     return bool(names & accept)
+
+
+# The truth's dimension -> the finding dimensions that name it.
+FINDING_DIMENSIONS = {
+    "source": {"source", "source_net", "user_agent", "client"},
+    "endpoint": {"endpoint"},
+    "resource": {"resource"},
+    "operation": {"operation"},
+    "clients": {"service"},
+}
+
+
+def finding_names_cause(finding: Finding, root_cause: dict[str, Any] | None) -> bool:
+    """Does a finding name the true root cause with the right kind, subject and dimension? A surge
+    spread over many clients is the vantage's own spike, told by its number of contributing clients."""
+    if root_cause is None or not matches(finding, root_cause):
+        return False
+    if finding.dimension not in FINDING_DIMENSIONS.get(root_cause.get("dimension", ""), {finding.dimension}):
+        return False
+    return root_cause.get("dimension") != "clients" or int(finding.details.get("clients", 0)) >= 20

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 import detectors
-from detectors.stats import onset_index, robust_z
+from detectors.stats import bucket_grid, onset_index, onset_time, robust_z
 from detectors.windows import choose_context, parse_duration_s, parse_time
 from rca.errors import UsageError
 from rca.model import Dataset, conform
@@ -87,17 +87,55 @@ def test_gaps_in_the_series_do_not_fake_a_drop_or_spike():
     assert [f for f in findings if f.kind in ("traffic_spike", "latency_shift")] == []
 
 
+def test_a_shift_after_a_gap_is_found_with_its_onset():
+    # five minutes without a single request in the baseline, then a partner from minute 40
+    findings, context = run(make_traffic(gap=(20, 25)))
+    sources = [f for f in findings if f.kind == "traffic_spike" and f.dimension == "source"]
+    assert [f.subject for f in sources] == ["198.51.100.4"]
+    assert abs((sources[0].onset - (T0 + timedelta(minutes=40))).total_seconds()) <= 2 * context.bucket_s
+    # the vantage's own spike: the gap shows as empty buckets of its series, and does not move its onset
+    total = next(f for f in findings if f.kind == "traffic_spike" and f.dimension == "service")
+    per_minute = 60 // context.bucket_s
+    assert all(v == 0 for v in total.series.values[21 * per_minute: 24 * per_minute])
+    assert abs((total.onset - (T0 + timedelta(minutes=40))).total_seconds()) <= 2 * context.bucket_s
+
+
 def test_one_bucket_of_data():
-    frame = make_traffic(minutes=1, surge_at=None)
+    # 8 seconds of traffic: a single 10 s bucket, nothing to compare it with
+    # (five copies, so the vantage has the 50 rows the latency and error detectors need to run at all)
+    frame = pl.concat([make_traffic(seed=k, minutes=1, surge_at=None) for k in range(5)])
+    frame = frame.filter(pl.col("ts") < T0 + timedelta(seconds=8))
+    assert frame.height >= 50
     findings, context = run(frame)
-    assert context is not None and isinstance(findings, list)
+    assert context is not None and context.bucket_s == 10
+    assert len(bucket_grid(context)) == 1
+    assert [f for f in findings if f.kind != "change_effect"] == []
+    one = np.array([5.0])
+    assert onset_time(one, np.array([True]), np.array([False])) is None
+    assert onset_time(one, np.array([False]), np.array([True])) is None
 
 
 def test_flat_zero_series_has_no_onset():
     values = np.zeros(30)
     base = np.arange(30) < 15
     assert onset_index(values, base, ~base) is None
+    assert onset_time(values, base, ~base) is None
+    assert onset_time(np.full(30, 7.0), base, ~base) is None
     assert np.all(robust_z(values, values[base], floor=1.0) == 0)
+
+
+def test_flat_latency_and_no_errors_give_no_finding():
+    frame = make_traffic(surge_at=None).with_columns(pl.lit(40.0).alias("duration_ms"), pl.lit(200, pl.Int32).alias("status"))
+    findings, _ = run(frame)
+    assert [f for f in findings if f.kind in ("latency_shift", "error_rate")] == []
+
+
+def test_nan_buckets_in_a_series_are_skipped_by_the_onset_fit():
+    values = np.concatenate([np.full(40, 10.0), np.full(20, 40.0)])
+    values[[5, 17, 38, 45]] = np.nan  # buckets without data
+    base = np.arange(60) < 35
+    tau = onset_time(values, base, ~base, noise="relative")
+    assert tau is not None and abs(tau - 40) <= 0.5
 
 
 def test_change_without_effect_is_reported_as_such():
@@ -126,6 +164,11 @@ def test_windows_given_by_the_user():
     assert context.bucket_s == 30
     assert context.incident.start == context.span.end - timedelta(minutes=20)
     assert context.method == "given"
+
+
+def test_a_baseline_overlapping_the_incident_is_a_usage_error():
+    with pytest.raises(UsageError):
+        run(make_traffic(minutes=30, surge_at=None), since="10m", baseline_until="5m")
 
 
 @pytest.mark.parametrize("text", ["soon", "5 parsecs", ""])
