@@ -16,6 +16,7 @@ from detectors.stats import (
     bucket_expr,
     bucket_grid,
     bucket_index_expr,
+    mann_whitney_greater,
     onset_time,
     order_by_subject,
     subject_codes,
@@ -118,3 +119,20 @@ def test_onset_fit_on_a_drop():
     base = np.arange(80) < 45
     assert onset_time(values, base, ~base, direction=-1, noise="relative") == pytest.approx(50, abs=0.5)
     assert onset_time(values, base, ~base) is None  # no rise
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mann_whitney_equals_scipy_on_small_large_and_tied_samples(seed):
+    """The numpy Mann-Whitney gives scipy's p-values: exact for small tie-free samples, normal
+    approximation with tie and continuity corrections otherwise (scipy is only a test oracle)."""
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(seed)
+    for case in range(200):
+        small = case % 3 != 0
+        n1, n2 = (int(rng.integers(1, 12)), int(rng.integers(1, 12))) if small else (int(rng.integers(9, 400)), int(rng.integers(9, 400)))
+        x = rng.lognormal(rng.normal(0, 0.4), 1.0, n1)
+        y = rng.lognormal(0, 1.0, n2)
+        if case % 2:
+            x, y = np.round(x, 1), np.round(y, 1)  # ties
+        assert mann_whitney_greater(x, y) == pytest.approx(mannwhitneyu(x, y, alternative="greater").pvalue, abs=1e-12)
