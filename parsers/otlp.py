@@ -24,6 +24,7 @@ import binascii
 import re
 import struct
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -253,103 +254,186 @@ class OtlpJsonParser:
     def sniff(self, sample: Sample) -> float:
         return 0.97 if looks_like_otlp_json(sample.head) else 0.0
 
-    def _documents(self, payload: bytes) -> Iterator[tuple[int, Any, str | None]]:
-        """(line number, document, error) per line, or once for a whole pretty-printed document. A
-        document is a `otlp_json_spans.Document` when msgspec's structs accept it, else orjson's dict."""
-        from parsers.otlp_json_spans import DECODER
+    def parse(self, source: Source, options: ParseOptions) -> ParseResult:
+        payload, warnings = read_payload(source)
+        parts = _split_lines(payload, PARALLEL_MIN_BYTES)
+        if len(parts) == 1:
+            walks = [walk_json(payload, 0, len(payload), 1)]
+        else:
+            walks = _walk_in_processes(payload, parts)
+        frames: dict[str, pl.DataFrame] = {}
+        raws = [w.spans for w in walks if w.spans is not None]
+        if raws:
+            more, span_warnings = finish_spans(pl.concat(raws), source.origin)
+            warnings += span_warnings
+            frames.update({k: v.with_columns(origin=pl.lit(source.origin), signal=pl.lit("trace")) for k, v in more.items()})
+        events = [e for w in walks for e in w.events]
+        metrics = [m for w in walks for m in w.metrics]
+        frames.update(signal_frames(events, metrics, source.origin))
+        rejected = [r for w in walks for r in w.rejected][:5]
+        return ParseResult(format=self.name, frames=frames, lines=sum(w.lines for w in walks), rejected=sum(w.bad for w in walks),
+                           rejected_examples=rejected, warnings=warnings)
 
-        start = _BLANK.match(payload).end()  # the first line with text, found without copying the payload
-        end = payload.find(b"\n", start)
-        first_line = payload[start:end if end >= 0 else len(payload)].strip()
+
+@dataclass
+class JsonWalk:
+    """What one walk over OTLP/JSON lines found: raw span columns (before `finish_spans`), log events,
+    metric points, and the lines that were not OTLP documents."""
+
+    spans: pl.DataFrame | None
+    events: list[dict[str, Any]]
+    metrics: list[dict[str, Any]]
+    rejected: list[Rejected]
+    bad: int
+    lines: int
+
+
+def _documents(payload: bytes, start: int, stop: int, first_number: int, per_line: bool | None = None) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, document, error) per line of payload[start:stop], or once for a whole pretty-printed
+    document. A document is a `otlp_json_spans.Document` when msgspec's structs accept it, else orjson's dict."""
+    from parsers.otlp_json_spans import DECODER
+
+    if per_line is None:  # one document per line, unless the first line is not JSON on its own
+        first = _BLANK.match(payload, start).end()  # the first line with text, found without copying the payload
+        end = payload.find(b"\n", first, stop)
         try:
-            orjson.loads(first_line)
+            orjson.loads(payload[first:end if end >= 0 else stop].strip())
             per_line = True
         except orjson.JSONDecodeError:
             per_line = False
-        view = memoryview(payload)
-        for number, start, end in _line_spans(payload) if per_line else [(1, 0, len(payload))]:
-            if _BLANK.fullmatch(payload, start, end):
-                continue
-            try:
-                yield number, DECODER.decode(view[start:end]), None  # no copy of the line
-                continue
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                pass
-            try:
-                yield number, orjson.loads(view[start:end]), None
-            except orjson.JSONDecodeError as exc:
-                yield number, None, f"invalid JSON ({str(exc).split(':')[0]})"
-
-    def parse(self, source: Source, options: ParseOptions) -> ParseResult:
-        import gc
-
-        from parsers import otlp_json_spans as js
-
-        payload, warnings = read_payload(source)
-        cols = _empty_columns()
-        scopes: list[tuple[int, dict[str, Any], list[Any]]] = []
-        pieces: list[pl.DataFrame] = []
-        pending = 0
-        events: list[dict[str, Any]] = []
-        metrics: list[dict[str, Any]] = []
-        rejected: list[Rejected] = []
-        bad = lines = 0
-        enabled = gc.isenabled()
-        gc.disable()  # the walk allocates many small objects; collection pauses would dominate
+    view = memoryview(payload)
+    for number, begin, end in _line_spans(payload, start, stop, first_number) if per_line else [(first_number, start, stop)]:
+        if _BLANK.fullmatch(payload, begin, end):
+            continue
         try:
-            for number, doc, error in self._documents(payload):
-                lines += 1
-                if isinstance(doc, js.Document):
-                    for rs in doc.resourceSpans or doc.batches or ():
-                        resource = js.resource_of(rs)
-                        for ss in rs.scopeSpans or rs.instrumentationLibrarySpans or ():
-                            if ss.spans:
-                                scopes.append((number, resource, ss.spans))
-                                pending += len(ss.spans)
-                    if pending >= js.BATCH_SPANS:  # columns per batch: the structs are freed and their memory reused
-                        pieces.append(js.spans_frame(scopes))
-                        scopes, pending = [], 0
-                    doc = js.raw_of(doc)
-                    if doc is None:
-                        continue
-                if error or not isinstance(doc, dict):
-                    bad += 1
-                    if len(rejected) < 5:
-                        rejected.append(Rejected(number, error or "not an OTLP document"))
+            yield number, DECODER.decode(view[begin:end]), None  # no copy of the line
+            continue
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
+        try:
+            yield number, orjson.loads(view[begin:end]), None
+        except orjson.JSONDecodeError as exc:
+            yield number, None, f"invalid JSON ({str(exc).split(':')[0]})"
+
+
+def walk_json(payload: bytes, start: int, stop: int, first_number: int, per_line: bool | None = None) -> JsonWalk:
+    """Walk the OTLP/JSON lines of payload[start:stop] (numbered from `first_number`); `per_line`
+    None: tell lines from one pretty-printed document by the first line."""
+    import gc
+
+    from parsers import otlp_json_spans as js
+
+    cols = _empty_columns()
+    scopes: list[tuple[int, dict[str, Any], list[Any]]] = []
+    pieces: list[pl.DataFrame] = []
+    pending = 0
+    events: list[dict[str, Any]] = []
+    metrics: list[dict[str, Any]] = []
+    rejected: list[Rejected] = []
+    bad = lines = 0
+    enabled = gc.isenabled()
+    gc.disable()  # the walk allocates many small objects; collection pauses would dominate
+    try:
+        for number, doc, error in _documents(payload, start, stop, first_number, per_line):
+            lines += 1
+            if isinstance(doc, js.Document):
+                for rs in doc.resourceSpans or doc.batches or ():
+                    resource = js.resource_of(rs)
+                    for ss in rs.scopeSpans or rs.instrumentationLibrarySpans or ():
+                        if ss.spans:
+                            scopes.append((number, resource, ss.spans))
+                            pending += len(ss.spans)
+                if pending >= js.BATCH_SPANS:  # columns per batch: the structs are freed and their memory reused
+                    pieces.append(js.spans_frame(scopes))
+                    scopes, pending = [], 0
+                doc = js.raw_of(doc)
+                if doc is None:
                     continue
-                for rs in doc.get("resourceSpans") or doc.get("batches") or ():
-                    resource = _resource(attrs((rs.get("resource") or {}).get("attributes")))
-                    for ss in rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or ():
-                        for span in ss.get("spans") or ():
-                            _add_span(cols, resource, span, number)
-                for rl in doc.get("resourceLogs") or ():
-                    resource = _resource(attrs((rl.get("resource") or {}).get("attributes")))
-                    for sl in rl.get("scopeLogs") or ():
-                        for rec in sl.get("logRecords") or ():
-                            events.append(log_event(rec, resource, number))
-                for rm in doc.get("resourceMetrics") or ():
-                    resource = _resource(attrs((rm.get("resource") or {}).get("attributes")))
-                    for sm in rm.get("scopeMetrics") or ():
-                        for metric in sm.get("metrics") or ():
-                            metrics.extend(_metric_points(metric, resource, number))
-            if scopes:
-                pieces.append(js.spans_frame(scopes))
-        finally:
-            if enabled:
-                gc.enable()
-        walked = bool(cols["trace_id"])
-        if walked:
-            pieces.append(_spans_frame(cols))
-        frames: dict[str, pl.DataFrame] = {}
-        if pieces:
-            raw = pl.concat([p.select([pl.col(c).cast(t) for c, t in RAW_SPAN_TYPES.items()]) for p in pieces])
-            if walked and len(pieces) > 1:
-                raw = raw.sort("line", maintain_order=True)  # lines the structs did not take, back in place
-            more, span_warnings = finish_spans(raw, source.origin)
-            warnings += span_warnings
-            frames.update({k: v.with_columns(origin=pl.lit(source.origin), signal=pl.lit("trace")) for k, v in more.items()})
-        frames.update(signal_frames(events, metrics, source.origin))
-        return ParseResult(format=self.name, frames=frames, lines=lines, rejected=bad, rejected_examples=rejected, warnings=warnings)
+            if error or not isinstance(doc, dict):
+                bad += 1
+                if len(rejected) < 5:
+                    rejected.append(Rejected(number, error or "not an OTLP document"))
+                continue
+            for rs in doc.get("resourceSpans") or doc.get("batches") or ():
+                resource = _resource(attrs((rs.get("resource") or {}).get("attributes")))
+                for ss in rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or ():
+                    for span in ss.get("spans") or ():
+                        _add_span(cols, resource, span, number)
+            for rl in doc.get("resourceLogs") or ():
+                resource = _resource(attrs((rl.get("resource") or {}).get("attributes")))
+                for sl in rl.get("scopeLogs") or ():
+                    for rec in sl.get("logRecords") or ():
+                        events.append(log_event(rec, resource, number))
+            for rm in doc.get("resourceMetrics") or ():
+                resource = _resource(attrs((rm.get("resource") or {}).get("attributes")))
+                for sm in rm.get("scopeMetrics") or ():
+                    for metric in sm.get("metrics") or ():
+                        metrics.extend(_metric_points(metric, resource, number))
+        if scopes:
+            pieces.append(js.spans_frame(scopes))
+    finally:
+        if enabled:
+            gc.enable()
+    walked = bool(cols["trace_id"])
+    if walked:
+        pieces.append(_spans_frame(cols))
+    raw = None
+    if pieces:
+        raw = pl.concat([p.select([pl.col(c).cast(t) for c, t in RAW_SPAN_TYPES.items()]) for p in pieces])
+        if walked and len(pieces) > 1:
+            raw = raw.sort("line", maintain_order=True)  # lines the structs did not take, back in place
+    return JsonWalk(raw, events, metrics, rejected, bad, lines)
+
+
+# The walk is Python (msgspec decodes in C, but each span's fields are then read one by one), so a big
+# file is cut at line ends into one part per core, each walked by its own process. Below this size a
+# process's start (importing polars, about half a second) costs more than it saves.
+PARALLEL_MIN_BYTES = 64 * 1024 * 1024
+
+
+def _split_lines(payload: bytes, min_bytes: int) -> list[tuple[int, int, int]]:
+    """(start, stop, first line number) of up to one part per core, cut after line ends; one part when
+    the payload is small, is one pretty-printed document, or the machine has one core."""
+    import os
+
+    cores = min(os.cpu_count() or 1, 8)
+    if cores < 2 or len(payload) < min_bytes or payload.count(b"\n", 0, 1 << 20) == 0:
+        return [(0, len(payload), 1)]
+    cuts, start, number = [], 0, 1
+    for k in range(1, cores):
+        cut = payload.find(b"\n", max(start, len(payload) * k // cores))
+        if cut < 0:
+            break
+        cuts.append((start, cut + 1, number))
+        number += payload.count(b"\n", start, cut + 1)
+        start = cut + 1
+    cuts.append((start, len(payload), number))
+    # a whole-document file (first line not JSON) must not be cut: walk it in one piece
+    head_end = payload.find(b"\n", _BLANK.match(payload).end())
+    try:
+        orjson.loads(payload[: head_end if head_end >= 0 else len(payload)])
+    except orjson.JSONDecodeError:
+        return [(0, len(payload), 1)]
+    return cuts
+
+
+def _walk_part(payload: bytes, first_number: int) -> JsonWalk:
+    return walk_json(payload, 0, len(payload), first_number, per_line=True)
+
+
+def _walk_in_processes(payload: bytes, parts: list[tuple[int, int, int]]) -> list[JsonWalk]:
+    """Walk the first part here and the others in worker processes (spawned: forking a process whose
+    polars threads are running is unsafe), results in line order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(parts) - 1, mp_context=context) as pool:
+        futures = [pool.submit(_walk_part, payload[start:stop], number) for start, stop, number in parts[1:]]
+        start, stop, number = parts[0]
+        walks = [walk_json(payload, start, stop, number, per_line=True)]
+        walks += [f.result() for f in futures]
+    return walks
 
 
 def log_event(rec: dict[str, Any], resource: dict[str, Any], line: int) -> dict[str, Any]:
@@ -385,13 +469,13 @@ def signal_frames(events: list[dict[str, Any]], metrics: list[dict[str, Any]], o
 _BLANK = re.compile(rb"\s*")
 
 
-def _line_spans(payload: bytes) -> Iterator[tuple[int, int, int]]:
-    """(line number, start, end) of each line, as `payload.split(b"\\n")` would cut them."""
-    start, number = 0, 1
+def _line_spans(payload: bytes, start: int, stop: int, number: int) -> Iterator[tuple[int, int, int]]:
+    """(line number, start, end) of each line of payload[start:stop], as `split(b"\\n")` would cut them."""
     while True:
-        end = payload.find(b"\n", start)
+        end = payload.find(b"\n", start, stop)
         if end < 0:
-            yield number, start, len(payload)
+            if start < stop or number == 1:
+                yield number, start, stop
             return
         yield number, start, end
         start, number = end + 1, number + 1

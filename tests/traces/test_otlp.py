@@ -144,3 +144,37 @@ def test_third_party_surge_links_the_db_slowdown_to_the_surging_caller(tmp_path)
     callers = [f for f in report.findings if f.kind == "caller_share" and f.details.get("dependency") == "postgres"]
     assert callers and callers[0].subject in accept and callers[0].share_explained > 0.5
     assert matches(report.hypotheses[0], incident.truth["root_cause"])
+
+
+@pytest.mark.parametrize("cores", [2, 3])
+def test_a_big_file_walked_in_parts_by_processes_gives_the_same_frames(tmp_path, corpus, monkeypatch, cores):
+    """OTLP/JSON files above PARALLEL_MIN_BYTES are cut at line ends and walked by several processes:
+    spans, events, metrics, line numbers and rejected lines must equal the one-process walk."""
+    import os
+
+    import parsers.otlp as otlp
+
+    lines = []
+    for i in range(40):
+        message = sample_traces()
+        for span in message.resource_spans[0].scope_spans[0].spans:
+            span.trace_id = i.to_bytes(16, "big")
+            span.start_time_unix_nano += i * 60_000_000_000
+            span.end_time_unix_nano += i * 60_000_000_000
+        lines.append(otlp_json(message).decode())
+        if i % 9 == 0:
+            lines += ["", "{not json", orjson.dumps(orjson.loads((corpus / "otel-examples" / "logs.json").read_bytes())).decode()]
+        if i % 13 == 0:
+            lines.append(orjson.dumps(orjson.loads((corpus / "otel-examples" / "metrics.json").read_bytes())).decode())
+    path = tmp_path / "traces.otlp.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    whole = load_dataset([str(path)])
+    monkeypatch.setattr(otlp, "PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert len(otlp._split_lines(path.read_bytes(), 1)) == cores
+    parts = load_dataset([str(path)])
+    for name in ("spans", "requests", "events", "metrics", "changes"):
+        assert parts.frame(name).equals(whole.frame(name)), name
+    assert whole.spans.height == 120 and whole.events.height > 0 and whole.metrics.height > 0
+    assert parts.inputs[0].rejected == whole.inputs[0].rejected == 5
+    assert parts.inputs[0].rejected_examples == whole.inputs[0].rejected_examples
