@@ -19,6 +19,7 @@ from rca.model import Rejected
 
 _PAIR = r'([A-Za-z_@][A-Za-z0-9_.\-/@]*)=("(?:[^"\\]|\\.)*"|[^ ]*)'
 _PAIR_RE = re.compile(_PAIR)
+SNIFF_CHARS = 4096
 
 
 def _unquote(value: str) -> str:
@@ -35,7 +36,8 @@ class LogfmtParser:
         if sample.is_binary or not sample.lines:
             return 0.0
         good = 0
-        for line in sample.lines:
+        for full in sample.lines:
+            line = full[:SNIFF_CHARS]  # the pair regex backtracks over a long run of key characters: O(n^2)
             if line.lstrip().startswith(("{", "[")):
                 continue
             pairs = _PAIR_RE.findall(line)
