@@ -265,13 +265,16 @@ def _deploy_candidates(findings: list[Finding], context: AnalysisContext) -> lis
     return out
 
 
-def _error_candidates(findings: list[Finding], symptoms: list[Finding]) -> list[Candidate]:
+def _error_candidates(findings: list[Finding], symptoms: list[Finding], context: AnalysisContext) -> list[Candidate]:
+    """Errors are a cause of their own only when they lead the latency symptoms and any traffic surge
+    by a bucket or more: errors that rise with the latency or the load are one more symptom of it."""
     errors = [f for f in findings if f.kind in ("error_rate", "error_message")]
     latency = [f.onset for f in symptoms if f.kind == "latency_shift" and f.onset]
+    latency += [f.onset for f in findings if f.kind == "traffic_spike" and f.onset and (f.share_explained or 0) >= 0.15]
     if not errors:
         return []
     first = min((f for f in errors if f.onset), key=lambda f: f.onset, default=None)  # type: ignore[arg-type, return-value]
-    if first is None or (latency and first.onset >= min(latency)):
+    if first is None or (latency and _minutes(first.onset, min(latency)) < context.bucket_s / 60.0):  # type: ignore[arg-type]
         return []
     cand = Candidate("error_burst", first.dimension, first.subject, first.where, specificity=0.7)
     cand.findings.extend(f for f in errors if f.subject == first.subject)
@@ -530,7 +533,7 @@ def build_report(dataset: Dataset, context: AnalysisContext | None, findings: It
     symptoms = sorted([f for f in findings if f.kind in SYMPTOM_KINDS], key=lambda f: (f.onset or context.span.end, -f.magnitude))
     candidates = (
         _traffic_candidates(findings) + _resource_candidates(findings) + _dependency_candidates(findings)
-        + _deploy_candidates(findings, context) + _error_candidates(findings, symptoms)
+        + _deploy_candidates(findings, context) + _error_candidates(findings, symptoms, context)
     )
     _link_callers(candidates, findings)
     _explain_loaded_dependencies(candidates)
@@ -539,15 +542,15 @@ def build_report(dataset: Dataset, context: AnalysisContext | None, findings: It
     for cand in candidates:
         score, explained = _score(cand, symptoms, context)
         scored.append((score, cand, explained))
-    # The first anomaly of a causal chain outranks its effects: a candidate that starts at least one
-    # bucket after another comparably strong one (CPU saturation two minutes after a traffic surge) is
-    # discounted as its likely effect.
+    # The first anomaly of a causal chain outranks its effects: a candidate that starts half a bucket
+    # or more after another comparably strong one (CPU saturation two minutes after a traffic surge) is
+    # discounted as its likely effect. (Onsets are estimated to the second, so half a bucket is a lag.)
     raw = [(score, cand) for score, cand, _ in scored]
     for i, (score, cand, explained) in enumerate(scored):
         for other_score, other in raw:
             if other is cand or not (other.onset and cand.onset):
                 continue
-            if other_score >= 0.5 * score and _minutes(other.onset, cand.onset) >= context.bucket_s / 60.0:
+            if other_score >= 0.5 * score and _minutes(other.onset, cand.onset) >= 0.5 * context.bucket_s / 60.0:
                 scored[i] = (score * 0.6, cand, [*explained])
                 cand.discount = 0.6
                 break
