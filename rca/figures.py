@@ -8,7 +8,7 @@ figure reads the same in the headline, the table, the Markdown and the JSON text
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 
 METRIC_UNITS = {
     "requests_per_min": " req/min",
@@ -40,6 +40,18 @@ def growth(baseline: float | None, magnitude: float | None) -> str:
 def hhmm(ts: datetime | None) -> str:
     """A time of day in UTC, stated: `14:43 UTC`."""
     return ts.strftime("%H:%M UTC") if ts else "?"
+
+
+def stamp(ts: datetime | None) -> str:
+    """A date and time for people, to the second, in UTC: `2026-01-05 14:46:00`; `-` when unknown."""
+    return ts.strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def time_range(start: datetime, end: datetime) -> str:
+    """A time range for people: `2026-01-05 14:46:00 to 15:30:02 UTC` (the end's date only when it differs)."""
+    end = end.replace(microsecond=0) + (timedelta(seconds=1) if end.microsecond >= 500_000 else timedelta(0))
+    tail = end.strftime("%H:%M:%S") if end.date() == start.date() else stamp(end)
+    return f"{stamp(start)} to {tail} UTC"
 
 
 def number(value: float | None) -> str:

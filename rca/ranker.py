@@ -404,8 +404,9 @@ def _ruled_out_changes(findings: list[Finding], context: AnalysisContext, top: H
             continue  # restarts (OOM kills, crash loops) are effects, not tempting explanations
         d = f.details
         label = f"{d.get('change_kind')} {d.get('subject') or ''} of {d.get('service')} at {hhmm(f.onset)}".replace("  ", " ")
-        figures = (f"p95 of {d.get('scope')} {d.get('p95_before_ms')} ms in {d.get('window_min')} min before, "
-                   f"{d.get('p95_after_ms')} ms in {d.get('after_min')} min after; 5xx {_pct(d.get('error_rate_before'))} -> {_pct(d.get('error_rate_after'))}")
+        figures = (f"p95 of {d.get('scope')} {quantity(d.get('p95_before_ms'), 'p95_ms')} in the {number(d.get('window_min'))} min before, "
+                   f"{quantity(d.get('p95_after_ms'), 'p95_ms')} in the {number(d.get('after_min'))} min after; "
+                   f"5xx {_pct(d.get('error_rate_before'))} -> {_pct(d.get('error_rate_after'))}")
         gap = d.get("minutes_before_incident", 0.0) or 0.0
         if top is not None and top.kind == "deploy" and top.subject == f.subject:
             continue
@@ -475,8 +476,8 @@ def _ruled_out_network(dataset: Dataset, context: AnalysisContext, findings: lis
         total_i, up_i, gap_i = inc
         if total_i < 1.2 * total_b or gap_i > max(2 * gap_b, gap_b + 50):
             continue
-        figures = (f"{label}: p95 request time {total_b:.0f} -> {total_i:.0f} ms, p95 upstream (backend) time {up_b:.0f} -> {up_i:.0f} ms, "
-                   f"p95 time outside the backend {gap_b:.0f} -> {gap_i:.0f} ms")
+        figures = (f"{label}: p95 request time {total_b:,.0f} -> {total_i:,.0f} ms, p95 upstream (backend) time {up_b:,.0f} -> {up_i:,.0f} ms, "
+                   f"p95 time outside the backend {gap_b:,.0f} -> {gap_i:,.0f} ms")
         return [RuledOut(kind="network", subject="network / client side",
                          reason=f"The network is not the cause: the time went to the backend ({figures}).",
                          evidence=(Evidence("latency", figures, round(gap_b, 1), round(gap_i, 1), round(gap_i / max(gap_b, 0.1), 2)),))]

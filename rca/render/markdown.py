@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rca.model import Finding, Report
-from rca.render import growth, hhmm, iso, number, quantity
+from rca.render import growth, hhmm, number, quantity, stamp, time_range
 
 SUGGESTIONS = {
     "traffic_surge": [
@@ -81,8 +81,8 @@ def render_markdown(report: Report, chart_path: Path | None = None) -> str:
     lines += ["## Summary", ""]
     if ctx is not None:
         minutes = ctx.incident.duration.total_seconds() / 60
-        lines.append(f"Incident window {iso(ctx.incident.start)} to {iso(ctx.incident.end)} ({minutes:.0f} min, UTC), "
-                     f"compared with the baseline {iso(ctx.baseline.start)} to {iso(ctx.baseline.end)}.")
+        lines.append(f"Incident window {time_range(ctx.incident.start, ctx.incident.end)} ({minutes:.0f} min), "
+                     f"compared with the baseline {time_range(ctx.baseline.start, ctx.baseline.end)}.")
         lines.append("")
     lines.append(report.headline)
     if report.incident_detected and report.hypotheses:
@@ -146,7 +146,7 @@ def render_markdown(report: Report, chart_path: Path | None = None) -> str:
                 lines.append("")
     lines += ["## Appendix", ""]
     lines += _table(["input", "format", "rows", "rejected", "first (UTC)", "last (UTC)"],
-                    [[s.path, s.format, f"{s.total_rows:,}", str(s.rejected), iso(s.first_ts) or "-", iso(s.last_ts) or "-"] for s in report.inputs])
+                    [[s.path, s.format, f"{s.total_rows:,}", str(s.rejected), stamp(s.first_ts), stamp(s.last_ts)] for s in report.inputs])
     lines.append("")
     if ctx is not None:
         lines.append(f"Method: {ctx.method}; {ctx.bucket_s} s buckets. rca {report.tool_version}.")

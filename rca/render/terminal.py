@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rca.model import Finding, Report, Series
-from rca.render import growth, hhmm, iso, number, quantity
+from rca.render import growth, hhmm, number, quantity, time_range
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -51,8 +51,8 @@ def render_terminal(report: Report, console: Console) -> None:
     console.print(Text(report.headline, style=style))
     if ctx is not None:
         console.print(
-            f"Incident window {iso(ctx.incident.start)} to {iso(ctx.incident.end)} (UTC); baseline "
-            f"{iso(ctx.baseline.start)} to {iso(ctx.baseline.end)}; {ctx.bucket_s} s buckets; {ctx.method}.",
+            f"Incident window {time_range(ctx.incident.start, ctx.incident.end)}; baseline "
+            f"{time_range(ctx.baseline.start, ctx.baseline.end)}; {ctx.bucket_s} s buckets; {ctx.method}.",
             style="dim", markup=False, highlight=False,
         )
     console.print()

@@ -71,3 +71,15 @@ def test_json_hypotheses_best_first_with_decoys_ruled_out(report):
     ruled = " ".join(f"{r['subject']} {r['reason']}" for r in doc["ruled_out"])
     for decoy in load_truth(SAMPLE / "truth.json")["decoys"]:
         assert decoy["subject"] in ruled
+
+
+def test_time_ranges_for_people_read_to_the_second_in_utc_with_the_end_date_only_when_it_differs() -> None:
+    from datetime import UTC, datetime
+
+    from rca.figures import stamp, time_range
+
+    start = datetime(2026, 1, 5, 14, 46, tzinfo=UTC)
+    assert time_range(start, datetime(2026, 1, 5, 15, 30, 1, 975001, tzinfo=UTC)) == "2026-01-05 14:46:00 to 15:30:02 UTC"
+    assert time_range(start, datetime(2026, 1, 5, 15, 30, 1, 400000, tzinfo=UTC)) == "2026-01-05 14:46:00 to 15:30:01 UTC"
+    assert time_range(start, datetime(2026, 1, 6, 0, 1, tzinfo=UTC)) == "2026-01-05 14:46:00 to 2026-01-06 00:01:00 UTC"
+    assert stamp(None) == "-"
