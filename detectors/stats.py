@@ -68,6 +68,7 @@ def rolling_median(values: np.ndarray, half_width: int) -> np.ndarray:
 
 ONSET_PRE_BUCKETS = 30  # buckets of the series before the shift that the onset fit sees
 ONSET_MAX_WIDTH = 40  # longest ramp considered, in buckets
+ONSET_POST_BUCKETS = 160  # buckets from the shift's start that the fit sees at most
 ONSET_STEP = 0.5  # grid of candidate onsets, in buckets (the posterior median interpolates nothing finer)
 
 
@@ -129,8 +130,11 @@ def onset_time(values: np.ndarray, baseline_mask: np.ndarray, incident_mask: np.
     if z[peak] < threshold:
         return None
     start, end = _shift_run(z, peak, threshold, 1 + smooth)
-    lo = max(0, min(start, int(inc[0])) - ONSET_PRE_BUCKETS)
-    hi = end + 1
+    # The fit sees the shift's start and what follows it for a bounded stretch: a shift that lasts for
+    # thousands of buckets (months of logs) would otherwise cost (onsets x widths x buckets) memory.
+    lo = max(0, min(start, max(int(inc[0]), start - ONSET_MAX_WIDTH)) - ONSET_PRE_BUCKETS)
+    hi = min(end + 1, max(start, lo) + ONSET_POST_BUCKETS)
+    peak = min(peak, hi - 1)
     y = v[lo:hi]
     finite = np.isfinite(y)
     if finite.sum() < 3:

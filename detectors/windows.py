@@ -1,7 +1,8 @@
 """Time windows: the bucket size, the baseline window and the incident window.
 
-The bucket is chosen from the data's span so the series have roughly 60-180 buckets (10 s to 5 min),
-or given with `--bucket`. The incident window is given with `--since/--until`, or found automatically:
+The bucket is chosen from the data's span so the series have roughly 60-180 buckets (10 s to 5 min for
+an incident of hours, up to a day for months of logs), or given with `--bucket`. The incident window is
+given with `--since/--until`, or found automatically:
 for every bucket a small feature vector (request rate, p95 latency and 5xx share of the busiest
 vantage, count of warning-or-worse events) is scored by robust z against the first third of the data,
 and the incident starts at the first bucket from which the largest score stays above 4 for three
@@ -24,7 +25,8 @@ from detectors.stats import bucket_grid, robust_z
 from rca.errors import UsageError
 from rca.model import AnalysisContext, Dataset, Window
 
-BUCKETS_S = (10, 15, 30, 60, 120, 300)
+# Up to 5 min for an incident's hours; coarser for days or months of logs, so series stay short.
+BUCKETS_S = (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 

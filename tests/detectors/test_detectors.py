@@ -183,3 +183,28 @@ def test_times_relative_to_the_end_of_the_data():
     assert parse_time("2026-05-04 10:15", end) == datetime(2026, 5, 4, 10, 15, tzinfo=UTC)
     with pytest.raises(UsageError):
         parse_time("yesterday-ish", end)
+
+
+def test_a_shift_that_lasts_a_hundred_thousand_buckets_gets_its_onset_in_bounded_memory():
+    # Months of logs at a fine bucket: the fit must not build (onsets x widths x buckets) arrays.
+    rng = np.random.default_rng(7)
+    values = np.concatenate([rng.poisson(5.0, 2_000), rng.poisson(40.0, 100_000)]).astype(float)
+    base = np.arange(values.size) < 1_500
+    tau = onset_time(values, base, ~base)
+    assert tau is not None and abs(tau - 2_000) <= 1
+
+
+def test_months_of_events_get_coarse_buckets_and_a_run_in_bounded_memory():
+    rng = np.random.default_rng(3)
+    seconds = np.sort(rng.uniform(0, 200 * 86400, 3_000))
+    events = conform(pl.DataFrame({
+        "ts": [T0 + timedelta(seconds=float(s)) for s in seconds],
+        "level": ["ERROR" if i % 7 == 0 else "INFO" for i in range(seconds.size)],
+        "message": [f"job {i % 13} finished" for i in range(seconds.size)],
+        "service": "batch", "signal": "text_log",
+    }), "events")
+    data = Dataset(events=events)
+    context = choose_context(data)
+    assert context.bucket_s >= 86400
+    assert len(bucket_grid(context)) <= 400
+    detectors.run_all(data, context)  # months of data used to need 100+ GiB here
