@@ -13,12 +13,17 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rca import __version__
 from rca.errors import ExitCode, InputError, UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rca.model import Report
 
 app = typer.Typer(
     name="rca",
@@ -137,7 +142,7 @@ def _parse_options(
 def _stderr_console(quiet: bool):
     from rich.console import Console
 
-    return Console(stderr=True, quiet=quiet, highlight=False)
+    return Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=True)  # one warning, one line (grep)
 
 
 def _progress(console, quiet: bool):
@@ -250,6 +255,7 @@ def analyze(
         dataset = load(inputs, options)
     _warn_inputs(err, dataset.inputs)
     report = analyze_dataset(dataset, options)
+    _warn_coarse_buckets(err, report, bucket)
 
     if chart is not None:
         from rca.render.chart import write_chart
@@ -270,6 +276,16 @@ def analyze(
         render_terminal(report, console)
         if output is not None:
             console.file.close()
+
+
+def _warn_coarse_buckets(err: Console, report: Report, bucket: str | None) -> None:
+    """Days or months of data get buckets of an hour or more, which blur an incident of minutes: say so."""
+    ctx = report.context
+    if ctx is None or bucket is not None or ctx.bucket_s < 3600:
+        return
+    days = ctx.span.duration.total_seconds() / 86400
+    err.print(f"rca: warning: the data spans {days:,.0f} days, so buckets are {ctx.bucket_s // 3600} h and an incident of "
+              "minutes is blurred; focus on it with --since/--until (or set --bucket)", markup=False)
 
 
 @app.command()

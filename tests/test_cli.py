@@ -99,3 +99,15 @@ def test_ingest_then_analyze_parquet(incident, tmp_path):
 def test_formats_lists_parsers():
     result = runner.invoke(app, ["formats"])
     assert result.exit_code == 0 and "combined" in result.output and "jsonl" in result.output
+
+
+def test_months_of_logs_warn_that_buckets_are_coarse_on_stderr_only(tmp_path):
+    log = tmp_path / "batch.log"
+    days = [f"2026-0{1 + d // 28}-{1 + d % 28:02d}T0{h}:00:00Z ERROR job {h} failed" for d in range(150) for h in range(3)]
+    log.write_text("\n".join(days) + "\n")
+    result = runner.invoke(app, ["analyze", str(log), "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    assert "buckets are 24 h" in result.stderr and "--since/--until" in result.stderr
+    assert orjson.loads(result.stdout)["window"]["bucket_s"] == 86400
+    focused = runner.invoke(app, ["analyze", str(log), "--format", "json", "--bucket", "1h"])
+    assert "buckets are" not in focused.stderr
