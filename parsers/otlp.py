@@ -697,17 +697,23 @@ def _frames(payload: bytes) -> Iterator[bytes]:
         yield payload
 
 
+def _parse_message(cls: Any, number: int, blob: bytes, source: Source) -> Any:
+    """Message `number` of a protobuf file parsed as `cls`; InputError naming it when it is not one."""
+    message = cls()
+    try:
+        message.ParseFromString(blob)
+    except Exception:  # protobuf raises DecodeError, a message subclass of Exception
+        raise InputError(f"protobuf message {number} is not a valid {cls.__name__} message", file=source.origin) from None
+    return message
+
+
 def _proto_logs(number: int, blob: bytes, source: Source) -> list[dict[str, Any]]:
     """A LogsData message -> events rows, through the OTLP/JSON shape the JSON path maps."""
     from opentelemetry.proto.logs.v1.logs_pb2 import LogsData
 
     from parsers.otlp_signals import key_values, log_json
 
-    message = LogsData()
-    try:
-        message.ParseFromString(blob)
-    except Exception:  # protobuf raises DecodeError, a message subclass of Exception
-        raise InputError(f"protobuf message {number} is not a valid LogsData message", file=source.origin) from None
+    message = _parse_message(LogsData, number, blob, source)
     out = []
     for rl in message.resource_logs:
         resource = _resource(attrs(key_values(rl.resource.attributes)))
@@ -722,11 +728,7 @@ def _proto_metrics(number: int, blob: bytes, source: Source) -> list[dict[str, A
 
     from parsers.otlp_signals import key_values, metric_json
 
-    message = MetricsData()
-    try:
-        message.ParseFromString(blob)
-    except Exception:  # protobuf raises DecodeError, a message subclass of Exception
-        raise InputError(f"protobuf message {number} is not a valid MetricsData message", file=source.origin) from None
+    message = _parse_message(MetricsData, number, blob, source)
     out = []
     for rm in message.resource_metrics:
         resource = _resource(attrs(key_values(rm.resource.attributes)))
