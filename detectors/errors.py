@@ -91,8 +91,8 @@ def detect_errors(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                     )
                 )
     events = dataset.events.filter(pl.col("level").is_in(["ERROR", "FATAL"]))
-    base_s = context.baseline.duration.total_seconds()
-    inc_s = context.incident.duration.total_seconds()
+    base_s = context.observed_s(context.baseline)
+    inc_s = context.observed_s(context.incident)
     if events.height and base_s > 0:
         events = events.with_columns(bucket_expr(context))
         for dim in ("service", "host"):

@@ -63,8 +63,8 @@ def detect_resources(dataset: Dataset, context: AnalysisContext) -> list[Finding
 def _from_events(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     findings: list[Finding] = []
     events = dataset.events
-    base_s = context.baseline.duration.total_seconds()
-    inc_s = context.incident.duration.total_seconds()
+    base_s = context.observed_s(context.baseline)
+    inc_s = context.observed_s(context.incident)
     if events.height == 0 or base_s <= 0 or inc_s <= 0:
         return findings
     base_mask, inc_mask, grid = window_masks(context)

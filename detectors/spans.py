@@ -56,8 +56,8 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     in_inc = in_window("ts", context.incident.start, context.incident.end)
     spans = spans.with_columns(bucket_expr(context), _dependency_expr().alias("dependency"))
     findings: list[Finding] = []
-    base_s = max(context.baseline.duration.total_seconds(), 1e-9)
-    inc_s = max(context.incident.duration.total_seconds(), 1e-9)
+    base_s = max(context.observed_s(context.baseline), 1e-9)
+    inc_s = max(context.observed_s(context.incident), 1e-9)
 
     calls = spans.filter(pl.col("dependency").is_not_null() & pl.col("duration_ms").is_not_null())
     servers = spans.filter(pl.col("kind") == "server")

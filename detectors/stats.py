@@ -472,7 +472,16 @@ def window_masks(context: AnalysisContext) -> tuple[np.ndarray, np.ndarray, list
     arr = np.array([t.timestamp() for t in grid])
     base = (arr >= context.baseline.start.timestamp()) & (arr < context.baseline.end.timestamp())
     inc = (arr >= _floor(context.incident.start, context.bucket_s).timestamp()) & (arr < context.incident.end.timestamp())
-    return base, inc, grid
+    gap = gap_mask(arr, context)
+    return base & ~gap, inc & ~gap, grid
+
+
+def gap_mask(bucket_starts: np.ndarray, context: AnalysisContext) -> np.ndarray:
+    """Buckets (epoch seconds of their starts) inside a gap of the data: in neither window's statistics."""
+    out = np.zeros(bucket_starts.shape, dtype=bool)
+    for gap in context.gaps:
+        out |= (bucket_starts >= gap.start.timestamp()) & (bucket_starts < gap.end.timestamp())
+    return out
 
 
 def to_series(values: np.ndarray, grid: list[datetime], context: AnalysisContext, label: str = "") -> Series:

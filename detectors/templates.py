@@ -138,8 +138,8 @@ MAX_FINDINGS = 8
 def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     """new_template, template_burst and error_message findings over the events frame."""
     events = dataset.events.filter(pl.col("message").is_not_null() & (pl.col("message") != ""))
-    base_s = context.baseline.duration.total_seconds()
-    inc_s = context.incident.duration.total_seconds()
+    base_s = context.observed_s(context.baseline)
+    inc_s = context.observed_s(context.incident)
     if events.height == 0 or base_s <= 0 or inc_s <= 0:
         return []
     windowed = events.filter(

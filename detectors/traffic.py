@@ -124,8 +124,8 @@ def _per_value(counts: pl.DataFrame, raw: str, derive: Callable[[pl.Expr], pl.Ex
 def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     """Rate spikes per dimension value within each vantage, plus one per vantage for its total."""
     findings: list[Finding] = []
-    base_s = context.baseline.duration.total_seconds()
-    inc_s = context.incident.duration.total_seconds()
+    base_s = context.observed_s(context.baseline)
+    inc_s = context.observed_s(context.incident)
     if base_s <= 0 or inc_s <= 0 or dataset.requests.height == 0:
         return findings
     scale = inc_s / base_s

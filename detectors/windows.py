@@ -16,14 +16,15 @@ compare like with like and report nothing.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
 
-from detectors.stats import bucket_grid, robust_z
+from detectors.stats import bucket_grid, gap_mask, robust_z
 from rca.errors import UsageError
-from rca.model import AnalysisContext, Dataset, Window
+from rca.model import FRAMES, AnalysisContext, Dataset, Window
 
 # Up to 5 min for an incident's hours; coarser for days or months of logs, so series stay short.
 BUCKETS_S = (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
@@ -100,18 +101,58 @@ def _feature_matrix(dataset: Dataset, context: AnalysisContext) -> tuple[np.ndar
     return (np.array(features) if features else np.zeros((0, len(grid)))), floors
 
 
+GAP_MIN_S = 3600  # no row at all for this long (and GAP_MIN_BUCKETS buckets): logging stopped, not traffic
+GAP_MIN_BUCKETS = 6
+
+
+def find_gaps(dataset: Dataset, context: AnalysisContext) -> tuple[Window, ...]:
+    """Stretches of at least an hour (and six buckets) in which no frame has a single row.
+
+    Rotated logs with a hole between them, or files of two different days, are not hours of zero
+    traffic: counted as such, they would dilute the baseline's rates and fake a surge. Each gap runs
+    from its first empty bucket to the next bucket with data."""
+    grid = bucket_grid(context)
+    trunc = f"{context.bucket_s}s"
+    seen: set[datetime] = set()
+    for name in FRAMES:
+        ts = dataset.frame(name)["ts"].drop_nulls()
+        if len(ts):
+            seen.update(ts.dt.truncate(trunc).unique().to_list())
+    observed = np.array([t in seen for t in grid])
+    shortest = max(GAP_MIN_BUCKETS, -(-GAP_MIN_S // context.bucket_s))
+    gaps: list[Window] = []
+    i = 0
+    while i < len(grid):
+        if observed[i]:
+            i += 1
+            continue
+        j = i
+        while j < len(grid) and not observed[j]:
+            j += 1
+        if j - i >= shortest and i > 0 and j < len(grid):
+            gaps.append(Window(grid[i], grid[j]))
+        i = j
+    return tuple(gaps)
+
+
 def find_incident_start(dataset: Dataset, context: AnalysisContext) -> datetime | None:
-    """The first bucket of a sustained shift in the run's key signals, or None."""
+    """The first bucket of a sustained shift in the run's key signals (gaps left out), or None."""
     matrix, floors = _feature_matrix(dataset, context)
     grid = bucket_grid(context)
     n = len(grid)
     if matrix.size == 0 or n < 9:
         return None
-    ref = slice(0, max(3, n // 3))
+    gap = gap_mask(np.array([t.timestamp() for t in grid]), context)
+    ref = np.zeros(n, dtype=bool)
+    ref[: max(3, n // 3)] = True
+    ref &= ~gap
+    if ref.sum() < 3:
+        return None
     scores = np.zeros(n)
     for row, floor in zip(matrix, floors, strict=True):
         z = robust_z(row, row[ref], floor)
         scores = np.maximum(scores, z)
+    scores[gap] = 0.0
     # last bucket is partial: ignore it
     scores[-1] = 0.0
     run = 3
@@ -145,9 +186,11 @@ def choose_context(
         raise UsageError("--bucket must be positive")
     whole = Window(start, end)
     provisional = AnalysisContext(bucket_s=bucket_s, span=whole, baseline=whole, incident=whole)
+    gaps = find_gaps(dataset, provisional)
+    provisional = replace(provisional, gaps=gaps)
     method = "given"
     if since or until:
-        inc_start = parse_time(since, end) if since else start + (end - start) * 0.75
+        inc_start = parse_time(since, end) if since else _last_quarter(provisional)
         inc_end = parse_time(until, end) if until else end
         if inc_end <= inc_start:
             raise UsageError("--until must be after --since")
@@ -156,8 +199,11 @@ def choose_context(
         if found is not None:
             inc_start, method = found, "auto: sustained shift in rate, latency, errors or warnings"
         else:
-            inc_start, method = start + (end - start) * 0.75, "auto: no sustained shift; last quarter compared with the rest"
+            inc_start, method = _last_quarter(provisional), "auto: no sustained shift; last quarter compared with the rest"
         inc_end = end
+    if gaps:
+        longest = max(g.duration for g in gaps)
+        method += f"; {len(gaps)} gap(s) without data left out (the longest {longest.total_seconds() / 3600:,.1f} h)"
     guard = timedelta(seconds=bucket_s)
     base_start = parse_time(baseline_since, end) if baseline_since else start
     base_end = parse_time(baseline_until, end) if baseline_until else max(inc_start - guard, start + guard)
@@ -171,4 +217,21 @@ def choose_context(
         baseline=Window(base_start, base_end),
         incident=Window(inc_start, inc_end),
         method=method,
+        gaps=gaps,
     )
+
+
+def _last_quarter(context: AnalysisContext) -> datetime:
+    """Where the last quarter of the observed time (gaps left out) begins."""
+    span = context.span
+    if not context.gaps:
+        return span.start + span.duration * 0.75
+    remaining = context.observed_s(span) * 0.25
+    t = span.end
+    for gap in sorted(context.gaps, key=lambda g: g.start, reverse=True):
+        stretch = (t - gap.end).total_seconds()
+        if stretch >= remaining:
+            return t - timedelta(seconds=remaining)
+        remaining -= stretch
+        t = gap.start
+    return t - timedelta(seconds=remaining)

@@ -245,10 +245,20 @@ class AnalysisContext:
     baseline: Window
     incident: Window
     method: str = "auto"  # how the windows were found: "auto: ..." or "given"
+    gaps: tuple[Window, ...] = ()  # long stretches without a single row (logging stopped): not observed
 
     @property
     def bucket(self) -> timedelta:
         return timedelta(seconds=self.bucket_s)
+
+    def observed_s(self, window: Window) -> float:
+        """Seconds of `window` with data: its duration less the gaps in it (rates divide by this)."""
+        total = window.duration.total_seconds()
+        for gap in self.gaps:
+            low, high = max(gap.start, window.start), min(gap.end, window.end)
+            if high > low:
+                total -= (high - low).total_seconds()
+        return max(total, 0.0)
 
 
 # --- findings and hypotheses ------------------------------------------------------------------

@@ -80,6 +80,7 @@ def report_dict(report: Report) -> dict[str, Any]:
             "incident": {"start": ctx.incident.start, "end": ctx.incident.end},
             "span": {"start": ctx.span.start, "end": ctx.span.end},
             "bucket_s": ctx.bucket_s, "method": ctx.method,
+            "gaps": [{"start": g.start, "end": g.end} for g in ctx.gaps],
         }
     return _clean({
         "schema_version": report.schema_version,

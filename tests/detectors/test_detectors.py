@@ -208,3 +208,44 @@ def test_months_of_events_get_coarse_buckets_and_a_run_in_bounded_memory():
     assert context.bucket_s >= 86400
     assert len(bucket_grid(context)) <= 400
     detectors.run_all(data, context)  # months of data used to need 100+ GiB here
+
+
+def _two_days_apart(surge: bool) -> pl.DataFrame:
+    """Two 3-hour stretches of steady traffic four days apart (rotated logs with a hole between them);
+    with `surge`, a partner triples the rate in the last hour."""
+    rng = np.random.default_rng(11)
+    rows = []
+    for day in (0, 4):
+        for minute in range(180):
+            start = T0 + timedelta(days=day, minutes=minute)
+            for _ in range(rng.poisson(30)):
+                rows.append({"ts": start + timedelta(seconds=float(rng.uniform(0, 60))), "endpoint": "/api/items/{id}", "method": "GET",
+                             "source": f"81.3.0.{rng.integers(1, 200)}", "status": 200, "duration_ms": float(rng.lognormal(3, 0.3)),
+                             "service": "web", "signal": "access_log"})
+            if surge and day == 4 and minute >= 120:
+                for _ in range(rng.poisson(60)):
+                    rows.append({"ts": start + timedelta(seconds=float(rng.uniform(0, 60))), "endpoint": "/api/export", "method": "POST",
+                                 "source": "203.0.113.7", "status": 200, "duration_ms": float(rng.lognormal(3, 0.3)),
+                                 "service": "web", "signal": "access_log"})
+    return requests_frame(rows)
+
+
+def test_days_without_any_data_are_a_gap_not_zero_traffic():
+    data = Dataset(requests=_two_days_apart(surge=False))
+    context = choose_context(data)
+    assert len(context.gaps) == 1
+    gap = context.gaps[0]
+    assert T0 + timedelta(hours=3) <= gap.start <= T0 + timedelta(hours=4) and gap.end <= T0 + timedelta(days=4, minutes=60)
+    assert context.observed_s(context.span) <= 6.5 * 3600
+    findings = detectors.run_all(data, context)
+    assert [f for f in findings if f.kind == "traffic_spike"] == []  # steady traffic, however long the hole
+
+
+def test_a_surge_after_a_gap_is_measured_against_the_observed_baseline():
+    data = Dataset(requests=_two_days_apart(surge=True))
+    context = choose_context(data, bucket="5m")
+    findings = detectors.run_all(data, context)
+    partner = [f for f in findings if f.kind == "traffic_spike" and f.subject == "203.0.113.7"]
+    assert partner and abs((partner[0].onset - (T0 + timedelta(days=4, minutes=120))).total_seconds()) <= 2 * 300
+    total = next(f for f in findings if f.kind == "traffic_spike" and f.dimension == "service")
+    assert 2.0 <= total.magnitude <= 4.5  # 30 -> 90 req/min: x3, not diluted by four empty days
