@@ -115,7 +115,7 @@ def parse_timestamp(values: pl.Series, tz: str = "UTC") -> pl.Series:
             .when(magnitude < 1e17).then(num)
             .otherwise(num / 1e3)
             .round(0)
-            .cast(pl.Int64)
+            .cast(pl.Int64, strict=False)  # beyond the Int64 range (9.2e21 s): no readable time, not a crash
             .cast(pl.Datetime("us", "UTC"))
         ).to_series()
     )

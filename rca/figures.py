@@ -8,7 +8,15 @@ figure reads the same in the headline, the table, the Markdown and the JSON text
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
+
+from rca.model import AnalysisContext
+
+# Whether times of day carry their date: set for a report whose data spans more than a day.
+_DATED: ContextVar[bool] = ContextVar("rca_dated_times", default=False)
 
 METRIC_UNITS = {
     "requests_per_min": " req/min",
@@ -37,9 +45,21 @@ def growth(baseline: float | None, magnitude: float | None) -> str:
     return "new" if not baseline else ratio(magnitude)
 
 
+@contextmanager
+def times_for(context: AnalysisContext | None) -> Iterator[None]:
+    """Within this block, `hhmm` gives the date too (`Jan 06 18:30 UTC`) if the data spans over a day."""
+    token = _DATED.set(context is not None and context.span.duration > timedelta(days=1))
+    try:
+        yield
+    finally:
+        _DATED.reset(token)
+
+
 def hhmm(ts: datetime | None) -> str:
-    """A time of day in UTC, stated: `14:43 UTC`."""
-    return ts.strftime("%H:%M UTC") if ts else "?"
+    """A time of day in UTC, stated: `14:43 UTC` (`Jan 06 14:43 UTC` within `times_for` days of data)."""
+    if not ts:
+        return "?"
+    return ts.strftime("%b %d %H:%M UTC" if _DATED.get() else "%H:%M UTC")
 
 
 def stamp(ts: datetime | None) -> str:

@@ -29,7 +29,7 @@ from datetime import datetime
 import polars as pl
 
 from rca import __version__
-from rca.figures import growth, hhmm, number, quantity, ratio
+from rca.figures import growth, hhmm, number, quantity, ratio, times_for
 from rca.model import (
     AnalysisContext,
     Dataset,
@@ -367,8 +367,9 @@ def _summary(cand: Candidate, explained: list[Finding]) -> str:
     if cand.kind == "deploy":
         d = best.details
         return (f"{d.get('change_kind', 'change').capitalize()} {d.get('subject') or ''} of {d.get('service')} at {when}: p95 "
-                f"{d.get('p95_before_ms')} -> {d.get('p95_after_ms')} ms, 5xx {d.get('error_rate_before')} -> {d.get('error_rate_after')} right after it.")
-    return f"Errors on {cand.subject} rose {ratio(best.magnitude)} at {when}, ahead of the latency symptoms."
+                f"{number(d.get('p95_before_ms'))} -> {quantity(d.get('p95_after_ms'), 'p95_ms')}, "
+                f"5xx {_pct(d.get('error_rate_before'))} -> {_pct(d.get('error_rate_after'))} right after it.")
+    return f"Errors on {cand.subject} rose {ratio(best.magnitude)} at {when}{effect or ', with no latency symptom in the data'}."
 
 
 def _evidence(f: Finding) -> Evidence:
@@ -531,6 +532,11 @@ def _ruled_out_hosts(dataset: Dataset, context: AnalysisContext, findings: list[
 
 def build_report(dataset: Dataset, context: AnalysisContext | None, findings: Iterable[Finding], command: str | None = None) -> Report:
     """Rank the causes the findings point to and assemble the report."""
+    with times_for(context):
+        return _build_report(dataset, context, list(findings), command)
+
+
+def _build_report(dataset: Dataset, context: AnalysisContext | None, findings: list[Finding], command: str | None) -> Report:
     findings = list(findings)
     inputs = tuple(dataset.inputs)
     if context is None:

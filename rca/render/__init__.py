@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rca.figures import growth, hhmm, number, quantity, ratio, stamp, time_range
+from rca.figures import growth, hhmm, number, quantity, ratio, stamp, time_range, times_for
 
-__all__ = ["growth", "hhmm", "iso", "number", "quantity", "ratio", "stamp", "time_range"]
+__all__ = ["growth", "hhmm", "iso", "number", "quantity", "ratio", "stamp", "time_range", "times_for"]
 
 
 def iso(ts: datetime | None) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rca.model import Finding, Report
-from rca.render import growth, hhmm, number, quantity, stamp, time_range
+from rca.render import growth, hhmm, number, quantity, stamp, time_range, times_for
 
 SUGGESTIONS = {
     "traffic_surge": [
@@ -76,6 +76,11 @@ def _mermaid(finding: Finding) -> list[str]:
 
 def render_markdown(report: Report, chart_path: Path | None = None) -> str:
     """The report as Markdown text."""
+    with times_for(report.context):
+        return _render_markdown(report, chart_path)
+
+
+def _render_markdown(report: Report, chart_path: Path | None) -> str:
     ctx = report.context
     lines: list[str] = ["# Incident analysis", ""]
     lines += ["## Summary", ""]

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rca.model import Finding, Report, Series
-from rca.render import growth, hhmm, number, quantity, time_range
+from rca.render import growth, hhmm, number, quantity, time_range, times_for
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -46,6 +46,11 @@ def _symptom_series(report: Report) -> Finding | None:
 
 def render_terminal(report: Report, console: Console) -> None:
     """Draw the report on `console`."""
+    with times_for(report.context):
+        _render_terminal(report, console)
+
+
+def _render_terminal(report: Report, console: Console) -> None:
     ctx = report.context
     style = "bold red" if report.incident_detected else "bold green"
     console.print(Text(report.headline, style=style))

@@ -109,6 +109,13 @@ def test_jsonl_timestamps(tmp_path, value, expected):
     assert load_dataset([path]).events["ts"][0] == expected
 
 
+def test_an_epoch_beyond_any_datetime_is_a_rejected_line_not_a_crash(tmp_path):
+    path = write(tmp_path, "app.jsonl", '{"ts": 1e25, "msg": "far"}\n{"ts": 1.5e9, "msg": "near"}\n')
+    data = load_dataset([path])
+    assert data.events["message"].to_list() == ["near"]
+    assert data.inputs[0].rejected == 1 and data.inputs[0].rejected_examples[0].line == 1
+
+
 def test_jsonl_conventions_and_overrides(tmp_path):
     lines = "\n".join([
         '{"@timestamp":"2026-11-22T12:00:00Z","log":{"level":"warn"},"message":"disk 91%","host":{"name":"h1"},"service":{"name":"api"}}',

@@ -83,3 +83,19 @@ def test_time_ranges_for_people_read_to_the_second_in_utc_with_the_end_date_only
     assert time_range(start, datetime(2026, 1, 5, 15, 30, 1, 400000, tzinfo=UTC)) == "2026-01-05 14:46:00 to 15:30:01 UTC"
     assert time_range(start, datetime(2026, 1, 6, 0, 1, tzinfo=UTC)) == "2026-01-05 14:46:00 to 2026-01-06 00:01:00 UTC"
     assert stamp(None) == "-"
+
+
+def test_times_of_day_carry_their_date_only_in_reports_of_data_spanning_days() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from rca.figures import hhmm, times_for
+    from rca.model import AnalysisContext, Window
+
+    t = datetime(2026, 1, 6, 18, 30, tzinfo=UTC)
+    hours = Window(t - timedelta(hours=3), t)
+    days = Window(t - timedelta(days=3), t)
+    with times_for(AnalysisContext(bucket_s=60, span=hours, baseline=hours, incident=hours)):
+        assert hhmm(t) == "18:30 UTC"
+    with times_for(AnalysisContext(bucket_s=3600, span=days, baseline=days, incident=days)):
+        assert hhmm(t) == "Jan 06 18:30 UTC"
+    assert hhmm(t) == "18:30 UTC"
