@@ -406,6 +406,9 @@ def _convert_split(
     hundreds, so checks that usually pass cheaply (a bare field that is `-` or an integer is printable)
     are made that way first and the regex runs only on the rows that fail them.
     """
+    # The reader's batch holds its columns in many chunks; the columns computed here come in one. An
+    # eager operation on a frame whose columns are chunked differently rechunks every column first.
+    fields = fields.rechunk()
     names = set(layout.columns) - {"_time_date", "_time_zone"}
     checks: list[pl.Expr] = [pl.col(c).is_null() for c in _SPARE]
     exprs = _request_exprs(names | {"time_local"}, origin, tz, None)
