@@ -579,6 +579,16 @@ class OtlpProtoParser:
         pieces: list[pl.DataFrame] = []
         batch: list[tuple[int, bytes, list[Any], list[tuple[dict[str, Any], int]]]] = []
 
+        def not_protobuf(number: int, blob: bytes) -> None:
+            """A sniffed message that failed to decode: the error the sniff gives when it reads every
+            element record of the first scope (it stops at the first that decides)."""
+            if forced is None:
+                try:
+                    sniff_signal(blob, strict=True)
+                except Corrupt as exc:
+                    raise InputError(f"protobuf message {number} is not OTLP TracesData, LogsData or MetricsData ({exc})",
+                                     file=source.origin) from None
+
         def flush() -> None:
             if not batch:
                 return
@@ -590,7 +600,12 @@ class OtlpProtoParser:
             except (oc.Misaligned, DecodeError, pl.exceptions.PolarsError):
                 for number, blob, _, _ in batch:
                     cols = _empty_columns()
-                    if self._walk_message(number, blob, source, cols):
+                    try:
+                        walked = self._walk_message(number, blob, source, cols)
+                    except InputError:
+                        not_protobuf(number, blob)
+                        raise
+                    if walked:
                         pieces.append(_spans_frame(cols))
             batch.clear()
 
@@ -609,16 +624,20 @@ class OtlpProtoParser:
                                      file=source.origin) from None
                 if signal is None:
                     continue  # no span, log record or metric in it
-            if signal == "logs":
-                events.extend(_proto_logs(number, blob, source))
-                continue
-            if signal == "metrics":
-                metrics.extend(_proto_metrics(number, blob, source))
-                continue
             try:
-                containers, scopes = oc.parse_top(blob)
-            except Exception:  # protobuf raises DecodeError, a message subclass of Exception
-                raise InputError(f"protobuf message {number} is not a valid TracesData message", file=source.origin) from None
+                if signal == "logs":
+                    events.extend(_proto_logs(number, blob, source))
+                    continue
+                if signal == "metrics":
+                    metrics.extend(_proto_metrics(number, blob, source))
+                    continue
+                try:
+                    containers, scopes = oc.parse_top(blob)
+                except Exception:  # protobuf raises DecodeError, a message subclass of Exception
+                    raise InputError(f"protobuf message {number} is not a valid TracesData message", file=source.origin) from None
+            except InputError:
+                not_protobuf(number, blob)
+                raise
             if scopes:
                 batch.append((number, blob, containers, scopes))
                 pending += sum(count for _, count in scopes)

@@ -31,6 +31,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     SummaryDataPoint,
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from parsers import ParseOptions
 from parsers.loader import load_dataset
@@ -176,6 +177,34 @@ def test_garbage_bytes_give_one_input_error_with_file_and_message(tmp_path, garb
     with pytest.raises(InputError) as caught:
         load(tmp_path, "garbage.pb", payload)
     assert "garbage.pb: protobuf message 2 is not OTLP" in str(caught.value)
+
+
+def _record(number: int, body: bytes) -> bytes:
+    return bytes([number << 3 | 2]) + _varint(len(body)) + body
+
+
+def _varint(value: int) -> bytes:
+    out = b""
+    while value >= 0x80:
+        out += bytes([value & 0x7F | 0x80])
+        value >>= 7
+    return out + bytes([value])
+
+
+@pytest.mark.parametrize("element", [
+    Span(trace_id=TRACE, span_id=bytes(range(1, 9)), name="a", start_time_unix_nano=T0, end_time_unix_nano=T0 + 1000),
+    LogRecord(time_unix_nano=T0, severity_number=9, body=AnyValue(string_value="x")),
+])
+def test_scope_broken_after_its_first_element_gives_the_not_otlp_message(tmp_path, element):
+    # the sniff stops at the element that decides; the decoder fails on the rest of the scope (a
+    # record claiming 127 bytes where 2 are left) and the error is the one the whole scope's walk gives
+    scope = _record(2, element.SerializeToString()) + b"\x12\x7f\x01\x02"
+    garbage = _record(1, _record(2, scope))
+    assert sniff_signal(garbage) in ("traces", "logs")
+    payload = framed(metrics()) + struct.pack(">I", len(garbage)) + garbage
+    with pytest.raises(InputError) as caught:
+        load(tmp_path, "broken.pb", payload)
+    assert "broken.pb: protobuf message 2 is not OTLP TracesData, LogsData or MetricsData (truncated field)" in str(caught.value)
 
 
 def test_cli_prints_one_line_for_garbage(tmp_path, capsys, monkeypatch):
