@@ -455,6 +455,80 @@ def _walk_in_processes(payload: bytes, parts: list[tuple[int, int, int]]) -> lis
     return walks
 
 
+def _split_messages(blobs: list[bytes], min_bytes: int) -> list[tuple[int, int]]:
+    """(start, stop) message ranges of up to one part per core, cut by bytes; one part when the messages
+    are small or the machine has one core. The first part, decoded here while a worker starts (about
+    half a second importing polars and protobuf) and ships its frame back, is given weight 1.6 against
+    1 for each worker."""
+    import os
+
+    cores = min(os.cpu_count() or 1, 8)
+    total = sum(len(b) for b in blobs)
+    if cores < 2 or total < min_bytes or len(blobs) < cores:
+        return [(0, len(blobs))]
+    weights = [1.6] + [1.0] * (cores - 1)
+    bounds = [total * sum(weights[:k]) / sum(weights) for k in range(1, cores)]
+    cuts, start, seen = [], 0, 0
+    for index, blob in enumerate(blobs):
+        seen += len(blob)
+        if len(cuts) < len(bounds) and seen >= bounds[len(cuts)] and index + 1 < len(blobs):
+            cuts.append((start, index + 1))
+            start = index + 1
+    cuts.append((start, len(blobs)))
+    return cuts
+
+
+def _worker_command() -> list[str]:
+    """A fresh interpreter running `parsers.otlp_worker` from this very code, wherever it was imported from."""
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    return [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {root!r}); from parsers.otlp_worker import main; main()"]
+
+
+def _decode_in_processes(blobs: list[bytes], parts: list[tuple[int, int]], source: Source, forced: str | None,
+                         events: list[dict[str, Any]], metrics: list[dict[str, Any]]) -> tuple[list[pl.DataFrame], int]:
+    """`OtlpProtoParser._decode` of the first part here and of each other part in a worker process, as
+    `_walk_in_processes` does for OTLP/JSON: results in message order; a worker that fails (an input
+    error in its part included) leaves its part to this process, which so raises errors in order."""
+    import pickle
+    import subprocess
+    import tempfile
+
+    workers = []
+    for start, stop in parts[1:]:
+        given, taken = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 (closed below, after the worker)
+        pickle.dump(("proto", blobs[start:stop], start + 1, forced), given, protocol=5)
+        given.seek(0)
+        workers.append((subprocess.Popen(_worker_command(), stdin=given, stdout=taken, stderr=subprocess.DEVNULL), given, taken, start, stop))
+    try:
+        start, stop = parts[0]
+        pieces, messages = OtlpProtoParser()._decode(blobs[start:stop], start + 1, source, forced, events, metrics)
+    except BaseException:
+        for child, given, taken, *_ in workers:
+            child.kill()
+            child.wait()
+            given.close()
+            taken.close()
+        raise
+    for child, given, taken, start, stop in workers:
+        with given, taken:
+            try:
+                if child.wait() != 0:
+                    raise RuntimeError(child.returncode)
+                taken.seek(0)
+                more, more_events, more_metrics, count = pickle.load(taken)
+            except Exception:  # the worker died, wrote nothing readable or met an input error: decode its part here
+                more_events, more_metrics = [], []
+                more, count = OtlpProtoParser()._decode(blobs[start:stop], start + 1, source, forced, more_events, more_metrics)
+            pieces += more
+            events += more_events
+            metrics += more_metrics
+            messages += count
+    return pieces, messages
+
+
 def log_event(rec: dict[str, Any], resource: dict[str, Any], line: int) -> dict[str, Any]:
     """One OTLP/JSON-shaped LogRecord (dict) -> an events row before framing (shared by JSON and protobuf)."""
     ts = int(rec.get("timeUnixNano") or rec.get("observedTimeUnixNano") or 0)
@@ -553,7 +627,13 @@ class OtlpProtoParser:
         enabled = gc.isenabled()
         gc.disable()  # millions of small objects: generational collections would dominate
         try:
-            pieces, messages = self._decode(payload, source, forced, events, metrics)
+            blobs = list(_frames(payload))
+            del payload
+            parts = _split_messages(blobs, PARALLEL_MIN_BYTES)
+            if len(parts) == 1:
+                pieces, messages = self._decode(blobs, 1, source, forced, events, metrics)
+            else:
+                pieces, messages = _decode_in_processes(blobs, parts, source, forced, events, metrics)
         finally:
             if enabled:
                 gc.enable()
@@ -566,9 +646,10 @@ class OtlpProtoParser:
         frames.update(signal_frames(events, metrics, source.origin))
         return ParseResult(format=self.name, frames=frames, lines=messages, warnings=warnings)
 
-    def _decode(self, payload: bytes, source: Source, forced: str | None, events: list[dict[str, Any]],
+    def _decode(self, blobs: list[bytes], first_number: int, source: Source, forced: str | None, events: list[dict[str, Any]],
                 metrics: list[dict[str, Any]]) -> tuple[list[pl.DataFrame], int]:
-        """Raw span frames, in message order, and the message count; log and metric rows are appended
+        """Messages numbered from `first_number` -> raw span frames, in message order, and the message
+        count; log and metric rows are appended
         to `events` and `metrics`. Spans: batches of messages column by column (`parsers.otlp_columns`),
         a batch the columns cannot hold exactly span by span."""
         from google.protobuf.message import DecodeError
@@ -610,7 +691,7 @@ class OtlpProtoParser:
             batch.clear()
 
         messages = pending = 0
-        for number, blob in enumerate(_frames(payload), start=1):
+        for number, blob in enumerate(blobs, start=first_number):
             messages += 1
             signal = forced
             if signal is None:

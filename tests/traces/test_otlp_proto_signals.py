@@ -219,3 +219,53 @@ def test_cli_prints_one_line_for_garbage(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert exited.value.code == 2
     assert len(err) == 1 and err[0].startswith("rca: error:") and "garbage.pb: protobuf message 2" in err[0] and "Traceback" not in err[0]
+
+
+@pytest.mark.parametrize("cores", [2, 3])
+def test_big_protobuf_decoded_in_parts_by_processes_gives_the_same_frames(tmp_path, monkeypatch, cores):
+    """A protobuf stream above PARALLEL_MIN_BYTES is cut at message bounds, the parts after the first
+    decoded by worker processes: spans, events, metrics, message numbers and the message count equal
+    the one-process decode, and an error in a worker's part is the error raised, in message order."""
+    import itertools
+    import os
+
+    import parsers.otlp as otlp
+    from tests.traces.test_otlp import sample_traces
+
+    messages = []
+    for i in range(30):
+        message = sample_traces()
+        for rs in message.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    span.trace_id = i.to_bytes(16, "big")
+        messages.append(message)
+        if i % 7 == 0:
+            messages.append(logs())
+        if i % 11 == 0:
+            messages.append(metrics())
+    path = tmp_path / "stream.pb"
+    path.write_bytes(framed(*messages))
+    whole = load(tmp_path, "stream.pb", path.read_bytes())
+    monkeypatch.setattr(otlp, "PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    blobs = list(otlp._frames(path.read_bytes()))
+    parts = otlp._split_messages(blobs, 1)
+    assert len(parts) == cores and parts[0][0] == 0 and parts[-1][1] == len(blobs)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
+    here = []  # parts decoded in this process: the first only (no worker fell back)
+    real = otlp.OtlpProtoParser._decode
+    monkeypatch.setattr(otlp.OtlpProtoParser, "_decode", lambda self, blobs, first, *a: here.append(first) or real(self, blobs, first, *a))
+    split = load(tmp_path, "stream.pb", path.read_bytes())
+    assert here == [1]
+    monkeypatch.setattr(otlp.OtlpProtoParser, "_decode", real)
+    for name in ("spans", "requests", "events", "metrics", "changes"):
+        assert split.frame(name).equals(whole.frame(name)), name
+    assert whole.spans.height > 0 and whole.events.height > 0 and whole.metrics.height > 0
+    assert split.inputs[0].lines == whole.inputs[0].lines == len(messages)
+    # garbage in the last part (a worker's) and in the first: each the error of its own message number
+    garbage = b"\x0a\x05\xff\xff\xff\xff\xff" * 10
+    for at in (len(messages) - 1, 1):
+        payload = framed(*messages[:at]) + struct.pack(">I", len(garbage)) + garbage + framed(*messages[at:])
+        with pytest.raises(InputError, match=f"protobuf message {at + 1} is not OTLP"):
+            load(tmp_path, "garbage.pb", payload)
