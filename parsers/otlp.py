@@ -492,6 +492,7 @@ def _decode_in_processes(blobs: list[bytes], parts: list[tuple[int, int]], sourc
     """`OtlpProtoParser._decode` of the first part here and of each other part in a worker process, as
     `_walk_in_processes` does for OTLP/JSON: results in message order; a worker that fails (an input
     error in its part included) leaves its part to this process, which so raises errors in order."""
+    import io
     import pickle
     import subprocess
     import tempfile
@@ -518,7 +519,9 @@ def _decode_in_processes(blobs: list[bytes], parts: list[tuple[int, int]], sourc
                 if child.wait() != 0:
                     raise RuntimeError(child.returncode)
                 taken.seek(0)
-                more, more_events, more_metrics, count = pickle.load(taken)
+                (size,) = struct.unpack("<Q", taken.read(8))
+                more_events, more_metrics, count, has_spans = pickle.loads(taken.read(size))
+                more = [pl.read_ipc(io.BytesIO(taken.read()))] if has_spans else []
             except Exception:  # the worker died, wrote nothing readable or met an input error: decode its part here
                 more_events, more_metrics = [], []
                 more, count = OtlpProtoParser()._decode(blobs[start:stop], start + 1, source, forced, more_events, more_metrics)
