@@ -427,14 +427,14 @@ def _walk_in_processes(payload: bytes, parts: list[tuple[int, int, int]]) -> lis
     module), results in line order. Parts and results travel through temporary files, not pipes a
     thread of this process would have to pump while the walk holds the GIL. A worker that fails
     leaves its part to this process."""
+    import dataclasses
     import pickle
     import subprocess
-    import sys
     import tempfile
-    from pathlib import Path
 
-    root = str(Path(__file__).resolve().parent.parent)  # this very code, wherever it was imported from
-    command = [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {root!r}); from parsers.otlp_worker import main; main()"]
+    from parsers.otlp_worker import read_part
+
+    command = _worker_command()
     workers = []
     for start, stop, number in parts[1:]:
         given, taken = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 (closed below, after the worker)
@@ -449,7 +449,8 @@ def _walk_in_processes(payload: bytes, parts: list[tuple[int, int, int]]) -> lis
                 if child.wait() != 0:
                     raise RuntimeError(child.returncode)
                 taken.seek(0)
-                walks.append(pickle.load(taken))
+                walk, spans = read_part(taken)
+                walks.append(dataclasses.replace(walk, spans=spans))
             except Exception:  # the worker died or wrote nothing readable: walk its part here
                 walks.append(walk_json(payload, start, stop, number, per_line=True))
     return walks
@@ -492,10 +493,11 @@ def _decode_in_processes(blobs: list[bytes], parts: list[tuple[int, int]], sourc
     """`OtlpProtoParser._decode` of the first part here and of each other part in a worker process, as
     `_walk_in_processes` does for OTLP/JSON: results in message order; a worker that fails (an input
     error in its part included) leaves its part to this process, which so raises errors in order."""
-    import io
     import pickle
     import subprocess
     import tempfile
+
+    from parsers.otlp_worker import read_part
 
     workers = []
     for start, stop in parts[1:]:
@@ -519,9 +521,8 @@ def _decode_in_processes(blobs: list[bytes], parts: list[tuple[int, int]], sourc
                 if child.wait() != 0:
                     raise RuntimeError(child.returncode)
                 taken.seek(0)
-                (size,) = struct.unpack("<Q", taken.read(8))
-                more_events, more_metrics, count, has_spans = pickle.loads(taken.read(size))
-                more = [pl.read_ipc(io.BytesIO(taken.read()))] if has_spans else []
+                (more_events, more_metrics, count), frame = read_part(taken)
+                more = [] if frame is None else [frame]
             except Exception:  # the worker died, wrote nothing readable or met an input error: decode its part here
                 more_events, more_metrics = [], []
                 more, count = OtlpProtoParser()._decode(blobs[start:stop], start + 1, source, forced, more_events, more_metrics)

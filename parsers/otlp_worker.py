@@ -1,48 +1,67 @@
 """Worker process for a part of a big OTLP file.
 
 OTLP/JSON (`parsers.otlp._walk_in_processes`): reads `(payload, first line number)` pickled on stdin,
-writes the part's `JsonWalk` pickled on stdout. Protobuf (`parsers.otlp._decode_in_processes`): reads
-`("proto", messages, first message number, forced signal)`, writes the pickled `(log events, metric
-points, message count, whether spans follow)` after its 8-byte length, then the raw span frame as
-Arrow IPC; an input error in the part exits non-zero (the caller decodes the
-part itself and raises it in order).
+writes the part's `JsonWalk`. Protobuf (`parsers.otlp._decode_in_processes`): reads `("proto",
+messages, first message number, forced signal)`, writes `(log events, metric points, message count)`
+and the raw span frame; an input error in the part exits non-zero (the caller decodes the part itself
+and raises it in order). Both write with `write_part`: the pickled rest after its 8-byte length, then
+the span frame as Arrow IPC (pickling a frame of 400k spans took 0.4 s to write and 0.2 s to read,
+IPC 0.1 s each way).
 """
 
 from __future__ import annotations
 
 import pickle
+import struct
 import sys
+from typing import IO, Any
+
+
+def write_part(out: IO[bytes], rest: Any, frame: Any) -> None:
+    """`rest` pickled after its length, then `frame` (a polars DataFrame, or None) as Arrow IPC."""
+    import polars as pl
+
+    header = pickle.dumps((rest, frame is not None), protocol=5)
+    out.write(struct.pack("<Q", len(header)) + header)
+    if frame is not None:
+        frame.write_ipc(out, compat_level=pl.CompatLevel.newest())
+    out.flush()
+
+
+def read_part(given: IO[bytes]) -> tuple[Any, Any]:
+    """What `write_part` wrote: (rest, frame or None)."""
+    import io
+
+    import polars as pl
+
+    (size,) = struct.unpack("<Q", given.read(8))
+    rest, has_frame = pickle.loads(given.read(size))
+    return rest, pl.read_ipc(io.BytesIO(given.read())) if has_frame else None
 
 
 def main() -> None:
-    from parsers.otlp import walk_json
+    import dataclasses
+    import gc
+
+    import polars as pl
+
+    from parsers.otlp import RAW_SPAN_TYPES, OtlpProtoParser, walk_json
+    from parsers.sources import Source
 
     given = pickle.loads(sys.stdin.buffer.read())
+    out = sys.stdout.buffer
     if given[0] == "proto":
-        import gc
-        import struct
-
-        import polars as pl
-
-        from parsers.otlp import RAW_SPAN_TYPES, OtlpProtoParser
-        from parsers.sources import Source
-
         _, blobs, first_number, forced = given
         gc.disable()
         events: list = []
         metrics: list = []
         pieces, messages = OtlpProtoParser()._decode(blobs, first_number, Source("part", None), forced, events, metrics)  # type: ignore[arg-type]
-        out = sys.stdout.buffer
-        header = pickle.dumps((events, metrics, messages, bool(pieces)), protocol=5)
-        out.write(struct.pack("<Q", len(header)) + header)
-        if pieces:  # Arrow IPC: several times faster both ways than pickling the frame
-            pl.concat([p.select([pl.col(c).cast(t) for c, t in RAW_SPAN_TYPES.items()]) for p in pieces]).write_ipc(
-                out, compat_level=pl.CompatLevel.newest())
-        out.flush()
+        frame = pl.concat([p.select([pl.col(c).cast(t) for c, t in RAW_SPAN_TYPES.items()]) for p in pieces]) if pieces else None
+        write_part(out, (events, metrics, messages), frame)
         return
     payload, first_number = given
     walk = walk_json(payload, 0, len(payload), first_number, per_line=True)
-    sys.stdout.buffer.write(pickle.dumps(walk, protocol=5))
+    write_part(out, dataclasses.replace(walk, spans=None), walk.spans)
 
 
 if __name__ == "__main__":
