@@ -428,17 +428,16 @@ def _walk_in_processes(payload: bytes, parts: list[tuple[int, int, int]]) -> lis
     thread of this process would have to pump while the walk holds the GIL. A worker that fails
     leaves its part to this process."""
     import dataclasses
-    import pickle
     import subprocess
     import tempfile
 
-    from parsers.otlp_worker import read_part
+    from parsers.otlp_worker import read_part, send_part
 
     command = _worker_command()
     workers = []
     for start, stop, number in parts[1:]:
         given, taken = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 (closed below, after the worker)
-        pickle.dump((payload[start:stop], number), given, protocol=5)
+        send_part(given, ("json", number), memoryview(payload)[start:stop])  # no copy of the part
         given.seek(0)
         workers.append((subprocess.Popen(command, stdin=given, stdout=taken, stderr=subprocess.DEVNULL), given, taken, start, stop, number))
     start, stop, number = parts[0]
@@ -493,16 +492,15 @@ def _decode_in_processes(blobs: list[bytes], parts: list[tuple[int, int]], sourc
     """`OtlpProtoParser._decode` of the first part here and of each other part in a worker process, as
     `_walk_in_processes` does for OTLP/JSON: results in message order; a worker that fails (an input
     error in its part included) leaves its part to this process, which so raises errors in order."""
-    import pickle
     import subprocess
     import tempfile
 
-    from parsers.otlp_worker import read_part
+    from parsers.otlp_worker import read_part, send_part
 
     workers = []
     for start, stop in parts[1:]:
         given, taken = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 (closed below, after the worker)
-        pickle.dump(("proto", blobs[start:stop], start + 1, forced), given, protocol=5)
+        send_part(given, ("proto", blobs[start:stop], start + 1, forced))
         given.seek(0)
         workers.append((subprocess.Popen(_worker_command(), stdin=given, stdout=taken, stderr=subprocess.DEVNULL), given, taken, start, stop))
     try:
