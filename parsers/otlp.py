@@ -455,7 +455,7 @@ def _walk_in_processes(payload: bytes, parts: list[tuple[int, int, int]]) -> lis
     return walks
 
 
-def _split_messages(blobs: list[bytes], min_bytes: int) -> list[tuple[int, int]]:
+def _split_messages(blobs: list[memoryview], min_bytes: int) -> list[tuple[int, int]]:
     """(start, stop) message ranges of up to one part per core, cut by bytes; one part when the messages
     are small or the machine has one core. The first part, decoded here while a worker starts (about
     half a second importing polars and protobuf) and ships its frame back, is given weight 1.6 against
@@ -487,8 +487,8 @@ def _worker_command() -> list[str]:
     return [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {root!r}); from parsers.otlp_worker import main; main()"]
 
 
-def _decode_in_processes(blobs: list[bytes], parts: list[tuple[int, int]], source: Source, forced: str | None,
-                         events: list[dict[str, Any]], metrics: list[dict[str, Any]]) -> tuple[list[pl.DataFrame], int]:
+def _decode_in_processes(view: memoryview, bounds: list[tuple[int, int]], parts: list[tuple[int, int]], source: Source,
+                         forced: str | None, events: list[dict[str, Any]], metrics: list[dict[str, Any]]) -> tuple[list[pl.DataFrame], int]:
     """`OtlpProtoParser._decode` of the first part here and of each other part in a worker process, as
     `_walk_in_processes` does for OTLP/JSON: results in message order; a worker that fails (an input
     error in its part included) leaves its part to this process, which so raises errors in order."""
@@ -497,10 +497,12 @@ def _decode_in_processes(blobs: list[bytes], parts: list[tuple[int, int]], sourc
 
     from parsers.otlp_worker import read_part, send_part
 
+    blobs = [view[start:end] for start, end in bounds]
     workers = []
     for start, stop in parts[1:]:
         given, taken = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 (closed below, after the worker)
-        send_part(given, ("proto", blobs[start:stop], start + 1, forced))
+        low, high = bounds[start][0], bounds[stop - 1][1]  # the part's bytes, sent as they are with the bounds in them
+        send_part(given, ("proto", [(a - low, b - low) for a, b in bounds[start:stop]], start + 1, forced), view[low:high])
         given.seek(0)
         workers.append((subprocess.Popen(_worker_command(), stdin=given, stdout=taken, stderr=subprocess.DEVNULL), given, taken, start, stop))
     try:
@@ -629,13 +631,14 @@ class OtlpProtoParser:
         enabled = gc.isenabled()
         gc.disable()  # millions of small objects: generational collections would dominate
         try:
-            blobs = list(_frames(payload))
-            del payload
+            bounds = _frame_bounds(payload)
+            view = memoryview(payload)  # upb parses views: the messages are not copied out of the payload
+            blobs = [view[start:end] for start, end in bounds]
             parts = _split_messages(blobs, PARALLEL_MIN_BYTES)
             if len(parts) == 1:
                 pieces, messages = self._decode(blobs, 1, source, forced, events, metrics)
             else:
-                pieces, messages = _decode_in_processes(blobs, parts, source, forced, events, metrics)
+                pieces, messages = _decode_in_processes(view, bounds, parts, source, forced, events, metrics)
         finally:
             if enabled:
                 gc.enable()
@@ -648,7 +651,7 @@ class OtlpProtoParser:
         frames.update(signal_frames(events, metrics, source.origin))
         return ParseResult(format=self.name, frames=frames, lines=messages, warnings=warnings)
 
-    def _decode(self, blobs: list[bytes], first_number: int, source: Source, forced: str | None, events: list[dict[str, Any]],
+    def _decode(self, blobs: list[memoryview] | list[bytes], first_number: int, source: Source, forced: str | None, events: list[dict[str, Any]],
                 metrics: list[dict[str, Any]]) -> tuple[list[pl.DataFrame], int]:
         """Messages numbered from `first_number` -> raw span frames, in message order, and the message
         count; log and metric rows are appended
@@ -786,17 +789,20 @@ def _proto_value(value: Any) -> Any:
 
 def _frames(payload: bytes) -> Iterator[bytes]:
     """Length-prefixed messages when the prefixes tile the payload exactly, else one message."""
-    pos, frames = 0, []
+    for start, end in _frame_bounds(payload):
+        yield payload[start:end]
+
+
+def _frame_bounds(payload: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each message of `_frames` in the payload."""
+    pos, bounds = 0, []
     while pos + 4 <= len(payload):
         (size,) = struct.unpack(">I", payload[pos : pos + 4])
         if size == 0 or pos + 4 + size > len(payload):
             break
-        frames.append(payload[pos + 4 : pos + 4 + size])
+        bounds.append((pos + 4, pos + 4 + size))
         pos += 4 + size
-    if frames and pos == len(payload):
-        yield from frames
-    else:
-        yield payload
+    return bounds if bounds and pos == len(payload) else [(0, len(payload))]
 
 
 def _proto_logs(number: int, blob: bytes, source: Source) -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 Its part comes on stdin as `send_part` wrote it. OTLP/JSON (`parsers.otlp._walk_in_processes`):
 `("json", first line number)` and the part's bytes; writes the part's `JsonWalk`. Protobuf
-(`parsers.otlp._decode_in_processes`): `("proto", messages, first message number, forced signal)`; writes `(log events, metric points, message count)`
+(`parsers.otlp._decode_in_processes`): `("proto", (start, end) of each message, first message number,
+forced signal)` and the messages' bytes; writes `(log events, metric points, message count)`
 and the raw span frame; an input error in the part exits non-zero (the caller decodes the part itself
 and raises it in order). Both write with `write_part`: the pickled rest after its 8-byte length, then
 the span frame as Arrow IPC (pickling a frame of 400k spans took 0.4 s to write and 0.2 s to read,
@@ -65,7 +66,9 @@ def main() -> None:
     meta, raw = receive_part(sys.stdin.buffer)
     out = sys.stdout.buffer
     if meta[0] == "proto":
-        _, blobs, first_number, forced = meta
+        _, bounds, first_number, forced = meta
+        view = memoryview(raw)
+        blobs = [view[start:end] for start, end in bounds]
         gc.disable()
         events: list = []
         metrics: list = []
