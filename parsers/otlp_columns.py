@@ -276,6 +276,34 @@ def decode_batch(containers: list[Any], spans: int) -> tuple[pl.DataFrame, pl.Da
 def any_values(values: pl.Series) -> pl.DataFrame:
     """AnyValue encodings -> text and integer readings (`text`, `int`), null where not that kind.
 
+    Most values are strings of under 128 bytes (a tag, a one-byte length, the text) or integers under
+    16384 (a tag and one or two varint bytes): those are read in one pass over all values, the others
+    by `_any_values` on their own (its many steps cost more than the values in them)."""
+    v = pl.col("value")
+    base = pl.DataFrame({"value": values}).with_columns(  # each byte read once, not once per use
+        *(v.bin.get(k, null_on_oob=True).cast(pl.Int64).alias(f"b{k}") for k in range(3)), v.bin.size().cast(pl.Int64).alias("size"))
+    tag, b1, b2, size = pl.col("b0"), pl.col("b1"), pl.col("b2"), pl.col("size")
+    short = ((tag == 0x0A) & (b1 < 0x80) & (size == 2 + b1)).fill_null(False)
+    one = ((tag == 0x18) & (size == 2) & (b1 < 0x80)).fill_null(False)
+    two = ((tag == 0x18) & (size == 3) & (b1 >= 0x80) & (b2 < 0x80)).fill_null(False)
+    small = pl.when(one).then(b1).when(two).then(b1 - 0x80 + b2 * 0x80)
+    read = base.select(  # invalid UTF-8 raises, as upb would
+        (short | one | two).alias("done"),
+        pl.coalesce(pl.when(short).then(v.bin.slice(2)).cast(pl.String), small.cast(pl.String)).alias("text"),
+        small.alias("int"),
+    )
+    text, ints = read["text"], read["int"]
+    other = np.flatnonzero(~read["done"].to_numpy())
+    if len(other):
+        rest = _any_values(values.gather(other))
+        text = text.scatter(other, rest["text"])
+        ints = ints.scatter(other, rest["int"])
+    return pl.DataFrame([text, ints])
+
+
+def _any_values(values: pl.Series) -> pl.DataFrame:
+    """AnyValue encodings -> text and integer readings (`text`, `int`), null where not that kind.
+
     The canonical one-field encodings of a string, a varint of up to 4 bytes, a double and a bool are
     read in polars; anything else (arrays, kvlists, bytes, long integers, unusual encodings) by upb,
     as `_proto_value` reads them in the per-span walk."""
