@@ -67,7 +67,7 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
     parent_row = _parent_rows(spans.select("trace_id", "parent_span_id"), parents)
     spans = spans.with_columns(
         parent_row,
-        *(spans[c].gather(parent_row).alias(a) for c, a in (("ts", "_pts"), ("end", "_pend"), ("service", "_pservice"), ("kind", "_pkind"))),
+        *(spans[c].gather(parent_row).alias(a) for c, a in (("ts", "_pts"), ("end", "_pend"))),
     )
     has_parent = pl.col("_prow").is_not_null()
     orphans, skew, rootless = spans.select(
@@ -93,6 +93,8 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
     spans = spans.with_columns((pl.col("duration_ms") - children_ms).clip(lower_bound=0.0).alias("self_ms"))
 
     servers = spans.filter(pl.col("kind") == "server")
+    servers = servers.with_columns(  # the parent's service and kind, for server spans only
+        *(spans[c].gather(servers["_prow"]).alias(a) for c, a in (("service", "_pservice"), ("kind", "_pkind"))))
     caller = pl.when((pl.col("_pkind") == "client") & (pl.col("_pservice") != pl.col("service"))).then(pl.col("_pservice"))
     requests = servers.with_columns(
         endpoint=pl.coalesce(pl.col("http_route"), normalize_endpoint_expr(pl.col("url_path"))),
