@@ -15,6 +15,9 @@ of both encodings go through one mapping (`log_event`, `_metric_points`, `signal
 Protobuf traces are decoded by upb column by column (`parsers.otlp_columns`: a reduced schema, one
 repeated column per field for a batch of messages, numpy and polars assembly); a batch those columns
 cannot hold exactly is walked span by span on opentelemetry-proto's full schema, filling column lists.
+Both encodings cut a file of 64 MB or more into one part per core (at line ends, at message bounds),
+decoded by worker processes beside this one (`parsers.otlp_worker`): upb and the JSON walk hold the
+GIL, so threads would not run side by side; a part's spans come back as Arrow IPC.
 """
 
 from __future__ import annotations
