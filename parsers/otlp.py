@@ -15,6 +15,9 @@ of both encodings go through one mapping (`log_event`, `_metric_points`, `signal
 Protobuf traces are decoded by upb column by column (`parsers.otlp_columns`: a reduced schema, one
 repeated column per field for a batch of messages, numpy and polars assembly); a batch those columns
 cannot hold exactly is walked span by span on opentelemetry-proto's full schema, filling column lists.
+Both encodings cut a file of 64 MB or more into one part per core (at line ends, at message bounds),
+decoded by worker processes beside this one (`parsers.otlp_worker`): upb and the JSON walk hold the
+GIL, so threads would not run side by side; a part's spans come back as Arrow IPC.
 """
 
 from __future__ import annotations
@@ -427,18 +430,17 @@ def _walk_in_processes(payload: bytes, parts: list[tuple[int, int, int]]) -> lis
     module), results in line order. Parts and results travel through temporary files, not pipes a
     thread of this process would have to pump while the walk holds the GIL. A worker that fails
     leaves its part to this process."""
-    import pickle
+    import dataclasses
     import subprocess
-    import sys
     import tempfile
-    from pathlib import Path
 
-    root = str(Path(__file__).resolve().parent.parent)  # this very code, wherever it was imported from
-    command = [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {root!r}); from parsers.otlp_worker import main; main()"]
+    from parsers.otlp_worker import read_part, send_part
+
+    command = _worker_command()
     workers = []
     for start, stop, number in parts[1:]:
         given, taken = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 (closed below, after the worker)
-        pickle.dump((payload[start:stop], number), given, protocol=5)
+        send_part(given, ("json", number), memoryview(payload)[start:stop])  # no copy of the part
         given.seek(0)
         workers.append((subprocess.Popen(command, stdin=given, stdout=taken, stderr=subprocess.DEVNULL), given, taken, start, stop, number))
     start, stop, number = parts[0]
@@ -449,10 +451,89 @@ def _walk_in_processes(payload: bytes, parts: list[tuple[int, int, int]]) -> lis
                 if child.wait() != 0:
                     raise RuntimeError(child.returncode)
                 taken.seek(0)
-                walks.append(pickle.load(taken))
+                walk, spans = read_part(taken)
+                walks.append(dataclasses.replace(walk, spans=spans))
             except Exception:  # the worker died or wrote nothing readable: walk its part here
                 walks.append(walk_json(payload, start, stop, number, per_line=True))
     return walks
+
+
+def _split_messages(blobs: list[memoryview], min_bytes: int) -> list[tuple[int, int]]:
+    """(start, stop) message ranges of up to one part per core, cut by bytes; one part when the messages
+    are small or the machine has one core. The first part, decoded here while a worker starts (about
+    half a second importing polars and protobuf) and ships its frame back, is given weight 1.6 against
+    1 for each worker."""
+    import os
+
+    cores = min(os.cpu_count() or 1, 8)
+    total = sum(len(b) for b in blobs)
+    if cores < 2 or total < min_bytes or len(blobs) < cores:
+        return [(0, len(blobs))]
+    weights = [1.6] + [1.0] * (cores - 1)
+    bounds = [total * sum(weights[:k]) / sum(weights) for k in range(1, cores)]
+    cuts, start, seen = [], 0, 0
+    for index, blob in enumerate(blobs):
+        seen += len(blob)
+        if len(cuts) < len(bounds) and seen >= bounds[len(cuts)] and index + 1 < len(blobs):
+            cuts.append((start, index + 1))
+            start = index + 1
+    cuts.append((start, len(blobs)))
+    return cuts
+
+
+def _worker_command() -> list[str]:
+    """A fresh interpreter running `parsers.otlp_worker` from this very code, wherever it was imported from."""
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    return [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {root!r}); from parsers.otlp_worker import main; main()"]
+
+
+def _decode_in_processes(view: memoryview, bounds: list[tuple[int, int]], parts: list[tuple[int, int]], source: Source,
+                         forced: str | None, events: list[dict[str, Any]], metrics: list[dict[str, Any]]) -> tuple[list[pl.DataFrame], int]:
+    """`OtlpProtoParser._decode` of the first part here and of each other part in a worker process, as
+    `_walk_in_processes` does for OTLP/JSON: results in message order; a worker that fails (an input
+    error in its part included) leaves its part to this process, which so raises errors in order."""
+    import subprocess
+    import tempfile
+
+    from parsers.otlp_worker import read_part, send_part
+
+    blobs = [view[start:end] for start, end in bounds]
+    workers = []
+    for start, stop in parts[1:]:
+        given, taken = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 (closed below, after the worker)
+        low, high = bounds[start][0], bounds[stop - 1][1]  # the part's bytes, sent as they are with the bounds in them
+        send_part(given, ("proto", [(a - low, b - low) for a, b in bounds[start:stop]], start + 1, forced), view[low:high])
+        given.seek(0)
+        workers.append((subprocess.Popen(_worker_command(), stdin=given, stdout=taken, stderr=subprocess.DEVNULL), given, taken, start, stop))
+    try:
+        start, stop = parts[0]
+        pieces, messages = OtlpProtoParser()._decode(blobs[start:stop], start + 1, source, forced, events, metrics)
+    except BaseException:
+        for child, given, taken, *_ in workers:
+            child.kill()
+            child.wait()
+            given.close()
+            taken.close()
+        raise
+    for child, given, taken, start, stop in workers:
+        with given, taken:
+            try:
+                if child.wait() != 0:
+                    raise RuntimeError(child.returncode)
+                taken.seek(0)
+                (more_events, more_metrics, count), frame = read_part(taken)
+                more = [] if frame is None else [frame]
+            except Exception:  # the worker died, wrote nothing readable or met an input error: decode its part here
+                more_events, more_metrics = [], []
+                more, count = OtlpProtoParser()._decode(blobs[start:stop], start + 1, source, forced, more_events, more_metrics)
+            pieces += more
+            events += more_events
+            metrics += more_metrics
+            messages += count
+    return pieces, messages
 
 
 def log_event(rec: dict[str, Any], resource: dict[str, Any], line: int) -> dict[str, Any]:
@@ -553,7 +634,14 @@ class OtlpProtoParser:
         enabled = gc.isenabled()
         gc.disable()  # millions of small objects: generational collections would dominate
         try:
-            pieces, messages = self._decode(payload, source, forced, events, metrics)
+            bounds = _frame_bounds(payload)
+            view = memoryview(payload)  # upb parses views: the messages are not copied out of the payload
+            blobs = [view[start:end] for start, end in bounds]
+            parts = _split_messages(blobs, PARALLEL_MIN_BYTES)
+            if len(parts) == 1:
+                pieces, messages = self._decode(blobs, 1, source, forced, events, metrics)
+            else:
+                pieces, messages = _decode_in_processes(view, bounds, parts, source, forced, events, metrics)
         finally:
             if enabled:
                 gc.enable()
@@ -566,9 +654,10 @@ class OtlpProtoParser:
         frames.update(signal_frames(events, metrics, source.origin))
         return ParseResult(format=self.name, frames=frames, lines=messages, warnings=warnings)
 
-    def _decode(self, payload: bytes, source: Source, forced: str | None, events: list[dict[str, Any]],
+    def _decode(self, blobs: list[memoryview] | list[bytes], first_number: int, source: Source, forced: str | None, events: list[dict[str, Any]],
                 metrics: list[dict[str, Any]]) -> tuple[list[pl.DataFrame], int]:
-        """Raw span frames, in message order, and the message count; log and metric rows are appended
+        """Messages numbered from `first_number` -> raw span frames, in message order, and the message
+        count; log and metric rows are appended
         to `events` and `metrics`. Spans: batches of messages column by column (`parsers.otlp_columns`),
         a batch the columns cannot hold exactly span by span."""
         from google.protobuf.message import DecodeError
@@ -578,6 +667,16 @@ class OtlpProtoParser:
 
         pieces: list[pl.DataFrame] = []
         batch: list[tuple[int, bytes, list[Any], list[tuple[dict[str, Any], int]]]] = []
+
+        def not_protobuf(number: int, blob: bytes) -> None:
+            """A sniffed message that failed to decode: the error the sniff gives when it reads every
+            element record of the first scope (it stops at the first that decides)."""
+            if forced is None:
+                try:
+                    sniff_signal(blob, strict=True)
+                except Corrupt as exc:
+                    raise InputError(f"protobuf message {number} is not OTLP TracesData, LogsData or MetricsData ({exc})",
+                                     file=source.origin) from None
 
         def flush() -> None:
             if not batch:
@@ -590,12 +689,17 @@ class OtlpProtoParser:
             except (oc.Misaligned, DecodeError, pl.exceptions.PolarsError):
                 for number, blob, _, _ in batch:
                     cols = _empty_columns()
-                    if self._walk_message(number, blob, source, cols):
+                    try:
+                        walked = self._walk_message(number, blob, source, cols)
+                    except InputError:
+                        not_protobuf(number, blob)
+                        raise
+                    if walked:
                         pieces.append(_spans_frame(cols))
             batch.clear()
 
         messages = pending = 0
-        for number, blob in enumerate(_frames(payload), start=1):
+        for number, blob in enumerate(blobs, start=first_number):
             messages += 1
             signal = forced
             if signal is None:
@@ -609,16 +713,20 @@ class OtlpProtoParser:
                                      file=source.origin) from None
                 if signal is None:
                     continue  # no span, log record or metric in it
-            if signal == "logs":
-                events.extend(_proto_logs(number, blob, source))
-                continue
-            if signal == "metrics":
-                metrics.extend(_proto_metrics(number, blob, source))
-                continue
             try:
-                containers, scopes = oc.parse_top(blob)
-            except Exception:  # protobuf raises DecodeError, a message subclass of Exception
-                raise InputError(f"protobuf message {number} is not a valid TracesData message", file=source.origin) from None
+                if signal == "logs":
+                    events.extend(_proto_logs(number, blob, source))
+                    continue
+                if signal == "metrics":
+                    metrics.extend(_proto_metrics(number, blob, source))
+                    continue
+                try:
+                    containers, scopes = oc.parse_top(blob)
+                except Exception:  # protobuf raises DecodeError, a message subclass of Exception
+                    raise InputError(f"protobuf message {number} is not a valid TracesData message", file=source.origin) from None
+            except InputError:
+                not_protobuf(number, blob)
+                raise
             if scopes:
                 batch.append((number, blob, containers, scopes))
                 pending += sum(count for _, count in scopes)
@@ -684,17 +792,20 @@ def _proto_value(value: Any) -> Any:
 
 def _frames(payload: bytes) -> Iterator[bytes]:
     """Length-prefixed messages when the prefixes tile the payload exactly, else one message."""
-    pos, frames = 0, []
+    for start, end in _frame_bounds(payload):
+        yield payload[start:end]
+
+
+def _frame_bounds(payload: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each message of `_frames` in the payload."""
+    pos, bounds = 0, []
     while pos + 4 <= len(payload):
         (size,) = struct.unpack(">I", payload[pos : pos + 4])
         if size == 0 or pos + 4 + size > len(payload):
             break
-        frames.append(payload[pos + 4 : pos + 4 + size])
+        bounds.append((pos + 4, pos + 4 + size))
         pos += 4 + size
-    if frames and pos == len(payload):
-        yield from frames
-    else:
-        yield payload
+    return bounds if bounds and pos == len(payload) else [(0, len(payload))]
 
 
 def _parse_message(cls: Any, number: int, blob: bytes, source: Source) -> Any:

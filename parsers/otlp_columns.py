@@ -22,8 +22,8 @@ in a batch of messages comes out of upb as one repeated column instead:
    value (so a real value equal to a marker, a duplicated field, an id that is not 8/16 bytes or a
    multi-byte kind sends the batch to the exact per-span walk in `parsers.otlp`), keys and values must
    have their markers at the same positions.
-4. Only attributes whose key is in the alias table are kept (polars `is_in`), the best-ranked alias
-   per span and column first; their AnyValue bytes are read in polars when they are the canonical
+4. Only attributes whose key is in the alias table are kept (polars `replace_strict` to a column and
+   rank code), the best-ranked alias per span and column when a span has several (sorting only then); their AnyValue bytes are read in polars when they are the canonical
    one-field encoding of a string, a small integer, a double or a bool, and by upb otherwise (arrays,
    kvlists, bytes). Ids are hexed in polars. Resource values and message numbers are repeated per
    scope's span count.
@@ -56,6 +56,8 @@ _HEX = np.array([int.from_bytes(f"{b:02x}".encode(), "little") for b in range(25
 _COLUMNS = list(ALIASES)
 _RANKS = max(len(names) for names in ALIASES.values())
 _ALIAS_RANK = [(name, _COLUMNS.index(column), rank) for column, names in ALIASES.items() for rank, name in enumerate(names)]
+_ALIAS_NAMES = [name for name, _, _ in _ALIAS_RANK]
+_ALIAS_CODES = [column * _RANKS + rank for _, column, rank in _ALIAS_RANK]
 
 
 @dataclass(frozen=True)
@@ -257,20 +259,49 @@ def decode_batch(containers: list[Any], spans: int) -> tuple[pl.DataFrame, pl.Da
     key_mark = keys == MARK_KEY
     if not key_mark.equals(values == pl.Series([MARK_VALUE], dtype=pl.Binary)) or key_mark.sum() != spans:
         raise Misaligned
-    aliases = pl.DataFrame(_ALIAS_RANK, schema={"key": pl.String, "column": pl.Int64, "rank": pl.Int64}, orient="row")
-    # per span and column the best-ranked alias, the first of equals (as the per-span walk keeps it)
+    code = keys.replace_strict(_ALIAS_NAMES, _ALIAS_CODES, default=None, return_dtype=pl.Int64)  # column * _RANKS + rank
     attributes = (
-        pl.DataFrame({"key": keys, "value": values, "span": (key_mark.cum_sum() - key_mark.cast(pl.UInt32)).cast(pl.Int64)})
-        .join(aliases, on="key", how="inner", maintain_order="left")
-        .with_columns((pl.col("span") * len(_COLUMNS) + pl.col("column")).alias("_slot"))
-        .sort(pl.col("_slot") * _RANKS + pl.col("rank"), maintain_order=True)  # stable: equal ranks keep wire order
-        .filter(pl.col("_slot") != pl.col("_slot").shift(1).fill_null(-1))
-        .select("span", "column", "value")
+        pl.DataFrame({"span": (key_mark.cum_sum() - key_mark.cast(pl.UInt32)).cast(pl.Int64), "code": code, "value": values})
+        .filter(pl.col("code").is_not_null())
+        .with_columns((pl.col("code") // _RANKS).alias("column"))
     )
-    return core, attributes
+    slot = pl.col("span") * len(_COLUMNS) + pl.col("column")
+    if attributes.select(slot.n_unique()).item() != attributes.height:
+        # a span with two aliases of one column: per span and column the best-ranked, the first of
+        # equals (as the per-span walk keeps it); the sort is stable, so equal ranks keep wire order
+        attributes = attributes.sort(slot * _RANKS + pl.col("code") % _RANKS, maintain_order=True).filter(slot.is_first_distinct())
+    return core, attributes.select("span", "column", "value")  # in wire order when no slot repeats: readers scatter by span
 
 
 def any_values(values: pl.Series) -> pl.DataFrame:
+    """AnyValue encodings -> text and integer readings (`text`, `int`), null where not that kind.
+
+    Most values are strings of under 128 bytes (a tag, a one-byte length, the text) or integers under
+    16384 (a tag and one or two varint bytes): those are read in one pass over all values, the others
+    by `_any_values` on their own (its many steps cost more than the values in them)."""
+    v = pl.col("value")
+    base = pl.DataFrame({"value": values}).with_columns(  # each byte read once, not once per use
+        *(v.bin.get(k, null_on_oob=True).cast(pl.Int64).alias(f"b{k}") for k in range(3)), v.bin.size().cast(pl.Int64).alias("size"))
+    tag, b1, b2, size = pl.col("b0"), pl.col("b1"), pl.col("b2"), pl.col("size")
+    short = ((tag == 0x0A) & (b1 < 0x80) & (size == 2 + b1)).fill_null(False)
+    one = ((tag == 0x18) & (size == 2) & (b1 < 0x80)).fill_null(False)
+    two = ((tag == 0x18) & (size == 3) & (b1 >= 0x80) & (b2 < 0x80)).fill_null(False)
+    small = pl.when(one).then(b1).when(two).then(b1 - 0x80 + b2 * 0x80)
+    read = base.select(  # invalid UTF-8 raises, as upb would
+        (short | one | two).alias("done"),
+        pl.coalesce(pl.when(short).then(v.bin.slice(2)).cast(pl.String), small.cast(pl.String)).alias("text"),
+        small.alias("int"),
+    )
+    text, ints = read["text"], read["int"]
+    other = np.flatnonzero(~read["done"].to_numpy())
+    if len(other):
+        rest = _any_values(values.gather(other))
+        text = text.scatter(other, rest["text"])
+        ints = ints.scatter(other, rest["int"])
+    return pl.DataFrame([text, ints])
+
+
+def _any_values(values: pl.Series) -> pl.DataFrame:
     """AnyValue encodings -> text and integer readings (`text`, `int`), null where not that kind.
 
     The canonical one-field encodings of a string, a varint of up to 4 bytes, a double and a bool are

@@ -16,6 +16,7 @@ JSON input, so both encodings give the same events and metrics rows: one mapping
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from typing import Any
 
 SIGNALS = ("traces", "logs", "metrics")
@@ -47,7 +48,12 @@ def normalize_signal(value: str | None) -> str | None:
 
 def _fields(data: bytes) -> list[tuple[int, int, int, int]]:
     """Top-level (field number, wire type, start, end) of a message's fields; Corrupt if it is not one."""
-    out, pos, size = [], 0, len(data)
+    return list(_iter_fields(data))
+
+
+def _iter_fields(data: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """`_fields` one at a time: a caller that stops early reads no further (nor checks the rest)."""
+    pos, size = 0, len(data)
     while pos < size:
         tag, pos = _varint(data, pos)
         number, wire = tag >> 3, tag & 7
@@ -67,8 +73,7 @@ def _fields(data: bytes) -> list[tuple[int, int, int, int]]:
             raise Corrupt(f"wire type {wire}")
         if pos > size:
             raise Corrupt("truncated field")
-        out.append((number, wire, start, pos))
-    return out
+        yield number, wire, start, pos
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -84,9 +89,13 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def sniff_signal(blob: bytes, look: int = 16) -> str | None:
+def sniff_signal(blob: bytes, look: int = 16, strict: bool = False) -> str | None:
     """"traces", "logs" or "metrics" from the wire types of the first elements (up to `look`); None
-    when the message holds none or each fits several schemas. Raises Corrupt on non-protobuf bytes."""
+    when the message holds none or each fits several schemas. Raises Corrupt on non-protobuf bytes:
+    the top level of the message and of the resources read, each element read; the top level of a
+    scope (one record per element, hundreds) only up to the element that decides unless `strict`.
+    The decoder parses every scope whole anyway, and asks again with `strict` when it fails, so that
+    bytes which are not protobuf get the same message either way."""
     seen = 0
     for number, wire, start, end in _fields(blob):
         if number != 1 or wire != 2:
@@ -96,7 +105,7 @@ def sniff_signal(blob: bytes, look: int = 16) -> str | None:
             if n2 != 2 or w2 != 2:
                 continue
             scope = resource[s2:e2]
-            for n3, w3, s3, e3 in _fields(scope):
+            for n3, w3, s3, e3 in _fields(scope) if strict else _iter_fields(scope):
                 if n3 != 2 or w3 != 2:
                     continue
                 signal = _element_signal(_fields(scope[s3:e3]))

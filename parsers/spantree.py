@@ -36,7 +36,8 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
     # sharing a span id are rare (a Zipkin shared server half has its client's): the key with the kind
     # is hashed only when the id alone repeats.
     # equal ids hash equal, so distinct hashes prove distinct ids; only a repeat (or a collision) needs the strings
-    unique_ids = raw.select(pl.struct(pl.col("trace_id"), pl.col("span_id")).hash(7).is_first_distinct().all()).item()
+    span_key = raw.select(_id_key("span_id")).to_series()
+    unique_ids = span_key.n_unique() == raw.height
     if not unique_ids:
         unique_ids = raw.select(pl.struct("trace_id", "span_id").is_first_distinct().all()).item()
     if not unique_ids:
@@ -44,6 +45,7 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
         duplicates = raw.height - int(first.sum())
         if duplicates:
             raw = raw.filter(first)
+            span_key = span_key.filter(first)
             warnings.append(f"{duplicates} duplicate span id(s) kept once")
     checks = raw.select(
         (pl.col("end") < pl.col("ts")).sum().alias("bad_end"),
@@ -57,13 +59,15 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
         pl.when(pl.col("end") >= pl.col("ts")).then((pl.col("end") - pl.col("ts")).dt.total_microseconds() / 1000.0).otherwise(None).alias("duration_ms"),
         pl.when(pl.col("parent_span_id") == pl.col("span_id")).then(None).otherwise(pl.col("parent_span_id")).alias("parent_span_id"),
     )
-    parents = spans.select("trace_id", pl.col("span_id").alias("parent_span_id"), pl.col("_row").alias("_prow"))
+    both = pl.col("trace_id").is_not_null() & pl.col("span_id").is_not_null()  # null ids never match
+    parents = spans.select("trace_id", pl.col("span_id").alias("parent_span_id"), pl.col("_row").alias("_prow"),
+                           pl.when(both).then(span_key).alias("_key"))
     if not unique_ids:  # the first span of a shared id is the parent
         parents = parents.filter(pl.struct("trace_id", "parent_span_id").is_first_distinct())
     parent_row = _parent_rows(spans.select("trace_id", "parent_span_id"), parents)
     spans = spans.with_columns(
         parent_row,
-        *(spans[c].gather(parent_row).alias(a) for c, a in (("ts", "_pts"), ("end", "_pend"), ("service", "_pservice"), ("kind", "_pkind"))),
+        *(spans[c].gather(parent_row).alias(a) for c, a in (("ts", "_pts"), ("end", "_pend"))),
     )
     has_parent = pl.col("_prow").is_not_null()
     orphans, skew, rootless = spans.select(
@@ -84,11 +88,13 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
         .filter(pl.col("_prow").is_not_null() & (pl.col("e") > pl.col("s")))
         .sort("_prow", "s")
     )
-    spans = spans.join(_children_ms(children), left_on="_row", right_on="_prow", how="left", maintain_order="left").with_columns(
-        (pl.col("duration_ms") - pl.col("_children_ms").fill_null(0.0)).clip(lower_bound=0.0).alias("self_ms")
-    )
+    covered = _children_ms(children)  # parents only: scattered by row number, 0 for a span without children
+    children_ms = pl.Series("_children_ms", [0.0], dtype=pl.Float64).extend_constant(0.0, spans.height - 1).scatter(covered["_prow"], covered["_children_ms"])
+    spans = spans.with_columns((pl.col("duration_ms") - children_ms).clip(lower_bound=0.0).alias("self_ms"))
 
     servers = spans.filter(pl.col("kind") == "server")
+    servers = servers.with_columns(  # the parent's service and kind, for server spans only
+        *(spans[c].gather(servers["_prow"]).alias(a) for c, a in (("service", "_pservice"), ("kind", "_pkind"))))
     caller = pl.when((pl.col("_pkind") == "client") & (pl.col("_pservice") != pl.col("service"))).then(pl.col("_pservice"))
     requests = servers.with_columns(
         endpoint=pl.coalesce(pl.col("http_route"), normalize_endpoint_expr(pl.col("url_path"))),
@@ -106,21 +112,26 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
     return frames, warnings  # type: ignore[return-value]
 
 
+def _id_key(column: str) -> pl.Expr:
+    """One 64-bit hash of `trace_id` and the span id in `column` (the same for equal ids in any column)."""
+    return pl.struct(pl.col("trace_id"), pl.col(column).alias("id")).hash(7)
+
+
 def _parent_rows(children: pl.DataFrame, parents: pl.DataFrame) -> pl.Series:
-    """Per span (`trace_id`, `parent_span_id`), the row of its parent in `parents` (`_prow`) or null.
+    """Per span (`trace_id`, `parent_span_id`), the row of its parent in `parents` (`_prow`, keyed by
+    `_key`: `_id_key` of its own ids, null where one is null) or null.
 
     Matched on one 64-bit hash of the two ids rather than on the two strings (several times faster);
     a hash collision would add rows or pair a span with a stranger, so the result is checked against
     the ids themselves and the string join is done instead when anything does not hold."""
-    ids = pl.struct(pl.col("trace_id"), pl.col("parent_span_id").alias("id")).hash(7)
     both = pl.col("trace_id").is_not_null() & pl.col("parent_span_id").is_not_null()  # null ids never match
-    keyed = children.with_columns(pl.when(both).then(ids).alias("_key"))
-    by_key = parents.with_columns(pl.when(both).then(ids).alias("_key")).rename({"trace_id": "_ptrace", "parent_span_id": "_pid"})
+    keyed = children.with_columns(pl.when(both).then(_id_key("parent_span_id")).alias("_key"))
+    by_key = parents.rename({"trace_id": "_ptrace", "parent_span_id": "_pid"})
     joined = keyed.join(by_key, on="_key", how="left", maintain_order="left")
     same_ids = ((pl.col("_ptrace") == pl.col("trace_id")) & (pl.col("_pid") == pl.col("parent_span_id"))).fill_null(False)
     if joined.height == children.height and joined.select((pl.col("_prow").is_null() | same_ids).all()).item():
         return joined["_prow"]
-    return children.join(parents, on=["trace_id", "parent_span_id"], how="left", maintain_order="left")["_prow"]
+    return children.join(parents.drop("_key"), on=["trace_id", "parent_span_id"], how="left", maintain_order="left")["_prow"]
 
 
 _KEY_LIMIT = 1 << 62  # parent number * bound + relative end must stay an Int64

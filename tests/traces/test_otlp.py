@@ -172,7 +172,11 @@ def test_a_big_file_walked_in_parts_by_processes_gives_the_same_frames(tmp_path,
     monkeypatch.setattr(otlp, "PARALLEL_MIN_BYTES", 1)
     monkeypatch.setattr(os, "cpu_count", lambda: cores)
     assert len(otlp._split_lines(path.read_bytes(), 1)) == cores
+    here = []  # parts walked in this process: the first only (no worker fell back)
+    real = otlp.walk_json
+    monkeypatch.setattr(otlp, "walk_json", lambda payload, start, *a, **k: here.append(start) or real(payload, start, *a, **k))
     parts = load_dataset([str(path)])
+    assert here == [0]
     for name in ("spans", "requests", "events", "metrics", "changes"):
         assert parts.frame(name).equals(whole.frame(name)), name
     assert whole.spans.height == 120 and whole.events.height > 0 and whole.metrics.height > 0

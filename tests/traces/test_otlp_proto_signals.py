@@ -31,6 +31,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     SummaryDataPoint,
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from parsers import ParseOptions
 from parsers.loader import load_dataset
@@ -178,6 +179,34 @@ def test_garbage_bytes_give_one_input_error_with_file_and_message(tmp_path, garb
     assert "garbage.pb: protobuf message 2 is not OTLP" in str(caught.value)
 
 
+def _record(number: int, body: bytes) -> bytes:
+    return bytes([number << 3 | 2]) + _varint(len(body)) + body
+
+
+def _varint(value: int) -> bytes:
+    out = b""
+    while value >= 0x80:
+        out += bytes([value & 0x7F | 0x80])
+        value >>= 7
+    return out + bytes([value])
+
+
+@pytest.mark.parametrize("element", [
+    Span(trace_id=TRACE, span_id=bytes(range(1, 9)), name="a", start_time_unix_nano=T0, end_time_unix_nano=T0 + 1000),
+    LogRecord(time_unix_nano=T0, severity_number=9, body=AnyValue(string_value="x")),
+])
+def test_scope_broken_after_its_first_element_gives_the_not_otlp_message(tmp_path, element):
+    # the sniff stops at the element that decides; the decoder fails on the rest of the scope (a
+    # record claiming 127 bytes where 2 are left) and the error is the one the whole scope's walk gives
+    scope = _record(2, element.SerializeToString()) + b"\x12\x7f\x01\x02"
+    garbage = _record(1, _record(2, scope))
+    assert sniff_signal(garbage) in ("traces", "logs")
+    payload = framed(metrics()) + struct.pack(">I", len(garbage)) + garbage
+    with pytest.raises(InputError) as caught:
+        load(tmp_path, "broken.pb", payload)
+    assert "broken.pb: protobuf message 2 is not OTLP TracesData, LogsData or MetricsData (truncated field)" in str(caught.value)
+
+
 def test_cli_prints_one_line_for_garbage(tmp_path, capsys, monkeypatch):
     from rca.cli import main
 
@@ -190,3 +219,53 @@ def test_cli_prints_one_line_for_garbage(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert exited.value.code == 2
     assert len(err) == 1 and err[0].startswith("rca: error:") and "garbage.pb: protobuf message 2" in err[0] and "Traceback" not in err[0]
+
+
+@pytest.mark.parametrize("cores", [2, 3])
+def test_big_protobuf_decoded_in_parts_by_processes_gives_the_same_frames(tmp_path, monkeypatch, cores):
+    """A protobuf stream above PARALLEL_MIN_BYTES is cut at message bounds, the parts after the first
+    decoded by worker processes: spans, events, metrics, message numbers and the message count equal
+    the one-process decode, and an error in a worker's part is the error raised, in message order."""
+    import itertools
+    import os
+
+    import parsers.otlp as otlp
+    from tests.traces.test_otlp import sample_traces
+
+    messages = []
+    for i in range(30):
+        message = sample_traces()
+        for rs in message.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    span.trace_id = i.to_bytes(16, "big")
+        messages.append(message)
+        if i % 7 == 0:
+            messages.append(logs())
+        if i % 11 == 0:
+            messages.append(metrics())
+    path = tmp_path / "stream.pb"
+    path.write_bytes(framed(*messages))
+    whole = load(tmp_path, "stream.pb", path.read_bytes())
+    monkeypatch.setattr(otlp, "PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    blobs = list(otlp._frames(path.read_bytes()))
+    parts = otlp._split_messages(blobs, 1)
+    assert len(parts) == cores and parts[0][0] == 0 and parts[-1][1] == len(blobs)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
+    here = []  # parts decoded in this process: the first only (no worker fell back)
+    real = otlp.OtlpProtoParser._decode
+    monkeypatch.setattr(otlp.OtlpProtoParser, "_decode", lambda self, blobs, first, *a: here.append(first) or real(self, blobs, first, *a))
+    split = load(tmp_path, "stream.pb", path.read_bytes())
+    assert here == [1]
+    monkeypatch.setattr(otlp.OtlpProtoParser, "_decode", real)
+    for name in ("spans", "requests", "events", "metrics", "changes"):
+        assert split.frame(name).equals(whole.frame(name)), name
+    assert whole.spans.height > 0 and whole.events.height > 0 and whole.metrics.height > 0
+    assert split.inputs[0].lines == whole.inputs[0].lines == len(messages)
+    # garbage in the last part (a worker's) and in the first: each the error of its own message number
+    garbage = b"\x0a\x05\xff\xff\xff\xff\xff" * 10
+    for at in (len(messages) - 1, 1):
+        payload = framed(*messages[:at]) + struct.pack(">I", len(garbage)) + garbage + framed(*messages[at:])
+        with pytest.raises(InputError, match=f"protobuf message {at + 1} is not OTLP"):
+            load(tmp_path, "garbage.pb", payload)
