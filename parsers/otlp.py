@@ -26,7 +26,7 @@ import base64
 import binascii
 import re
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -425,12 +425,28 @@ def _split_lines(payload: bytes, min_bytes: int) -> list[tuple[int, int, int]]:
 
 
 def _walk_in_processes(payload: bytes, parts: list[tuple[int, int, int]]) -> list[JsonWalk]:
-    """Walk the first part here and each other part in a worker process (`parsers.otlp_worker` in a
-    fresh interpreter: neither forking running polars threads nor re-importing the caller's main
-    module), results in line order. Parts and results travel through temporary files, not pipes a
-    thread of this process would have to pump while the walk holds the GIL. A worker that fails
-    leaves its part to this process."""
+    """Walk the first part here and each other part in a worker process, results in line order."""
     import dataclasses
+
+    view = memoryview(payload)  # the parts are sent as slices, not copies
+    mine, theirs = _in_workers(
+        [(("json", number), view[start:stop]) for start, stop, number in parts[1:]],
+        lambda: walk_json(payload, *parts[0], per_line=True),
+        lambda walk, spans: dataclasses.replace(walk, spans=spans),
+        lambda k: walk_json(payload, *parts[k + 1], per_line=True),
+    )
+    return [mine, *theirs]
+
+
+def _in_workers(requests: list[tuple[Any, bytes | memoryview]], here: Callable[[], Any],
+                unpack: Callable[[Any, pl.DataFrame | None], Any], redo: Callable[[int], Any]) -> tuple[Any, list[Any]]:
+    """`here()` in this process while a worker process (`parsers.otlp_worker` in a fresh interpreter:
+    neither forking running polars threads nor re-importing the caller's main module) handles each
+    request; returns `here()`'s result and `unpack(rest, frame)` of each worker's reply, in request
+    order. Requests and replies travel through temporary files, not pipes a thread of this process
+    would have to pump while the decode holds the GIL. A worker that fails (an input error in its part
+    included) leaves its part to `redo(k)` here, so errors are raised in order; if `here()` raises,
+    the workers are stopped."""
     import subprocess
     import tempfile
 
@@ -438,24 +454,31 @@ def _walk_in_processes(payload: bytes, parts: list[tuple[int, int, int]]) -> lis
 
     command = _worker_command()
     workers = []
-    for start, stop, number in parts[1:]:
+    for meta, raw in requests:
         given, taken = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 (closed below, after the worker)
-        send_part(given, ("json", number), memoryview(payload)[start:stop])  # no copy of the part
+        send_part(given, meta, raw)
         given.seek(0)
-        workers.append((subprocess.Popen(command, stdin=given, stdout=taken, stderr=subprocess.DEVNULL), given, taken, start, stop, number))
-    start, stop, number = parts[0]
-    walks = [walk_json(payload, start, stop, number, per_line=True)]
-    for child, given, taken, start, stop, number in workers:
+        workers.append((subprocess.Popen(command, stdin=given, stdout=taken, stderr=subprocess.DEVNULL), given, taken))
+    try:
+        mine = here()
+    except BaseException:
+        for child, given, taken in workers:
+            child.kill()
+            child.wait()
+            given.close()
+            taken.close()
+        raise
+    theirs = []
+    for k, (child, given, taken) in enumerate(workers):
         with given, taken:
             try:
                 if child.wait() != 0:
                     raise RuntimeError(child.returncode)
                 taken.seek(0)
-                walk, spans = read_part(taken)
-                walks.append(dataclasses.replace(walk, spans=spans))
-            except Exception:  # the worker died or wrote nothing readable: walk its part here
-                walks.append(walk_json(payload, start, stop, number, per_line=True))
-    return walks
+                theirs.append(unpack(*read_part(taken)))
+            except Exception:  # the worker died, wrote nothing readable or met an input error: its part here
+                theirs.append(redo(k))
+    return mine, theirs
 
 
 def _split_messages(blobs: list[memoryview], min_bytes: int) -> list[tuple[int, int]]:
@@ -493,46 +516,32 @@ def _worker_command() -> list[str]:
 def _decode_in_processes(view: memoryview, bounds: list[tuple[int, int]], parts: list[tuple[int, int]], source: Source,
                          forced: str | None, events: list[dict[str, Any]], metrics: list[dict[str, Any]]) -> tuple[list[pl.DataFrame], int]:
     """`OtlpProtoParser._decode` of the first part here and of each other part in a worker process, as
-    `_walk_in_processes` does for OTLP/JSON: results in message order; a worker that fails (an input
-    error in its part included) leaves its part to this process, which so raises errors in order."""
-    import subprocess
-    import tempfile
-
-    from parsers.otlp_worker import read_part, send_part
-
+    `_walk_in_processes` does for OTLP/JSON: results in message order."""
     blobs = [view[start:end] for start, end in bounds]
-    workers = []
-    for start, stop in parts[1:]:
-        given, taken = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 (closed below, after the worker)
+
+    def request(start: int, stop: int) -> tuple[Any, memoryview]:
         low, high = bounds[start][0], bounds[stop - 1][1]  # the part's bytes, sent as they are with the bounds in them
-        send_part(given, ("proto", [(a - low, b - low) for a, b in bounds[start:stop]], start + 1, forced), view[low:high])
-        given.seek(0)
-        workers.append((subprocess.Popen(_worker_command(), stdin=given, stdout=taken, stderr=subprocess.DEVNULL), given, taken, start, stop))
-    try:
-        start, stop = parts[0]
-        pieces, messages = OtlpProtoParser()._decode(blobs[start:stop], start + 1, source, forced, events, metrics)
-    except BaseException:
-        for child, given, taken, *_ in workers:
-            child.kill()
-            child.wait()
-            given.close()
-            taken.close()
-        raise
-    for child, given, taken, start, stop in workers:
-        with given, taken:
-            try:
-                if child.wait() != 0:
-                    raise RuntimeError(child.returncode)
-                taken.seek(0)
-                (more_events, more_metrics, count), frame = read_part(taken)
-                more = [] if frame is None else [frame]
-            except Exception:  # the worker died, wrote nothing readable or met an input error: decode its part here
-                more_events, more_metrics = [], []
-                more, count = OtlpProtoParser()._decode(blobs[start:stop], start + 1, source, forced, more_events, more_metrics)
-            pieces += more
-            events += more_events
-            metrics += more_metrics
-            messages += count
+        return ("proto", [(a - low, b - low) for a, b in bounds[start:stop]], start + 1, forced), view[low:high]
+
+    def decode(start: int, stop: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[pl.DataFrame], int]:
+        more_events: list[dict[str, Any]] = []
+        more_metrics: list[dict[str, Any]] = []
+        frames, count = OtlpProtoParser()._decode(blobs[start:stop], start + 1, source, forced, more_events, more_metrics)
+        return more_events, more_metrics, frames, count
+
+    def unpack(rest: Any, frame: pl.DataFrame | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[pl.DataFrame], int]:
+        more_events, more_metrics, count = rest
+        return more_events, more_metrics, [] if frame is None else [frame], count
+
+    mine, theirs = _in_workers([request(*part) for part in parts[1:]], lambda: decode(*parts[0]), unpack,
+                               lambda k: decode(*parts[k + 1]))
+    pieces: list[pl.DataFrame] = []
+    messages = 0
+    for more_events, more_metrics, frames, count in [mine, *theirs]:
+        events += more_events
+        metrics += more_metrics
+        pieces += frames
+        messages += count
     return pieces, messages
 
 
