@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from rca.model import AnalysisContext
+if TYPE_CHECKING:
+    from rca.model import AnalysisContext
 
 # Whether times of day carry their date: set for a report whose data spans more than a day.
 _DATED: ContextVar[bool] = ContextVar("rca_dated_times", default=False)

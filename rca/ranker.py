@@ -92,11 +92,6 @@ class Candidate:
         return {f.signal for f in self.findings}
 
 
-def _count(value: object) -> str:
-    """A count for people: 499,973; `?` when unknown."""
-    return f"{value:,}" if isinstance(value, int) else "?"
-
-
 def _minutes(a: datetime, b: datetime) -> float:
     return (b - a).total_seconds() / 60.0
 
@@ -152,7 +147,7 @@ def _traffic_candidates(findings: list[Finding]) -> list[Candidate]:
         broad = [f for f in spikes if f.dimension == "service" and f.details.get("clients", 0) >= 20]
         if broad:
             best = min(broad, key=lambda f: (_completeness(f), -(f.excess or 0)))
-            cand = Candidate("traffic_surge", "clients", f"{_count(best.details.get('contributors', best.details.get('clients')))} clients", best.where, specificity=0.6)
+            cand = Candidate("traffic_surge", "clients", f"{number(best.details.get('contributors', best.details.get('clients')))} clients", best.where, specificity=0.6)
             cand.findings.extend(f for f in broad)
             merged.append(cand)
     return merged
@@ -336,8 +331,8 @@ def _summary(cand: Candidate, explained: list[Finding]) -> str:
             top_share = 100 * float(f.details.get("top_share", 0))
             largest = "none above 1%" if top_share < 1 else f"the largest {top_share:.0f}%"
             return (f"Traffic to {cand.where} rose {ratio(f.magnitude)} at {when}, spread over "
-                    f"{_count(f.details.get('contributors'))} clients ({_count(f.details.get('new_sources', 0))} new; "
-                    f"{_count(f.details.get('clients'))} of them make 80% of the extra load, {largest}){effect}.")
+                    f"{number(f.details.get('contributors'))} clients ({number(f.details.get('new_sources', 0))} new; "
+                    f"{number(f.details.get('clients'))} of them make 80% of the extra load, {largest}){effect}.")
         where = ""
         endpoints = [r for r in cand.related if r.startswith("/")]
         if cand.dimension in SOURCE_DIMENSIONS and endpoints:
@@ -537,7 +532,6 @@ def build_report(dataset: Dataset, context: AnalysisContext | None, findings: It
 
 
 def _build_report(dataset: Dataset, context: AnalysisContext | None, findings: list[Finding], command: str | None) -> Report:
-    findings = list(findings)
     inputs = tuple(dataset.inputs)
     if context is None:
         return Report(SCHEMA_VERSION, __version__, inputs, None, False,
