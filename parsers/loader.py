@@ -163,7 +163,11 @@ def load_dataset(
         setattr(dataset, name, pl.concat(frames, how="vertical") if frames else empty_frame(name))
 
     if not streamed_rows and not any(dataset.frame(name).height for name in FRAMES):
-        reasons = "; ".join(f"{s.path}: {s.warnings[0]}" for s in summaries if s.warnings) or "no rows"
+        reasons = "; ".join(
+            f"{s.path}: {s.warnings[0]}" if s.warnings else
+            f"{s.path}: all {s.rejected:,} line(s) rejected (first at line {s.rejected_examples[0].line}: {s.rejected_examples[0].reason})"
+            for s in summaries if s.warnings or (s.rejected and s.rejected_examples)
+        ) or "no rows"
         raise InputError(f"nothing readable in the inputs ({reasons})")
 
     extra = [dataset.changes, changes_from_messages(dataset.events)]

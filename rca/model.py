@@ -151,6 +151,8 @@ def conform(
     """
     schema = schema or SCHEMAS[name]
     have = set(frame.collect_schema().names())
+    if not have:  # a select of literals alone would make one row of nulls out of no rows
+        return pl.LazyFrame(schema=schema) if isinstance(frame, pl.LazyFrame) else pl.DataFrame(schema=schema)
     exprs = [
         (pl.col(col).cast(dtype, strict=False) if col in have else pl.lit(None, dtype=dtype)).alias(col)
         for col, dtype in schema.items()

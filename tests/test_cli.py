@@ -111,3 +111,11 @@ def test_months_of_logs_warn_that_buckets_are_coarse_on_stderr_only(tmp_path):
     assert orjson.loads(result.stdout)["window"]["bucket_s"] == 86400
     focused = runner.invoke(app, ["analyze", str(log), "--format", "json", "--bucket", "1h"])
     assert "buckets are" not in focused.stderr
+
+
+def test_a_file_whose_every_line_is_rejected_exits_2_saying_so(tmp_path):
+    log = tmp_path / "odd.jsonl"
+    log.write_text('{"ts": 1e25}\n{"ts": "nope", "msg": 1}\n')
+    result = runner.invoke(app, ["analyze", str(log)])
+    assert result.exit_code == 2
+    assert "all 2 line(s) rejected (first at line 1: no readable timestamp)" in result.stderr

@@ -30,3 +30,8 @@ def test_dataset_time_range_spans_frames():
     data.events = conform(pl.DataFrame({"ts": [t0]}), "events")
     assert data.time_range() == (t0, t1)
     assert empty_frame("spans").height == 0
+
+
+def test_conform_of_a_frame_without_columns_has_no_rows():
+    assert conform(pl.DataFrame(), "changes").height == 0
+    assert conform(pl.DataFrame().lazy(), "changes").collect().height == 0
