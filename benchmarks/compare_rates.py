@@ -32,9 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from parsers import ParseOptions  # noqa: E402
-from parsers.loader import load_dataset  # noqa: E402
 from rca.compare import compare_datasets, parse_gate  # noqa: E402
+from rca.parsers import ParseOptions  # noqa: E402
+from rca.parsers.loader import load_dataset  # noqa: E402
 from rca.simulate import generate  # noqa: E402
 
 GATES = [parse_gate("p95>+20%"), parse_gate("error_rate>+1pp")]

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 import numpy as np
 import polars as pl
 
-import detectors
-from detectors.windows import choose_context
+from rca import detectors
+from rca.detectors.windows import choose_context
 from rca.model import Dataset, conform
 
 USER_AGENTS = np.array([

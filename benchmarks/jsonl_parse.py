@@ -20,10 +20,10 @@ import time
 import orjson
 from polars.testing import assert_frame_equal
 
-from parsers import ParseOptions
-from parsers.jsonl import JsonLinesParser
-from parsers.logfmt import LogfmtParser
-from parsers.sources import Source
+from rca.parsers import ParseOptions
+from rca.parsers.jsonl import JsonLinesParser
+from rca.parsers.logfmt import LogfmtParser
+from rca.parsers.sources import Source
 
 T0 = 1_767_693_600.0
 SERVICES = ("api", "users", "orders", "search")

@@ -18,7 +18,7 @@ import polars as pl
 from drain3 import TemplateMiner
 from drain3.template_miner_config import TemplateMinerConfig
 
-from detectors.templates import add_templates
+from rca.detectors.templates import add_templates
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "loghub"
 

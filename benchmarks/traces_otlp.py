@@ -23,9 +23,9 @@ import orjson
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, TracesData
 
-from parsers import ParseOptions
-from parsers.otlp import OtlpJsonParser, OtlpProtoParser
-from parsers.sources import Source
+from rca.parsers import ParseOptions
+from rca.parsers.otlp import OtlpJsonParser, OtlpProtoParser
+from rca.parsers.sources import Source
 
 T0 = 1_767_225_600_000_000_000
 PER_MESSAGE = 1000

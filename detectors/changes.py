@@ -14,8 +14,8 @@ from datetime import timedelta
 
 import polars as pl
 
-from detectors import register
-from detectors.stats import confidence_from_p, mann_whitney_p
+from rca.detectors import register
+from rca.detectors.stats import confidence_from_p, mann_whitney_p
 from rca.model import AnalysisContext, Dataset, Finding
 
 WINDOW = timedelta(minutes=15)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from detectors import register
-from detectors.stats import (
+from rca.detectors import register
+from rca.detectors.stats import (
     WINDOW_BASELINE,
     WINDOW_INCIDENT,
     bucket_expr,
@@ -31,7 +31,7 @@ from detectors.stats import (
     window_code_expr,
     window_masks,
 )
-from detectors.traffic import in_window, vantages
+from rca.detectors.traffic import in_window, vantages
 from rca.model import AnalysisContext, Dataset, Finding
 
 COLUMNS = ["ts", "status", "endpoint", "host"]

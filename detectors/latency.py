@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from detectors import register
-from detectors.stats import (
+from rca.detectors import register
+from rca.detectors.stats import (
     PHASE_BASELINE,
     PHASE_INCIDENT,
     SubjectOrder,
@@ -39,7 +39,7 @@ from detectors.stats import (
     to_series,
     window_masks,
 )
-from detectors.traffic import vantages
+from rca.detectors.traffic import vantages
 from rca.model import AnalysisContext, Dataset, Finding
 
 MIN_N = 20

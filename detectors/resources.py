@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from detectors import register
-from detectors.stats import (
+from rca.detectors import register
+from rca.detectors.stats import (
     bucket_expr,
     confidence_from_z,
     dense_series,
@@ -30,7 +30,7 @@ from detectors.stats import (
     to_series,
     window_masks,
 )
-from detectors.traffic import in_window
+from rca.detectors.traffic import in_window
 from rca.model import AnalysisContext, Dataset, Finding
 
 RESOURCE_PATTERNS: dict[str, str] = {

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from detectors import register
-from detectors.stats import (
+from rca.detectors import register
+from rca.detectors.stats import (
     bucket_expr,
     confidence_from_p,
     dense_series,
@@ -32,7 +32,7 @@ from detectors.stats import (
     to_series,
     window_masks,
 )
-from detectors.traffic import in_window
+from rca.detectors.traffic import in_window
 from rca.model import AnalysisContext, Dataset, Finding
 
 MIN_N = 30

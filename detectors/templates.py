@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from detectors import register
-from detectors.stats import (
+from rca.detectors import register
+from rca.detectors.stats import (
     bucket_expr,
     confidence_from_z,
     dense_series,

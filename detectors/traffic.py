@@ -20,8 +20,8 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from detectors import register
-from detectors.stats import (
+from rca.detectors import register
+from rca.detectors.stats import (
     WINDOW_BASELINE,
     WINDOW_INCIDENT,
     bucket_index_expr,

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 
-from detectors.stats import bucket_grid, gap_mask, robust_z
+from rca.detectors.stats import bucket_grid, gap_mask, robust_z
 from rca.errors import UsageError
 from rca.model import FRAMES, AnalysisContext, Dataset, Window
 

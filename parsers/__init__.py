@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
     import polars as pl
 
-    from parsers.sources import Sample, Source
     from rca.model import Rejected
+    from rca.parsers.sources import Sample, Source
 
 MAX_REJECTED_EXAMPLES = 5
 

@@ -34,11 +34,16 @@ from pathlib import PurePath
 import polars as pl
 from polars.io.plugins import register_io_source
 
-from parsers import ParseOptions, ParseResult, Streamed, register
-from parsers.endpoints import endpoint_shape_expr, normalize_endpoints, routes_from_shapes, strip_query_expr
-from parsers.lines import MAX_LINE_BYTES, Lines, read_lines, rejected_examples
-from parsers.sources import Sample, Source
 from rca.model import conform, storage_schema
+from rca.parsers import ParseOptions, ParseResult, Streamed, register
+from rca.parsers.endpoints import (
+    endpoint_shape_expr,
+    normalize_endpoints,
+    routes_from_shapes,
+    strip_query_expr,
+)
+from rca.parsers.lines import MAX_LINE_BYTES, Lines, read_lines, rejected_examples
+from rca.parsers.sources import Sample, Source
 
 FORMATS: dict[str, str] = {
     "combined": '$remote_addr $remote_ident $remote_user [$time_local] "$request" $status $body_bytes_sent '

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from parsers.fields import parse_json_lines, parse_timestamp
-from parsers.sources import Source
 from rca.errors import InputError
 from rca.model import CHANGE_KINDS, conform
+from rca.parsers.fields import parse_json_lines, parse_timestamp
+from rca.parsers.sources import Source
 
 _ROLLBACK = r"(?i)\b(rolled back|rolling back|roll(?:ing)?[- ]?back|rollback|reverted to|reverting to)\b"
 _DEPLOY = r"(?i)\b(deployed|deploying|deployment (?:of|completed|finished|succeeded)|released|releasing|rolled out|rolling out|upgraded to|new version)\b"

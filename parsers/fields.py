@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 import polars as pl
 
-from parsers.endpoints import normalize_endpoint_expr, strip_query_expr
 from rca.model import conform
+from rca.parsers.endpoints import normalize_endpoint_expr, strip_query_expr
 
 CANDIDATES: dict[str, tuple[str, ...]] = {
     "ts": ("ts", "time", "timestamp", "@timestamp", "t", "datetime", "date", "time_local", "logged_at",

@@ -14,12 +14,12 @@ from pathlib import PurePath
 import orjson
 import polars as pl
 
-from parsers import ParseOptions, ParseResult, register
-from parsers.fields import parse_json_lines, records_to_frames
-from parsers.lines import read_lines
-from parsers.otlp import looks_like_otlp_json
-from parsers.sources import Sample, Source
 from rca.model import Rejected
+from rca.parsers import ParseOptions, ParseResult, register
+from rca.parsers.fields import parse_json_lines, records_to_frames
+from rca.parsers.lines import read_lines
+from rca.parsers.otlp import looks_like_otlp_json
+from rca.parsers.sources import Sample, Source
 
 
 class JsonLinesParser:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from parsers.sources import Source
 from rca.errors import InputError
 from rca.model import Rejected
+from rca.parsers.sources import Source
 
 MAX_LINE_BYTES = 1 << 20  # longer lines are rejected, not parsed
 _SEPARATOR = "\x1f"  # ASCII unit separator: not in log text

@@ -18,11 +18,11 @@ from typing import BinaryIO
 
 import polars as pl
 
-from parsers import ParseOptions, ParseResult, get_parser, sniff
-from parsers.changes import changes_from_messages, read_changes_file
-from parsers.sources import Source, expand_inputs, stdin_source
 from rca.errors import InputError
 from rca.model import FRAMES, Dataset, InputSummary, Rejected, empty_frame
+from rca.parsers import ParseOptions, ParseResult, get_parser, sniff
+from rca.parsers.changes import changes_from_messages, read_changes_file
+from rca.parsers.sources import Source, expand_inputs, stdin_source
 
 ProgressFn = Callable[[str, int, int], None]
 MIN_SNIFF_SCORE = 0.3
@@ -31,7 +31,7 @@ TOP_N = 5
 
 def _choose_parser(source: Source, options: ParseOptions):
     if options.log_format:
-        from parsers.access_log import custom_parser
+        from rca.parsers.access_log import custom_parser
 
         return custom_parser(options.log_format)
     if options.input_format:

@@ -11,11 +11,11 @@ from pathlib import PurePath
 
 import polars as pl
 
-from parsers import ParseOptions, ParseResult, register
-from parsers.fields import records_to_frames
-from parsers.lines import read_lines
-from parsers.sources import Sample, Source
 from rca.model import Rejected
+from rca.parsers import ParseOptions, ParseResult, register
+from rca.parsers.fields import records_to_frames
+from rca.parsers.lines import read_lines
+from rca.parsers.sources import Sample, Source
 
 _PAIR = r'([A-Za-z_@][A-Za-z0-9_.\-/@]*)=("(?:[^"\\]|\\.)*"|[^ ]*)'
 _PAIR_RE = re.compile(_PAIR)

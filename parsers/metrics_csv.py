@@ -12,12 +12,12 @@ import io
 
 import polars as pl
 
-from parsers import ParseOptions, ParseResult, register
-from parsers.fields import parse_timestamp
-from parsers.lines import read_payload, rejected_examples
-from parsers.sources import Sample, Source
 from rca.errors import InputError
 from rca.model import conform
+from rca.parsers import ParseOptions, ParseResult, register
+from rca.parsers.fields import parse_timestamp
+from rca.parsers.lines import read_payload, rejected_examples
+from rca.parsers.sources import Sample, Source
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "ts": ("ts", "timestamp", "time", "@timestamp", "datetime", "date"),

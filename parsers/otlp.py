@@ -16,7 +16,7 @@ Protobuf traces are decoded by upb column by column (`parsers.otlp_columns`: a r
 repeated column per field for a batch of messages, numpy and polars assembly); a batch those columns
 cannot hold exactly is walked span by span on opentelemetry-proto's full schema, filling column lists.
 Both encodings cut a file of 64 MB or more into one part per core (at line ends, at message bounds),
-decoded by worker processes beside this one (`parsers.otlp_worker`): upb and the JSON walk hold the
+decoded by worker processes beside this one (`rca.parsers.otlp_worker`): upb and the JSON walk hold the
 GIL, so threads would not run side by side; a part's spans come back as Arrow IPC.
 """
 
@@ -34,12 +34,12 @@ import msgspec
 import orjson
 import polars as pl
 
-from parsers import ParseOptions, ParseResult, register
-from parsers.lines import read_payload
-from parsers.sources import Sample, Source
-from parsers.spantree import finish_spans
 from rca.errors import InputError
 from rca.model import Rejected, conform
+from rca.parsers import ParseOptions, ParseResult, register
+from rca.parsers.lines import read_payload
+from rca.parsers.sources import Sample, Source
+from rca.parsers.spantree import finish_spans
 
 KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 STATUS = {0: "unset", 1: "ok", 2: "error"}
@@ -294,7 +294,7 @@ class JsonWalk:
 def _documents(payload: bytes, start: int, stop: int, first_number: int, per_line: bool | None = None) -> Iterator[tuple[int, Any, str | None]]:
     """(line number, document, error) per line of payload[start:stop], or once for a whole pretty-printed
     document. A document is a `otlp_json_spans.Document` when msgspec's structs accept it, else orjson's dict."""
-    from parsers.otlp_json_spans import DECODER
+    from rca.parsers.otlp_json_spans import DECODER
 
     if per_line is None:  # one document per line, unless the first line is not JSON on its own
         first = _BLANK.match(payload, start).end()  # the first line with text, found without copying the payload
@@ -324,7 +324,7 @@ def walk_json(payload: bytes, start: int, stop: int, first_number: int, per_line
     None: tell lines from one pretty-printed document by the first line."""
     import gc
 
-    from parsers import otlp_json_spans as js
+    from rca.parsers import otlp_json_spans as js
 
     cols = _empty_columns()
     scopes: list[tuple[int, dict[str, Any], list[Any]]] = []
@@ -440,7 +440,7 @@ def _walk_in_processes(payload: bytes, parts: list[tuple[int, int, int]]) -> lis
 
 def _in_workers(requests: list[tuple[Any, bytes | memoryview]], here: Callable[[], Any],
                 unpack: Callable[[Any, pl.DataFrame | None], Any], redo: Callable[[int], Any]) -> tuple[Any, list[Any]]:
-    """`here()` in this process while a worker process (`parsers.otlp_worker` in a fresh interpreter:
+    """`here()` in this process while a worker process (`rca.parsers.otlp_worker` in a fresh interpreter:
     neither forking running polars threads nor re-importing the caller's main module) handles each
     request; returns `here()`'s result and `unpack(rest, frame)` of each worker's reply, in request
     order. Requests and replies travel through temporary files, not pipes a thread of this process
@@ -450,7 +450,7 @@ def _in_workers(requests: list[tuple[Any, bytes | memoryview]], here: Callable[[
     import subprocess
     import tempfile
 
-    from parsers.otlp_worker import read_part, send_part
+    from rca.parsers.otlp_worker import read_part, send_part
 
     command = _worker_command()
     workers = []
@@ -505,12 +505,14 @@ def _split_messages(blobs: list[memoryview], min_bytes: int) -> list[tuple[int, 
 
 
 def _worker_command() -> list[str]:
-    """A fresh interpreter running `parsers.otlp_worker` from this very code, wherever it was imported from."""
+    """A fresh interpreter running `rca.parsers.otlp_worker` from this very code, wherever it was imported from."""
     import sys
     from pathlib import Path
 
-    root = str(Path(__file__).resolve().parent.parent)
-    return [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {root!r}); from parsers.otlp_worker import main; main()"]
+    # rca/parsers/otlp.py -> the folder holding the rca package (not resolved: in a source checkout
+    # rca/parsers is a link to the top-level parsers/ folder, and the worker must import it as rca.parsers)
+    root = str(Path(__file__).absolute().parent.parent.parent)
+    return [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {root!r}); from rca.parsers.otlp_worker import main; main()"]
 
 
 def _decode_in_processes(view: memoryview, bounds: list[tuple[int, int]], parts: list[tuple[int, int]], source: Source,
@@ -631,7 +633,7 @@ class OtlpProtoParser:
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
         import gc
 
-        from parsers.otlp_signals import normalize_signal
+        from rca.parsers.otlp_signals import normalize_signal
 
         try:
             forced = normalize_signal(options.signal)
@@ -671,8 +673,8 @@ class OtlpProtoParser:
         a batch the columns cannot hold exactly span by span."""
         from google.protobuf.message import DecodeError
 
-        from parsers import otlp_columns as oc
-        from parsers.otlp_signals import Corrupt, has_elements, sniff_signal
+        from rca.parsers import otlp_columns as oc
+        from rca.parsers.otlp_signals import Corrupt, has_elements, sniff_signal
 
         pieces: list[pl.DataFrame] = []
         batch: list[tuple[int, bytes, list[Any], list[tuple[dict[str, Any], int]]]] = []
@@ -831,7 +833,7 @@ def _proto_logs(number: int, blob: bytes, source: Source) -> list[dict[str, Any]
     """A LogsData message -> events rows, through the OTLP/JSON shape the JSON path maps."""
     from opentelemetry.proto.logs.v1.logs_pb2 import LogsData
 
-    from parsers.otlp_signals import key_values, log_json
+    from rca.parsers.otlp_signals import key_values, log_json
 
     message = _parse_message(LogsData, number, blob, source)
     out = []
@@ -846,7 +848,7 @@ def _proto_metrics(number: int, blob: bytes, source: Source) -> list[dict[str, A
     """A MetricsData message -> metric rows, through the OTLP/JSON shape the JSON path maps."""
     from opentelemetry.proto.metrics.v1.metrics_pb2 import MetricsData
 
-    from parsers.otlp_signals import key_values, metric_json
+    from rca.parsers.otlp_signals import key_values, metric_json
 
     message = _parse_message(MetricsData, number, blob, source)
     out = []

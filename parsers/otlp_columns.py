@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from parsers.otlp import ALIASES, KINDS, STATUS, _proto_value, _resource
-from parsers.otlp_signals import _fields
+from rca.parsers.otlp import ALIASES, KINDS, STATUS, _proto_value, _resource
+from rca.parsers.otlp_signals import _fields
 
 MARK64 = 0xFFFF_FFFF_FFFF_FFFF
 MARK_SMALL = 127  # kind and status code markers: one varint byte, no such enum value

@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 import polars as pl
 
-from parsers.otlp import (
+from rca.parsers.otlp import (
     _KIND_NAMES,
     _STATUS_NAMES,
     ALIASES,

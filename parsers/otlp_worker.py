@@ -60,8 +60,8 @@ def main() -> None:
 
     import polars as pl
 
-    from parsers.otlp import RAW_SPAN_TYPES, OtlpProtoParser, walk_json
-    from parsers.sources import Source
+    from rca.parsers.otlp import RAW_SPAN_TYPES, OtlpProtoParser, walk_json
+    from rca.parsers.sources import Source
 
     meta, raw = receive_part(sys.stdin.buffer)
     out = sys.stdout.buffer

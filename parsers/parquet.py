@@ -6,10 +6,10 @@ from pathlib import PurePath
 
 import polars as pl
 
-from parsers import ParseOptions, ParseResult, register
-from parsers.sources import Sample, Source
 from rca.errors import InputError
 from rca.model import FRAMES, conform
+from rca.parsers import ParseOptions, ParseResult, register
+from rca.parsers.sources import Sample, Source
 
 
 class ParquetFramesParser:

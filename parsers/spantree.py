@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from parsers.endpoints import normalize_endpoint_expr
 from rca.model import SPANS_SCHEMA, conform
+from rca.parsers.endpoints import normalize_endpoint_expr
 
 
 def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame], list[str]]:

@@ -18,11 +18,11 @@ from pathlib import PurePath
 
 import polars as pl
 
-from parsers import ParseOptions, ParseResult, register
-from parsers.fields import _parse_iso, parse_timestamp
-from parsers.lines import read_lines, rejected_examples
-from parsers.sources import Sample, Source
 from rca.model import conform
+from rca.parsers import ParseOptions, ParseResult, register
+from rca.parsers.fields import _parse_iso, parse_timestamp
+from rca.parsers.lines import read_lines, rejected_examples
+from rca.parsers.sources import Sample, Source
 
 _LEVEL_NAMES = "TRACE|DEBUG|INFO|NOTICE|WARN(?:ING)?|ERROR|ERR|SEVERE|FATAL|CRITICAL|CRIT|EMERG|ALERT"
 # Upper-case or Title-case bare (`INFO`, `Info`), any case in brackets (`[notice]`); a pid may precede it.

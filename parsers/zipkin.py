@@ -17,12 +17,12 @@ from typing import Any
 import orjson
 import polars as pl
 
-from parsers import ParseOptions, ParseResult, register
-from parsers.lines import read_payload
-from parsers.otlp import ALIASES, _empty_columns, _pick, _spans_frame, hex_id
-from parsers.sources import Sample, Source
-from parsers.spantree import finish_spans
 from rca.model import Rejected
+from rca.parsers import ParseOptions, ParseResult, register
+from rca.parsers.lines import read_payload
+from rca.parsers.otlp import ALIASES, _empty_columns, _pick, _spans_frame, hex_id
+from rca.parsers.sources import Sample, Source
+from rca.parsers.spantree import finish_spans
 
 _ALIASES = {**ALIASES, "url_path": (*ALIASES["url_path"], "http.path")}
 

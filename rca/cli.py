@@ -126,7 +126,7 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for une
 def _parse_options(
     input_format: str | None, log_format: str | None, fields: list[str] | None, tz: str, year: int | None, signal: str | None
 ):
-    from parsers import ParseOptions
+    from rca.parsers import ParseOptions
 
     mapping: dict[str, str] = {}
     for item in fields or []:
@@ -234,7 +234,7 @@ def analyze(
 
     err = _stderr_console(quiet)
     if bucket is not None:
-        from detectors.windows import parse_duration_s
+        from rca.detectors.windows import parse_duration_s
 
         parse_duration_s(bucket)  # fail before reading anything
     options = AnalyzeOptions(
@@ -304,7 +304,7 @@ def ingest(
     debug: DebugOpt = False,
 ) -> None:
     """Parse INPUTS into the canonical frames and write them as Parquet (readable by `rca analyze`)."""
-    from parsers.loader import ingest_to_parquet
+    from rca.parsers.loader import ingest_to_parquet
 
     err = _stderr_console(quiet)
     summaries = ingest_to_parquet(
@@ -355,7 +355,7 @@ def simulate(
 @_handles_input_errors
 def formats() -> None:
     """List the input formats rca reads, with what each one is."""
-    from parsers import all_parsers
+    from rca.parsers import all_parsers
 
     for parser in all_parsers():
         typer.echo(f"{parser.name:22} {parser.description}")

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from detectors.stats import mann_whitney_p, poisson_excess_z, two_proportion_z
+from rca.detectors.stats import mann_whitney_p, poisson_excess_z, two_proportion_z
 from rca.errors import InputError, UsageError
 from rca.model import Dataset
 
@@ -514,7 +514,7 @@ def _new_counts(counts: pl.DataFrame, scale: float) -> list[tuple[float, dict]]:
 
 
 def _log_errors(base: Dataset, cand: Dataset, services: set[str], traces_b: pl.Series, traces_c: pl.Series, scale: float) -> list[tuple[float, Cause]]:
-    from detectors.templates import add_templates
+    from rca.detectors.templates import add_templates
 
     def errors(data: Dataset, ids: pl.Series, side: str) -> pl.DataFrame:
         events = data.events.filter(pl.col("level").is_in(ERROR_LEVELS) & pl.col("message").is_not_null() & (pl.col("message") != ""))

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from parsers import ParseOptions
 from rca.model import AnalysisContext, Dataset, Report
+from rca.parsers import ParseOptions
 
 ProgressFn = Callable[[str, int, int], None]  # (stage or file, done, total)
 
@@ -39,7 +39,7 @@ def load(
     stdin: BinaryIO | None = None,
 ) -> Dataset:
     """Read every input into one Dataset (raises InputError only when nothing is readable)."""
-    from parsers.loader import load_dataset
+    from rca.parsers.loader import load_dataset
 
     return load_dataset(
         inputs, options.parse, changes_files=options.changes_files, progress=progress, stdin=stdin
@@ -48,7 +48,7 @@ def load(
 
 def context_for(dataset: Dataset, options: AnalyzeOptions) -> AnalysisContext | None:
     """Bucket size and baseline/incident windows for this data (None when it has no timed rows)."""
-    from detectors.windows import choose_context
+    from rca.detectors.windows import choose_context
 
     return choose_context(
         dataset,
@@ -62,7 +62,7 @@ def context_for(dataset: Dataset, options: AnalyzeOptions) -> AnalysisContext | 
 
 def analyze_dataset(dataset: Dataset, options: AnalyzeOptions) -> Report:
     """Detect, rank and assemble the report for an already loaded Dataset."""
-    import detectors
+    from rca import detectors
     from rca.ranker import build_report
 
     context = context_for(dataset, options)

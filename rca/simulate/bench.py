@@ -15,8 +15,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from parsers import ParseOptions
-    from parsers.loader import load_dataset
+    from rca.parsers import ParseOptions
+    from rca.parsers.loader import load_dataset
     from rca.simulate import SCENARIOS, generate
 
     args = sys.argv[1:] if argv is None else argv

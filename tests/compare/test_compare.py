@@ -18,11 +18,11 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from parsers.spantree import finish_spans
 from rca.cli import app
 from rca.compare import compare_datasets, parse_gate
 from rca.errors import UsageError
 from rca.model import Dataset, conform
+from rca.parsers.spantree import finish_spans
 from rca.render.compare import (
     github_annotations,
     github_outputs,

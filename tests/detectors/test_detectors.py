@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-import detectors
-from detectors.stats import bucket_grid, onset_index, onset_time, robust_z
-from detectors.windows import choose_context, parse_duration_s, parse_time
+from rca import detectors
+from rca.detectors.stats import bucket_grid, onset_index, onset_time, robust_z
+from rca.detectors.windows import choose_context, parse_duration_s, parse_time
 from rca.errors import UsageError
 from rca.model import Dataset, conform
 

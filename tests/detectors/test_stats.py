@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from detectors.stats import (
+from rca.detectors.stats import (
     PHASE_BASELINE,
     PHASE_INCIDENT,
     bucket_expr,

@@ -14,8 +14,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-import detectors
-from detectors.windows import choose_context
+from rca import detectors
+from rca.detectors.windows import choose_context
 from rca.model import Dataset, conform
 
 T0 = datetime(2026, 2, 9, 6, 0, tzinfo=UTC)

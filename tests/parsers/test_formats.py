@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from parsers import ParseOptions, get_parser
-from parsers.endpoints import normalize_endpoint
-from parsers.loader import load_dataset
-from parsers.sources import Source
 from rca.errors import InputError
+from rca.parsers import ParseOptions, get_parser
+from rca.parsers.endpoints import normalize_endpoint
+from rca.parsers.loader import load_dataset
+from rca.parsers.sources import Source
 
 COMBINED = (
     '203.0.113.7 - alice [22/Nov/2026:12:00:01 +0100] "GET /api/messages/12345?x=1 HTTP/1.1" 200 512 '
@@ -217,7 +217,7 @@ def test_registry_lists_formats():
 
 
 def test_parquet_roundtrip(tmp_path):
-    from parsers.loader import ingest_to_parquet
+    from rca.parsers.loader import ingest_to_parquet
 
     path = write(tmp_path, "access.log", COMBINED + "\n")
     ingest_to_parquet([path], tmp_path / "frames")

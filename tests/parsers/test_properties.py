@@ -9,10 +9,10 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parsers import ParseOptions
-from parsers.loader import load_dataset
-from parsers.sources import Source
 from rca.errors import InputError
+from rca.parsers import ParseOptions
+from rca.parsers.loader import load_dataset
+from rca.parsers.sources import Source
 
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 segment = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-_", min_size=1, max_size=10)
@@ -24,7 +24,7 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 
 def _load(text: bytes, options: ParseOptions | None = None):
-    from parsers.loader import _choose_parser
+    from rca.parsers.loader import _choose_parser
 
     source = Source(origin="mem.log", data=text)
     parser = _choose_parser(source, options or ParseOptions())

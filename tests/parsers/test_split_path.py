@@ -7,11 +7,11 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parsers import ParseOptions
-from parsers.access_log import DESCRIPTIONS, FORMATS, AccessLogParser, parse_lines, split_layout
-from parsers.endpoints import normalize_endpoint_expr, normalize_endpoints
-from parsers.lines import read_lines
-from parsers.sources import Source
+from rca.parsers import ParseOptions
+from rca.parsers.access_log import DESCRIPTIONS, FORMATS, AccessLogParser, parse_lines, split_layout
+from rca.parsers.endpoints import normalize_endpoint_expr, normalize_endpoints
+from rca.parsers.lines import read_lines
+from rca.parsers.sources import Source
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 COMBINED = AccessLogParser("combined", FORMATS["combined"], DESCRIPTIONS["combined"])
@@ -133,7 +133,7 @@ def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def test_ingest_streams_the_fast_path_to_parquet_and_reads_back_the_same_rows(tmp_path):
-    from parsers.loader import ingest_to_parquet, load_dataset
+    from rca.parsers.loader import ingest_to_parquet, load_dataset
 
     for unbalanced in (False, True):
         log = _mixed_log(tmp_path, unbalanced)
@@ -151,7 +151,7 @@ def test_ingest_streams_the_fast_path_to_parquet_and_reads_back_the_same_rows(tm
 
 
 def test_ingest_replaces_the_frames_of_an_earlier_ingest(tmp_path):
-    from parsers.loader import ingest_to_parquet, load_dataset
+    from rca.parsers.loader import ingest_to_parquet, load_dataset
 
     out = tmp_path / "frames"
     out.mkdir()

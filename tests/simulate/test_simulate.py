@@ -16,10 +16,10 @@ import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from parsers import ParseOptions, all_parsers
-from parsers.loader import load_dataset
 from rca.errors import UsageError
 from rca.model import FINDING_KINDS, HYPOTHESIS_KINDS, Dataset
+from rca.parsers import ParseOptions, all_parsers
+from rca.parsers.loader import load_dataset
 from rca.simulate import ALL_FORMATS, FILE_NAMES, SCENARIOS, generate
 from rca.simulate.regenerate import SAMPLE_SEED, SAMPLES_DIR
 

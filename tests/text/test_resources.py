@@ -8,10 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from detectors.resources import classify_expr, detect_resources
-from parsers import ParseOptions, get_parser, sniff
-from parsers.sources import Source
+from rca.detectors.resources import classify_expr, detect_resources
 from rca.model import AnalysisContext, Dataset, Window
+from rca.parsers import ParseOptions, get_parser, sniff
+from rca.parsers.sources import Source
 
 
 def test_classifier_maps_messages_to_resources():

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from detectors.templates import add_templates, detect_templates, mask_expr, mine
+from rca.detectors.templates import add_templates, detect_templates, mask_expr, mine
 from rca.model import AnalysisContext, Dataset, Window, conform
 
 

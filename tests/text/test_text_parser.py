@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parsers import ParseOptions, get_parser, sniff
-from parsers.sources import Source
+from rca.parsers import ParseOptions, get_parser, sniff
+from rca.parsers.sources import Source
 
 
 def parse(text: str, parser: str | None = None, **options):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from parsers.loader import load_dataset
+from rca.parsers.loader import load_dataset
 
 T0_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in µs
 

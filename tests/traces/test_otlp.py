@@ -11,7 +11,7 @@ from google.protobuf import json_format
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, TracesData
 
-from parsers.loader import load_dataset
+from rca.parsers.loader import load_dataset
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z in ns
 TRACE = bytes.fromhex("5b8efff798038103d269b633813fc60c")
@@ -152,7 +152,7 @@ def test_a_big_file_walked_in_parts_by_processes_gives_the_same_frames(tmp_path,
     spans, events, metrics, line numbers and rejected lines must equal the one-process walk."""
     import os
 
-    import parsers.otlp as otlp
+    import rca.parsers.otlp as otlp
 
     lines = []
     for i in range(40):

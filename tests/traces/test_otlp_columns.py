@@ -15,10 +15,10 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status, TracesData
 
-from parsers import ParseOptions
-from parsers import otlp_columns as oc
-from parsers.otlp import RAW_SPAN_TYPES, OtlpProtoParser, _empty_columns, _spans_frame
-from parsers.sources import Source
+from rca.parsers import ParseOptions
+from rca.parsers import otlp_columns as oc
+from rca.parsers.otlp import RAW_SPAN_TYPES, OtlpProtoParser, _empty_columns, _spans_frame
+from rca.parsers.sources import Source
 
 T0 = 1_767_225_600_000_000_000
 KEYS = ["http.route", "http.request.method", "http.method", "http.response.status_code", "http.status_code", "url.path",
@@ -111,7 +111,7 @@ def test_columns_equal_the_per_span_walk(seed):
 @pytest.mark.parametrize("seed", range(4))
 def test_spans_without_two_aliases_of_a_column_equal_the_walk(seed):
     # no span carries two aliases of one column: the decoder keeps the attributes in wire order, unsorted
-    from parsers.otlp import _ATTRIBUTE_COLUMNS
+    from rca.parsers.otlp import _ATTRIBUTE_COLUMNS
 
     messages = [random_message(seed * 10 + i) for i in range(3)]
     for message in messages:

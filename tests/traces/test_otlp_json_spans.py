@@ -13,9 +13,9 @@ import orjson
 import polars as pl
 import pytest
 
-from parsers import ParseOptions
-from parsers import otlp_json_spans as js
-from parsers.otlp import (
+from rca.parsers import ParseOptions
+from rca.parsers import otlp_json_spans as js
+from rca.parsers.otlp import (
     RAW_SPAN_TYPES,
     OtlpJsonParser,
     _add_span,
@@ -24,7 +24,7 @@ from parsers.otlp import (
     _spans_frame,
     attrs,
 )
-from parsers.sources import Source
+from rca.parsers.sources import Source
 
 T0 = 1_767_225_600_000_000_000
 KEYS = ["http.route", "http.request.method", "http.method", "http.response.status_code", "http.status_code", "url.path",

@@ -33,10 +33,10 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from parsers import ParseOptions
-from parsers.loader import load_dataset
-from parsers.otlp_signals import sniff_signal
 from rca.errors import InputError
+from rca.parsers import ParseOptions
+from rca.parsers.loader import load_dataset
+from rca.parsers.otlp_signals import sniff_signal
 
 T0 = 1_767_225_600_000_000_000
 TRACE = bytes.fromhex("5b8efff798038103d269b633813fc60c")
@@ -229,7 +229,7 @@ def test_big_protobuf_decoded_in_parts_by_processes_gives_the_same_frames(tmp_pa
     import itertools
     import os
 
-    import parsers.otlp as otlp
+    import rca.parsers.otlp as otlp
     from tests.traces.test_otlp import sample_traces
 
     messages = []

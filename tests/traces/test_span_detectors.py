@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 
-from detectors.spans import detect_spans
-from parsers.spantree import finish_spans
+from rca.detectors.spans import detect_spans
 from rca.model import AnalysisContext, Dataset, Window
+from rca.parsers.spantree import finish_spans
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ONSET = T0 + timedelta(minutes=40)

@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-import parsers.spantree as spantree
-from parsers.spantree import finish_spans
+import rca.parsers.spantree as spantree
+from rca.parsers.spantree import finish_spans
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
