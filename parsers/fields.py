@@ -313,8 +313,8 @@ def version_changes(frame: pl.DataFrame) -> pl.DataFrame:
     changes = seen.with_columns(
         kind=pl.lit("deploy"),
         subject=pl.col("version"),
-        description=pl.format("{} of {} changed from {} to {} (first seen on {})", what, pl.col("service").fill_null("?"),
-                              pl.col("_prev"), pl.col("version"), pl.col("host").fill_null("?")),
+        description=pl.format("{} of {} changed from {} to {} (first seen{})", what, pl.col("service").fill_null("?"),
+                              pl.col("_prev"), pl.col("version"), (pl.lit(" on ") + pl.col("host")).fill_null("")),
     )
     return conform(changes, "changes")  # type: ignore[return-value]
 
