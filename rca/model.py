@@ -41,6 +41,7 @@ REQUESTS_SCHEMA: dict[str, pl.DataType] = {
     "user_agent": pl.String(),
     "bytes": pl.Int64(),
     "trace_id": pl.String(),  # lower-case hex
+    "version": pl.String(),  # the serving release when logged (version field, pod-template hash): canary splits
     "origin": pl.String(),
     "line": pl.Int64(),
     "signal": pl.String(),
@@ -133,7 +134,7 @@ def empty_frame(name: str) -> pl.DataFrame:
 # Parquet as categoricals, i.e. dictionary-encoded once per row group instead of hashed value by value,
 # which makes `rca ingest` write a big access log in about 60% of the CPU time. Read back as strings.
 REPEATED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "requests": ("service", "host", "method", "endpoint", "user_agent", "origin", "signal"),
+    "requests": ("service", "host", "method", "endpoint", "user_agent", "version", "origin", "signal"),
 }
 
 
