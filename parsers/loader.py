@@ -208,7 +208,7 @@ def dedupe_changes(changes: pl.DataFrame) -> pl.DataFrame:
     if changes.height == 0:
         return changes
     # "2.3.1" from a version field and "v2.3.1" from a log line are the same release
-    changes = changes.with_columns(pl.col("subject").str.replace(r"^(\d)", "v${1}")).sort("ts", "origin", "line")
+    changes = changes.with_columns(pl.col("subject").str.replace(r"^(\d+\.\d)", "v${1}")).sort("ts", "origin", "line")
     # the same release seen as a version change and as a "rolled back to v2.3.0" line: keep the most
     # specific kind (rollback > config > deploy), at the earliest time it was seen
     priority = pl.col("kind").replace_strict({"rollback": 0, "config": 1, "flag": 2, "deploy": 3, "restart": 4}, default=5)

@@ -66,7 +66,7 @@ def context_for(dataset: Dataset, options: AnalyzeOptions) -> AnalysisContext | 
 def analyze_dataset(dataset: Dataset, options: AnalyzeOptions) -> Report:
     """Detect, rank and assemble the report for an already loaded Dataset."""
     from rca import detectors
-    from rca.ranker import build_report
+    from rca.ranking import build_report
 
     context = context_for(dataset, options)
     findings = detectors.run_all(dataset, context) if context is not None else []
