@@ -369,12 +369,12 @@ def _read(client: StoreClient, url: StoreUrl, options: ParseOptions) -> StoreRea
     if keep < SAMPLE_RESOLUTION:
         share = keep / SAMPLE_RESOLUTION
         analysed = frames["spans"].height if "spans" in frames else 0
+        logs = f", {frames['events'].height if 'events' in frames else 0:,} of {logs_n:,} log records" if "logs" in tables else ""
         warnings.insert(0, (
-            f"sampled {share:.2%} of traces by trace-id hash ({analysed:,} of {spans_n:,} spans, "
-            f"{frames['events'].height if 'events' in frames else 0:,} of {logs_n:,} log records): counts, rates and "
-            f"excess in findings are the sample's (x{1 / share:,.1f} for the whole); quantiles, error shares and tests "
-            "are estimated from it; totals, the time range and the top routes and clients of this input are exact "
-            "aggregates computed in ClickHouse"))
+            f"sampled {share:.2%} of traces by trace-id hash: {analysed:,} of {spans_n:,} spans{logs} analysed. "
+            f"From the sample: counts, rates and excess in findings (x{1 / share:,.1f} for the whole) and, as estimates, "
+            "quantiles, error shares and tests. Exact, computed in ClickHouse over the range: the totals below and "
+            "this input's top routes and clients"))
     result = ParseResult(format="clickhouse", frames=frames, lines=sum(counts.values()), warnings=warnings)
     return StoreRead(result, top_endpoints=tops[0], top_sources=tops[1])
 
