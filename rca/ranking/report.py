@@ -81,7 +81,7 @@ def _timeline(hypotheses: list[Hypothesis], symptoms: list[Finding], dataset: Da
     for h in hypotheses:
         if h.onset:
             entries.append(TimelineEntry(h.onset, "cause", f"#{h.rank} {h.kind.replace('_', ' ')}: {h.subject}", None))
-    seen = set()
+    seen: set[tuple[str, str, str]] = set()
     for s in symptoms:
         key = (s.kind, s.dimension, s.subject)
         if s.onset and key not in seen and len(seen) < TUNING.timeline_symptoms:
