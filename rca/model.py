@@ -338,7 +338,12 @@ FINDING_KINDS = (
     "fanout_growth",  # calls per request to a downstream grew (operation)
     "error_origin",  # the deepest failing span in failing traces (operation)
     "caller_share",  # which caller drives a downstream's load (caller)
+    "network_split",  # request time rose while the time outside the backend stayed flat (scope)
+    "host_spread",  # every host of a service slowed alike (service)
 )
+# Findings that describe the context of an incident (a change and its effect, where the time went) rather
+# than a deviation: never listed as the largest deviations.
+CONTEXT_FINDING_KINDS = ("change_effect", "network_split", "host_spread")
 
 
 @dataclass(frozen=True)

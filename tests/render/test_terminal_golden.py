@@ -11,24 +11,13 @@ import os
 import pytest
 from rich.console import Console
 
-from rca.pipeline import analyze
 from rca.render.terminal import render_terminal
-from tests.render.test_report_golden import GOLDEN, write_incident
+
+# the incident of the JSON and Markdown goldens, analysed once per module
+from tests.render.test_report_golden import GOLDEN, report  # noqa: F401
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("terminal-golden")
-    write_incident(directory)
-    cwd = os.getcwd()
-    os.chdir(directory)
-    try:
-        return analyze(["access.log", "app.jsonl"])
-    finally:
-        os.chdir(cwd)
-
-
-def _terminal_text(report, width: int) -> str:
+def _terminal_text(report, width: int) -> str:  # noqa: F811 (the imported fixture)
     out = io.StringIO()
     console = Console(file=out, width=width, force_terminal=False, color_system=None, legacy_windows=False,
                       no_color=True, highlight=False, emoji=False)
@@ -37,7 +26,7 @@ def _terminal_text(report, width: int) -> str:
 
 
 @pytest.mark.parametrize("width", [80, 140])
-def test_terminal_golden(report, width):
+def test_terminal_golden(report, width):  # noqa: F811 (the imported fixture)
     text = _terminal_text(report, width)
     assert all(len(line) <= width for line in text.splitlines())
     path = GOLDEN / f"report.terminal.{width}.txt"
