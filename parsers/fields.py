@@ -144,11 +144,11 @@ def parse_timestamp(values: pl.Series, tz: str = "UTC") -> pl.Series:
     if values.dtype.is_numeric():
         return micros.alias("ts")
     text = values.cast(pl.String).str.strip_chars()
-    iso = _parse_iso(text, tz)
+    iso = parse_iso(text, tz)
     return pl.select(pl.coalesce(pl.lit(iso), pl.lit(micros))).to_series().alias("ts")
 
 
-def _parse_iso(text: pl.Series, tz: str) -> pl.Series:
+def parse_iso(text: pl.Series, tz: str) -> pl.Series:
     # the usual shape (`2026-01-05T14:00:00.363Z`) in one pass; anything else through the rules below
     usual = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", strict=False, time_unit="us", time_zone="UTC")
     if usual.null_count() == text.null_count():
