@@ -76,12 +76,12 @@ METRIC_FAMILIES: tuple[tuple[str, str, str, int], ...] = (
     # --- syscalls ---
     (r"syscall", "syscalls", "gauge", 1),
     # --- symptoms ---
-    (r"(?:latency|duration|response_?time|rt_|_rt$)", "latency", "gauge", 1),
+    (r"latency|duration|response_?time|(?<![a-z])rt(?:_|$)", "latency", "gauge", 1),
     (rf"success.*(?:rate|ratio){_PCT}?", "errors", "utilisation", -1),
     (r"(?:error|fail|5xx|exception).*(?:_total|\.count$|_count$)", "errors", "counter", 1),
     (r"error|fail|5xx|exception", "errors", "gauge", 1),
     (r"(?:requests?|calls|ops).*(?:_total|\.count$|_count$)", "throughput", "counter", 1),
-    (r"workload|throughput|qps|rps|requests?_per|\(ops\)|request_?rate|calls", "throughput", "gauge", 1),
+    (r"workload|throughput|(?<![a-z])(?:qps|rps|calls)(?![a-z])|requests?_per|\(ops\)|request_?rate", "throughput", "gauge", 1),
 )
 _COMPILED = tuple((re.compile(p, re.IGNORECASE), fam, kind, d) for p, fam, kind, d in METRIC_FAMILIES)
 _COUNTER_SUFFIX = re.compile(r"(?:_total|_count|\.count|_sum|\.sum)$", re.IGNORECASE)
