@@ -24,38 +24,19 @@ that the slow edges have in common).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import polars as pl
 
 from rca.detectors import register
-from rca.detectors.service_metrics import _DetailsMapping
 from rca.detectors.stats import MAD_TO_SIGMA, confidence_from_z, mann_whitney_p
 from rca.detectors.traffic import in_window
+from rca.findings import CallWaitDetails
 from rca.model import AnalysisContext, Dataset, Finding
 
 MIN_CALLS = 20
 MIN_Z = 4.0
 RELATIVE_FLOOR = 0.10
 ABS_FLOOR_MS = 1.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class CallWaitDetails(_DetailsMapping):
-    """`call_wait_shift`: waits of one caller -> callee edge against a reference."""
-
-    caller: str
-    callee: str
-    callee_pod: str | None
-    reference: str  # "own baseline" | "own earlier calls" | "other calls"
-    reference_ms: float
-    wait_ms: float
-    callee_server_ms: float  # the callee's own median server time over the same calls
-    z: float
-    calls: int
-    caller_fan_out: int  # services the caller calls in the incident
-    callee_fan_in: int  # services that call the callee in the incident
 
 
 def call_edges(spans: pl.DataFrame) -> pl.DataFrame:

@@ -34,8 +34,6 @@ what the report must name. Agreement across families is counted by the ranker in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import polars as pl
 
@@ -43,6 +41,7 @@ from rca.detectors import register
 from rca.detectors.metric_families import MetricClass, classify_metric, looks_cumulative
 from rca.detectors.stats import MAD_TO_SIGMA, confidence_from_z
 from rca.detectors.traffic import in_window
+from rca.findings import MetricShiftDetails
 from rca.model import AnalysisContext, Dataset, Finding
 
 MIN_Z = 4.0
@@ -50,38 +49,6 @@ RELATIVE_FLOOR = 0.10
 UTILISATION_FLOOR = 0.02
 SYSTEM_FLOOR = 0.05
 MIN_BASELINE_SAMPLES = 3
-
-
-class _DetailsMapping:
-    """Read access by key as well as by attribute, for code that treats `Finding.details` as a mapping."""
-
-    def keys(self) -> list[str]:
-        return list(self.__dataclass_fields__)  # type: ignore[attr-defined]
-
-    def __getitem__(self, key: str) -> object:
-        return getattr(self, key)
-
-    def get(self, key: str, default: object = None) -> object:
-        return getattr(self, key, default)
-
-    def to_dict(self) -> dict[str, object]:
-        return {k: getattr(self, k) for k in self.keys()}
-
-
-@dataclass(frozen=True, kw_only=True)
-class MetricShiftDetails(_DetailsMapping):
-    """`metric_shift`: one series' shift against its own baseline."""
-
-    family: str  # cpu, memory, network, disk, syscalls, latency, errors, throughput
-    role: str  # resource | symptom
-    metric_kind: str  # gauge | utilisation | counter (read as a rate)
-    side: str  # client (time waiting on others) or own
-    pod: str | None
-    z: float
-    baseline_median: float
-    baseline_scale: float
-    incident_median: float
-    limit_share_change: float | None  # utilisation: the change as a share of the limit (0.75 = +75 points)
 
 
 def _side(name: str) -> str:
@@ -149,7 +116,7 @@ def detect_metric_shifts(dataset: Dataset, context: AnalysisContext) -> list[Fin
             details=MetricShiftDetails(
                 family=cls.family, role=cls.role, metric_kind=cls.kind, side=_side(row["name"]), pod=row["host"],
                 z=round(z, 2), baseline_median=round(center, 6), baseline_scale=round(scale, 6),
-                incident_median=round(incident, 6), limit_share_change=None if share is None else round(share, 4),
+                incident_level=round(incident, 6), limit_share_change=None if share is None else round(share, 4),
             ),
         ))
     return findings

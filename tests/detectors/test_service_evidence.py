@@ -107,46 +107,46 @@ def test_metric_shifts_utilisation_absolute_and_counters(seed):
     assert not any(f.subject == quiet for f in findings)
     assert len(flagged) == 3
     net = next(f for f in findings if f.subject == counting)
-    assert net.details["metric_kind"] == "counter" and 2.5 < net.incident / net.baseline < 3.5  # compared as rates
-    assert net.where == f"{counting}-pod-a" and net.details["family"] == "network"
+    assert net.details.metric_kind == "counter" and 2.5 < net.incident / net.baseline < 3.5  # compared as rates
+    assert net.where == f"{counting}-pod-a" and net.details.family == "network"
+
+
+def _call(rows: list[dict], trace: str, span_base: str, parent_id: str, caller: str, callee: str, at: datetime,
+          server_ms: float, wait_ms: float) -> tuple[datetime, str]:
+    """A caller's span and the callee's server span inside it, `wait_ms` of the caller's span outside it."""
+    cid, sid = f"{span_base}0001", f"{span_base}0002"
+    end = at + timedelta(milliseconds=server_ms + wait_ms)
+    rows.append({"trace_id": trace, "span_id": cid, "parent_span_id": parent_id, "service": caller, "name": f"{callee}/Call",
+                 "kind": "internal", "ts": at, "end": end})
+    s_at = at + timedelta(milliseconds=wait_ms / 2)
+    rows.append({"trace_id": trace, "span_id": sid, "parent_span_id": cid, "service": callee, "name": f"{callee}/Serve",
+                 "kind": "server", "ts": s_at, "end": s_at + timedelta(milliseconds=server_ms), "host": f"{callee}-pod-1"})
+    return end, sid
 
 
 def _spans(seed: int, slow_callee: str | None, delay_ms: float, minutes: int = 6, onset_min: int = 3) -> tuple[pl.DataFrame, dict[str, str]]:
-    """front -> {b, c}, b -> d; every 0.5 s a request; from `onset_min` the calls into `slow_callee` wait
+    """front -> {b, c, d}, b -> d; every 0.5 s a request; from `onset_min` the calls into `slow_callee` wait
     `delay_ms` more (a network delay on its pod: its own server time unchanged)."""
     rng = np.random.default_rng(seed)
     names = {k: f"{k}-{rng.integers(10, 99)}" for k in ("front", "b", "c", "d")}
-    rows = []
+    slow = names.get(slow_callee or "")
+    rows: list[dict] = []
     for i in range(minutes * 120):
         start = T0 + timedelta(seconds=0.5 * i)
         after = start >= T0 + timedelta(minutes=onset_min)
-        trace = f"{seed:04x}{i:028x}"
+        trace, root = f"{seed:04x}{i:028x}", f"{i:08x}00000000"
+
+        def wait(callee: str, after: bool = after) -> float:
+            return float(rng.uniform(1, 3)) + (delay_ms if after and callee == slow else 0.0)
+
         t = start
-        calls = []
-
-        def call(parent_id: str, caller: str, callee: str, at: datetime, k: int) -> tuple[datetime, str]:
-            server_ms = float(rng.uniform(2, 4))
-            wait = float(rng.uniform(1, 3)) + (delay_ms if after and callee == names.get(slow_callee or "", "") else 0.0)
-            cid = f"{i:08x}{k:04x}0001"
-            sid = f"{i:08x}{k:04x}0002"
-            end = at + timedelta(milliseconds=server_ms + wait)
-            calls.append({"trace_id": trace, "span_id": cid, "parent_span_id": parent_id, "service": caller, "name": f"{callee}/Call",
-                          "kind": "internal", "ts": at, "end": end})
-            s_at = at + timedelta(milliseconds=wait / 2)
-            calls.append({"trace_id": trace, "span_id": sid, "parent_span_id": cid, "service": callee, "name": f"{callee}/Serve",
-                          "kind": "server", "ts": s_at, "end": s_at + timedelta(milliseconds=server_ms), "host": f"{callee}-pod-1"})
-            return end, sid
-
-        root = f"{i:08x}00000000"
-        t, _ = call(root, names["front"], names["b"], t, 1)
-        t, _ = call(root, names["front"], names["c"], t, 2)
-        t, _ = call(root, names["front"], names["d"], t, 3)
-        # b calls d under its server span
-        b_server = next(c for c in calls if c["service"] == names["b"])
-        call(b_server["span_id"], names["b"], names["d"], b_server["ts"], 4)
+        for k, callee in enumerate((names["b"], names["c"], names["d"]), start=1):
+            t, sid = _call(rows, trace, f"{i:08x}{k:04x}", root, names["front"], callee, t, float(rng.uniform(2, 4)), wait(callee))
+            if callee == names["b"]:
+                b_start = next(r["ts"] for r in rows if r["span_id"] == sid)
+                _call(rows, trace, f"{i:08x}{9:04x}", sid, names["b"], names["d"], b_start, 0.5, wait(names["d"]))
         rows.append({"trace_id": trace, "span_id": root, "parent_span_id": None, "service": names["front"], "name": "GET /",
                      "kind": "server", "ts": start, "end": t + timedelta(milliseconds=1), "host": "front-pod-1"})
-        rows.extend(calls)
     raw = pl.DataFrame(rows, schema_overrides={"ts": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC")})
     frames, _ = finish_spans(raw, "gen")
     return frames["spans"], names
@@ -159,10 +159,10 @@ def test_call_waits_find_the_delayed_edges_only(seed):
                               baseline=Window(T0, T0 + timedelta(minutes=2, seconds=50)),
                               incident=Window(T0 + timedelta(minutes=3), T0 + timedelta(minutes=6)))
     findings = detect_call_waits(Dataset(spans=spans), context)
-    slow = {(f.details["caller"], f.details["callee"]) for f in findings}
+    slow = {(f.details.caller, f.details.callee) for f in findings}
     assert slow == {(names["front"], names["d"]), (names["b"], names["d"])}
     f = findings[0]
-    assert f.details["reference"] == "own baseline" and f.incident - f.baseline > 60 and f.where == f"{names['d']}-pod-1"
+    assert f.details.reference == "own baseline" and f.incident - f.baseline > 60 and f.where == f"{names['d']}-pod-1"
 
 
 def test_call_waits_without_a_baseline_compare_edges():
@@ -172,7 +172,7 @@ def test_call_waits_without_a_baseline_compare_edges():
                               baseline=Window(T0 - timedelta(minutes=30), T0 - timedelta(minutes=1)),
                               incident=Window(T0, T0 + timedelta(minutes=3)))
     findings = detect_call_waits(Dataset(spans=spans), context)
-    assert [(f.details["caller"], f.details["callee"], f.details["reference"]) for f in findings] == [(names["front"], names["c"], "other calls")]
+    assert [(f.details.caller, f.details.callee, f.details.reference) for f in findings] == [(names["front"], names["c"], "other calls")]
 
 
 def test_windows_from_the_signal_with_the_longest_history():
