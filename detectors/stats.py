@@ -104,7 +104,8 @@ def _shift_run(z: np.ndarray, peak: int, threshold: float, gap: int) -> tuple[in
 ONSET_NORMAL_Z = -0.25  # a bucket this far below the baseline's median holds none of a shift
 
 
-def _earliest_onset(values: np.ndarray, baseline: np.ndarray, after_baseline: int, run_start: int, threshold: float) -> int:
+def _earliest_onset(values: np.ndarray, baseline: np.ndarray, after_baseline: int, run_start: int, threshold: float,
+                    counts: bool) -> int:
     """The earliest bucket the onset may lie in: from the first raw value of the shift standing
     `threshold` robust z above the baseline (its first evidence), back over the buckets just before it
     that may hold a ramp's beginning (about the baseline's median or above, and above its lowest value),
@@ -119,6 +120,14 @@ def _earliest_onset(values: np.ndarray, baseline: np.ndarray, after_baseline: in
     after = z[since:]
     abnormal = np.flatnonzero(np.isfinite(after) & (after >= threshold))
     first = since + int(abnormal[0]) if abnormal.size else run_start
+    # Rare events leave empty buckets after they began (at a rate of one a bucket, a third of them): for
+    # counts, abnormal values up to three buckets apart are one shift's evidence.
+    bridge = 3 if counts else 0
+    while True:
+        before = [j for j in range(first - 1, max(first - bridge - 2, -1), -1) if np.isfinite(z[j]) and z[j] >= threshold]
+        if not before:
+            break
+        first = before[-1]
     finite = baseline[np.isfinite(baseline)]
     lowest = float(finite.min()) if finite.size else -np.inf
     i = first - 1
@@ -158,7 +167,8 @@ def onset_time(values: np.ndarray, baseline_mask: np.ndarray, incident_mask: np.
     if z[peak] < threshold:
         return None
     start, end = _shift_run(z, peak, threshold, 1 + smooth)
-    earliest = _earliest_onset(v, smoothed[baseline_mask], int(np.flatnonzero(baseline_mask)[-1]) + 1, start, threshold)
+    earliest = _earliest_onset(v, smoothed[baseline_mask], int(np.flatnonzero(baseline_mask)[-1]) + 1, start, threshold,
+                               counts=noise == "poisson" and direction > 0)
     # The fit sees the shift's start and what follows it for a bounded stretch: a shift that lasts for
     # thousands of buckets (months of logs) would otherwise cost (onsets x widths x buckets) memory.
     lo = max(0, min(start, max(int(inc[0]), start - ONSET_MAX_WIDTH)) - ONSET_PRE_BUCKETS)

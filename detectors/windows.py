@@ -235,3 +235,16 @@ def _last_quarter(context: AnalysisContext) -> datetime:
         remaining -= stretch
         t = gap.start
     return t - timedelta(seconds=remaining)
+
+
+def too_little_data(context: AnalysisContext) -> str | None:
+    """Why these windows cannot be compared (an incident or a baseline shorter than a bucket, or a
+    baseline ending after the incident starts: a few seconds of data), or None when they can."""
+    bucket = context.bucket
+    base, inc = context.baseline, context.incident
+    if inc.duration >= bucket and base.duration >= bucket and base.end <= inc.start:
+        return None
+    span_s = context.span.duration.total_seconds()
+    length = f"{span_s:,.0f} s" if span_s < 120 else f"{span_s / 60:,.0f} min"
+    return (f"Too little data: the inputs span {length}, too short for a baseline and an incident window of at "
+            f"least one {context.bucket_s} s bucket each. Give more data, or set --since/--until and --bucket.")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import PurePath
 
 import polars as pl
@@ -96,6 +96,34 @@ def _timestamps(ts: pl.Expr, layout: Layout, options: ParseOptions, year: int) -
     raise ValueError(layout.name)
 
 
+_YEARLESS = ("rfc3164", "android", "mm.dd")
+
+
+def _reference_time(source: Source) -> tuple[datetime, str]:
+    """The latest time the log can hold: the file's modification time, or now for stdin."""
+    if source.path is not None:
+        try:
+            return datetime.fromtimestamp(source.path.stat().st_mtime, UTC), "the file's modification time"
+        except OSError:
+            pass
+    return datetime.now(UTC), "now"
+
+
+def _without_year(records: pl.DataFrame, layout: Layout, options: ParseOptions, reference: tuple[datetime, str]) -> tuple[pl.Series, str]:
+    """Timestamps without a year read in the latest year that puts them no later than the reference
+    (a day of slack for the zone): a syslog written in December and read in January is last year's,
+    and never dated in the future. Returns the times and the warning stating the assumption."""
+    ref, what = reference
+    this = _timestamps(pl.col("ts"), layout, options, ref.year)
+    last = _timestamps(pl.col("ts"), layout, options, ref.year - 1)
+    limit = pl.lit(ref + timedelta(days=1), pl.Datetime("us", "UTC"))
+    ts = records.select(pl.when(this > limit).then(last).otherwise(pl.coalesce(this, last))).to_series()
+    years = sorted({t.year for t in (ts.min(), ts.max()) if t is not None}) or [ref.year]
+    assumed = "-".join(str(y) for y in years)
+    return ts, (f"timestamps have no year: assumed {assumed} (none after {what}, {ref:%Y-%m-%d}) in {options.tz} "
+                "(set --year/--tz)")
+
+
 def _tz(tz: str) -> str:
     return "UTC" if tz.upper() in ("UTC", "Z", "+00:00") else tz
 
@@ -139,15 +167,15 @@ class TextLogParser:
             .agg(pl.col("text").str.join("\n").alias("_more"))
         )
         records = fields.filter(starts).join(continuation, on="_record", how="left")
-        year = options.year or datetime.now(UTC).year
-        if layout.name in ("rfc3164", "android", "mm.dd") and options.year is None:
-            warnings.append(f"timestamps have no year: assumed {year} in {options.tz} (set --year/--tz)")
         if layout.name in ("iso", "rfc5424"):
             ts = _parse_iso(records["ts"], options.tz)
         elif layout.name in ("epoch", "flag-epoch", "node-epoch"):
             ts = parse_timestamp(records["ts"])
+        elif layout.name in _YEARLESS and options.year is None:
+            ts, note = _without_year(records, layout, options, _reference_time(source))
+            warnings.append(note)
         else:
-            ts = records.select(_timestamps(pl.col("ts"), layout, options, year)).to_series()
+            ts = records.select(_timestamps(pl.col("ts"), layout, options, options.year or datetime.now(UTC).year)).to_series()
         records = records.with_columns(ts.alias("_ts"))
         level = pl.col("level").str.to_uppercase().replace(_LEVELS) if "level" in names else pl.lit(None, pl.String)
         if "level_bare" in names:

@@ -4,6 +4,7 @@ Recovery, Suggested corrective measures, Chart, Appendix). Plain Markdown, UTC, 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from rca.model import Finding, Report
 from rca.render import growth, hhmm, number, quantity, stamp, time_range, times_for
@@ -75,7 +76,8 @@ def _mermaid(finding: Finding) -> list[str]:
 
 
 def render_markdown(report: Report, chart_path: Path | None = None) -> str:
-    """The report as Markdown text."""
+    """The report as Markdown text; `chart_path` is the chart's path relative to the Markdown file (the
+    image link)."""
     with times_for(report.context):
         return _render_markdown(report, chart_path)
 
@@ -145,7 +147,7 @@ def _render_markdown(report: Report, chart_path: Path | None) -> str:
         if chart_finding is not None or chart_path is not None:
             lines += ["## Chart", ""]
             if chart_path is not None:
-                lines += [f"![Top cause and symptom]({Path(chart_path).name})", ""]
+                lines += [f"![Top cause and symptom]({quote(Path(chart_path).as_posix())})", ""]
             if chart_finding is not None:
                 lines += _mermaid(chart_finding)
                 lines.append("")
