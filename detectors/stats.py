@@ -470,11 +470,11 @@ def series_by_index(frame: pl.DataFrame, key: str | None, value: str, n_buckets:
 
 
 def bucket_grid(context: AnalysisContext) -> list[datetime]:
-    """Every bucket start from the first to the last bucket of the data."""
+    """Every bucket start from the first bucket of the data to the last one before the span's end."""
     start = _floor(context.span.start, context.bucket_s)
     out, t = [], start
     step = timedelta(seconds=context.bucket_s)
-    while t <= context.span.end:
+    while t < context.span.end:  # windows are half-open: [start, end)
         out.append(t)
         t += step
     return out

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from datetime import UTC, datetime, timedelta
+from io import StringIO
 from pathlib import Path
 
 import jsonschema
 import orjson
 import pytest
+from rich.console import Console
 
 from rca.pipeline import analyze
 from rca.render.json import render_json
 from rca.render.markdown import render_markdown
+from rca.render.terminal import render_terminal
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 SCHEMA = Path(__file__).resolve().parent.parent.parent / "rca" / "report.schema.json"
@@ -91,6 +95,37 @@ def test_json_golden_and_schema(report):
 
 def test_markdown_golden(report):
     _check("report.md", render_markdown(report))
+
+
+@pytest.mark.parametrize("width", [80, 100, 140])
+def test_terminal_golden_at_80_100_and_140_columns(report, width):
+    """Issue #18 item 11: sparklines unbroken, timeline and ruled-out lines indented under their text, the
+    kind column whole, nothing past the width."""
+    console = Console(file=StringIO(), width=width, color_system=None, highlight=False)
+    render_terminal(report, console)
+    text = console.file.getvalue()
+    assert all(len(line) <= width for line in text.splitlines())
+    assert "…" not in text
+    _check(f"report.{width}.txt", text)
+
+
+def test_markdown_renders_as_github_would(report, tmp_path):
+    """Item 11 / done-when: the Markdown pastes cleanly: a CommonMark renderer with GitHub's tables makes
+    every table a table with as many cells per row as its header, no pipe or backtick left raw in a
+    cell, and the image link relative to the Markdown file."""
+    from markdown_it import MarkdownIt
+
+    text = render_markdown(report, chart_path=Path("../img/chart.png"))
+    html = MarkdownIt("commonmark").enable("table").render(text)
+    tables = html.count("<table>")
+    assert tables == text.count("\n|---") + text.count("\n| ---")
+    for table in html.split("<table>")[1:]:
+        body = table.split("</table>")[0]
+        header = len(re.findall(r"<th[ >]", body.split("</thead>")[0]))
+        for row in body.split("<tbody>")[-1].split("<tr>")[1:]:
+            assert len(re.findall(r"<td[ >]", row)) == header, row
+    assert '<img src="../img/chart.png" alt="Top cause and symptom"' in html
+    assert "```" not in html and "\x1b" not in html
 
 
 def test_json_is_deterministic(report):
