@@ -16,6 +16,7 @@ import polars as pl
 
 from rca.detectors import register
 from rca.detectors.stats import confidence_from_p, mann_whitney_p
+from rca.findings import ChangeEffectDetails
 from rca.model import AnalysisContext, Dataset, Finding
 
 WINDOW = timedelta(minutes=15)
@@ -72,18 +73,18 @@ def detect_change_effects(dataset: Dataset, context: AnalysisContext) -> list[Fi
                 onset=t, baseline=None if p95b is None else round(p95b, 1), incident=None if p95a is None else round(p95a, 1),
                 magnitude=round(ratio, 3), confidence=confidence_from_p(p) if effect else 0.0, signal=row["signal"] or "external",
                 where=service,
-                details={
-                    "change_kind": row["kind"], "service": service, "subject": row["subject"], "scope": scope,
-                    "description": row["description"], "origin": row["origin"], "line": row["line"],
-                    "effect": effect, "enough_data": enough,
-                    "window_min": round(WINDOW.total_seconds() / 60),
-                    "after_min": round((end - t).total_seconds() / 60, 1),
-                    "p95_before_ms": None if p95b is None else round(p95b, 1), "p95_after_ms": None if p95a is None else round(p95a, 1),
-                    "error_rate_before": None if errb is None else round(errb, 4), "error_rate_after": None if erra is None else round(erra, 4),
-                    "rate_before_per_min": round(nb / minutes_b, 2), "rate_after_per_min": round(na / minutes_a, 2),
-                    "p_value": float(f"{p:.3g}"), "minutes_before_incident": round(onset_gap, 1),
-                    "in_incident": bool(context.incident.contains(t)),
-                },
+                details=ChangeEffectDetails(
+                    change_kind=row["kind"], service=service, subject=row["subject"], scope=scope,
+                    description=row["description"], origin=row["origin"], line=row["line"],
+                    effect=effect, enough_data=enough,
+                    window_min=round(WINDOW.total_seconds() / 60),
+                    after_min=round((end - t).total_seconds() / 60, 1),
+                    p95_before_ms=None if p95b is None else round(p95b, 1), p95_after_ms=None if p95a is None else round(p95a, 1),
+                    error_rate_before=None if errb is None else round(errb, 4), error_rate_after=None if erra is None else round(erra, 4),
+                    rate_before_per_min=round(nb / minutes_b, 2), rate_after_per_min=round(na / minutes_a, 2),
+                    p_value=float(f"{p:.3g}"), minutes_before_incident=round(onset_gap, 1),
+                    in_incident=bool(context.incident.contains(t)),
+                ),
             )
         )
     return findings

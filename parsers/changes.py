@@ -1,8 +1,9 @@
 """Change events: deploy/rollback/config-reload lines in any log, and `--changes FILE` markers.
 
-`changes_from_messages` scans the `events` frame of every input with one vectorized regex: a message
-that announces a deploy, release, rollback or configuration reload becomes a `changes` row with the
-version it names (`v2.3.1`, `2.3.1`, a git sha) as subject. `read_changes_file` reads deploy markers
+`changes_from_messages` scans the `events` frame of every input with vectorized regexes: a message
+that announces a deploy, release, rollback, feature-flag switch or configuration reload becomes a
+`changes` row whose subject is what it names: the version (`v2.3.1`, `2.3.1`) of a release, the flag of
+a flag change, the key (or file) of a configuration change, from the record's fields or its message. `read_changes_file` reads deploy markers
 from outside: JSON lines or CSV with at least `ts` and `kind` (optionally `service`, `subject`,
 `description`).
 """
@@ -18,16 +19,53 @@ from rca.parsers.sources import Source
 
 _ROLLBACK = r"(?i)\b(rolled back|rolling back|roll(?:ing)?[- ]?back|rollback|reverted to|reverting to)\b"
 _DEPLOY = r"(?i)\b(deployed|deploying|deployment (?:of|completed|finished|succeeded)|released|releasing|rolled out|rolling out|upgraded to|new version)\b"
-_CONFIG = r"(?i)\b(config(?:uration)? (?:reload(?:ed)?|changed|updated|applied)|reload(?:ed|ing)? (?:config(?:uration)?|settings)|feature flag)\b"
+_FLAG = r"(?i)(\bfeature[ _\-]?(?:flag|toggle|switch)|\bflag\b.{0,60}\b(?:enabled|disabled|toggled|switched|turned|flipped|set to|changed|updated|rolled)|\btoggle[ds]?\b)"
+_CONFIG = (r"(?i)\b(config(?:uration)? (?:reload(?:ed)?|refresh(?:ed)?|changed|updated|applied)|reload(?:ed|ing)? (?:config(?:uration)?|settings)"
+           r"|refreshed keys|(?:setting|property|parameter|config key) \S+ (?:changed|updated|set))")
 _RESTART = r"(?i)\b(restart(?:ed|ing)|starting (?:\S+ )?(?:service|server|application)|started (?:\S+ )?(?:service|server|application))\b"
 _VERSION = r"\b(v?\d+\.\d+(?:\.\d+)?(?:[-+][0-9A-Za-z.\-]+)?)\b"
 
+# Where the flag or the configuration key a change names is written: a field of a structured record
+# (attributes hold the unmapped fields as compact JSON), a quoted name, `Refreshed keys : [a.b]`
+# (Spring Cloud), `a.b.c=value`, or the word next to "flag".
+_FLAG_FIELDS = r'"(?:feature_flag\.key|feature_flag|flag_key|flag\.key|flag\.name|flag|feature|toggle|flag_name)":"([^"]+)"'
+_CONFIG_FIELDS = r'"(?:config_key|config\.key|key|keys|changed_keys|setting|property|parameter|param)":"([^"]+)"'
+_QUOTED = r"""['"`]([A-Za-z_][\w.\-/:]{1,80})['"`]"""
+_REFRESHED = r"(?i)refreshed keys\s*:?\s*\[([^\]]+)\]"
+_KEY_VALUE = r"\b([A-Za-z_][\w\-]*(?:\.[\w\-]+)+)\s*(?:=|:|->|to)\s*\S"
+_AFTER_FLAG = r"(?i)\b(?:flag|toggle|feature)s?\s*[:=]?\s*([A-Za-z_][\w.\-/:]*)"
+_BEFORE_FLAG = r"(?i)\b([A-Za-z_][\w.\-/:]*)\s+(?:feature[ _\-]?)?(?:flag|toggle)\b"
+_NOT_NAMES = ("enabled", "disabled", "updated", "changed", "toggled", "switched", "set", "is", "was", "for", "to", "on", "off",
+              "reloaded", "flipped", "evaluation", "state", "value", "flag", "flags", "toggle", "feature", "the", "a", "new", "turned",
+              "rolled", "rollout", "change", "update", "config", "configuration", "reload", "key", "keys")
+
+
+def _name(pattern: str, text: pl.Expr) -> pl.Expr:
+    found = text.str.extract(pattern, 1).str.strip_chars()
+    return pl.when(found.str.to_lowercase().is_in(_NOT_NAMES)).then(None).otherwise(found)
+
+
+def change_subject_expr(kind: pl.Expr, message: pl.Expr, attributes: pl.Expr) -> pl.Expr:
+    """What a change names: the version of a deploy or rollback, the flag of a flag change, the key (or
+    file) of a configuration change; null when the line names none."""
+    flag = pl.coalesce(_name(_FLAG_FIELDS, attributes), _name(_QUOTED, message), _name(_AFTER_FLAG, message), _name(_BEFORE_FLAG, message))
+    config = pl.coalesce(
+        _name(_CONFIG_FIELDS, attributes), _name(_REFRESHED, message), _name(_QUOTED, message), _name(_KEY_VALUE, message),
+        message.str.extract(r"(?i)\b(?:from|file)\s+(\S+\.(?:ya?ml|json|toml|ini|conf|properties|env))\b", 1),
+    )
+    return (
+        pl.when(kind == "flag").then(flag)
+        .when(kind == "config").then(pl.coalesce(_name(_FLAG_FIELDS, attributes), config))
+        .otherwise(message.str.extract(_VERSION, 1))
+    )
+
 
 def changes_from_messages(events: pl.DataFrame) -> pl.DataFrame:
-    """Deploy/rollback/config/restart announcements in log messages -> `changes` rows."""
+    """Deploy/rollback/flag/config/restart announcements in log messages -> `changes` rows."""
     msg = pl.col("message")
     kind = (
         pl.when(msg.str.contains(_ROLLBACK)).then(pl.lit("rollback"))
+        .when(msg.str.contains(_FLAG)).then(pl.lit("flag"))
         .when(msg.str.contains(_DEPLOY)).then(pl.lit("deploy"))
         .when(msg.str.contains(_CONFIG)).then(pl.lit("config"))
         .when(msg.str.contains(_RESTART)).then(pl.lit("restart"))
@@ -38,8 +76,10 @@ def changes_from_messages(events: pl.DataFrame) -> pl.DataFrame:
         .with_columns(kind.alias("kind"))
         .filter(pl.col("kind").is_not_null())
         .with_columns(
-            subject=msg.str.extract(_VERSION, 1),
-            description=msg.str.slice(0, 200),
+            subject=change_subject_expr(pl.col("kind"), msg, pl.col("attributes").fill_null("")),
+            description=pl.when(pl.col("attributes").is_not_null() & pl.col("kind").is_in(["flag", "config"]))
+            .then(pl.format("{} {}", msg.str.slice(0, 160), pl.col("attributes").str.slice(0, 120)))
+            .otherwise(msg.str.slice(0, 200)),
         )
     )
     return conform(found, "changes")  # type: ignore[return-value]

@@ -50,8 +50,16 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "bytes": ("bytes", "bytes_sent", "body_bytes_sent", "response_size", "http.response.body.size", "size",
               "res.contentLength"),
     "trace_id": ("trace_id", "traceId", "trace.id", "traceid", "dd.trace_id", "otelTraceID"),
-    "version": ("service.version", "version", "app_version", "build", "release", "git_sha"),
+    "version": ("service.version", "version", "app.version", "app_version", "application.version", "appVersion",
+                "build.version", "build", "build_id", "release", "git_sha", "git.sha", "git.commit", "commit",
+                "commit_sha", "revision", "container.image.tag", "image.tag", "image_tag", "container.image.name",
+                "image"),
 }
+# Version keys holding an image reference (`registry/api:1.4.2`): the tag is the version.
+_IMAGE_KEYS = frozenset({"container.image.name", "image"})
+# A Kubernetes pod name made by a Deployment: `<deployment>-<pod-template-hash>-<5 random>`. The hash
+# names the pod template, so a new set of hashes is a rollout even when no version is logged.
+POD_NAME = r"^(?P<deployment>[a-z0-9][a-z0-9\-]*?)-(?P<hash>[bcdfghjklmnpqrstvwxz2456789]{6,10})-(?P<suffix>[bcdfghjklmnpqrstvwxz2456789]{5})$"
 # Duration keys whose unit is not milliseconds.
 _DURATION_SCALE = {
     "duration_us": 1e-3, "duration_ns": 1e-6, "event.duration": 1e-6, "duration_s": 1e3,
@@ -134,11 +142,11 @@ def parse_timestamp(values: pl.Series, tz: str = "UTC") -> pl.Series:
     if values.dtype.is_numeric():
         return micros.alias("ts")
     text = values.cast(pl.String).str.strip_chars()
-    iso = _parse_iso(text, tz)
+    iso = parse_iso(text, tz)
     return pl.select(pl.coalesce(pl.lit(iso), pl.lit(micros))).to_series().alias("ts")
 
 
-def _parse_iso(text: pl.Series, tz: str) -> pl.Series:
+def parse_iso(text: pl.Series, tz: str) -> pl.Series:
     norm = (
         text.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]", "${1}T")
         .str.replace(r"[Zz]$", "+00:00")
@@ -221,6 +229,8 @@ def records_to_frames(
             columns[name] = pl.select(pl.coalesce(ts_list)).to_series().alias("ts")
         else:
             str_list = [_as_string(s) for s in series_list]
+            if name == "version":
+                str_list = [image_tag(s) if k in _IMAGE_KEYS else s for k, s in zip(ks, str_list, strict=True)]
             columns[name] = pl.select(pl.coalesce(str_list)).to_series().alias(name)
 
     height = len(records)
@@ -236,6 +246,9 @@ def records_to_frames(
     )
     if default_service is not None:
         frame = frame.with_columns(pl.col("service").fill_null(default_service))
+    # a service that logs no version of its own: its pods' template hash tells its releases apart
+    unversioned = pl.col("version").is_null().all().over(pl.col("service").fill_null(""))
+    frame = frame.with_columns(pl.when(unversioned).then(pod_template_hash(pl.col("host"))).otherwise(pl.col("version")).alias("version"))
     del used, height
 
     target = pl.coalesce(pl.col("route"), pl.col("path"))
@@ -262,22 +275,46 @@ def records_to_frames(
     }, bad
 
 
+def image_tag(values: pl.Series) -> pl.Series:
+    """`registry:5000/team/api:1.4.2` (or `...@sha256:...`) -> `1.4.2`; null when the reference has no tag."""
+    tag = values.str.extract(r"^[^@]*/?[^/@:]+:([\w][\w.\-]{0,127})(?:@.*)?$", 1)
+    return pl.select(pl.coalesce(pl.lit(tag), pl.lit(values.str.extract(r"@(?:sha256:)?([0-9a-f]{12})", 1)))).to_series().alias(values.name)
+
+
+def pod_template_hash(host: pl.Expr) -> pl.Expr:
+    """The pod-template hash in a Deployment's pod name (`api-7d4b9c8f6d-x2k9p` -> `7d4b9c8f6d`), else null."""
+    return host.str.extract(POD_NAME, 2)
+
+
+# A version first seen this soon after the service's first row was already running (a fleet mixed at the
+# start of the data), not rolled out.
+SETTLED = 60  # seconds
+
+
 def version_changes(frame: pl.DataFrame) -> pl.DataFrame:
-    """Rows where a service's version field differs from its previous value -> `changes` (kind deploy)."""
+    """The first sighting of each version of a service that the service ran without before -> `changes`
+    (kind deploy). Per service rather than per host: a rollout that replaces pods brings new host names
+    (the old rule, per host, missed it), and a rolling one must not flap between old and new hosts."""
     if "version" not in frame.columns or frame["version"].null_count() == frame.height:
         return conform(pl.DataFrame(), "changes")  # type: ignore[return-value]
-    seen = (
-        frame.filter(pl.col("version").is_not_null())
-        .sort("ts", "line")
-        .with_columns(pl.col("service").fill_null("").alias("_svc"), pl.col("host").fill_null("").alias("_host"))
-        # per (service, host): a rolling deploy must not flap between old and new hosts
-        .with_columns(pl.col("version").shift(1).over("_svc", "_host").alias("_prev"))
-        .filter(pl.col("_prev").is_not_null() & (pl.col("_prev") != pl.col("version")))
+    rows = frame.filter(pl.col("version").is_not_null()).sort("ts", "line").with_columns(
+        pl.col("service").fill_null("").alias("_svc"),
+        pl.col("ts").min().over(pl.col("service").fill_null("")).alias("_since"),
     )
+    firsts = rows.filter(pl.col("version").is_first_distinct().over("_svc"))
+    seen = (
+        firsts.with_columns(
+            pl.col("version").shift(1).over("_svc").alias("_prev"),
+            pl.col("host").str.extract(POD_NAME, 2).eq_missing(pl.col("version")).alias("_pod_hash"),
+        )
+        .filter(pl.col("_prev").is_not_null() & ((pl.col("ts") - pl.col("_since")).dt.total_seconds() >= SETTLED))
+    )
+    what = pl.when(pl.col("_pod_hash")).then(pl.lit("pod-template hash")).otherwise(pl.lit("version"))
     changes = seen.with_columns(
         kind=pl.lit("deploy"),
         subject=pl.col("version"),
-        description=pl.format("version of {} changed from {} to {} (first seen)", pl.col("service").fill_null("?"), pl.col("_prev"), pl.col("version")),
+        description=pl.format("{} of {} changed from {} to {} (first seen{})", what, pl.col("service").fill_null("?"),
+                              pl.col("_prev"), pl.col("version"), (pl.lit(" on ") + pl.col("host")).fill_null("")),
     )
     return conform(changes, "changes")  # type: ignore[return-value]
 

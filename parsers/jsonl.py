@@ -1,14 +1,17 @@
 """JSON lines: one JSON object per line (application logs, ECS, pino, zap, journald, Docker json-file).
 
 Each line is decoded with orjson and flattened to dotted keys; `parsers.fields` maps the keys to the
-canonical frames by common conventions. Lines that are not JSON objects are rejected with their line
-number. Documents that the OTLP parsers own (`resourceSpans`/`resourceLogs`/`resourceMetrics`) are not
+canonical frames by common conventions. Lines that do not start like JSON are plain text the same
+stream wrote (a container's stderr, a crash dump, start-up lines): read as text events of the stream
+(`parsers.text.text_events_in_stream`); lines that start like JSON and do not parse are rejected with
+their line number. Documents that the OTLP parsers own (`resourceSpans`/`resourceLogs`/`resourceMetrics`) are not
 claimed here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import PurePath
 
 import orjson
@@ -18,8 +21,11 @@ from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
 from rca.parsers.fields import parse_json_lines, records_to_frames
 from rca.parsers.lines import read_lines
-from rca.parsers.otlp import looks_like_otlp_json
+from rca.parsers.otlp.common import looks_like_otlp_json
 from rca.parsers.sources import Sample, Source
+from rca.parsers.text import text_events_in_stream
+
+_LIKE_JSON = re.compile(r'^\s*(?:\{|\[\s*[\[{"\]])')  # an object or an array of them, not `[1:0x5e1c040] ...`
 
 
 class JsonLinesParser:
@@ -35,7 +41,9 @@ class JsonLinesParser:
         for line in sample.lines:
             with contextlib.suppress(orjson.JSONDecodeError):
                 good += isinstance(orjson.loads(line), dict)
-        return 0.9 * good / len(sample.lines)
+        share = good / len(sample.lines)
+        # a container's stream: JSON records among plain-text lines (stderr, start-up lines, a crash dump)
+        return 0.9 * share if share == 1.0 or share < 0.2 else 0.6 + 0.3 * share
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
         lines = read_lines(source)
@@ -47,17 +55,33 @@ class JsonLinesParser:
             records, [numbers[p] for p in positions], source.origin, "app_log", options.fields, options.tz,
             default_service=default_service,
         )
-        rejected = list(lines.rejected) + [Rejected(numbers[p], reason, text) for p, text, reason in bad[:5]]
+        # A line that does not even start like JSON is text the same stream wrote (stderr, a crash dump);
+        # one that starts like JSON and does not parse is a broken record.
+        broken = [(p, text, reason) for p, text, reason in bad if _LIKE_JSON.match(text)]
+        text_lines = [numbers[p] for p, text, _ in bad if not _LIKE_JSON.match(text)]
+        warnings = list(lines.warnings)
+        if text_lines:
+            frames["events"] = pl.concat([frames["events"], self.text_events(lines.frame, text_lines, frames, source.origin, options)])
+            warnings.append(f"{len(text_lines):,} line(s) not JSON read as plain text of the same stream")
+        rejected = list(lines.rejected) + [Rejected(numbers[p], reason, text) for p, text, reason in broken[:5]]
         rejected += [Rejected(r["line"], r["reason"], "") for r in no_ts.head(5).iter_rows(named=True)]
         return ParseResult(
             format=self.name,
             frames=frames,
             lines=lines.total,
-            rejected=lines.rejected_count + len(bad) + no_ts.height,
+            rejected=lines.rejected_count + len(broken) + no_ts.height,
             rejected_examples=sorted(rejected, key=lambda r: r.line)[:5],
-            warnings=list(lines.warnings),
+            warnings=warnings,
         )
+
+    @staticmethod
+    def text_events(lines: pl.DataFrame, text_lines: list[int], frames: dict[str, pl.DataFrame], origin: str,
+                    options: ParseOptions) -> pl.DataFrame:
+        """Events of the plain-text lines `text_lines` of this stream, placed by their JSON neighbours."""
+        neighbours = pl.concat([frames[name].select("line", "ts", "service", "host") for name in ("requests", "events")])
+        text = lines.filter(pl.col("line").is_in(text_lines))
+        return text_events_in_stream(text, neighbours, options, origin, "app_log")
 
 
 register(JsonLinesParser())
-__all__ = ["JsonLinesParser", "pl"]
+__all__ = ["JsonLinesParser"]

@@ -102,6 +102,7 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
         method=pl.col("http_method"),
         status=pl.col("http_status"),
         source=pl.coalesce(pl.col("client_address"), caller),
+        version=pl.col("service_version"),
         user_agent=pl.col("user_agent") if "user_agent" in servers.columns else pl.lit(None, pl.String),
     )
     frames = {

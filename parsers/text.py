@@ -2,10 +2,11 @@
 
 Each input's timestamp layout is chosen from its first lines among: ISO-8601 (log4j/logback, Python
 logging's `2026-01-05 10:00:01,234`, Go, ...), RFC 5424 syslog (`<PRI>1 ISO host app ...`), RFC 3164
-syslog (`Mmm dd HH:MM:SS host tag[pid]:`, no year: `--year` or the current year, stated as a
+syslog (`Mmm dd HH:MM:SS host tag[pid]:`, no year: `--year`, or the latest year not after the file was written, stated as a
 warning), `dd/Mon/yyyy:HH:MM:SS`, `[Www Mmm dd HH:MM:SS yyyy]`, `yyMMdd HHmmss` and epoch seconds.
 A line that does not start with a timestamp continues the record before it (Java and Python stack
-traces stay one event). All of it is vectorized: one regex per line with `str.extract_groups`, record
+traces stay one event). `text_events_in_stream` reads the plain-text lines of a JSON-lines stream the
+same way, times, services and hosts taken from the neighbouring records. All of it is vectorized: one regex per line with `str.extract_groups`, record
 ids by a cumulative sum over "starts a record", continuation lines joined with a group-by.
 """
 
@@ -20,7 +21,7 @@ import polars as pl
 
 from rca.model import conform
 from rca.parsers import ParseOptions, ParseResult, register
-from rca.parsers.fields import _parse_iso, parse_timestamp
+from rca.parsers.fields import parse_iso, parse_timestamp
 from rca.parsers.lines import read_lines, rejected_examples
 from rca.parsers.sources import Sample, Source
 
@@ -150,65 +151,131 @@ class TextLogParser:
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
         lines = read_lines(source)
         frame = lines.frame.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
-        head = tuple(frame["text"].head(200).to_list())
-        layout, _ = _best_layout(head)
-        warnings = list(lines.warnings)
+        layout, _ = _best_layout(tuple(frame["text"].head(200).to_list()))
         if layout is None:
             layout = next(item for item in LAYOUTS if item.name == self.layouts[0])
-        fields = frame.with_columns(pl.col("text").str.extract_groups(layout.pattern).alias("m")).unnest("m")
-        names = set(_COMPILED[layout.name].groupindex)
-        starts = pl.col("ts").is_not_null()
-        fields = fields.with_columns(starts.cum_sum().alias("_record"))
-        orphans = fields.filter(pl.col("_record") == 0)
-        fields = fields.filter(pl.col("_record") > 0)
-        continuation = (
-            fields.filter(pl.col("ts").is_null())
-            .group_by("_record")
-            .agg(pl.col("text").str.join("\n").alias("_more"))
-        )
-        records = fields.filter(starts).join(continuation, on="_record", how="left")
-        if layout.name in ("iso", "rfc5424"):
-            ts = _parse_iso(records["ts"], options.tz)
-        elif layout.name in ("epoch", "flag-epoch", "node-epoch"):
-            ts = parse_timestamp(records["ts"])
-        elif layout.name in _YEARLESS and options.year is None:
-            ts, note = _without_year(records, layout, options, _reference_time(source))
-            warnings.append(note)
-        else:
-            ts = records.select(_timestamps(pl.col("ts"), layout, options, options.year or datetime.now(UTC).year)).to_series()
-        records = records.with_columns(ts.alias("_ts"))
-        level = pl.col("level").str.to_uppercase().replace(_LEVELS) if "level" in names else pl.lit(None, pl.String)
-        if "level_bare" in names:
-            level = pl.coalesce(level, pl.col("level_bare").str.to_uppercase().replace(_LEVELS))
-        if "pri" in names:
-            severity = (pl.col("pri").cast(pl.Int64, strict=False) % 8).replace_strict(_SYSLOG_SEVERITY, default=None, return_dtype=pl.String)
-            level = pl.coalesce(level, severity) if "level" in names else severity
-        stem = PurePath(source.origin).name.split(".")[0] or None
-        host = pl.col("host") if "host" in names else pl.lit(None, pl.String)
-        logger = pl.col("logger").str.replace(r"\[\d+\]$", "") if "logger" in names else pl.lit(None, pl.String)
-        service = (
-            pl.coalesce(host.str.replace(r"-\d+$", "").str.replace(r"\d+$", ""), pl.lit(stem))
-            if layout.signal != "syslog"
-            else pl.coalesce(logger, pl.lit(stem))
-        )
-        message = pl.when(pl.col("_more").is_not_null()).then(pl.col("message") + pl.lit("\n") + pl.col("_more")).otherwise(pl.col("message"))
-        events = records.with_columns(
-            ts=pl.col("_ts"), level=level, host=host, logger=logger, service=service, message=message,
-            origin=pl.lit(source.origin), signal=pl.lit(layout.signal),
-        )
+        parsed = text_records(frame, layout, options, source.origin, reference=_reference_time(source))
+        events = parsed.records.with_columns(signal=pl.lit(layout.signal))
         bad_ts = events.filter(pl.col("ts").is_null())
         events = events.filter(pl.col("ts").is_not_null())
         rejected = list(lines.rejected)
-        rejected += rejected_examples(orphans, "no timestamp at the start and no record before it")
+        rejected += rejected_examples(parsed.orphans, "no timestamp at the start and no record before it")
         rejected += rejected_examples(bad_ts.select("line", "text"), "unreadable timestamp")
         return ParseResult(
             format=f"{self.name}:{layout.name}" if self.name == "text" else self.name,
             frames={"events": conform(events, "events")},  # type: ignore[dict-item]
             lines=lines.total,
-            rejected=lines.rejected_count + orphans.height + bad_ts.height,
+            rejected=lines.rejected_count + parsed.orphans.height + bad_ts.height,
             rejected_examples=sorted(rejected, key=lambda r: r.line)[:5],
-            warnings=warnings,
+            warnings=list(lines.warnings) + parsed.warnings,
         )
+
+
+@dataclass(frozen=True)
+class TextRecords:
+    """Text lines made records: one row per record (continuation lines joined into its message) with the
+    canonical event columns (`ts` null where unreadable), the lines before any record, and warnings."""
+
+    records: pl.DataFrame
+    orphans: pl.DataFrame
+    warnings: list[str]
+
+
+def text_records(frame: pl.DataFrame, layout: Layout, options: ParseOptions, origin: str,
+                 starts_record: pl.Expr | None = None, reference: tuple[datetime, str] | None = None) -> TextRecords:
+    """Split (line, text) rows by `layout` into records. A line starts a record when it has a timestamp
+    (or `starts_record` holds for it); the lines after it without one continue it. Extra columns of
+    `frame` are kept, from each record's first line."""
+    fields = frame.with_columns(pl.col("text").str.extract_groups(layout.pattern).alias("m")).unnest("m")
+    names = set(_COMPILED[layout.name].groupindex)
+    starts = pl.col("ts").is_not_null() if starts_record is None else (pl.col("ts").is_not_null() | starts_record)
+    fields = fields.with_columns(starts.alias("_starts")).with_columns(pl.col("_starts").cum_sum().alias("_record"))
+    orphans = fields.filter(pl.col("_record") == 0).select("line", "text")
+    fields = fields.filter(pl.col("_record") > 0)
+    continuation = (
+        fields.filter(~pl.col("_starts"))
+        .group_by("_record")
+        .agg(pl.col("text").str.join("\n").alias("_more"))
+    )
+    records = fields.filter(pl.col("_starts")).join(continuation, on="_record", how="left", maintain_order="left")
+    warnings: list[str] = []
+    if layout.name in ("iso", "rfc5424"):
+        ts = parse_iso(records["ts"], options.tz)
+    elif layout.name in ("epoch", "flag-epoch", "node-epoch"):
+        ts = parse_timestamp(records["ts"])
+    elif layout.name in _YEARLESS and options.year is None:
+        ts, note = _without_year(records, layout, options, reference or (datetime.now(UTC), "now"))
+        warnings.append(note)
+    else:
+        ts = records.select(_timestamps(pl.col("ts"), layout, options, options.year or datetime.now(UTC).year)).to_series()
+    records = records.with_columns(ts.alias("_ts"))
+    level = pl.col("level").str.to_uppercase().replace(_LEVELS) if "level" in names else pl.lit(None, pl.String)
+    if "level_bare" in names:
+        level = pl.coalesce(level, pl.col("level_bare").str.to_uppercase().replace(_LEVELS))
+    if "pri" in names:
+        severity = (pl.col("pri").cast(pl.Int64, strict=False) % 8).replace_strict(_SYSLOG_SEVERITY, default=None, return_dtype=pl.String)
+        level = pl.coalesce(level, severity) if "level" in names else severity
+    stem = PurePath(origin).name.split(".")[0] or None
+    host = pl.col("host") if "host" in names else pl.lit(None, pl.String)
+    logger = pl.col("logger").str.replace(r"\[\d+\]$", "") if "logger" in names else pl.lit(None, pl.String)
+    service = (
+        pl.coalesce(host.str.replace(r"-\d+$", "").str.replace(r"\d+$", ""), pl.lit(stem))
+        if layout.signal != "syslog"
+        else pl.coalesce(logger, pl.lit(stem))
+    )
+    own = pl.when(pl.col("message").is_not_null()).then(pl.col("message")).otherwise(pl.col("text"))  # a line of no layout
+    message = pl.when(pl.col("_more").is_not_null()).then(own + pl.lit("\n") + pl.col("_more")).otherwise(own)
+    records = records.with_columns(
+        ts=pl.col("_ts"), level=level, host=host, logger=logger, service=service, message=message,
+        origin=pl.lit(origin),
+    )
+    return TextRecords(records=records, orphans=orphans, warnings=warnings)
+
+
+_LEVEL_WORDS = ((r"(?i)\b(fatal|panic|crash(?:ed)?|out of memory|oomkilled|segmentation fault|core dumped)\b", "FATAL"),
+                (r"(?i)\b(error|exception|traceback|failed|failure|killed)\b", "ERROR"),
+                (r"(?i)\b(warn(?:ing)?)\b", "WARN"))
+
+
+def _level_from_words(message: pl.Expr) -> pl.Expr:
+    expr = pl.lit(None, pl.String)
+    for pattern, level in reversed(_LEVEL_WORDS):
+        expr = pl.when(message.str.contains(pattern)).then(pl.lit(level)).otherwise(expr)
+    return expr
+
+
+def text_events_in_stream(lines: pl.DataFrame, neighbours: pl.DataFrame, options: ParseOptions, origin: str,
+                          signal: str) -> pl.DataFrame:
+    """The plain-text lines of a structured stream (a container's stdout and stderr together: start-up
+    lines, a stack trace, a crash dump among JSON lines) as events of that stream.
+
+    `lines` holds the (line, text) rows that are text; `neighbours` the (line, ts, service, host) of the
+    stream's structured records. The text lines between two records form a block; in it a line with a
+    timestamp (in the layout most of them follow) starts an event, and so does the block's first line, so
+    a crash dump or stack trace without timestamps stays one event. An event without its own time,
+    service or host takes the preceding record's (the next one's at the start of the stream); without
+    a level it gets one from its words (FATAL, error, exception, warning)."""
+    frame = lines.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != "")).sort("line")
+    if frame.height == 0:
+        return conform(pl.DataFrame(), "events")  # type: ignore[return-value]
+    near = neighbours.select("line", "ts", "service", "host").filter(pl.col("ts").is_not_null()).sort("line")
+    near = near.rename({c: f"_n_{c}" for c in ("ts", "service", "host")}).with_columns(pl.col("line").alias("_n_line"))
+    frame = frame.join_asof(near, on="line", strategy="backward")
+    after = near.select("line", *(pl.col(f"_n_{c}").alias(f"_a_{c}") for c in ("ts", "service", "host")))
+    frame = frame.join_asof(after, on="line", strategy="forward")
+    layout, _ = _best_layout(tuple(frame["text"].head(200).to_list()))
+    layout = layout or next(item for item in LAYOUTS if item.name == "iso")
+    first_in_block = pl.col("_n_line").is_first_distinct() if frame["_n_line"].null_count() < frame.height else pl.int_range(pl.len()) == 0
+    parsed = text_records(frame, layout, options, origin, starts_record=first_in_block)
+    records = parsed.records
+    message = pl.col("message")
+    return conform(records.with_columns(
+        ts=pl.coalesce("ts", "_n_ts", "_a_ts"),
+        service=pl.coalesce("_n_service", "_a_service", "service"),
+        host=pl.coalesce("host", "_n_host", "_a_host"),
+        level=pl.coalesce("level", _level_from_words(message)),
+        signal=pl.lit(signal),
+    ).filter(pl.col("ts").is_not_null()), "events")  # type: ignore[return-value]
 
 
 register(TextLogParser("text", "plain-text logs with a leading timestamp (log4j/logback, Python logging, ISO, epoch, ...)",

@@ -25,6 +25,7 @@ from rca.errors import ExitCode, InputError, UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from rca.compare import Comparison
     from rca.model import Report
 
 # Help is click's plain layout (rich_markup_mode=None): rich markup ate the "[gates]" of the config hint,
@@ -58,23 +59,64 @@ class ColorMode(StrEnum):
     never = "never"
 
 
-def _handles_input_errors(fn: Callable) -> Callable:
-    """Turn bad input and bad usage into one line on stderr and exit code 2, inside the app itself
-    (so the runner, `main()` and anyone embedding the app see the same behaviour)."""
+def _error_boundary(fn: Callable) -> Callable:
+    """The one error boundary, around every command: each exception type maps to an exit code and at most
+    one line on stderr, inside the app itself (so `main()`, the test runner and anyone embedding the app
+    see the same behaviour). Typer's own exceptions pass through: `typer.Exit` carries its code, usage
+    errors raised while parsing are shown by typer with exit code 2.
+
+    - `InputError` (unreadable input) and `UsageError` (bad option values): `rca: error: ...`, exit 2;
+    - `BrokenPipeError` (the reader of stdout went away, `rca ... | head`): nothing more is written, exit 0;
+    - `KeyboardInterrupt`: `rca: interrupted`, exit 130;
+    - anything else: one line naming the exception, exit 2 (never 1, which means "a gate failed"), or the
+      traceback with `--debug`.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # a closed pipe shows here at the latest, not at interpreter exit
+            return result
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise
+        except KeyboardInterrupt:
+            print("rca: interrupted", file=sys.stderr)
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
         except InputError as exc:
-            line = f"rca: error: {exc}" + (f" ({exc.hint})" if exc.hint else "")
-            print(line, file=sys.stderr)
+            _error_line(f"{exc}" + (f" ({exc.hint})" if exc.hint else ""))
             raise typer.Exit(ExitCode.USAGE) from None
         except UsageError as exc:
-            print(f"rca: error: {exc}", file=sys.stderr)
+            _error_line(str(exc))
+            raise typer.Exit(ExitCode.USAGE) from None
+        except BrokenPipeError:
+            _silence_stdout()
+            raise typer.Exit(ExitCode.OK) from None
+        except Exception as exc:
+            if _debug:
+                raise
+            _error_line(f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)")
             raise typer.Exit(ExitCode.USAGE) from None
 
     return wrapper
+
+
+def _error_line(message: str) -> None:
+    print(f"rca: error: {message}", file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the flush at exit does not raise again on the closed pipe."""
+    try:
+        fileno = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test runner's buffer): nothing to flush later
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fileno)
+    os.close(devnull)
+
+
+_debug = False  # set by the root option --debug
 
 
 def _version(value: bool) -> None:
@@ -88,8 +130,11 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an unexpected error (also accepted after the command).")] = False,
 ) -> None:
     """Read the logs and traces of an incident and tell what most likely caused it."""
+    global _debug
+    _debug = debug
 
 
 # --- shared option types --------------------------------------------------------------------------
@@ -130,7 +175,6 @@ SignalOpt = Annotated[
     typer.Option("--signal", metavar="SIGNAL", help="traces, logs or metrics: what an ambiguous binary OTLP file holds.", rich_help_panel="Input"),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or warnings on stderr.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for unexpected errors.")]
 
 
 def _parse_options(
@@ -203,13 +247,7 @@ def _reader_may_stop() -> Iterator[None]:
     try:
         yield
     except BrokenPipeError:
-        _stdout_to_devnull()
-
-
-def _stdout_to_devnull() -> None:
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
+        _silence_stdout()
 
 
 def _write_output(text: str | bytes, output: Path | None) -> None:
@@ -234,7 +272,7 @@ def _terminal_console(output: Path | None, color: ColorMode):
         def on_broken_pipe(self) -> None:
             """rich exits 1 when the reader goes (`rca analyze | head`): stop writing instead."""
             self.quiet = True
-            _stdout_to_devnull()
+            _silence_stdout()
 
     if output is not None:
         return Console(file=open(output, "w", encoding="utf-8"), no_color=True, width=120, highlight=False)
@@ -272,7 +310,7 @@ Examples:
 
 
 @app.command(epilog=ANALYZE_EXAMPLES)
-@_handles_input_errors
+@_error_boundary
 def analyze(
     inputs: Inputs,
     output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.terminal,
@@ -292,7 +330,6 @@ def analyze(
     signal: SignalOpt = None,
     color: Annotated[ColorMode, typer.Option("--color", help="Color in the terminal report.")] = ColorMode.auto,
     quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Rank the likely causes of the incident in INPUTS, with evidence and ruled-out paths."""
     from rca.pipeline import AnalyzeOptions, analyze_dataset, load
@@ -372,10 +409,10 @@ def _warn_coarse_buckets(err: Console, report: Report, bucket: str | None) -> No
 
 
 @app.command(epilog="\b\nExamples:\n  rca ingest incident/ --out frames/\n  rca analyze frames/")
-@_handles_input_errors
+@_error_boundary
 def ingest(
     inputs: Inputs,
-    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Directory to write the canonical frames to, as Parquet.")],
+    out: Annotated[str, typer.Option("--out", "-o", metavar="DIR|STORE", help="Directory to write the canonical frames to, as Parquet; or a ClickHouse store (chdb:PATH, clickhouse://...) to write spans, logs and metrics in the OpenTelemetry exporter's schema.")],
     input_format: InputFormatOpt = None,
     log_format: LogFormatOpt = None,
     field: FieldOpt = None,
@@ -384,15 +421,20 @@ def ingest(
     year: YearOpt = None,
     signal: SignalOpt = None,
     quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Parse INPUTS into the canonical frames and write them as Parquet (readable by `rca analyze`)."""
-    from rca.parsers.loader import ingest_to_parquet
+    from rca.parsers.loader import ingest_to_parquet, ingest_to_store
+    from rca.parsers.sources import is_store_url
 
     err = _stderr_console(quiet)
-    summaries = ingest_to_parquet(
-        inputs, out, _parse_options(input_format, log_format, field, tz, year, signal), changes_files=list(changes or [])
-    )
+    parse = _parse_options(input_format, log_format, field, tz, year, signal)
+    if is_store_url(out):
+        summaries, written = ingest_to_store(inputs, out, parse, changes_files=list(changes or []))
+        _warn_inputs(err, summaries)
+        tables = ", ".join(f"{n:,} to {t}" for t, n in written.items()) or "nothing"
+        err.print(f"rca: wrote {tables} (spans, logs and metric points; requests from access logs have no place in the exporter's schema)", markup=False)
+        return
+    summaries = ingest_to_parquet(inputs, Path(out), parse, changes_files=list(changes or []))
     _warn_inputs(err, summaries)
     total = sum(s.total_rows for s in summaries)
     rejected = sum(s.rejected for s in summaries)
@@ -425,7 +467,7 @@ def _list_scenarios(value: bool) -> None:
 @app.command(cls=_ScenariosHelp, epilog="\b\nExamples:\n  rca simulate third-party-surge --seed 7 --out incident\n"
              "  rca analyze incident/telemetry\n"
              "  rca simulate quiet --seed 3 --out base && rca simulate quiet --seed 3 --noise-seed 4 --latency-regression 1.3 --out cand")
-@_handles_input_errors
+@_error_boundary
 def simulate(
     scenario: Annotated[str, typer.Argument(metavar="SCENARIO", help="Which incident to simulate (listed below).", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Directory to write the incident's files to.")],
@@ -452,31 +494,13 @@ def simulate(
 
 
 @app.command(epilog="\b\nExamples:\n  rca formats\n  rca analyze app.log --input-format syslog")
-@_handles_input_errors
+@_error_boundary
 def formats() -> None:
     """List the input formats rca reads, with what each one is."""
     from rca.parsers import all_parsers
 
     for parser in all_parsers():
         typer.echo(f"{parser.name:22} {parser.description}")
-
-
-def _no_traceback(fn: Callable) -> Callable:
-    """Anything unexpected becomes one line and exit code 2, never a traceback (`--debug` shows it), so
-    a crash can never pass for a tripped gate (exit 1)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, InputError, UsageError):
-            raise
-        except Exception as exc:
-            if kwargs.get("debug") or _is_usage_exception(exc):
-                raise
-            raise UsageError(f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)") from None
-
-    return wrapper
 
 
 def _compare_sides(args: list[str]) -> dict[str, list[str]]:
@@ -525,8 +549,7 @@ Gates from a file when --fail-on is not given:
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
              options_metavar="--baseline INPUTS... --candidate INPUTS... [OPTIONS]", epilog=COMPARE_EXAMPLES)
-@_handles_input_errors
-@_no_traceback
+@_error_boundary
 def compare(
     ctx: typer.Context,
     fail_on: Annotated[list[str] | None, typer.Option("--fail-on", metavar="GATE", help="A gate, repeatable: 'p95>+20%', 'p99>+50ms', 'error_rate>+1pp', 'count<-50%', scoped 'endpoint:/api/x p95>+10%' or 'service:users p95>+10%'. Without it, gates come from rca.toml [gates] or pyproject.toml [tool.rca.gates] fail_on = [...].")] = None,
@@ -538,7 +561,6 @@ def compare(
     strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 1) when an endpoint or service has not enough data.")] = False,
     color: Annotated[ColorMode, typer.Option("--color", help="Color in the terminal report.")] = ColorMode.auto,
     quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Compare a candidate with a baseline and gate the pipeline.
 
@@ -556,8 +578,7 @@ def compare(
 
     sides = _compare_sides(ctx.args)
     for path, what in ((output, "the report"), (junit, "JUnit XML"), (summary, "the summary")):
-        if path is not None and not path.parent.is_dir():
-            raise UsageError(f"{path}: cannot write {what}: no directory {str(path.parent)!r}")
+        _check_writable(path, what)
     texts = list(fail_on or []) or cmp.gates_from_config(Path.cwd())
     gates = [cmp.parse_gate(t) for t in texts]
     err = _stderr_console(quiet)
@@ -579,13 +600,8 @@ def compare(
     else:
         report = ""
     try:
-        if output_format is OutputFormat.terminal:
-            console = _terminal_console(output, color)
-            out.render_terminal(result, console)
-            if output is not None:
-                console.file.close()
-        else:
-            _write_output(report, output)
+        with _reader_may_stop():  # a closed pipe keeps the verdict: exit 1 for a failed gate, 0 otherwise
+            _write_comparison(result, report, output_format, output, color)
     except OSError as exc:
         raise UsageError(f"{output or 'stdout'}: cannot write the report: {exc.strerror or exc}") from None
     if junit is not None:
@@ -614,43 +630,35 @@ def compare(
         raise typer.Exit(ExitCode.GATE_FAILED)
 
 
+def _write_comparison(result: Comparison, report: str | bytes, output_format: OutputFormat, output: Path | None,
+                      color: ColorMode) -> None:
+    from rca.render import compare as out
+
+    if output_format is OutputFormat.terminal:
+        console = _terminal_console(output, color)
+        try:
+            out.render_terminal(result, console)
+        finally:
+            if output is not None:
+                console.file.close()
+    else:
+        _write_output(report, output)
+
+
 def main() -> None:
-    """Console entry point: runs the app and turns input and usage errors into one line and an exit code."""
-    debug = "--debug" in sys.argv
-    try:
-        code = app(standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
-    except InputError as exc:
-        line = f"rca: error: {exc}"
-        if exc.hint:
-            line += f" ({exc.hint})"
-        print(line, file=sys.stderr)
+    """Console entry point: runs the app, whose commands map every error to an exit code (`_error_boundary`).
+
+    `--debug` is a root option; it is also accepted anywhere before `--` (`rca analyze x --debug`) and
+    moved to the front here. No arguments print the help and exit 2.
+    """
+    args = sys.argv[1:]
+    if not args:  # the help on stdout, exit 2 (click's plain help layout would print it to stderr)
+        app(args=["--help"], prog_name="rca", standalone_mode=False)
         sys.exit(ExitCode.USAGE)
-    except UsageError as exc:
-        print(f"rca: error: {exc}", file=sys.stderr)
-        sys.exit(ExitCode.USAGE)
-    except KeyboardInterrupt:
-        print("rca: interrupted", file=sys.stderr)
-        sys.exit(ExitCode.INTERRUPTED)
-    except Exception as exc:
-        if type(exc).__name__ in {"Exit"}:
-            sys.exit(getattr(exc, "exit_code", 0))
-        if _is_usage_exception(exc):
-            _show_usage_error(exc)
-            sys.exit(ExitCode.USAGE)
-        if debug:
-            raise
-        print(f"rca: error: unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)", file=sys.stderr)
-        sys.exit(ExitCode.USAGE)
-
-
-def _is_usage_exception(exc: BaseException) -> bool:
-    return hasattr(exc, "show") and hasattr(exc, "exit_code") and type(exc).__name__.endswith(("UsageError", "BadParameter", "NoSuchOption", "MissingParameter", "BadOptionUsage", "BadArgumentUsage"))
-
-
-def _show_usage_error(exc: BaseException) -> None:
-    exc.show()  # type: ignore[attr-defined]
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" in args[:end]:
+        args = ["--debug", *(a for i, a in enumerate(args) if not (a == "--debug" and i < end))]
+    app(args=args, prog_name="rca")
 
 
 if __name__ == "__main__":

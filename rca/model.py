@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import polars as pl
+
+from rca.findings import FindingDetails
 
 TS = pl.Datetime("us", "UTC")
 
@@ -40,6 +41,7 @@ REQUESTS_SCHEMA: dict[str, pl.DataType] = {
     "user_agent": pl.String(),
     "bytes": pl.Int64(),
     "trace_id": pl.String(),  # lower-case hex
+    "version": pl.String(),  # the serving release when logged (version field, pod-template hash): canary splits
     "origin": pl.String(),
     "line": pl.Int64(),
     "signal": pl.String(),
@@ -132,7 +134,7 @@ def empty_frame(name: str) -> pl.DataFrame:
 # Parquet as categoricals, i.e. dictionary-encoded once per row group instead of hashed value by value,
 # which makes `rca ingest` write a big access log in about 60% of the CPU time. Read back as strings.
 REPEATED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "requests": ("service", "host", "method", "endpoint", "user_agent", "origin", "signal"),
+    "requests": ("service", "host", "method", "endpoint", "user_agent", "version", "origin", "signal"),
 }
 
 
@@ -265,9 +267,6 @@ class AnalysisContext:
 
 # --- findings and hypotheses ------------------------------------------------------------------
 
-HYPOTHESIS_KINDS = ("traffic_surge", "deploy", "resource_exhaustion", "dependency_slowdown", "error_burst")
-
-
 @dataclass(frozen=True)
 class Series:
     """A regular time series behind a finding, for charts: value per bucket from `start`."""
@@ -311,7 +310,7 @@ class Finding:
     excess: float | None = None
     share_explained: float | None = None
     series: Series | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
+    details: FindingDetails = field(default_factory=FindingDetails)  # typed per kind (rca/findings.py)
 
 
 # Finding kinds, the vocabulary shared by detectors and the ranker.
@@ -348,7 +347,7 @@ class Hypothesis:
     """A candidate root cause, scored, with the symptoms it explains and its evidence."""
 
     rank: int
-    kind: str  # one of HYPOTHESIS_KINDS
+    kind: str  # a registered hypothesis kind (rca.ranking.kind_names())
     dimension: str
     subject: str
     where: str | None

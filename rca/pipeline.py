@@ -39,10 +39,13 @@ def load(
     stdin: BinaryIO | None = None,
 ) -> Dataset:
     """Read every input into one Dataset (raises InputError only when nothing is readable)."""
+    from dataclasses import replace
+
     from rca.parsers.loader import load_dataset
 
+    parse = replace(options.parse, store_since=options.baseline_since, store_until=options.until, store_incident_since=options.since)
     return load_dataset(
-        inputs, options.parse, changes_files=options.changes_files, progress=progress, stdin=stdin
+        inputs, parse, changes_files=options.changes_files, progress=progress, stdin=stdin
     )
 
 
@@ -64,7 +67,7 @@ def analyze_dataset(dataset: Dataset, options: AnalyzeOptions) -> Report:
     """Detect, rank and assemble the report for an already loaded Dataset."""
     from rca import detectors
     from rca.detectors.windows import too_little_data
-    from rca.ranker import build_report
+    from rca.ranking import build_report
 
     context = context_for(dataset, options)
     if context is not None and (reason := too_little_data(context)) is not None:
