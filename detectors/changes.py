@@ -11,6 +11,7 @@ to rule them out, with these figures.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import cast
 
 import polars as pl
 
@@ -28,9 +29,9 @@ def _figures(rows: pl.DataFrame) -> tuple[int, float | None, float | None]:
     if n == 0:
         return 0, None, None
     durations = rows["duration_ms"].drop_nulls()
-    p95 = float(durations.quantile(0.95)) if len(durations) else None
+    p95 = float(cast(float, durations.quantile(0.95))) if len(durations) else None
     statuses = rows["status"].drop_nulls()
-    err = float((statuses >= 500).mean()) if len(statuses) else None
+    err = float(cast(float, (statuses >= 500).mean())) if len(statuses) else None
     return n, p95, err
 
 

@@ -19,6 +19,9 @@ from typing import Any
 
 import orjson
 import polars as pl
+from polars.datatypes import (
+    DataTypeClass,  # a dtype given as its class (pl.String), as struct fields may hold
+)
 
 from rca.model import Rejected, conform
 from rca.parsers.endpoints import normalize_endpoint_expr, strip_query_expr
@@ -503,7 +506,7 @@ def _mixed_nesting(frame: pl.DataFrame) -> bool:
     inside structs too)."""
     texts: list[pl.Expr] = []
 
-    def walk(expr: pl.Expr, dtype: pl.DataType) -> None:
+    def walk(expr: pl.Expr, dtype: pl.DataType | DataTypeClass) -> None:
         if isinstance(dtype, pl.Struct):
             for child in dtype.fields:
                 walk(expr.struct.field(child.name), child.dtype)
@@ -530,7 +533,7 @@ def _flatten_struct_columns(frame: pl.DataFrame) -> pl.DataFrame | None:
     objects as JSON text; None when two paths give the same dotted name (`a.b` and `a`: {`b`})."""
     exprs: list[pl.Expr] = []
 
-    def walk(expr: pl.Expr, name: str, dtype: pl.DataType) -> None:
+    def walk(expr: pl.Expr, name: str, dtype: pl.DataType | DataTypeClass) -> None:
         if isinstance(dtype, pl.Struct) and dtype.fields:
             for child in dtype.fields:
                 walk(expr.struct.field(child.name), f"{name}.{child.name}", child.dtype)

@@ -119,8 +119,8 @@ def _without_year(records: pl.DataFrame, layout: Layout, options: ParseOptions, 
     last = _timestamps(pl.col("ts"), layout, options, ref.year - 1)
     limit = pl.lit(ref + timedelta(days=1), pl.Datetime("us", "UTC"))
     ts = records.select(pl.when(this > limit).then(last).otherwise(pl.coalesce(this, last))).to_series()
-    years = sorted({t.year for t in (ts.min(), ts.max()) if t is not None}) or [ref.year]
-    assumed = "-".join(str(y) for y in years)
+    years: list[int] = ts.dt.year().drop_nulls().unique().sort().to_list() or [ref.year]
+    assumed = str(years[0]) if years[0] == years[-1] else f"{years[0]}-{years[-1]}"
     return ts, (f"timestamps have no year: assumed {assumed} (none after {what}, {ref:%Y-%m-%d}) in {options.tz} "
                 "(set --year/--tz)")
 

@@ -268,19 +268,19 @@ def _write_output(text: str | bytes, output: Path | None) -> None:
 def _terminal_console(output: Path | None, color: ColorMode):
     from rich.console import Console
 
-    class Console(Console):  # rich's, but a closed pipe is no failure
+    class QuietOnClosedPipe(Console):
         def on_broken_pipe(self) -> None:
             """rich exits 1 when the reader goes (`rca analyze | head`): stop writing instead."""
             self.quiet = True
             _silence_stdout()
 
     if output is not None:
-        return Console(file=open(output, "w", encoding="utf-8"), no_color=True, width=120, highlight=False)
+        return QuietOnClosedPipe(file=open(output, "w", encoding="utf-8"), no_color=True, width=120, highlight=False)
     force = {ColorMode.always: True, ColorMode.never: False}.get(color)
     no_color = color is ColorMode.never or None
-    console = Console(force_terminal=force, no_color=no_color, highlight=False)
+    console = QuietOnClosedPipe(force_terminal=force, no_color=no_color, highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(force_terminal=force, no_color=no_color, highlight=False, width=120)
+        console = QuietOnClosedPipe(force_terminal=force, no_color=no_color, highlight=False, width=120)
     return console
 
 
@@ -445,7 +445,7 @@ class _ScenariosHelp(TyperCommand):
     """`simulate --help` lists the scenarios (read when help is asked for: importing the simulator costs
     half a second that no other command should pay)."""
 
-    def format_epilog(self, ctx: typer.Context, formatter: Any) -> None:  # click's HelpFormatter
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:  # click's Context and HelpFormatter
         from rca.simulate import SCENARIOS
 
         formatter.write_paragraph()

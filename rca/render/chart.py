@@ -38,19 +38,20 @@ def _series_to_draw(report: Report) -> tuple[Finding | None, Finding | None]:
 
 
 def _draw(ax: Axes, finding: Finding, color: str, label: str) -> None:
+    import matplotlib.dates as mdates
     import numpy as np
 
-    times = finding.series.timestamps()  # type: ignore[union-attr]
-    values = np.array([np.nan if v is None else v for v in finding.series.values], dtype=float)  # type: ignore[union-attr]
+    assert finding.series is not None
+    times = np.asarray(mdates.date2num(finding.series.timestamps()), dtype=np.float64)  # matplotlib's own date unit
+    values = np.asarray([np.nan if v is None else v for v in finding.series.values], dtype=np.float64)
     finite = np.isfinite(values)
     if finding.metric in STEP_METRICS and finite.all():
         ax.step(times, values, where="post", color=color, label=label, linewidth=1.3)
     elif finite.all():
         ax.plot(times, values, color=color, label=label, linewidth=1.3)
     else:  # empty buckets: every value a point, a thin line only between observed neighbours
-        shown = [t for t, ok in zip(times, finite, strict=True) if ok]
-        ax.plot(shown, values[finite], color=color, linewidth=0.6, alpha=0.5)
-        ax.plot(shown, values[finite], color=color, marker="o", markersize=2.5, linestyle="none", label=label)
+        ax.plot(times[finite], values[finite], color=color, linewidth=0.6, alpha=0.5)
+        ax.plot(times[finite], values[finite], color=color, marker="o", markersize=2.5, linestyle="none", label=label)
     unit = series_unit(finding).strip().removeprefix(metric_label(finding.metric)).strip()
     ax.set_ylabel(f"{metric_label(finding.metric)} ({unit})" if unit else metric_label(finding.metric), color=color)
     ax.set_ylim(bottom=0)
@@ -89,9 +90,10 @@ def chart_figure(report: Report) -> Figure:
         _draw(other, symptom, "tab:blue", f"symptom: p95 {symptom.subject}"[:80])
         axes.append(other)
     if report.context is not None:
-        ax.axvspan(report.context.incident.start, report.context.incident.end, color="0.93", zorder=0,
+        ctx = report.context
+        ax.axvspan(float(mdates.date2num(ctx.incident.start)), float(mdates.date2num(ctx.incident.end)), color="0.93", zorder=0,
                    label="incident window" if report.incident_detected else "window compared")
-        ax.set_xlim(report.context.span.start, report.context.span.end)
+        ax.set_xlim(float(mdates.date2num(ctx.span.start)), float(mdates.date2num(ctx.span.end)))
     if not axes:
         ax.text(0.5, 0.5, "No significant incident and no deviation to draw.", ha="center", va="center",
                 transform=ax.transAxes, fontsize=11, color="0.3")

@@ -12,18 +12,15 @@ import os
 import random
 import re
 from datetime import UTC, datetime, timedelta
-from io import StringIO
 from pathlib import Path
 
 import jsonschema
 import orjson
 import pytest
-from rich.console import Console
 
 from rca.pipeline import analyze
 from rca.render.json import render_json
 from rca.render.markdown import render_markdown
-from rca.render.terminal import render_terminal
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 SCHEMA = Path(__file__).resolve().parent.parent.parent / "rca" / "report.schema.json"
@@ -95,18 +92,6 @@ def test_json_golden_and_schema(report):
 
 def test_markdown_golden(report):
     _check("report.md", render_markdown(report))
-
-
-@pytest.mark.parametrize("width", [80, 100, 140])
-def test_terminal_golden_at_80_100_and_140_columns(report, width):
-    """Issue #18 item 11: sparklines unbroken, timeline and ruled-out lines indented under their text, the
-    kind column whole, nothing past the width."""
-    console = Console(file=StringIO(), width=width, color_system=None, highlight=False)
-    render_terminal(report, console)
-    text = console.file.getvalue()
-    assert all(len(line) <= width for line in text.splitlines())
-    assert "…" not in text
-    _check(f"report.{width}.txt", text)
 
 
 def test_markdown_renders_as_github_would(report, tmp_path):
