@@ -138,6 +138,9 @@ def _render_markdown(report: Report, chart_path: Path | None) -> str:
     lines += _table(["input", "format", "rows", "rejected", "first (UTC)", "last (UTC)"],
                     [[s.path, s.format, f"{s.total_rows:,}", str(s.rejected), stamp(s.first_ts), stamp(s.last_ts)] for s in report.inputs])
     lines.append("")
+    notes = [f"- {s.path}: {warning}" for s in report.inputs for warning in s.warnings]  # e.g. what a store sampled
+    if notes:
+        lines += ["Notes on the inputs:", "", *notes, ""]
     if ctx is not None:
         lines.append(f"Method: {ctx.method}; {ctx.bucket_s} s buckets. rca {report.tool_version}.")
     if report.command:
