@@ -20,6 +20,7 @@ import re
 import warnings
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -285,6 +286,11 @@ class History:
     short_start: datetime | None  # where the short signals begin (None when there are none)
 
 
+def _span_s(ts: pl.Series) -> float:
+    """Seconds from the first to the last of non-empty timestamps."""
+    return (cast(datetime, ts.max()) - cast(datetime, ts.min())).total_seconds()
+
+
 def longest_history(dataset: Dataset) -> History | None:
     """When the metrics cover at least `HISTORY_RATIO` times the span of every other signal (30 minutes of
     metrics beside a few minutes of traces, or metrics alone), the windows come from the metrics: their
@@ -296,11 +302,11 @@ def longest_history(dataset: Dataset) -> History | None:
     ts = metrics["ts"].drop_nulls()
     if ts.len() < 2:
         return None
-    metric_span = (ts.max() - ts.min()).total_seconds()
+    metric_span = _span_s(ts)
     others = [dataset.frame(n)["ts"].drop_nulls() for n in FRAMES if n not in ("metrics", "changes")]
     others = [o for o in others if o.len()]
-    short_start = min(o.min() for o in others) if others else None
-    longest_other = max(((o.max() - o.min()).total_seconds() for o in others), default=0.0)
+    short_start = min(cast(datetime, o.min()) for o in others) if others else None
+    longest_other = max((_span_s(o) for o in others), default=0.0)
     if metric_span <= 0 or metric_span < HISTORY_RATIO * longest_other:
         return None
     steps = (
@@ -309,7 +315,7 @@ def longest_history(dataset: Dataset) -> History | None:
         .group_by("name", "host", "service", "attributes")
         .agg(pl.col("ts").diff().dt.total_seconds().median().alias("step"))
     )["step"].drop_nulls()
-    step = float(steps.median()) if steps.len() else 0.0
+    step = float(cast(float, steps.median())) if steps.len() else 0.0
     sample_s = next((b for b in BUCKETS_S if b >= step), BUCKETS_S[-1]) if step > 0 else BUCKETS_S[0]
     return History(sample_s=sample_s, short_start=short_start)
 
