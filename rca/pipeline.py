@@ -9,7 +9,7 @@ The CLI only turns options into an `AnalyzeOptions` and hands the `Report` to a 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from rca.model import AnalysisContext, Dataset, Report
@@ -66,11 +66,14 @@ def context_for(dataset: Dataset, options: AnalyzeOptions) -> AnalysisContext | 
 def analyze_dataset(dataset: Dataset, options: AnalyzeOptions, progress: ProgressFn | None = None) -> Report:
     """Detect, rank and assemble the report for an already loaded Dataset."""
     from rca import detectors
+    from rca.detectors.windows import too_little_data
     from rca.ranking import build_report
 
     stage = progress or (lambda _stage, _done, _total: None)
     stage("choosing windows", 0, 0)
     context = context_for(dataset, options)
+    if context is not None and (reason := too_little_data(context)) is not None:
+        return replace(build_report(dataset, None, [], command=options.command), headline=reason)
     stage("detecting", 0, 0)
     findings = detectors.run_all(dataset, context) if context is not None else []
     stage("ranking", 0, 0)

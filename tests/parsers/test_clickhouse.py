@@ -215,3 +215,11 @@ def test_without_the_extra_a_url_says_which_to_install(monkeypatch):
 def test_read_store_reports_an_empty_range(store):
     with pytest.raises(InputError, match="time range is empty"):
         read_store(f"chdb:{store}?since=1h&until=2h", ParseOptions())
+
+
+def test_the_markdown_report_says_what_was_sampled_and_what_is_exact(store):
+    result = runner.invoke(app, ["analyze", f"chdb:{store}?max_spans=2000", "--format", "markdown", "-q"])
+    assert result.exit_code == 0, result.stderr
+    appendix = result.stdout.split("## Appendix", 1)[1]
+    assert "Notes on the inputs:" in appendix and "sampled" in appendix and "Exact, computed in ClickHouse" in appendix
+    assert "exact over the range (ClickHouse):" in appendix
