@@ -81,7 +81,8 @@ def detect_call_waits(dataset: Dataset, context: AnalysisContext) -> list[Findin
     for row in per.sort(key, nulls_last=True).iter_rows(named=True):
         wait, onset = float(row["wait"]), row["first"]
         if row["n_base"] >= MIN_CALLS and row["n"] >= MIN_CALLS:
-            before, after = np.asarray(row["base_waits"], dtype=float), np.asarray(row["waits"], dtype=float)
+            before: np.ndarray | None = np.asarray(row["base_waits"], dtype=float)
+            after: np.ndarray | None = np.asarray(row["waits"], dtype=float)
             reference = "own baseline"
         else:
             calls = upto.filter((pl.col("caller") == row["caller"]) & (pl.col("callee") == row["callee"])

@@ -34,6 +34,8 @@ what the report must name. Agreement across families is counted by the ranker in
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 import polars as pl
 
@@ -167,7 +169,7 @@ def _as_rates(rows: pl.DataFrame, classes: dict[str, MetricClass]) -> pl.DataFra
         pl.col("value").is_not_null()).select("ts", "name", "value", "service", "host", "attributes")
 
 
-def _first_of_last_run(times: list, z: np.ndarray, threshold: float = MIN_Z / 2) -> object:
+def _first_of_last_run(times: list[datetime], z: np.ndarray, threshold: float = MIN_Z / 2) -> datetime | None:
     """When the shift began: the first incident sample of the run of high z that holds its peak."""
     if not times:
         return None

@@ -20,6 +20,7 @@ import re
 import warnings
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -181,7 +182,7 @@ def choose_context(
     if span is None:
         return None
     start, end = span
-    end = end + timedelta(microseconds=1)
+    end = _end_after(end)
     span_s = max((end - start).total_seconds(), 1.0)
     bucket_s = int(parse_duration_s(bucket)) if bucket else choose_bucket_s(span_s)
     if bucket_s <= 0:
@@ -230,20 +231,43 @@ def choose_context(
     )
 
 
+def _end_after(last: datetime) -> datetime:
+    """The end of a half-open window holding `last`: the next whole second (reports and JSON then read
+    `09:30:03Z`, never `09:30:02.152001Z`)."""
+    return last.replace(microsecond=0) + timedelta(seconds=1)
+
+
+def _whole_second(ts: datetime) -> datetime:
+    return ts.replace(microsecond=0) + timedelta(seconds=1 if ts.microsecond >= 500_000 else 0)
+
+
 def _last_quarter(context: AnalysisContext) -> datetime:
     """Where the last quarter of the observed time (gaps left out) begins."""
     span = context.span
     if not context.gaps:
-        return span.start + span.duration * 0.75
+        return _whole_second(span.start + span.duration * 0.75)
     remaining = context.observed_s(span) * 0.25
     t = span.end
     for gap in sorted(context.gaps, key=lambda g: g.start, reverse=True):
         stretch = (t - gap.end).total_seconds()
         if stretch >= remaining:
-            return t - timedelta(seconds=remaining)
+            return _whole_second(t - timedelta(seconds=remaining))
         remaining -= stretch
         t = gap.start
-    return t - timedelta(seconds=remaining)
+    return _whole_second(t - timedelta(seconds=remaining))
+
+
+def too_little_data(context: AnalysisContext) -> str | None:
+    """Why these windows cannot be compared (an incident or a baseline shorter than a bucket, or a
+    baseline ending after the incident starts: a few seconds of data), or None when they can."""
+    bucket = context.bucket
+    base, inc = context.baseline, context.incident
+    if inc.duration >= bucket and base.duration >= bucket and base.end <= inc.start:
+        return None
+    span_s = context.span.duration.total_seconds()
+    length = f"{span_s:,.0f} s" if span_s < 120 else f"{span_s / 60:,.0f} min"
+    return (f"Too little data: the inputs span {length}, too short for a baseline and an incident window of at "
+            f"least one {context.bucket_s} s bucket each. Give more data, or set --since/--until and --bucket.")
 
 
 # --- metrics carrying the history --------------------------------------------------------------------
@@ -262,6 +286,11 @@ class History:
     short_start: datetime | None  # where the short signals begin (None when there are none)
 
 
+def _span_s(ts: pl.Series) -> float:
+    """Seconds from the first to the last of non-empty timestamps."""
+    return (cast(datetime, ts.max()) - cast(datetime, ts.min())).total_seconds()
+
+
 def longest_history(dataset: Dataset) -> History | None:
     """When the metrics cover at least `HISTORY_RATIO` times the span of every other signal (30 minutes of
     metrics beside a few minutes of traces, or metrics alone), the windows come from the metrics: their
@@ -273,11 +302,11 @@ def longest_history(dataset: Dataset) -> History | None:
     ts = metrics["ts"].drop_nulls()
     if ts.len() < 2:
         return None
-    metric_span = (ts.max() - ts.min()).total_seconds()
+    metric_span = _span_s(ts)
     others = [dataset.frame(n)["ts"].drop_nulls() for n in FRAMES if n not in ("metrics", "changes")]
     others = [o for o in others if o.len()]
-    short_start = min(o.min() for o in others) if others else None
-    longest_other = max(((o.max() - o.min()).total_seconds() for o in others), default=0.0)
+    short_start = min(cast(datetime, o.min()) for o in others) if others else None
+    longest_other = max((_span_s(o) for o in others), default=0.0)
     if metric_span <= 0 or metric_span < HISTORY_RATIO * longest_other:
         return None
     steps = (
@@ -286,7 +315,7 @@ def longest_history(dataset: Dataset) -> History | None:
         .group_by("name", "host", "service", "attributes")
         .agg(pl.col("ts").diff().dt.total_seconds().median().alias("step"))
     )["step"].drop_nulls()
-    step = float(steps.median()) if steps.len() else 0.0
+    step = float(cast(float, steps.median())) if steps.len() else 0.0
     sample_s = next((b for b in BUCKETS_S if b >= step), BUCKETS_S[-1]) if step > 0 else BUCKETS_S[0]
     return History(sample_s=sample_s, short_start=short_start)
 
