@@ -90,6 +90,7 @@ _TYPE_PATTERNS = {
     "Number": re.compile(r"^(U?Int(8|16|32|64|128|256)|Float(32|64)|Decimal.*)$"),
     "Map": re.compile(r"^Map\((String|LowCardinality\(String\)), *String\)$"),
 }
+_TIME_COLUMN = {"traces": "Timestamp", "logs": "Timestamp", "gauge": "TimeUnix", "sum": "TimeUnix", "histogram": "TimeUnix"}
 _TYPE_NAMES = {"DateTime64": "DateTime64(9)", "String": "String", "Integer": "an integer", "Number": "a number",
                "Map": "Map(LowCardinality(String), String)"}
 
@@ -339,8 +340,7 @@ def _read(client: StoreClient, url: StoreUrl, options: ParseOptions) -> StoreRea
     if low is None or high is None:
         return StoreRead(ParseResult(format="clickhouse", frames={}, lines=0, warnings=[f"no rows in {', '.join(tables.values())}"]))
     bounds = {"since": _param_time(low), "until": _param_time(high)}
-    counts = {kind: _count(client, url, tables[kind], "TimeUnix" if kind in ("gauge", "sum", "histogram") else "Timestamp", bounds)
-              for kind in tables}
+    counts = {kind: _count(client, url, table, _TIME_COLUMN[kind], bounds) for kind, table in tables.items()}
     spans_n, logs_n = counts.get("traces", 0), counts.get("logs", 0)
     fraction = min(1.0, url.max_spans / max(spans_n, logs_n, 1))
     keep = SAMPLE_RESOLUTION if fraction >= 1.0 else max(1, int(SAMPLE_RESOLUTION * fraction))
@@ -389,12 +389,11 @@ def _resolve_range(client: StoreClient, url: StoreUrl, tables: dict[str, str], o
     from rca.detectors.windows import parse_time
 
     ends = []
-    for kind in ("traces", "logs"):
-        if kind in tables:
-            row = _run(client, url, f"the time range of {tables[kind]}",
-                       f"SELECT toUnixTimestamp64Micro(max(Timestamp)) AS high, count() AS n FROM {_quoted(url.database, tables[kind])}").row(0)
-            if row[1]:
-                ends.append(datetime.fromtimestamp(0, UTC) + timedelta(microseconds=int(row[0])))
+    for kind, table in tables.items():
+        row = _run(client, url, f"the time range of {table}",
+                   f"SELECT toUnixTimestamp64Micro(max(`{_TIME_COLUMN[kind]}`)) AS high, count() AS n FROM {_quoted(url.database, table)}").row(0)
+        if row[1]:
+            ends.append(datetime.fromtimestamp(0, UTC) + timedelta(microseconds=int(row[0])))
     if not ends:
         return None, None
     data_end = max(ends)
@@ -509,15 +508,16 @@ def _metrics(client: StoreClient, url: StoreUrl, kind: str, table: str, bounds: 
     else:
         sql = f"SELECT toUnixTimestamp64Micro(TimeUnix) AS ts_us, {keys}, {values} FROM {source}"
     frame = _run(client, url, f"the metric points of {table}", sql, params).with_columns(pl.col("ts_us").cast(pl.Datetime("us", "UTC")).alias("ts"))
+    columns = ("ts", "name", "value", "unit", "service", "host", "attributes")
     if kind != "histogram":
-        return frame.drop("ts_us")
+        return frame.select(columns)
     base = frame.drop("ts_us", "count", "total", "name", "unit")
     return pl.concat([
         base.with_columns((frame["name"] + ".count").alias("name"), frame["count"].alias("value"), pl.lit("1").alias("unit")),
         base.with_columns((frame["name"] + ".sum").alias("name"), frame["total"].alias("value"), frame["unit"]),
         base.with_columns((frame["name"] + ".avg").alias("name"), (frame["total"] / frame["count"]).alias("value"), frame["unit"])
         .filter(frame["count"] > 0),
-    ], how="vertical_relaxed").select("ts", "name", "value", "unit", "service", "host", "attributes")
+    ], how="vertical_relaxed").select(columns)
 
 
 _SERVER = "lower(replaceRegexpOne(toString(SpanKind), '^SPAN_KIND_', '')) = 'server'"
