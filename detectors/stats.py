@@ -255,6 +255,18 @@ def two_proportion_z(k1: int, n1: int, k2: int, n2: int) -> float:
     return (k2 / n2 - k1 / n1) / se
 
 
+def binomial_lower_p(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed in log space (exact for thousands of trials)."""
+    if n <= 0 or k >= n or p <= 0:
+        return 1.0
+    if p >= 1:
+        return 0.0 if k < n else 1.0
+    i = np.arange(k, dtype=float)
+    log_pmf = n * math.log1p(-p) + np.concatenate(([0.0], np.cumsum(np.log((n - i) / (i + 1)) + math.log(p / (1 - p)))))
+    top = float(log_pmf.max())
+    return float(min(1.0, math.exp(top) * float(np.exp(log_pmf - top).sum())))
+
+
 def mann_whitney_p(before: np.ndarray, after: np.ndarray, seed: int = 0, max_n: int = 3000) -> float:
     """One-sided p-value that `after` is stochastically larger than `before` (subsampled when large).
 

@@ -225,6 +225,22 @@ class CallWaitDetails(FindingDetails):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CallDropDetails(FindingDetails):
+    """`call_drop`: one caller -> callee edge carries fewer calls per request of the caller than before."""
+
+    caller: str
+    callee: str
+    reference: str  # "windows" (baseline vs incident) | "own earlier requests" (a split inside the data)
+    requests_before: int  # the caller's server requests on each side
+    requests_after: int
+    calls_before: int  # the edge's calls on each side
+    calls_after: int
+    p: float  # one-sided conditional binomial p of so few calls after, splits tested accounted for
+    caller_fan_out: int  # services the caller calls over the data
+    callee_fan_in: int  # services that call the callee over the data
+
+
+@dataclass(frozen=True, kw_only=True)
 class NetworkSplitDetails(FindingDetails):
     """`network_split`: p95 of request time, upstream (backend) time and the time outside the backend,
     before and during the incident, over the scope named by the finding's subject."""

@@ -18,6 +18,9 @@ class Tuning:
     # A slow edge whose extra wait is below this share of the slowest edge's is left out when the slow edges
     # are localised to a service: one slightly slow edge elsewhere should not dilute the edges carrying the fault.
     service_edge_min_share: float = 0.05
+    # Calls that vanished from several callers to one callee blame that callee (its failure made them give
+    # up) once at least this many callers dropped it; one caller alone may be giving up on its own.
+    call_drop_min_callers: int = 2
 
     # --- reporting ---
     # A best score below this is no incident: ordinary noise on a quiet day reaches about 0.2.

@@ -10,6 +10,11 @@ Each signal is read for what it says about *which service* is at fault, then the
   Localisation = coverage x concentration.
 - **Resources** (`metric_shift` of cpu, memory, network, disk, syscalls): a shift of the service's own
   pod resources, localised by construction (localisation 1).
+- **Vanished calls** (`call_drop`, traces): a caller whose calls to a callee per request of its own
+  fell (an exception or a wrong return short-circuits its code). The caller is at fault in proportion
+  to the share of its callees it stopped calling (`dropped`); but when several callers stopped calling
+  the same callee, that callee failing is what made them give up: it takes the share of its callers
+  that dropped it, and a caller's own share is discounted by the largest such share among its callees.
 - **Own symptoms** (`metric_shift` of latency on the serving side, errors): a slowdown propagates to
   every caller, so a service's own latency shift counts only for the part its waiting on others
   (its client-side latency shift) does not explain: 1 - z(client) / z(own), floored at 0. The
@@ -30,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rca.figures import hhmm, number
-from rca.findings import CallWaitDetails, MetricShiftDetails
+from rca.findings import CallDropDetails, CallWaitDetails, MetricShiftDetails
 from rca.model import Finding, Hypothesis
 from rca.ranking.candidate import Candidate
 from rca.ranking.prose import effect_clause
@@ -50,15 +55,17 @@ class ServiceEvidence:
     edge_localisation: float = 0.0
     own_symptom: float = 0.0  # unexplained share of its own latency/error shift
     resource: bool = False
+    dropped_calls: float = 0.0  # localisation from calls that vanished (see `_localise_drops`)
     pods: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # pod -> weight of evidence
 
     @property
     def specificity(self) -> float:
-        return max(self.edge_localisation, 1.0 if self.resource else 0.0, self.own_symptom)
+        return max(self.edge_localisation, 1.0 if self.resource else 0.0, self.own_symptom, self.dropped_calls)
 
     @property
     def kind(self) -> str:
-        return NETWORK_KIND if self.edge_localisation > 0 and not self.resource else SERVICE_KIND
+        network = self.edge_localisation > 0 and not self.resource and self.dropped_calls == 0
+        return NETWORK_KIND if network else SERVICE_KIND
 
     @property
     def where(self) -> str:
@@ -81,6 +88,7 @@ def service_evidence(findings: list[Finding]) -> list[ServiceEvidence]:
         return out.setdefault(service, ServiceEvidence(service))
 
     _localise_edges([f for f in findings if f.kind == "call_wait_shift"], of)
+    _localise_drops([f for f in findings if f.kind == "call_drop"], of)
     shifts = [(f, f.details) for f in findings if f.kind == "metric_shift" and isinstance(f.details, MetricShiftDetails)]
     client_z: dict[str, float] = defaultdict(float)
     for f, d in shifts:
@@ -139,6 +147,30 @@ def _localise_edges(edges: list[Finding], of: Callable[[str], ServiceEvidence]) 
                 ev.pods[d.callee_pod] += f.confidence * excess[id(f)] / total
 
 
+def _localise_drops(drops: list[Finding], of: Callable[[str], ServiceEvidence]) -> None:
+    pairs = [(f, f.details) for f in drops if isinstance(f.details, CallDropDetails)]
+    dropped_callees: dict[str, set[str]] = defaultdict(set)
+    dropping_callers: dict[str, set[str]] = defaultdict(set)
+    for _, d in pairs:
+        dropped_callees[d.caller].add(d.callee)
+        dropping_callers[d.callee].add(d.caller)
+    callee_share = {callee: len(callers) / max(d.callee_fan_in, len(callers))
+                    for _, d in pairs for callee, callers in [(d.callee, dropping_callers[d.callee])]
+                    if len(callers) >= TUNING.call_drop_min_callers}
+    for f, d in pairs:
+        blamed = callee_share.get(d.callee, 0.0)
+        own = len(dropped_callees[d.caller]) / max(d.caller_fan_out, len(dropped_callees[d.caller]))
+        explained = max((callee_share.get(c, 0.0) for c in dropped_callees[d.caller]), default=0.0)
+        caller = of(d.caller)
+        caller.dropped_calls = max(caller.dropped_calls, own * (1.0 - explained))
+        if caller.dropped_calls > 0:
+            caller.findings.append(f)
+        if blamed > 0:
+            callee = of(d.callee)
+            callee.dropped_calls = max(callee.dropped_calls, blamed)
+            callee.findings.append(f)
+
+
 def evidence_clause(cand: Candidate) -> str:
     """The evidence in a clause: the strongest shift per family, then the slowest edge into it."""
     parts: list[str] = []
@@ -159,6 +191,12 @@ def evidence_clause(cand: Candidate) -> str:
         if outgoing:
             parts.append(f"its calls to {len(outgoing)} service{'s' if len(outgoing) > 1 else ''} wait longer "
                          f"(up to {number(max(d.wait_ms for d in outgoing))} ms)")
+    drops = [f.details for f in cand.findings if isinstance(f.details, CallDropDetails)]
+    own_drops = sorted({d.callee for d in drops if d.caller == cand.subject})
+    if own_drops:
+        parts.append(f"it stopped making calls to {', '.join(own_drops)} while its own requests went on")
+    elif drops:
+        parts.append(f"{', '.join(sorted({d.caller for d in drops}))} stopped calling it")
     return "; ".join(parts[:4])
 
 
@@ -171,7 +209,7 @@ def candidates_of_kind(kind: str, seen: Observations) -> list[Candidate]:
 @register_kind
 class ServiceFault(HypothesisKind):
     name = SERVICE_KIND
-    finding_kinds = ("metric_shift",)
+    finding_kinds = ("metric_shift", "call_drop")
     suggestions = (
         "Look at the named pod first: its resource limits, its neighbours on the node, its recent restarts and logs.",
         "Move or restart the pod if a neighbour starves it; raise its limits or scale the service out if it is itself busy.",
