@@ -89,10 +89,13 @@ def _from_events(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         )
         .sort("resource", "service")
     )
+    local = _host_local(dataset, context, tagged, in_base, in_inc, base_s, inc_s)
+    findings.extend(local)
+    local_hosts = {(f.subject, f.where) for f in local}
     for resource, service, b, i, signal, host, example, errors in per.iter_rows():
         expected = b * inc_s / base_s
         z = poisson_excess_z(i, expected)
-        if i < 5 or i < 3 * max(expected, 0.5) or z < 4:
+        if i < 5 or i < 3 * max(expected, 0.5) or z < 4 or (resource, host) in local_hosts:
             continue
         sub = tagged.filter((pl.col("resource") == resource) & (pl.col("service") == service)).group_by("bucket").len().with_columns(pl.lit(1).alias("k"))
         values = dense_series(sub, ["k"], "len", context).get((1,), np.zeros(len(grid)))
@@ -111,6 +114,55 @@ def _from_events(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
             )
         )
     return findings
+
+
+HOST_SHARE = 0.8  # share of a resource's incident events on one host that makes the problem host-local
+
+
+def _host_local(dataset: Dataset, context: AnalysisContext, tagged: pl.DataFrame, in_base: pl.Expr, in_inc: pl.Expr,
+                base_s: float, inc_s: float) -> list[Finding]:
+    """Resource evidence concentrated on one host of several (GC pauses, heap warnings and the kernel's
+    OOM killer of one machine, whatever service or syslog tag wrote them): one finding located at that
+    host, so the cause names the machine and not only the service."""
+    hosts_seen = pl.concat([dataset.events.select("host"), dataset.requests.select("host")])["host"].drop_nulls().n_unique()
+    if hosts_seen < 2:
+        return []
+    per = (
+        tagged.filter(pl.col("host").is_not_null())
+        .group_by("resource", "host")
+        .agg(in_base.sum().alias("b"), in_inc.sum().alias("i"),
+             pl.col("signal").filter(in_inc).mode().sort(nulls_last=True).first().alias("signal"),
+             pl.col("service").filter(in_inc).unique().sort().alias("services"),
+             pl.col("message").filter(in_inc).first().alias("example"),
+             pl.col("level").filter(in_inc).is_in(["ERROR", "FATAL"]).sum().alias("errors"))
+        .with_columns((pl.col("i") / pl.col("i").sum().over("resource")).alias("share"))
+        .filter(pl.col("share") >= HOST_SHARE)
+        .sort("resource", "host")
+    )
+    base_mask, inc_mask, grid = window_masks(context)
+    out = []
+    for resource, host, b, i, signal, services, example, errors, share in per.iter_rows():
+        expected = b * inc_s / base_s
+        z = poisson_excess_z(i, expected)
+        if i < 5 or i < 3 * max(expected, 0.5) or z < 4:
+            continue
+        sub = tagged.filter((pl.col("resource") == resource) & (pl.col("host") == host)).group_by("bucket").len().with_columns(pl.lit(1).alias("k"))
+        values = dense_series(sub, ["k"], "len", context).get((1,), np.zeros(len(grid)))
+        onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
+        out.append(
+            Finding(
+                detector="resources", kind="resource_saturation", dimension="resource", subject=resource,
+                metric="events_per_min", onset=onset, baseline=round(b / base_s * 60, 3), incident=round(i / inc_s * 60, 3),
+                magnitude=round(i / max(expected, 0.5), 3), confidence=confidence_from_z(z),
+                signal=signal or "text_log", where=str(host), excess=float(i - expected),
+                peak=grid[int(np.argmax(np.where(inc_mask, values, -1)))],
+                series=to_series(values, grid, context, f"{resource} events, {host}"),
+                details={"events_before": int(b), "events_after": int(i), "error_events": int(errors), "host": host,
+                         "host_local": True, "host_share": round(float(share), 3), "hosts": int(hosts_seen),
+                         "services": [s for s in services if s], "example": (example or "").split("\n")[0][:160], "z": round(z, 1)},
+            )
+        )
+    return out
 
 
 def _metric_resource(name: str) -> str | None:
