@@ -25,6 +25,7 @@ import polars as pl
 
 from rca.detectors import register
 from rca.detectors.stats import confidence_from_p, mann_whitney_p, two_proportion_z
+from rca.findings import ChangeEffectDetails
 from rca.model import AnalysisContext, Dataset, Finding
 
 WINDOW = timedelta(minutes=15)
@@ -142,7 +143,7 @@ def _alike(c: Comparison) -> bool:
             and (c.err_a is None or c.err_b is None or c.err_b < max(2 * c.err_a, c.err_a + 0.01)))
 
 
-def _figures(c: Comparison) -> dict[str, float | int | str | None]:
+def _figures(c: Comparison) -> dict[str, object]:
     r = lambda v, k=1: None if v is None else round(v, k)  # noqa: E731
     return {"scope": c.scope, "n_old": c.n_a, "n_new": c.n_b, "p95_old_ms": r(c.p95_a), "p95_new_ms": r(c.p95_b),
             "error_rate_old": r(c.err_a, 4), "error_rate_new": r(c.err_b, 4), "p_latency": float(f"{c.p_latency:.3g}"),
@@ -173,12 +174,13 @@ def detect_change_effects(dataset: Dataset, context: AnalysisContext) -> list[Fi
         whole = _compare(f"all of {scope}", before, after)
         moved, confidence, magnitude, metric = _strongest(before, after, f"all of {scope}")
         effect = confidence > 0
-        canary_details: dict[str, object] = {}
+        canary_figures: dict[str, object] | None = None
+        canary_effect: bool | None = None
         # the same minutes compared: immune to whatever else happens then, so not cut at the incident's start
         split = _canary(touched, row["subject"], t, min(t + WINDOW, context.span.end)) if row["kind"] in ("deploy", "rollback") else None
         if split is not None:
             canary, c_conf, c_mag, c_metric = _strongest(split[0], split[1], f"all of {scope}")
-            canary_details = {"canary": _figures(canary), "canary_effect": c_conf > 0}
+            canary_figures, canary_effect = _figures(canary), c_conf > 0
             if c_conf > 0:
                 # the new release is worse than the old one in the same minutes: the strongest evidence
                 moved, confidence, magnitude, metric, effect = canary, max(c_conf, confidence), max(c_mag, magnitude), c_metric, True
@@ -196,20 +198,20 @@ def detect_change_effects(dataset: Dataset, context: AnalysisContext) -> list[Fi
                 incident=r(moved.p95_b if metric == "p95_ms" or not effect else moved.err_b, 4 if metric == "error_rate" and effect else 1),
                 magnitude=round(magnitude if effect else whole.latency_ratio, 3), confidence=confidence if effect else 0.0,
                 signal=row["signal"] or "external", where=service,
-                details={
-                    "change_kind": row["kind"], "service": service, "subject": row["subject"], "scope": scope,
-                    "description": row["description"], "origin": row["origin"], "line": row["line"],
-                    "effect": effect, "enough_data": whole.enough, "moved": moved.scope if effect else None,
-                    "window_min": round(WINDOW.total_seconds() / 60),
-                    "after_min": round((end - t).total_seconds() / 60, 1),
-                    "p95_before_ms": r(whole.p95_a), "p95_after_ms": r(whole.p95_b),
-                    "error_rate_before": r(whole.err_a, 4), "error_rate_after": r(whole.err_b, 4),
-                    "rate_before_per_min": round(whole.n_a / minutes_b, 2), "rate_after_per_min": round(whole.n_b / minutes_a, 2),
-                    "p_value": float(f"{whole.p_latency:.3g}"), "minutes_before_incident": round(onset_gap, 1),
-                    "in_incident": bool(context.incident.contains(t)),
-                    **({"route": _figures(moved)} if effect and moved.scope != whole.scope and "canary" not in canary_details else {}),
-                    **canary_details,
-                },
+                details=ChangeEffectDetails(
+                    change_kind=row["kind"], service=service, subject=row["subject"], scope=scope,
+                    description=row["description"], origin=row["origin"], line=row["line"],
+                    effect=effect, enough_data=whole.enough,
+                    window_min=round(WINDOW.total_seconds() / 60),
+                    after_min=round((end - t).total_seconds() / 60, 1),
+                    p95_before_ms=r(whole.p95_a), p95_after_ms=r(whole.p95_b),
+                    error_rate_before=r(whole.err_a, 4), error_rate_after=r(whole.err_b, 4),
+                    rate_before_per_min=round(whole.n_a / minutes_b, 2), rate_after_per_min=round(whole.n_b / minutes_a, 2),
+                    p_value=float(f"{whole.p_latency:.3g}"), minutes_before_incident=round(onset_gap, 1),
+                    in_incident=bool(context.incident.contains(t)),
+                    moved=moved.scope if effect else None, moved_figures=_figures(moved) if effect else None,
+                    canary=canary_figures, canary_effect=canary_effect,
+                ),
             )
         )
     return findings

@@ -32,6 +32,7 @@ from rca.detectors.stats import (
     window_masks,
 )
 from rca.detectors.traffic import in_window, vantages
+from rca.findings import ErrorEventsDetails, ErrorRateDetails
 from rca.model import AnalysisContext, Dataset, Finding
 
 COLUMNS = ["ts", "status", "endpoint", "host"]
@@ -86,8 +87,8 @@ def detect_errors(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                         magnitude=round(ri / max(rb, 1e-4), 3), confidence=confidence_from_z(z), signal=signal,
                         where=str(service), excess=float(ei - rb * ni),
                         series=to_series(values, grid, context, f"5xx share {dim} {subject}, {vantage}"),
-                        details={"vantage": vantage, "errors_before": int(eb), "requests_before": int(nb),
-                                 "errors_after": int(ei), "requests_after": int(ni), "z": round(z, 1)},
+                        details=ErrorRateDetails(vantage=vantage, errors_before=int(eb), requests_before=int(nb),
+                                                 errors_after=int(ei), requests_after=int(ni), z=round(z, 1)),
                     )
                 )
     events = dataset.events.filter(pl.col("level").is_in(["ERROR", "FATAL"]))
@@ -117,7 +118,7 @@ def detect_errors(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                         incident=round(i / inc_s * 60, 3), magnitude=round(i / max(expected, 0.5), 3),
                         confidence=confidence_from_z(z), signal=signal, where=str(subject), excess=float(i - expected),
                         series=to_series(values, grid, context, f"error events {dim} {subject}"),
-                        details={"errors_before": int(b), "errors_after": int(i), "z": round(z, 1)},
+                        details=ErrorEventsDetails(errors_before=int(b), errors_after=int(i), z=round(z, 1)),
                     )
                 )
     return findings

@@ -40,6 +40,7 @@ from rca.detectors.stats import (
     window_masks,
 )
 from rca.detectors.traffic import vantages
+from rca.findings import LatencyShiftDetails
 from rca.model import AnalysisContext, Dataset, Finding
 
 MIN_N = 20
@@ -141,13 +142,13 @@ def detect_latency(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                         signal=signal, where=str(service),
                         peak=grid[int(np.nanargmax(np.where(inc_mask, filled, -1)))],
                         series=to_series(values_, grid, context, f"p95 ms {dim} {label}, {vantage}"),
-                        details={
-                            "vantage": vantage, "method": method, "p_value": float(f"{p:.3g}"),
-                            "p50_before_ms": round(row["p50"], 1), "p50_after_ms": round(row["p50_i"], 1),
-                            "p95_before_ms": round(row["p95"], 1), "p95_after_ms": round(row["p95_i"], 1),
-                            "p99_before_ms": round(row["p99"], 1), "p99_after_ms": round(row["p99_i"], 1),
-                            "n_before": int(row["n"]), "n_after": int(row["n_i"]),
-                        },
+                        details=LatencyShiftDetails(
+                            vantage=vantage, method=method, p_value=float(f"{p:.3g}"),
+                            p50_before_ms=round(row["p50"], 1), p50_after_ms=round(row["p50_i"], 1),
+                            p95_before_ms=round(row["p95"], 1), p95_after_ms=round(row["p95_i"], 1),
+                            p99_before_ms=round(row["p99"], 1), p99_after_ms=round(row["p99_i"], 1),
+                            n_before=int(row["n"]), n_after=int(row["n_i"]),
+                        ),
                     )
                 )
     return findings

@@ -31,6 +31,7 @@ from rca.detectors.stats import (
     window_masks,
 )
 from rca.detectors.traffic import in_window
+from rca.findings import HostResourceDetails, ResourceEventsDetails, ResourceMetricDetails
 from rca.model import AnalysisContext, Dataset, Finding
 
 RESOURCE_PATTERNS: dict[str, str] = {
@@ -109,8 +110,8 @@ def _from_events(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                 signal=signal or "text_log", where=service, excess=float(i - expected),
                 peak=grid[int(np.argmax(np.where(inc_mask, values, -1)))],
                 series=to_series(values, grid, context, f"{resource} events, {service}"),
-                details={"events_before": int(b), "events_after": int(i), "error_events": int(errors),
-                         "host": host, "example": (example or "").split("\n")[0][:160], "z": round(z, 1)},
+                details=ResourceEventsDetails(events_before=int(b), events_after=int(i), error_events=int(errors),
+                                              host=host, example=(example or "").split("\n")[0][:160], z=round(z, 1)),
             )
         )
     return findings
@@ -157,9 +158,9 @@ def _host_local(dataset: Dataset, context: AnalysisContext, tagged: pl.DataFrame
                 signal=signal or "text_log", where=str(host), excess=float(i - expected),
                 peak=grid[int(np.argmax(np.where(inc_mask, values, -1)))],
                 series=to_series(values, grid, context, f"{resource} events, {host}"),
-                details={"events_before": int(b), "events_after": int(i), "error_events": int(errors), "host": host,
-                         "host_local": True, "host_share": round(float(share), 3), "hosts": int(hosts_seen),
-                         "services": [s for s in services if s], "example": (example or "").split("\n")[0][:160], "z": round(z, 1)},
+                details=HostResourceDetails(events_before=int(b), events_after=int(i), error_events=int(errors), host=str(host),
+                                            example=(example or "").split("\n")[0][:160], z=round(z, 1), host_share=round(float(share), 3),
+                                            hosts=int(hosts_seen), services=tuple(str(s) for s in services if s)),
             )
         )
     return out
@@ -232,7 +233,7 @@ def _from_metrics(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                 incident=round(inc_level, 4), magnitude=round(inc_level / base_level, 3) if base_level else round(z, 2),
                 confidence=confidence_from_z(max(z, 6.0 if near_limit else 0.0)), signal="metric", where=str(where),
                 series=to_series(values, grid, context, f"{name}, {where}"),
-                details={"metric": name, "near_limit": near_limit, "z": round(z, 1)},
+                details=ResourceMetricDetails(metric=name, near_limit=near_limit, z=round(z, 1)),
             )
         )
     return findings

@@ -33,6 +33,7 @@ from rca.detectors.stats import (
     window_masks,
 )
 from rca.detectors.traffic import in_window
+from rca.findings import CallsDetails, ErrorOriginDetails, OperationCallsDetails, SelfTimeDetails
 from rca.model import AnalysisContext, Dataset, Finding
 
 MIN_N = 30
@@ -73,6 +74,7 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         req_a = max(servers.filter(in_inc).height, 1)
         fan_b, fan_a = before.size / req_b, after.size / req_a
         operations = rows.filter(in_inc).group_by("name").len().sort(["len", "name"], descending=[True, False])["name"].head(3).to_list()
+        operations = tuple(str(name) for name in operations)
         per_bucket = (
             rows.group_by("bucket")
             .agg(pl.col("duration_ms").quantile(0.95).alias("p95"), pl.len().alias("n"),
@@ -96,9 +98,9 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                         onset=onset, baseline=round(p95b, 2), incident=round(p95a, 2),
                         magnitude=round(p95a / max(p95b, 1e-6), 3), confidence=confidence_from_p(p), signal="trace",
                         where=", ".join(callers) or None, series=to_series(values, grid, context, f"p95 ms of calls to {dependency}"),
-                        details={"dependency": str(dependency), "operations": operations, "calls_ratio": round(calls_ratio, 3),
-                                 "calls_per_request_before": round(fan_b, 3), "calls_per_request_after": round(fan_a, 3),
-                                 "p_value": float(f"{p:.3g}"), "n_before": int(before.size), "n_after": int(after.size)},
+                        details=SelfTimeDetails(dependency=str(dependency), operations=operations, calls_ratio=round(calls_ratio, 3),
+                                                calls_per_request_before=round(fan_b, 3), calls_per_request_after=round(fan_a, 3),
+                                                p_value=float(f"{p:.3g}"), n_before=int(before.size), n_after=int(after.size)),
                     )
                 )
         if fan_a >= 1.5 * fan_b and after.size >= MIN_N:
@@ -107,7 +109,7 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                     detector="spans", kind="fanout_growth", dimension="operation", subject=str(dependency), metric="calls_per_request",
                     onset=None, baseline=round(fan_b, 3), incident=round(fan_a, 3), magnitude=round(fan_a / max(fan_b, 1e-6), 3),
                     confidence=min(1.0, (fan_a / max(fan_b, 1e-6) - 1.0)), signal="trace", where=None,
-                    details={"dependency": str(dependency), "operations": operations, "calls_ratio": round(calls_ratio, 3)},
+                    details=OperationCallsDetails(dependency=str(dependency), operations=operations, calls_ratio=round(calls_ratio, 3)),
                 )
             )
         if calls_ratio >= 1.5:
@@ -132,7 +134,7 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                             onset=None, baseline=round(b / base_s * 60, 3), incident=round(i / inc_s * 60, 3),
                             magnitude=round((i / inc_s) / max(b / base_s, 1e-9), 3) if b else float(i), confidence=min(1.0, share),
                             signal="trace", where=str(dependency), share_explained=round(share, 3),
-                            details={"dependency": str(dependency), "calls_ratio": round(calls_ratio, 3)},
+                            details=CallsDetails(dependency=str(dependency), calls_ratio=round(calls_ratio, 3)),
                         )
                     )
     findings.extend(_error_origin(spans, in_inc))
@@ -154,7 +156,7 @@ def _error_origin(spans: pl.DataFrame, in_inc: pl.Expr) -> list[Finding]:
             Finding(
                 detector="spans", kind="error_origin", dimension="operation", subject=f"{service} {name}", metric="failing_traces",
                 onset=None, baseline=None, incident=float(n), magnitude=float(n), confidence=min(1.0, n / max(total, 1)),
-                signal="trace", where=service, share_explained=round(n / max(total, 1), 3), details={"traces": int(n)},
+                signal="trace", where=service, share_explained=round(n / max(total, 1), 3), details=ErrorOriginDetails(traces=int(n)),
             )
         )
     return out

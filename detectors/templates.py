@@ -34,6 +34,7 @@ from rca.detectors.stats import (
     to_series,
     window_masks,
 )
+from rca.findings import TemplateDetails
 from rca.model import AnalysisContext, Dataset, Finding
 
 WILDCARD = "<*>"
@@ -220,16 +221,16 @@ def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding
                 where=row["where"],
                 excess=float(row["i"] - expected),
                 series=to_series(values, grid, context, f"{row['template'][:40]}, {row['where']}"),
-                details={
-                    "template_id": row["template_id"],
-                    "events_before": int(row["b"]),
-                    "events_after": int(row["i"]),
-                    "new": row["b"] == 0,
-                    "error_share": round(float(row["error_share"] or 0.0), 3),
-                    "host": row["host"],
-                    "example": (row["example"] or "").split("\n")[0][:160],
-                    "z": round(z, 1),
-                },
+                details=TemplateDetails(
+                    template_id=row["template_id"],
+                    events_before=int(row["b"]),
+                    events_after=int(row["i"]),
+                    new=row["b"] == 0,
+                    error_share=round(float(row["error_share"] or 0.0), 3),
+                    host=row["host"],
+                    example=(row["example"] or "").split("\n")[0][:160],
+                    z=round(z, 1),
+                ),
             )
         )
     return findings

@@ -34,6 +34,7 @@ from rca.detectors.stats import (
     window_code_expr,
     window_masks,
 )
+from rca.findings import ServiceTrafficDetails, TrafficSpikeDetails
 from rca.model import AnalysisContext, Dataset, Finding
 
 MIN_Z = 5.0
@@ -165,8 +166,8 @@ def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                     signal=signal, where=str(service), excess=round(total_excess, 1), share_explained=1.0,
                     peak=grid[int(np.argmax(np.where(inc_mask, values, -1)))],
                     series=to_series(values, grid, context, f"requests per {context.bucket_s}s, {vantage}"),
-                    details={"vantage": vantage, "clients": needed, "contributors": int(contributors.height),
-                             "top_share": round(top_share, 3), "new_sources": new_sources, "z": round(total_z, 1)},
+                    details=ServiceTrafficDetails(vantage=vantage, clients=needed, contributors=int(contributors.height),
+                                                  top_share=round(top_share, 3), new_sources=new_sources, z=round(total_z, 1)),
                 )
             )
         if total_excess <= 0:
@@ -223,11 +224,13 @@ def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                         share_explained=round(min(excess / total_excess, 1.0), 3),
                         peak=grid[int(np.argmax(np.where(inc_mask, values, -1)))],
                         series=to_series(values, grid, context, f"{dim} {subject}, {vantage}"),
-                        details={"vantage": vantage, "method": method_of.get(subject), "new": b == 0, "z": round(z, 1),
-                                 # lift > 1: this value's share of the extra load exceeds its share of normal load
-                                 "baseline_share": round(b / max(n_base, 1), 4),
-                                 "lift": round(min(excess / total_excess, 1.0) / max(b / max(n_base, 1), 1e-3), 2),
-                                 "baseline_requests": int(b), "incident_requests": int(i)},
+                        details=TrafficSpikeDetails(
+                            vantage=vantage, method=method_of.get(subject), new=b == 0, z=round(z, 1),
+                            # lift > 1: this value's share of the extra load exceeds its share of normal load
+                            baseline_share=round(b / max(n_base, 1), 4),
+                            lift=round(min(excess / total_excess, 1.0) / max(b / max(n_base, 1), 1e-3), 2),
+                            baseline_requests=int(b), incident_requests=int(i),
+                        ),
                     )
                 )
     return findings

@@ -36,6 +36,11 @@ class ParseOptions:
     year: int | None = None  # for timestamps without a year (syslog RFC 3164)
     tz: str = "UTC"  # zone of timestamps that carry none
     signal: str | None = None  # traces | logs | metrics, for ambiguous binary OTLP
+    # the time range read from a store (ClickHouse) when its URL names none: --baseline-since and --until;
+    # --since (the incident start) only widens the default range to hold a baseline as long as the incident
+    store_since: str | None = None
+    store_until: str | None = None
+    store_incident_since: str | None = None
 
 
 @dataclass

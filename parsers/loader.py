@@ -22,7 +22,7 @@ from rca.errors import InputError
 from rca.model import FRAMES, Dataset, InputSummary, Rejected, empty_frame
 from rca.parsers import ParseOptions, ParseResult, get_parser, sniff
 from rca.parsers.changes import changes_from_messages, read_changes_file
-from rca.parsers.sources import Source, expand_inputs, stdin_source
+from rca.parsers.sources import Source, expand_inputs, is_store_url, stdin_source
 
 ProgressFn = Callable[[str, int, int], None]
 MIN_SNIFF_SCORE = 0.3
@@ -92,6 +92,21 @@ def _top(frame: pl.DataFrame, column: str) -> tuple[tuple[str, int], ...]:
     return tuple((str(v), int(n)) for v, n in counts.iter_rows())
 
 
+def _read_store(text: str, options: ParseOptions) -> tuple[ParseResult, InputSummary]:
+    """A store URL (ClickHouse, chDB): its frames, and a summary whose totals, range and tops are the
+    store's exact aggregates when the rows were sampled. Store errors (server, table, column) are raised:
+    a URL the user named that cannot be read is a usage error, not an input to skip."""
+    from rca.parsers.clickhouse import parse_store_url, read_store
+
+    read = read_store(text, options)
+    summary = _summarize(Source(origin=parse_store_url(text).display), read.result)
+    return read.result, replace(
+        summary,
+        top_endpoints=summary.top_endpoints if read.top_endpoints is None else read.top_endpoints,
+        top_sources=summary.top_sources if read.top_sources is None else read.top_sources,
+    )
+
+
 def _failed(source_or_origin: str, error: InputError) -> InputSummary:
     reason = error.reason + (f" ({error.hint})" if error.hint else "")
     return InputSummary(
@@ -127,9 +142,16 @@ def load_dataset(
             raise InputError("no inputs given and stdin is a terminal", hint="give files, directories or '-'")
         sources, errors = [stdin_source(stream)], []
     else:
-        sources, errors = expand_inputs(inputs, stdin=stdin)
+        sources, errors = expand_inputs([i for i in inputs if not is_store_url(i)], stdin=stdin)
     summaries: list[InputSummary] = [_failed(e.file or "?", e) for e in errors]
     collected: dict[str, list[pl.DataFrame]] = {name: [] for name in FRAMES}
+    for url in [i for i in inputs if is_store_url(i)]:
+        if progress is not None:
+            progress(f"querying {url.split('@')[-1]}", 0, len(inputs))
+        result, summary = _read_store(url, options)
+        for name, frame in result.frames.items():
+            collected[name].append(frame)
+        summaries.append(summary)
     streamed_rows = 0
     for index, source in enumerate(sources):
         if progress is not None:
@@ -264,4 +286,15 @@ def ingest_to_parquet(
     return dataset.inputs
 
 
-__all__ = ["Rejected", "dedupe_changes", "ingest_to_parquet", "load_dataset"]
+def ingest_to_store(
+    inputs: Sequence[str], url: str, options: ParseOptions | None = None, changes_files: Sequence[str] = ()
+) -> tuple[list[InputSummary], dict[str, int]]:
+    """Parse the inputs and write their spans, log events and metric points into a ClickHouse store in
+    the OpenTelemetry exporter's schema (`rca ingest FILES --out chdb:PATH` or `clickhouse://...`)."""
+    from rca.parsers.clickhouse import write_store
+
+    dataset = load_dataset(inputs, options, changes_files=changes_files, tops=False)
+    return dataset.inputs, write_store(dataset, url)
+
+
+__all__ = ["Rejected", "dedupe_changes", "ingest_to_parquet", "ingest_to_store", "load_dataset"]

@@ -122,6 +122,14 @@ class Source:
         return self._sample
 
 
+STORE_SCHEMES = ("clickhouse://", "clickhouses://", "chdb:")  # inputs read by rca.parsers.clickhouse, not files
+
+
+def is_store_url(text: str) -> bool:
+    """Whether an input names a telemetry store (ClickHouse over HTTP, or an embedded chDB directory)."""
+    return text.startswith(STORE_SCHEMES)
+
+
 def _is_hidden(path: Path, root: Path) -> bool:
     rel = path.relative_to(root)
     return any(part.startswith(".") for part in rel.parts)

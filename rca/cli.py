@@ -292,7 +292,7 @@ def _warn_coarse_buckets(err: Console, report: Report, bucket: str | None) -> No
 @_handles_input_errors
 def ingest(
     inputs: Inputs,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the canonical frames to, as Parquet.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Directory to write the canonical frames to, as Parquet; or a ClickHouse store (chdb:PATH, clickhouse://...) to write spans, logs and metrics in the OpenTelemetry exporter's schema.")],
     input_format: InputFormatOpt = None,
     log_format: LogFormatOpt = None,
     field: FieldOpt = None,
@@ -304,12 +304,18 @@ def ingest(
     debug: DebugOpt = False,
 ) -> None:
     """Parse INPUTS into the canonical frames and write them as Parquet (readable by `rca analyze`)."""
-    from rca.parsers.loader import ingest_to_parquet
+    from rca.parsers.loader import ingest_to_parquet, ingest_to_store
+    from rca.parsers.sources import is_store_url
 
     err = _stderr_console(quiet)
-    summaries = ingest_to_parquet(
-        inputs, out, _parse_options(input_format, log_format, field, tz, year, signal), changes_files=list(changes or [])
-    )
+    parse = _parse_options(input_format, log_format, field, tz, year, signal)
+    if is_store_url(out):
+        summaries, written = ingest_to_store(inputs, out, parse, changes_files=list(changes or []))
+        _warn_inputs(err, summaries)
+        tables = ", ".join(f"{n:,} to {t}" for t, n in written.items()) or "nothing"
+        err.print(f"rca: wrote {tables} (spans, logs and metric points; requests from access logs have no place in the exporter's schema)", markup=False)
+        return
+    summaries = ingest_to_parquet(inputs, Path(out), parse, changes_files=list(changes or []))
     _warn_inputs(err, summaries)
     total = sum(s.total_rows for s in summaries)
     rejected = sum(s.rejected for s in summaries)

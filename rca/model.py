@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import polars as pl
+
+from rca.findings import FindingDetails
 
 TS = pl.Datetime("us", "UTC")
 
@@ -266,9 +267,6 @@ class AnalysisContext:
 
 # --- findings and hypotheses ------------------------------------------------------------------
 
-HYPOTHESIS_KINDS = ("traffic_surge", "deploy", "resource_exhaustion", "dependency_slowdown", "error_burst")
-
-
 @dataclass(frozen=True)
 class Series:
     """A regular time series behind a finding, for charts: value per bucket from `start`."""
@@ -312,7 +310,7 @@ class Finding:
     excess: float | None = None
     share_explained: float | None = None
     series: Series | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
+    details: FindingDetails = field(default_factory=FindingDetails)  # typed per kind (rca/findings.py)
 
 
 # Finding kinds, the vocabulary shared by detectors and the ranker.
@@ -349,7 +347,7 @@ class Hypothesis:
     """A candidate root cause, scored, with the symptoms it explains and its evidence."""
 
     rank: int
-    kind: str  # one of HYPOTHESIS_KINDS
+    kind: str  # a registered hypothesis kind (rca.ranking.kind_names())
     dimension: str
     subject: str
     where: str | None

@@ -39,10 +39,13 @@ def load(
     stdin: BinaryIO | None = None,
 ) -> Dataset:
     """Read every input into one Dataset (raises InputError only when nothing is readable)."""
+    from dataclasses import replace
+
     from rca.parsers.loader import load_dataset
 
+    parse = replace(options.parse, store_since=options.baseline_since, store_until=options.until, store_incident_since=options.since)
     return load_dataset(
-        inputs, options.parse, changes_files=options.changes_files, progress=progress, stdin=stdin
+        inputs, parse, changes_files=options.changes_files, progress=progress, stdin=stdin
     )
 
 
@@ -63,7 +66,7 @@ def context_for(dataset: Dataset, options: AnalyzeOptions) -> AnalysisContext | 
 def analyze_dataset(dataset: Dataset, options: AnalyzeOptions) -> Report:
     """Detect, rank and assemble the report for an already loaded Dataset."""
     from rca import detectors
-    from rca.ranker import build_report
+    from rca.ranking import build_report
 
     context = context_for(dataset, options)
     findings = detectors.run_all(dataset, context) if context is not None else []

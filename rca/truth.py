@@ -7,18 +7,10 @@ from typing import Any
 
 import orjson
 
+from rca.findings import ServiceTrafficDetails
 from rca.model import Finding, Hypothesis
-
-# Which hypothesis kind a finding kind supports.
-FINDING_TO_HYPOTHESIS = {
-    "traffic_spike": "traffic_surge",
-    "resource_saturation": "resource_exhaustion",
-    "self_time_shift": "dependency_slowdown",
-    "fanout_growth": "dependency_slowdown",
-    "change_effect": "deploy",
-    "error_rate": "error_burst",
-    "error_message": "error_burst",
-}
+from rca.ranking.registry import finding_to_hypothesis
+from rca.ranking.tuning import TUNING
 
 
 def load_truth(path: str | Path) -> dict[str, Any]:
@@ -31,7 +23,7 @@ def matches(candidate: Hypothesis | Finding, root_cause: dict[str, Any] | None) 
     where) must be one of the truth's accepted subjects, compared case-insensitively; `*` accepts any."""
     if root_cause is None:
         return False
-    kind = candidate.kind if isinstance(candidate, Hypothesis) else FINDING_TO_HYPOTHESIS.get(candidate.kind)
+    kind = candidate.kind if isinstance(candidate, Hypothesis) else finding_to_hypothesis().get(candidate.kind)
     if kind != root_cause["kind"]:
         return False
     accept = {str(a).lower() for a in root_cause.get("accept", [])}
@@ -60,4 +52,7 @@ def finding_names_cause(finding: Finding, root_cause: dict[str, Any] | None) -> 
         return False
     if finding.dimension not in FINDING_DIMENSIONS.get(root_cause.get("dimension", ""), {finding.dimension}):
         return False
-    return root_cause.get("dimension") != "clients" or int(finding.details.get("clients", 0)) >= 20
+    if root_cause.get("dimension") != "clients":
+        return True
+    details = finding.details
+    return isinstance(details, ServiceTrafficDetails) and details.clients >= TUNING.broad_surge_min_clients

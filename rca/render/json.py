@@ -42,7 +42,7 @@ def finding_dict(f: Finding, with_series: bool = True) -> dict[str, Any]:
         "detector": f.detector, "kind": f.kind, "dimension": f.dimension, "subject": f.subject, "metric": f.metric,
         "onset": f.onset, "peak": f.peak, "baseline": f.baseline, "incident": f.incident, "magnitude": f.magnitude,
         "excess": f.excess, "share_explained": f.share_explained, "confidence": f.confidence, "signal": f.signal,
-        "where": f.where, "details": dict(f.details),
+        "where": f.where, "details": f.details.to_dict(),
     }
     if with_series and f.series is not None:
         out["series"] = {"start": f.series.start, "bucket_s": f.series.bucket_s, "values": list(f.series.values), "label": f.series.label}

@@ -6,29 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from rca.model import Finding, Report
+from rca.ranking.registry import kind_named
 from rca.render import growth, hhmm, number, quantity, stamp, time_range, times_for
-
-SUGGESTIONS = {
-    "traffic_surge": [
-        "Rate-limit or throttle the source that surged (per client / API key quotas).",
-        "Add capacity or autoscaling for the endpoints it hit; queue expensive work asynchronously.",
-        "Alert on per-source and per-endpoint request rates, not only on totals.",
-    ],
-    "resource_exhaustion": [
-        "Size the exhausted resource for peak load (memory limits, cache capacity, pool size) and alert at 80%.",
-        "Add horizontal capacity so one node's exhaustion does not take the service down.",
-        "Export the resource's utilization as a metric and alert on its trend.",
-    ],
-    "dependency_slowdown": [
-        "Add timeouts, circuit breakers and bulkheads around the slow dependency.",
-        "Investigate the dependency's own load (queries, locks, CPU) at the onset time.",
-    ],
-    "deploy": [
-        "Roll back or fix the release; gate future releases with `rca compare` against a baseline.",
-        "Use canary releases with automatic rollback on latency and error regressions.",
-    ],
-    "error_burst": ["Find the first failing component in the error templates and traces; add alerting on its error rate."],
-}
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -139,7 +118,7 @@ def _render_markdown(report: Report, chart_path: Path | None) -> str:
     if report.incident_detected and report.hypotheses:
         top = report.hypotheses[0]
         lines += ["## Suggested corrective measures", "", "_Suggestions keyed to the cause kind, for the author to edit._", ""]
-        lines += [f"- {s}" for s in SUGGESTIONS.get(top.kind, [])]
+        lines += [f"- {s}" for s in kind_named(top.kind).suggestions]
         lines.append("")
         chart_finding = next((f for f in top.findings if f.series is not None), None)
         if chart_finding is not None or chart_path is not None:

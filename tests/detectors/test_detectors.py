@@ -57,7 +57,7 @@ def test_a_source_seen_only_in_the_incident_is_found_with_its_share_and_onset():
     sources = [f for f in findings if f.kind == "traffic_spike" and f.dimension == "source"]
     assert [f.subject for f in sources] == ["198.51.100.4"]
     top = sources[0]
-    assert top.share_explained == pytest.approx(1.0, abs=0.05) and top.details["new"] is True
+    assert top.share_explained == pytest.approx(1.0, abs=0.05) and top.details.new is True
     assert abs((top.onset - (T0 + timedelta(minutes=40))).total_seconds()) <= 2 * context.bucket_s
     nets = [f.subject for f in findings if f.dimension == "source_net"]
     assert nets == ["198.51.100.0/24"]
@@ -74,7 +74,7 @@ def test_latency_shift_with_onset_and_confidence():
     shift = shifts[0]
     assert shift.magnitude > 3 and shift.confidence > 0.9
     assert abs((shift.onset - (T0 + timedelta(minutes=35))).total_seconds()) <= 2 * context.bucket_s
-    assert shift.details["p95_after_ms"] > shift.details["p95_before_ms"]
+    assert shift.details.p95_after_ms > shift.details.p95_before_ms
 
 
 def test_quiet_data_gives_nothing():
@@ -145,8 +145,8 @@ def test_change_without_effect_is_reported_as_such():
     data = Dataset(requests=frame, changes=changes)  # type: ignore[arg-type]
     context = choose_context(data)
     effects = [f for f in detectors.run_all(data, context) if f.kind == "change_effect"]
-    assert len(effects) == 1 and effects[0].details["effect"] is False
-    assert effects[0].details["minutes_before_incident"] >= 15
+    assert len(effects) == 1 and effects[0].details.effect is False
+    assert effects[0].details.minutes_before_incident >= 15
 
 
 def test_change_that_hurts_is_reported_with_effect():
@@ -155,7 +155,7 @@ def test_change_that_hurts_is_reported_with_effect():
                                     "subject": ["v3"], "signal": ["external"]}), "changes")
     data = Dataset(requests=frame, changes=changes)  # type: ignore[arg-type]
     effects = [f for f in detectors.run_all(data, choose_context(data)) if f.kind == "change_effect"]
-    assert effects[0].details["effect"] is True and effects[0].magnitude > 2
+    assert effects[0].details.effect is True and effects[0].magnitude > 2
 
 
 def test_windows_given_by_the_user():

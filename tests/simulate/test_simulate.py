@@ -17,9 +17,10 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from rca.errors import UsageError
-from rca.model import FINDING_KINDS, HYPOTHESIS_KINDS, Dataset
+from rca.model import FINDING_KINDS, Dataset
 from rca.parsers import ParseOptions, all_parsers
 from rca.parsers.loader import load_dataset
+from rca.ranking import kind_names
 from rca.simulate import ALL_FORMATS, FILE_NAMES, SCENARIOS, generate
 from rca.simulate.regenerate import SAMPLE_SEED, SAMPLES_DIR
 
@@ -129,7 +130,7 @@ def test_truth_is_well_formed(scenario: str) -> None:
         return
     root = truth["root_cause"]
     assert truth["incident"] is True
-    assert root["kind"] in HYPOTHESIS_KINDS and root["accept"] and root["subject"]
+    assert root["kind"] in kind_names() and root["accept"] and root["subject"]
     onset = _ts(root["onset"])
     assert start + (end - start) * 0.4 < onset < start + (end - start) * 0.7
     assert all(s["kind"] in FINDING_KINDS for s in truth["symptoms"])

@@ -90,7 +90,7 @@ def test_metric_saturation_near_limit_and_steady_metric():
 
     findings = detect_resources(Dataset(metrics=conform(frame, "metrics")), context)
     assert [(f.subject, f.where) for f in findings] == [("memory", "web-1")]
-    assert findings[0].onset == start + timedelta(minutes=45) and findings[0].details["near_limit"]
+    assert findings[0].onset == start + timedelta(minutes=45) and findings[0].details.near_limit
 
 
 @pytest.mark.parametrize("scenario", ["memory-exhaustion", "cache-exhaustion"])

@@ -129,7 +129,7 @@ def test_detectors_find_new_bursting_and_error_templates():
     assert abs((burst.onset - (start + timedelta(minutes=40))).total_seconds()) <= 60 and burst.where == "api" and burst.magnitude > 5
     new = next(f for f in findings if f.kind == "new_template")
     # onsets are estimated instants (the start of the fitted ramp), not bucket starts: within a bucket here
-    assert abs((new.onset - (start + timedelta(minutes=45))).total_seconds()) <= 60 and new.details["events_before"] == 0
+    assert abs((new.onset - (start + timedelta(minutes=45))).total_seconds()) <= 60 and new.details.events_before == 0
 
 
 def test_quiet_events_give_no_findings():

@@ -141,7 +141,7 @@ def test_third_party_surge_links_the_db_slowdown_to_the_surging_caller(tmp_path)
     accept = set(incident.truth["root_cause"]["accept"])
     slowed = {f.subject for f in report.findings if f.kind == "self_time_shift" and f.signal == "trace"}
     assert "postgres" in slowed
-    callers = [f for f in report.findings if f.kind == "caller_share" and f.details.get("dependency") == "postgres"]
+    callers = [f for f in report.findings if f.kind == "caller_share" and f.details.dependency == "postgres"]
     assert callers and callers[0].subject in accept and callers[0].share_explained > 0.5
     assert matches(report.hypotheses[0], incident.truth["root_cause"])
 

@@ -58,7 +58,7 @@ def test_span_detectors_find_slowdown_fanout_caller_and_error_origin():
     assert shift.series is not None and len(shift.series.values) >= 55
     fan = next(f for f in by_kind["fanout_growth"] if f.subject == "postgres")
     assert 2.5 <= fan.magnitude <= 3.5
-    callers = [f for f in by_kind.get("caller_share", []) if f.details.get("dependency") == "postgres"]
+    callers = [f for f in by_kind.get("caller_share", []) if f.details.dependency == "postgres"]
     assert callers and callers[0].subject == "203.0.113.5" and callers[0].share_explained > 0.5
     origin = by_kind["error_origin"][0]
     assert "postgres" in origin.subject or "SELECT orders" in origin.subject

@@ -1,0 +1,735 @@
+"""Telemetry where it is stored at scale: the OpenTelemetry collector's ClickHouse exporter tables.
+
+Inputs are URLs: `clickhouse://[user[:password]@]host[:port][/database]` (the HTTP interface, port 8123;
+`clickhouses://` for TLS, port 8443; the password may come from RCA_CLICKHOUSE_PASSWORD instead and is
+never shown) or `chdb:PATH` (an embedded chDB data directory, the same engine in-process). The database
+defaults to `otel`; the URL query names other tables (`?traces=my_spans&logs=my_logs`), the time range
+(`since=`, `until=`: RFC 3339 or e.g. `3h` before the end of the data; default the last 3 hours of data)
+and the sample bound (`max_spans=`).
+
+Method (the work runs in ClickHouse, rca receives aggregates and a bounded sample):
+1. The columns of every table are checked against the exporter's schema (`system.columns`): a missing
+   table, a missing column or a column of another type is one error naming the table and column.
+2. The time range is resolved from `max(Timestamp)` and filtered first (the tables are partitioned by
+   day and ordered by time within a service, so ClickHouse prunes the rest).
+3. Aggregates over the whole range, exact, computed in ClickHouse: spans, log records and metric
+   points in range; requests (server spans), errors and p50/p95/p99 of their duration (`quantiles`);
+   the busiest routes and clients. They go into the input's summary.
+4. Rows for the detectors: everything when the range holds at most `max_spans` spans (the analysis is
+   then the one the same data gets from files); otherwise a uniform sample of whole traces, the same
+   fraction of every trace id's hash (`cityHash64(TraceId)`), and the log records of the same fraction
+   (by trace id, or by time and body when a record has none). Whole traces keep span trees intact, so
+   self time, fan-out and error origin are computed on them as for files; quantiles, error shares and
+   Mann-Whitney tests are estimates from the sample; counts and rates in findings are the sample's
+   (the summary says by how much to scale them). Metric points beyond `MAX_METRIC_POINTS` are averaged
+   per interval in ClickHouse.
+Every query is parameterised (values as `{name:Type}` parameters; table names checked against a strict
+identifier pattern and quoted) and bounded by `QUERY_TIMEOUT_S`. A server that cannot be reached or a
+query that fails is an `InputError`: one line, exit 2.
+
+`write_store` does the reverse for `rca ingest --out URL`: spans, log events and metric points of parsed
+files into the exporter's tables (created with its DDL when absent).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import polars as pl
+
+from rca.errors import InputError
+from rca.model import SPAN_KINDS, Dataset, conform
+from rca.parsers import ParseOptions, ParseResult
+from rca.parsers.otlp import ALIASES, RESOURCE_ALIASES
+from rca.parsers.sources import is_store_url
+from rca.parsers.spantree import finish_spans
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+EXTRA_HINT = "install the extra: pip install 'incident-rca[clickhouse]'"
+PASSWORD_ENV = "RCA_CLICKHOUSE_PASSWORD"
+DEFAULT_DATABASE = "otel"
+DEFAULT_TABLES = {"traces": "otel_traces", "logs": "otel_logs", "gauge": "otel_metrics_gauge",
+                  "sum": "otel_metrics_sum", "histogram": "otel_metrics_histogram"}
+DEFAULT_RANGE = timedelta(hours=3)  # the last 3 hours of data unless since= or --baseline-since says otherwise
+MAX_SPANS = 300_000  # rows the detectors get at most; bounds rca's memory (~0.3 KB a span in frames)
+MAX_METRIC_POINTS = 200_000  # beyond this, points are averaged per interval in ClickHouse
+QUERY_TIMEOUT_S = 120  # per query, server side (max_execution_time) and on the socket
+SAMPLE_RESOLUTION = 1_000_000  # a trace is kept when cityHash64(TraceId) % this < keep
+TOP_N = 5
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+# The exporter's columns rca reads, with the type family each must have (from the exporter's DDL:
+# exporter/clickhouseexporter/internal/sqltemplates/*_table.sql).
+REQUIRED_COLUMNS: dict[str, dict[str, str]] = {
+    "traces": {"Timestamp": "DateTime64", "TraceId": "String", "SpanId": "String", "ParentSpanId": "String",
+               "SpanName": "String", "SpanKind": "String", "ServiceName": "String", "ResourceAttributes": "Map",
+               "SpanAttributes": "Map", "Duration": "Integer", "StatusCode": "String"},
+    "logs": {"Timestamp": "DateTime64", "TraceId": "String", "SeverityText": "String", "SeverityNumber": "Integer",
+             "ServiceName": "String", "Body": "String", "ResourceAttributes": "Map", "LogAttributes": "Map"},
+    "gauge": {"TimeUnix": "DateTime64", "ServiceName": "String", "MetricName": "String", "MetricUnit": "String",
+              "ResourceAttributes": "Map", "Attributes": "Map", "Value": "Number"},
+    "sum": {"TimeUnix": "DateTime64", "ServiceName": "String", "MetricName": "String", "MetricUnit": "String",
+            "ResourceAttributes": "Map", "Attributes": "Map", "Value": "Number"},
+    "histogram": {"TimeUnix": "DateTime64", "ServiceName": "String", "MetricName": "String", "MetricUnit": "String",
+                  "ResourceAttributes": "Map", "Attributes": "Map", "Count": "Integer", "Sum": "Number"},
+}
+_TYPE_PATTERNS = {
+    "DateTime64": re.compile(r"^DateTime64\(\d"),
+    "String": re.compile(r"^(String|FixedString\(\d+\))$"),
+    "Integer": re.compile(r"^U?Int(8|16|32|64|128|256)$"),
+    "Number": re.compile(r"^(U?Int(8|16|32|64|128|256)|Float(32|64)|Decimal.*)$"),
+    "Map": re.compile(r"^Map\((String|LowCardinality\(String\)), *String\)$"),
+}
+_TYPE_NAMES = {"DateTime64": "DateTime64(9)", "String": "String", "Integer": "an integer", "Number": "a number",
+               "Map": "Map(LowCardinality(String), String)"}
+
+
+# --- URLs ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreUrl:
+    """A parsed store URL; `display` is what reports show (never the password)."""
+
+    scheme: str  # "clickhouse", "clickhouses" or "chdb"
+    database: str = DEFAULT_DATABASE
+    tables: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TABLES))
+    named: frozenset[str] = frozenset()  # tables the URL named: these must exist
+    host: str = ""
+    port: int | None = None
+    user: str = "default"
+    password: str = field(default="", repr=False)
+    path: str = ""  # chdb data directory
+    since: str | None = None
+    until: str | None = None
+    max_spans: int = MAX_SPANS
+
+    @property
+    def display(self) -> str:
+        if self.scheme == "chdb":
+            return f"chdb:{self.path}/{self.database}"
+        port = f":{self.port}" if self.port else ""
+        return f"{self.scheme}://{self.user}@{self.host}{port}/{self.database}"
+
+
+def parse_store_url(text: str) -> StoreUrl:
+    """Parse `clickhouse[s]://[user[:password]@]host[:port][/database][?query]` or `chdb:PATH[?query]`."""
+    if text.startswith("chdb:"):
+        rest, _, query = text[len("chdb:"):].partition("?")
+        if not rest:
+            raise InputError("a chdb URL needs a data directory: chdb:PATH", file=text)
+        base: dict[str, Any] = {"scheme": "chdb", "path": rest}
+        shown = f"chdb:{rest}"
+    else:
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError as exc:
+            raise InputError(f"not a valid ClickHouse URL ({exc})", file=_redact(text)) from None
+        if not parts.hostname:
+            raise InputError("a ClickHouse URL needs a host: clickhouse://[user[:password]@]host[:port][/database]", file=_redact(text))
+        database = unquote(parts.path.strip("/")) or DEFAULT_DATABASE
+        base = {"scheme": parts.scheme, "host": parts.hostname, "port": port, "database": database,
+                "user": unquote(parts.username or "default"),
+                "password": unquote(parts.password) if parts.password is not None else os.environ.get(PASSWORD_ENV, "")}
+        query = parts.query
+        shown = _redact(text)
+    tables = dict(DEFAULT_TABLES)
+    named = set()
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key in tables:
+            tables[key] = value
+            named.add(key)
+        elif key == "database":
+            base["database"] = value
+        elif key in ("since", "until"):
+            base[key] = value
+        elif key == "max_spans":
+            if not value.isdigit() or int(value) < 1:
+                raise InputError(f"max_spans must be a positive integer, not {value!r}", file=shown)
+            base["max_spans"] = int(value)
+        else:
+            known = ", ".join([*DEFAULT_TABLES, "database", "since", "until", "max_spans"])
+            raise InputError(f"unknown URL parameter {key!r} (known: {known})", file=shown)
+    for name in [base.get("database", DEFAULT_DATABASE), *tables.values()]:
+        _check_identifier(name, shown)
+    return StoreUrl(tables=tables, named=frozenset(named), **base)
+
+
+def _redact(text: str) -> str:
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", text)
+
+
+def _check_identifier(name: str, where: str) -> None:
+    if not _IDENTIFIER.match(name):
+        raise InputError(f"{name!r} is not a plain database or table name (letters, digits and _)", file=where)
+
+
+def _quoted(database: str, table: str) -> str:
+    """`database`.`table`, both already checked against the identifier pattern."""
+    return f"`{database}`.`{table}`"
+
+
+# --- clients ------------------------------------------------------------------------------------
+
+
+class StoreClient(Protocol):
+    """The few operations rca needs from ClickHouse, over HTTP or embedded."""
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame: ...
+
+    def command(self, sql: str) -> None: ...
+
+    def insert(self, database: str, table: str, rows: pa.Table) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _ChdbClient:
+    def __init__(self, path: str):
+        from chdb import session
+
+        self._session = session.Session(path)
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
+        table = self._session.query(f"{sql} SETTINGS max_execution_time = {QUERY_TIMEOUT_S:d}", "ArrowTable", params=params or {})
+        return pl.from_arrow(table)  # type: ignore[return-value]
+
+    def command(self, sql: str) -> None:
+        self._session.query(sql)
+
+    def insert(self, database: str, table: str, rows: pa.Table) -> None:
+        import pyarrow.parquet as pq
+
+        with tempfile.TemporaryDirectory(prefix="rca-chdb-") as tmp:
+            path = Path(tmp) / "rows.parquet"
+            pq.write_table(rows, path)
+            columns = ", ".join(f"`{c}`" for c in rows.column_names)
+            literal = str(path).replace("\\", "\\\\").replace("'", "\\'")  # our own temporary path
+            self._session.query(f"INSERT INTO {_quoted(database, table)} ({columns}) SELECT {columns} FROM file('{literal}', Parquet)")
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class _HttpClient:
+    def __init__(self, url: StoreUrl):
+        import clickhouse_connect
+
+        self._client = clickhouse_connect.get_client(
+            host=url.host, port=url.port or (8443 if url.scheme == "clickhouses" else 8123), username=url.user,
+            password=url.password, secure=url.scheme == "clickhouses", database=url.database,
+            connect_timeout=10, send_receive_timeout=QUERY_TIMEOUT_S + 10,
+            settings={"max_execution_time": QUERY_TIMEOUT_S},
+        )
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
+        return pl.from_arrow(self._client.query_arrow(sql, parameters=params or {}))  # type: ignore[return-value]
+
+    def command(self, sql: str) -> None:
+        self._client.command(sql)
+
+    def insert(self, database: str, table: str, rows: pa.Table) -> None:
+        self._client.insert_arrow(table, rows, database=database)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def connect(url: StoreUrl) -> StoreClient:
+    """A client for `url`; a missing extra or an unreachable server is one InputError."""
+    try:
+        if url.scheme == "chdb":
+            return _ChdbClient(url.path)
+        return _HttpClient(url)
+    except ImportError as exc:
+        raise InputError(f"reading ClickHouse needs the package {exc.name or 'chdb/clickhouse-connect'}", file=url.display, hint=EXTRA_HINT) from None
+    except Exception as exc:
+        raise InputError(f"cannot connect: {_first_line(exc)}", file=url.display) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def _run(client: StoreClient, url: StoreUrl, what: str, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
+    try:
+        return client.query(sql, params)
+    except Exception as exc:
+        raise InputError(f"query for {what} failed: {_first_line(exc)}", file=url.display) from None
+
+
+# --- schema check -------------------------------------------------------------------------------
+
+
+def check_tables(client: StoreClient, url: StoreUrl) -> dict[str, str]:
+    """The tables present (kind -> name), their rca columns checked; raises InputError naming the table
+    and column for a named table that is missing, a missing column or one of another type."""
+    names = {f"t{i}": table for i, table in enumerate(url.tables.values())}  # scalar parameters: chDB takes no arrays
+    found = _run(client, url, "the table columns",
+                 "SELECT table, name, type FROM system.columns WHERE database = {db:String} AND table IN ("
+                 + ", ".join(f"{{{key}:String}}" for key in names) + ")", {"db": url.database, **names})
+    columns: dict[str, dict[str, str]] = {}
+    for table, name, dtype in found.iter_rows():
+        columns.setdefault(table, {})[name] = dtype
+    present: dict[str, str] = {}
+    for kind, table in url.tables.items():
+        have = columns.get(table)
+        if have is None:
+            if kind in url.named:
+                raise InputError(f"no table {url.database}.{table}", file=url.display)
+            continue
+        for column, family in REQUIRED_COLUMNS[kind].items():
+            if column not in have:
+                raise InputError(f"table {url.database}.{table} has no column {column} (the exporter's schema has it)", file=url.display)
+            dtype = _bare_type(have[column])
+            if not _TYPE_PATTERNS[family].match(dtype):
+                hint = " (attributes as JSON: configure the exporter to write maps)" if family == "Map" and dtype.startswith("JSON") else ""
+                raise InputError(f"table {url.database}.{table}: column {column} is {have[column]}, rca reads {_TYPE_NAMES[family]}{hint}", file=url.display)
+        present[kind] = table
+    if "traces" not in present and "logs" not in present:
+        raise InputError(f"no table {url.database}.{url.tables['traces']} nor {url.database}.{url.tables['logs']}", file=url.display)
+    return present
+
+
+def _bare_type(dtype: str) -> str:
+    """The type without LowCardinality/Nullable wrappers (also inside a Map)."""
+    for wrapper in ("LowCardinality", "Nullable"):
+        dtype = re.sub(rf"{wrapper}\((String|[A-Za-z0-9]+(?:\(\d+\))?)\)", r"\1", dtype)
+    return dtype.strip()
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreRead:
+    """What one store input gave: the parse result, and exact aggregates for its summary."""
+
+    result: ParseResult
+    top_endpoints: tuple[tuple[str, int], ...] | None = None
+    top_sources: tuple[tuple[str, int], ...] | None = None
+
+
+def read_store(text: str, options: ParseOptions) -> StoreRead:
+    """Read a store URL into canonical frames: aggregates computed in ClickHouse, rows sampled to a bound."""
+    url = parse_store_url(text)
+    client = connect(url)
+    try:
+        return _read(client, url, options)
+    finally:
+        client.close()
+
+
+def _read(client: StoreClient, url: StoreUrl, options: ParseOptions) -> StoreRead:
+    tables = check_tables(client, url)
+    low, high = _resolve_range(client, url, tables, options)
+    warnings: list[str] = []
+    if low is None:
+        return StoreRead(ParseResult(format="clickhouse", frames={}, lines=0, warnings=[f"no rows in {', '.join(tables.values())}"]))
+    bounds = {"since": _param_time(low), "until": _param_time(high)}
+    counts = {kind: _count(client, url, tables[kind], "TimeUnix" if kind in ("gauge", "sum", "histogram") else "Timestamp", bounds)
+              for kind in tables}
+    spans_n, logs_n = counts.get("traces", 0), counts.get("logs", 0)
+    fraction = min(1.0, url.max_spans / max(spans_n, logs_n, 1))
+    keep = SAMPLE_RESOLUTION if fraction >= 1.0 else max(1, int(SAMPLE_RESOLUTION * fraction))
+    origin = url.display
+    frames: dict[str, pl.DataFrame] = {}
+    tops: tuple[Any, Any] = (None, None)
+    if "traces" in tables:
+        raw = _spans(client, url, tables["traces"], bounds, keep)
+        span_frames, span_warnings = finish_spans(raw.with_columns(origin=pl.lit(origin), signal=pl.lit("trace")), origin)
+        frames.update({k: v for k, v in span_frames.items() if v.height})
+        warnings += span_warnings
+        if keep < SAMPLE_RESOLUTION:
+            warnings.append(_request_aggregates(client, url, tables["traces"], bounds))
+            tops = (_top(client, url, tables["traces"], "SpanAttributes", ALIASES["http_route"], bounds),
+                    _top(client, url, tables["traces"], "SpanAttributes", ALIASES["client_address"], bounds))
+    if "logs" in tables:
+        events = _events(client, url, tables["logs"], bounds, keep)
+        if events.height:
+            frames["events"] = events.with_columns(origin=pl.lit(origin))
+    metrics = [_metrics(client, url, kind, tables[kind], bounds, counts[kind]) for kind in ("gauge", "sum", "histogram") if kind in tables]
+    metrics = [m for m in metrics if m.height]
+    if metrics:
+        frames["metrics"] = conform(pl.concat(metrics, how="vertical").with_columns(origin=pl.lit(origin), signal=pl.lit("metric")), "metrics")  # type: ignore[assignment]
+    for kind in ("gauge", "sum", "histogram"):
+        if counts.get(kind, 0) > MAX_METRIC_POINTS:
+            warnings.append(f"{counts[kind]:,} points in {tables[kind]}: averaged per interval in ClickHouse to at most {MAX_METRIC_POINTS:,}")
+    if keep < SAMPLE_RESOLUTION:
+        share = keep / SAMPLE_RESOLUTION
+        analysed = frames["spans"].height if "spans" in frames else 0
+        warnings.insert(0, (
+            f"sampled {share:.2%} of traces by trace-id hash ({analysed:,} of {spans_n:,} spans, "
+            f"{frames['events'].height if 'events' in frames else 0:,} of {logs_n:,} log records): counts, rates and "
+            f"excess in findings are the sample's (x{1 / share:,.1f} for the whole); quantiles, error shares and tests "
+            "are estimated from it; totals, the time range and the top routes and clients of this input are exact "
+            "aggregates computed in ClickHouse"))
+    result = ParseResult(format="clickhouse", frames=frames, lines=sum(counts.values()), warnings=warnings)
+    return StoreRead(result, top_endpoints=tops[0], top_sources=tops[1])
+
+
+def _param_time(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _resolve_range(client: StoreClient, url: StoreUrl, tables: dict[str, str], options: ParseOptions) -> tuple[datetime | None, datetime | None]:
+    """[since, until] of the data to read: until the end of the data (or `until`), 3 hours before it
+    unless `since` says otherwise. Relative forms (`3h`) count back from the end of the data."""
+    from rca.detectors.windows import parse_time
+
+    ends = []
+    for kind in ("traces", "logs"):
+        if kind in tables:
+            row = _run(client, url, f"the time range of {tables[kind]}",
+                       f"SELECT toUnixTimestamp64Micro(max(Timestamp)) AS high, count() AS n FROM {_quoted(url.database, tables[kind])}").row(0)
+            if row[1]:
+                ends.append(datetime.fromtimestamp(0, UTC) + timedelta(microseconds=int(row[0])))
+    if not ends:
+        return None, None
+    data_end = max(ends)
+    until_text = url.until or options.store_until
+    since_text = url.since or options.store_since
+    high = parse_time(until_text, data_end) if until_text else data_end
+    low = parse_time(since_text, data_end) if since_text else high - DEFAULT_RANGE
+    if not since_text and options.store_incident_since:
+        incident = parse_time(options.store_incident_since, data_end)
+        low = min(low, incident - (high - incident))
+    if low >= high:
+        raise InputError(f"the time range is empty ({low.isoformat()} to {high.isoformat()})", file=url.display)
+    return low, high
+
+
+def _count(client: StoreClient, url: StoreUrl, table: str, ts: str, bounds: dict[str, str]) -> int:
+    frame = _run(client, url, f"the rows of {table}",
+                 f"SELECT count() AS n FROM {_quoted(url.database, table)} WHERE `{ts}` >= {{since:DateTime64(6)}} AND `{ts}` <= {{until:DateTime64(6)}}", bounds)
+    return int(frame.item())
+
+
+def _pick(map_column: str, keys: tuple[str, ...], params: dict[str, Any], prefix: str) -> str:
+    """SQL for the first of `keys` present in `map_column`, else NULL; keys go in as parameters."""
+    arms = []
+    for i, key in enumerate(keys):
+        name = f"{prefix}{i}"
+        params[name] = key
+        arms.append(f"mapContains({map_column}, {{{name}:String}}), {map_column}[{{{name}:String}}]")
+    return f"multiIf({', '.join(arms)}, NULL)"
+
+
+def _sample_clause(keep: int, key: str) -> str:
+    return "" if keep >= SAMPLE_RESOLUTION else f" AND {key} % {SAMPLE_RESOLUTION:d} < {{keep:UInt64}}"
+
+
+def _spans(client: StoreClient, url: StoreUrl, table: str, bounds: dict[str, str], keep: int) -> pl.DataFrame:
+    params: dict[str, Any] = {**bounds, "keep": keep}
+    picks = [f"{_pick('SpanAttributes', names, params, f'a_{column}_')} AS {column}" for column, names in ALIASES.items()]
+    resource = [f"{_pick('ResourceAttributes', names, params, f'r_{column}_')} AS {column}"
+                for column, names in RESOURCE_ALIASES.items() if column != "service"]
+    service_key = _pick("ResourceAttributes", RESOURCE_ALIASES["service"], params, "r_service_")
+    sql = f"""
+        SELECT lower(TraceId) AS trace_id, lower(SpanId) AS span_id, nullIf(lower(ParentSpanId), '') AS parent_span_id,
+               coalesce(nullIf(toString(ServiceName), ''), {service_key}) AS service, toString(SpanName) AS name,
+               lower(replaceRegexpOne(toString(SpanKind), '^SPAN_KIND_', '')) AS kind,
+               toUnixTimestamp64Nano(Timestamp) AS start_ns, toInt64(Duration) AS duration_ns,
+               lower(replaceRegexpOne(toString(StatusCode), '^STATUS_CODE_', '')) AS status,
+               {', '.join(picks + resource)}
+        FROM {_quoted(url.database, table)}
+        WHERE Timestamp >= {{since:DateTime64(6)}} AND Timestamp <= {{until:DateTime64(6)}}{_sample_clause(keep, 'cityHash64(TraceId)')}"""
+    frame = _run(client, url, f"the spans of {table}", sql, params)
+    kinds = pl.col("kind")
+    return frame.with_columns(
+        pl.when(kinds.is_in(SPAN_KINDS)).then(kinds).otherwise(pl.lit("unspecified")).alias("kind"),
+        pl.when(pl.col("status").is_in(["ok", "error"])).then(pl.col("status")).otherwise(pl.lit("unset")).alias("status"),
+        pl.col("http_status").cast(pl.Int32, strict=False),
+        (pl.col("start_ns") // 1000).cast(pl.Datetime("us", "UTC")).alias("ts"),
+        ((pl.col("start_ns") + pl.col("duration_ns")) // 1000).cast(pl.Datetime("us", "UTC")).alias("end"),
+        pl.lit(None, pl.Int64).alias("line"),
+    ).drop("duration_ns")
+
+
+_LEVEL_WORDS = {"WARNING": "WARN", "ERR": "ERROR", "CRITICAL": "FATAL", "INFORMATION": "INFO", "NOTICE": "INFO"}
+_SEVERITY_FLOORS = ((21, "FATAL"), (17, "ERROR"), (13, "WARN"), (9, "INFO"), (5, "DEBUG"), (1, "TRACE"))
+
+
+def _level(text: pl.Expr, number: pl.Expr) -> pl.Expr:
+    """SeverityText (normalised) when it is a level name, else the level of SeverityNumber (as for OTLP files)."""
+    word = text.str.to_uppercase().replace(_LEVEL_WORDS)
+    by_number = pl.lit(None, pl.String)
+    for low, name in reversed(_SEVERITY_FLOORS):
+        by_number = pl.when(number >= low).then(pl.lit(name)).otherwise(by_number)
+    return pl.when(word.is_in(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"])).then(word).otherwise(by_number)
+
+
+def _events(client: StoreClient, url: StoreUrl, table: str, bounds: dict[str, str], keep: int) -> pl.DataFrame:
+    params: dict[str, Any] = {**bounds, "keep": keep}
+    host = _pick("ResourceAttributes", RESOURCE_ALIASES["host"], params, "r_host_")
+    service_key = _pick("ResourceAttributes", RESOURCE_ALIASES["service"], params, "r_service_")
+    sql = f"""
+        SELECT toUnixTimestamp64Micro(Timestamp) AS ts_us, toString(SeverityText) AS severity_text,
+               toInt32(SeverityNumber) AS severity_number,
+               coalesce(nullIf(toString(ServiceName), ''), {service_key}) AS service, {host} AS host, Body AS message,
+               if(empty(LogAttributes), NULL, toJSONString(LogAttributes)) AS attributes,
+               nullIf(lower(TraceId), '') AS trace_id
+        FROM {_quoted(url.database, table)}
+        WHERE Timestamp >= {{since:DateTime64(6)}} AND Timestamp <= {{until:DateTime64(6)}}{_sample_clause(keep, "if(TraceId != '', cityHash64(TraceId), cityHash64(Timestamp, Body))")}"""
+    frame = _run(client, url, f"the log records of {table}", sql, params)
+    events = frame.with_columns(
+        pl.col("ts_us").cast(pl.Datetime("us", "UTC")).alias("ts"),
+        _level(pl.col("severity_text"), pl.col("severity_number")).alias("level"),
+        pl.lit(None, pl.String).alias("logger"),
+        pl.lit("otlp_log").alias("signal"),
+    )
+    return conform(events, "events")  # type: ignore[return-value]
+
+
+def _metrics(client: StoreClient, url: StoreUrl, kind: str, table: str, bounds: dict[str, str], count: int) -> pl.DataFrame:
+    params: dict[str, Any] = dict(bounds)
+    host = _pick("ResourceAttributes", RESOURCE_ALIASES["host"], params, "r_host_")
+    values = "Value AS value" if kind != "histogram" else "toFloat64(Count) AS count, Sum AS total"
+    source = f"{_quoted(url.database, table)} WHERE TimeUnix >= {{since:DateTime64(6)}} AND TimeUnix <= {{until:DateTime64(6)}}"
+    keys = f"MetricName AS name, MetricUnit AS unit, toString(ServiceName) AS service, {host} AS host, if(empty(Attributes), NULL, toJSONString(Attributes)) AS attributes"
+    if count > MAX_METRIC_POINTS:  # average per interval, sized so that every series keeps at most its share
+        series = int(_run(client, url, f"the series of {table}",
+                          f"SELECT uniq(MetricName, ServiceName, Attributes, ResourceAttributes) FROM {source}", params).item())
+        span_s = (datetime.fromisoformat(bounds["until"]) - datetime.fromisoformat(bounds["since"])).total_seconds()
+        params["step"] = max(1, math.ceil(series * span_s / MAX_METRIC_POINTS))
+        agg = "avg(Value) AS value" if kind != "histogram" else "toFloat64(sum(Count)) AS count, sum(Sum) AS total"
+        sql = (f"SELECT toUnixTimestamp64Micro(toDateTime64(toStartOfInterval(TimeUnix, toIntervalSecond({{step:UInt32}})), 6)) AS ts_us, "
+               f"{keys}, {agg} FROM {source} GROUP BY ts_us, name, unit, service, host, attributes")
+    else:
+        sql = f"SELECT toUnixTimestamp64Micro(TimeUnix) AS ts_us, {keys}, {values} FROM {source}"
+    frame = _run(client, url, f"the metric points of {table}", sql, params).with_columns(pl.col("ts_us").cast(pl.Datetime("us", "UTC")).alias("ts"))
+    if kind != "histogram":
+        return frame.drop("ts_us")
+    base = frame.drop("ts_us", "count", "total", "name", "unit")
+    return pl.concat([
+        base.with_columns((frame["name"] + ".count").alias("name"), frame["count"].alias("value"), pl.lit("1").alias("unit")),
+        base.with_columns((frame["name"] + ".sum").alias("name"), frame["total"].alias("value"), frame["unit"]),
+        base.with_columns((frame["name"] + ".avg").alias("name"), (frame["total"] / frame["count"]).alias("value"), frame["unit"])
+        .filter(frame["count"] > 0),
+    ], how="vertical_relaxed").select("ts", "name", "value", "unit", "service", "host", "attributes")
+
+
+_SERVER = "lower(replaceRegexpOne(toString(SpanKind), '^SPAN_KIND_', '')) = 'server'"
+_ERROR = "lower(replaceRegexpOne(toString(StatusCode), '^STATUS_CODE_', '')) = 'error'"
+
+
+def _request_aggregates(client: StoreClient, url: StoreUrl, table: str, bounds: dict[str, str]) -> str:
+    """One line of exact figures over the range: requests (server spans), errors and their quantiles."""
+    sql = f"""
+        SELECT count() AS n, countIf({_ERROR}) AS errors, quantilesTDigest(0.5, 0.95, 0.99)(Duration) AS q
+        FROM {_quoted(url.database, table)}
+        WHERE Timestamp >= {{since:DateTime64(6)}} AND Timestamp <= {{until:DateTime64(6)}} AND {_SERVER}"""
+    n, errors, q = _run(client, url, f"the request aggregates of {table}", sql, bounds).row(0)
+    if not n:
+        return "exact over the range (ClickHouse): no server spans"
+    p50, p95, p99 = (v / 1e6 for v in q)
+    return (f"exact over the range (ClickHouse): {n:,} requests (server spans), {errors:,} errors ({errors / n:.2%}), "
+            f"p50 {p50:,.1f} ms, p95 {p95:,.1f} ms, p99 {p99:,.1f} ms")
+
+
+def _top(client: StoreClient, url: StoreUrl, table: str, map_column: str, keys: tuple[str, ...], bounds: dict[str, str]) -> tuple[tuple[str, int], ...]:
+    params: dict[str, Any] = dict(bounds)
+    value = _pick(map_column, keys, params, "k")
+    sql = f"""
+        SELECT {value} AS value, count() AS n FROM {_quoted(url.database, table)}
+        WHERE Timestamp >= {{since:DateTime64(6)}} AND Timestamp <= {{until:DateTime64(6)}} AND {_SERVER} AND value IS NOT NULL
+        GROUP BY value ORDER BY n DESC, value LIMIT {TOP_N:d}"""
+    return tuple((str(v), int(n)) for v, n in _run(client, url, f"the top values of {table}", sql, params).iter_rows())
+
+
+# --- writing (rca ingest --out URL) -----------------------------------------------------------------
+
+# The exporter's default DDL (maps for attributes), from its documentation; rca creates these when absent.
+TRACES_DDL = """CREATE TABLE IF NOT EXISTS {table} (
+    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    ParentSpanId String CODEC(ZSTD(1)),
+    TraceState String CODEC(ZSTD(1)),
+    SpanName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    SpanAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    Duration UInt64 CODEC(ZSTD(1)),
+    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+    StatusMessage String CODEC(ZSTD(1)),
+    Events Nested (Timestamp DateTime64(9), Name LowCardinality(String), Attributes Map(LowCardinality(String), String)) CODEC(ZSTD(1)),
+    Links Nested (TraceId String, SpanId String, TraceState String, Attributes Map(LowCardinality(String), String)) CODEC(ZSTD(1))
+) ENGINE = MergeTree
+PARTITION BY toDate(Timestamp)
+ORDER BY (ServiceName, SpanName, toDateTime(Timestamp))"""
+LOGS_DDL = """CREATE TABLE IF NOT EXISTS {table} (
+    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TimestampTime DateTime DEFAULT toDateTime(Timestamp),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    TraceFlags UInt8,
+    SeverityText LowCardinality(String) CODEC(ZSTD(1)),
+    SeverityNumber UInt8,
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    Body String CODEC(ZSTD(1)),
+    ResourceSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    LogAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1))
+) ENGINE = MergeTree
+PARTITION BY toDate(TimestampTime)
+ORDER BY (ServiceName, TimestampTime, Timestamp)"""
+GAUGE_DDL = """CREATE TABLE IF NOT EXISTS {table} (
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName String CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    StartTimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    TimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    Value Float64 CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1))
+) ENGINE = MergeTree
+PARTITION BY toDate(TimeUnix)
+ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))"""
+# canonical span column -> the attribute the exporter's SpanAttributes carries it under (current names)
+_SPAN_ATTRIBUTES = {"http_route": "http.route", "http_method": "http.request.method", "http_status": "http.response.status_code",
+                    "url_path": "url.path", "client_address": "client.address", "peer_service": "service.peer.name",
+                    "db_system": "db.system.name"}
+_SPAN_RESOURCE = {"service": "service.name", "service_version": "service.version", "host": "host.name",
+                  "deployment_environment": "deployment.environment.name"}
+_SEVERITY_NUMBERS = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
+
+
+def write_store(dataset: Dataset, text: str) -> dict[str, int]:
+    """Write the spans, log events and metric points of `dataset` into the exporter's tables at `text`
+    (created with the exporter's DDL when absent); returns rows written per table."""
+    url = parse_store_url(text)
+    client = connect(url)
+    try:
+        try:
+            client.command(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
+            for kind, ddl in (("traces", TRACES_DDL), ("logs", LOGS_DDL), ("gauge", GAUGE_DDL)):
+                client.command(ddl.format(table=_quoted(url.database, url.tables[kind])))
+        except Exception as exc:
+            raise InputError(f"cannot create the exporter's tables: {_first_line(exc)}", file=url.display) from None
+        check_tables(client, url)
+        written: dict[str, int] = {}
+        for kind, rows in (("traces", _span_rows(dataset.spans)), ("logs", _log_rows(dataset.events)), ("gauge", _gauge_rows(dataset.metrics))):
+            if rows.height:
+                try:
+                    client.insert(url.database, url.tables[kind], _to_arrow(rows))
+                except Exception as exc:
+                    raise InputError(f"writing {url.tables[kind]} failed: {_first_line(exc)}", file=url.display) from None
+                written[url.tables[kind]] = rows.height
+        return written
+    finally:
+        client.close()
+
+
+def _attribute_map(pairs: dict[str, pl.Expr]) -> pl.Expr:
+    """A list of {key, value} structs (null values left out), turned into a Map by `_to_arrow`."""
+    items = [pl.struct(pl.lit(key).alias("key"), value.cast(pl.String).alias("value")) for key, value in pairs.items()]
+    return pl.concat_list(items).list.eval(pl.element().filter(pl.element().struct.field("value").is_not_null()))
+
+
+def _ns(column: str) -> pl.Expr:
+    return pl.col(column).dt.cast_time_unit("ns")
+
+
+def _span_rows(spans: pl.DataFrame) -> pl.DataFrame:
+    if spans.height == 0:
+        return spans
+    return spans.select(
+        _ns("ts").alias("Timestamp"), pl.col("trace_id").fill_null("").alias("TraceId"), pl.col("span_id").fill_null("").alias("SpanId"),
+        pl.col("parent_span_id").fill_null("").alias("ParentSpanId"), pl.col("name").fill_null("").alias("SpanName"),
+        ("SPAN_KIND_" + pl.col("kind").fill_null("unspecified").str.to_uppercase()).alias("SpanKind"),
+        pl.col("service").fill_null("").alias("ServiceName"),
+        _attribute_map({key: pl.col(c) for c, key in _SPAN_RESOURCE.items()}).alias("ResourceAttributes"),
+        _attribute_map({key: pl.col(c) for c, key in _SPAN_ATTRIBUTES.items()}).alias("SpanAttributes"),
+        (pl.col("duration_ms").fill_null(0.0) * 1e6).round().cast(pl.UInt64).alias("Duration"),
+        ("STATUS_CODE_" + pl.col("status").fill_null("unset").str.to_uppercase()).alias("StatusCode"),
+    )
+
+
+def _log_rows(events: pl.DataFrame) -> pl.DataFrame:
+    if events.height == 0:
+        return events
+    return events.select(
+        _ns("ts").alias("Timestamp"), pl.col("trace_id").fill_null("").alias("TraceId"),
+        pl.col("level").fill_null("").alias("SeverityText"),
+        pl.col("level").replace_strict(_SEVERITY_NUMBERS, default=0, return_dtype=pl.UInt8).alias("SeverityNumber"),
+        pl.col("service").fill_null("").alias("ServiceName"), pl.col("message").fill_null("").alias("Body"),
+        _attribute_map({"service.name": pl.col("service"), "host.name": pl.col("host")}).alias("ResourceAttributes"),
+        _json_object_map("attributes").alias("LogAttributes"),
+    )
+
+
+def _gauge_rows(metrics: pl.DataFrame) -> pl.DataFrame:
+    if metrics.height == 0:
+        return metrics
+    return metrics.select(
+        _ns("ts").alias("TimeUnix"), pl.col("service").fill_null("").alias("ServiceName"), pl.col("name").fill_null("").alias("MetricName"),
+        pl.col("unit").fill_null("").alias("MetricUnit"), pl.col("value").alias("Value"),
+        _attribute_map({"service.name": pl.col("service"), "host.name": pl.col("host")}).alias("ResourceAttributes"),
+        _json_object_map("attributes").alias("Attributes"),
+    )
+
+
+def _json_object_map(column: str) -> pl.Expr:
+    """A JSON object text (our `attributes` columns) as a list of {key, value} structs, values as text."""
+    import orjson
+
+    def pairs(text: str | None) -> list[dict[str, str]]:
+        if not text:
+            return []
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return []
+        if not isinstance(obj, dict):
+            return []
+        return [{"key": str(k), "value": v if isinstance(v, str) else orjson.dumps(v).decode()} for k, v in obj.items() if v is not None]
+
+    return pl.col(column).map_elements(pairs, return_dtype=pl.List(pl.Struct({"key": pl.String, "value": pl.String})))
+
+
+def _to_arrow(frame: pl.DataFrame) -> pa.Table:
+    """Arrow table with the list-of-{key, value} columns as Arrow maps (ClickHouse's Map on insert)."""
+    import pyarrow as pa
+
+    table = frame.to_arrow()
+    columns = []
+    for column in table.columns:
+        if pa.types.is_large_list(column.type) or pa.types.is_list(column.type):
+            chunk = column.combine_chunks().cast(pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())])))
+            entries = chunk.flatten()
+            column = pa.MapArray.from_arrays(chunk.offsets, entries.field("key"), entries.field("value"))
+        elif pa.types.is_large_string(column.type):
+            column = column.cast(pa.string())
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
+__all__ = ["is_store_url", "parse_store_url", "read_store", "write_store"]

@@ -1,0 +1,215 @@
+"""Typed details of findings: one frozen dataclass per finding shape, declared once here.
+
+A detector builds the details of each `Finding` it emits from one of these classes; the ranker, the
+renderers and the tests read them by attribute (a misspelt name fails loudly instead of reading a
+default). The JSON report writes `details.to_dict()`: the field names below are the keys of
+`findings[].details` in `schema_version` 1, so renaming or removing a field breaks the contract.
+
+All classes are keyword-only: a detector names every figure it records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+# The ratio above which "the calls sent to a dependency rose": a dependency slowed while its calls rose
+# by this much is likely slowed by the load (an effect), and the span detector then looks for the caller
+# that drives the extra calls. One value for both, so a detector and the ranker never disagree on it.
+CALLS_ROSE_RATIO = 1.3
+
+
+@dataclass(frozen=True, kw_only=True)
+class FindingDetails:
+    """The figures behind a finding beyond its common fields; this base carries none."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The details as the JSON report writes them (field name -> value)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class VantageDetails(FindingDetails):
+    """Details of a finding measured from one vantage point (an access log's file, a service's spans)."""
+
+    vantage: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceTrafficDetails(VantageDetails):
+    """`traffic_spike` on a whole service: how many clients carry the extra load."""
+
+    clients: int  # fewest clients that make 80% of the extra requests
+    contributors: int  # clients that sent more than expected
+    top_share: float  # the largest single client's share of the extra requests
+    new_sources: int  # clients not seen in the baseline
+    z: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrafficSpikeDetails(VantageDetails):
+    """`traffic_spike` (or drop) of one value of a dimension (source, endpoint, user agent, host ...)."""
+
+    method: str | None  # the value's usual HTTP method
+    new: bool  # no request in the baseline
+    z: float
+    baseline_share: float  # its share of the baseline's requests
+    lift: float  # its share of the extra load over its share of normal load
+    baseline_requests: int
+    incident_requests: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatencyShiftDetails(VantageDetails):
+    """`latency_shift`: percentiles before and after, and the test that found it."""
+
+    method: str | None
+    p_value: float
+    p50_before_ms: float
+    p50_after_ms: float
+    p95_before_ms: float
+    p95_after_ms: float
+    p99_before_ms: float
+    p99_after_ms: float
+    n_before: int
+    n_after: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorRateDetails(VantageDetails):
+    """`error_rate` as a share of requests (5xx)."""
+
+    errors_before: int
+    requests_before: int
+    errors_after: int
+    requests_after: int
+    z: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorEventsDetails(FindingDetails):
+    """`error_rate` as a rate of error-level log events."""
+
+    errors_before: int
+    errors_after: int
+    z: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class TemplateDetails(FindingDetails):
+    """`template_burst`, `new_template`, `error_message`: a log template's counts and an example line."""
+
+    template_id: str
+    events_before: int
+    events_after: int
+    new: bool
+    error_share: float
+    host: str | None
+    example: str
+    z: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResourceEventsDetails(FindingDetails):
+    """`resource_saturation` told by log events (OOM, GC, pool exhausted ...)."""
+
+    events_before: int
+    events_after: int
+    error_events: int
+    host: str | None  # the busiest host
+    example: str
+    z: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostResourceDetails(ResourceEventsDetails):
+    """`resource_saturation` whose events concentrate on one host of several (a host-local problem)."""
+
+    host_share: float  # the host's share of the resource's incident events
+    hosts: int  # hosts seen in the data
+    services: tuple[str, ...]  # the services (or syslog tags) whose events on the host tell it
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResourceMetricDetails(FindingDetails):
+    """`resource_saturation` told by a metric."""
+
+    metric: str
+    near_limit: bool
+    z: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallsDetails(FindingDetails):
+    """A finding about the calls sent to a dependency (`caller_share`)."""
+
+    dependency: str
+    calls_ratio: float  # calls per minute to the dependency, incident over baseline
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperationCallsDetails(CallsDetails):
+    """`fanout_growth`: the calls per request to a dependency grew."""
+
+    operations: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SelfTimeDetails(OperationCallsDetails):
+    """`self_time_shift`: a dependency's own time grew; calls per request tell load from slowness."""
+
+    calls_per_request_before: float
+    calls_per_request_after: float
+    p_value: float
+    n_before: int
+    n_after: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorOriginDetails(FindingDetails):
+    """`error_origin`: failing traces whose deepest error is this operation."""
+
+    traces: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangeEffectDetails(FindingDetails):
+    """`change_effect`: the before/after comparison around one change event."""
+
+    change_kind: str  # one of CHANGE_KINDS
+    service: str | None
+    subject: str | None  # version, flag or config name
+    scope: str  # what was compared: the service's requests, or all requests
+    description: str | None
+    origin: str | None
+    line: int | None
+    effect: bool  # a latency or error degradation right after it
+    enough_data: bool
+    window_min: int
+    after_min: float
+    p95_before_ms: float | None
+    p95_after_ms: float | None
+    error_rate_before: float | None
+    error_rate_after: float | None
+    rate_before_per_min: float
+    rate_after_per_min: float
+    p_value: float
+    minutes_before_incident: float
+    in_incident: bool
+    # What moved: "all of checkout", one route ("GET /api/cart/{id}"), or the new release against the old
+    # one; the figures of that comparison (n_old, n_new, p95_old_ms, p95_new_ms, error_rate_old,
+    # error_rate_new, p_latency, p_errors), and of the canary split when the requests name their release.
+    moved: str | None = None
+    moved_figures: dict[str, Any] | None = None
+    canary: dict[str, Any] | None = None
+    canary_effect: bool | None = None  # None: no canary split (no release per request, or too few of one)
+
+
+def vantage_of(details: FindingDetails) -> str | None:
+    """The vantage point a finding was measured from, when its kind records one."""
+    return details.vantage if isinstance(details, VantageDetails) else None
+
+
+def calls_ratio_of(details: FindingDetails) -> float:
+    """How much the calls to a dependency rose (1.0 when the finding is not about calls)."""
+    return details.calls_ratio if isinstance(details, CallsDetails) else 1.0

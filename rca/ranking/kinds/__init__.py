@@ -1,0 +1,1 @@
+"""Hypothesis kinds, one module each; every public module here registers its kind on import."""

@@ -1,0 +1,61 @@
+"""Shared phrasing of the ranker: evidence lines, symptom labels and the "as p95 rose" clause.
+
+Figures go through `rca.figures` (one way to write a count, a ratio or a duration); each kind writes
+its own summary sentence with these helpers.
+"""
+
+from __future__ import annotations
+
+from rca.figures import growth, hhmm, quantity, ratio
+from rca.findings import vantage_of
+from rca.model import Evidence, Finding
+from rca.ranking.candidate import Candidate, completeness, minutes_between
+from rca.ranking.tuning import TUNING
+
+SIGNAL_NAMES = {"access_log": "access log", "app_log": "app log", "text_log": "text log", "syslog": "syslog",
+                "trace": "traces", "otlp_log": "OTLP logs", "metric": "metrics", "external": "change markers"}
+
+
+def effect_clause(cand: Candidate, explained: list[Finding]) -> str:
+    """`, 2 min before p95 of checkout rose x3.1`: how the candidate leads the first latency symptom it
+    explains (empty when it explains none)."""
+    lat = [s for s in explained if s.kind == "latency_shift" and s.onset]
+    if not (lat and cand.onset):
+        return ""
+    first = min(lat, key=lambda s: s.onset)  # type: ignore[arg-type, return-value]
+    gap = minutes_between(cand.onset, first.onset)  # type: ignore[arg-type]
+    lead = f"{gap:.0f} min before" if gap >= 1 else "as"
+    return f", {lead} p95 of {first.subject} rose {ratio(first.magnitude)}"
+
+
+def evidence(f: Finding) -> Evidence:
+    """One evidence line quoting a finding's figures."""
+    base = "none" if not f.baseline else quantity(f.baseline, f.metric)
+    inc = "n/a" if f.incident is None else quantity(f.incident, f.metric)
+    share = f", {100 * f.share_explained:.0f}% of the excess" if f.share_explained is not None and f.kind == "traffic_spike" else ""
+    vantage = vantage_of(f.details)
+    text = (f"{f.kind.replace('_', ' ')} {f.dimension} {f.subject} ({SIGNAL_NAMES.get(f.signal, f.signal)}"
+            f"{', ' + str(vantage) if vantage else ''}): {f.metric} {base} -> {inc}"
+            f" ({growth(f.baseline, f.magnitude)}){share}, onset {hhmm(f.onset)}")
+    return Evidence(detector=f.detector, text=text, baseline=f.baseline, incident=f.incident, ratio=round(f.magnitude, 3))
+
+
+def explains(explained: list[Finding], limit: int = TUNING.explains_per_hypothesis) -> tuple[str, ...]:
+    """Labels of the symptoms a cause explains, each (metric, dimension, subject) once, from the most
+    complete vantage point that saw it."""
+    firsts: dict[tuple[str, str, str], Finding] = {}
+    for s in sorted(explained, key=completeness):
+        firsts.setdefault((s.metric, s.dimension, s.subject), s)
+    ordered = [s for s in explained if firsts.get((s.metric, s.dimension, s.subject)) is s]
+    return tuple(symptom_label(s) for s in ordered[:limit])
+
+
+def symptom_label(f: Finding) -> str:
+    """`p95 of endpoint /api/rooms x3.2 from 12:36`."""
+    metric = {"p95_ms": "p95", "error_rate": "5xx share", "error_events_per_min": "error events"}.get(f.metric, f.metric)
+    return f"{metric} of {f.dimension} {f.subject} {ratio(f.magnitude)} from {hhmm(f.onset)}"
+
+
+def pct(value: float | None) -> str:
+    """A share as a percentage with one decimal, `n/a` when unknown."""
+    return "n/a" if value is None else f"{100 * value:.1f}%"

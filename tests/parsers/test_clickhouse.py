@@ -1,0 +1,217 @@
+"""Telemetry in the OpenTelemetry collector's ClickHouse tables, read through chDB (the embedded engine).
+
+The tables come from the exporter's own DDL (otel_clickhouse_exporter.sql, transcribed from its
+documentation), filled by `rca ingest --out chdb:` from a shipped sample's traces; the analysis of the
+store must rank the same causes and rule out the same explanations as the analysis of the files.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from rca.cli import app
+from rca.errors import InputError
+from rca.parsers import ParseOptions
+from rca.parsers.loader import load_dataset
+
+chdb = pytest.importorskip("chdb")
+from chdb import session as chdb_session  # noqa: E402
+
+from rca.parsers.clickhouse import parse_store_url, read_store  # noqa: E402
+
+runner = CliRunner()
+SAMPLE = Path(__file__).parents[2] / "samples" / "cache-exhaustion" / "telemetry"
+TRACES = SAMPLE / "traces.otlp.jsonl.gz"
+LOGS = SAMPLE / "app.jsonl.gz"
+DDL = (Path(__file__).parent / "otel_clickhouse_exporter.sql").read_text()
+
+
+def _sql(path: Path, *statements: str) -> list[str]:
+    sess = chdb_session.Session(str(path))
+    try:
+        return [str(sess.query(statement, "CSV")) for statement in statements]
+    finally:
+        sess.close()
+
+
+def _exporter_tables(path: Path, db: str = "otel") -> None:
+    body = "\n".join(line for line in DDL.splitlines() if not line.startswith("--"))
+    _sql(path, *(s.replace("{db}", db) for s in body.split(";\n") if s.strip()))
+
+
+def _causes(report: dict) -> tuple[list, list]:
+    return ([(h["kind"], h["subject"], h["where"]) for h in report["hypotheses"]],
+            [(r["kind"], r["subject"]) for r in report["ruled_out"]])
+
+
+def _analyze(*args: str) -> dict:
+    result = runner.invoke(app, ["analyze", *args, "--format", "json", "-q"])
+    assert result.exit_code == 0, result.stderr
+    return orjson.loads(result.stdout)
+
+
+def _fails(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rca: error:") and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """The exporter's tables holding the sample's traces (and, in database `withlogs`, its app log too)."""
+    path = tmp_path_factory.mktemp("chdb") / "data"
+    _exporter_tables(path)
+    _exporter_tables(path, "withlogs")
+    for target, inputs in (("otel", [TRACES]), ("withlogs", [TRACES, LOGS])):
+        result = runner.invoke(app, ["ingest", *map(str, inputs), "--out", f"chdb:{path}?database={target}", "-q"])
+        assert result.exit_code == 0, result.stderr
+    return path
+
+
+def test_the_store_ranks_the_same_causes_and_rules_out_the_same_as_the_files(store):
+    from_files = _analyze(str(TRACES))
+    from_store = _analyze(f"chdb:{store}")
+    assert from_files["hypotheses"] and from_files["ruled_out"], "the sample has a cause and a ruled-out path"
+    assert _causes(from_store) == _causes(from_files)
+    store_input, file_input = from_store["inputs"][0], from_files["inputs"][0]
+    assert store_input["format"] == "clickhouse" and store_input["path"] == f"chdb:{store}/otel"
+    assert store_input["rows_by_frame"] == file_input["rows_by_frame"]
+    assert store_input["top_endpoints"] == file_input["top_endpoints"]
+
+
+def test_spans_and_log_events_round_trip_through_the_exporter_schema(store):
+    files = load_dataset([str(TRACES), str(LOGS)])
+    stored = load_dataset([f"chdb:{store}?database=withlogs&since=30d"])
+    span_cols = [c for c in files.spans.columns if c not in ("origin", "line")]
+    key = ["trace_id", "span_id"]
+    assert stored.spans.select(span_cols).sort(key).equals(files.spans.select(span_cols).sort(key))
+    event_cols = ["ts", "level", "service", "host", "message", "trace_id"]
+    order = ["ts", "message"]
+    assert stored.events.height == files.events.height
+    assert stored.events.select(event_cols).sort(order).equals(files.events.select(event_cols).sort(order))
+    assert set(stored.events["signal"]) == {"otlp_log"}
+
+
+def test_kind_and_status_as_newer_exporters_write_them(store, tmp_path):
+    """'Server'/'Error' (pdata's names) read as 'SPAN_KIND_SERVER'/'STATUS_CODE_ERROR' do."""
+    path = tmp_path / "data"
+    _exporter_tables(path)
+    source = chdb_session.Session(str(store))
+    try:
+        rows = source.query("SELECT * FROM otel.otel_traces", "Parquet").bytes()
+    finally:
+        source.close()
+    (tmp_path / "rows.parquet").write_bytes(rows)
+    _sql(path, f"INSERT INTO otel.otel_traces SELECT * REPLACE ("
+               f"multiIf(SpanKind = 'SPAN_KIND_SERVER', 'Server', SpanKind = 'SPAN_KIND_CLIENT', 'Client', SpanKind = 'SPAN_KIND_INTERNAL', 'Internal', SpanKind) AS SpanKind, "
+               f"multiIf(StatusCode = 'STATUS_CODE_ERROR', 'Error', StatusCode = 'STATUS_CODE_OK', 'Ok', 'Unset') AS StatusCode) "
+               f"FROM file('{tmp_path / 'rows.parquet'}', Parquet)")
+    assert _sql(path, "SELECT countIf(SpanKind = 'Server') > 0 AND countIf(StatusCode = 'Error') > 0 FROM otel.otel_traces")[0].strip() == "1"
+    assert _causes(_analyze(f"chdb:{path}")) == _causes(_analyze(f"chdb:{store}"))
+
+
+def test_a_bounded_sample_keeps_whole_traces_and_says_what_is_exact(store):
+    whole = load_dataset([f"chdb:{store}?since=30d"])
+    sampled = load_dataset([f"chdb:{store}?since=30d&max_spans=2000"])
+    assert 0 < sampled.spans.height < 0.5 * whole.spans.height
+    per_trace = whole.spans.group_by("trace_id").len()
+    kept = sampled.spans.group_by("trace_id").len()
+    assert kept.join(per_trace, on="trace_id", suffix="_all").filter(pl.col("len") != pl.col("len_all")).height == 0
+    summary = sampled.inputs[0]
+    assert summary.lines == whole.inputs[0].lines  # totals from ClickHouse, not from the sample
+    assert summary.top_endpoints == whole.inputs[0].top_endpoints  # exact aggregates
+    notes = " ".join(summary.warnings)
+    assert "sampled" in notes and "exact over the range (ClickHouse)" in notes and "p95" in notes
+
+
+def test_the_time_range_is_pushed_down(store):
+    whole = load_dataset([f"chdb:{store}?since=30d"])
+    end = whole.spans["ts"].max()
+    last_hour = load_dataset([f"chdb:{store}?since=1h"])
+    assert last_hour.spans["ts"].min() >= end - timedelta(hours=1)
+    assert last_hour.spans.height == whole.spans.filter(pl.col("ts") >= end - timedelta(hours=1)).height
+    start = (end - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    window = load_dataset([f"chdb:{store}"], ParseOptions(store_since=start))
+    assert window.spans["ts"].min() >= end - timedelta(minutes=30)
+
+
+def test_compare_two_windows_of_one_store(store):
+    spans = load_dataset([f"chdb:{store}?since=30d"]).requests
+    start, end = spans["ts"].min(), spans["ts"].max()
+    middle = start + (end - start) / 2
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+    baseline = f"chdb:{store}?since={start.strftime(fmt)}&until={middle.strftime(fmt)}"
+    candidate = f"chdb:{store}?since={middle.strftime(fmt)}&until={end.strftime(fmt)}"
+    result = runner.invoke(app, ["compare", "--baseline", baseline, "--candidate", candidate, "--fail-on", "p95>+20%", "--format", "json", "-q"])
+    assert result.exit_code in (0, 1), result.stderr
+    report = orjson.loads(result.stdout)
+    rows = {r["subject"]: r for r in report["rows"] if r["scope"] == "service"}
+    served = spans.filter(pl.col("service") == "gateway")
+    assert rows["gateway"]["n_baseline"] == served.filter(pl.col("ts") <= middle).height
+    assert rows["gateway"]["n_candidate"] == served.filter(pl.col("ts") >= middle).height
+
+
+def test_store_and_file_inputs_mix_in_one_run(store):
+    report = _analyze(f"chdb:{store}", str(LOGS))
+    assert [i["format"] for i in report["inputs"]] == ["clickhouse", "jsonl"]
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("clickhouse://", "needs a host"),
+    ("clickhouse://db.example:notaport/otel", "not a valid ClickHouse URL"),
+    ("chdb:", "needs a data directory"),
+    ("chdb:/tmp/x?trace=otel_traces", "unknown URL parameter 'trace'"),
+    ("chdb:/tmp/x?traces=otel_traces;DROP", "not a plain database or table name"),
+    ("chdb:/tmp/x?max_spans=-3", "max_spans must be a positive integer"),
+])
+def test_bad_urls_are_one_line(url, words):
+    assert words in _fails("analyze", url)
+
+
+def test_a_password_is_never_shown(monkeypatch):
+    line = _fails("analyze", "clickhouse://alice:s3cret@127.0.0.1:1/otel")
+    assert "s3cret" not in line and "cannot connect" in line
+    monkeypatch.setenv("RCA_CLICKHOUSE_PASSWORD", "fromenv")
+    url = parse_store_url("clickhouses://bob@ch.example/telemetry?traces=spans")
+    assert url.password == "fromenv" and url.database == "telemetry" and url.tables["traces"] == "spans"
+    assert "fromenv" not in url.display and "fromenv" not in repr(url)
+
+
+def test_missing_tables_columns_and_wrong_types_name_the_table_and_column(store, tmp_path):
+    assert "no table otel.nope" in _fails("analyze", f"chdb:{store}?traces=nope")
+    assert "nor" in _fails("analyze", f"chdb:{store}?database=empty")
+    path = tmp_path / "data"
+    _sql(path, "CREATE DATABASE otel",
+         "CREATE TABLE otel.otel_traces (Timestamp DateTime64(9), TraceId String, SpanId String, ParentSpanId String, "
+         "SpanName String, SpanKind String, ServiceName String, ResourceAttributes Map(String, String), "
+         "SpanAttributes Map(String, String), StatusCode String) ENGINE = MergeTree ORDER BY Timestamp",
+         "CREATE TABLE otel.otel_logs (Timestamp DateTime64(9), TraceId String, SeverityText String, SeverityNumber UInt8, "
+         "ServiceName String, Body String, ResourceAttributes Map(String, String), LogAttributes String) ENGINE = MergeTree ORDER BY Timestamp")
+    line = _fails("analyze", f"chdb:{path}")
+    assert "otel.otel_traces" in line and "column Duration" in line
+    _sql(path, "ALTER TABLE otel.otel_traces ADD COLUMN Duration String")
+    line = _fails("analyze", f"chdb:{path}")
+    assert "otel.otel_traces: column Duration is String" in line and "integer" in line
+    _sql(path, "ALTER TABLE otel.otel_traces MODIFY COLUMN Duration UInt64")
+    line = _fails("analyze", f"chdb:{path}")
+    assert "otel.otel_logs: column LogAttributes is String" in line and "Map" in line
+
+
+def test_without_the_extra_a_url_says_which_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "chdb", None)
+    line = _fails("analyze", "chdb:/tmp/nowhere")
+    assert "incident-rca[clickhouse]" in line
+
+
+def test_read_store_reports_an_empty_range(store):
+    with pytest.raises(InputError, match="time range is empty"):
+        read_store(f"chdb:{store}?since=1h&until=2h", ParseOptions())
