@@ -4,13 +4,13 @@ For a change at time t on service S, requests of S (every vantage when S is unkn
 compared in the 15 minutes before t and the 15 minutes after it (clipped to the data): p95 latency
 (Mann-Whitney), 5xx share (two-proportion z) and request rate, over all of S and per route of S (a
 release that slows one route of many barely moves the service's p95). When the requests say which
-release served them (`requests.version`: a version field, a pod-template hash), the same minutes after
-t are also split by release: the requests the new release served against those the old one served
-while the rollout ran (a canary comparison: load, time of day and every other cause hit both sides
-alike, so it tells a bad release from load). A change "had an effect" when, right after it, p95 rose
-25% and 20 ms (p < 1e-3, p < 1e-4 for a single route) or the 5xx share rose 2 points and doubled
-(z >= 4), and, where a canary split exists, the new release is the worse side. One `change_effect`
-finding per change, effect or not: the ranker needs the ones without effect to rule them out, with
+release served them (`requests.version`: a version field, a pod-template hash), the minutes after t in
+which both releases served are also split by release: the new release's requests against the old
+one's (a canary comparison: load, time of day and every other cause hit both sides alike, so it tells
+a bad release from load). A change "had an effect" when, right after it, p95 rose 25% and 20 ms
+(p < 1e-3, p < 1e-4 for a single route) or the 5xx share rose 2 points and doubled (z >= 4), what
+moved was not already degraded in the 3 minutes before it, and, where the canary split holds enough
+requests of both, the new release is the worse side. One `change_effect` finding per change, effect or not: the ranker needs the ones without effect to rule them out, with
 these figures.
 """
 
@@ -31,6 +31,7 @@ from rca.model import AnalysisContext, Dataset, Finding
 WINDOW = timedelta(minutes=15)
 MIN_N = 20
 MAX_ROUTES = 25  # routes of the touched service compared one by one (the busiest)
+CANARY_MIN_PER_MINUTE = 3  # requests of each release in a minute for that minute to enter the canary split
 
 
 @dataclass(frozen=True)
@@ -130,11 +131,43 @@ def _canary(touched: pl.DataFrame, subject: str | None, t, end) -> tuple[pl.Data
     version = pl.col("version").str.replace(r"^v(\d)", "${1}")
     new_name = subject[1:] if subject[:1] == "v" and subject[1:2].isdigit() else subject
     during = touched.filter((pl.col("ts") >= t) & (pl.col("ts") < end) & pl.col("version").is_not_null())
-    new = during.filter(version == new_name)
-    old = during.filter(version != new_name)
+    # only the minutes in which both releases served: a rollout spread over minutes of changing load must
+    # not compare the old release's early minutes with the new one's later, busier ones
+    is_new = version == new_name
+    both = (
+        during.group_by(pl.col("ts").dt.truncate("1m").alias("_minute"))
+        .agg(is_new.sum().alias("_new"), (~is_new).sum().alias("_old"))
+        .filter((pl.col("_new") >= CANARY_MIN_PER_MINUTE) & (pl.col("_old") >= CANARY_MIN_PER_MINUTE))["_minute"]
+    )
+    during = during.filter(pl.col("ts").dt.truncate("1m").is_in(both.implode()))
+    new = during.filter(is_new)
+    old = during.filter(~is_new)
     if new.height < MIN_N // 2 or old.height < MIN_N // 2:
         return None
     return old, new
+
+
+LEAD_IN = timedelta(minutes=3)
+
+
+def _already_degraded(before: pl.DataFrame, moved: Comparison, metric: str, t) -> bool:
+    """Was what moved already degraded in the minutes just before the change (nearer its level after
+    the change than before)? Then the change did not start it: it came after the incident began."""
+    rows = before.filter(pl.col("ts") >= t - LEAD_IN)
+    if not moved.scope.startswith("all of"):
+        method, _, endpoint = moved.scope.partition(" ")
+        rows = rows.filter((pl.col("endpoint") == endpoint) & (pl.col("method") == method)) if endpoint else rows.filter(pl.col("endpoint") == method)
+    if rows.height < MIN_N // 2:
+        return False
+    if metric == "error_rate":
+        last = float((rows["status"].drop_nulls() >= 500).mean() or 0.0)
+        low, high = moved.err_a or 0.0, moved.err_b or 0.0
+    else:
+        durations = rows["duration_ms"].drop_nulls()
+        if durations.len() == 0 or moved.p95_a is None or moved.p95_b is None:
+            return False
+        last, low, high = float(durations.quantile(0.95) or 0.0), moved.p95_a, moved.p95_b
+    return last - low > 0.5 * (high - low)
 
 
 def _alike(c: Comparison) -> bool:
@@ -173,7 +206,7 @@ def detect_change_effects(dataset: Dataset, context: AnalysisContext) -> list[Fi
         after = touched.filter((pl.col("ts") >= t) & (pl.col("ts") < end))
         whole = _compare(f"all of {scope}", before, after)
         moved, confidence, magnitude, metric = _strongest(before, after, f"all of {scope}")
-        effect = confidence > 0
+        effect = confidence > 0 and not _already_degraded(before, moved, metric, t)
         canary_figures: dict[str, object] | None = None
         canary_effect: bool | None = None
         # the same minutes compared: immune to whatever else happens then, so not cut at the incident's start

@@ -336,17 +336,19 @@ def simulate(
     list_scenarios: Annotated[bool, typer.Option("--list", help="List the scenarios and exit.")] = False,
 ) -> None:
     """Write realistic telemetry of a small platform under an incident, with its truth.json."""
-    from rca.simulate import SCENARIOS
+    from rca.simulate import SCENARIOS, WILD_SCENARIOS
     from rca.simulate import simulate as run_simulation
 
     if list_scenarios or not scenario:
         for name, spec in SCENARIOS.items():
-            typer.echo(f"{name:20} {spec.description}")
+            typer.echo(f"{name:26} {spec.description}")
+        for name, (description, _) in WILD_SCENARIOS.items():
+            typer.echo(f"{name:26} {description}")
         if not scenario and not list_scenarios:
             raise UsageError("give a SCENARIO (or --list)")
         return
-    if scenario not in SCENARIOS:
-        raise UsageError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    if scenario not in SCENARIOS and scenario not in WILD_SCENARIOS:
+        raise UsageError(f"unknown scenario {scenario!r}; known: {', '.join([*SCENARIOS, *WILD_SCENARIOS])}")
     if out is None:
         raise UsageError("give --out DIR")
     written = run_simulation(
