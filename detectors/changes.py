@@ -31,6 +31,7 @@ from rca.model import AnalysisContext, Dataset, Finding
 WINDOW = timedelta(minutes=15)
 MIN_N = 20
 MAX_ROUTES = 25  # routes of the touched service compared one by one (the busiest)
+CANARY_MIN_N = 8  # requests of each release for the canary split to clear a release (same minutes: few suffice)
 CANARY_MIN_PER_MINUTE = 3  # requests of each release in a minute for that minute to enter the canary split
 
 
@@ -75,8 +76,7 @@ def _compare(scope: str, a: pl.DataFrame, b: pl.DataFrame) -> Comparison:
     da, db = a["duration_ms"].drop_nulls().to_numpy(), b["duration_ms"].drop_nulls().to_numpy()
     sa, sb = a["status"].drop_nulls(), b["status"].drop_nulls()
     ka, kb = int((sa >= 500).sum()), int((sb >= 500).sum())
-    enough = a.height >= MIN_N and b.height >= MIN_N
-    p_latency = mann_whitney_p(da, db) if enough and da.size and db.size else 1.0
+    p_latency = mann_whitney_p(da, db) if min(da.size, db.size) >= CANARY_MIN_N else 1.0
     z = two_proportion_z(ka, len(sa), kb, len(sb)) if len(sa) and len(sb) else 0.0
     return Comparison(
         scope=scope, n_a=a.height, n_b=b.height,
@@ -150,13 +150,18 @@ def _canary(touched: pl.DataFrame, subject: str | None, t, end) -> tuple[pl.Data
 LEAD_IN = timedelta(minutes=3)
 
 
+def _in_scope(rows: pl.DataFrame, scope: str) -> pl.DataFrame:
+    """The rows a comparison's scope names: all of them, or one route (`GET /api/x/{id}`)."""
+    if scope.startswith("all of"):
+        return rows
+    method, _, endpoint = scope.partition(" ")
+    return rows.filter((pl.col("endpoint") == endpoint) & (pl.col("method") == method)) if endpoint else rows.filter(pl.col("endpoint") == method)
+
+
 def _already_degraded(before: pl.DataFrame, moved: Comparison, metric: str, t) -> bool:
     """Was what moved already degraded in the minutes just before the change (nearer its level after
     the change than before)? Then the change did not start it: it came after the incident began."""
-    rows = before.filter(pl.col("ts") >= t - LEAD_IN)
-    if not moved.scope.startswith("all of"):
-        method, _, endpoint = moved.scope.partition(" ")
-        rows = rows.filter((pl.col("endpoint") == endpoint) & (pl.col("method") == method)) if endpoint else rows.filter(pl.col("endpoint") == method)
+    rows = _in_scope(before.filter(pl.col("ts") >= t - LEAD_IN), moved.scope)
     if rows.height < MIN_N // 2:
         return False
     if metric == "error_rate":
@@ -171,8 +176,10 @@ def _already_degraded(before: pl.DataFrame, moved: Comparison, metric: str, t) -
 
 
 def _alike(c: Comparison) -> bool:
-    """Old and new release served alike (enough requests each, p95 within 10%, 5xx share not doubled)."""
-    return (c.n_a >= 3 * MIN_N and c.n_b >= 3 * MIN_N and c.latency_ratio < 1.1
+    """Old and new release served alike in the same minutes: a few requests each, the new one's p95 not
+    25% above the old one's with Mann-Whitney p < 0.05, and its 5xx share not doubled."""
+    slower = c.latency_ratio >= 1.25 and c.p_latency < 0.05
+    return (min(c.n_a, c.n_b) >= CANARY_MIN_N and not slower
             and (c.err_a is None or c.err_b is None or c.err_b < max(2 * c.err_a, c.err_a + 0.01)))
 
 
@@ -200,7 +207,7 @@ def detect_change_effects(dataset: Dataset, context: AnalysisContext) -> list[Fi
         end = min(t + WINDOW, context.span.end)
         # A change well before the incident is judged on the time between it and the incident's start
         # ("flat for 12 minutes after it"), so the incident itself is not blamed on it.
-        if context.incident.start - t > 3 * context.bucket:
+        if context.incident.start - t > max(3 * context.bucket, LEAD_IN):
             end = min(end, context.incident.start)
         before = touched.filter((pl.col("ts") >= start) & (pl.col("ts") < t))
         after = touched.filter((pl.col("ts") >= t) & (pl.col("ts") < end))
@@ -217,8 +224,12 @@ def detect_change_effects(dataset: Dataset, context: AnalysisContext) -> list[Fi
             if c_conf > 0:
                 # the new release is worse than the old one in the same minutes: the strongest evidence
                 moved, confidence, magnitude, metric, effect = canary, max(c_conf, confidence), max(c_mag, magnitude), c_metric, True
-            elif _alike(canary):
-                effect = False  # both releases alike in the same minutes: what moved is not the release
+            else:
+                # both releases alike in the same minutes on what moved (on the whole service when that
+                # route has too few requests of one release): not the release
+                on_moved = _compare(moved.scope, _in_scope(split[0], moved.scope), _in_scope(split[1], moved.scope))
+                if effect and _alike(on_moved if min(on_moved.n_a, on_moved.n_b) >= CANARY_MIN_N else canary):
+                    effect = False
         minutes_b = max((t - start).total_seconds() / 60, 1e-9)
         minutes_a = max((end - t).total_seconds() / 60, 1e-9)
         onset_gap = (context.incident.start - t).total_seconds() / 60

@@ -190,7 +190,7 @@ def bad_release(seed: int, minutes: int, scale: float) -> Wild:
     start = start_time(rng)
     seconds = minutes * 60
     names = list(rng.choice(_SERVICES, 3, replace=False))
-    target, other, third = names
+    target, other, third = (str(n) for n in names)
     n_pods = int(rng.integers(3, 7))
     old_hash, old_pods = pod_names(rng, target, n_pods)
     new_hash, new_pods = pod_names(rng, target, n_pods)
