@@ -24,7 +24,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, TracesData
 
 from rca.parsers import ParseOptions
-from rca.parsers.otlp import OtlpJsonParser, OtlpProtoParser
+from rca.parsers.otlp.json import OtlpJsonParser
+from rca.parsers.otlp.protobuf import OtlpProtoParser
 from rca.parsers.sources import Source
 
 T0 = 1_767_225_600_000_000_000

@@ -13,7 +13,8 @@ and where errors start.
   trace's root, or the calling service) accounts for the extra calls.
 - `error_origin`: in failing traces, the deepest span with an error status, counted per service/operation.
 
-Thresholds: 30 spans per side, p95 up 50% and 5 ms with p < 1e-4; fan-out up 1.5x; caller share >= 50%.
+Thresholds: 30 spans per side, p95 up 50% and 5 ms with p < 1e-4; fan-out and the calls whose caller is
+looked for up `CALLS_ROSE_RATIO` (the ranker's "calls rose", one value for both); caller share >= 50%.
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ from rca.detectors.stats import (
     window_masks,
 )
 from rca.detectors.traffic import in_window
-from rca.findings import CallsDetails, ErrorOriginDetails, OperationCallsDetails, SelfTimeDetails
+from rca.findings import (
+    CALLS_ROSE_RATIO,
+    CallsDetails,
+    ErrorOriginDetails,
+    OperationCallsDetails,
+    SelfTimeDetails,
+)
 from rca.model import AnalysisContext, Dataset, Finding
 
 MIN_N = 30
@@ -103,7 +110,7 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                                                 p_value=float(f"{p:.3g}"), n_before=int(before.size), n_after=int(after.size)),
                     )
                 )
-        if fan_a >= 1.5 * fan_b and after.size >= MIN_N:
+        if fan_a >= CALLS_ROSE_RATIO * fan_b and after.size >= MIN_N:
             findings.append(
                 Finding(
                     detector="spans", kind="fanout_growth", dimension="operation", subject=str(dependency), metric="calls_per_request",
@@ -112,7 +119,7 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                     details=OperationCallsDetails(dependency=str(dependency), operations=operations, calls_ratio=round(calls_ratio, 3)),
                 )
             )
-        if calls_ratio >= 1.5:
+        if calls_ratio >= CALLS_ROSE_RATIO:
             # who drives the extra calls: the client of the trace's server span at the edge
             roots = spans.filter(pl.col("kind") == "server").select("trace_id", pl.coalesce("client_address", "service").alias("caller"))
             roots = roots.unique(subset=["trace_id"], keep="first")

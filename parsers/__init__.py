@@ -53,6 +53,7 @@ class ParseResult:
     rejected: int = 0
     rejected_examples: list[Rejected] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    slow_lines: int = 0  # lines read by a slower per-line path where the format has a fast one (for benchmarks)
 
 
 @dataclass

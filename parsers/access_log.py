@@ -6,11 +6,14 @@ given with `--log-format` goes through exactly the same code as `combined`. Line
 vectorized `str.extract_groups`; timestamps with `str.strptime`.
 
 Fast path: when a format is a space-separated row of `$var`, `"$var"` and `[$time_local]` fields (all four
-predefined ones and most custom ones), polars' CSV reader splits the fields (`"` as quote), about 4x
-faster than the regex. Each line is checked to split exactly as the regex would read it; any line that
-does not (a tab in a field, an upstream list, a missing zone, garbage) goes to the regex path, so
-results and rejected-line reports are the same either way (a property test holds them equal). An input
-the CSV reader cannot split at all (an unbalanced quote) is read with the regex throughout.
+predefined ones and most custom ones), polars' CSV reader splits the fields (`"` as quote), several times
+faster than the regex. The input is read in chunks of whole lines (bounded memory, any size); in each,
+Apache's `\"` and `\\` escapes are swapped for stand-in bytes while the reader splits, a line with an
+unbalanced quote (a truncated write) is blanked so it cannot swallow the lines after it, and an upstream
+list (`0.010, 0.020 : 0.003`) is rejoined from the columns it spills into. Each line is checked to split
+exactly as the regex would read it; only the lines that do not (the unbalanced ones, a tab in a field,
+garbage) are read with the regex, in their chunk, and counted (`ParseResult.slow_lines`), so results and
+rejected-line reports are the same either way (a property test holds them equal).
 
 Trailing timing fields that users append to the standard formats are recognized without configuration:
 `$request_time` (seconds with a dot, e.g. `0.123`), then `$upstream_response_time` (seconds; `-` when no
@@ -28,13 +31,15 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePath
 
+import numpy as np
 import polars as pl
 from polars.io.plugins import register_io_source
 
-from rca.model import conform, storage_schema
+from rca.errors import InputError
+from rca.model import Rejected, conform, empty_frame, storage_schema
 from rca.parsers import ParseOptions, ParseResult, Streamed, register
 from rca.parsers.endpoints import (
     endpoint_shape_expr,
@@ -42,7 +47,7 @@ from rca.parsers.endpoints import (
     routes_from_shapes,
     strip_query_expr,
 )
-from rca.parsers.lines import MAX_LINE_BYTES, Lines, read_lines, rejected_examples
+from rca.parsers.lines import MAX_LINE_BYTES, LineChunk, Lines, line_chunks, read_lines, rejected_examples
 from rca.parsers.sources import Sample, Source
 
 FORMATS: dict[str, str] = {
@@ -249,7 +254,9 @@ class SplitLayout:
     optional: tuple[str, ...]  # trailing timing fields that may be absent
 
 
-_SPARE = ("_spare1",)  # must stay empty: a line with more fields than the layout goes to the regex
+# Columns after the layout's: an upstream list (`0.010, 0.020 : 0.003`) spills into all but the last,
+# which must stay empty (a line with more fields than the layout goes to the regex).
+_SPARE = ("_spare1", "_spare2", "_spare3", "_spare4", "_spare5", "_spare6")
 _SPLIT_TOKEN = re.compile(r'^(?:"\$(?P<quoted>\w+)"|\$(?P<bare>\w+)|(?P<time>\[\$time_local\]))$')
 
 
@@ -291,67 +298,162 @@ def _split_time(date: pl.Expr, zones: pl.Series) -> pl.Expr:
     return naive - pl.duration(seconds=seconds)
 
 
-SPLIT_BATCH_ROWS = 500_000  # lines split and converted at a time: bounds memory on multi-GB logs
-STREAM_BATCH_ROWS = 200_000  # the same when streaming to Parquet (the writer holds a few batches)
+# Apache writes `\"` and `\\` inside quoted fields (nginx `\x22`). The CSV reader knows no escapes, so
+# each is swapped for a control byte while it splits, and swapped back in the quoted fields after.
+_STAND_IN = {b"\\\\": b"\x1d", b'\\"': b"\x1e"}
 
 
-def parse_split(data: str | bytes, layout: SplitLayout, origin: str, tz: str = "UTC") -> tuple[pl.DataFrame, pl.DataFrame, int] | None:
-    """Split lines with polars' CSV reader (several times faster than one regex a line).
+@dataclass
+class SplitChunk:
+    """One chunk of an access log, parsed: its requests (in line order) and what it rejected."""
 
-    Returns the requests of every line that splits cleanly, the numbers of the other non-blank lines
-    (for the regex path to parse or reject) and the number of lines; or None when the input does not
-    split as CSV at all (an unbalanced quote), in which case the caller uses the regex for everything.
-    The reader streams batches of SPLIT_BATCH_ROWS lines, each converted to canonical rows at once, so
-    only one batch of raw fields is in memory.
-    """
+    requests: pl.DataFrame
+    lines: int
+    last_line: int
+    rejected: int
+    examples: list[Rejected]
+    slow_lines: int  # lines the regex had to read: those the CSV split could not vouch for
+
+
+def _fields(data: bytes, layout: SplitLayout, first_line: int, lines: int) -> pl.DataFrame | None:
+    """The chunk's fields, one row a line; None when the reader fails or a quote swallowed a line break."""
     for encoding in ("utf8", "utf8-lossy"):  # strict UTF-8 is faster; invalid bytes need the lossy decoder
-        reader = scan_split(data, layout, encoding)
-        requests: list[pl.DataFrame] = []
-        retries: list[pl.DataFrame] = []
-        total = 0
         try:
-            for batch in converted_batches(reader, layout, origin, tz, SPLIT_BATCH_ROWS):
-                if batch.converted is None:
-                    return None
-                requests.append(batch.converted[0])
-                retries.append(batch.converted[1])
-                total += batch.rows
-        except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, OSError):
+            fields = scan_split(data, layout, encoding, first_line).collect()
+        except pl.exceptions.ComputeError:
             continue
-        if total == 0:
+        except pl.exceptions.NoDataError:
             return None
-        return pl.concat(requests), pl.concat(retries), total
+        swallowed = fields.select(pl.any_horizontal(False, *(pl.col(c).str.contains("\n", literal=True) for c in layout.quoted)).any()).item()
+        if fields.height != lines or swallowed:
+            return None
+        return fields
     return None
 
 
-@dataclass(frozen=True)
-class ConvertedBatch:
-    rows: int  # lines in the batch
-    last_line: int
-    converted: tuple[pl.DataFrame, pl.DataFrame] | None  # None: a quote swallowed a line break
+def _odd_quote_lines(data: bytes, ends: np.ndarray) -> np.ndarray:
+    """0-based numbers of the lines of `data` (ending at `ends`) holding an odd number of `"`: an
+    unbalanced quote, which would swallow the line breaks after it."""
+    quotes = np.flatnonzero(np.frombuffer(data, np.uint8) == 34)
+    per_line = np.bincount(np.searchsorted(ends, quotes), minlength=len(ends) + 1)
+    return np.flatnonzero(per_line[: len(ends)] % 2)
 
 
-CONVERT_WORKERS = 2  # batches converted at once: polars releases the GIL, so each runs on its own core
+def _blank_lines(data: bytes, ends: np.ndarray, indices: np.ndarray) -> bytes:
+    """`data` with the lines at `indices` emptied (their line breaks kept, so numbering stays)."""
+    view = memoryview(data)
+    parts, pos = [], 0
+    for i in indices.tolist():
+        parts.append(view[pos : (int(ends[i - 1]) + 1 if i else 0)])
+        pos = int(ends[i])
+    parts.append(view[pos:])
+    return b"".join(parts)
 
 
-def converted_batches(
-    reader: pl.LazyFrame, layout: SplitLayout, origin: str, tz: str, chunk_size: int, schema: dict[str, pl.DataType] | None = None
-) -> Iterator[ConvertedBatch]:
-    """The reader's batches converted by `_convert_split`, in order, CONVERT_WORKERS at a time.
+def _escapes(data: bytes) -> list[bytes]:
+    """Which of `\\\\` and `\\"` occur in `data` (a backslash is rare; a two-byte search of every chunk is not cheap)."""
+    if b"\\" not in data:
+        return []
+    arr = np.frombuffer(data, np.uint8)
+    after = set(arr[np.minimum(np.flatnonzero(arr == 92) + 1, len(arr) - 1)].tolist())
+    return [escape for escape in _STAND_IN if escape[1] in after]
 
-    A batch's string kernels run on one thread, so converting batches side by side (with the CSV reader
-    filling the next ones meanwhile) is what keeps both cores busy."""
+
+def split_chunk(
+    chunk: LineChunk, layout: SplitLayout, compiled: CompiledFormat, origin: str, tz: str, schema: dict[str, pl.DataType] | None = None
+) -> SplitChunk:
+    """Split a chunk's lines with polars' CSV reader, convert them, and read with the regex only the
+    lines the split cannot vouch for (unbalanced quotes, upstream lists, odd fields, garbage)."""
+    data = chunk.data
+    escaped = _escapes(data)
+    if escaped and any(v in data for v in _STAND_IN.values()):  # the stand-ins already occur: no split
+        return _regex_chunk(chunk, None, compiled, origin, tz, schema)
+    for escape in escaped:
+        data = data.replace(escape, _STAND_IN[escape])
+    fields = _fields(data, layout, chunk.first_line, chunk.lines)
+    unbalanced: list[int] = []
+    if fields is None:  # blank the lines with an unbalanced quote (the regex reads them), split again
+        ends = chunk.line_ends() if data is chunk.data else np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+        odd = _odd_quote_lines(data, ends)
+        if len(odd):
+            data = _blank_lines(data, ends, odd)
+            unbalanced = (odd + chunk.first_line).tolist()
+            fields = _fields(data, layout, chunk.first_line, chunk.lines)
+    if fields is None:
+        return _regex_chunk(chunk, None, compiled, origin, tz, schema)
+    if escaped:
+        fields = fields.with_columns(
+            pl.col(c).str.replace_all("\x1d", "\\\\", literal=True).str.replace_all("\x1e", '\\"', literal=True) for c in layout.quoted
+        )
+    requests, retry = _convert_split(fields, layout, origin, tz, schema)
+    numbers = retry.get_column("line").to_list() + unbalanced
+    if not numbers:
+        return SplitChunk(requests, chunk.lines, chunk.first_line + chunk.lines - 1, 0, [], 0)
+    slow = _regex_chunk(chunk, numbers, compiled, origin, tz, schema)
+    both = pl.concat([requests, slow.requests]).sort("line")
+    return SplitChunk(both, chunk.lines, slow.last_line, slow.rejected, slow.examples, slow.slow_lines)
+
+
+def _regex_chunk(
+    chunk: LineChunk, numbers: list[int] | None, compiled: CompiledFormat, origin: str, tz: str, schema: dict[str, pl.DataType] | None
+) -> SplitChunk:
+    """The lines of a chunk (those at `numbers`, or all) read with the regex."""
+    if numbers is not None and len(numbers) * 50 < chunk.lines:  # a few lines: cut them out of the bytes
+        lines = _lines_at(chunk, sorted(set(numbers)))
+    else:
+        lines = read_lines(Source(origin=origin, data=b""), payload=chunk.data)
+        lines.frame = lines.frame.with_columns(pl.col("line") + (chunk.first_line - 1))
+        lines.rejected = [replace(r, line=r.line + chunk.first_line - 1) for r in lines.rejected]
+        if numbers is not None:
+            wanted = set(numbers)
+            lines.frame = lines.frame.join(pl.DataFrame({"line": numbers}, schema={"line": pl.Int64}), on="line", how="semi")
+            lines.rejected = [r for r in lines.rejected if r.line in wanted]
+            lines.rejected_count = len(wanted) - lines.frame.height  # the wanted lines cut out as too long
+    requests, bad = parse_lines(lines.frame, compiled, origin, tz)
+    examples = sorted(lines.rejected + rejected_examples(bad, pl.col("reason")), key=lambda r: r.line)[:5]
+    rejected = bad.height + lines.rejected_count
+    return SplitChunk(
+        conform(requests, "requests", schema),  # type: ignore[arg-type]
+        chunk.lines, chunk.first_line + chunk.lines - 1, rejected, examples, lines.frame.height + lines.rejected_count,
+    )
+
+
+def _lines_at(chunk: LineChunk, numbers: list[int]) -> Lines:
+    """The lines of a chunk at `numbers` (sorted), decoded as `read_lines` decodes them."""
+    ends = chunk.line_ends()
+    texts: list[str] = []
+    rejected: list[Rejected] = []
+    kept: list[int] = []
+    for number in numbers:
+        i = number - chunk.first_line
+        raw = chunk.data[(int(ends[i - 1]) + 1 if i else 0) : int(ends[i])]
+        text = raw.decode("utf-8", errors="replace").removesuffix("\r")
+        if len(raw) > MAX_LINE_BYTES:
+            rejected.append(Rejected(number, f"line too long ({len(text):,} characters)", text[:120]))
+            continue
+        kept.append(number)
+        texts.append(text)
+    frame = pl.DataFrame({"line": kept, "text": texts}, schema={"line": pl.Int64, "text": pl.String})
+    return Lines(frame=frame, total=len(numbers), rejected=rejected[:5], rejected_count=len(rejected))
+
+
+CONVERT_WORKERS = 2  # chunks converted at once: polars releases the GIL, so each runs on its own core
+
+
+def split_chunks(
+    source: Source, layout: SplitLayout, compiled: CompiledFormat, tz: str, warnings: list[str], schema: dict[str, pl.DataType] | None = None
+) -> Iterator[SplitChunk]:
+    """Every chunk of `source` through `split_chunk`, in order, CONVERT_WORKERS at a time.
+
+    A chunk's string kernels mostly run on one thread, so converting chunks side by side (with this
+    thread reading the next ones meanwhile) is what keeps both cores busy."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    def convert(fields: pl.DataFrame) -> ConvertedBatch:
-        last = int(fields.get_column("line").max() or 0) if fields.height else 0  # type: ignore[arg-type]
-        return ConvertedBatch(fields.height, last, _convert_split(fields, layout, origin, tz, schema))
-
-    pending: list[Future[ConvertedBatch]] = []
+    pending: list[Future[SplitChunk]] = []
     with ThreadPoolExecutor(max_workers=CONVERT_WORKERS, thread_name_prefix="rca-convert") as pool:
         try:
-            for fields in reader.collect_batches(chunk_size=chunk_size):
-                pending.append(pool.submit(convert, fields))
+            for chunk in line_chunks(source, warnings):
+                pending.append(pool.submit(split_chunk, chunk, layout, compiled, source.origin, tz, schema))
                 if len(pending) > CONVERT_WORKERS:
                     yield pending.pop(0).result()
             while pending:
@@ -361,7 +463,7 @@ def converted_batches(
                 future.cancel()
 
 
-def scan_split(data: str | bytes, layout: SplitLayout, encoding: str = "utf8") -> pl.LazyFrame:
+def scan_split(data: str | bytes, layout: SplitLayout, encoding: str = "utf8", first_line: int = 1) -> pl.LazyFrame:
     """A lazy CSV scan of an access log in `layout`: one String column per field, plus `line`."""
     return pl.scan_csv(
         io.BytesIO(data) if isinstance(data, bytes) else data,
@@ -375,12 +477,8 @@ def scan_split(data: str | bytes, layout: SplitLayout, encoding: str = "utf8") -
         encoding=encoding,  # type: ignore[arg-type]
         comment_prefix=None,
         row_index_name="line",
-        row_index_offset=1,
+        row_index_offset=first_line,
     )
-
-
-class Unsplittable(Exception):
-    """A quote swallowed a line break: the input must be read with the regex."""
 
 
 _METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "PROPFIND")
@@ -401,10 +499,9 @@ def _plainly_printable(column: str) -> pl.Expr:
 
 def _convert_split(
     fields: pl.DataFrame, layout: SplitLayout, origin: str, tz: str, schema: dict[str, pl.DataType] | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame] | None:
-    """One batch of split fields -> (canonical requests, line numbers for the regex), or None when a
-    quote swallowed a line break. Every check keeps the result identical to the regex path's for the
-    lines taken here, with one leniency: a bare field written in quotes (`"200"`) loses its quotes.
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One chunk of split fields -> (canonical requests, line numbers for the regex). Every check keeps
+    the result identical to the regex path's for the lines taken here, with one leniency: a bare field written in quotes (`"200"`) loses its quotes.
     `schema` overrides the output dtypes (the Parquet sink stores repeated strings as categoricals).
 
     Comparisons and casts cost a few instructions a row where a regex or substring search costs
@@ -415,26 +512,30 @@ def _convert_split(
     # eager operation on a frame whose columns are chunked differently rechunks every column first.
     fields = fields.rechunk()
     names = set(layout.columns) - {"_time_date", "_time_zone"}
-    checks: list[pl.Expr] = [pl.col(c).is_null() for c in _SPARE]
+    listed = "upstream_response_time" in layout.optional and fields.get_column(_SPARE[0]).null_count() < fields.height
+    spill = _SPARE[:-1] if listed else ()
+    checks: list[pl.Expr] = [pl.col(c).is_null() for c in _SPARE if c not in spill]
     exprs = _request_exprs(names | {"time_local"}, origin, tz, None)
     if "_time_date" in layout.columns:
         date, zone = pl.col("_time_date"), pl.col("_time_zone")
         checks += [date.str.len_bytes() == 21, date.str.starts_with("["), zone.str.len_bytes() == 6, zone.str.ends_with("]")]
         exprs["ts"] = _split_time(date, fields.get_column("_time_zone"))
     for name in layout.optional:  # a trailing field that is not a plain number (or `-`) is the regex's job
-        checks.append(pl.col(name).is_null() | pl.col(name).str.contains(f"^(?:{_NUMBER_OR_DASH})$"))
+        checks.append(pl.col(name).is_null() | pl.col(name).str.contains(f"^(?:{_NUMBER_OR_DASH})$") | (pl.lit(listed) & (name == "upstream_response_time")))
     bare = [c for c in layout.columns if c not in layout.quoted and c not in layout.optional and not c.startswith("_time")]
     cheap = [c for c in bare if c in _DASH_OR_INTEGER or c in _DASH_ONLY]
     # whitespace in a bare field means it was quoted: the regex rejects it (anything but printable ASCII goes there)
     checks += [~pl.col(c).str.contains(_PRINTABLE).fill_null(False) for c in bare if c not in cheap]
     if layout.quoted:  # a line too long for the regex path is too long here as well
         checks.append(pl.sum_horizontal(pl.col(c).str.len_bytes().fill_null(0) for c in layout.quoted) <= MAX_LINE_BYTES)
-    if "upstream_response_time" in names:  # one value per line here (lists contain spaces and fail the checks)
+    if "upstream_response_time" in names:
         up = pl.col("upstream_response_time")
         exprs["upstream_ms"] = pl.when(up == "-").then(None).otherwise(up.cast(pl.Float64, strict=False) * 1000.0)
+        if listed:  # some lines hold upstream lists: the list, rejoined from its columns, read as the regex would
+            upstream = pl.concat_str([up, *(pl.col(c) for c in spill)], separator=" ", ignore_nulls=True)
+            checks.append(upstream.is_null() | upstream.str.contains(f"^(?:{_SECONDS})$"))
+            exprs["upstream_ms"] = pl.when(pl.col(_SPARE[0]).is_null()).then(exprs["upstream_ms"]).otherwise(_seconds_list_ms(upstream))
     prepare: list[pl.Expr] = [
-        # a field holding a newline means a quote swallowed a line break: line numbers would be off
-        pl.any_horizontal(False, *(pl.col(c).str.contains("\n", literal=True) for c in layout.quoted)).alias("_newline"),
         pl.all_horizontal(checks).alias("_matched"),
         pl.all_horizontal(True, *(_plainly_printable(c) for c in cheap)).alias("_plain"),
         pl.all_horizontal(pl.col(c).is_null() for c in (*layout.columns, *_SPARE)).alias("_blank"),
@@ -445,8 +546,6 @@ def _convert_split(
     late = {k: exprs.pop(k) for k in ("method", "path")}  # these read `_method`/`_target`
     # independent expressions in one pass run in parallel
     out = fields.with_columns(*prepare, **exprs)
-    if out.get_column("_newline").any():
-        return None
     if not out.get_column("_plain").all():  # the regex for the bare fields the cheap test could not vouch for
         suspects = fields.filter(~out.get_column("_plain"))  # the raw fields: `out` holds converted ones
         unprintable = suspects.filter(pl.any_horizontal(pl.col(c).str.contains(_PRINTABLE).fill_null(False) for c in cheap)).get_column("line")
@@ -491,34 +590,31 @@ class AccessLogParser:
         return 0.8 * hits / len(lines) + self._specificity
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
-        split = self._parse_split(source, options)
-        if split is not None:
-            return split
-        lines = read_lines(source)
-        requests, bad = parse_lines(lines.frame, self.compiled, source.origin, options.tz)
-        return self._result(requests, bad, lines)
+        if self.layout is None or source.compression not in (None, "gzip"):
+            lines = read_lines(source)
+            requests, bad = parse_lines(lines.frame, self.compiled, source.origin, options.tz)
+            return self._result(requests, bad, lines)
+        warnings: list[str] = []
+        chunks = list(split_chunks(source, self.layout, self.compiled, options.tz, warnings))
+        if not chunks and warnings:
+            raise InputError(warnings[0], file=source.origin)
+        requests = pl.concat([c.requests for c in chunks]) if chunks else empty_frame("requests")
+        return self._chunks_result({"requests": requests}, chunks, warnings)
 
     def stream(self, source: Source, options: ParseOptions) -> Streamed | None:
-        """The fast path as a streaming pipeline (for `rca ingest`): polars' CSV reader feeds batches to
-        the conversion, exposed as a lazy source the caller sinks to Parquet; lines that do not split
-        cleanly are collected and parsed with the regex in `remainder()`."""
-        if self.layout is None or source.path is None or source.compression not in (None, "gzip"):
+        """The chunked parse as a streaming pipeline (for `rca ingest`): each chunk's requests go out as
+        one batch of a lazy source the caller sinks to Parquet; `remainder()` then gives the counts."""
+        if self.layout is None or source.compression not in (None, "gzip"):
             return None
-        layout, origin, tz = self.layout, source.origin, options.tz
+        layout, compiled, tz = self.layout, self.compiled, options.tz
         schema = storage_schema("requests")
-        retries: list[pl.DataFrame] = []
-        seen = [0]
+        chunks: list[SplitChunk] = []
+        warnings: list[str] = []
 
         def batches(with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _size: int | None) -> Iterator[pl.DataFrame]:
-            # big batches: the conversion costs a fixed few ms per batch on top of its per-row work
-            for batch in converted_batches(scan_split(str(source.path), layout), layout, origin, tz, STREAM_BATCH_ROWS, schema):
-                converted = batch.converted
-                if converted is None:
-                    raise Unsplittable(origin)
-                seen[0] = max(seen[0], batch.last_line)
-                if converted[1].height:
-                    retries.append(converted[1])
-                rows = converted[0] if predicate is None else converted[0].filter(predicate)
+            for chunk in split_chunks(source, layout, compiled, tz, warnings, schema):
+                chunks.append(replace(chunk, requests=chunk.requests.clear()))  # the counts; the rows go out
+                rows = chunk.requests if predicate is None else chunk.requests.filter(predicate)
                 if n_rows is not None:
                     rows = rows.head(n_rows)
                     n_rows -= rows.height
@@ -527,34 +623,19 @@ class AccessLogParser:
                     return
 
         rows = register_io_source(batches, schema=schema)
+        return Streamed("requests", rows, lambda: self._chunks_result({}, chunks, warnings))
 
-        def remainder() -> ParseResult:
-            retry = pl.concat(retries) if retries else pl.DataFrame(schema={"line": pl.Int64})
-            if retry.height == 0:
-                return ParseResult(format=self.name, frames={}, lines=seen[0])
-            lines = read_lines(source)
-            lines.frame = lines.frame.join(retry, on="line", how="semi")
-            more, bad = parse_lines(lines.frame, self.compiled, source.origin, options.tz)
-            return self._result(more, bad, lines)
-
-        return Streamed("requests", rows, remainder)
-
-    def _parse_split(self, source: Source, options: ParseOptions) -> ParseResult | None:
-        """The fast path: CSV-split every line, hand the lines that do not split cleanly to the regex."""
-        if self.layout is None or source.compression not in (None, "gzip"):
-            return None
-        data: str | bytes = str(source.path) if source.path is not None else (source.data or b"")
-        split = parse_split(data, self.layout, source.origin, options.tz)
-        if split is None:
-            return None
-        requests, retry, total = split
-        if retry.height == 0:
-            return ParseResult(format=self.name, frames={"requests": requests}, lines=total, rejected=0)
-        lines = read_lines(source)
-        again = lines.frame.join(retry, on="line", how="semi")
-        more, bad = parse_lines(again, self.compiled, source.origin, options.tz)
-        lines.frame = again
-        return self._result(pl.concat([requests, more]).sort("line"), bad, lines)
+    def _chunks_result(self, frames: dict[str, pl.DataFrame], chunks: list[SplitChunk], warnings: list[str]) -> ParseResult:
+        examples = [e for c in chunks for e in c.examples][:5]
+        return ParseResult(
+            format=self.name,
+            frames=frames,
+            lines=chunks[-1].last_line if chunks else 0,
+            rejected=sum(c.rejected for c in chunks),
+            rejected_examples=examples,
+            warnings=warnings,
+            slow_lines=sum(c.slow_lines for c in chunks),
+        )
 
     def _result(self, requests: pl.DataFrame, bad: pl.DataFrame, lines: Lines) -> ParseResult:
         rejected = lines.rejected + rejected_examples(bad, pl.col("reason"))
@@ -565,6 +646,7 @@ class AccessLogParser:
             rejected=lines.rejected_count + bad.height,
             rejected_examples=sorted(rejected, key=lambda r: r.line)[:5],
             warnings=list(lines.warnings),
+            slow_lines=lines.total,
         )
 
 

@@ -48,7 +48,7 @@ import polars as pl
 from rca.errors import InputError
 from rca.model import SPAN_KINDS, Dataset, conform
 from rca.parsers import ParseOptions, ParseResult
-from rca.parsers.otlp import ALIASES, RESOURCE_ALIASES
+from rca.parsers.otlp.common import ALIASES, RESOURCE_ALIASES
 from rca.parsers.sources import is_store_url
 from rca.parsers.spantree import finish_spans
 

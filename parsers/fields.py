@@ -142,11 +142,11 @@ def parse_timestamp(values: pl.Series, tz: str = "UTC") -> pl.Series:
     if values.dtype.is_numeric():
         return micros.alias("ts")
     text = values.cast(pl.String).str.strip_chars()
-    iso = _parse_iso(text, tz)
+    iso = parse_iso(text, tz)
     return pl.select(pl.coalesce(pl.lit(iso), pl.lit(micros))).to_series().alias("ts")
 
 
-def _parse_iso(text: pl.Series, tz: str) -> pl.Series:
+def parse_iso(text: pl.Series, tz: str) -> pl.Series:
     norm = (
         text.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]", "${1}T")
         .str.replace(r"[Zz]$", "+00:00")

@@ -19,7 +19,7 @@ import polars as pl
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
 from rca.parsers.lines import read_payload
-from rca.parsers.otlp import ALIASES, _empty_columns, _pick, _spans_frame, hex_id
+from rca.parsers.otlp.common import ALIASES, empty_span_columns, hex_id, pick, span_columns_frame
 from rca.parsers.sources import Sample, Source
 from rca.parsers.spantree import finish_spans
 
@@ -76,7 +76,7 @@ class JaegerParser:
         except orjson.JSONDecodeError as exc:
             reason = f"invalid JSON ({str(exc).split(':')[0]})"
             return ParseResult(format=self.name, frames={}, lines=1, rejected=1, rejected_examples=[Rejected(1, reason)], warnings=warnings)
-        cols = _empty_columns()
+        cols = empty_span_columns()
         rejected: list[Rejected] = []
         bad = records = 0
         for trace in _traces(doc):
@@ -103,17 +103,17 @@ class JaegerParser:
                 cols["end_ns"].append(start_ns + int(span.get("duration") or 0) * 1000)
                 cols["status"].append(_status(tags))
                 for column, names in ALIASES.items():
-                    cols[column].append(_pick(tags, names))
-                cols["service_version"].append(_pick(ptags, ("service.version",)))
-                cols["deployment_environment"].append(_pick(ptags, ("deployment.environment.name", "deployment.environment")))
-                cols["host"].append(_pick(ptags, ("host.name", "hostname", "ip")))
+                    cols[column].append(pick(tags, names))
+                cols["service_version"].append(pick(ptags, ("service.version",)))
+                cols["deployment_environment"].append(pick(ptags, ("deployment.environment.name", "deployment.environment")))
+                cols["host"].append(pick(ptags, ("host.name", "hostname", "ip")))
                 cols["line"].append(records)
         if records == 0 and not _traces(doc):
             bad += 1
             rejected.append(Rejected(1, "not a Jaeger trace document (no data[] or spans[])"))
         frames: dict[str, pl.DataFrame] = {}
         if cols["trace_id"]:
-            more, span_warnings = finish_spans(_spans_frame(cols), source.origin)
+            more, span_warnings = finish_spans(span_columns_frame(cols), source.origin)
             warnings += span_warnings
             frames.update({k: v.with_columns(origin=pl.lit(source.origin), signal=pl.lit("trace")) for k, v in more.items()})
         return ParseResult(format=self.name, frames=frames, lines=max(records, 1), rejected=bad, rejected_examples=rejected, warnings=warnings)

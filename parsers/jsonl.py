@@ -21,7 +21,7 @@ from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
 from rca.parsers.fields import parse_json_lines, records_to_frames
 from rca.parsers.lines import read_lines
-from rca.parsers.otlp import looks_like_otlp_json
+from rca.parsers.otlp.common import looks_like_otlp_json
 from rca.parsers.sources import Sample, Source
 from rca.parsers.text import text_events_in_stream
 

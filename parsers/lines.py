@@ -10,8 +10,10 @@ plus a warning.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from rca.errors import InputError
@@ -94,3 +96,83 @@ def rejected_examples(frame: pl.DataFrame, reason: pl.Expr | str, limit: int = 5
     reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
     head = frame.head(limit).select("line", pl.col("text").str.slice(0, 160).alias("text"), reason_expr.alias("reason"))
     return [Rejected(r["line"], r["reason"], r["text"] or "") for r in head.iter_rows(named=True)]
+
+
+CHUNK_BYTES = 8 << 20  # whole lines read at a time by the chunked readers: bounds memory on multi-GB logs
+
+
+@dataclass
+class LineChunk:
+    """A run of whole lines of an input (ending with a newline) and where it lies in the input."""
+
+    data: bytes
+    first_line: int  # 1-based number of the first line in `data`
+    lines: int  # lines in `data`
+    read: int  # bytes of the input (compressed, when it is) consumed so far, for progress
+    total: int  # size of the input in the same unit (0 when unknown: stdin)
+    _ends: np.ndarray | None = field(default=None, repr=False)
+
+    def line_ends(self) -> np.ndarray:
+        """Offsets of the line breaks in `data` (found once, on demand)."""
+        if self._ends is None:
+            self._ends = np.flatnonzero(np.frombuffer(self.data, np.uint8) == 10)
+        return self._ends
+
+
+def line_chunks(source: Source, warnings: list[str], chunk_bytes: int = CHUNK_BYTES) -> Iterator[LineChunk]:
+    """The input's lines, `chunk_bytes` (about) at a time, cut at line ends; a gzip file is decompressed
+    member by member (nginx writes multi-member gzip). A truncated or corrupt compressed input yields
+    what came before and appends a warning to `warnings`."""
+    first, read, total = 1, 0, 0
+    carry = b""
+    for block, read, total in _blocks(source, warnings, chunk_bytes):
+        cut = block.rfind(b"\n") + 1
+        if cut == 0:
+            carry += block
+            continue
+        data = b"".join((carry, memoryview(block)[:cut]))  # one copy
+        carry = block[cut:]
+        count = data.count(b"\n")
+        yield LineChunk(data, first, count, read, total)
+        first += count
+    if carry:
+        yield LineChunk(carry + b"\n", first, 1, read, total)
+
+
+def _blocks(source: Source, warnings: list[str], size: int) -> Iterator[tuple[bytes, int, int]]:
+    if source.path is None:
+        data = source.data or b""
+        for start in range(0, len(data), size):
+            yield data[start : start + size], min(start + size, len(data)), len(data)
+        return
+    total = source.path.stat().st_size
+    with open(source.path, "rb") as raw:
+        if source.compression is None:
+            while block := raw.read(size):
+                yield block, raw.tell(), total
+            return
+        if source.compression != "gzip":
+            with source.open() as stream:
+                while block := stream.read(size):
+                    yield block, min(raw.tell(), total), total
+            return
+        decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        produced = 0
+        in_member = False
+        while compressed := raw.read(size // 8):
+            while compressed:
+                in_member = True
+                try:
+                    block = decomp.decompress(compressed)
+                except zlib.error as exc:
+                    warnings.append(f"corrupt gzip data after {produced:,} bytes ({exc}); read what came before")
+                    return
+                produced += len(block)
+                if block:
+                    yield block, raw.tell(), total
+                compressed = b""
+                if decomp.eof:  # multi-member gzip: go on with the next member
+                    compressed, in_member = decomp.unused_data, False
+                    decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        if in_member:
+            warnings.append(f"truncated gzip data: read {produced:,} bytes, the rest is missing")

@@ -21,7 +21,7 @@ import polars as pl
 
 from rca.model import conform
 from rca.parsers import ParseOptions, ParseResult, register
-from rca.parsers.fields import _parse_iso, parse_timestamp
+from rca.parsers.fields import parse_iso, parse_timestamp
 from rca.parsers.lines import read_lines, rejected_examples
 from rca.parsers.sources import Sample, Source
 
@@ -175,7 +175,7 @@ def text_records(frame: pl.DataFrame, layout: Layout, options: ParseOptions, ori
     if layout.name in ("rfc3164", "android", "mm.dd") and options.year is None:
         warnings.append(f"timestamps have no year: assumed {year} in {options.tz} (set --year/--tz)")
     if layout.name in ("iso", "rfc5424"):
-        ts = _parse_iso(records["ts"], options.tz)
+        ts = parse_iso(records["ts"], options.tz)
     elif layout.name in ("epoch", "flag-epoch", "node-epoch"):
         ts = parse_timestamp(records["ts"])
     else:

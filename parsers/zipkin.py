@@ -20,7 +20,7 @@ import polars as pl
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
 from rca.parsers.lines import read_payload
-from rca.parsers.otlp import ALIASES, _empty_columns, _pick, _spans_frame, hex_id
+from rca.parsers.otlp.common import ALIASES, empty_span_columns, hex_id, pick, span_columns_frame
 from rca.parsers.sources import Sample, Source
 from rca.parsers.spantree import finish_spans
 
@@ -68,7 +68,7 @@ class ZipkinParser:
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
         payload, warnings = read_payload(source)
         records, rejected, bad = _spans(payload)
-        cols = _empty_columns()
+        cols = empty_span_columns()
         shared = {
             (s.get("traceId"), s.get("id")) for _, s in records
             if isinstance(s, dict) and s.get("shared") and str(s.get("kind") or "").upper() == "SERVER"
@@ -100,14 +100,14 @@ class ZipkinParser:
             cols["end_ns"].append(start_ns + int(span.get("duration") or 0) * 1000)
             cols["status"].append("error" if "error" in tags else "unset")
             for column, names in _ALIASES.items():
-                cols[column].append(_pick(tags, names))
+                cols[column].append(pick(tags, names))
             cols["service_version"].append(None)
             cols["deployment_environment"].append(None)
             cols["host"].append(local.get("ipv4") or local.get("ipv6"))
             cols["line"].append(number)
         frames: dict[str, pl.DataFrame] = {}
         if cols["trace_id"]:
-            more, span_warnings = finish_spans(_spans_frame(cols), source.origin)
+            more, span_warnings = finish_spans(span_columns_frame(cols), source.origin)
             warnings += span_warnings
             frames.update({k: v.with_columns(origin=pl.lit(source.origin), signal=pl.lit("trace")) for k, v in more.items()})
         return ParseResult(format=self.name, frames=frames, lines=len(records) + bad, rejected=bad, rejected_examples=rejected, warnings=warnings)

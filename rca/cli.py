@@ -49,23 +49,64 @@ class ColorMode(StrEnum):
     never = "never"
 
 
-def _handles_input_errors(fn: Callable) -> Callable:
-    """Turn bad input and bad usage into one line on stderr and exit code 2, inside the app itself
-    (so the runner, `main()` and anyone embedding the app see the same behaviour)."""
+def _error_boundary(fn: Callable) -> Callable:
+    """The one error boundary, around every command: each exception type maps to an exit code and at most
+    one line on stderr, inside the app itself (so `main()`, the test runner and anyone embedding the app
+    see the same behaviour). Typer's own exceptions pass through: `typer.Exit` carries its code, usage
+    errors raised while parsing are shown by typer with exit code 2.
+
+    - `InputError` (unreadable input) and `UsageError` (bad option values): `rca: error: ...`, exit 2;
+    - `BrokenPipeError` (the reader of stdout went away, `rca ... | head`): nothing more is written, exit 0;
+    - `KeyboardInterrupt`: `rca: interrupted`, exit 130;
+    - anything else: one line naming the exception, exit 2 (never 1, which means "a gate failed"), or the
+      traceback with `--debug`.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # a closed pipe shows here at the latest, not at interpreter exit
+            return result
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise
+        except KeyboardInterrupt:
+            print("rca: interrupted", file=sys.stderr)
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
         except InputError as exc:
-            line = f"rca: error: {exc}" + (f" ({exc.hint})" if exc.hint else "")
-            print(line, file=sys.stderr)
+            _error_line(f"{exc}" + (f" ({exc.hint})" if exc.hint else ""))
             raise typer.Exit(ExitCode.USAGE) from None
         except UsageError as exc:
-            print(f"rca: error: {exc}", file=sys.stderr)
+            _error_line(str(exc))
+            raise typer.Exit(ExitCode.USAGE) from None
+        except BrokenPipeError:
+            _silence_stdout()
+            raise typer.Exit(ExitCode.OK) from None
+        except Exception as exc:
+            if _debug:
+                raise
+            _error_line(f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)")
             raise typer.Exit(ExitCode.USAGE) from None
 
     return wrapper
+
+
+def _error_line(message: str) -> None:
+    print(f"rca: error: {message}", file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the flush at exit does not raise again on the closed pipe."""
+    try:
+        fileno = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test runner's buffer): nothing to flush later
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fileno)
+    os.close(devnull)
+
+
+_debug = False  # set by the root option --debug
 
 
 def _version(value: bool) -> None:
@@ -79,8 +120,11 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an unexpected error (also accepted after the command).")] = False,
 ) -> None:
     """Read the logs and traces of an incident and tell what most likely caused it."""
+    global _debug
+    _debug = debug
 
 
 # --- shared option types --------------------------------------------------------------------------
@@ -120,7 +164,6 @@ SignalOpt = Annotated[
     typer.Option("--signal", help="traces, logs or metrics: what an ambiguous binary OTLP file holds.", rich_help_panel="Input"),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or warnings on stderr.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for unexpected errors.")]
 
 
 def _parse_options(
@@ -207,7 +250,7 @@ def _warn_inputs(console, inputs) -> None:
 
 
 @app.command()
-@_handles_input_errors
+@_error_boundary
 def analyze(
     inputs: Inputs,
     output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.terminal,
@@ -227,7 +270,6 @@ def analyze(
     signal: SignalOpt = None,
     color: Annotated[ColorMode, typer.Option("--color", help="Color in the terminal report.")] = ColorMode.auto,
     quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Rank the likely causes of the incident in INPUTS, with evidence and ruled-out paths."""
     from rca.pipeline import AnalyzeOptions, analyze_dataset, load
@@ -289,7 +331,7 @@ def _warn_coarse_buckets(err: Console, report: Report, bucket: str | None) -> No
 
 
 @app.command()
-@_handles_input_errors
+@_error_boundary
 def ingest(
     inputs: Inputs,
     out: Annotated[str, typer.Option("--out", "-o", help="Directory to write the canonical frames to, as Parquet; or a ClickHouse store (chdb:PATH, clickhouse://...) to write spans, logs and metrics in the OpenTelemetry exporter's schema.")],
@@ -301,7 +343,6 @@ def ingest(
     year: YearOpt = None,
     signal: SignalOpt = None,
     quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Parse INPUTS into the canonical frames and write them as Parquet (readable by `rca analyze`)."""
     from rca.parsers.loader import ingest_to_parquet, ingest_to_store
@@ -323,7 +364,7 @@ def ingest(
 
 
 @app.command()
-@_handles_input_errors
+@_error_boundary
 def simulate(
     scenario: Annotated[str, typer.Argument(help="Scenario name (see --list).", show_default=False)] = "",
     seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed writes the same bytes.")] = 0,
@@ -360,31 +401,13 @@ def simulate(
 
 
 @app.command()
-@_handles_input_errors
+@_error_boundary
 def formats() -> None:
     """List the input formats rca reads, with what each one is."""
     from rca.parsers import all_parsers
 
     for parser in all_parsers():
         typer.echo(f"{parser.name:22} {parser.description}")
-
-
-def _no_traceback(fn: Callable) -> Callable:
-    """Anything unexpected becomes one line and exit code 2, never a traceback (`--debug` shows it), so
-    a crash can never pass for a tripped gate (exit 1)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, InputError, UsageError):
-            raise
-        except Exception as exc:
-            if kwargs.get("debug") or _is_usage_exception(exc):
-                raise
-            raise UsageError(f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)") from None
-
-    return wrapper
 
 
 def _compare_sides(args: list[str]) -> dict[str, list[str]]:
@@ -419,8 +442,7 @@ def _write_file(path: Path, text: str, what: str, append: bool = False) -> None:
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-@_handles_input_errors
-@_no_traceback
+@_error_boundary
 def compare(
     ctx: typer.Context,
     fail_on: Annotated[list[str] | None, typer.Option("--fail-on", help="A gate, repeatable: 'p95>+20%', 'p99>+50ms', 'error_rate>+1pp', 'count<-50%', scoped 'endpoint:/api/x p95>+10%' or 'service:users p95>+10%'. Without it, gates come from rca.toml [gates] or pyproject.toml [tool.rca.gates] fail_on = [...].")] = None,
@@ -432,7 +454,6 @@ def compare(
     strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 1) when an endpoint or service has not enough data.")] = False,
     color: Annotated[ColorMode, typer.Option("--color", help="Color in the terminal report.")] = ColorMode.auto,
     quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Compare a candidate with a baseline and gate the pipeline: rca compare --baseline A... --candidate B...
 
@@ -504,42 +525,16 @@ def compare(
 
 
 def main() -> None:
-    """Console entry point: runs the app and turns input and usage errors into one line and an exit code."""
-    debug = "--debug" in sys.argv
-    try:
-        code = app(standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
-    except InputError as exc:
-        line = f"rca: error: {exc}"
-        if exc.hint:
-            line += f" ({exc.hint})"
-        print(line, file=sys.stderr)
-        sys.exit(ExitCode.USAGE)
-    except UsageError as exc:
-        print(f"rca: error: {exc}", file=sys.stderr)
-        sys.exit(ExitCode.USAGE)
-    except KeyboardInterrupt:
-        print("rca: interrupted", file=sys.stderr)
-        sys.exit(ExitCode.INTERRUPTED)
-    except Exception as exc:
-        if type(exc).__name__ in {"Exit"}:
-            sys.exit(getattr(exc, "exit_code", 0))
-        if _is_usage_exception(exc):
-            _show_usage_error(exc)
-            sys.exit(ExitCode.USAGE)
-        if debug:
-            raise
-        print(f"rca: error: unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)", file=sys.stderr)
-        sys.exit(ExitCode.USAGE)
+    """Console entry point: runs the app, whose commands map every error to an exit code (`_error_boundary`).
 
-
-def _is_usage_exception(exc: BaseException) -> bool:
-    return hasattr(exc, "show") and hasattr(exc, "exit_code") and type(exc).__name__.endswith(("UsageError", "BadParameter", "NoSuchOption", "MissingParameter", "BadOptionUsage", "BadArgumentUsage"))
-
-
-def _show_usage_error(exc: BaseException) -> None:
-    exc.show()  # type: ignore[attr-defined]
+    `--debug` is a root option; it is also accepted anywhere before `--` (`rca analyze x --debug`) and
+    moved to the front here. No arguments print the help and exit 2.
+    """
+    args = sys.argv[1:]
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" in args[:end]:
+        args = ["--debug", *(a for i, a in enumerate(args) if not (a == "--debug" and i < end))]
+    app(args=args, prog_name="rca")
 
 
 if __name__ == "__main__":

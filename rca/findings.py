@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-# The ratio above which "the calls sent to a dependency rose": a dependency slowed while its calls rose
-# by this much is likely slowed by the load (an effect), and the span detector then looks for the caller
-# that drives the extra calls. One value for both, so a detector and the ranker never disagree on it.
-CALLS_ROSE_RATIO = 1.3
+# The ratio above which "the calls sent to a dependency rose": the span detector then reports a fan-out
+# growth and looks for the caller that drives the extra calls, and the ranker takes a dependency slowed
+# while its calls rose this much for an effect of that load. One value for both, so they never disagree
+# (the ranker used 1.3, the detector 1.5: at 1.5 for both, none of 84 reference reports changed, while at
+# 1.3 the detector reported caller shares of x1.4 on a quiet day as the largest deviation).
+CALLS_ROSE_RATIO = 1.5
 
 
 @dataclass(frozen=True, kw_only=True)

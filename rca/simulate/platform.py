@@ -177,3 +177,17 @@ def ramp(
         return up
     down = np.clip(1.0 - (seconds - end) / max(ramp_down_s, 1.0), 0.0, 1.0)
     return up * down
+
+
+# The database table each service reads and writes, named in the database spans.
+DB_TABLES = {"messages": "messages", "files": "files", "users": "users", "gateway": "sessions"}
+
+
+def db_span_names(platform: Platform) -> list[str]:
+    """Names of the database spans the traces carry (`SELECT messages`, `INSERT files`, ...)."""
+    names = []
+    for e in platform.endpoints:
+        name = f"{'SELECT' if e.method == 'GET' else 'INSERT'} {DB_TABLES.get(e.service, e.service)}"
+        if name not in names:
+            names.append(name)
+    return sorted(names)

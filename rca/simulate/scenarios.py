@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rca.simulate.platform import Client, Platform, make_clients, ramp
+from rca.simulate.platform import Client, Platform, db_span_names, make_clients, ramp
 
 
 @dataclass(frozen=True)
@@ -479,8 +479,6 @@ def third_party_surge(rng: np.random.Generator, p: Platform) -> Effects:
 
 def _db_accept(p: Platform) -> list[str]:
     """Every name a correct answer may give the database: the peer service, the system, its span names."""
-    from rca.simulate.writers import db_span_names
-
     names = db_span_names(p)
     return ["postgres", "postgresql", *names, *(f"postgres {n}" for n in names)]
 

@@ -14,21 +14,9 @@ import numpy as np
 import orjson
 import polars as pl
 
-from rca.simulate.platform import Platform
+from rca.simulate.platform import DB_TABLES, Platform
 from rca.simulate.requests import Requests
 from rca.simulate.scenarios import Effects
-
-_TABLES = {"messages": "messages", "files": "files", "users": "users", "gateway": "sessions"}
-
-
-def db_span_names(platform: Platform) -> list[str]:
-    """Names of the database spans the traces carry (`SELECT messages`, `INSERT files`, ...)."""
-    names = []
-    for e in platform.endpoints:
-        name = f"{'SELECT' if e.method == 'GET' else 'INSERT'} {_TABLES.get(e.service, e.service)}"
-        if name not in names:
-            names.append(name)
-    return sorted(names)
 
 
 def _base_frame(platform: Platform, req: Requests) -> pl.DataFrame:
@@ -331,7 +319,7 @@ def write_traces(
             _str("peer.service", "postgres"),
         ]
         for op in ("SELECT", "INSERT")
-        for table in {*_TABLES.values(), *(e.service for e in platform.endpoints)}
+        for table in {*DB_TABLES.values(), *(e.service for e in platform.endpoints)}
     }
     for n, i in enumerate(chosen):
         ep = platform.endpoints[int(req.endpoint[i])]
@@ -389,7 +377,7 @@ def write_traces(
         calls = int(req.db_calls[i])
         if calls:
             each = int(req.db_ms[i] * 1e6 / calls)
-            table = _TABLES.get(ep.service, ep.service)
+            table = DB_TABLES.get(ep.service, ep.service)
             operation = "SELECT" if ep.method == "GET" else "INSERT"
             for _ in range(calls):
                 svc_batch.append(

@@ -419,5 +419,5 @@ def test_every_bad_input_is_one_line_and_exit_2(frames, tmp_path, monkeypatch):
     monkeypatch.setattr("rca.compare.compare_datasets", crash)
     line = _one_error_line(runner.invoke(app, ["compare", "--baseline", base, "--candidate", base]))
     assert line == "rca: error: unexpected ValueError: synthetic failure (run with --debug for a traceback)"
-    debug = runner.invoke(app, ["compare", "--baseline", base, "--candidate", base, "--debug"])
+    debug = runner.invoke(app, ["--debug", "compare", "--baseline", base, "--candidate", base])
     assert isinstance(debug.exception, ValueError)

@@ -72,15 +72,31 @@ def test_fast_path_takes_clean_lines_and_reports_odd_ones_with_line_numbers():
     assert requests.get_column("upstream_ms").to_list() == [200.0, 1410.0]  # the upstream list is summed by the regex path
     assert str(requests.get_column("ts")[0]) == "2026-03-01 09:00:00+00:00"
     assert fast.rejected == 1 and fast.rejected_examples[0].line == 3
+    assert fast.slow_lines == 1  # the upstream list was read from its columns, not by the regex
     assert requests.equals(slow)
 
 
-def test_unbalanced_quote_falls_back_to_the_regex_for_the_whole_input():
-    text = '1.1.1.1 - - [01/Mar/2026:10:00:00 +0000] "GET /a"b HTTP/1.1" 200 5 "-" "-"\n' \
-           '1.1.1.2 - - [01/Mar/2026:10:00:01 +0000] "GET /c HTTP/1.1" 200 5 "-" "-"\n'
-    fast, slow, rejected = _both(text)
-    assert fast.frames["requests"].equals(slow) and fast.frames["requests"].height == 1
-    assert fast.rejected == rejected == 1
+def test_unbalanced_quote_sends_only_its_own_line_to_the_regex():
+    good = [f'1.1.1.{i} - - [01/Mar/2026:10:00:{i:02d} +0000] "GET /c/{i} HTTP/1.1" 200 5 "-" "curl/8"' for i in range(40)]
+    lines = [*good[:10], '1.1.1.1 - - [01/Mar/2026:10:00:00 +0000] "GET /a"b HTTP/1.1" 200 5 "-" "-"', *good[10:20],
+             '9.9.9.9 - - [01/Mar/2026:10:00:09 +0000] "GET /t HTTP/1.1" 200 5 "-" "Mozilla/5.0 (compatible; Googlebot/2.1', *good[20:]]
+    fast, slow, rejected = _both("\n".join(lines) + "\n")
+    assert fast.frames["requests"].equals(slow) and fast.frames["requests"].height == 40
+    assert fast.rejected == rejected == 2
+    assert [r.line for r in fast.rejected_examples] == [11, 22]
+    assert fast.slow_lines == 2  # the other lines were split
+
+
+def test_escaped_quotes_and_backslashes_stay_on_the_fast_path():
+    lines = [
+        '1.1.1.1 - - [01/Mar/2026:10:00:00 +0000] "GET /a?q=\\"x\\" HTTP/1.1" 200 5 "http://r/\\"q\\"" "UA \\"quoted\\" 1.0"',
+        '1.1.1.2 - - [01/Mar/2026:10:00:01 +0000] "GET /b HTTP/1.1" 200 5 "-" "ends with a backslash \\\\"',
+        '1.1.1.3 - - [01/Mar/2026:10:00:02 +0000] "GET /c HTTP/1.1" 200 5 "-" "\\\\\\"both\\""',
+    ]
+    fast, slow, rejected = _both("\n".join(lines) + "\n")
+    assert fast.frames["requests"].equals(slow) and fast.frames["requests"].height == 3
+    assert fast.frames["requests"].get_column("user_agent")[0] == 'UA \\"quoted\\" 1.0'
+    assert fast.slow_lines == 0 and fast.rejected == rejected == 0
 
 
 def test_invalid_utf8_is_decoded_lossily_on_the_fast_path():
@@ -146,8 +162,8 @@ def test_ingest_streams_the_fast_path_to_parquet_and_reads_back_the_same_rows(tm
         assert summaries[0].rows == direct.inputs[0].rows
         assert summaries[0].lines == direct.inputs[0].lines
         assert (summaries[0].first_ts, summaries[0].last_ts) == (direct.inputs[0].first_ts, direct.inputs[0].last_ts)
-        # the clean lines were streamed; the upstream lists went the regex way into requests.parquet
-        assert sorted(p.name for p in out.iterdir()) == (["requests.parquet"] if unbalanced else ["requests.0.parquet", "requests.parquet"])
+        # every line was streamed, those the regex read in their chunk too
+        assert sorted(p.name for p in out.iterdir()) == ["requests.0.parquet"]
 
 
 def test_ingest_replaces_the_frames_of_an_earlier_ingest(tmp_path):
@@ -158,5 +174,15 @@ def test_ingest_replaces_the_frames_of_an_earlier_ingest(tmp_path):
     (out / "requests.7.parquet").write_bytes(b"stale")
     (out / "notes.txt").write_text("mine")
     ingest_to_parquet([_mixed_log(tmp_path)], out)
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "requests.0.parquet", "requests.parquet"]
-    assert load_dataset([str(out / "requests.0.parquet"), str(out / "requests.parquet")]).requests.height == 46
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "requests.0.parquet"]
+    assert load_dataset([str(out / "requests.0.parquet")]).requests.height == 46
+
+
+def test_unbalanced_quotes_among_escaped_ones_keep_the_other_lines_on_the_fast_path():
+    good = '1.1.1.{i} - - [01/Mar/2026:10:00:00 +0000] "GET /c/{i} HTTP/1.1" 200 5 "http://r/\\"q\\"" "UA \\"x\\" {i}" 0.010 0.002, 0.008'
+    lines = [good.format(i=i) for i in range(60)]
+    lines[3] = lines[3][:70]  # cut inside the request: its quote never closes
+    lines[40] = lines[40][:-30]  # cut inside the user agent
+    fast, slow, rejected = _both("\n".join(lines) + "\n")
+    assert fast.frames["requests"].equals(slow) and fast.frames["requests"].height == 58
+    assert fast.rejected == rejected == 2 and fast.slow_lines == 2

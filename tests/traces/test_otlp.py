@@ -152,7 +152,8 @@ def test_a_big_file_walked_in_parts_by_processes_gives_the_same_frames(tmp_path,
     spans, events, metrics, line numbers and rejected lines must equal the one-process walk."""
     import os
 
-    import rca.parsers.otlp as otlp
+    import rca.parsers.otlp.json as otlp_json_format
+    from rca.parsers.otlp import parallel
 
     lines = []
     for i in range(40):
@@ -169,12 +170,12 @@ def test_a_big_file_walked_in_parts_by_processes_gives_the_same_frames(tmp_path,
     path = tmp_path / "traces.otlp.jsonl"
     path.write_text("\n".join(lines) + "\n")
     whole = load_dataset([str(path)])
-    monkeypatch.setattr(otlp, "PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 1)
     monkeypatch.setattr(os, "cpu_count", lambda: cores)
-    assert len(otlp._split_lines(path.read_bytes(), 1)) == cores
+    assert len(otlp_json_format._split_lines(path.read_bytes(), 1)) == cores
     here = []  # parts walked in this process: the first only (no worker fell back)
-    real = otlp.walk_json
-    monkeypatch.setattr(otlp, "walk_json", lambda payload, start, *a, **k: here.append(start) or real(payload, start, *a, **k))
+    real = otlp_json_format.walk_json
+    monkeypatch.setattr(otlp_json_format, "walk_json", lambda payload, start, *a, **k: here.append(start) or real(payload, start, *a, **k))
     parts = load_dataset([str(path)])
     assert here == [0]
     for name in ("spans", "requests", "events", "metrics", "changes"):

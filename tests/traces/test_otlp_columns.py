@@ -16,8 +16,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status, TracesData
 
 from rca.parsers import ParseOptions
-from rca.parsers import otlp_columns as oc
-from rca.parsers.otlp import RAW_SPAN_TYPES, OtlpProtoParser, _empty_columns, _spans_frame
+from rca.parsers.otlp import columns as oc
+from rca.parsers.otlp.common import RAW_SPAN_TYPES, empty_span_columns, span_columns_frame
+from rca.parsers.otlp.protobuf import OtlpProtoParser
 from rca.parsers.sources import Source
 
 T0 = 1_767_225_600_000_000_000
@@ -81,10 +82,10 @@ def random_message(seed: int) -> TracesData:
 
 
 def slow_frame(blobs: list[bytes]) -> pl.DataFrame:
-    cols = _empty_columns()
+    cols = empty_span_columns()
     for number, blob in enumerate(blobs, start=1):
         OtlpProtoParser._walk_message(number, blob, Source("x", None), cols)  # type: ignore[arg-type]
-    return _spans_frame(cols).select([pl.col(c).cast(t) for c, t in RAW_SPAN_TYPES.items()])
+    return span_columns_frame(cols).select([pl.col(c).cast(t) for c, t in RAW_SPAN_TYPES.items()])
 
 
 def fast_frame(blobs: list[bytes]) -> pl.DataFrame:
@@ -111,7 +112,7 @@ def test_columns_equal_the_per_span_walk(seed):
 @pytest.mark.parametrize("seed", range(4))
 def test_spans_without_two_aliases_of_a_column_equal_the_walk(seed):
     # no span carries two aliases of one column: the decoder keeps the attributes in wire order, unsorted
-    from rca.parsers.otlp import _ATTRIBUTE_COLUMNS
+    from rca.parsers.otlp.common import ATTRIBUTE_COLUMNS
 
     messages = [random_message(seed * 10 + i) for i in range(3)]
     for message in messages:
@@ -120,7 +121,7 @@ def test_spans_without_two_aliases_of_a_column_equal_the_walk(seed):
                 for span in ss.spans:
                     kept, seen = [], set()
                     for kv in span.attributes:
-                        column = _ATTRIBUTE_COLUMNS.get(kv.key, (kv.key,))[0]
+                        column = ATTRIBUTE_COLUMNS.get(kv.key, (kv.key,))[0]
                         if column not in seen:
                             seen.add(column)
                             kept.append(kv)

@@ -14,16 +14,15 @@ import polars as pl
 import pytest
 
 from rca.parsers import ParseOptions
-from rca.parsers import otlp_json_spans as js
-from rca.parsers.otlp import (
+from rca.parsers.otlp import json_spans as js
+from rca.parsers.otlp.common import (
     RAW_SPAN_TYPES,
-    OtlpJsonParser,
-    _add_span,
-    _empty_columns,
-    _resource,
-    _spans_frame,
     attrs,
+    empty_span_columns,
+    resource_fields,
+    span_columns_frame,
 )
+from rca.parsers.otlp.json import OtlpJsonParser, add_span
 from rca.parsers.sources import Source
 
 T0 = 1_767_225_600_000_000_000
@@ -75,14 +74,14 @@ def random_document(seed: int) -> dict:
 
 
 def walked(docs: list[dict]) -> pl.DataFrame:
-    cols = _empty_columns()
+    cols = empty_span_columns()
     for number, doc in enumerate(docs, start=1):
         for rs in doc.get("resourceSpans") or doc.get("batches") or ():
-            resource = _resource(attrs((rs.get("resource") or {}).get("attributes")))
+            resource = resource_fields(attrs((rs.get("resource") or {}).get("attributes")))
             for ss in rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or ():
                 for span in ss.get("spans") or ():
-                    _add_span(cols, resource, span, number)
-    return _spans_frame(cols).select([pl.col(c).cast(t) for c, t in RAW_SPAN_TYPES.items()])
+                    add_span(cols, resource, span, number)
+    return span_columns_frame(cols).select([pl.col(c).cast(t) for c, t in RAW_SPAN_TYPES.items()])
 
 
 def structs(docs: list[dict]) -> pl.DataFrame:

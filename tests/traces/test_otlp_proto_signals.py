@@ -36,7 +36,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from rca.errors import InputError
 from rca.parsers import ParseOptions
 from rca.parsers.loader import load_dataset
-from rca.parsers.otlp_signals import sniff_signal
+from rca.parsers.otlp.signals import sniff_signal
 
 T0 = 1_767_225_600_000_000_000
 TRACE = bytes.fromhex("5b8efff798038103d269b633813fc60c")
@@ -229,7 +229,8 @@ def test_big_protobuf_decoded_in_parts_by_processes_gives_the_same_frames(tmp_pa
     import itertools
     import os
 
-    import rca.parsers.otlp as otlp
+    import rca.parsers.otlp.protobuf as otlp
+    from rca.parsers.otlp import parallel
     from tests.traces.test_otlp import sample_traces
 
     messages = []
@@ -247,18 +248,18 @@ def test_big_protobuf_decoded_in_parts_by_processes_gives_the_same_frames(tmp_pa
     path = tmp_path / "stream.pb"
     path.write_bytes(framed(*messages))
     whole = load(tmp_path, "stream.pb", path.read_bytes())
-    monkeypatch.setattr(otlp, "PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 1)
     monkeypatch.setattr(os, "cpu_count", lambda: cores)
     blobs = list(otlp._frames(path.read_bytes()))
     parts = otlp._split_messages(blobs, 1)
     assert len(parts) == cores and parts[0][0] == 0 and parts[-1][1] == len(blobs)
     assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
     here = []  # parts decoded in this process: the first only (no worker fell back)
-    real = otlp.OtlpProtoParser._decode
-    monkeypatch.setattr(otlp.OtlpProtoParser, "_decode", lambda self, blobs, first, *a: here.append(first) or real(self, blobs, first, *a))
+    real = otlp.OtlpProtoParser.decode_messages
+    monkeypatch.setattr(otlp.OtlpProtoParser, "decode_messages", lambda self, blobs, first, *a: here.append(first) or real(self, blobs, first, *a))
     split = load(tmp_path, "stream.pb", path.read_bytes())
     assert here == [1]
-    monkeypatch.setattr(otlp.OtlpProtoParser, "_decode", real)
+    monkeypatch.setattr(otlp.OtlpProtoParser, "decode_messages", real)
     for name in ("spans", "requests", "events", "metrics", "changes"):
         assert split.frame(name).equals(whole.frame(name)), name
     assert whole.spans.height > 0 and whole.events.height > 0 and whole.metrics.height > 0

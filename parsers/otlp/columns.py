@@ -20,7 +20,7 @@ in a batch of messages comes out of upb as one repeated column instead:
 3. Between two markers lie the values of one span: none (field absent, proto3 default) or one. Every
    batch is checked: the marker count must equal the span count, every gap must hold 0 or exactly one
    value (so a real value equal to a marker, a duplicated field, an id that is not 8/16 bytes or a
-   multi-byte kind sends the batch to the exact per-span walk in `parsers.otlp`), keys and values must
+   multi-byte kind sends the batch to the exact per-span walk in `json`), keys and values must
    have their markers at the same positions.
 4. Only attributes whose key is in the alias table are kept (polars `replace_strict` to a column and
    rank code), the best-ranked alias per span and column when a span has several (sorting only then); their AnyValue bytes are read in polars when they are the canonical
@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from rca.parsers.otlp import ALIASES, KINDS, STATUS, _proto_value, _resource
-from rca.parsers.otlp_signals import _fields
+from rca.parsers.otlp.common import ALIASES, KINDS, STATUS, proto_value, resource_fields
+from rca.parsers.otlp.signals import wire_fields
 
 MARK64 = 0xFFFF_FFFF_FFFF_FFFF
 MARK_SMALL = 127  # kind and status code markers: one varint byte, no such enum value
@@ -146,7 +146,7 @@ def parse_top(blob: bytes) -> tuple[list[Any], list[tuple[dict[str, Any], int]]]
     for rs in message.resource_spans:
         resource = Resource()
         resource.ParseFromString(rs.resource)
-        values = _resource({kv.key: _proto_value(kv.value) for kv in resource.attributes})
+        values = resource_fields({kv.key: proto_value(kv.value) for kv in resource.attributes})
         for ss in rs.scope_spans:
             count = len(ss.spans)
             if count:
@@ -159,7 +159,7 @@ def _records(data: bytes) -> dict[int, bytes]:
     """Top-level length-delimited records of a serialized message (few: one per packed column); a
     field written twice is Misaligned (upb writes a packed column once)."""
     out: dict[int, bytes] = {}
-    for number, wire, start, end in _fields(data):
+    for number, wire, start, end in wire_fields(data):
         if wire != 2 or number in out:
             raise Misaligned
         out[number] = data[start:end]
@@ -306,7 +306,7 @@ def _any_values(values: pl.Series) -> pl.DataFrame:
 
     The canonical one-field encodings of a string, a varint of up to 4 bytes, a double and a bool are
     read in polars; anything else (arrays, kvlists, bytes, long integers, unusual encodings) by upb,
-    as `_proto_value` reads them in the per-span walk."""
+    as `proto_value` reads them in the per-span walk."""
     v = pl.col("value")
     base = pl.DataFrame({"value": values}).with_row_index("i").with_columns(
         v.bin.size().cast(pl.Int64).alias("size"),
@@ -346,7 +346,7 @@ def _any_values(values: pl.Series) -> pl.DataFrame:
     if len(other):
         from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-        decoded = [_proto_value(AnyValue.FromString(b)) for b in values.gather(other).to_list()]
+        decoded = [proto_value(AnyValue.FromString(b)) for b in values.gather(other).to_list()]
         as_text = pl.Series([None if d is None else (d if isinstance(d, str) else str(d).lower() if isinstance(d, bool) else str(d)) for d in decoded], dtype=pl.String)
         as_int = pl.Series([d if isinstance(d, int) and not isinstance(d, bool) else None for d in decoded], dtype=pl.Int64)
         text_out = text_out.scatter(other, as_text)
@@ -374,7 +374,7 @@ def attribute_columns(attributes: pl.DataFrame, spans: int) -> dict[str, pl.Seri
 
 def spans_frame(cores: list[pl.DataFrame], attributes: list[pl.DataFrame], scopes: list[Scope]) -> pl.DataFrame:
     """Decoded batches (in order, span indices global) and their scopes -> the raw span frame that
-    `parsers.otlp._spans_frame` makes from the per-span walk."""
+    `common.span_columns_frame` makes from the per-span walk."""
     core = pl.concat(cores)
     spans = core.height
     counts = np.array([s.spans for s in scopes], dtype=np.int64)

@@ -3,11 +3,11 @@ turned into columns with one list comprehension per field and polars.
 
 msgspec skips unknown fields in C and builds the structs without the garbage collector tracking them
 (`gc=False`); a line whose shape the structs do not accept (a field of an unexpected JSON type) is left
-to the orjson dict walk in `parsers.otlp`, so both read the same documents the same way. AnyValues
+to the orjson dict walk in `json`, so both read the same documents the same way. AnyValues
 stay plain dicts (faster to build than a struct of seven optional fields) that `any_value` reads.
 Columns: ids that are 32/16 hex characters are lower-cased in polars and everything else goes through
 `hex_id` (base64, short Jaeger-style ids); kinds and status codes, integers or enum names, are mapped
-per distinct value; timestamps are read by polars and, where it cannot, by `_int`; only attributes
+per distinct value; timestamps are read by polars and, where it cannot, by `int_value`; only attributes
 whose key is in the alias table are looked at (a polars join on the keys), the best-ranked alias per
 span first; resource values are repeated per scope's span count.
 """
@@ -23,17 +23,17 @@ import numpy as np
 import orjson
 import polars as pl
 
-from rca.parsers.otlp import (
-    _KIND_NAMES,
-    _STATUS_NAMES,
+from rca.parsers.otlp.common import (
     ALIASES,
+    KIND_NAMES,
     KINDS,
     STATUS,
-    _int,
-    _resource,
+    STATUS_NAMES,
     any_value,
     enum_value,
     hex_id,
+    int_value,
+    resource_fields,
     status_series,
     text_series,
 )
@@ -93,7 +93,7 @@ _ALIAS_RANK = [(name, _COLUMNS.index(column), rank) for column, names in ALIASES
 
 def resource_of(rs: ResourceSpans) -> dict[str, Any]:
     attributes = rs.resource.attributes if rs.resource is not None else None
-    return _resource({kv.key: any_value(kv.value) for kv in attributes or ()})
+    return resource_fields({kv.key: any_value(kv.value) for kv in attributes or ()})
 
 
 def raw_of(document: Document) -> dict[str, Any] | None:
@@ -132,7 +132,7 @@ def _enum(values: list[Any], names: dict[str, int], labels: dict[int, str], defa
 
 
 def _times(values: list[Any]) -> pl.Series:
-    """Nanosecond timestamps, numbers or decimal strings; what polars cannot read goes through `_int`."""
+    """Nanosecond timestamps, numbers or decimal strings; what polars cannot read goes through `int_value`."""
     try:  # decimal strings, as the spec writes them
         out = pl.Series(values, dtype=pl.String, strict=True).str.to_integer(strict=False).cast(pl.Int64, strict=False)
     except TypeError:
@@ -142,7 +142,7 @@ def _times(values: list[Any]) -> pl.Series:
             out = pl.Series([None if v is None else str(v) for v in values], dtype=pl.String).str.to_integer(strict=False).cast(pl.Int64, strict=False)
     odd = np.flatnonzero(out.is_null().to_numpy())
     if len(odd):
-        out = out.scatter(odd, pl.Series([_int(values[i]) for i in odd], dtype=pl.Int64))
+        out = out.scatter(odd, pl.Series([int_value(values[i]) for i in odd], dtype=pl.Int64))
     return out
 
 
@@ -173,10 +173,10 @@ def spans_frame(scopes: list[tuple[int, dict[str, Any], list[Span]]]) -> pl.Data
         "span_id": _ids(column("spanId"), 8),
         "parent_span_id": _ids(column("parentSpanId"), 8),
         "name": pl.Series(column("name"), strict=False),
-        "kind": pl.Series(_enum(column("kind"), _KIND_NAMES, KINDS, "unspecified"), dtype=pl.String),
+        "kind": pl.Series(_enum(column("kind"), KIND_NAMES, KINDS, "unspecified"), dtype=pl.String),
         "start_ns": _times(column("startTimeUnixNano")),
         "end_ns": _times(column("endTimeUnixNano")),
-        "status": pl.Series(_enum([None if st is None else st.code for st in statuses], _STATUS_NAMES, STATUS, "unset"), dtype=pl.String),
+        "status": pl.Series(_enum([None if st is None else st.code for st in statuses], STATUS_NAMES, STATUS, "unset"), dtype=pl.String),
     })
 
     attribute_lists = [a or () for a in column("attributes")]

@@ -9,7 +9,7 @@ length-delimited fields only; a message whose first element fits more than one s
 name and a gauge looks like a span of a trace id and a name) or none is ambiguous and needs `--signal`.
 
 Log records and metrics are decoded with opentelemetry-proto and turned into the OTLP/JSON shape
-(`timeUnixNano`, `severityNumber`, AnyValue objects, `dataPoints`, ...) that `parsers.otlp` maps for
+(`timeUnixNano`, `severityNumber`, AnyValue objects, `dataPoints`, ...) that `json` maps for
 JSON input, so both encodings give the same events and metrics rows: one mapping, two encodings.
 """
 
@@ -46,13 +46,13 @@ def normalize_signal(value: str | None) -> str | None:
         raise ValueError(f"--signal must be one of {', '.join(SIGNALS)}, got {value!r}") from None
 
 
-def _fields(data: bytes) -> list[tuple[int, int, int, int]]:
+def wire_fields(data: bytes) -> list[tuple[int, int, int, int]]:
     """Top-level (field number, wire type, start, end) of a message's fields; Corrupt if it is not one."""
     return list(_iter_fields(data))
 
 
 def _iter_fields(data: bytes) -> Iterator[tuple[int, int, int, int]]:
-    """`_fields` one at a time: a caller that stops early reads no further (nor checks the rest)."""
+    """`wire_fields` one at a time: a caller that stops early reads no further (nor checks the rest)."""
     pos, size = 0, len(data)
     while pos < size:
         tag, pos = _varint(data, pos)
@@ -97,18 +97,18 @@ def sniff_signal(blob: bytes, look: int = 16, strict: bool = False) -> str | Non
     The decoder parses every scope whole anyway, and asks again with `strict` when it fails, so that
     bytes which are not protobuf get the same message either way."""
     seen = 0
-    for number, wire, start, end in _fields(blob):
+    for number, wire, start, end in wire_fields(blob):
         if number != 1 or wire != 2:
             continue
         resource = blob[start:end]
-        for n2, w2, s2, e2 in _fields(resource):
+        for n2, w2, s2, e2 in wire_fields(resource):
             if n2 != 2 or w2 != 2:
                 continue
             scope = resource[s2:e2]
-            for n3, w3, s3, e3 in _fields(scope) if strict else _iter_fields(scope):
+            for n3, w3, s3, e3 in wire_fields(scope) if strict else _iter_fields(scope):
                 if n3 != 2 or w3 != 2:
                     continue
-                signal = _element_signal(_fields(scope[s3:e3]))
+                signal = _element_signal(wire_fields(scope[s3:e3]))
                 seen += 1
                 if signal is not None or seen >= look:
                     return signal
@@ -128,11 +128,11 @@ def _element_signal(fields: list[tuple[int, int, int, int]]) -> str | None:
 
 def has_elements(blob: bytes) -> bool:
     """Whether any resource of the message has a scope with at least one element."""
-    for number, wire, start, end in _fields(blob):
+    for number, wire, start, end in wire_fields(blob):
         if number == 1 and wire == 2:
             resource = blob[start:end]
-            for n2, w2, s2, e2 in _fields(resource):
-                if n2 == 2 and w2 == 2 and any(n == 2 and w == 2 for n, w, _, _ in _fields(resource[s2:e2])):
+            for n2, w2, s2, e2 in wire_fields(resource):
+                if n2 == 2 and w2 == 2 and any(n == 2 and w == 2 for n, w, _, _ in wire_fields(resource[s2:e2])):
                     return True
     return False
 

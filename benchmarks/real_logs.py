@@ -1,0 +1,227 @@
+"""`rca ingest` and `rca analyze` on real-content logs, next to GoAccess (and lnav) in the same run.
+
+    python benchmarks/real_logs.py [--cases apache-1m,varied-1m,jsonl-1m] [--runs 3] [--no-peer]
+
+Inputs are built once into `benchmarks/out/real/` (kept between runs):
+
+- `apache-1m.log`, `apache-5m.log`: the real Apache access log of `/work/shared/corpus/apache_logs`
+  (10,000 lines, 4 days of a public web site: IPv4 and a few IPv6 clients, query strings, `-` bytes,
+  referers, long user agents, bots) repeated, each copy shifted by the span of the original so time
+  runs forward; the lines are otherwise the corpus's own bytes.
+- `varied-1m.log`: a generated nginx combined log with `$request_time $upstream_response_time`,
+  holding what real logs hold and the corpus lacks: IPv6 clients, query strings, long static paths,
+  `-` for bytes, escaped quotes in user agents and referers, several zone offsets, upstream lists
+  (`0.010, 0.020 : 0.003`), `-` upstream times, and one malformed line in 20,000.
+- `jsonl-1m.jsonl`: the JSON-lines application log of `rca simulate third-party-surge` scaled to about
+  1M lines (the simulator's service log shape: flat keys, dotted names, one request a line).
+
+Each command runs `--runs` times as a child process; its wall time, CPU time (user + system, from
+wait4) and peak RSS (ru_maxrss) are recorded and the medians printed, with rca's ratio to the peer
+measured in the same run (absolute times on a shared machine move with others' load; the ratio less).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+OUT = Path(__file__).resolve().parent / "out" / "real"
+CORPUS = Path(os.environ.get("RCA_APACHE_CORPUS", "/work/shared/corpus/apache_logs/apache_logs"))
+APACHE_TIME = "%d/%b/%Y:%H:%M:%S %z"
+GOACCESS_COMBINED = ["--log-format=COMBINED"]
+# nginx combined + $request_time + $upstream_response_time (a list or `-`; skipped by GoAccess)
+GOACCESS_VARIED = ['--log-format=%h %^ %^ [%d:%t %^] "%r" %s %b "%R" "%u" %T %^', "--date-format=%d/%b/%Y", "--time-format=%T"]
+
+
+def repeated_corpus(lines: int, path: Path) -> None:
+    """The corpus repeated to `lines` lines, copy k shifted by k times the corpus's span."""
+    text = CORPUS.read_text(encoding="utf-8", errors="replace").splitlines()
+    corpus = pl.DataFrame({"text": text}).with_columns(
+        pl.col("text").str.extract(r"^(.*?\[)").alias("head"),
+        pl.col("text").str.extract(r"\[([^\]]+)\]").str.strptime(pl.Datetime("us", "UTC"), APACHE_TIME).alias("ts"),
+        pl.col("text").str.extract(r"^[^\]]*(\].*)$").alias("tail"),
+    )
+    span = corpus["ts"].max() - corpus["ts"].min() + timedelta(hours=1)  # type: ignore[operator]
+    with open(path, "w", encoding="utf-8") as out:
+        copy = 0
+        while copy * corpus.height < lines:
+            n = min(corpus.height, lines - copy * corpus.height)
+            shifted = corpus.head(n).select(
+                pl.concat_str(pl.col("head"), (pl.col("ts") + span * copy).dt.strftime("%d/%b/%Y:%H:%M:%S +0000"), pl.col("tail")).alias("line")
+            )
+            out.write("\n".join(shifted["line"].to_list()) + "\n")
+            copy += 1
+
+
+def varied(lines: int, path: Path) -> None:
+    """nginx combined + request/upstream times with the variety of real logs (see the module doc)."""
+    rng = np.random.default_rng(7)
+    start = 1_767_225_600
+    chunk = 250_000
+    ipv6 = np.array([f"2001:db8:{a:x}::{b:x}" for a, b in zip(rng.integers(0, 65535, 2000), rng.integers(1, 65535, 2000), strict=True)])
+    ipv4 = np.array([f"{a}.{b}.{c}.{d}" for a, b, c, d in rng.integers(1, 255, (5000, 4))])
+    statics = np.array([f"/static/{v}/assets/{'/'.join(['bundle'] * (k % 4 + 1))}/app.{k:05x}.{ext}"
+                        for k, (v, ext) in enumerate(zip(rng.choice(["v1", "v2", "build-2026-01-05"], 400), rng.choice(["js", "css", "png", "woff2"], 400), strict=True))])
+    agents = np.array([
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.2210.91",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1",
+        "curl/8.5.0", "Googlebot/2.1 (+http://www.google.com/bot.html)", 'Mozilla/5.0 (compatible; \\"quoted\\" crawler/1.0)',
+        "python-requests/2.31.0", "-",
+    ])
+    referers = np.array(["-", "https://www.example.com/", "https://www.google.com/search?q=rca+incident&hl=en", 'https://ex.com/a\\"b'])
+    zones = np.array(["+0000", "+0100", "-0700", "+0530"])
+    with open(path, "w", encoding="utf-8") as out:
+        for offset in range(0, lines, chunk):
+            n = min(chunk, lines - offset)
+            kind = rng.integers(0, 10, n)
+            api = pl.concat_str(pl.lit("/api/v2/items/"), pl.Series(rng.integers(1, 200_000, n)).cast(pl.String))
+            query = pl.concat_str(pl.lit("?page="), pl.Series(rng.integers(1, 50, n)).cast(pl.String), pl.lit("&sort=desc&q=a%20b"))
+            rt = rng.lognormal(-3.0, 0.9, n)
+            up_n = rng.choice([0, 1, 1, 1, 1, 1, 2, 3], n)
+            frame = pl.DataFrame({
+                "t": (start + np.sort(rng.integers(0, 86_400, n)) + offset // 10).astype(np.int64) * 1_000_000,
+                "client": np.where(rng.random(n) < 0.3, rng.choice(ipv6, n), rng.choice(ipv4, n)),
+                "kind": kind, "static": rng.choice(statics, n), "status": rng.choice([200, 200, 200, 200, 204, 301, 304, 404, 499, 500, 502], n),
+                "bytes": np.where(rng.random(n) < 0.1, "-", rng.integers(0, 500_000, n).astype(str)),
+                "ref": rng.choice(referers, n), "ua": rng.choice(agents, n), "zone": rng.choice(zones, n), "rt": rt, "up_n": up_n,
+                "method": rng.choice(["GET", "GET", "GET", "POST", "PUT", "DELETE", "HEAD"], n),
+            }).with_columns(pl.col("t").cast(pl.Datetime("us", "UTC")))
+            one = (pl.col("rt") * 0.9).round(3).cast(pl.String)
+            upstream = (
+                pl.when(pl.col("up_n") == 0).then(pl.lit("-"))
+                .when(pl.col("up_n") == 1).then(one)
+                .when(pl.col("up_n") == 2).then(pl.concat_str(pl.lit("0.002, "), one))
+                .otherwise(pl.concat_str(pl.lit("0.002, 0.001 : "), one))
+            )
+            target = (
+                pl.when(pl.col("kind") < 4).then(pl.col("static"))
+                .when(pl.col("kind") < 7).then(api)
+                .otherwise(pl.concat_str(api, query))
+            )
+            line = pl.concat_str(
+                pl.col("client"), pl.lit(" - - ["), pl.col("t").dt.strftime("%d/%b/%Y:%H:%M:%S "), pl.col("zone"), pl.lit('] "'),
+                pl.col("method"), pl.lit(" "), target, pl.lit(' HTTP/1.1" '), pl.col("status").cast(pl.String), pl.lit(" "), pl.col("bytes"),
+                pl.lit(' "'), pl.col("ref"), pl.lit('" "'), pl.col("ua"), pl.lit('" '), pl.col("rt").round(3).cast(pl.String), pl.lit(" "), upstream,
+            )
+            text = frame.select(line.alias("l"))["l"].to_list()
+            for i in range(0, n, 20_000):  # a malformed line now and then
+                text[i] = text[i][: len(text[i]) // 2]
+            out.write("\n".join(text) + "\n")
+
+
+def jsonl(lines: int, path: Path) -> None:
+    """The simulator's JSON-lines service log, scaled to about `lines` lines."""
+    rca = _rca()
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([rca, "simulate", "third-party-surge", "--scale", f"{lines / 47_355:.2f}", "-o", tmp], check=True, stdout=subprocess.DEVNULL)
+        with gzip.open(Path(tmp) / "telemetry" / "app.jsonl.gz", "rb") as src, open(path, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    file: str
+    build: object  # (lines, path) -> None
+    lines: int
+    goaccess: list[str] | None  # GoAccess options, None: no GoAccess peer
+    lnav: bool = False
+
+
+CASES = {
+    "apache-1m": Case("apache-1m", "apache-1m.log", repeated_corpus, 1_000_000, GOACCESS_COMBINED),
+    "apache-5m": Case("apache-5m", "apache-5m.log", repeated_corpus, 5_000_000, GOACCESS_COMBINED),
+    "varied-1m": Case("varied-1m", "varied-1m.log", varied, 1_000_000, GOACCESS_VARIED),
+    "jsonl-1m": Case("jsonl-1m", "jsonl-1m.jsonl", jsonl, 1_000_000, None, lnav=True),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    cpu: float
+    rss_mb: float
+
+
+def timed(cmd: list[str]) -> Run:
+    """Wall seconds, CPU seconds and peak RSS (MB) of one child process (its own rusage, from wait4)."""
+    t = time.perf_counter()
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert child.stderr is not None
+    err = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - t
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {code}: {err.decode(errors='replace')[-500:]}")
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+def _rca() -> str:
+    return shutil.which("rca") or str(Path(sys.executable).with_name("rca"))
+
+
+def commands(case: Case, log: Path, tmp: str, peers: bool) -> dict[str, list[str]]:
+    rca = _rca()
+    cmds = {
+        "rca ingest": [rca, "ingest", str(log), "--out", f"{tmp}/frames", "-q"],
+        "rca analyze": [rca, "analyze", str(log), "-q", "-f", "json", "-o", f"{tmp}/report.json"],
+    }
+    goaccess, lnav = shutil.which("goaccess"), shutil.which("lnav")
+    if peers and case.goaccess is not None and goaccess:
+        cmds["goaccess"] = [goaccess, str(log), *case.goaccess, "-o", f"{tmp}/goaccess.json"]
+    if peers and case.lnav and lnav:
+        cmds["lnav"] = [lnav, "-n", "-c", ";SELECT count(*) FROM all_logs", str(log)]
+    return cmds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", default="apache-1m,varied-1m,jsonl-1m", help=f"comma-separated, of {', '.join(CASES)}")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default="", help="comma-separated command names to run (e.g. 'rca analyze,goaccess')")
+    parser.add_argument("--no-peer", action="store_true", help="time rca only")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    only = {c.strip() for c in args.only.split(",") if c.strip()}
+    print("| input | command | wall s | CPU s | peak RSS MB | lines/s | vs peer |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.cases.split(","):
+        case = CASES[name.strip()]
+        log = OUT / case.file
+        if not log.exists():
+            partial = log.with_suffix(".partial")
+            case.build(case.lines, partial)  # type: ignore[operator]
+            partial.rename(log)
+        with open(log, "rb") as handle:
+            lines = sum(1 for _ in handle)
+        with tempfile.TemporaryDirectory() as tmp:
+            cmds = commands(case, log, tmp, not args.no_peer)
+            medians: dict[str, Run] = {}
+            for label, cmd in cmds.items():
+                if only and label not in only:
+                    continue
+                runs = [timed(cmd) for _ in range(args.runs)]
+                medians[label] = Run(*(statistics.median(getattr(r, f) for r in runs) for f in ("wall", "cpu", "rss_mb")))
+            peer = next((p for p in ("goaccess", "lnav") if p in medians), None)
+            for label, run in medians.items():
+                ratio = f"x{medians[peer].wall / run.wall:.1f} {peer}" if peer and label.startswith("rca") else ""
+                print(f"| {case.name} ({lines / 1e6:.2f}M lines, {log.stat().st_size / 1e6:,.0f} MB) | {label} | {run.wall:.2f} | {run.cpu:.2f} "
+                      f"| {run.rss_mb:,.0f} | {lines / run.wall:,.0f} | {ratio} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

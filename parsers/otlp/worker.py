@@ -1,0 +1,45 @@
+"""Worker process for a part of a big OTLP file (started by `parallel.in_workers`).
+
+Its part comes on stdin as `parallel.send_part` wrote it. OTLP/JSON (`json.walk_in_processes`):
+`("json", first line number)` and the part's bytes; writes the part's `JsonWalk`. Protobuf
+(`protobuf.decode_in_processes`): `("proto", (start, end) of each message, first message number,
+forced signal)` and the messages' bytes; writes `(log events, metric points, message count)`
+and the raw span frame; an input error in the part exits non-zero (the caller decodes the part itself
+and raises it in order). Both write with `parallel.write_part`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import sys
+from typing import Any
+
+from rca.parsers.otlp.common import concat_raw_spans
+from rca.parsers.otlp.json import walk_json
+from rca.parsers.otlp.parallel import receive_part, write_part
+from rca.parsers.otlp.protobuf import OtlpProtoParser
+from rca.parsers.sources import Source
+
+
+def main() -> None:
+    """Decode the part given on stdin and write the result to stdout."""
+    meta, raw = receive_part(sys.stdin.buffer)
+    out = sys.stdout.buffer
+    if meta[0] == "proto":
+        _, bounds, first_number, forced = meta
+        view = memoryview(raw)
+        blobs = [view[start:end] for start, end in bounds]
+        gc.disable()
+        events: list[dict[str, Any]] = []
+        metrics: list[dict[str, Any]] = []
+        pieces, messages = OtlpProtoParser().decode_messages(blobs, first_number, Source("part", None), forced, events, metrics)  # type: ignore[arg-type]
+        write_part(out, (events, metrics, messages), concat_raw_spans(pieces) if pieces else None)
+        return
+    _, first_number = meta
+    walk = walk_json(raw, 0, len(raw), first_number, per_line=True)
+    write_part(out, dataclasses.replace(walk, spans=None), walk.spans)
+
+
+if __name__ == "__main__":
+    main()
