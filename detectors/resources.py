@@ -16,6 +16,8 @@ names.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import polars as pl
 
@@ -68,7 +70,6 @@ def _from_events(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     inc_s = context.observed_s(context.incident)
     if events.height == 0 or base_s <= 0 or inc_s <= 0:
         return findings
-    base_mask, inc_mask, grid = window_masks(context)
     tagged = (
         events.filter(pl.col("message").is_not_null())
         .with_columns(classify_expr(pl.col("message")).alias("resource"), bucket_expr(context))
@@ -90,38 +91,49 @@ def _from_events(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         )
         .sort("resource", "service")
     )
-    local = _host_local(dataset, context, tagged, in_base, in_inc, base_s, inc_s)
+    local = _host_local(dataset, context, tagged, in_base, in_inc)
     findings.extend(local)
     local_hosts = {(f.subject, f.where) for f in local}
     for resource, service, b, i, signal, host, example, errors in per.iter_rows():
-        expected = b * inc_s / base_s
-        z = poisson_excess_z(i, expected)
-        if i < 5 or i < 3 * max(expected, 0.5) or z < 4 or (resource, host) in local_hosts:
+        if (resource, host) in local_hosts:
             continue
-        sub = tagged.filter((pl.col("resource") == resource) & (pl.col("service") == service)).group_by("bucket").len().with_columns(pl.lit(1).alias("k"))
-        values = dense_series(sub, ["k"], "len", context).get((1,), np.zeros(len(grid)))
-        onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
-        findings.append(
-            Finding(
-                detector="resources", kind="resource_saturation", dimension="resource", subject=resource,
-                metric="events_per_min", onset=onset,
-                baseline=round(b / base_s * 60, 3), incident=round(i / inc_s * 60, 3),
-                magnitude=round(i / max(expected, 0.5), 3), confidence=confidence_from_z(z),
-                signal=signal or "text_log", where=service, excess=float(i - expected),
-                peak=grid[int(np.argmax(np.where(inc_mask, values, -1)))],
-                series=to_series(values, grid, context, f"{resource} events, {service}"),
-                details=ResourceEventsDetails(events_before=int(b), events_after=int(i), error_events=int(errors),
-                                              host=host, example=(example or "").split("\n")[0][:160], z=round(z, 1)),
-            )
-        )
+        finding = _burst(tagged, context, resource, "service", service, b, i, signal, lambda z, b=b, i=i, e=errors, h=host, x=example:
+                         ResourceEventsDetails(events_before=int(b), events_after=int(i), error_events=int(e), host=h,
+                                               example=(x or "").split("\n")[0][:160], z=z))
+        if finding is not None:
+            findings.append(finding)
     return findings
+
+
+def _burst(tagged: pl.DataFrame, context: AnalysisContext, resource: str, by: str, where: str, b: int, i: int, signal: str | None,
+           details: Callable[[float], ResourceEventsDetails]) -> Finding | None:
+    """The events of `resource` at one service or host (`by` = `where`) as a finding when they burst:
+    Poisson z >= 4 against the baseline rate, at least 3x it and 5 events; onset from their series."""
+    base_s, inc_s = context.observed_s(context.baseline), context.observed_s(context.incident)
+    expected = b * inc_s / base_s
+    z = poisson_excess_z(i, expected)
+    if i < 5 or i < 3 * max(expected, 0.5) or z < 4:
+        return None
+    base_mask, inc_mask, grid = window_masks(context)
+    sub = tagged.filter((pl.col("resource") == resource) & (pl.col(by) == where)).group_by("bucket").len().with_columns(pl.lit(1).alias("k"))
+    values = dense_series(sub, ["k"], "len", context).get((1,), np.zeros(len(grid)))
+    onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
+    return Finding(
+        detector="resources", kind="resource_saturation", dimension="resource", subject=resource,
+        metric="events_per_min", onset=onset,
+        baseline=round(b / base_s * 60, 3), incident=round(i / inc_s * 60, 3),
+        magnitude=round(i / max(expected, 0.5), 3), confidence=confidence_from_z(z),
+        signal=signal or "text_log", where=str(where), excess=float(i - expected),
+        peak=grid[int(np.argmax(np.where(inc_mask, values, -1)))],
+        series=to_series(values, grid, context, f"{resource} events, {where}"),
+        details=details(round(z, 1)),
+    )
 
 
 HOST_SHARE = 0.8  # share of a resource's incident events on one host that makes the problem host-local
 
 
-def _host_local(dataset: Dataset, context: AnalysisContext, tagged: pl.DataFrame, in_base: pl.Expr, in_inc: pl.Expr,
-                base_s: float, inc_s: float) -> list[Finding]:
+def _host_local(dataset: Dataset, context: AnalysisContext, tagged: pl.DataFrame, in_base: pl.Expr, in_inc: pl.Expr) -> list[Finding]:
     """Resource evidence concentrated on one host of several (GC pauses, heap warnings and the kernel's
     OOM killer of one machine, whatever service or syslog tag wrote them): one finding located at that
     host, so the cause names the machine and not only the service."""
@@ -140,29 +152,14 @@ def _host_local(dataset: Dataset, context: AnalysisContext, tagged: pl.DataFrame
         .filter(pl.col("share") >= HOST_SHARE)
         .sort("resource", "host")
     )
-    base_mask, inc_mask, grid = window_masks(context)
     out = []
     for resource, host, b, i, signal, services, example, errors, share in per.iter_rows():
-        expected = b * inc_s / base_s
-        z = poisson_excess_z(i, expected)
-        if i < 5 or i < 3 * max(expected, 0.5) or z < 4:
-            continue
-        sub = tagged.filter((pl.col("resource") == resource) & (pl.col("host") == host)).group_by("bucket").len().with_columns(pl.lit(1).alias("k"))
-        values = dense_series(sub, ["k"], "len", context).get((1,), np.zeros(len(grid)))
-        onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
-        out.append(
-            Finding(
-                detector="resources", kind="resource_saturation", dimension="resource", subject=resource,
-                metric="events_per_min", onset=onset, baseline=round(b / base_s * 60, 3), incident=round(i / inc_s * 60, 3),
-                magnitude=round(i / max(expected, 0.5), 3), confidence=confidence_from_z(z),
-                signal=signal or "text_log", where=str(host), excess=float(i - expected),
-                peak=grid[int(np.argmax(np.where(inc_mask, values, -1)))],
-                series=to_series(values, grid, context, f"{resource} events, {host}"),
-                details=HostResourceDetails(events_before=int(b), events_after=int(i), error_events=int(errors), host=str(host),
-                                            example=(example or "").split("\n")[0][:160], z=round(z, 1), host_share=round(float(share), 3),
-                                            hosts=int(hosts_seen), services=tuple(str(s) for s in services if s)),
-            )
-        )
+        finding = _burst(tagged, context, resource, "host", host, b, i, signal, lambda z, b=b, i=i, e=errors, h=host, x=example, sh=share, sv=services:
+                         HostResourceDetails(events_before=int(b), events_after=int(i), error_events=int(e), host=str(h),
+                                             example=(x or "").split("\n")[0][:160], z=z, host_share=round(float(sh), 3),
+                                             hosts=int(hosts_seen), services=tuple(str(v) for v in sv if v)))
+        if finding is not None:
+            out.append(finding)
     return out
 
 

@@ -10,13 +10,12 @@ bytes; times derive from `Traffic.start`, so the same seed writes the same bytes
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import orjson
 
-if TYPE_CHECKING:
-    from rca.simulate.wild import Traffic
+from rca.simulate.traffic import Traffic
 
 JSON_STYLES = ("structlog", "ecs", "zap", "pino")
 VERSION_KEYS: tuple[str | None, ...] = ("version", "app.version", None, "app_version", "release", "service.version", "build")

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+
+from rca.simulate import formats
+from rca.simulate.traffic import Route, Traffic
 
 _SERVICES = ["checkout", "cart", "catalog", "orders", "payments", "search", "inventory", "accounts", "billing",
              "shipping", "reviews", "pricing", "ledger", "quotes", "bookings", "wallet"]
@@ -42,47 +45,6 @@ _AGENTS = ["Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML,
            "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"]
 _BOTS = ["python-requests/2.32.3", "Go-http-client/1.1", "curl/8.7.1", "okhttp/4.12.0", "axios/1.7.2", "Apache-HttpClient/4.5.14"]
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    template: str  # /api/orders/{id}
-    median_ms: float
-    sigma: float
-    weight: float
-
-
-@dataclass
-class Traffic:
-    """Requests as columns (one element per request), and the log events that go with them."""
-
-    t: np.ndarray  # seconds from the start
-    service: np.ndarray
-    host: np.ndarray
-    route: np.ndarray  # index into routes
-    status: np.ndarray
-    duration_ms: np.ndarray
-    version: np.ndarray
-    client: np.ndarray
-    agent: np.ndarray
-    routes: list[Route]
-    start: datetime = datetime(2026, 1, 5, tzinfo=UTC)
-    events: list[dict[str, Any]] = field(default_factory=list)  # t, level, service, host, logger, message, fields, text
-
-    def path(self, rng: np.random.Generator) -> np.ndarray:
-        ids = rng.integers(1, 99999, self.t.size).astype(str)
-        templates = np.array([r.template for r in self.routes], dtype=object)[self.route]
-        return np.array([tpl.replace("{id}", i) for tpl, i in zip(templates, ids, strict=True)], dtype=object)
-
-    def method(self) -> np.ndarray:
-        return np.array([r.method for r in self.routes], dtype=object)[self.route]
-
-    def event(self, t: float, level: str, service: str, host: str, logger: str, message: str, text: str | None = None,
-              **fields: Any) -> None:
-        """A log event; `text` is what a plain-text stream writes instead of a record (crash dumps)."""
-        self.events.append({"t": float(t), "level": level, "service": service, "host": host, "logger": logger,
-                            "message": message, "fields": fields, "text": text})
 
 
 @dataclass(frozen=True)
@@ -184,8 +146,6 @@ def start_time(rng: np.random.Generator) -> datetime:
 
 
 def bad_release(seed: int, minutes: int, scale: float) -> Wild:
-    from rca.simulate import formats
-
     rng = _rng("bad-release", seed)
     start = start_time(rng)
     seconds = minutes * 60
@@ -257,8 +217,6 @@ def _append(traffic: Traffic, extra: Traffic, mask: np.ndarray, version: str | N
 
 
 def flag_flip(seed: int, minutes: int, scale: float) -> Wild:
-    from rca.simulate import formats
-
     rng = _rng("flag-flip", seed)
     start = start_time(rng)
     seconds = minutes * 60
@@ -337,8 +295,6 @@ _VENDORS = ["stripe", "adyen", "twilio", "sendgrid", "shippo", "avalara", "plaid
 def uninstrumented_dependency(seed: int, minutes: int, scale: float) -> Wild:
     """Traces edge -> api -> (dependency without spans of its own, an instrumented database): the
     dependency slows down; its callers' client spans are all that show it."""
-    from rca.simulate import formats
-
     rng = _rng("uninstrumented-dependency", seed)
     start = start_time(rng)
     seconds = minutes * 60
@@ -405,8 +361,6 @@ def uninstrumented_dependency(seed: int, minutes: int, scale: float) -> Wild:
 def host_leak(seed: int, minutes: int, scale: float) -> Wild:
     """One host of several leaks memory: GC pauses, heap warnings, an out-of-memory crash written as
     plain text in its JSON stream, the kernel's OOM killer, a restart; its latency and errors rise."""
-    from rca.simulate import formats
-
     rng = _rng("host-leak", seed)
     start = start_time(rng)
     seconds = minutes * 60
@@ -479,8 +433,6 @@ _OFFSETS = [-420, -300, 330, 60, -240, 540, -180, 120]
 def client_flood(seed: int, minutes: int, scale: float) -> Wild:
     """Three hours of an Apache access log (`%D`, a local offset): two hours in, one client sends ten
     times the normal rate to two endpoints for half an hour, then stops."""
-    from rca.simulate import formats
-
     rng = _rng("client-flood", seed)
     start = start_time(rng)
     seconds = minutes * 60

@@ -2,8 +2,8 @@
 right after it, on its service or on one of its routes, or whose new release served worse than the old
 one in the same minutes (the canary split, `rca.detectors.changes`); its summary quotes the strongest.
 
-Candidates: one per `change_effect` finding with an effect, at most `deploy_max_lag_buckets` after the
-incident began (a later change cannot have started it). Changes without an effect are ruled out
+Candidates: one per `change_effect` finding with an effect, at most `deploy_max_lag_buckets` (or
+`deploy_max_lag_min`) after the symptoms began (a later change cannot have started them). Changes without an effect are ruled out
 (`rca.ranking.ruled_out`).
 """
 
@@ -17,6 +17,7 @@ from rca.model import Finding, Hypothesis
 from rca.ranking.candidate import Candidate
 from rca.ranking.prose import pct
 from rca.ranking.registry import HypothesisKind, Observations, register_kind
+from rca.ranking.scoring import symptoms_began
 from rca.ranking.tuning import TUNING
 
 # Change kinds that can cause an incident; restarts are effects (OOM kills, crash loops).
@@ -35,10 +36,13 @@ class Deploy(HypothesisKind):
 
     def candidates(self, seen: Observations) -> list[Candidate]:
         out = []
-        # the incident's start is an estimate, often a bucket or two early; the detector has checked that
-        # what the change moved was not degraded before it
-        latest = seen.context.incident.start + max(TUNING.deploy_max_lag_buckets * seen.context.bucket,
-                                                   timedelta(minutes=TUNING.deploy_max_lag_min))
+        # A change after the symptoms began cannot have started them. When they began is dated by the
+        # symptoms themselves (the incident window may open earlier, on a drift in load), an estimate often
+        # a bucket or two early; the detector has checked that what the change moved was not degraded
+        # just before it.
+        began = symptoms_began(seen.symptoms) if any(s.onset for s in seen.symptoms) else seen.context.incident.start
+        latest = max(began, seen.context.incident.start) + max(TUNING.deploy_max_lag_buckets * seen.context.bucket,
+                                                                timedelta(minutes=TUNING.deploy_max_lag_min))
         tolerance = max(TUNING.explained_error_change_buckets * seen.context.bucket_s / 60.0, TUNING.explained_error_change_min)
         for f in seen.findings:
             if f.onset is not None and f.onset > latest:
