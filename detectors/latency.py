@@ -81,7 +81,7 @@ def _sample(values: np.ndarray, start: int, n: int, rng: np.random.Generator) ->
 
 def _usual_method(methods: np.ndarray, names: list, runs: list[tuple[int, int]]) -> str | None:
     """The most frequent known method over the runs (ties: alphabetical), or None."""
-    counts = sum(np.bincount(methods[s:s + n], minlength=len(names)) for s, n in runs)
+    counts = np.sum([np.bincount(methods[s:s + n], minlength=len(names)) for s, n in runs], axis=0)
     known = sorted((j for j, name in enumerate(names) if name is not None), key=lambda j: names[j])
     best = max(known, key=lambda j: counts[j], default=None)  # max keeps the first of the ties
     return names[best] if best is not None and counts[best] > 0 else None

@@ -81,7 +81,7 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         req_a = max(servers.filter(in_inc).height, 1)
         fan_b, fan_a = before.size / req_b, after.size / req_a
         operations = rows.filter(in_inc).group_by("name").len().sort(["len", "name"], descending=[True, False])["name"].head(3).to_list()
-        operations = tuple(str(name) for name in operations)
+        operation_names = tuple(str(name) for name in operations)
         per_bucket = (
             rows.group_by("bucket")
             .agg(pl.col("duration_ms").quantile(0.95).alias("p95"), pl.len().alias("n"),
@@ -105,7 +105,7 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                         onset=onset, baseline=round(p95b, 2), incident=round(p95a, 2),
                         magnitude=round(p95a / max(p95b, 1e-6), 3), confidence=confidence_from_p(p), signal="trace",
                         where=", ".join(callers) or None, series=to_series(values, grid, context, f"p95 ms of calls to {dependency}"),
-                        details=SelfTimeDetails(dependency=str(dependency), operations=operations, calls_ratio=round(calls_ratio, 3),
+                        details=SelfTimeDetails(dependency=str(dependency), operations=operation_names, calls_ratio=round(calls_ratio, 3),
                                                 calls_per_request_before=round(fan_b, 3), calls_per_request_after=round(fan_a, 3),
                                                 p_value=float(f"{p:.3g}"), n_before=int(before.size), n_after=int(after.size)),
                     )
@@ -116,7 +116,7 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                     detector="spans", kind="fanout_growth", dimension="operation", subject=str(dependency), metric="calls_per_request",
                     onset=None, baseline=round(fan_b, 3), incident=round(fan_a, 3), magnitude=round(fan_a / max(fan_b, 1e-6), 3),
                     confidence=min(1.0, (fan_a / max(fan_b, 1e-6) - 1.0)), signal="trace", where=None,
-                    details=OperationCallsDetails(dependency=str(dependency), operations=operations, calls_ratio=round(calls_ratio, 3)),
+                    details=OperationCallsDetails(dependency=str(dependency), operations=operation_names, calls_ratio=round(calls_ratio, 3)),
                 )
             )
         if calls_ratio >= CALLS_ROSE_RATIO:

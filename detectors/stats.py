@@ -28,6 +28,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -350,7 +351,7 @@ def subject_codes(column: pl.Series) -> tuple[np.ndarray, list]:
     phys = column.cast(pl.String).cast(pl.Categorical).to_physical()
     if phys.null_count() == phys.len():
         return np.zeros(phys.len(), dtype=np.int64), [None]
-    raw = phys.fill_null(phys.max() + 1).to_numpy().astype(np.int64)
+    raw = phys.fill_null(cast(int, phys.max()) + 1).to_numpy().astype(np.int64)
     dense_of = np.cumsum(np.bincount(raw) > 0) - 1
     codes = dense_of[raw]
     first = np.full(int(dense_of[-1]) + 1, raw.size, dtype=np.int64)

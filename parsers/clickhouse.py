@@ -336,7 +336,7 @@ def _read(client: StoreClient, url: StoreUrl, options: ParseOptions) -> StoreRea
     tables = check_tables(client, url)
     low, high = _resolve_range(client, url, tables, options)
     warnings: list[str] = []
-    if low is None:
+    if low is None or high is None:
         return StoreRead(ParseResult(format="clickhouse", frames={}, lines=0, warnings=[f"no rows in {', '.join(tables.values())}"]))
     bounds = {"since": _param_time(low), "until": _param_time(high)}
     counts = {kind: _count(client, url, tables[kind], "TimeUnix" if kind in ("gauge", "sum", "histogram") else "Timestamp", bounds)

@@ -19,9 +19,14 @@ from typing import Any
 
 import orjson
 import polars as pl
+from polars.datatypes import (
+    DataTypeClass,  # a dtype given as its class (pl.String), as struct fields may hold
+)
 
-from rca.model import conform
+from rca.model import Rejected, conform
 from rca.parsers.endpoints import normalize_endpoint_expr, strip_query_expr
+from rca.parsers.lines import LineChunk, Lines, has_long_line, line_chunks, read_lines
+from rca.parsers.sources import Source
 
 CANDIDATES: dict[str, tuple[str, ...]] = {
     "ts": ("ts", "time", "timestamp", "@timestamp", "t", "datetime", "date", "time_local", "logged_at",
@@ -147,6 +152,10 @@ def parse_timestamp(values: pl.Series, tz: str = "UTC") -> pl.Series:
 
 
 def parse_iso(text: pl.Series, tz: str) -> pl.Series:
+    # the usual shape (`2026-01-05T14:00:00.363Z`) in one pass; anything else through the rules below
+    usual = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", strict=False, time_unit="us", time_zone="UTC")
+    if usual.null_count() == text.null_count():
+        return usual
     norm = (
         text.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]", "${1}T")
         .str.replace(r"[Zz]$", "+00:00")
@@ -185,6 +194,19 @@ def normalize_level(values: pl.Series) -> pl.Series:
     ).to_series().alias("level")
 
 
+LINE = "\x00line"  # the line-number column of a flat frame (a record may have a key named `line`)
+
+
+def _choose(keys: set[str], overrides: dict[str, str]) -> dict[str, list[str]]:
+    """For each canonical field, the present keys of its candidate list in order (the user's first)."""
+    chosen: dict[str, list[str]] = {}
+    for name, candidates in CANDIDATES.items():
+        wanted = [overrides[name]] if name in overrides else []
+        wanted += [c for c in candidates if c not in wanted]
+        chosen[name] = [k for k in wanted if k in keys]
+    return chosen
+
+
 def records_to_frames(
     records: list[dict[str, Any]],
     line_numbers: list[int],
@@ -199,20 +221,46 @@ def records_to_frames(
     keys: set[str] = set()
     for record in records:
         keys.update(record)
-    chosen: dict[str, list[str]] = {}
-    for name, candidates in CANDIDATES.items():
-        wanted = [overrides[name]] if name in overrides else []
-        wanted += [c for c in candidates if c not in wanted]
-        chosen[name] = [k for k in wanted if k in keys]
-    used: set[str] = {k for ks in chosen.values() for k in ks[:1]}
+    chosen = _choose(keys, overrides)
     # Keep every key of a mapped field out of attributes, not only the winner.
     used_all: set[str] = {k for ks in chosen.values() for k in ks}
+    flat = pl.DataFrame([pl.Series(LINE, line_numbers, dtype=pl.Int64), *(_column([r.get(k) for r in records], k) for k in sorted(used_all))])
+    leftovers = [{k: v for k, v in r.items() if k not in used_all} for r in records]
+    attributes = pl.Series("attributes", [orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode() if d else None for d in leftovers], dtype=pl.String)
+    return _frames_from_flat(flat, chosen, attributes, origin, signal, tz, default_service)
 
-    columns: dict[str, pl.Series] = {"line": pl.Series("line", line_numbers, dtype=pl.Int64)}
+
+def flat_to_frames(
+    flat: pl.DataFrame, origin: str, signal: str, overrides: dict[str, str] | None = None, tz: str = "UTC", default_service: str | None = None
+) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """A flat frame (one column per dotted key, line numbers in LINE; see `json_objects`) -> the frames
+    of `records_to_frames`, with the mapping done as column expressions."""
+    chosen = _choose(set(flat.columns) - {LINE}, overrides or {})
+    used_all = {k for ks in chosen.values() for k in ks}
+    leftover = sorted(c for c in flat.columns if c != LINE and c not in used_all)
+    attributes = flat.select(_attributes_expr(leftover)).to_series() if leftover else pl.Series("attributes", [None] * flat.height, dtype=pl.String)
+    return _frames_from_flat(flat.select(LINE, *used_all), chosen, attributes, origin, signal, tz, default_service)
+
+
+def _attributes_expr(keys: list[str]) -> pl.Expr:
+    """The non-null values of `keys` as one JSON object text per row, keys sorted (null when none)."""
+    fragments = [
+        pl.when(pl.col(k).is_null()).then(None).otherwise(pl.struct(pl.col(k)).struct.json_encode().str.slice(1).str.strip_suffix("}"))
+        for k in keys
+    ]
+    joined = pl.concat_str(fragments, separator=",", ignore_nulls=True)
+    return pl.when(joined == "").then(None).otherwise(pl.concat_str(pl.lit("{"), joined, pl.lit("}"))).alias("attributes")
+
+
+def _frames_from_flat(
+    flat: pl.DataFrame, chosen: dict[str, list[str]], attributes: pl.Series, origin: str, signal: str, tz: str, default_service: str | None
+) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    line_numbers = flat.get_column(LINE)
+    columns: dict[str, pl.Series] = {"line": line_numbers.alias("line")}
     for name, ks in chosen.items():
         if not ks:
             continue
-        series_list = [_column([r.get(k) for r in records], k) for k in ks]
+        series_list = [flat.get_column(k) for k in ks]
         if name == "duration":
             ms_list = []
             for k, s in zip(ks, series_list, strict=True):
@@ -233,15 +281,12 @@ def records_to_frames(
                 str_list = [image_tag(s) if k in _IMAGE_KEYS else s for k, s in zip(ks, str_list, strict=True)]
             columns[name] = pl.select(pl.coalesce(str_list)).to_series().alias(name)
 
-    height = len(records)
-    frame = pl.DataFrame(columns) if columns else pl.DataFrame({"line": line_numbers})
+    frame = pl.DataFrame(columns)
     for name in CANONICAL_FIELDS:
         if name not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=pl.Datetime("us", "UTC") if name == "ts" else (pl.Float64 if name == "duration" else pl.String)).alias(name))
-    leftovers = [{k: v for k, v in r.items() if k not in used_all} for r in records]
-    attributes = [orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode() if d else None for d in leftovers]
     frame = frame.with_columns(
-        pl.Series("attributes", attributes, dtype=pl.String),
+        attributes.alias("attributes"),
         level=normalize_level(frame["level"]) if frame["level"].dtype != pl.Null else pl.lit(None, pl.String),
     )
     if default_service is not None:
@@ -252,7 +297,6 @@ def records_to_frames(
     frame = frame.with_columns(pl.coalesce(pl.col("version"), by_host).alias("version"))
     unversioned = pl.col("version").is_null().all().over(pl.col("service").fill_null(""))
     frame = frame.with_columns(pl.when(unversioned).then(pod_template_hash(pl.col("host"))).otherwise(pl.col("version")).alias("version"))
-    del used, height
 
     target = pl.coalesce(pl.col("route"), pl.col("path"))
     is_request = target.is_not_null() & (pl.col("status").is_not_null() | pl.col("duration").is_not_null())
@@ -342,3 +386,180 @@ def parse_json_lines(texts: Iterable[str | None]) -> tuple[list[dict[str, Any]],
         records.append(flatten(value))
         positions.append(i)
     return records, positions, rejected
+
+
+JSON_BATCH_LINES = 50_000  # lines decoded by polars at a time; a batch it cannot decode is halved
+PER_RECORD_LINES = 1_000  # a batch this small that polars cannot decode goes the per-record way
+
+
+def json_objects(lines: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[int, str, str]], int]:
+    """(line, text) rows of JSON lines -> (flat frame: one column per dotted key, line numbers in LINE;
+    the other lines as (line, text, reason); how many lines were read record by record).
+
+    Lines that start like an object are decoded by polars' NDJSON reader, JSON_BATCH_LINES at a time;
+    nested objects become dotted columns as `flatten` makes them. A batch the reader refuses (a broken
+    line, a key holding an object in one line and a number in another) is halved until it decodes, down
+    to PER_RECORD_LINES lines which go through orjson record by record. Every other line (plain text,
+    an array) goes through `parse_json_lines`, which gives the reason it is not a record."""
+    present = lines.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
+    is_object = pl.col("text").str.strip_chars_start().str.starts_with("{")
+    objects, others = present.filter(is_object), present.filter(~is_object)
+    flats: list[pl.DataFrame] = []
+    bad: list[tuple[int, str, str]] = []
+    slow: list[int] = []  # lines read record by record
+    for start in range(0, objects.height, JSON_BATCH_LINES):
+        _decode(objects.slice(start, JSON_BATCH_LINES), flats, bad, slow)
+    if others.height:
+        _per_record(others, flats, bad, slow)
+    flat = _stack(flats)
+    if others.height:
+        flat = flat.sort(LINE)
+    bad.sort()
+    return flat, bad, sum(slow)
+
+
+def json_chunks(source: Source, warnings: list[str]) -> tuple[pl.DataFrame, list[tuple[int, str, str]], int, Lines]:
+    """`json_objects` over a whole input read in chunks of whole lines (never all its text at once):
+    a chunk whose every line is an object is decoded straight from its bytes; any other chunk goes
+    line by line. Returns the flat frame, the other lines as (line, text, reason), how many lines were
+    read record by record, and a Lines holding the line count, the too-long lines and the text of the
+    lines that are not JSON."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    def one(chunk: LineChunk) -> tuple[pl.DataFrame, list[tuple[int, str, str]], int, Lines | None, int]:
+        last = chunk.first_line + chunk.lines - 1
+        flat = None if has_long_line(chunk) else _whole_chunk(chunk)
+        if flat is not None:
+            return flat, [], 0, None, last
+        lines = read_lines(Source(origin=source.origin, data=b""), payload=chunk.data)
+        lines.frame = lines.frame.with_columns(pl.col("line") + (chunk.first_line - 1))
+        lines.rejected = [Rejected(r.line + chunk.first_line - 1, r.reason, r.text) for r in lines.rejected]
+        flat, bad, slow = json_objects(lines.frame)
+        lines.frame = lines.frame.filter(pl.col("line").is_in([n for n, _, _ in bad]))  # kept: the lines that are not records
+        return flat, bad, slow, lines, last
+
+    flats: list[pl.DataFrame] = []
+    bad: list[tuple[int, str, str]] = []
+    slow = 0
+    kept = Lines(frame=pl.DataFrame(schema={"line": pl.Int64, "text": pl.String}), total=0, warnings=warnings)
+    texts: list[pl.DataFrame] = []
+    rejected: list[Rejected] = []
+    pending: list[Future] = []
+
+    def take(future: Future) -> None:
+        nonlocal slow
+        flat, chunk_bad, chunk_slow, lines, last = future.result()
+        flats.append(flat)
+        bad.extend(chunk_bad)
+        slow += chunk_slow
+        kept.total = last
+        if lines is not None:
+            texts.append(lines.frame)
+            rejected.extend(lines.rejected)
+            kept.rejected_count += lines.rejected_count
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="rca-json") as pool:  # the reader releases the GIL
+        for chunk in line_chunks(source, warnings):
+            pending.append(pool.submit(one, chunk))
+            if len(pending) > 2:
+                take(pending.pop(0))
+        for future in pending:
+            take(future)
+    if texts:
+        kept.frame = pl.concat(texts)
+    kept.rejected = rejected[:5]
+    return _stack(flats), bad, slow, kept
+
+
+def _whole_chunk(chunk: LineChunk) -> pl.DataFrame | None:
+    """A chunk of lines decoded at once, or None unless every line is an object polars reads as the
+    per-record path would."""
+    try:
+        decoded = pl.read_ndjson(chunk.data, infer_schema_length=None)
+    except (pl.exceptions.PolarsError, ValueError, OverflowError):
+        return None
+    if decoded.height != chunk.lines or _mixed_nesting(decoded):
+        return None
+    flat = _flatten_struct_columns(decoded)
+    if flat is None:
+        return None
+    return flat.with_columns(pl.int_range(chunk.first_line, chunk.first_line + chunk.lines, dtype=pl.Int64).alias(LINE))
+
+
+def _decode(batch: pl.DataFrame, flats: list[pl.DataFrame], bad: list[tuple[int, str, str]], slow: list[int]) -> None:
+    if batch.height <= PER_RECORD_LINES:
+        _per_record(batch, flats, bad, slow)
+        return
+    try:
+        decoded = pl.read_ndjson(batch.get_column("text").str.join("\n").item().encode(), infer_schema_length=None)
+        flat = None if _mixed_nesting(decoded) else _flatten_struct_columns(decoded)
+    except (pl.exceptions.PolarsError, ValueError, OverflowError):
+        flat = None
+    if flat is None or flat.height != batch.height:
+        half = batch.height // 2
+        _decode(batch.slice(0, half), flats, bad, slow)
+        _decode(batch.slice(half), flats, bad, slow)
+        return
+    flats.append(flat.with_columns(batch.get_column("line").alias(LINE)))
+
+
+def _mixed_nesting(frame: pl.DataFrame) -> bool:
+    """Whether a key holds an object or a list in some lines and a scalar in others: the reader then
+    makes the column text, where the per-record path flattens the objects (checked on every text column
+    inside structs too)."""
+    texts: list[pl.Expr] = []
+
+    def walk(expr: pl.Expr, dtype: pl.DataType | DataTypeClass) -> None:
+        if isinstance(dtype, pl.Struct):
+            for child in dtype.fields:
+                walk(expr.struct.field(child.name), child.dtype)
+        elif dtype == pl.String:
+            texts.append(expr.str.starts_with("{").any() | expr.str.starts_with("[").any())
+
+    for name, dtype in frame.schema.items():
+        walk(pl.col(name), dtype)
+    return bool(texts) and bool(frame.select(pl.any_horizontal(texts)).item())
+
+
+def _per_record(batch: pl.DataFrame, flats: list[pl.DataFrame], bad: list[tuple[int, str, str]], slow: list[int]) -> None:
+    slow.append(batch.height)
+    numbers = batch.get_column("line").to_list()
+    records, positions, rejected = parse_json_lines(batch.get_column("text").to_list())
+    bad.extend((numbers[p], text, reason) for p, text, reason in rejected)
+    if records:
+        keys = sorted({k for r in records for k in r})
+        flats.append(pl.DataFrame([pl.Series(LINE, [numbers[p] for p in positions], dtype=pl.Int64), *(_column([r.get(k) for r in records], k) for k in keys)]))
+
+
+def _flatten_struct_columns(frame: pl.DataFrame) -> pl.DataFrame | None:
+    """Struct columns unnested into dotted columns (`http` {route} -> `http.route`), lists and empty
+    objects as JSON text; None when two paths give the same dotted name (`a.b` and `a`: {`b`})."""
+    exprs: list[pl.Expr] = []
+
+    def walk(expr: pl.Expr, name: str, dtype: pl.DataType | DataTypeClass) -> None:
+        if isinstance(dtype, pl.Struct) and dtype.fields:
+            for child in dtype.fields:
+                walk(expr.struct.field(child.name), f"{name}.{child.name}", child.dtype)
+        elif isinstance(dtype, pl.List | pl.Array | pl.Struct | pl.Object):
+            text = pl.struct(expr.alias("v")).struct.json_encode().str.slice(5).str.strip_suffix("}")
+            exprs.append(pl.when(expr.is_null()).then(None).otherwise(text).alias(name))
+        else:
+            exprs.append(expr.alias(name))
+
+    for name, dtype in frame.schema.items():
+        walk(pl.col(name), name, dtype)
+    names = [e.meta.output_name() for e in exprs]
+    if len(set(names)) != len(names) or LINE in names:
+        return None
+    return frame.select(exprs)
+
+
+def _stack(flats: list[pl.DataFrame]) -> pl.DataFrame:
+    """Flat frames of batches as one (columns missing in a batch are nulls; conflicting types become text)."""
+    if not flats:
+        return pl.DataFrame(schema={LINE: pl.Int64})
+    try:
+        return pl.concat(flats, how="diagonal_relaxed")
+    except (pl.exceptions.PolarsError, ValueError):
+        as_text = [f.with_columns(pl.exclude(LINE).cast(pl.String, strict=False)) for f in flats]
+        return pl.concat(as_text, how="diagonal_relaxed")

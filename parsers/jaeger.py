@@ -11,7 +11,7 @@ as lists and turned into one frame, then `parsers.spantree.finish_spans` does th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import polars as pl
@@ -27,7 +27,7 @@ _KINDS = {"server", "client", "producer", "consumer", "internal"}
 
 
 def _tags(items: Any) -> dict[str, Any]:
-    return {t.get("key"): t.get("value") for t in items or () if isinstance(t, dict)}
+    return {cast(str, t.get("key")): t.get("value") for t in items or () if isinstance(t, dict)}
 
 
 def _traces(doc: Any) -> list[dict[str, Any]]:

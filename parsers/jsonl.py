@@ -1,6 +1,8 @@
 """JSON lines: one JSON object per line (application logs, ECS, pino, zap, journald, Docker json-file).
 
-Each line is decoded with orjson and flattened to dotted keys; `parsers.fields` maps the keys to the
+Lines that are objects are decoded by polars' NDJSON reader in batches and flattened to dotted keys
+(`parsers.fields.json_objects`; a batch it refuses is halved down to a few lines read record by record
+with orjson); `parsers.fields` maps the keys to the
 canonical frames by common conventions. Lines that do not start like JSON are plain text the same
 stream wrote (a container's stderr, a crash dump, start-up lines): read as text events of the stream
 (`parsers.text.text_events_in_stream`); lines that start like JSON and do not parse are rejected with
@@ -17,10 +19,11 @@ from pathlib import PurePath
 import orjson
 import polars as pl
 
+from rca.errors import InputError
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
-from rca.parsers.fields import parse_json_lines, records_to_frames
-from rca.parsers.lines import read_lines
+from rca.parsers.fields import flat_to_frames, json_chunks, parse_json_lines, records_to_frames
+from rca.parsers.lines import Lines, read_lines
 from rca.parsers.otlp.common import looks_like_otlp_json
 from rca.parsers.sources import Sample, Source
 from rca.parsers.text import text_events_in_stream
@@ -46,24 +49,37 @@ class JsonLinesParser:
         return 0.9 * share if share == 1.0 or share < 0.2 else 0.6 + 0.3 * share
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
-        lines = read_lines(source)
-        texts = lines.frame["text"].to_list()
-        numbers = lines.frame["line"].to_list()
-        records, positions, bad = parse_json_lines(texts)
+        warnings: list[str] = []
+        flat, bad, slow, lines = json_chunks(source, warnings)
+        if lines.total == 0 and warnings:
+            raise InputError(warnings[0], file=source.origin)
         default_service = PurePath(source.origin).name.split(".")[0] or None
-        frames, no_ts = records_to_frames(
-            records, [numbers[p] for p in positions], source.origin, "app_log", options.fields, options.tz,
-            default_service=default_service,
-        )
+        frames, no_ts = flat_to_frames(flat, source.origin, "app_log", options.fields, options.tz, default_service=default_service)
+        result = self._result(source, options, lines, frames, no_ts, bad)
+        result.slow_lines = slow
+        return result
+
+    def parse_per_record(self, source: Source, options: ParseOptions) -> ParseResult:
+        """`parse` with orjson record by record (the reference the vectorized path is held equal to)."""
+        lines = read_lines(source)
+        numbers = lines.frame["line"].to_list()
+        records, positions, rejected = parse_json_lines(lines.frame["text"].to_list())
+        default_service = PurePath(source.origin).name.split(".")[0] or None
+        frames, no_ts = records_to_frames(records, [numbers[p] for p in positions], source.origin, "app_log", options.fields, options.tz,
+                                          default_service=default_service)
+        return self._result(source, options, lines, frames, no_ts, [(numbers[p], text, reason) for p, text, reason in rejected])
+
+    def _result(self, source: Source, options: ParseOptions, lines: Lines, frames: dict[str, pl.DataFrame], no_ts: pl.DataFrame,
+                bad: list[tuple[int, str, str]]) -> ParseResult:
         # A line that does not even start like JSON is text the same stream wrote (stderr, a crash dump);
         # one that starts like JSON and does not parse is a broken record.
-        broken = [(p, text, reason) for p, text, reason in bad if _LIKE_JSON.match(text)]
-        text_lines = [numbers[p] for p, text, _ in bad if not _LIKE_JSON.match(text)]
+        broken = [(n, text, reason) for n, text, reason in bad if _LIKE_JSON.match(text)]
+        text_lines = [n for n, text, _ in bad if not _LIKE_JSON.match(text)]
         warnings = list(lines.warnings)
         if text_lines:
             frames["events"] = pl.concat([frames["events"], self.text_events(lines.frame, text_lines, frames, source.origin, options)])
             warnings.append(f"{len(text_lines):,} line(s) not JSON read as plain text of the same stream")
-        rejected = list(lines.rejected) + [Rejected(numbers[p], reason, text) for p, text, reason in broken[:5]]
+        rejected = list(lines.rejected) + [Rejected(n, reason, text) for n, text, reason in broken[:5]]
         rejected += [Rejected(r["line"], r["reason"], "") for r in no_ts.head(5).iter_rows(named=True)]
         return ParseResult(
             format=self.name,

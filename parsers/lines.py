@@ -119,13 +119,13 @@ class LineChunk:
         return self._ends
 
 
-def line_chunks(source: Source, warnings: list[str], chunk_bytes: int = CHUNK_BYTES) -> Iterator[LineChunk]:
+def line_chunks(source: Source, warnings: list[str], chunk_bytes: int | None = None) -> Iterator[LineChunk]:
     """The input's lines, `chunk_bytes` (about) at a time, cut at line ends; a gzip file is decompressed
     member by member (nginx writes multi-member gzip). A truncated or corrupt compressed input yields
     what came before and appends a warning to `warnings`."""
     first, read, total = 1, 0, 0
     carry = b""
-    for block, read, total in _blocks(source, warnings, chunk_bytes):
+    for block, read, total in _blocks(source, warnings, chunk_bytes or CHUNK_BYTES):
         cut = block.rfind(b"\n") + 1
         if cut == 0:
             carry += block
@@ -176,3 +176,13 @@ def _blocks(source: Source, warnings: list[str], size: int) -> Iterator[tuple[by
                     decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
         if in_member:
             warnings.append(f"truncated gzip data: read {produced:,} bytes, the rest is missing")
+
+
+def has_long_line(chunk: LineChunk) -> bool:
+    """Whether a line of the chunk is over MAX_LINE_BYTES, probing every MAX_LINE_BYTES/2 bytes (such a
+    line spans a probe) instead of measuring every line."""
+    data = chunk.data
+    for probe in range(0, len(data), MAX_LINE_BYTES // 2):
+        if data.find(b"\n", probe) - data.rfind(b"\n", 0, probe) - 1 > MAX_LINE_BYTES:
+            return True
+    return False

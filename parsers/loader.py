@@ -13,8 +13,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import polars as pl
 
@@ -53,13 +54,14 @@ def _choose_parser(source: Source, options: ParseOptions):
 
 def _summarize(source: Source, result: ParseResult, tops: bool = True) -> InputSummary:
     rows = {name: frame.height for name, frame in result.frames.items() if frame.height}
-    lows, highs = [], []
+    lows: list[datetime] = []
+    highs: list[datetime] = []
     for frame in result.frames.values():
         if "ts" in frame.columns and frame.height:
             ts = frame["ts"].drop_nulls()
             if len(ts):
-                lows.append(ts.min())
-                highs.append(ts.max())
+                lows.append(cast(datetime, ts.min()))
+                highs.append(cast(datetime, ts.max()))
     top_endpoints: tuple[tuple[str, int], ...] = ()
     top_sources: tuple[tuple[str, int], ...] = ()
     requests = result.frames.get("requests")
@@ -140,7 +142,7 @@ def load_dataset(
         stream = stdin if stdin is not None else sys.stdin.buffer
         if stdin is None and sys.stdin.isatty():
             raise InputError("no inputs given and stdin is a terminal", hint="give files, directories or '-'")
-        sources, errors = [stdin_source(stream)], []
+        sources, errors = [stdin_source(stream)], list[InputError]()
     else:
         sources, errors = expand_inputs([i for i in inputs if not is_store_url(i)], stdin=stdin)
     summaries: list[InputSummary] = [_failed(e.file or "?", e) for e in errors]
@@ -237,7 +239,7 @@ def dedupe_changes(changes: pl.DataFrame) -> pl.DataFrame:
     return out.join(echo, on=["origin", "line"], how="anti", nulls_equal=True).sort("ts", "kind", "service")
 
 
-SunkRows = tuple[str, dict[str, int], object, object]  # path, rows per frame, first ts, last ts
+SunkRows = tuple[str, dict[str, int], datetime | None, datetime | None]  # path, rows per frame, first ts, last ts
 
 
 def _sink(parser: object, source: Source, options: ParseOptions, sink_dir: Path, index: int) -> tuple[ParseResult, SunkRows] | None:

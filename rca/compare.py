@@ -357,9 +357,11 @@ def _sided_rows(scope: str, rb: pl.DataFrame, rc: pl.DataFrame, keys: list[str],
         pair_b, pair_c = chosen[subject]
         b = parts_b.get((subject, *pair_b), _EMPTY_REQUESTS) if pair_b else _EMPTY_REQUESTS
         c = parts_c.get((subject, *pair_c), _EMPTY_REQUESTS) if pair_c else _EMPTY_REQUESTS
-        name = _vantage_name(*(pair_b or pair_c), *([None] * (2 - len(keys))), scope=scope, subject=subject)
+        signal, service = (*(pair_b or pair_c), None, None)[:2]
+        name = _vantage_name(signal, service, scope=scope, subject=subject)
         if pair_b and pair_c and pair_b != pair_c:
-            other = _vantage_name(*pair_c, *([None] * (2 - len(keys))), scope=scope, subject=subject)
+            signal, service = (*pair_c, None, None)[:2]
+            other = _vantage_name(signal, service, scope=scope, subject=subject)
             differ.append(f"{subject}: {name} vs {other}")
             name = f"{name} vs {other}"
         names.add(name)

@@ -207,6 +207,27 @@ class ChangeEffectDetails(FindingDetails):
     canary_effect: bool | None = None  # None: no canary split (no release per request, or too few of one)
 
 
+@dataclass(frozen=True, kw_only=True)
+class NetworkSplitDetails(FindingDetails):
+    """`network_split`: p95 of request time, upstream (backend) time and the time outside the backend,
+    before and during the incident, over the scope named by the finding's subject."""
+
+    total_before_ms: float
+    total_after_ms: float
+    upstream_before_ms: float
+    upstream_after_ms: float
+    outside_before_ms: float
+    outside_after_ms: float
+    endpoints: tuple[str, ...]  # the endpoints judged; empty: all proxied requests
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostSpreadDetails(FindingDetails):
+    """`host_spread`: each host of a service with its p95 before and after the incident began."""
+
+    hosts: tuple[tuple[str, float, float], ...]  # (host, p95 before ms, p95 after ms), by host
+
+
 def vantage_of(details: FindingDetails) -> str | None:
     """The vantage point a finding was measured from, when its kind records one."""
     return details.vantage if isinstance(details, VantageDetails) else None

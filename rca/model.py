@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast, overload
 
 import polars as pl
 
@@ -144,6 +145,14 @@ def storage_schema(name: str) -> dict[str, pl.DataType]:
     return {col: pl.Categorical() if col in repeated else dtype for col, dtype in SCHEMAS[name].items()}
 
 
+@overload
+def conform(frame: pl.DataFrame, name: str, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame: ...
+
+
+@overload
+def conform(frame: pl.LazyFrame, name: str, schema: dict[str, pl.DataType] | None = None) -> pl.LazyFrame: ...
+
+
 def conform(
     frame: pl.DataFrame | pl.LazyFrame, name: str, schema: dict[str, pl.DataType] | None = None
 ) -> pl.DataFrame | pl.LazyFrame:
@@ -211,12 +220,13 @@ class Dataset:
 
     def time_range(self) -> tuple[datetime, datetime] | None:
         """The earliest and latest timestamp over all frames, or None when there is no timed row."""
-        lows, highs = [], []
+        lows: list[datetime] = []
+        highs: list[datetime] = []
         for name in FRAMES:
             ts = self.frame(name)["ts"].drop_nulls()
             if len(ts):
-                lows.append(ts.min())
-                highs.append(ts.max())
+                lows.append(cast(datetime, ts.min()))
+                highs.append(cast(datetime, ts.max()))
         if not lows:
             return None
         return min(lows), max(highs)
@@ -328,7 +338,12 @@ FINDING_KINDS = (
     "fanout_growth",  # calls per request to a downstream grew (operation)
     "error_origin",  # the deepest failing span in failing traces (operation)
     "caller_share",  # which caller drives a downstream's load (caller)
+    "network_split",  # request time rose while the time outside the backend stayed flat (scope)
+    "host_spread",  # every host of a service slowed alike (service)
 )
+# Findings that describe the context of an incident (a change and its effect, where the time went) rather
+# than a deviation: never listed as the largest deviations.
+CONTEXT_FINDING_KINDS = ("change_effect", "network_split", "host_spread")
 
 
 @dataclass(frozen=True)

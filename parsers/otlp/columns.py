@@ -44,7 +44,7 @@ import numpy as np
 import polars as pl
 
 from rca.parsers.otlp.common import ALIASES, KINDS, STATUS, proto_value, resource_fields
-from rca.parsers.otlp.signals import wire_fields
+from rca.parsers.otlp.signals import Blob, wire_fields
 
 MARK64 = 0xFFFF_FFFF_FFFF_FFFF
 MARK_SMALL = 127  # kind and status code markers: one varint byte, no such enum value
@@ -133,7 +133,7 @@ class Scope:
     spans: int
 
 
-def parse_top(blob: bytes) -> tuple[list[Any], list[tuple[dict[str, Any], int]]]:
+def parse_top(blob: Blob) -> tuple[list[Any], list[tuple[dict[str, Any], int]]]:
     """One TracesData message -> the span payload containers of its scopes, with each one's resource.
 
     Raises whatever upb raises on bytes that are not such a message."""
@@ -155,10 +155,10 @@ def parse_top(blob: bytes) -> tuple[list[Any], list[tuple[dict[str, Any], int]]]
     return containers, scopes
 
 
-def _records(data: bytes) -> dict[int, bytes]:
+def _records(data: Blob) -> dict[int, Blob]:
     """Top-level length-delimited records of a serialized message (few: one per packed column); a
     field written twice is Misaligned (upb writes a packed column once)."""
-    out: dict[int, bytes] = {}
+    out: dict[int, Blob] = {}
     for number, wire, start, end in wire_fields(data):
         if wire != 2 or number in out:
             raise Misaligned
@@ -186,7 +186,7 @@ def _gaps(is_mark: np.ndarray, spans: int, width: int = 1) -> tuple[np.ndarray, 
     return marks, present
 
 
-def _ids(data: bytes, spans: int, width: int) -> pl.Series:
+def _ids(data: Blob, spans: int, width: int) -> pl.Series:
     """A packed fixed64 id column -> lower-case hex per span (null where absent)."""
     elements = np.frombuffer(data, dtype="<u8")
     marks, present = _gaps(elements == MARK64, spans, width)
@@ -210,7 +210,7 @@ def _scalars(elements: np.ndarray, mark: int, spans: int) -> np.ndarray:
     return out
 
 
-def _small(data: bytes | None, spans: int) -> np.ndarray:
+def _small(data: Blob | None, spans: int) -> np.ndarray:
     """A packed varint column of enum values (one byte each, else Misaligned) -> value per span."""
     if data is None:
         raise Misaligned  # the markers alone make it non-empty
@@ -328,7 +328,7 @@ def _any_values(values: pl.Series) -> pl.DataFrame:
     # a varint of n bytes: the first n-1 carry the continuation bit, the last does not
     last = pl.concat_list("b1", "b2", "b3", "b4").list.get(size - 2)
     cont = pl.all_horizontal([(pl.col(f"b{k}") >= 0x80) | (size - 1 <= k) for k in range(1, 4)])
-    value = sum((pl.col(f"b{k}") % 0x80) * (1 << (7 * (k - 1))) * (size - 1 >= k).cast(pl.Int64) for k in range(1, 5))
+    value = pl.sum_horizontal([(pl.col(f"b{k}") % 0x80) * (1 << (7 * (k - 1))) * (size - 1 >= k).cast(pl.Int64) for k in range(1, 5)])
     ints = ints.filter(cont & (last < 0x80)).select("i", value.alias("int"))
     doubles = rest.filter((tag == 0x21) & (size == 9)).select("i", v.bin.slice(1, 8).bin.reinterpret(dtype=pl.Float64, endianness="little").cast(pl.String).alias("text"))
     bools = rest.filter((tag == 0x10) & (size == 2) & (b1 < 0x80)).select("i", (b1 != 0).cast(pl.String).alias("text"))

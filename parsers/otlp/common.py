@@ -13,7 +13,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import polars as pl
@@ -142,7 +142,7 @@ def any_value(value: dict[str, Any] | None) -> Any:
 
 
 def attrs(items: Iterable[dict[str, Any]] | None) -> dict[str, Any]:
-    return {kv.get("key"): any_value(kv.get("value")) for kv in items or ()}
+    return {cast(str, kv.get("key")): any_value(kv.get("value")) for kv in items or ()}
 
 
 def pick(attributes: dict[str, Any], names: tuple[str, ...]) -> Any:

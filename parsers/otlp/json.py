@@ -103,8 +103,8 @@ def add_span(cols: dict[str, list[Any]], resource: dict[str, Any], span: dict[st
     cols["end_ns"].append(int_value(span.get("endTimeUnixNano")))
     cols["status"].append(STATUS.get(enum_value((span.get("status") or {}).get("code"), STATUS_NAMES), "unset"))
     for column in ALIASES:
-        hit = found.get(column)
-        cols[column].append(None if hit is None else hit[1])
+        value = found.get(column)
+        cols[column].append(None if value is None else value[1])
     for column in ("service_version", "deployment_environment", "host"):
         cols[column].append(resource.get(column))
     cols["line"].append(line)
@@ -114,7 +114,7 @@ def _documents(payload: bytes, start: int, stop: int, first_number: int, per_lin
     """(line number, document, error) per line of payload[start:stop], or once for a whole pretty-printed
     document. A document is a `json_spans.Document` when msgspec's structs accept it, else orjson's dict."""
     if per_line is None:  # one document per line, unless the first line is not JSON on its own
-        first = _BLANK.match(payload, start).end()  # the first line with text, found without copying the payload
+        first = _text_start(payload, start)  # the first line with text, found without copying the payload
         end = payload.find(b"\n", first, stop)
         try:
             orjson.loads(payload[first:end if end >= 0 else stop].strip())
@@ -225,7 +225,7 @@ def _split_lines(payload: bytes, min_bytes: int) -> list[tuple[int, int, int]]:
         start = cut + 1
     cuts.append((start, len(payload), number))
     # a whole-document file (first line not JSON) must not be cut: walk it in one piece
-    head_end = payload.find(b"\n", _BLANK.match(payload).end())
+    head_end = payload.find(b"\n", _text_start(payload, 0))
     try:
         orjson.loads(payload[: head_end if head_end >= 0 else len(payload)])
     except orjson.JSONDecodeError:
@@ -248,6 +248,12 @@ def walk_in_processes(payload: bytes, parts: list[tuple[int, int, int]]) -> list
 
 
 _BLANK = re.compile(rb"\s*")
+
+
+def _text_start(payload: bytes, start: int) -> int:
+    """Where the text after `start` begins (blank characters skipped)."""
+    blank = _BLANK.match(payload, start)
+    return blank.end() if blank else start
 
 
 def _line_spans(payload: bytes, start: int, stop: int, number: int) -> Iterator[tuple[int, int, int]]:

@@ -164,22 +164,22 @@ def spans_frame(scopes: list[tuple[int, dict[str, Any], list[Span]]]) -> pl.Data
         strict=False,
     )[scope_of_span]
 
-    def column(name: str) -> list[Any]:
+    def field_values(name: str) -> list[Any]:
         return list(map(attrgetter(name), spans))
 
-    statuses = column("status")
+    statuses = field_values("status")
     core = pl.DataFrame({
-        "trace_id": _ids(column("traceId"), 16),
-        "span_id": _ids(column("spanId"), 8),
-        "parent_span_id": _ids(column("parentSpanId"), 8),
-        "name": pl.Series(column("name"), strict=False),
-        "kind": pl.Series(_enum(column("kind"), KIND_NAMES, KINDS, "unspecified"), dtype=pl.String),
-        "start_ns": _times(column("startTimeUnixNano")),
-        "end_ns": _times(column("endTimeUnixNano")),
+        "trace_id": _ids(field_values("traceId"), 16),
+        "span_id": _ids(field_values("spanId"), 8),
+        "parent_span_id": _ids(field_values("parentSpanId"), 8),
+        "name": pl.Series(field_values("name"), strict=False),
+        "kind": pl.Series(_enum(field_values("kind"), KIND_NAMES, KINDS, "unspecified"), dtype=pl.String),
+        "start_ns": _times(field_values("startTimeUnixNano")),
+        "end_ns": _times(field_values("endTimeUnixNano")),
         "status": pl.Series(_enum([None if st is None else st.code for st in statuses], STATUS_NAMES, STATUS, "unset"), dtype=pl.String),
     })
 
-    attribute_lists = [a or () for a in column("attributes")]
+    attribute_lists = [a or () for a in field_values("attributes")]
     kvs = list(chain.from_iterable(attribute_lists))
     per_span = np.fromiter(map(len, attribute_lists), dtype=np.int64, count=n)
     aliases = pl.DataFrame(_ALIAS_RANK, schema={"key": pl.String, "column": pl.Int64, "rank": pl.Int64}, orient="row")

@@ -9,7 +9,7 @@ cut at message bounds and decoded by worker processes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import polars as pl
@@ -35,6 +35,7 @@ from rca.parsers.otlp.common import (
     span_columns_frame,
 )
 from rca.parsers.otlp.signals import (
+    Blob,
     Corrupt,
     has_elements,
     key_values,
@@ -91,7 +92,7 @@ class OtlpProtoParser:
         frames.update(signal_frames(events, metrics, source.origin))
         return ParseResult(format=self.name, frames=frames, lines=messages, warnings=warnings)
 
-    def decode_messages(self, blobs: list[memoryview] | list[bytes], first_number: int, source: Source, forced: str | None, events: list[dict[str, Any]],
+    def decode_messages(self, blobs: Sequence[Blob], first_number: int, source: Source, forced: str | None, events: list[dict[str, Any]],
                 metrics: list[dict[str, Any]]) -> tuple[list[pl.DataFrame], int]:
         """Messages numbered from `first_number` -> raw span frames, in message order, and the message
         count; log and metric rows are appended
@@ -101,9 +102,9 @@ class OtlpProtoParser:
 
 
         pieces: list[pl.DataFrame] = []
-        batch: list[tuple[int, bytes, list[Any], list[tuple[dict[str, Any], int]]]] = []
+        batch: list[tuple[int, Blob, list[Any], list[tuple[dict[str, Any], int]]]] = []
 
-        def not_protobuf(number: int, blob: bytes) -> None:
+        def not_protobuf(number: int, blob: Blob) -> None:
             """A sniffed message that failed to decode: the error the sniff gives when it reads every
             element record of the first scope (it stops at the first that decides)."""
             if forced is None:
@@ -172,7 +173,7 @@ class OtlpProtoParser:
         return pieces, messages
 
     @staticmethod
-    def _walk_message(number: int, blob: bytes, source: Source, cols: dict[str, list[Any]]) -> int:
+    def _walk_message(number: int, blob: Blob, source: Source, cols: dict[str, list[Any]]) -> int:
         """Decode one message with the full schema and append one value per span to each column list;
         the span count. The exact path for what the columns cannot hold."""
         from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
@@ -229,7 +230,8 @@ def _split_messages(blobs: list[memoryview], min_bytes: int) -> list[tuple[int, 
         return [(0, len(blobs))]
     weights = [1.6] + [1.0] * (cores - 1)
     bounds = [total * sum(weights[:k]) / sum(weights) for k in range(1, cores)]
-    cuts, start, seen = [], 0, 0
+    cuts: list[tuple[int, int]] = []
+    start = seen = 0
     for index, blob in enumerate(blobs):
         seen += len(blob)
         if len(cuts) < len(bounds) and seen >= bounds[len(cuts)] and index + 1 < len(blobs):
@@ -289,7 +291,7 @@ def _frame_bounds(payload: bytes) -> list[tuple[int, int]]:
     return bounds if bounds and pos == len(payload) else [(0, len(payload))]
 
 
-def _parse_message(cls: Any, number: int, blob: bytes, source: Source) -> Any:
+def _parse_message(cls: Any, number: int, blob: Blob, source: Source) -> Any:
     """Message `number` of a protobuf file parsed as `cls`; InputError naming it when it is not one."""
     message = cls()
     try:
@@ -299,12 +301,12 @@ def _parse_message(cls: Any, number: int, blob: bytes, source: Source) -> Any:
     return message
 
 
-def _proto_logs(number: int, blob: bytes, source: Source) -> list[dict[str, Any]]:
+def _proto_logs(number: int, blob: Blob, source: Source) -> list[dict[str, Any]]:
     """A LogsData message -> events rows, through the OTLP/JSON shape the JSON path maps."""
     from opentelemetry.proto.logs.v1.logs_pb2 import LogsData
 
     message = _parse_message(LogsData, number, blob, source)
-    out = []
+    out: list[dict[str, Any]] = []
     for rl in message.resource_logs:
         resource = resource_fields(attrs(key_values(rl.resource.attributes)))
         for sl in rl.scope_logs:
@@ -312,12 +314,12 @@ def _proto_logs(number: int, blob: bytes, source: Source) -> list[dict[str, Any]
     return out
 
 
-def _proto_metrics(number: int, blob: bytes, source: Source) -> list[dict[str, Any]]:
+def _proto_metrics(number: int, blob: Blob, source: Source) -> list[dict[str, Any]]:
     """A MetricsData message -> metric rows, through the OTLP/JSON shape the JSON path maps."""
     from opentelemetry.proto.metrics.v1.metrics_pb2 import MetricsData
 
     message = _parse_message(MetricsData, number, blob, source)
-    out = []
+    out: list[dict[str, Any]] = []
     for rm in message.resource_metrics:
         resource = resource_fields(attrs(key_values(rm.resource.attributes)))
         for sm in rm.scope_metrics:

@@ -19,6 +19,9 @@ import base64
 from collections.abc import Iterator
 from typing import Any
 
+# Protobuf bytes as given: a message, or a view into the payload it was cut from (not copied).
+Blob = bytes | memoryview
+
 SIGNALS = ("traces", "logs", "metrics")
 _ALIASES = {"trace": "traces", "traces": "traces", "spans": "traces", "log": "logs", "logs": "logs",
             "metric": "metrics", "metrics": "metrics"}
@@ -46,12 +49,12 @@ def normalize_signal(value: str | None) -> str | None:
         raise ValueError(f"--signal must be one of {', '.join(SIGNALS)}, got {value!r}") from None
 
 
-def wire_fields(data: bytes) -> list[tuple[int, int, int, int]]:
+def wire_fields(data: Blob) -> list[tuple[int, int, int, int]]:
     """Top-level (field number, wire type, start, end) of a message's fields; Corrupt if it is not one."""
     return list(_iter_fields(data))
 
 
-def _iter_fields(data: bytes) -> Iterator[tuple[int, int, int, int]]:
+def _iter_fields(data: Blob) -> Iterator[tuple[int, int, int, int]]:
     """`wire_fields` one at a time: a caller that stops early reads no further (nor checks the rest)."""
     pos, size = 0, len(data)
     while pos < size:
@@ -76,7 +79,7 @@ def _iter_fields(data: bytes) -> Iterator[tuple[int, int, int, int]]:
         yield number, wire, start, pos
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def _varint(data: Blob, pos: int) -> tuple[int, int]:
     value = shift = 0
     while True:
         if pos >= len(data) or shift > 63:
@@ -89,7 +92,7 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def sniff_signal(blob: bytes, look: int = 16, strict: bool = False) -> str | None:
+def sniff_signal(blob: Blob, look: int = 16, strict: bool = False) -> str | None:
     """"traces", "logs" or "metrics" from the wire types of the first elements (up to `look`); None
     when the message holds none or each fits several schemas. Raises Corrupt on non-protobuf bytes:
     the top level of the message and of the resources read, each element read; the top level of a
@@ -126,7 +129,7 @@ def _element_signal(fields: list[tuple[int, int, int, int]]) -> str | None:
     return next(iter(fits)) if len(fits) == 1 else None
 
 
-def has_elements(blob: bytes) -> bool:
+def has_elements(blob: Blob) -> bool:
     """Whether any resource of the message has a scope with at least one element."""
     for number, wire, start, end in wire_fields(blob):
         if number == 1 and wire == 2:

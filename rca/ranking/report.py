@@ -7,7 +7,15 @@ from collections.abc import Iterable
 from rca import __version__
 from rca.figures import times_for
 from rca.findings import vantage_of
-from rca.model import AnalysisContext, Dataset, Finding, Hypothesis, Report, TimelineEntry
+from rca.model import (
+    CONTEXT_FINDING_KINDS,
+    AnalysisContext,
+    Dataset,
+    Finding,
+    Hypothesis,
+    Report,
+    TimelineEntry,
+)
 from rca.ranking.candidate import completeness
 from rca.ranking.candidates import build_candidates
 from rca.ranking.prose import evidence, explains, symptom_label
@@ -57,8 +65,8 @@ def _build_report(dataset: Dataset, context: AnalysisContext | None, findings: l
     top = hypotheses[0] if incident else None
     ruled_out = ruled_out_changes(findings, context, top)
     if incident:
-        ruled_out += ruled_out_network(dataset, context, findings) + ruled_out_hosts(dataset, context, findings)
-    largest = tuple(sorted((f for f in findings if f.kind != "change_effect"), key=lambda f: (-strength(f), f.subject))
+        ruled_out += ruled_out_network(findings) + ruled_out_hosts(findings)
+    largest = tuple(sorted((f for f in findings if f.kind not in CONTEXT_FINDING_KINDS), key=lambda f: (-strength(f), f.subject))
                     [: t.largest_deviations])
     if top is not None:
         headline = top.summary
@@ -81,7 +89,7 @@ def _timeline(hypotheses: list[Hypothesis], symptoms: list[Finding], dataset: Da
     for h in hypotheses:
         if h.onset:
             entries.append(TimelineEntry(h.onset, "cause", f"#{h.rank} {h.kind.replace('_', ' ')}: {h.subject}", None))
-    seen = set()
+    seen: set[tuple[str, str, str]] = set()
     for s in symptoms:
         key = (s.kind, s.dimension, s.subject)
         if s.onset and key not in seen and len(seen) < TUNING.timeline_symptoms:

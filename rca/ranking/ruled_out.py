@@ -1,20 +1,18 @@
 """Rule-outs: tempting explanations the data contradicts, each with the figures that contradict it.
 
 - a change (deploy, config, flag, rollback) that changed nothing measurable, or came after the incident began;
-- the network, when request time rose while the time outside the backend stayed flat;
-- a host-local problem, when every host of each slowed service slowed alike.
+- the network, when request time rose while the time outside the backend stayed flat (`network_split`);
+- a host-local problem, when every host of each slowed service slowed alike (`host_spread`).
+Rule-outs read findings only; the figures come from the detectors (detectors/locality.py).
 """
 
 from __future__ import annotations
 
-import polars as pl
-
 from rca.figures import hhmm, number, quantity, ratio
-from rca.findings import ChangeEffectDetails
-from rca.model import AnalysisContext, Dataset, Evidence, Finding, Hypothesis, RuledOut, Window
+from rca.findings import ChangeEffectDetails, HostSpreadDetails, NetworkSplitDetails
+from rca.model import AnalysisContext, Evidence, Finding, Hypothesis, RuledOut
 from rca.ranking.prose import pct
 from rca.ranking.registry import kind_named
-from rca.ranking.tuning import TUNING
 
 
 def ruled_out_changes(findings: list[Finding], context: AnalysisContext, top: Hypothesis | None) -> list[RuledOut]:
@@ -52,69 +50,32 @@ def ruled_out_changes(findings: list[Finding], context: AnalysisContext, top: Hy
     return out
 
 
-def ruled_out_network(dataset: Dataset, context: AnalysisContext, findings: list[Finding]) -> list[RuledOut]:
-    """The network is ruled out when request time rose while the time outside the backend (request time
-    minus upstream time, as a proxy logs them) stayed flat: over all proxied requests, or, when the
-    incident touches only part of the traffic, over the endpoints whose latency shifted."""
-    t = TUNING
-    req = dataset.requests.filter(pl.col("upstream_ms").is_not_null() & pl.col("duration_ms").is_not_null())
-    if req.height < t.network_min_requests:
-        return []
-    slowed = sorted({f.subject for f in findings if f.kind == "latency_shift" and f.dimension == "endpoint"})
-    scopes = [("all proxied requests", req)]
-    if slowed:
-        label = f"the {len(slowed)} endpoint{'s' if len(slowed) > 1 else ''} that slowed ({', '.join(slowed[:3])}{', ...' if len(slowed) > 3 else ''})"
-        scopes.append((label, req.filter(pl.col("endpoint").is_in(slowed))))
-
-    def window(rows: pl.DataFrame, w: Window) -> tuple[float, float, float] | None:
-        rows = rows.filter((pl.col("ts") >= w.start) & (pl.col("ts") < w.end))
-        if rows.height < t.network_min_window_requests:
-            return None
-        return rows.select(
-            pl.col("duration_ms").quantile(0.95).alias("total"),
-            pl.col("upstream_ms").quantile(0.95).alias("upstream"),
-            (pl.col("duration_ms") - pl.col("upstream_ms")).quantile(0.95).alias("gap"),
-        ).row(0)
-
-    for label, rows in scopes:
-        base, inc = window(rows, context.baseline), window(rows, context.incident)
-        if base is None or inc is None:
+def ruled_out_network(findings: list[Finding]) -> list[RuledOut]:
+    """The network is ruled out when the network detector found that request time rose while the time
+    outside the backend stayed flat (`network_split`)."""
+    for f in findings:
+        if f.kind != "network_split" or not isinstance(f.details, NetworkSplitDetails):
             continue
-        total_b, up_b, gap_b = base
-        total_i, up_i, gap_i = inc
-        if total_i < t.network_min_rise * total_b or gap_i > max(t.network_gap_ratio * gap_b, gap_b + t.network_gap_ms):
-            continue
-        figures = (f"{label}: p95 request time {total_b:,.0f} -> {total_i:,.0f} ms, p95 upstream (backend) time {up_b:,.0f} -> {up_i:,.0f} ms, "
-                   f"p95 time outside the backend {gap_b:,.0f} -> {gap_i:,.0f} ms")
+        d = f.details
+        figures = (f"{f.subject}: p95 request time {d.total_before_ms:,.0f} -> {d.total_after_ms:,.0f} ms, "
+                   f"p95 upstream (backend) time {d.upstream_before_ms:,.0f} -> {d.upstream_after_ms:,.0f} ms, "
+                   f"p95 time outside the backend {d.outside_before_ms:,.0f} -> {d.outside_after_ms:,.0f} ms")
+        ratio_outside = round(d.outside_after_ms / max(d.outside_before_ms, 0.1), 2)
         return [RuledOut(kind="network", subject="network / client side",
                          reason=f"The network is not the cause: the time went to the backend ({figures}).",
-                         evidence=(Evidence("latency", figures, round(gap_b, 1), round(gap_i, 1), round(gap_i / max(gap_b, 0.1), 2)),))]
+                         evidence=(Evidence("latency", figures, round(d.outside_before_ms, 1), round(d.outside_after_ms, 1), ratio_outside),))]
     return []
 
 
-def ruled_out_hosts(dataset: Dataset, context: AnalysisContext, findings: list[Finding]) -> list[RuledOut]:
-    """A host-local problem is ruled out when every host of each slowed service slowed alike (p95 up at
-    least `host_min_rise` on each), over all those services at once: one entry, the per-host figures as evidence."""
+def ruled_out_hosts(findings: list[Finding]) -> list[RuledOut]:
+    """A host-local problem is ruled out when every host of each slowed service slowed alike
+    (`host_spread`), over all those services at once: one entry, the per-host figures as evidence. A
+    service with a latency shift of one of its hosts is left out."""
     services = {f.subject for f in findings if f.kind == "latency_shift" and f.dimension == "service"}
     host_shifts = {f.where for f in findings if f.kind == "latency_shift" and f.dimension == "host"}
-    candidates = sorted(services - host_shifts)
-    if not candidates:
-        return []
-    per = (
-        dataset.requests.filter(pl.col("service").is_in(candidates) & pl.col("host").is_not_null() & pl.col("duration_ms").is_not_null())
-        .with_columns(pl.when(pl.col("ts") >= context.incident.start).then(pl.lit("i")).otherwise(pl.lit("b")).alias("w"))
-        .group_by("service", "host", "w").agg(pl.col("duration_ms").quantile(0.95).alias("p95"))
-    )
-    if per.height == 0:
-        return []
-    per = per.pivot(on="w", index=["service", "host"], values="p95").sort("service", "host")
-    if "i" not in per.columns or "b" not in per.columns:
-        return []
-    alike: list[tuple[str, list[tuple[str, float, float]]]] = []
-    for (service,), hosts in per.drop_nulls(["b", "i"]).group_by(["service"], maintain_order=True):
-        rows = [(str(h), float(b), float(i)) for h, b, i in hosts.select("host", "b", "i").iter_rows()]
-        if len(rows) >= 2 and min(i / b for _, b, i in rows if b > 0) >= TUNING.host_min_rise:
-            alike.append((str(service), rows))
+    slowed = services - host_shifts
+    alike = sorted((f.subject, f.details.hosts) for f in findings
+                   if f.kind == "host_spread" and f.subject in slowed and isinstance(f.details, HostSpreadDetails))
     if not alike:
         return []
     summary = "; ".join(

@@ -38,7 +38,7 @@ def symptoms_began(symptoms: list[Finding]) -> datetime:
     early onset of a minor symptom does not make every cause look late."""
     timed = [s for s in symptoms if s.onset is not None]
     strongest = sorted(timed, key=lambda s: -strength(s))[: TUNING.symptoms_dating_count]
-    onsets = sorted(s.onset for s in strongest)  # type: ignore[misc]
+    onsets = sorted(s.onset for s in strongest if s.onset is not None)
     return onsets[len(onsets) // 2] if len(onsets) >= 3 else onsets[0]
 
 

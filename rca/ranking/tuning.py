@@ -109,17 +109,5 @@ class Tuning:
     timeline_causes: int = 3  # top hypotheses on the timeline
     largest_deviations: int = 5  # findings listed when no incident stands out
 
-    # --- rule-outs ---
-    # The network is judged over at least this many proxied requests, this many in each window ...
-    network_min_requests: int = 100
-    network_min_window_requests: int = 30
-    # ... when request time rose by this ratio while the time outside the backend rose at most x2 or
-    # 50 ms (whichever is larger).
-    network_min_rise: float = 1.2
-    network_gap_ratio: float = 2.0
-    network_gap_ms: float = 50.0
-    # Every host of a slowed service slowed at least this much: not a host-local problem.
-    host_min_rise: float = 1.2
-
 
 TUNING = Tuning()

@@ -27,18 +27,19 @@ def write_chart(report: Report, path: Path) -> Path:
     symptom = max((f for f in report.findings if f.kind == "latency_shift" and f.series is not None),
                   key=lambda f: (f.confidence, f.magnitude), default=None)
     if cause is not None and cause.series is not None:
-        ax.plot(cause.series.timestamps(), [float("nan") if v is None else v for v in cause.series.values],
+        # matplotlib takes datetimes through its unit converters; its stubs only say float
+        ax.plot(cause.series.timestamps(), [float("nan") if v is None else v for v in cause.series.values],  # type: ignore[arg-type]
                 color="tab:red", label=f"cause: {cause.metric} {cause.subject}"[:70])
         ax.set_ylabel(cause.metric)
         plotted = True
     if symptom is not None and symptom.series is not None:
         ax2 = ax.twinx() if plotted else ax
-        ax2.plot(symptom.series.timestamps(), [float("nan") if v is None else v for v in symptom.series.values],
+        ax2.plot(symptom.series.timestamps(), [float("nan") if v is None else v for v in symptom.series.values],  # type: ignore[arg-type]
                  color="tab:blue", label=f"symptom: p95 ms {symptom.subject}"[:70])
         ax2.set_ylabel("p95 ms")
         plotted = True
     if report.context is not None:
-        ax.axvspan(report.context.incident.start, report.context.incident.end, color="0.92", zorder=0)
+        ax.axvspan(report.context.incident.start, report.context.incident.end, color="0.92", zorder=0)  # type: ignore[arg-type]
     ax.set_title(report.headline[:100], fontsize=9)
     ax.set_xlabel("time (UTC)")
     if plotted:

@@ -8,6 +8,7 @@ that misled the real teams. Onsets, magnitudes and names are drawn from the seed
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -477,6 +478,10 @@ def third_party_surge(rng: np.random.Generator, p: Platform) -> Effects:
     return eff
 
 
+def _slow_query(table: str, r: np.random.Generator) -> str:
+    return f"slow query took {int(r.integers(300, 1500))}ms: SELECT * FROM {table} WHERE id = ?"
+
+
 def _db_accept(p: Platform) -> list[str]:
     """Every name a correct answer may give the database: the peer service, the system, its span names."""
     names = db_span_names(p)
@@ -499,9 +504,7 @@ def dependency_slowdown(rng: np.random.Generator, p: Platform) -> Effects:
             svc,
             p.hosts[svc],
             "db.Pool",
-            lambda r, svc=svc: (
-                f"slow query took {int(r.integers(300, 1500))}ms: SELECT * FROM {svc} WHERE id = ?"
-            ),
+            functools.partial(_slow_query, svc),
         )
     _deploy(
         eff, p, rng, int(onset - rng.integers(6, 18) * 60), str(rng.choice(["messages", "users"])), decoy=True

@@ -11,6 +11,8 @@ import pytest
 from rca.findings import (
     ChangeEffectDetails,
     FindingDetails,
+    HostSpreadDetails,
+    NetworkSplitDetails,
     ResourceEventsDetails,
     SelfTimeDetails,
     ServiceTrafficDetails,
@@ -173,3 +175,22 @@ def test_a_surge_spread_over_many_clients_is_a_broad_surge():
 def test_quiet_findings_report_no_incident():
     report = rank(latency("/api/rooms", 31, magnitude=1.1))
     assert not report.incident_detected and report.headline.startswith("No significant incident")
+
+
+def test_the_network_and_a_single_host_are_ruled_out_from_findings():
+    split = finding("network_split", "scope", "all proxied requests", None, metric="p95_ms_outside_backend", magnitude=1.1,
+                    confidence=1.0, details=NetworkSplitDetails(total_before_ms=60.0, total_after_ms=300.0, upstream_before_ms=50.0,
+                                                                upstream_after_ms=290.0, outside_before_ms=10.0, outside_after_ms=11.0, endpoints=()))
+    spread = finding("host_spread", "service", "web", None, metric="p95_ms", magnitude=2.0, confidence=1.0,
+                     details=HostSpreadDetails(hosts=(("web-1", 50.0, 100.0), ("web-2", 40.0, 90.0))))
+    report = rank(spike("203.0.113.9", 30), latency("web", 31, dimension="service"), split, spread)
+    assert sorted(r.kind for r in report.ruled_out) == ["host", "network"]
+    network = next(r for r in report.ruled_out if r.kind == "network")
+    assert "p95 time outside the backend 10 -> 11 ms" in network.reason
+    host = next(r for r in report.ruled_out if r.kind == "host")
+    assert host.subject == "a single host of web" and "web: 2 hosts, p95 x2.0 to x2.2" in host.reason
+    # context findings are never the largest deviations, and a host of a service that shifted on its own keeps it open
+    quiet = rank(split, spread)
+    assert not quiet.incident_detected and quiet.largest_deviations == () and quiet.ruled_out == ()
+    own_host = finding("latency_shift", "host", "web-1", 31, metric="p95_ms", where="web")
+    assert [r.kind for r in rank(spike("203.0.113.9", 30), latency("web", 31, dimension="service"), own_host, spread).ruled_out] == []

@@ -1,0 +1,117 @@
+"""Locality: where the extra time went, as evidence for or against tempting explanations.
+
+- `network_split`: a proxy logs both its request time and its upstream (backend) time; their difference
+  is the time outside the backend (client, network, proxy). When the request time rose while the time
+  outside the backend stayed flat, the time went to the backend and the network is not the cause. Judged
+  over all proxied requests, else over the endpoints whose request time rose.
+- `host_spread`: per service with two hosts or more, each host's p95 before and after the incident began;
+  reported when every host slowed alike (a problem of one host would slow one).
+
+Both are reported only when they hold, so the ranker rules the explanation out by reading findings.
+Thresholds: at least 100 proxied requests and 30 per window; request time up x1.2 while the time outside
+the backend rose by at most x2 or 50 ms; every host's p95 up x1.2.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from rca.detectors import register
+from rca.findings import HostSpreadDetails, NetworkSplitDetails
+from rca.model import AnalysisContext, Dataset, Finding, Window
+
+MIN_REQUESTS = 100  # proxied requests in all
+MIN_WINDOW_REQUESTS = 30  # proxied requests in each window
+MIN_RISE = 1.2  # request time (or a host's p95) rose at least this much
+OUTSIDE_RATIO = 2.0  # the time outside the backend "stayed flat": at most x2 ...
+OUTSIDE_MS = 50.0  # ... or 50 ms more, whichever is larger
+
+
+def _window_p95(rows: pl.DataFrame, window: Window) -> tuple[float, float, float] | None:
+    """p95 of request time, upstream time and their difference in `window`, or None with too few rows."""
+    rows = rows.filter((pl.col("ts") >= window.start) & (pl.col("ts") < window.end))
+    if rows.height < MIN_WINDOW_REQUESTS:
+        return None
+    total, upstream, outside = rows.select(
+        pl.col("duration_ms").quantile(0.95).alias("total"),
+        pl.col("upstream_ms").quantile(0.95).alias("upstream"),
+        (pl.col("duration_ms") - pl.col("upstream_ms")).quantile(0.95).alias("outside"),
+    ).row(0)
+    return float(total), float(upstream), float(outside)
+
+
+def _slowed_endpoints(rows: pl.DataFrame, context: AnalysisContext) -> list[str]:
+    """Endpoints whose p95 request time rose at least `MIN_RISE` with enough requests on each side."""
+    in_base = (pl.col("ts") >= context.baseline.start) & (pl.col("ts") < context.baseline.end)
+    in_inc = (pl.col("ts") >= context.incident.start) & (pl.col("ts") < context.incident.end)
+    per = (
+        rows.filter(pl.col("endpoint").is_not_null())
+        .group_by("endpoint")
+        .agg(
+            in_base.sum().alias("nb"), in_inc.sum().alias("ni"),
+            pl.col("duration_ms").filter(in_base).quantile(0.95).alias("b"),
+            pl.col("duration_ms").filter(in_inc).quantile(0.95).alias("i"),
+        )
+        .filter((pl.col("nb") >= MIN_WINDOW_REQUESTS) & (pl.col("ni") >= MIN_WINDOW_REQUESTS) & (pl.col("i") >= MIN_RISE * pl.col("b")))
+    )
+    return sorted(str(e) for e in per["endpoint"].to_list())
+
+
+@register("network", order=70)
+def network_split(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
+    """The time went to the backend: request time rose while the time outside the backend stayed flat."""
+    rows = dataset.requests.filter(pl.col("upstream_ms").is_not_null() & pl.col("duration_ms").is_not_null())
+    if rows.height < MIN_REQUESTS:
+        return []
+    scopes: list[tuple[str, tuple[str, ...], pl.DataFrame]] = [("all proxied requests", (), rows)]
+    slowed = _slowed_endpoints(rows, context)
+    if slowed:
+        label = f"the {len(slowed)} endpoint{'s' if len(slowed) > 1 else ''} that slowed ({', '.join(slowed[:3])}{', ...' if len(slowed) > 3 else ''})"
+        scopes.append((label, tuple(slowed), rows.filter(pl.col("endpoint").is_in(slowed))))
+    signals = rows["signal"].drop_nulls()
+    signal = str(signals.mode().sort()[0]) if len(signals) else "access_log"
+    for label, endpoints, scoped in scopes:
+        base, inc = _window_p95(scoped, context.baseline), _window_p95(scoped, context.incident)
+        if base is None or inc is None:
+            continue
+        (total_b, up_b, out_b), (total_i, up_i, out_i) = base, inc
+        if total_i < MIN_RISE * total_b or out_i > max(OUTSIDE_RATIO * out_b, out_b + OUTSIDE_MS):
+            continue
+        return [Finding(
+            detector="network", kind="network_split", dimension="scope", subject=label, metric="p95_ms_outside_backend",
+            onset=None, baseline=round(out_b, 1), incident=round(out_i, 1), magnitude=round(out_i / max(out_b, 0.1), 2),
+            confidence=1.0, signal=signal,
+            details=NetworkSplitDetails(total_before_ms=total_b, total_after_ms=total_i, upstream_before_ms=up_b,
+                                        upstream_after_ms=up_i, outside_before_ms=out_b, outside_after_ms=out_i,
+                                        endpoints=endpoints),
+        )]
+    return []
+
+
+@register("hosts", order=70)
+def host_spread(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
+    """Services of two hosts or more whose every host slowed alike (p95 after the incident began against
+    p95 before it)."""
+    per = (
+        dataset.requests.filter(pl.col("service").is_not_null() & pl.col("host").is_not_null() & pl.col("duration_ms").is_not_null())
+        .with_columns(pl.when(pl.col("ts") >= context.incident.start).then(pl.lit("i")).otherwise(pl.lit("b")).alias("w"))
+        .group_by("service", "host", "w").agg(pl.col("duration_ms").quantile(0.95).alias("p95"))
+    )
+    if per.height == 0:
+        return []
+    per = per.pivot(on="w", index=["service", "host"], values="p95").sort("service", "host")
+    if "i" not in per.columns or "b" not in per.columns:
+        return []
+    findings = []
+    for (service,), hosts in per.drop_nulls(["b", "i"]).group_by(["service"], maintain_order=True):
+        rows = tuple((str(h), float(b), float(i)) for h, b, i in hosts.select("host", "b", "i").iter_rows())
+        rises = [i / b for _, b, i in rows if b > 0]
+        if len(rows) < 2 or not rises or min(rises) < MIN_RISE:
+            continue
+        findings.append(Finding(
+            detector="hosts", kind="host_spread", dimension="service", subject=str(service), metric="p95_ms",
+            onset=None, baseline=None, incident=None, magnitude=round(min(rises), 3), confidence=1.0,
+            signal=str(dataset.requests.filter(pl.col("service") == service)["signal"].drop_nulls().mode().sort()[0]),
+            where=str(service), details=HostSpreadDetails(hosts=rows),
+        ))
+    return findings
