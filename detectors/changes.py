@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -165,13 +166,13 @@ def _already_degraded(before: pl.DataFrame, moved: Comparison, metric: str, t) -
     if rows.height < MIN_N // 2:
         return False
     if metric == "error_rate":
-        last = float((rows["status"].drop_nulls() >= 500).mean() or 0.0)
+        last = float(cast(float, (rows["status"].drop_nulls() >= 500).mean() or 0.0))
         low, high = moved.err_a or 0.0, moved.err_b or 0.0
     else:
         durations = rows["duration_ms"].drop_nulls()
         if durations.len() == 0 or moved.p95_a is None or moved.p95_b is None:
             return False
-        last, low, high = float(durations.quantile(0.95) or 0.0), moved.p95_a, moved.p95_b
+        last, low, high = float(cast(float, durations.quantile(0.95))), moved.p95_a, moved.p95_b
     return last - low > 0.5 * (high - low)
 
 

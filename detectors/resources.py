@@ -16,7 +16,7 @@ names.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -97,18 +97,18 @@ def _from_events(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     for resource, service, b, i, signal, host, example, errors in per.iter_rows():
         if (resource, host) in local_hosts:
             continue
-        finding = _burst(tagged, context, resource, "service", service, b, i, signal, lambda z, b=b, i=i, e=errors, h=host, x=example:
-                         ResourceEventsDetails(events_before=int(b), events_after=int(i), error_events=int(e), host=h,
-                                               example=(x or "").split("\n")[0][:160], z=z))
+        finding = _burst(tagged, context, resource, "service", service, b, i, signal, ResourceEventsDetails,
+                         {"error_events": int(errors), "host": host, "example": (example or "").split("\n")[0][:160]})
         if finding is not None:
             findings.append(finding)
     return findings
 
 
 def _burst(tagged: pl.DataFrame, context: AnalysisContext, resource: str, by: str, where: str, b: int, i: int, signal: str | None,
-           details: Callable[[float], ResourceEventsDetails]) -> Finding | None:
+           details: type[ResourceEventsDetails], figures: dict[str, Any]) -> Finding | None:
     """The events of `resource` at one service or host (`by` = `where`) as a finding when they burst:
-    Poisson z >= 4 against the baseline rate, at least 3x it and 5 events; onset from their series."""
+    Poisson z >= 4 against the baseline rate, at least 3x it and 5 events; onset from their series;
+    `details` made of the counts, the z and `figures`."""
     base_s, inc_s = context.observed_s(context.baseline), context.observed_s(context.incident)
     expected = b * inc_s / base_s
     z = poisson_excess_z(i, expected)
@@ -126,7 +126,7 @@ def _burst(tagged: pl.DataFrame, context: AnalysisContext, resource: str, by: st
         signal=signal or "text_log", where=str(where), excess=float(i - expected),
         peak=grid[int(np.argmax(np.where(inc_mask, values, -1)))],
         series=to_series(values, grid, context, f"{resource} events, {where}"),
-        details=details(round(z, 1)),
+        details=details(events_before=int(b), events_after=int(i), z=round(z, 1), **figures),
     )
 
 
@@ -154,10 +154,9 @@ def _host_local(dataset: Dataset, context: AnalysisContext, tagged: pl.DataFrame
     )
     out = []
     for resource, host, b, i, signal, services, example, errors, share in per.iter_rows():
-        finding = _burst(tagged, context, resource, "host", host, b, i, signal, lambda z, b=b, i=i, e=errors, h=host, x=example, sh=share, sv=services:
-                         HostResourceDetails(events_before=int(b), events_after=int(i), error_events=int(e), host=str(h),
-                                             example=(x or "").split("\n")[0][:160], z=z, host_share=round(float(sh), 3),
-                                             hosts=int(hosts_seen), services=tuple(str(v) for v in sv if v)))
+        finding = _burst(tagged, context, resource, "host", host, b, i, signal, HostResourceDetails,
+                         {"error_events": int(errors), "host": str(host), "example": (example or "").split("\n")[0][:160],
+                          "host_share": round(float(share), 3), "hosts": int(hosts_seen), "services": tuple(str(v) for v in services if v)})
         if finding is not None:
             out.append(finding)
     return out
