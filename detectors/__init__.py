@@ -28,7 +28,6 @@ class Detector:
 
 
 _REGISTRY: dict[str, Detector] = {}
-_LOADED = False
 
 
 def register(name: str, order: int = 100) -> Callable[[DetectorFn], DetectorFn]:
@@ -45,10 +44,6 @@ def register(name: str, order: int = 100) -> Callable[[DetectorFn], DetectorFn]:
 
 
 def _load_all() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
     from rca.plugins import import_submodules
 
     import_submodules(__name__, __path__)

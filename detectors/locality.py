@@ -3,7 +3,8 @@
 - `network_split`: a proxy logs both its request time and its upstream (backend) time; their difference
   is the time outside the backend (client, network, proxy). When the request time rose while the time
   outside the backend stayed flat, the time went to the backend and the network is not the cause. Judged
-  over all proxied requests, else over the endpoints whose request time rose.
+  over all proxied requests, else over the endpoints whose request time shifted (the latency detector's
+  rule: the endpoints it would report).
 - `host_spread`: per service with two hosts or more, each host's p95 before and after the incident began;
   reported when every host slowed alike (a problem of one host would slow one).
 
@@ -16,7 +17,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from rca.detectors import register
+from rca.detectors import latency, register
+from rca.detectors.stats import mann_whitney_p
 from rca.findings import HostSpreadDetails, NetworkSplitDetails
 from rca.model import AnalysisContext, Dataset, Finding, Window
 
@@ -41,7 +43,8 @@ def _window_p95(rows: pl.DataFrame, window: Window) -> tuple[float, float, float
 
 
 def _slowed_endpoints(rows: pl.DataFrame, context: AnalysisContext) -> list[str]:
-    """Endpoints whose p95 request time rose at least `MIN_RISE` with enough requests on each side."""
+    """Endpoints whose request time shifted by the latency detector's rule (p95 up 30% and 20 ms,
+    Mann-Whitney p < 1e-4, 20 requests a side), so noise on a quiet day names none."""
     in_base = (pl.col("ts") >= context.baseline.start) & (pl.col("ts") < context.baseline.end)
     in_inc = (pl.col("ts") >= context.incident.start) & (pl.col("ts") < context.incident.end)
     per = (
@@ -52,9 +55,18 @@ def _slowed_endpoints(rows: pl.DataFrame, context: AnalysisContext) -> list[str]
             pl.col("duration_ms").filter(in_base).quantile(0.95).alias("b"),
             pl.col("duration_ms").filter(in_inc).quantile(0.95).alias("i"),
         )
-        .filter((pl.col("nb") >= MIN_WINDOW_REQUESTS) & (pl.col("ni") >= MIN_WINDOW_REQUESTS) & (pl.col("i") >= MIN_RISE * pl.col("b")))
+        .filter((pl.col("nb") >= latency.MIN_N) & (pl.col("ni") >= latency.MIN_N) & (pl.col("i") >= latency.MIN_RATIO * pl.col("b"))
+                & (pl.col("i") - pl.col("b") >= latency.MIN_DELTA_MS))
+        .sort("endpoint")
     )
-    return sorted(str(e) for e in per["endpoint"].to_list())
+    slowed = []
+    for endpoint in per["endpoint"].to_list():
+        mine = rows.filter(pl.col("endpoint") == endpoint)
+        before = mine.filter(in_base)["duration_ms"].to_numpy()
+        after = mine.filter(in_inc)["duration_ms"].to_numpy()
+        if mann_whitney_p(before, after) < latency.MAX_P:
+            slowed.append(str(endpoint))
+    return slowed
 
 
 @register("network", order=70)

@@ -11,7 +11,8 @@ other finding. `where` is the service (and the busiest host in `details`).
 Metrics (the `metrics` frame, when an input has them) give a second route: a utilization metric
 (name containing `utilization`, `usage_ratio` or a `%`/`1` unit) at 90% or more in the incident while
 below it in the baseline, or a level shift of 4 robust z, becomes a finding for the resource its name
-names.
+names. For a metric the family table (`metric_families`) knows, the z is measured with the yardsticks of
+`service_metrics.shift_scale` (10% of the level, 2% of a limit, 5% of the busiest pod's level).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import numpy as np
 import polars as pl
 
 from rca.detectors import register
+from rca.detectors.metric_families import classify_metric
+from rca.detectors.service_metrics import shift_scale
 from rca.detectors.stats import (
     bucket_expr,
     confidence_from_z,
@@ -206,6 +209,11 @@ def _from_metrics(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         .agg(pl.col("value").mean())
     )
     series = dense_series(per_bucket, ["name", "where"], "value", context, fill=None)
+    system_level: dict[str, float] = {}  # per metric, the busiest series' baseline level (shift_scale)
+    for (name, _), values in series.items():
+        base = values[base_mask]
+        if np.isfinite(base).any():
+            system_level[name] = max(system_level.get(name, 0.0), abs(float(np.nanmedian(base))))
     for (name, where), values in sorted(series.items()):
         resource = _metric_resource(name)
         if resource is None:
@@ -216,7 +224,14 @@ def _from_metrics(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         utilization = "utilization" in name or "ratio" in name
         base_level, inc_level = float(np.nanmedian(base)), float(np.nanmax(inc))
         filled = np.where(np.isfinite(values), values, base_level)
-        z_all = _level_z(filled, base)
+        known = classify_metric(name)
+        if known is not None and known.role == "resource":
+            # the same yardsticks as the per-service metric shifts: a pod going from 1.7 to 6 millicores
+            # beside pods using hundreds, or 0.2% -> 0.6% of a limit, is no exhaustion whatever its z
+            finite = base[np.isfinite(base)]
+            z_all = (filled - base_level) / shift_scale(finite, float(np.median(finite)), known, system_level.get(name, 0.0))
+        else:
+            z_all = _level_z(filled, base)
         z = float(np.max(z_all[inc_mask]))
         near_limit = utilization and inc_level >= 0.9 and base_level < 0.9
         if not (near_limit or z >= 4.0):

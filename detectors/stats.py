@@ -15,7 +15,9 @@ Method, and why:
   swell outside the fitted stretch does not bias it, and the baseline is never assumed flat. Detection
   stays a per-bucket robust z against the baseline (median and MAD); a single global change point
   (binary segmentation, CUSUM over the whole series) would need both sides flat, which diurnal
-  traffic is not. Onsets are reported to the second.
+  traffic is not. The onset is never placed before the shift's first abnormal value, across empty
+  buckets or buckets at the baseline's level (`_earliest_onset`): a slow ramp fitted to sparse data
+  would otherwise start minutes early. Onsets are reported to the second.
 - Counts are tested as Poisson (an excess over the expected count with a z on sqrt(expected)); shares
   (error rates) with a two-proportion z-test; latency distributions with Mann-Whitney U (numpy, as scipy computes it), whose
   rank statistic is robust to outliers and makes no normality assumption. Effect sizes come with these
@@ -100,6 +102,41 @@ def _shift_run(z: np.ndarray, peak: int, threshold: float, gap: int) -> tuple[in
     return start, end
 
 
+ONSET_NORMAL_Z = -0.25  # a bucket this far below the baseline's median holds none of a shift
+
+
+def _earliest_onset(values: np.ndarray, baseline: np.ndarray, after_baseline: int, run_start: int, threshold: float,
+                    counts: bool) -> int:
+    """The earliest bucket the onset may lie in: from the first raw value of the shift standing
+    `threshold` robust z above the baseline (its first evidence), back over the buckets just before it
+    that may hold a ramp's beginning (about the baseline's median or above, and above its lowest value),
+    to the first bucket after an empty one or after one below the median or as low as the baseline ever
+    was. Never earlier: a ramp fitted to sparse counts or to a noisy quantile otherwise starts minutes
+    before the first abnormal value, across empty or normal buckets that say nothing of a shift."""
+    z = robust_z(values, baseline)
+    # The first abnormal raw value from the run's start, or from the baseline's end when the run begins
+    # later (sparse counts leave gaps in a shift): a smoothed run may begin on an empty bucket its median
+    # filled, and a lone spike just before it is no evidence of the shift.
+    since = min(run_start, after_baseline)
+    after = z[since:]
+    abnormal = np.flatnonzero(np.isfinite(after) & (after >= threshold))
+    first = since + int(abnormal[0]) if abnormal.size else run_start
+    # Rare events leave empty buckets after they began (at a rate of one a bucket, a third of them): for
+    # counts, abnormal values up to three buckets apart are one shift's evidence.
+    bridge = 3 if counts else 0
+    while True:
+        before = [j for j in range(first - 1, max(first - bridge - 2, -1), -1) if np.isfinite(z[j]) and z[j] >= threshold]
+        if not before:
+            break
+        first = before[-1]
+    finite = baseline[np.isfinite(baseline)]
+    lowest = float(finite.min()) if finite.size else -np.inf
+    i = first - 1
+    while i >= 0 and np.isfinite(z[i]) and z[i] > ONSET_NORMAL_Z and values[i] > lowest:
+        i -= 1
+    return i + 1
+
+
 def onset_time(values: np.ndarray, baseline_mask: np.ndarray, incident_mask: np.ndarray, threshold: float = 2.0,
                direction: int = 1, smooth: int = 0, weights: np.ndarray | None = None, noise: str = "poisson") -> float | None:
     """When the shift holding the incident's peak began, in buckets from the start of the series (a
@@ -131,6 +168,8 @@ def onset_time(values: np.ndarray, baseline_mask: np.ndarray, incident_mask: np.
     if z[peak] < threshold:
         return None
     start, end = _shift_run(z, peak, threshold, 1 + smooth)
+    earliest = _earliest_onset(v, smoothed[baseline_mask], int(np.flatnonzero(baseline_mask)[-1]) + 1, start, threshold,
+                               counts=noise == "poisson" and direction > 0)
     # The fit sees the shift's start and what follows it for a bounded stretch: a shift that lasts for
     # thousands of buckets (months of logs) would otherwise cost (onsets x widths x buckets) memory.
     lo = max(0, min(start, max(int(inc[0]), start - ONSET_MAX_WIDTH)) - ONSET_PRE_BUCKETS)
@@ -160,7 +199,7 @@ def onset_time(values: np.ndarray, baseline_mask: np.ndarray, incident_mask: np.
     y = np.where(finite, y, 0.0)
     if w_t.sum() <= 0:
         return float(start)
-    taus = np.arange(1.0, peak - lo + 1 + ONSET_STEP / 2, ONSET_STEP)
+    taus = np.arange(max(1.0, earliest - lo), peak - lo + 1 + ONSET_STEP / 2, ONSET_STEP)
     widths = np.arange(0.0, min(ONSET_MAX_WIDTH, hi - lo) + 0.5, 1.0)
     tau, width = (a.ravel() for a in np.meshgrid(taus, widths, indexing="ij"))
     ramp = _ramp_average(tau, width, hi - lo)
@@ -432,11 +471,11 @@ def series_by_index(frame: pl.DataFrame, key: str | None, value: str, n_buckets:
 
 
 def bucket_grid(context: AnalysisContext) -> list[datetime]:
-    """Every bucket start from the first to the last bucket of the data."""
+    """Every bucket start from the first bucket of the data to the last one before the span's end."""
     start = _floor(context.span.start, context.bucket_s)
     out, t = [], start
     step = timedelta(seconds=context.bucket_s)
-    while t <= context.span.end:
+    while t < context.span.end:  # windows are half-open: [start, end)
         out.append(t)
         t += step
     return out

@@ -15,9 +15,12 @@ compare like with like and report nothing.
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import replace
+import warnings
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -225,11 +228,14 @@ def choose_context(
     if span is None:
         return None
     start, end = span
-    end = end + timedelta(microseconds=1)
+    end = _end_after(end)
     span_s = max((end - start).total_seconds(), 1.0)
     bucket_s = int(parse_duration_s(bucket)) if bucket else choose_bucket_s(span_s)
     if bucket_s <= 0:
         raise UsageError("--bucket must be positive")
+    history = None if bucket else longest_history(dataset)
+    if history is not None:
+        bucket_s = max(bucket_s, history.sample_s)
     whole = Window(start, end)
     provisional = AnalysisContext(bucket_s=bucket_s, span=whole, baseline=whole, incident=whole)
     gaps = find_gaps(dataset, provisional)
@@ -241,8 +247,12 @@ def choose_context(
         if inc_end <= inc_start:
             raise UsageError("--until must be after --since")
     else:
-        found = find_incident_start(dataset, provisional)
-        if found is not None:
+        found = find_incident_start(dataset, provisional) if history is None else history_incident_start(dataset, provisional)
+        if history is not None and found is not None:
+            inc_start, method = found, "auto: sustained shift of the metrics (the signal with the longest history)"
+        elif history is not None and history.short_start is not None:
+            inc_start, method = history.short_start, "auto: no sustained metric shift; the incident is where the short signals begin"
+        elif found is not None:
             inc_start, method = found, "auto: sustained shift in rate, latency, errors or warnings"
         else:
             inc_start, method = _last_quarter(provisional), "auto: no sustained shift; last quarter compared with the rest"
@@ -267,17 +277,142 @@ def choose_context(
     )
 
 
+def _end_after(last: datetime) -> datetime:
+    """The end of a half-open window holding `last`: the next whole second (reports and JSON then read
+    `09:30:03Z`, never `09:30:02.152001Z`)."""
+    return last.replace(microsecond=0) + timedelta(seconds=1)
+
+
+def _whole_second(ts: datetime) -> datetime:
+    return ts.replace(microsecond=0) + timedelta(seconds=1 if ts.microsecond >= 500_000 else 0)
+
+
 def _last_quarter(context: AnalysisContext) -> datetime:
     """Where the last quarter of the observed time (gaps left out) begins."""
     span = context.span
     if not context.gaps:
-        return span.start + span.duration * 0.75
+        return _whole_second(span.start + span.duration * 0.75)
     remaining = context.observed_s(span) * 0.25
     t = span.end
     for gap in sorted(context.gaps, key=lambda g: g.start, reverse=True):
         stretch = (t - gap.end).total_seconds()
         if stretch >= remaining:
-            return t - timedelta(seconds=remaining)
+            return _whole_second(t - timedelta(seconds=remaining))
         remaining -= stretch
         t = gap.start
-    return t - timedelta(seconds=remaining)
+    return _whole_second(t - timedelta(seconds=remaining))
+
+
+def too_little_data(context: AnalysisContext) -> str | None:
+    """Why these windows cannot be compared (an incident or a baseline shorter than a bucket, or a
+    baseline ending after the incident starts: a few seconds of data), or None when they can."""
+    bucket = context.bucket
+    base, inc = context.baseline, context.incident
+    if inc.duration >= bucket and base.duration >= bucket and base.end <= inc.start:
+        return None
+    span_s = context.span.duration.total_seconds()
+    length = f"{span_s:,.0f} s" if span_s < 120 else f"{span_s / 60:,.0f} min"
+    return (f"Too little data: the inputs span {length}, too short for a baseline and an incident window of at "
+            f"least one {context.bucket_s} s bucket each. Give more data, or set --since/--until and --bucket.")
+
+
+# --- metrics carrying the history --------------------------------------------------------------------
+
+HISTORY_RATIO = 3.0  # metrics span at least 3x every other signal: they, not the short signals, hold the baseline
+SHIFT_Z = 4.0  # a sample this many robust sigmas off its series' baseline is shifted (as find_incident_start)
+SHIFT_RELATIVE_FLOOR = 0.10  # ... with the sigma floored at 10% of the level (flat, quantised series)
+HISTORY_MIN_SCORE = 3.0  # sustained shifts beyond chance, in standard errors (Poisson), to call a start
+
+
+@dataclass(frozen=True)
+class History:
+    """The metrics hold the data's history; the other signals (if any) cover a short stretch at its end."""
+
+    sample_s: int  # the metrics' sampling interval, rounded up to a bucket size
+    short_start: datetime | None  # where the short signals begin (None when there are none)
+
+
+def _span_s(ts: pl.Series) -> float:
+    """Seconds from the first to the last of non-empty timestamps."""
+    return (cast(datetime, ts.max()) - cast(datetime, ts.min())).total_seconds()
+
+
+def longest_history(dataset: Dataset) -> History | None:
+    """When the metrics cover at least `HISTORY_RATIO` times the span of every other signal (30 minutes of
+    metrics beside a few minutes of traces, or metrics alone), the windows come from the metrics: their
+    sampling interval is the smallest bucket (a minute's samples cut into 15 s buckets would leave most
+    buckets empty) and their sustained shift starts the incident. None otherwise."""
+    metrics = dataset.metrics
+    if metrics.height == 0:
+        return None
+    ts = metrics["ts"].drop_nulls()
+    if ts.len() < 2:
+        return None
+    metric_span = _span_s(ts)
+    others = [dataset.frame(n)["ts"].drop_nulls() for n in FRAMES if n not in ("metrics", "changes")]
+    others = [o for o in others if o.len()]
+    short_start = min(cast(datetime, o.min()) for o in others) if others else None
+    longest_other = max((_span_s(o) for o in others), default=0.0)
+    if metric_span <= 0 or metric_span < HISTORY_RATIO * longest_other:
+        return None
+    steps = (
+        metrics.filter(pl.col("ts").is_not_null())
+        .sort("ts")
+        .group_by("name", "host", "service", "attributes")
+        .agg(pl.col("ts").diff().dt.total_seconds().median().alias("step"))
+    )["step"].drop_nulls()
+    step = float(cast(float, steps.median())) if steps.len() else 0.0
+    sample_s = next((b for b in BUCKETS_S if b >= step), BUCKETS_S[-1]) if step > 0 else BUCKETS_S[0]
+    return History(sample_s=sample_s, short_start=short_start)
+
+
+def history_incident_start(dataset: Dataset, context: AnalysisContext) -> datetime | None:
+    """The bucket from which the most metric series stay shifted to the end of the data, beyond chance.
+
+    Every series (metric, pod, attributes) is averaged per bucket. For each candidate start k (from the
+    first third on), each series' samples from k on are scored as robust z against its samples before k
+    (median, MAD floored at 10% of the level); a series is shifted from k when all of them lie beyond
+    `SHIFT_Z` on the same side. Under no change that happens by chance with probability about p^m (p:
+    the share of baseline samples beyond `SHIFT_Z`, m: samples from k on), so the count of shifted
+    series is compared with its chance expectation in Poisson standard errors; the best k wins when that
+    reaches `HISTORY_MIN_SCORE`. A data dump is taken while the incident lasts, so "to the end of the
+    data" is what sustained means here."""
+    trunc = f"{context.bucket_s}s"
+    per = (
+        dataset.metrics.filter(pl.col("ts").is_not_null() & pl.col("value").is_finite())
+        .with_columns(pl.col("ts").dt.truncate(trunc).alias("bucket"))
+        .group_by("name", "host", "service", "attributes", "bucket")
+        .agg(pl.col("value").mean())
+    )
+    grid = bucket_grid(context)
+    index = {t: i for i, t in enumerate(grid)}
+    n = len(grid)
+    if n < 6 or per.height == 0:
+        return None
+    keys = per.select(pl.struct("name", "host", "service", "attributes").rank("dense").alias("k") - 1)["k"].to_numpy()
+    cols = np.array([index.get(t, -1) for t in per["bucket"].to_list()])
+    matrix = np.full((int(keys.max()) + 1, n), np.nan)
+    ok = cols >= 0
+    matrix[keys[ok], cols[ok]] = per["value"].to_numpy()[ok]
+    best: tuple[float, int] | None = None
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices of series with holes
+        for k in range(max(3, n // 3), n):
+            before, after = matrix[:, :k], matrix[:, k:]
+            center = np.nanmedian(before, axis=1, keepdims=True)
+            mad = np.nanmedian(np.abs(before - center), axis=1, keepdims=True) * 1.4826
+            scale = np.maximum(mad, SHIFT_RELATIVE_FLOOR * np.abs(center) + 1e-9)
+            z_before, z_after = (before - center) / scale, (after - center) / scale
+            seen = np.isfinite(z_after).any(axis=1) & np.isfinite(center[:, 0])
+            up = (np.where(np.isfinite(z_after), z_after, np.inf) >= SHIFT_Z).all(axis=1) & seen
+            down = (np.where(np.isfinite(z_after), z_after, -np.inf) <= -SHIFT_Z).all(axis=1) & seen
+            p_up = max(float(np.nanmean(z_before >= SHIFT_Z)), 1e-3)
+            p_down = max(float(np.nanmean(z_before <= -SHIFT_Z)), 1e-3)
+            m = n - k
+            expected = int(seen.sum()) * (p_up**m + p_down**m)
+            score = (int(up.sum()) + int(down.sum()) - expected) / math.sqrt(expected + 1.0)
+            if best is None or score > best[0]:
+                best = (score, k)
+    if best is None or best[0] < HISTORY_MIN_SCORE:
+        return None
+    return grid[best[1]]

@@ -88,7 +88,6 @@ class Parser(Protocol):
 
 
 _REGISTRY: dict[str, Parser] = {}
-_LOADED = False
 
 
 def register(parser: Parser) -> Parser:
@@ -100,10 +99,6 @@ def register(parser: Parser) -> Parser:
 
 
 def _load_all() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
     from rca.plugins import import_submodules
 
     import_submodules(__name__, __path__)

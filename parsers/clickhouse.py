@@ -61,7 +61,7 @@ DEFAULT_DATABASE = "otel"
 DEFAULT_TABLES = {"traces": "otel_traces", "logs": "otel_logs", "gauge": "otel_metrics_gauge",
                   "sum": "otel_metrics_sum", "histogram": "otel_metrics_histogram"}
 DEFAULT_RANGE = timedelta(hours=3)  # the last 3 hours of data unless since= or --baseline-since says otherwise
-MAX_SPANS = 300_000  # rows the detectors get at most; bounds rca's memory (~0.3 KB a span in frames)
+MAX_SPANS = 100_000  # spans the detectors get at most (25k traces of 4 spans: ~140 requests a minute over 3 hours); bounds rca's memory
 MAX_METRIC_POINTS = 200_000  # beyond this, points are averaged per interval in ClickHouse
 QUERY_TIMEOUT_S = 120  # per query, server side (max_execution_time) and on the socket
 SAMPLE_RESOLUTION = 1_000_000  # a trace is kept when cityHash64(TraceId) % this < keep
@@ -90,6 +90,7 @@ _TYPE_PATTERNS = {
     "Number": re.compile(r"^(U?Int(8|16|32|64|128|256)|Float(32|64)|Decimal.*)$"),
     "Map": re.compile(r"^Map\((String|LowCardinality\(String\)), *String\)$"),
 }
+_TIME_COLUMN = {"traces": "Timestamp", "logs": "Timestamp", "gauge": "TimeUnix", "sum": "TimeUnix", "histogram": "TimeUnix"}
 _TYPE_NAMES = {"DateTime64": "DateTime64(9)", "String": "String", "Integer": "an integer", "Number": "a number",
                "Map": "Map(LowCardinality(String), String)"}
 
@@ -339,8 +340,7 @@ def _read(client: StoreClient, url: StoreUrl, options: ParseOptions) -> StoreRea
     if low is None or high is None:
         return StoreRead(ParseResult(format="clickhouse", frames={}, lines=0, warnings=[f"no rows in {', '.join(tables.values())}"]))
     bounds = {"since": _param_time(low), "until": _param_time(high)}
-    counts = {kind: _count(client, url, tables[kind], "TimeUnix" if kind in ("gauge", "sum", "histogram") else "Timestamp", bounds)
-              for kind in tables}
+    counts = {kind: _count(client, url, table, _TIME_COLUMN[kind], bounds) for kind, table in tables.items()}
     spans_n, logs_n = counts.get("traces", 0), counts.get("logs", 0)
     fraction = min(1.0, url.max_spans / max(spans_n, logs_n, 1))
     keep = SAMPLE_RESOLUTION if fraction >= 1.0 else max(1, int(SAMPLE_RESOLUTION * fraction))
@@ -354,8 +354,7 @@ def _read(client: StoreClient, url: StoreUrl, options: ParseOptions) -> StoreRea
         warnings += span_warnings
         if keep < SAMPLE_RESOLUTION:
             warnings.append(_request_aggregates(client, url, tables["traces"], bounds))
-            tops = (_top(client, url, tables["traces"], "SpanAttributes", ALIASES["http_route"], bounds),
-                    _top(client, url, tables["traces"], "SpanAttributes", ALIASES["client_address"], bounds))
+            tops = _tops(client, url, tables["traces"], bounds)
     if "logs" in tables:
         events = _events(client, url, tables["logs"], bounds, keep)
         if events.height:
@@ -370,12 +369,12 @@ def _read(client: StoreClient, url: StoreUrl, options: ParseOptions) -> StoreRea
     if keep < SAMPLE_RESOLUTION:
         share = keep / SAMPLE_RESOLUTION
         analysed = frames["spans"].height if "spans" in frames else 0
+        logs = f", {frames['events'].height if 'events' in frames else 0:,} of {logs_n:,} log records" if "logs" in tables else ""
         warnings.insert(0, (
-            f"sampled {share:.2%} of traces by trace-id hash ({analysed:,} of {spans_n:,} spans, "
-            f"{frames['events'].height if 'events' in frames else 0:,} of {logs_n:,} log records): counts, rates and "
-            f"excess in findings are the sample's (x{1 / share:,.1f} for the whole); quantiles, error shares and tests "
-            "are estimated from it; totals, the time range and the top routes and clients of this input are exact "
-            "aggregates computed in ClickHouse"))
+            f"sampled {share:.2%} of traces by trace-id hash: {analysed:,} of {spans_n:,} spans{logs} analysed. "
+            f"From the sample: counts, rates and excess in findings (x{1 / share:,.1f} for the whole) and, as estimates, "
+            "quantiles, error shares and tests. Exact, computed in ClickHouse over the range: the totals below and "
+            "this input's top routes and clients"))
     result = ParseResult(format="clickhouse", frames=frames, lines=sum(counts.values()), warnings=warnings)
     return StoreRead(result, top_endpoints=tops[0], top_sources=tops[1])
 
@@ -390,12 +389,11 @@ def _resolve_range(client: StoreClient, url: StoreUrl, tables: dict[str, str], o
     from rca.detectors.windows import parse_time
 
     ends = []
-    for kind in ("traces", "logs"):
-        if kind in tables:
-            row = _run(client, url, f"the time range of {tables[kind]}",
-                       f"SELECT toUnixTimestamp64Micro(max(Timestamp)) AS high, count() AS n FROM {_quoted(url.database, tables[kind])}").row(0)
-            if row[1]:
-                ends.append(datetime.fromtimestamp(0, UTC) + timedelta(microseconds=int(row[0])))
+    for kind, table in tables.items():
+        row = _run(client, url, f"the time range of {table}",
+                   f"SELECT toUnixTimestamp64Micro(max(`{_TIME_COLUMN[kind]}`)) AS high, count() AS n FROM {_quoted(url.database, table)}").row(0)
+        if row[1]:
+            ends.append(datetime.fromtimestamp(0, UTC) + timedelta(microseconds=int(row[0])))
     if not ends:
         return None, None
     data_end = max(ends)
@@ -510,15 +508,16 @@ def _metrics(client: StoreClient, url: StoreUrl, kind: str, table: str, bounds: 
     else:
         sql = f"SELECT toUnixTimestamp64Micro(TimeUnix) AS ts_us, {keys}, {values} FROM {source}"
     frame = _run(client, url, f"the metric points of {table}", sql, params).with_columns(pl.col("ts_us").cast(pl.Datetime("us", "UTC")).alias("ts"))
+    columns = ("ts", "name", "value", "unit", "service", "host", "attributes")
     if kind != "histogram":
-        return frame.drop("ts_us")
+        return frame.select(columns)
     base = frame.drop("ts_us", "count", "total", "name", "unit")
     return pl.concat([
         base.with_columns((frame["name"] + ".count").alias("name"), frame["count"].alias("value"), pl.lit("1").alias("unit")),
         base.with_columns((frame["name"] + ".sum").alias("name"), frame["total"].alias("value"), frame["unit"]),
         base.with_columns((frame["name"] + ".avg").alias("name"), (frame["total"] / frame["count"]).alias("value"), frame["unit"])
         .filter(frame["count"] > 0),
-    ], how="vertical_relaxed").select("ts", "name", "value", "unit", "service", "host", "attributes")
+    ], how="vertical_relaxed").select(columns)
 
 
 _SERVER = "lower(replaceRegexpOne(toString(SpanKind), '^SPAN_KIND_', '')) = 'server'"
@@ -539,14 +538,20 @@ def _request_aggregates(client: StoreClient, url: StoreUrl, table: str, bounds: 
             f"p50 {p50:,.1f} ms, p95 {p95:,.1f} ms, p99 {p99:,.1f} ms")
 
 
-def _top(client: StoreClient, url: StoreUrl, table: str, map_column: str, keys: tuple[str, ...], bounds: dict[str, str]) -> tuple[tuple[str, int], ...]:
+def _tops(client: StoreClient, url: StoreUrl, table: str, bounds: dict[str, str]) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
+    """The busiest routes and clients of server spans, exact, in one pass over the attributes (grouping sets)."""
     params: dict[str, Any] = dict(bounds)
-    value = _pick(map_column, keys, params, "k")
+    route = _pick("SpanAttributes", ALIASES["http_route"], params, "route")
+    client_address = _pick("SpanAttributes", ALIASES["client_address"], params, "client")
     sql = f"""
-        SELECT {value} AS value, count() AS n FROM {_quoted(url.database, table)}
-        WHERE Timestamp >= {{since:DateTime64(6)}} AND Timestamp <= {{until:DateTime64(6)}} AND {_SERVER} AND value IS NOT NULL
-        GROUP BY value ORDER BY n DESC, value LIMIT {TOP_N:d}"""
-    return tuple((str(v), int(n)) for v, n in _run(client, url, f"the top values of {table}", sql, params).iter_rows())
+        SELECT {route} AS route, {client_address} AS client, count() AS n, grouping(route, client) AS g
+        FROM {_quoted(url.database, table)}
+        WHERE Timestamp >= {{since:DateTime64(6)}} AND Timestamp <= {{until:DateTime64(6)}} AND {_SERVER}
+        GROUP BY GROUPING SETS ((route), (client)) HAVING (g = 1 AND route IS NOT NULL) OR (g = 2 AND client IS NOT NULL)
+        ORDER BY g, n DESC, route, client LIMIT {TOP_N:d} BY g"""
+    frame = _run(client, url, f"the busiest routes and clients of {table}", sql, params)
+    pick = {g: tuple((str(v), int(n)) for v, n in frame.filter(pl.col("g") == g).select(col, "n").iter_rows()) for g, col in ((1, "route"), (2, "client"))}
+    return pick[1], pick[2]
 
 
 # --- writing (rca ingest --out URL) -----------------------------------------------------------------

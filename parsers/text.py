@@ -2,7 +2,7 @@
 
 Each input's timestamp layout is chosen from its first lines among: ISO-8601 (log4j/logback, Python
 logging's `2026-01-05 10:00:01,234`, Go, ...), RFC 5424 syslog (`<PRI>1 ISO host app ...`), RFC 3164
-syslog (`Mmm dd HH:MM:SS host tag[pid]:`, no year: `--year` or the current year, stated as a
+syslog (`Mmm dd HH:MM:SS host tag[pid]:`, no year: `--year`, or the latest year not after the file was written, stated as a
 warning), `dd/Mon/yyyy:HH:MM:SS`, `[Www Mmm dd HH:MM:SS yyyy]`, `yyMMdd HHmmss` and epoch seconds.
 A line that does not start with a timestamp continues the record before it (Java and Python stack
 traces stay one event). `text_events_in_stream` reads the plain-text lines of a JSON-lines stream the
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import PurePath
 
 import polars as pl
@@ -97,6 +97,34 @@ def _timestamps(ts: pl.Expr, layout: Layout, options: ParseOptions, year: int) -
     raise ValueError(layout.name)
 
 
+_YEARLESS = ("rfc3164", "android", "mm.dd")
+
+
+def _reference_time(source: Source) -> tuple[datetime, str]:
+    """The latest time the log can hold: the file's modification time, or now for stdin."""
+    if source.path is not None:
+        try:
+            return datetime.fromtimestamp(source.path.stat().st_mtime, UTC), "the file's modification time"
+        except OSError:
+            pass
+    return datetime.now(UTC), "now"
+
+
+def _without_year(records: pl.DataFrame, layout: Layout, options: ParseOptions, reference: tuple[datetime, str]) -> tuple[pl.Series, str]:
+    """Timestamps without a year read in the latest year that puts them no later than the reference
+    (a day of slack for the zone): a syslog written in December and read in January is last year's,
+    and never dated in the future. Returns the times and the warning stating the assumption."""
+    ref, what = reference
+    this = _timestamps(pl.col("ts"), layout, options, ref.year)
+    last = _timestamps(pl.col("ts"), layout, options, ref.year - 1)
+    limit = pl.lit(ref + timedelta(days=1), pl.Datetime("us", "UTC"))
+    ts = records.select(pl.when(this > limit).then(last).otherwise(pl.coalesce(this, last))).to_series()
+    years: list[int] = ts.dt.year().drop_nulls().unique().sort().to_list() or [ref.year]
+    assumed = str(years[0]) if years[0] == years[-1] else f"{years[0]}-{years[-1]}"
+    return ts, (f"timestamps have no year: assumed {assumed} (none after {what}, {ref:%Y-%m-%d}) in {options.tz} "
+                "(set --year/--tz)")
+
+
 def _tz(tz: str) -> str:
     return "UTC" if tz.upper() in ("UTC", "Z", "+00:00") else tz
 
@@ -126,7 +154,7 @@ class TextLogParser:
         layout, _ = _best_layout(tuple(frame["text"].head(200).to_list()))
         if layout is None:
             layout = next(item for item in LAYOUTS if item.name == self.layouts[0])
-        parsed = text_records(frame, layout, options, source.origin)
+        parsed = text_records(frame, layout, options, source.origin, reference=_reference_time(source))
         events = parsed.records.with_columns(signal=pl.lit(layout.signal))
         bad_ts = events.filter(pl.col("ts").is_null())
         events = events.filter(pl.col("ts").is_not_null())
@@ -154,7 +182,7 @@ class TextRecords:
 
 
 def text_records(frame: pl.DataFrame, layout: Layout, options: ParseOptions, origin: str,
-                 starts_record: pl.Expr | None = None) -> TextRecords:
+                 starts_record: pl.Expr | None = None, reference: tuple[datetime, str] | None = None) -> TextRecords:
     """Split (line, text) rows by `layout` into records. A line starts a record when it has a timestamp
     (or `starts_record` holds for it); the lines after it without one continue it. Extra columns of
     `frame` are kept, from each record's first line."""
@@ -171,15 +199,15 @@ def text_records(frame: pl.DataFrame, layout: Layout, options: ParseOptions, ori
     )
     records = fields.filter(pl.col("_starts")).join(continuation, on="_record", how="left", maintain_order="left")
     warnings: list[str] = []
-    year = options.year or datetime.now(UTC).year
-    if layout.name in ("rfc3164", "android", "mm.dd") and options.year is None:
-        warnings.append(f"timestamps have no year: assumed {year} in {options.tz} (set --year/--tz)")
     if layout.name in ("iso", "rfc5424"):
         ts = parse_iso(records["ts"], options.tz)
     elif layout.name in ("epoch", "flag-epoch", "node-epoch"):
         ts = parse_timestamp(records["ts"])
+    elif layout.name in _YEARLESS and options.year is None:
+        ts, note = _without_year(records, layout, options, reference or (datetime.now(UTC), "now"))
+        warnings.append(note)
     else:
-        ts = records.select(_timestamps(pl.col("ts"), layout, options, year)).to_series()
+        ts = records.select(_timestamps(pl.col("ts"), layout, options, options.year or datetime.now(UTC).year)).to_series()
     records = records.with_columns(ts.alias("_ts"))
     level = pl.col("level").str.to_uppercase().replace(_LEVELS) if "level" in names else pl.lit(None, pl.String)
     if "level_bare" in names:

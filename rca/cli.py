@@ -10,12 +10,14 @@ import functools
 import os
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from rca import __version__
 from rca.errors import ExitCode, InputError, UsageError
@@ -23,14 +25,22 @@ from rca.errors import ExitCode, InputError, UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from rca.compare import Comparison
     from rca.model import Report
 
+# Help is click's plain layout (rich_markup_mode=None): rich markup ate the "[gates]" of the config hint,
+# showed "<bool>" after every flag, and CI variables force its colors. "\b" keeps a paragraph as written.
 app = typer.Typer(
     name="rca",
     help="Read the logs and traces of an incident and tell what most likely caused it.\n\n"
     "Exit codes: 0 ok, 1 a compare gate failed, 2 bad usage or nothing readable, 130 interrupted.",
+    epilog="\b\nExamples:\n"
+    "  rca simulate third-party-surge --seed 7 --out incident\n"
+    "  rca analyze incident/telemetry\n"
+    "  rca analyze access.log app.log.gz -f markdown -o postmortem.md --chart chart.png\n"
+    "  rca compare --baseline main/ --candidate pr/ --fail-on 'p95>+20%'",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -132,6 +142,7 @@ def _root(
 Inputs = Annotated[
     list[str],
     typer.Argument(
+        metavar="INPUTS",
         help="Files, directories (recursive), globs ('**' allowed) or '-' for stdin. "
         "gzip, zstd and bz2 are detected from their bytes.",
         show_default=False,
@@ -139,29 +150,29 @@ Inputs = Annotated[
 ]
 InputFormatOpt = Annotated[
     str | None,
-    typer.Option("--input-format", help="Force a format for every input (see `rca formats`).", rich_help_panel="Input"),
+    typer.Option("--input-format", metavar="FORMAT", help="Force a format for every input (see `rca formats`).", rich_help_panel="Input"),
 ]
 LogFormatOpt = Annotated[
     str | None,
-    typer.Option("--log-format", help="A custom nginx log_format string, e.g. '$remote_addr [$time_local] \"$request\" $status $request_time'.", rich_help_panel="Input"),
+    typer.Option("--log-format", metavar="LOG_FORMAT", help="A custom nginx log_format string, e.g. '$remote_addr [$time_local] \"$request\" $status $request_time'.", rich_help_panel="Input"),
 ]
 FieldOpt = Annotated[
     list[str] | None,
-    typer.Option("--field", help="Map a canonical field to a JSON/logfmt key: name=path (repeatable), e.g. endpoint=req.route.", rich_help_panel="Input"),
+    typer.Option("--field", metavar="NAME=PATH", help="Map a canonical field to a JSON/logfmt key: name=path (repeatable), e.g. endpoint=req.route.", rich_help_panel="Input"),
 ]
 ChangesOpt = Annotated[
     list[str] | None,
-    typer.Option("--changes", help="Deploy/config markers from outside: JSON lines or CSV of ts,kind,service,subject (repeatable).", rich_help_panel="Input"),
+    typer.Option("--changes", metavar="FILE", help="Deploy/config markers from outside: JSON lines or CSV of ts,kind,service,subject (repeatable).", rich_help_panel="Input"),
 ]
 TzOpt = Annotated[
-    str, typer.Option("--tz", help="Zone of timestamps that carry none (IANA name or +HH:MM).", rich_help_panel="Input")
+    str, typer.Option("--tz", metavar="ZONE", help="Zone of timestamps that carry none (IANA name or +HH:MM).", rich_help_panel="Input")
 ]
 YearOpt = Annotated[
-    int | None, typer.Option("--year", help="Year for timestamps without one (syslog RFC 3164).", rich_help_panel="Input")
+    int | None, typer.Option("--year", metavar="YEAR", help="Year for timestamps without one (syslog RFC 3164).", rich_help_panel="Input")
 ]
 SignalOpt = Annotated[
     str | None,
-    typer.Option("--signal", help="traces, logs or metrics: what an ambiguous binary OTLP file holds.", rich_help_panel="Input"),
+    typer.Option("--signal", metavar="SIGNAL", help="traces, logs or metrics: what an ambiguous binary OTLP file holds.", rich_help_panel="Input"),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or warnings on stderr.")]
 
@@ -205,6 +216,40 @@ def _progress(console, quiet: bool):
     return progress, update
 
 
+CHART_SUFFIXES = (".svg", ".png", ".pdf")
+
+
+def _check_writable(path: Path | None, what: str) -> None:
+    """Before any work: the folder of an output must exist and take files, so hours of analysis are
+    never lost to a typo in -o or --chart."""
+    if path is None:
+        return
+    folder = path.parent
+    if path.is_dir():
+        raise UsageError(f"{path}: cannot write {what}: it is a directory")
+    if not folder.is_dir():
+        raise UsageError(f"{path}: cannot write {what}: no directory {str(folder)!r}")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{path}: cannot write {what}: permission denied")
+
+
+def _check_chart(chart: Path | None) -> None:
+    if chart is not None and chart.suffix.lower() not in CHART_SUFFIXES:
+        raise UsageError(f"{chart}: --chart writes {', '.join(CHART_SUFFIXES)} (by the file's extension), not {chart.suffix or 'a file without one'!r}")
+    _check_writable(chart, "the chart")
+
+
+@contextmanager
+def _reader_may_stop() -> Iterator[None]:
+    """A reader that stops early (`rca ... | head`) closes the pipe: no failure. What is left of stdout
+    goes to /dev/null and the command ends with its own verdict (click would exit 1, which for
+    `compare` means a failed gate)."""
+    try:
+        yield
+    except BrokenPipeError:
+        _silence_stdout()
+
+
 def _write_output(text: str | bytes, output: Path | None) -> None:
     if output is None:
         if isinstance(text, bytes):
@@ -223,13 +268,19 @@ def _write_output(text: str | bytes, output: Path | None) -> None:
 def _terminal_console(output: Path | None, color: ColorMode):
     from rich.console import Console
 
+    class QuietOnClosedPipe(Console):
+        def on_broken_pipe(self) -> None:
+            """rich exits 1 when the reader goes (`rca analyze | head`): stop writing instead."""
+            self.quiet = True
+            _silence_stdout()
+
     if output is not None:
-        return Console(file=open(output, "w", encoding="utf-8"), no_color=True, width=120, highlight=False)
+        return QuietOnClosedPipe(file=open(output, "w", encoding="utf-8"), no_color=True, width=120, highlight=False)
     force = {ColorMode.always: True, ColorMode.never: False}.get(color)
     no_color = color is ColorMode.never or None
-    console = Console(force_terminal=force, no_color=no_color, highlight=False)
+    console = QuietOnClosedPipe(force_terminal=force, no_color=no_color, highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(force_terminal=force, no_color=no_color, highlight=False, width=120)
+        console = QuietOnClosedPipe(force_terminal=force, no_color=no_color, highlight=False, width=120)
     return console
 
 
@@ -249,18 +300,27 @@ def _warn_inputs(console, inputs) -> None:
 # --- commands -------------------------------------------------------------------------------------
 
 
-@app.command()
+ANALYZE_EXAMPLES = """\b
+Examples:
+  rca analyze incident/                      every file under the folder
+  rca analyze access.log 'logs/**/*.gz' --since '2026-01-12 08:40' --until 09:30
+  rca analyze traces.json -f json | jq .hypotheses[0]
+  rca analyze incident/ -f markdown -o report/postmortem.md --chart report/chart.png
+  kubectl logs deploy/api | rca analyze -"""
+
+
+@app.command(epilog=ANALYZE_EXAMPLES)
 @_error_boundary
 def analyze(
     inputs: Inputs,
     output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.terminal,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file instead of stdout.")] = None,
-    chart: Annotated[Path | None, typer.Option("--chart", help="Also write a chart of the top series (.svg or .png).")] = None,
-    bucket: Annotated[str | None, typer.Option("--bucket", help="Time bucket, e.g. 30s, 1m, 5m (default: from the data).", rich_help_panel="Windows")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="Incident start: RFC 3339, 'YYYY-MM-DD HH:MM[:SS]' (UTC unless --tz), or '30m' before the end of the data.", rich_help_panel="Windows")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Incident end (same forms as --since).", rich_help_panel="Windows")] = None,
-    baseline_since: Annotated[str | None, typer.Option("--baseline-since", help="Baseline start (same forms).", rich_help_panel="Windows")] = None,
-    baseline_until: Annotated[str | None, typer.Option("--baseline-until", help="Baseline end (same forms).", rich_help_panel="Windows")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the report to this file instead of stdout.")] = None,
+    chart: Annotated[Path | None, typer.Option("--chart", metavar="FILE", help="Also write a chart of the top cause and symptom (.svg, .png or .pdf).")] = None,
+    bucket: Annotated[str | None, typer.Option("--bucket", metavar="DURATION", help="Time bucket, e.g. 30s, 1m, 5m (default: from the data).", rich_help_panel="Windows")] = None,
+    since: Annotated[str | None, typer.Option("--since", metavar="TIME", help="Incident start: RFC 3339, 'YYYY-MM-DD HH:MM[:SS]' (UTC unless --tz), or '30m' before the end of the data.", rich_help_panel="Windows")] = None,
+    until: Annotated[str | None, typer.Option("--until", metavar="TIME", help="Incident end (same forms as --since).", rich_help_panel="Windows")] = None,
+    baseline_since: Annotated[str | None, typer.Option("--baseline-since", metavar="TIME", help="Baseline start (same forms).", rich_help_panel="Windows")] = None,
+    baseline_until: Annotated[str | None, typer.Option("--baseline-until", metavar="TIME", help="Baseline end (same forms).", rich_help_panel="Windows")] = None,
     input_format: InputFormatOpt = None,
     log_format: LogFormatOpt = None,
     field: FieldOpt = None,
@@ -275,10 +335,12 @@ def analyze(
     from rca.pipeline import AnalyzeOptions, analyze_dataset, load
 
     err = _stderr_console(quiet)
+    _check_writable(output, "the report")  # fail before reading anything
+    _check_chart(chart)
     if bucket is not None:
         from rca.detectors.windows import parse_duration_s
 
-        parse_duration_s(bucket)  # fail before reading anything
+        parse_duration_s(bucket)
     options = AnalyzeOptions(
         parse=_parse_options(input_format, log_format, field, tz, year, signal),
         changes_files=list(changes or []),
@@ -299,10 +361,22 @@ def analyze(
     report = analyze_dataset(dataset, options)
     _warn_coarse_buckets(err, report, bucket)
 
+    # The report first, then the chart: whatever fails later, what could be written is.
+    try:
+        with _reader_may_stop():
+            _write_report(report, output_format, output, chart, color)
+    except OSError as exc:
+        raise UsageError(f"{output or 'stdout'}: cannot write the report: {exc.strerror or exc}") from None
     if chart is not None:
         from rca.render.chart import write_chart
 
-        write_chart(report, chart)
+        try:
+            write_chart(report, chart)
+        except OSError as exc:
+            raise UsageError(f"{chart}: cannot write the chart: {exc.strerror or exc} (the report was written)") from None
+
+
+def _write_report(report: Report, output_format: OutputFormat, output: Path | None, chart: Path | None, color: ColorMode) -> None:
     if output_format is OutputFormat.json:
         from rca.render.json import render_json
 
@@ -310,14 +384,18 @@ def analyze(
     elif output_format is OutputFormat.markdown:
         from rca.render.markdown import render_markdown
 
-        _write_output(render_markdown(report, chart_path=chart), output)
+        # the image link is relative to the Markdown file's folder (or the working directory for stdout)
+        link = None if chart is None else Path(os.path.relpath(chart.resolve(), (output.resolve().parent if output else Path.cwd())))
+        _write_output(render_markdown(report, chart_path=link), output)
     else:
         from rca.render.terminal import render_terminal
 
         console = _terminal_console(output, color)
-        render_terminal(report, console)
-        if output is not None:
-            console.file.close()
+        try:
+            render_terminal(report, console)
+        finally:
+            if output is not None:
+                console.file.close()
 
 
 def _warn_coarse_buckets(err: Console, report: Report, bucket: str | None) -> None:
@@ -330,11 +408,11 @@ def _warn_coarse_buckets(err: Console, report: Report, bucket: str | None) -> No
               "minutes is blurred; focus on it with --since/--until (or set --bucket)", markup=False)
 
 
-@app.command()
+@app.command(epilog="\b\nExamples:\n  rca ingest incident/ --out frames/\n  rca analyze frames/")
 @_error_boundary
 def ingest(
     inputs: Inputs,
-    out: Annotated[str, typer.Option("--out", "-o", help="Directory to write the canonical frames to, as Parquet; or a ClickHouse store (chdb:PATH, clickhouse://...) to write spans, logs and metrics in the OpenTelemetry exporter's schema.")],
+    out: Annotated[str, typer.Option("--out", "-o", metavar="DIR|STORE", help="Directory to write the canonical frames to, as Parquet; or a ClickHouse store (chdb:PATH, clickhouse://...) to write spans, logs and metrics in the OpenTelemetry exporter's schema.")],
     input_format: InputFormatOpt = None,
     log_format: LogFormatOpt = None,
     field: FieldOpt = None,
@@ -363,35 +441,53 @@ def ingest(
     err.print(f"rca: wrote {total:,} rows from {len(summaries)} input(s) to {out} ({rejected:,} rejected)", markup=False)
 
 
-@app.command()
+class _ScenariosHelp(TyperCommand):
+    """`simulate --help` lists the scenarios (read when help is asked for: importing the simulator costs
+    half a second that no other command should pay)."""
+
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:  # click's Context and HelpFormatter
+        from rca.simulate import SCENARIOS, WILD_SCENARIOS
+
+        formatter.write_paragraph()
+        formatter.write_text("Scenarios:")
+        with formatter.indentation():
+            formatter.write_dl([(name, spec.description) for name, spec in SCENARIOS.items()]
+                               + [(name, description) for name, (description, _) in WILD_SCENARIOS.items()])
+        super().format_epilog(ctx, formatter)
+
+
+def _list_scenarios(value: bool) -> None:
+    if value:
+        from rca.simulate import SCENARIOS, WILD_SCENARIOS
+
+        for name, spec in SCENARIOS.items():
+            typer.echo(f"{name:26} {spec.description}")
+        for name, (description, _) in WILD_SCENARIOS.items():
+            typer.echo(f"{name:26} {description}")
+        raise typer.Exit(ExitCode.OK)
+
+
+@app.command(cls=_ScenariosHelp, epilog="\b\nExamples:\n  rca simulate third-party-surge --seed 7 --out incident\n"
+             "  rca analyze incident/telemetry\n"
+             "  rca simulate quiet --seed 3 --out base && rca simulate quiet --seed 3 --noise-seed 4 --latency-regression 1.3 --out cand")
 @_error_boundary
 def simulate(
-    scenario: Annotated[str, typer.Argument(help="Scenario name (see --list).", show_default=False)] = "",
-    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed writes the same bytes.")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory to write the incident's files to.")] = None,
-    minutes: Annotated[int | None, typer.Option("--minutes", help="Length of the simulated period in minutes.")] = None,
-    scale: Annotated[float, typer.Option("--scale", help="Traffic multiplier (1.0 = the default volume).")] = 1.0,
-    noise_seed: Annotated[int | None, typer.Option("--noise-seed", help="Keep the platform of --seed (routes, services, hosts, clients) and draw the noise from this seed: a baseline and an unchanged candidate for `rca compare`.")] = None,
-    latency_regression: Annotated[float | None, typer.Option("--latency-regression", help="Multiply one endpoint's time by this factor through its database calls, as a bad release would (e.g. 1.3).")] = None,
-    regression_endpoint: Annotated[str | None, typer.Option("--regression-endpoint", help="The endpoint --latency-regression slows (default: one drawn from --seed).")] = None,
-    list_scenarios: Annotated[bool, typer.Option("--list", help="List the scenarios and exit.")] = False,
+    scenario: Annotated[str, typer.Argument(metavar="SCENARIO", help="Which incident to simulate (listed below).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Directory to write the incident's files to.")],
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Random seed: the same seed writes the same bytes.")] = 0,
+    minutes: Annotated[int | None, typer.Option("--minutes", metavar="N", help="Length of the simulated period in minutes.")] = None,
+    scale: Annotated[float, typer.Option("--scale", metavar="FACTOR", help="Traffic multiplier (1.0 = the default volume).")] = 1.0,
+    noise_seed: Annotated[int | None, typer.Option("--noise-seed", metavar="N", help="Keep the platform of --seed (routes, services, hosts, clients) and draw the noise from this seed: a baseline and an unchanged candidate for `rca compare`.")] = None,
+    latency_regression: Annotated[float | None, typer.Option("--latency-regression", metavar="FACTOR", help="Multiply one endpoint's time by this factor through its database calls, as a bad release would (e.g. 1.3).")] = None,
+    regression_endpoint: Annotated[str | None, typer.Option("--regression-endpoint", metavar="ROUTE", help="The endpoint --latency-regression slows (default: one drawn from --seed).")] = None,
+    list_scenarios: Annotated[bool, typer.Option("--list", callback=_list_scenarios, is_eager=True, help="List the scenarios and exit.")] = False,
 ) -> None:
     """Write realistic telemetry of a small platform under an incident, with its truth.json."""
     from rca.simulate import SCENARIOS, WILD_SCENARIOS
     from rca.simulate import simulate as run_simulation
 
-    if list_scenarios or not scenario:
-        for name, spec in SCENARIOS.items():
-            typer.echo(f"{name:26} {spec.description}")
-        for name, (description, _) in WILD_SCENARIOS.items():
-            typer.echo(f"{name:26} {description}")
-        if not scenario and not list_scenarios:
-            raise UsageError("give a SCENARIO (or --list)")
-        return
     if scenario not in SCENARIOS and scenario not in WILD_SCENARIOS:
         raise UsageError(f"unknown scenario {scenario!r}; known: {', '.join([*SCENARIOS, *WILD_SCENARIOS])}")
-    if out is None:
-        raise UsageError("give --out DIR")
     written = run_simulation(
         scenario, seed=seed, out=out, minutes=minutes, scale=scale, noise_seed=noise_seed,
         latency_regression=latency_regression, regression_endpoint=regression_endpoint,
@@ -400,7 +496,7 @@ def simulate(
         typer.echo(str(path))
 
 
-@app.command()
+@app.command(epilog="\b\nExamples:\n  rca formats\n  rca analyze app.log --input-format syslog")
 @_error_boundary
 def formats() -> None:
     """List the input formats rca reads, with what each one is."""
@@ -441,24 +537,43 @@ def _write_file(path: Path, text: str, what: str, append: bool = False) -> None:
         raise UsageError(f"{path}: cannot write {what}: {exc.strerror or exc}") from None
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+COMPARE_EXAMPLES = """\b
+Examples:
+  rca compare --baseline main/ --candidate pr/ --fail-on 'p95>+20%' --fail-on 'error_rate>+1pp'
+  rca compare --baseline base/*.json --candidate cand/*.json --fail-on 'endpoint:/api/orders p99>+50ms'
+  rca compare --baseline base/ --candidate cand/ -f markdown -o compare.md --junit gates.xml
+\b
+Gates from a file when --fail-on is not given:
+  rca.toml:        [gates]
+                   fail_on = ["p95>+20%"]
+  pyproject.toml:  [tool.rca.gates]
+                   fail_on = ["p95>+20%"]"""
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             options_metavar="--baseline INPUTS... --candidate INPUTS... [OPTIONS]", epilog=COMPARE_EXAMPLES)
 @_error_boundary
 def compare(
     ctx: typer.Context,
-    fail_on: Annotated[list[str] | None, typer.Option("--fail-on", help="A gate, repeatable: 'p95>+20%', 'p99>+50ms', 'error_rate>+1pp', 'count<-50%', scoped 'endpoint:/api/x p95>+10%' or 'service:users p95>+10%'. Without it, gates come from rca.toml [gates] or pyproject.toml [tool.rca.gates] fail_on = [...].")] = None,
+    fail_on: Annotated[list[str] | None, typer.Option("--fail-on", metavar="GATE", help="A gate, repeatable: 'p95>+20%', 'p99>+50ms', 'error_rate>+1pp', 'count<-50%', scoped 'endpoint:/api/x p95>+10%' or 'service:users p95>+10%'. Without it, gates come from rca.toml [gates] or pyproject.toml [tool.rca.gates] fail_on = [...].")] = None,
     output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.terminal,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file.")] = None,
-    junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML (one test case per gate and endpoint or service).")] = None,
-    summary: Annotated[Path | None, typer.Option("--summary", help="Append the Markdown report to this file (default: $GITHUB_STEP_SUMMARY when set).")] = None,
-    min_samples: Annotated[int, typer.Option("--min-samples", min=2, help="Below this many samples a side, say 'not enough data' instead of judging.")] = 30,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the report to this file.")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", metavar="FILE", help="Also write JUnit XML (one test case per gate and endpoint or service).")] = None,
+    summary: Annotated[Path | None, typer.Option("--summary", metavar="FILE", help="Append the Markdown report to this file (default: $GITHUB_STEP_SUMMARY when set).")] = None,
+    min_samples: Annotated[int, typer.Option("--min-samples", min=2, metavar="N", help="Below this many samples a side, say 'not enough data' instead of judging.")] = 30,
     strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 1) when an endpoint or service has not enough data.")] = False,
     color: Annotated[ColorMode, typer.Option("--color", help="Color in the terminal report.")] = ColorMode.auto,
     quiet: QuietOpt = False,
 ) -> None:
-    """Compare a candidate with a baseline and gate the pipeline: rca compare --baseline A... --candidate B...
+    """Compare a candidate with a baseline and gate the pipeline.
 
-    Both sides take any input `rca analyze` reads. Exit 0 when every gate passes, 1 when one fails (a
-    significant regression; or, with --strict, too little data), 2 on bad usage or input.
+    \b
+    Inputs (required):
+      --baseline INPUTS...   the reference run: files, directories, globs, as `rca analyze` reads
+      --candidate INPUTS...  the run to judge, in the same forms
+
+    Exit 0 when every gate passes, 1 when one fails (a significant regression; or, with --strict, too
+    little data), 2 on bad usage or input (a gate that matches nothing included).
     """
     from rca import compare as cmp
     from rca.pipeline import AnalyzeOptions, load
@@ -466,8 +581,7 @@ def compare(
 
     sides = _compare_sides(ctx.args)
     for path, what in ((output, "the report"), (junit, "JUnit XML"), (summary, "the summary")):
-        if path is not None and not path.parent.is_dir():
-            raise UsageError(f"{path}: cannot write {what}: no directory {str(path.parent)!r}")
+        _check_writable(path, what)
     texts = list(fail_on or []) or cmp.gates_from_config(Path.cwd())
     gates = [cmp.parse_gate(t) for t in texts]
     err = _stderr_console(quiet)
@@ -489,13 +603,8 @@ def compare(
     else:
         report = ""
     try:
-        if output_format is OutputFormat.terminal:
-            console = _terminal_console(output, color)
-            out.render_terminal(result, console)
-            if output is not None:
-                console.file.close()
-        else:
-            _write_output(report, output)
+        with _reader_may_stop():  # a closed pipe keeps the verdict: exit 1 for a failed gate, 0 otherwise
+            _write_comparison(result, report, output_format, output, color)
     except OSError as exc:
         raise UsageError(f"{output or 'stdout'}: cannot write the report: {exc.strerror or exc}") from None
     if junit is not None:
@@ -524,6 +633,21 @@ def compare(
         raise typer.Exit(ExitCode.GATE_FAILED)
 
 
+def _write_comparison(result: Comparison, report: str | bytes, output_format: OutputFormat, output: Path | None,
+                      color: ColorMode) -> None:
+    from rca.render import compare as out
+
+    if output_format is OutputFormat.terminal:
+        console = _terminal_console(output, color)
+        try:
+            out.render_terminal(result, console)
+        finally:
+            if output is not None:
+                console.file.close()
+    else:
+        _write_output(report, output)
+
+
 def main() -> None:
     """Console entry point: runs the app, whose commands map every error to an exit code (`_error_boundary`).
 
@@ -531,6 +655,9 @@ def main() -> None:
     moved to the front here. No arguments print the help and exit 2.
     """
     args = sys.argv[1:]
+    if not args:  # the help on stdout, exit 2 (click's plain help layout would print it to stderr)
+        app(args=["--help"], prog_name="rca", standalone_mode=False)
+        sys.exit(ExitCode.USAGE)
     end = args.index("--") if "--" in args else len(args)
     if "--debug" in args[:end]:
         args = ["--debug", *(a for i, a in enumerate(args) if not (a == "--debug" and i < end))]

@@ -26,6 +26,7 @@ row's services or traces, failing spans at the origin of their trace's errors, a
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -178,7 +179,7 @@ class Row:
     vantage: str = ""  # where the figures come from: "access_log access", "trace entry spans", ...
     change: dict[str, float] = field(default_factory=dict)  # p50_ms, p50_pct, ..., error_rate_pp, count_pct
     delta_ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # per quantile, ms
-    status: str = "not gated"  # "regressed" | "pass" | "not enough data" | "not gated"
+    status: str = "not gated"  # "regressed" | "pass" | "not enough data" | "absent in candidate" | "absent in baseline" | "not gated"
     likely_causes: tuple[Cause, ...] = ()
 
 
@@ -621,6 +622,25 @@ def _evaluate(gate: Gate, row: Row) -> GateResult:
                       scope=row.scope, change=round(change, 3), significant=bool(significant))
 
 
+def _matches_nothing(gate: Gate, rows: list[Row]) -> str:
+    """A scoped gate naming no subject of the data (a typo) would pass forever: say which ones exist."""
+    known = sorted({r.subject for r in rows if r.scope == gate.scope_kind})
+    close = difflib.get_close_matches(gate.scope or "", known, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    listed = ", ".join(known[:8]) + (f" and {len(known) - 8} more" if len(known) > 8 else "")
+    return (f"gate {gate.text!r} matches no {gate.scope_kind} in the data{hint} "
+            f"({gate.scope_kind}s: {listed or 'none'})")
+
+
+def _side_missing(row: Row) -> str | None:
+    """`absent in candidate` / `absent in baseline` when a subject has no sample at all on one side."""
+    if row.n_candidate == 0 and row.n_baseline > 0:
+        return "absent in candidate"
+    if row.n_baseline == 0 and row.n_candidate > 0:
+        return "absent in baseline"
+    return None
+
+
 def _judgeable(gate: Gate, row: Row, min_samples: int) -> bool:
     return row.enough_data or (gate.metric == "count" and row.n_baseline >= min_samples)
 
@@ -630,7 +650,7 @@ def _status(row: Row, results: list[GateResult]) -> str:
     if any(g.failed for g in mine):
         return "regressed"
     if not row.enough_data:
-        return "not enough data"
+        return _side_missing(row) or "not enough data"
     return "pass" if mine else "not gated"
 
 
@@ -649,10 +669,11 @@ def compare_datasets(base: Dataset, cand: Dataset, gates: list[Gate], min_sample
     for gate in gates:
         applies = [row for row in rows if gate.applies_to(row)]
         if gate.scope_kind and not applies:
-            notes.append(f"gate {gate.text!r} matches no {gate.scope_kind} in the data")
+            raise UsageError(_matches_nothing(gate, rows))
         judged = [_evaluate(gate, row) for row in applies if _judgeable(gate, row, min_samples)]
         lacking = [GateResult(gate=gate.text, subject=row.subject, scope=row.scope, failed=False,
-                              observed=f"not enough data ({row.n_baseline} vs {row.n_candidate} samples, need {min_samples} a side)")
+                              observed=f"{_side_missing(row) or 'not enough data'} ({row.n_baseline} vs {row.n_candidate} samples"
+                                       + (")" if _side_missing(row) else f", need {min_samples} a side)"))
                    for row in applies if not _judgeable(gate, row, min_samples)]
         results += judged
         skipped += lacking
@@ -667,7 +688,8 @@ def compare_datasets(base: Dataset, cand: Dataset, gates: list[Gate], min_sample
             causes = likely_causes(base, cand, row, sides.get((row.scope, row.subject)))
             row = replace(row, likely_causes=causes, likely_cause="; ".join(c.text for c in causes) or None)
         final.append(row)
-    not_enough = tuple(f"{r.scope} {r.subject} ({r.n_baseline} vs {r.n_candidate} samples)" for r in final
+    not_enough = tuple(f"{r.scope} {r.subject} ({r.n_baseline} vs {r.n_candidate} samples"
+                       + (f", {_side_missing(r)})" if _side_missing(r) else ")") for r in final
                        if r.scope in GATED and not r.enough_data)
     return Comparison(rows=tuple(final), gates=tuple(results), not_enough=not_enough, strict=strict, notes=tuple(notes),
                       skipped=tuple(skipped), summaries=tuple(summaries), vantage=vantage, min_samples=min_samples)

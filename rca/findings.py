@@ -208,6 +208,39 @@ class ChangeEffectDetails(FindingDetails):
 
 
 @dataclass(frozen=True, kw_only=True)
+class MetricShiftDetails(FindingDetails):
+    """`metric_shift`: one series of a service's pod against its own baseline (detectors/service_metrics)."""
+
+    family: str  # cpu, memory, network, disk, syscalls (resources); latency, errors, throughput (symptoms)
+    role: str  # resource | symptom
+    metric_kind: str  # gauge | utilisation | counter (compared as a rate per second)
+    side: str  # client (time waiting on others) | own
+    pod: str | None
+    z: float  # the shift in units of the floored baseline spread
+    baseline_median: float
+    baseline_scale: float
+    incident_level: float  # the most extreme level held for two samples in a row
+    limit_share_change: float | None  # utilisation: the change as a share of the limit (0.75 = +75 points)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallWaitDetails(FindingDetails):
+    """`call_wait_shift`: how long one caller -> callee edge waits beyond the callee's own server time."""
+
+    caller: str
+    callee: str
+    callee_pod: str | None
+    reference: str  # "own baseline" | "own earlier calls" | "other calls"
+    reference_ms: float
+    wait_ms: float
+    callee_server_ms: float  # the callee's own median server time over the same calls
+    z: float
+    calls: int
+    caller_fan_out: int  # services the caller calls in the incident
+    callee_fan_in: int  # services that call the callee in the incident
+
+
+@dataclass(frozen=True, kw_only=True)
 class NetworkSplitDetails(FindingDetails):
     """`network_split`: p95 of request time, upstream (backend) time and the time outside the backend,
     before and during the incident, over the scope named by the finding's subject."""

@@ -338,6 +338,8 @@ FINDING_KINDS = (
     "fanout_growth",  # calls per request to a downstream grew (operation)
     "error_origin",  # the deepest failing span in failing traces (operation)
     "caller_share",  # which caller drives a downstream's load (caller)
+    "metric_shift",  # a service/pod metric moved away from its own baseline (service; where = pod)
+    "call_wait_shift",  # calls from one service to another wait longer beyond the callee's own time (edge)
     "network_split",  # request time rose while the time outside the backend stayed flat (scope)
     "host_spread",  # every host of a service slowed alike (service)
 )

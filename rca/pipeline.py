@@ -9,7 +9,7 @@ The CLI only turns options into an `AnalyzeOptions` and hands the `Report` to a 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from rca.model import AnalysisContext, Dataset, Report
@@ -66,9 +66,12 @@ def context_for(dataset: Dataset, options: AnalyzeOptions) -> AnalysisContext | 
 def analyze_dataset(dataset: Dataset, options: AnalyzeOptions) -> Report:
     """Detect, rank and assemble the report for an already loaded Dataset."""
     from rca import detectors
+    from rca.detectors.windows import too_little_data
     from rca.ranking import build_report
 
     context = context_for(dataset, options)
+    if context is not None and (reason := too_little_data(context)) is not None:
+        return replace(build_report(dataset, None, [], command=options.command), headline=reason)
     findings = detectors.run_all(dataset, context) if context is not None else []
     return build_report(dataset, context, findings, command=options.command)
 

@@ -6,6 +6,7 @@ environment that finds the other dependencies in this one."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
@@ -19,7 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(*command: str | Path, cwd: Path | None = None) -> str:
-    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=300, cwd=cwd)
+    # without PYTHONPATH: a checkout on it would be imported instead of the installed wheel (and its
+    # top-level detectors/ folder instead of the other distribution)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
     assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
     return result.stdout
 

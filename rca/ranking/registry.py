@@ -63,7 +63,6 @@ class HypothesisKind(ABC):
 K = TypeVar("K", bound=type[HypothesisKind])
 
 _REGISTRY: dict[str, HypothesisKind] = {}
-_LOADED = False
 
 
 def register_kind(cls: K) -> K:
@@ -75,10 +74,6 @@ def register_kind(cls: K) -> K:
 
 
 def _load_all() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
     from rca.plugins import import_submodules
     from rca.ranking import kinds
 

@@ -10,8 +10,9 @@ __all__ = ["growth", "hhmm", "iso", "number", "quantity", "ratio", "stamp", "tim
 
 
 def iso(ts: datetime | None) -> str | None:
-    """ISO-8601 UTC with a Z, second precision (microseconds when present)."""
+    """ISO-8601 UTC with a Z, to the second, or to the millisecond or microsecond the time carries:
+    `09:30:02Z`, `09:30:02.152Z`, `12:53:21.205441Z`."""
     if ts is None:
         return None
-    text = ts.isoformat()
-    return text.replace("+00:00", "Z")
+    spec = "seconds" if not ts.microsecond else "milliseconds" if ts.microsecond % 1000 == 0 else "microseconds"
+    return ts.isoformat(timespec=spec).replace("+00:00", "Z")

@@ -4,10 +4,12 @@ Recovery, Suggested corrective measures, Chart, Appendix). Plain Markdown, UTC, 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from rca.model import Finding, Report
 from rca.ranking.registry import kind_named
 from rca.render import growth, hhmm, number, quantity, stamp, time_range, times_for
+from rca.render.terminal import metric_label, series_unit
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -29,7 +31,7 @@ def _impact_rows(report: Report) -> list[list[str]]:
         if key in seen:
             continue
         seen.add(key)
-        rows.append([f.dimension, f.subject, f.metric, quantity(f.baseline, f.metric) if f.baseline is not None else "-",
+        rows.append([f.dimension, f.subject, metric_label(f.metric), quantity(f.baseline, f.metric) if f.baseline is not None else "-",
                      quantity(f.incident, f.metric) if f.incident is not None else "-", growth(f.baseline, f.magnitude), hhmm(f.onset)])
     rows.sort(key=lambda r: (r[2], r[0], r[1]))
     return rows[:20]
@@ -39,6 +41,7 @@ def _mermaid(finding: Finding) -> list[str]:
     series = finding.series
     if series is None:
         return []
+    subject = finding.subject.replace('"', "'")  # a quote would end mermaid's string
     values = [0.0 if v is None else round(v, 2) for v in series.values]
     labels = [t.strftime("%H:%M") for t in series.timestamps()]
     step = max(1, len(values) // 30)
@@ -46,7 +49,8 @@ def _mermaid(finding: Finding) -> list[str]:
     return [
         "```mermaid",
         "xychart-beta",
-        f'    title "{finding.metric} {finding.subject}"'.replace('"', "'", 0),
+        f'    title "{metric_label(finding.metric)} {subject} ({series_unit(finding).strip()})"',
+        f'    y-axis "{series_unit(finding).strip()}"',
         "    x-axis [" + ", ".join(f'"{x}"' for x in labels) + "]",
         "    line [" + ", ".join(f"{v:g}" for v in values) + "]",
         "```",
@@ -54,7 +58,8 @@ def _mermaid(finding: Finding) -> list[str]:
 
 
 def render_markdown(report: Report, chart_path: Path | None = None) -> str:
-    """The report as Markdown text."""
+    """The report as Markdown text; `chart_path` is the chart's path relative to the Markdown file (the
+    image link)."""
     with times_for(report.context):
         return _render_markdown(report, chart_path)
 
@@ -107,7 +112,8 @@ def _render_markdown(report: Report, chart_path: Path | None) -> str:
             lines.append("Largest deviations seen:")
             lines.append("")
             for f in report.largest_deviations:
-                lines.append(f"- {f.kind} {f.dimension} {f.subject}: {f.metric} {number(f.baseline)} -> {number(f.incident)} ({growth(f.baseline, f.magnitude)})")
+                lines.append(f"- {f.kind.replace('_', ' ')} {f.dimension} {f.subject}: {metric_label(f.metric)} {quantity(f.baseline, f.metric)} -> "
+                             f"{quantity(f.incident, f.metric)} ({growth(f.baseline, f.magnitude)})")
             lines.append("")
     lines += ["## Ruled out (misleading paths)", ""]
     if report.ruled_out:
@@ -124,7 +130,7 @@ def _render_markdown(report: Report, chart_path: Path | None) -> str:
         if chart_finding is not None or chart_path is not None:
             lines += ["## Chart", ""]
             if chart_path is not None:
-                lines += [f"![Top cause and symptom]({Path(chart_path).name})", ""]
+                lines += [f"![Top cause and symptom]({quote(Path(chart_path).as_posix())})", ""]
             if chart_finding is not None:
                 lines += _mermaid(chart_finding)
                 lines.append("")
@@ -132,6 +138,9 @@ def _render_markdown(report: Report, chart_path: Path | None) -> str:
     lines += _table(["input", "format", "rows", "rejected", "first (UTC)", "last (UTC)"],
                     [[s.path, s.format, f"{s.total_rows:,}", str(s.rejected), stamp(s.first_ts), stamp(s.last_ts)] for s in report.inputs])
     lines.append("")
+    notes = [f"- {s.path}: {warning}" for s in report.inputs for warning in s.warnings]  # e.g. what a store sampled
+    if notes:
+        lines += ["Notes on the inputs:", "", *notes, ""]
     if ctx is not None:
         lines.append(f"Method: {ctx.method}; {ctx.bucket_s} s buckets. rca {report.tool_version}.")
     if report.command:

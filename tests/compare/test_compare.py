@@ -170,9 +170,27 @@ def test_service_rows_are_gated_and_scoped_like_endpoints():
     assert 'name="p95&gt;+20% service:search"><failure' in render_junit(unscoped)
     assert "failed on service search" in "\n".join(github_annotations(unscoped))
     assert "### Services" in render_markdown(unscoped) and "| `search` |" in render_markdown(unscoped)
-    missing = compare_datasets(traces(3), traces(4), [parse_gate("service:nope p95>+10%")])
-    assert missing.notes == ("gate 'service:nope p95>+10%' matches no service in the data",)
-    assert missing.summaries[0].status == "not judged" and not missing.failed
+    # issue #18 item 9: a scoped gate matching nothing (a typo) is a usage error, never a silent pass
+    with pytest.raises(UsageError, match=r"gate 'service:nope p95>\+10%' matches no service in the data \(services: api\)"):
+        compare_datasets(traces(3), traces(4), [parse_gate("service:nope p95>+10%")])
+    with pytest.raises(UsageError, match=r"matches no endpoint in the data; did you mean '/api/r1/\{id\}'"):
+        compare_datasets(traces(3), traces(4), [parse_gate("endpoint:/api/r1/{ids} p95>+10%")])
+
+
+def test_an_endpoint_absent_on_one_side_is_said_so():
+    """Issue #18 item 9: an endpoint the candidate never served is 'absent in candidate', not 'not
+    enough data'."""
+    base = traces(3)
+    cand = traces(4)
+    gone = cand.spans.filter(pl.col("http_route") == ENDPOINTS[2])["trace_id"].implode()
+    cand = Dataset(requests=cand.requests.filter(~pl.col("trace_id").is_in(gone)),
+                   spans=cand.spans.filter(~pl.col("trace_id").is_in(gone)), events=cand.events)
+    result = compare_datasets(base, cand, GATES)
+    row = next(r for r in result.rows if r.scope == "endpoint" and r.subject == ENDPOINTS[2])
+    assert row.status == "absent in candidate"
+    assert f"endpoint {ENDPOINTS[2]} (800 vs 0 samples, absent in candidate)" in result.not_enough
+    assert any(g.subject == ENDPOINTS[2] and g.observed.startswith("absent in candidate") for g in result.skipped)
+    assert "_absent in candidate_" in render_markdown(result)
 
 
 def test_a_service_seen_only_in_traces_gets_a_row_from_its_entry_spans():
@@ -295,10 +313,29 @@ def test_terminal_table_verdict_first_gates_listed_not_enough_rows_marked():
     assert re.search(r"p95>\+20%\s+7\s+endpoint /api/r2/\{id\}\s+1\s+FAIL", text)
     assert re.search(r"error_rate>\+1pp\s+7\s+-\s+1\s+pass", text)
     rare = next(line for line in lines if line.startswith("/api/rare"))
-    assert "0/10" in rare and "not enough" in rare
+    assert "0/10" in rare and "absent in" in rare
     assert "REGRESSED" in next(line for line in lines if line.startswith("/api/r2/{id}"))
     assert lines.index(next(line for line in lines if line.startswith("Services"))) < lines.index("Likely causes")
     assert "    - api SELECT t2 (calls postgres; self time per trace" in text
+
+
+@pytest.mark.parametrize("width", [80, 100, 140])
+def test_terminal_table_is_whole_at_80_to_140_columns(width):
+    """Issue #18 item 10: at 80-100 columns the subjects were cut to 4 characters and the figures to
+    `20.3 -> 20…`. Every subject, figure and status is now whole; p50/p99 give way first, said so."""
+    result = compare_datasets(traces(13), traces(14, regression=(2, 1.5)), GATES)
+    console = Console(file=StringIO(), width=width)
+    render_terminal(result, console)
+    text = console.file.getvalue()
+    assert "…" not in text
+    assert all(len(line) <= width for line in text.splitlines())
+    for endpoint in ENDPOINTS:
+        assert any(line.startswith(endpoint + " ") for line in text.splitlines()), endpoint
+    row = next(line for line in text.splitlines() if line.startswith("/api/r2/{id}"))
+    assert "68.6 -> 103" in row and "REGRESSED" in row and "p=1e-206" in row
+    assert ("p50 ms" in text) == (width >= 120)
+    if width < 120:
+        assert "in a wider terminal (COLUMNS=120)" in text
 
 
 def test_outputs_junit_annotations_and_step_outputs_escape():

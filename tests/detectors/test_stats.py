@@ -136,3 +136,34 @@ def test_mann_whitney_equals_scipy_on_small_large_and_tied_samples(seed):
         if case % 2:
             x, y = np.round(x, 1), np.round(y, 1)  # ties
         assert mann_whitney_greater(x, y) == pytest.approx(mannwhitneyu(x, y, alternative="greater").pvalue, abs=1e-12)
+
+
+def test_onset_of_new_events_is_not_before_the_first_of_them():
+    """Issue #18 item 2: a ramp fitted to sparse counts placed the onset of events that never happened
+    before six buckets ahead of the first one (HikariPool errors from 08:48, onset 08:42)."""
+    values = np.zeros(90)
+    values[48:] = np.array([2, 1, 1, 1, 0, 0, 0, 2, 1, 0, 1, 1] * 4)[:42]
+    base = np.arange(90) < 40
+    tau = onset_time(values, base, ~base)
+    assert tau is not None and tau >= 48.0
+
+
+# p95 per minute of an endpoint's sampled spans (third-party-surge, seed 7): empty buckets, normal values
+# (18.4, 17.6 ms at 08:41, 08:42), then the first abnormal one (70.3 ms at 08:43)
+_SPARSE_P95 = [None, 22.1, 24.6, 23.9, 16.5, None, 20.5, None, None, 18.9, None, 23.5, None, 17.9, 20.2, 19.3, 15.5, 21.9,
+               18.8, 13.4, 12.1, None, None, 16.6, 29.4, 24.5, 14.3, 20.4, None, 23.3, None, 17.2, 23.4, 10.4, 31.7, None,
+               None, 19.1, 20.0, 13.6, None, 18.4, 17.6, 70.3, 13.4, 29.3, 56.0, 540.3, None, 108.1, 79.8, 89.8, None, 45.9,
+               52.6, None, 722.5, 60.6, None, 86.4, 60.2, 92.9, None, 72.2, 77.2, 70.4, 51.1, None, None, 82.1, 74.6]
+
+
+def test_onset_is_not_placed_across_empty_or_normal_buckets():
+    """Issue #18 item 2: buckets without a value, or at the baseline's level, just before the first
+    abnormal value say nothing of a shift (the onset was 08:41:30, ahead of two normal minutes)."""
+    values = np.array([np.nan if v is None else v for v in _SPARSE_P95])
+    base = np.arange(values.size) < 42
+    tau = onset_time(values, base, np.arange(values.size) >= 43, smooth=1, noise="relative")
+    assert tau is not None and tau >= 43.0
+    # the same with two more empty minutes in front of the first abnormal value
+    values[41:43] = np.nan
+    tau = onset_time(values, base, np.arange(values.size) >= 43, smooth=1, noise="relative")
+    assert tau is not None and tau >= 43.0

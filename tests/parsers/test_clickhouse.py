@@ -215,3 +215,45 @@ def test_without_the_extra_a_url_says_which_to_install(monkeypatch):
 def test_read_store_reports_an_empty_range(store):
     with pytest.raises(InputError, match="time range is empty"):
         read_store(f"chdb:{store}?since=1h&until=2h", ParseOptions())
+
+
+def test_the_markdown_report_says_what_was_sampled_and_what_is_exact(store):
+    result = runner.invoke(app, ["analyze", f"chdb:{store}?max_spans=2000", "--format", "markdown", "-q"])
+    assert result.exit_code == 0, result.stderr
+    appendix = result.stdout.split("## Appendix", 1)[1]
+    assert "Notes on the inputs:" in appendix and "sampled" in appendix and "Exact, computed in ClickHouse" in appendix
+    assert "exact over the range (ClickHouse):" in appendix
+
+
+def test_metric_points_round_trip_and_histograms_read_as_count_sum_avg(tmp_path):
+    csv = tmp_path / "metrics.csv"
+    csv.write_text("ts,name,value,host,service,unit\n" + "".join(
+        f"2026-01-05T10:{m:02d}:00Z,system.memory.utilization,{0.5 + m / 100},db-1,db,1\n" for m in range(30)))
+    path = tmp_path / "data"
+    result = runner.invoke(app, ["ingest", str(csv), "--out", f"chdb:{path}", "-q"])
+    assert result.exit_code == 0, result.stderr
+    _sql(path, "CREATE TABLE otel.otel_metrics_histogram (ResourceAttributes Map(LowCardinality(String), String), "
+               "ServiceName LowCardinality(String), MetricName String, MetricUnit String, Attributes Map(LowCardinality(String), String), "
+               "TimeUnix DateTime64(9), Count UInt64, Sum Float64, BucketCounts Array(UInt64), ExplicitBounds Array(Float64)) "
+               "ENGINE = MergeTree ORDER BY TimeUnix",
+         "INSERT INTO otel.otel_metrics_histogram VALUES (map('host.name', 'db-1'), 'db', 'http.server.request.duration', 's', "
+         "map(), '2026-01-05 10:10:00', 4, 2.0, [1, 3], [0.5])")
+    stored = load_dataset([f"chdb:{path}?since=30d"]).metrics
+    files = load_dataset([str(csv)]).metrics
+    gauge = stored.filter(pl.col("name") == "system.memory.utilization").sort("ts")
+    assert gauge.select("ts", "name", "value", "unit", "service", "host").equals(files.sort("ts").select("ts", "name", "value", "unit", "service", "host"))
+    histogram = dict(stored.filter(pl.col("name").str.starts_with("http.server")).select("name", "value").iter_rows())
+    assert histogram == {"http.server.request.duration.count": 4.0, "http.server.request.duration.sum": 2.0, "http.server.request.duration.avg": 0.5}
+
+
+def test_many_metric_points_are_averaged_per_interval_in_clickhouse(tmp_path, monkeypatch):
+    csv = tmp_path / "metrics.csv"
+    values = [0.5 + m / 100 for m in range(30)]
+    csv.write_text("ts,name,value,host,service\n" + "".join(f"2026-01-05T10:{m:02d}:00Z,cpu,{v},db-1,db\n" for m, v in enumerate(values)))
+    path = tmp_path / "data"
+    assert runner.invoke(app, ["ingest", str(csv), "--out", f"chdb:{path}", "-q"]).exit_code == 0
+    monkeypatch.setattr("rca.parsers.clickhouse.MAX_METRIC_POINTS", 10)
+    data = load_dataset([f"chdb:{path}?since=1h"])
+    assert 1 <= data.metrics.height <= 10
+    assert abs(data.metrics["value"].mean() - sum(values) / len(values)) < 0.05  # averages of the points
+    assert any("averaged per interval in ClickHouse" in w for w in data.inputs[0].warnings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -91,6 +92,25 @@ def test_json_golden_and_schema(report):
 
 def test_markdown_golden(report):
     _check("report.md", render_markdown(report))
+
+
+def test_markdown_renders_as_github_would(report, tmp_path):
+    """Item 11 / done-when: the Markdown pastes cleanly: a CommonMark renderer with GitHub's tables makes
+    every table a table with as many cells per row as its header, no pipe or backtick left raw in a
+    cell, and the image link relative to the Markdown file."""
+    from markdown_it import MarkdownIt
+
+    text = render_markdown(report, chart_path=Path("../img/chart.png"))
+    html = MarkdownIt("commonmark").enable("table").render(text)
+    tables = html.count("<table>")
+    assert tables == text.count("\n|---") + text.count("\n| ---")
+    for table in html.split("<table>")[1:]:
+        body = table.split("</table>")[0]
+        header = len(re.findall(r"<th[ >]", body.split("</thead>")[0]))
+        for row in body.split("<tbody>")[-1].split("<tr>")[1:]:
+            assert len(re.findall(r"<td[ >]", row)) == header, row
+    assert '<img src="../img/chart.png" alt="Top cause and symptom"' in html
+    assert "```" not in html and "\x1b" not in html
 
 
 def test_json_is_deterministic(report):

@@ -25,10 +25,13 @@ def _terminal_text(report, width: int) -> str:  # noqa: F811 (the imported fixtu
     return out.getvalue()
 
 
-@pytest.mark.parametrize("width", [80, 140])
+@pytest.mark.parametrize("width", [80, 100, 140])
 def test_terminal_golden(report, width):  # noqa: F811 (the imported fixture)
+    """Issue #18 item 11 too: sparklines unbroken, timeline, ruled-out and Explains lines indented under
+    their text, the kind column whole (nothing cut with an ellipsis), nothing past the width."""
     text = _terminal_text(report, width)
     assert all(len(line) <= width for line in text.splitlines())
+    assert "…" not in text
     path = GOLDEN / f"report.terminal.{width}.txt"
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(text)

@@ -225,3 +225,24 @@ def test_records_and_continuations_round_trip(records):
     assert len(got) == len(expected)
     for (_, message), (_, want) in zip(got, expected, strict=True):
         assert message.split("\n")[1:] == want.split("\n")[1:]
+
+
+def test_syslog_without_year_is_never_dated_after_the_file_was_written(tmp_path):
+    """Issue #18 item 6: the current year put lines of last December five days into the future. Each line
+    takes the latest year that dates it no later than the file's modification time (a day of slack)."""
+    import os
+
+    path = tmp_path / "messages"
+    path.write_text("Dec 30 23:59:00 web-1 app[1]: before the new year\n"
+                    "Jan  2 00:01:00 web-1 app[1]: after it\n")
+    written = datetime(2027, 1, 3, 8, 0, tzinfo=UTC)
+    os.utime(path, (written.timestamp(), written.timestamp()))
+    result = get_parser("syslog").parse(Source(origin=str(path), path=path), ParseOptions())
+    stamps = [e["ts"] for e in rows(result)]
+    assert stamps == [datetime(2026, 12, 30, 23, 59, tzinfo=UTC), datetime(2027, 1, 2, 0, 1, tzinfo=UTC)]
+    assert any("assumed 2026-2027" in w and "modification time" in w for w in result.warnings)
+    # from stdin, nothing later than now
+    now = datetime.now(UTC)
+    future = now.replace(day=1, month=now.month % 12 + 1)
+    stamps = [e["ts"] for e in rows(parse(f"{future:%b %d %H:%M:%S} web-1 app[1]: x\n", parser="syslog"))]
+    assert stamps[0] <= now

@@ -1,0 +1,145 @@
+"""Service calls in traces: the time a caller waits on a callee beyond the callee's own server time.
+
+For every call from one service to another (a span whose child is a server span of a different
+service; the caller's side may be a client span or, as many instrumentations write it, an internal
+one), the **wait** is the caller span's duration minus the callee's server span: the network both
+ways, the callee's queue before its handler starts, the caller's own scheduling. A network delay on a
+pod, or a pod starved of CPU, lengthens the waits of the calls that touch it while the work measured
+inside the callee stays the same, so waits locate such faults where self times cannot.
+
+Per edge (caller service -> callee service, callee pod) the incident's median wait is compared with
+- the same edge's baseline waits when the baseline holds `MIN_CALLS` of them (z in units of the
+  baseline's MAD, and a Mann-Whitney test at p < 1e-4);
+- else the edge's own earlier calls when `MIN_CALLS` of them come before the incident window: the split of its time-ordered
+  waits where the later ones rose most (`_change_point`; traces that begin a minute before the fault
+  hold their own baseline, just not in the window the metrics set), with the same test;
+- otherwise the other edges of the incident (traces often start just before or after the fault, with
+  no baseline of their own): the median and MAD over the edges' median waits. A fault touches few
+  edges, so the median edge is a healthy reference.
+The scale is floored at `RELATIVE_FLOOR` of the reference and `ABS_FLOOR_MS` (waits of a few
+milliseconds jitter by about that much with scheduling alone). An edge whose z reaches `MIN_Z` becomes a
+`call_wait_shift` finding; which end of the slow edges is at fault is the ranker's call (the service
+that the slow edges have in common).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from rca.detectors import register
+from rca.detectors.stats import MAD_TO_SIGMA, confidence_from_z, mann_whitney_p
+from rca.detectors.traffic import in_window
+from rca.findings import CallWaitDetails
+from rca.model import AnalysisContext, Dataset, Finding
+
+MIN_CALLS = 20
+MIN_Z = 4.0
+RELATIVE_FLOOR = 0.10
+ABS_FLOOR_MS = 1.0
+
+
+def call_edges(spans: pl.DataFrame) -> pl.DataFrame:
+    """One row per cross-service call: ts, caller, callee, callee_pod, wait_ms, server_ms."""
+    parents = spans.select("trace_id", pl.col("span_id").alias("parent_span_id"), pl.col("service").alias("caller"),
+                           pl.col("duration_ms").alias("caller_ms"))
+    servers = spans.filter((pl.col("kind") == "server") & pl.col("parent_span_id").is_not_null() & pl.col("duration_ms").is_not_null())
+    return (
+        servers.select("trace_id", "parent_span_id", "ts", pl.col("service").alias("callee"), pl.col("host").alias("callee_pod"),
+                       pl.col("duration_ms").alias("server_ms"))
+        .join(parents, on=["trace_id", "parent_span_id"], how="inner")
+        .filter(pl.col("caller").is_not_null() & pl.col("callee").is_not_null() & (pl.col("caller") != pl.col("callee")))
+        .with_columns((pl.col("caller_ms") - pl.col("server_ms")).clip(lower_bound=0.0).alias("wait_ms"))
+        .select("ts", "caller", "callee", "callee_pod", "wait_ms", "server_ms")
+    )
+
+
+@register("service_calls", order=62)
+def detect_call_waits(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
+    spans = dataset.spans
+    if spans.height == 0:
+        return []
+    edges = call_edges(spans)
+    if edges.height == 0:
+        return []
+    key = ["caller", "callee", "callee_pod"]
+    inc = edges.filter(in_window("ts", context.incident.start, context.incident.end))
+    if inc.height == 0:
+        return []
+    base = edges.filter(in_window("ts", context.baseline.start, context.baseline.end))
+    per_inc = inc.group_by(key).agg(pl.col("wait_ms").median().alias("wait"), pl.col("server_ms").median().alias("server"),
+                                    pl.len().alias("n"), pl.col("wait_ms").alias("waits"), pl.col("ts").min().alias("first"))
+    per_base = base.group_by(key).agg(pl.col("wait_ms").alias("base_waits"), pl.len().alias("n_base"))
+    per = per_inc.join(per_base, on=key, how="left").with_columns(pl.col("n_base").fill_null(0))
+    fan_out = dict(per.group_by("caller").agg(pl.col("callee").n_unique()).iter_rows())
+    fan_in = dict(per.group_by("callee").agg(pl.col("caller").n_unique()).iter_rows())
+    medians = per["wait"].to_numpy()
+    cross_ref = float(np.median(medians))
+    cross_scale = max(float(np.median(np.abs(medians - cross_ref))) * MAD_TO_SIGMA, RELATIVE_FLOOR * cross_ref, ABS_FLOOR_MS)
+    upto = edges.filter(pl.col("ts") < context.incident.end).sort("ts")
+    findings: list[Finding] = []
+    for row in per.sort(key, nulls_last=True).iter_rows(named=True):
+        wait, onset = float(row["wait"]), row["first"]
+        if row["n_base"] >= MIN_CALLS and row["n"] >= MIN_CALLS:
+            before: np.ndarray | None = np.asarray(row["base_waits"], dtype=float)
+            after: np.ndarray | None = np.asarray(row["waits"], dtype=float)
+            reference = "own baseline"
+        else:
+            calls = upto.filter((pl.col("caller") == row["caller"]) & (pl.col("callee") == row["callee"])
+                                & pl.col("callee_pod").eq_missing(row["callee_pod"]))
+            earlier = int((calls["ts"] < context.incident.start).sum())
+            split = _change_point(calls["wait_ms"].to_numpy()) if earlier >= MIN_CALLS else None
+            if split is None:
+                before = after = None
+            else:
+                before, after = calls["wait_ms"].to_numpy()[:split], calls["wait_ms"].to_numpy()[split:]
+                onset, wait, reference = calls["ts"][split], float(np.median(after)), "own earlier calls"
+        if before is not None and after is not None:
+            ref = float(np.median(before))
+            z = (wait - ref) / _scale(before, ref)
+            if z < MIN_Z or mann_whitney_p(before, after) >= 1e-4:
+                continue
+        else:
+            ref, reference = cross_ref, "other calls"
+            z = (wait - ref) / cross_scale
+        if z < MIN_Z:
+            continue
+        caller, callee, pod = row["caller"], row["callee"], row["callee_pod"]
+        findings.append(Finding(
+            detector="service_calls", kind="call_wait_shift", dimension="edge", subject=f"{caller} -> {callee}",
+            metric="wait_ms", onset=onset, baseline=round(ref, 3), incident=round(wait, 3),
+            magnitude=round(wait / max(ref, 1e-3), 3), confidence=confidence_from_z(z), signal="trace", where=pod or callee,
+            details=CallWaitDetails(
+                caller=str(caller), callee=str(callee), callee_pod=pod, reference=reference, reference_ms=round(ref, 3),
+                wait_ms=round(wait, 3), callee_server_ms=round(float(row["server"]), 3), z=round(z, 2), calls=int(row["n"]),
+                caller_fan_out=int(fan_out.get(caller, 0)), callee_fan_in=int(fan_in.get(callee, 0)),
+            ),
+        ))
+    return findings
+
+
+def _scale(values: np.ndarray, center: float) -> float:
+    """MAD-based sigma floored at `RELATIVE_FLOOR` of the centre and `ABS_FLOOR_MS`."""
+    return max(float(np.median(np.abs(values - center))) * MAD_TO_SIGMA, RELATIVE_FLOOR * center, ABS_FLOOR_MS)
+
+
+CHANGE_POINT_CANDIDATES = 50  # splits tried per edge (evenly spaced in call order): enough for a minute's resolution
+
+
+def _change_point(waits: np.ndarray) -> int | None:
+    """The split of an edge's time-ordered waits where the later ones rose most over the earlier ones, in
+    units of the earlier ones' spread, each side holding `MIN_CALLS` calls; None when too few calls.
+    Used when the traces hold no baseline of their own in the baseline window (they start a minute
+    before the fault): the change is then found inside them."""
+    n = waits.size
+    if n < 2 * MIN_CALLS:
+        return None
+    step = max(1, (n - 2 * MIN_CALLS) // CHANGE_POINT_CANDIDATES)
+    best, best_z = None, -np.inf
+    for i in range(MIN_CALLS, n - MIN_CALLS + 1, step):
+        before = waits[:i]
+        center = float(np.median(before))
+        z = (float(np.median(waits[i:])) - center) / _scale(before, center)
+        if z > best_z:
+            best, best_z = i, z
+    return best

@@ -1,0 +1,182 @@
+"""Service metrics: per (service, pod, metric) the incident's shift in units of the baseline's own variation.
+
+Method. Every series of the `metrics` frame whose name `metric_families.classify_metric` recognises is
+read per service and pod (host) and attribute set; counters (by name, or a series that never
+decreases) become rates per second first, a reset giving no rate. The baseline window gives a robust
+centre (median) and spread (the larger of the MAD and the IQR, both scaled to a standard deviation);
+the incident window gives the most extreme level held for two samples in a row (`sustained_level`:
+not a median, which mixes in the samples from before the fault when the onset is known only to a
+minute or two, and not a peak, which one spike makes). The shift is
+
+    z = direction x (incident median - baseline median) / scale
+
+where `scale` is the spread floored three ways, so that a flat baseline does not explode:
+- `RELATIVE_FLOOR` of the level itself: a change of less than 10% of a level is not an anomaly, even
+  when the baseline repeated one value to the last digit (quantised series, a latency histogram's
+  bucket bound);
+- for utilisation (a share of a limit), `UTILISATION_FLOOR` of the limit: 0.2% -> 0.6% of a core is a
+  shift of 0.4 points and stays noise, 20% -> 95% is not, whatever the spreads;
+- for absolute resource usage (millicores, bytes, calls per second: no limit known), `SYSTEM_FLOOR` of
+  the busiest series of the same metric in the system: a pod going from 1.7 to 6 millicores beside
+  pods using hundreds is no resource problem, however flat its own past.
+
+A series whose z reaches `MIN_Z` (4: the same sustained-shift threshold as the incident finder; a
+rare excursion under the baseline's own variation) becomes a `metric_shift` finding whose subject is
+the service and whose `where` is the pod, with the family (resource or symptom) in its details, so
+the ranker can gather a service's evidence. One finding per (service, pod, family, metric).
+
+Plain robust statistics rather than a robust covariance (MinCovDet) of a pod's metrics: with a sample
+a minute the baseline has about 30 points for up to 16 correlated metrics, below what a
+16-dimensional covariance needs to be estimated stably (MinCovDet warns and its Mahalanobis distances
+swing with the support fraction), and a joint distance would not say *which* resource moved, which is
+what the report must name. Agreement across families is counted by the ranker instead.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+
+from rca.detectors import register
+from rca.detectors.metric_families import MetricClass, classify_metric, looks_cumulative
+from rca.detectors.stats import MAD_TO_SIGMA, confidence_from_z
+from rca.detectors.traffic import in_window
+from rca.findings import MetricShiftDetails
+from rca.model import AnalysisContext, Dataset, Finding
+
+MIN_Z = 4.0
+RELATIVE_FLOOR = 0.10
+UTILISATION_FLOOR = 0.02
+SYSTEM_FLOOR = 0.05
+MIN_BASELINE_SAMPLES = 3
+
+
+def _side(name: str) -> str:
+    return "client" if "client" in name.lower() else "own"
+
+
+@register("service_metrics", order=55)
+def detect_metric_shifts(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
+    metrics = dataset.metrics
+    if metrics.height == 0:
+        return []
+    names = metrics.select("name", "unit").unique().drop_nulls("name")
+    classes: dict[str, MetricClass] = {}
+    for name, unit in names.iter_rows():
+        found = classify_metric(name, unit)
+        if found is not None:
+            classes.setdefault(name, found)
+    if not classes:
+        return []
+    rows = (
+        metrics.filter(pl.col("name").is_in(list(classes)) & pl.col("value").is_finite() & pl.col("ts").is_not_null())
+        .select("ts", "name", "value", pl.coalesce("service", "host").alias("service"), "host",
+                pl.col("attributes").fill_null(""))
+        .filter(pl.col("service").is_not_null())
+        .sort("service", "host", "name", "attributes", "ts")
+    )
+    rows = _as_rates(rows, classes)
+    in_base = in_window("ts", context.baseline.start, context.baseline.end)
+    in_inc = in_window("ts", context.incident.start, context.incident.end)
+    key = ["service", "host", "name", "attributes"]
+    base = rows.filter(in_base).group_by(key).agg(
+        pl.col("value").median().alias("center"),
+        pl.len().alias("n_base"),
+        pl.col("value").alias("values"),
+    )
+    inc = rows.filter(in_inc).group_by(key).agg(pl.len().alias("n_inc"),
+                                                pl.col("ts").alias("inc_ts"), pl.col("value").alias("inc_values"))
+    joined = base.join(inc, on=key, how="inner").filter(pl.col("n_base") >= MIN_BASELINE_SAMPLES)
+    if joined.height == 0:
+        return []
+    system_level = dict(joined.group_by("name").agg(pl.col("center").abs().max()).iter_rows())
+    findings: list[Finding] = []
+    for row in joined.sort(key).iter_rows(named=True):
+        cls = classes[row["name"]]
+        center = float(row["center"])
+        scale = shift_scale(np.asarray(row["values"], dtype=float), center, cls, float(system_level.get(row["name"]) or 0.0))
+        order = np.argsort(np.asarray([t.timestamp() for t in row["inc_ts"]]))
+        inc_values = np.asarray(row["inc_values"], dtype=float)[order]
+        # throughput: a service that stops serving is as telling as one flooded
+        direction = (1 if sustained_level(inc_values, 1) - center >= center - sustained_level(inc_values, -1) else -1) \
+            if cls.family == "throughput" else cls.direction
+        incident = sustained_level(inc_values, direction)
+        z = direction * (incident - center) / scale
+        if z < MIN_Z:
+            continue
+        inc_z = direction * (np.asarray(row["inc_values"], dtype=float) - center) / scale
+        onset = _first_of_last_run(row["inc_ts"], inc_z)
+        share = (incident - center) / cls.scale if cls.kind == "utilisation" else None
+        magnitude = incident / center if center > 0 and incident > 0 and cls.direction > 0 else 1.0 + z / MIN_Z
+        findings.append(Finding(
+            detector="service_metrics", kind="metric_shift", dimension="service", subject=str(row["service"]),
+            metric=str(row["name"]), onset=onset, baseline=round(center, 6), incident=round(incident, 6),
+            magnitude=round(max(magnitude, 1.0 / magnitude if magnitude > 0 else 1.0), 3),
+            confidence=confidence_from_z(z), signal="metric", where=row["host"],
+            details=MetricShiftDetails(
+                family=cls.family, role=cls.role, metric_kind=cls.kind, side=_side(row["name"]), pod=row["host"],
+                z=round(z, 2), baseline_median=round(center, 6), baseline_scale=round(scale, 6),
+                incident_level=round(incident, 6), limit_share_change=None if share is None else round(share, 4),
+            ),
+        ))
+    return findings
+
+
+def shift_scale(baseline: np.ndarray, center: float, cls: MetricClass, system_level: float) -> float:
+    """The baseline's MAD sigma, floored at `RELATIVE_FLOOR` of its level, and for utilisation at
+    `UTILISATION_FLOOR` of the limit, for absolute resource usage and throughput at `SYSTEM_FLOOR` of
+    `system_level` (the busiest series' level of the same metric)."""
+    floors = [float(np.median(np.abs(baseline - center))) * MAD_TO_SIGMA, RELATIVE_FLOOR * abs(center), 1e-9]
+    if cls.kind == "utilisation":
+        floors.append(UTILISATION_FLOOR * cls.scale)
+    elif cls.role == "resource" or cls.family == "throughput":
+        floors.append(SYSTEM_FLOOR * system_level)
+    return max(floors)
+
+
+def sustained_level(values: np.ndarray, direction: int) -> float:
+    """The most extreme level (highest for direction +1, lowest for -1) the time-ordered values hold for
+    two samples in a row (the only sample when there is one). With a sample a minute and an onset known
+    only to a minute or two, a median over the incident window mixes in samples from before the fault;
+    a level held twice is not fooled by one spike either."""
+    if values.size < 2:
+        return float(values[0])
+    pairs = np.minimum(values[1:], values[:-1]) if direction > 0 else np.maximum(values[1:], values[:-1])
+    return float(pairs.max() if direction > 0 else pairs.min())
+
+
+def _as_rates(rows: pl.DataFrame, classes: dict[str, MetricClass]) -> pl.DataFrame:
+    """Counters (by name, or series that never decrease) -> per-second rates; a reset gives no rate."""
+    key = ["service", "host", "name", "attributes"]
+    by_name = {n for n, c in classes.items() if c.kind == "counter"}
+    cumulative = set()
+    for k, part in rows.filter(~pl.col("name").is_in(list(by_name))).group_by(key):
+        if looks_cumulative(part["value"].to_numpy()):
+            cumulative.add(tuple(k))
+    if not by_name and not cumulative:
+        return rows
+    flagged = pl.DataFrame([dict(zip(key, k, strict=True)) for k in cumulative], schema={c: pl.String for c in key}) if cumulative else None
+    is_counter = pl.col("name").is_in(list(by_name))
+    if flagged is not None:
+        rows = rows.join(flagged.with_columns(pl.lit(True).alias("_cum")), on=key, how="left")
+        is_counter = is_counter | pl.col("_cum").fill_null(False)
+    dt = pl.col("ts").diff().over(key).dt.total_microseconds() / 1e6
+    dv = pl.col("value").diff().over(key)
+    rate = pl.when((dt > 0) & (dv >= 0)).then(dv / dt).otherwise(None)
+    return rows.with_columns(pl.when(is_counter).then(rate).otherwise(pl.col("value")).alias("value")).filter(
+        pl.col("value").is_not_null()).select("ts", "name", "value", "service", "host", "attributes")
+
+
+def _first_of_last_run(times: list[datetime], z: np.ndarray, threshold: float = MIN_Z / 2) -> datetime | None:
+    """When the shift began: the first incident sample of the run of high z that holds its peak."""
+    if not times:
+        return None
+    order = np.argsort(np.asarray([t.timestamp() for t in times]))
+    zs = z[order]
+    peak = int(np.argmax(zs))
+    i = peak
+    while i - 1 >= 0 and zs[i - 1] >= threshold:
+        i -= 1
+    return times[int(order[i])]
