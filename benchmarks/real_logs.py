@@ -17,7 +17,8 @@ Inputs are built once into `benchmarks/out/real/` (kept between runs):
 
 Each command runs `--runs` times as a child process; its wall time, CPU time (user + system, from
 wait4) and peak RSS (ru_maxrss) are recorded and the medians printed, with rca's ratio to the peer
-measured in the same run (absolute times on a shared machine move with others' load; the ratio less).
+measured in the same run, by wall and by CPU time (absolute times on a shared machine move with others'
+load; the ratios less, the CPU ratio least: GoAccess runs on one thread, rca on two).
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def main() -> None:
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     only = {c.strip() for c in args.only.split(",") if c.strip()}
-    print("| input | command | wall s | CPU s | peak RSS MB | lines/s | vs peer |")
+    print("| input | command | wall s | CPU s | peak RSS MB | lines/s | vs peer (wall, CPU) |")
     print("|---|---|---|---|---|---|---|")
     for name in args.cases.split(","):
         case = CASES[name.strip()]
@@ -218,7 +219,8 @@ def main() -> None:
                 medians[label] = Run(*(statistics.median(getattr(r, f) for r in runs) for f in ("wall", "cpu", "rss_mb")))
             peer = next((p for p in ("goaccess", "lnav") if p in medians), None)
             for label, run in medians.items():
-                ratio = f"x{medians[peer].wall / run.wall:.1f} {peer}" if peer and label.startswith("rca") else ""
+                ratio = (f"x{medians[peer].wall / run.wall:.1f}, x{medians[peer].cpu / run.cpu:.1f} {peer}"
+                         if peer and label.startswith("rca") else "")
                 print(f"| {case.name} ({lines / 1e6:.2f}M lines, {log.stat().st_size / 1e6:,.0f} MB) | {label} | {run.wall:.2f} | {run.cpu:.2f} "
                       f"| {run.rss_mb:,.0f} | {lines / run.wall:,.0f} | {ratio} |", flush=True)
 

@@ -134,7 +134,12 @@ def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     n_buckets = len(grid)
     in_base = pl.col("_w") == WINDOW_BASELINE
     in_inc = pl.col("_w") == WINDOW_INCIDENT
+    # A signal with no row at all in the baseline (traces of the incident's last minutes beside half an hour
+    # of metrics) was not observed there: its requests are not "new" traffic, they are new coverage.
+    observed = set(dataset.requests.filter(in_window("ts", context.baseline.start, context.baseline.end))["signal"].unique().to_list())
     for signal, service, rows in vantages(dataset.requests, columns=COLUMNS):
+        if signal not in observed:
+            continue
         rows = rows.select(window_code_expr(context), bucket_index_expr(context), *COLUMNS[1:])
         n_base, n_inc = rows.select(in_base.sum().alias("b"), in_inc.sum().alias("i")).row(0)
         total_expected = n_base * scale

@@ -235,7 +235,8 @@ class _HttpClient:
         )
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
-        return pl.from_arrow(self._client.query_arrow(sql, parameters=params or {}))  # type: ignore[return-value]
+        # use_strings: String columns as Arrow strings, not binary (what the detectors compare with text)
+        return pl.from_arrow(self._client.query_arrow(sql, parameters=params or {}, use_strings=True))  # type: ignore[return-value]
 
     def command(self, sql: str) -> None:
         self._client.command(sql)

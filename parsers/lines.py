@@ -133,6 +133,8 @@ def line_chunks(source: Source, warnings: list[str], chunk_bytes: int | None = N
         data = b"".join((carry, memoryview(block)[:cut]))  # one copy
         carry = block[cut:]
         count = data.count(b"\n")
+        if source.on_read is not None:
+            source.on_read(read, total)
         yield LineChunk(data, first, count, read, total)
         first += count
     if carry:

@@ -157,7 +157,10 @@ def load_dataset(
     streamed_rows = 0
     for index, source in enumerate(sources):
         if progress is not None:
-            progress(f"reading {source.origin}", index, len(sources))
+            label = f"reading {source.origin}" + (f" ({index + 1}/{len(sources)})" if len(sources) > 1 else "")
+            size = source.path.stat().st_size if source.path is not None else len(source.data or b"")
+            progress(label, 0, size)
+            source.on_read = lambda read, total, label=label: progress(label, read, total)  # type: ignore[misc]
         try:
             parser = _choose_parser(source, options)
             sunk = _sink(parser, source, options, sink_dir, index) if sink_dir is not None else None
@@ -178,8 +181,6 @@ def load_dataset(
             summary = _with_sunk(summary, sunk[1])
             streamed_rows += sum(sunk[1][1].values())
         summaries.append(summary)
-    if progress is not None:
-        progress("analysing", len(sources), len(sources))
 
     dataset = Dataset(inputs=summaries)
     for name in FRAMES:

@@ -13,7 +13,7 @@ import gzip
 import io
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -57,6 +57,7 @@ class Source:
     data: bytes | None = None  # stdin's bytes (decompressed) when path is None
     compression: str | None = None
     _sample: Sample | None = field(default=None, repr=False)
+    on_read: Callable[[int, int], None] | None = field(default=None, repr=False)  # (bytes read, total) as chunked readers go
 
     def open(self) -> BinaryIO:
         """A binary stream of the decompressed content."""

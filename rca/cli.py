@@ -203,15 +203,24 @@ def _progress(console, quiet: bool):
     """A progress callback drawing on stderr, or None when stderr is not an interactive terminal."""
     if quiet or not console.is_terminal or os.environ.get("CI"):
         return None, None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+        console=console, transient=True,
     )
-    task = progress.add_task("reading", total=None)
+    task = progress.add_task("reading", total=None, detail="")
+    current = [""]
+    started = [time.monotonic()]
 
     def update(stage: str, done: int, total: int) -> None:
-        progress.update(task, description=stage, completed=done, total=total)
+        if stage != current[0]:
+            current[0], started[0] = stage, time.monotonic()
+        elapsed = time.monotonic() - started[0]
+        detail = f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB" + (f"  {done / 1e6 / elapsed:,.0f} MB/s" if done and elapsed > 0.2 else "") if total else ""
+        progress.update(task, description=stage, completed=done, total=total or None, detail=detail)
 
     return progress, update
 
@@ -351,14 +360,16 @@ def analyze(
         baseline_until=baseline_until,
         command="rca " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
-    progress, update = _progress(err, quiet or output_format is not OutputFormat.terminal)
+    progress, update = _progress(err, quiet)  # stderr on a terminal only, whatever the report format
     if progress is not None:
         with progress:
             dataset = load(inputs, options, progress=update)
+            _warn_inputs(err, dataset.inputs)
+            report = analyze_dataset(dataset, options, update)
     else:
         dataset = load(inputs, options)
-    _warn_inputs(err, dataset.inputs)
-    report = analyze_dataset(dataset, options)
+        _warn_inputs(err, dataset.inputs)
+        report = analyze_dataset(dataset, options)
     _warn_coarse_buckets(err, report, bucket)
 
     # The report first, then the chart: whatever fails later, what could be written is.

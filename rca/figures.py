@@ -35,6 +35,17 @@ METRIC_UNITS = {
 }
 
 
+# Names people read for the metrics (prose never shows internal column names such as requests_per_min).
+METRIC_LABELS = {"requests_per_min": "requests", "p95_ms": "p95", "p50_ms": "p50", "p99_ms": "p99", "self_ms": "self time",
+                 "error_rate": "5xx", "events_per_min": "events", "error_events_per_min": "errors", "calls_per_min": "calls",
+                 "calls_per_request": "calls per request", "failing_traces": "failing traces"}
+
+
+def metric_label(metric: str) -> str:
+    """`requests_per_min` reads `requests`, `p95_ms` reads `p95`."""
+    return METRIC_LABELS.get(metric, metric.replace("_", " "))
+
+
 def ratio(value: float | None) -> str:
     """Ratios as x12.3 (x1,234 from a thousand on); n/a when unknown."""
     if value is None or not math.isfinite(value):

@@ -15,7 +15,7 @@ from typing import BinaryIO
 from rca.model import AnalysisContext, Dataset, Report
 from rca.parsers import ParseOptions
 
-ProgressFn = Callable[[str, int, int], None]  # (stage or file, done, total)
+ProgressFn = Callable[[str, int, int], None]  # (stage or file, bytes done, bytes total; 0 when not counted)
 
 
 @dataclass
@@ -63,16 +63,20 @@ def context_for(dataset: Dataset, options: AnalyzeOptions) -> AnalysisContext | 
     )
 
 
-def analyze_dataset(dataset: Dataset, options: AnalyzeOptions) -> Report:
+def analyze_dataset(dataset: Dataset, options: AnalyzeOptions, progress: ProgressFn | None = None) -> Report:
     """Detect, rank and assemble the report for an already loaded Dataset."""
     from rca import detectors
     from rca.detectors.windows import too_little_data
     from rca.ranking import build_report
 
+    stage = progress or (lambda _stage, _done, _total: None)
+    stage("choosing windows", 0, 0)
     context = context_for(dataset, options)
     if context is not None and (reason := too_little_data(context)) is not None:
         return replace(build_report(dataset, None, [], command=options.command), headline=reason)
+    stage("detecting", 0, 0)
     findings = detectors.run_all(dataset, context) if context is not None else []
+    stage("ranking", 0, 0)
     return build_report(dataset, context, findings, command=options.command)
 
 
@@ -85,4 +89,4 @@ def analyze(
     """Read the inputs and return the ranked causes of the incident they show."""
     options = options or AnalyzeOptions()
     dataset = load(inputs, options, progress=progress, stdin=stdin)
-    return analyze_dataset(dataset, options)
+    return analyze_dataset(dataset, options, progress)

@@ -104,3 +104,32 @@ def test_quiet_days_report_no_incident_and_no_finding(incidents):
              for o in outcomes if any(f.kind != "change_effect" for f in o.report.findings)]
     assert len(detected) <= 1, detected
     assert len(noisy) <= 1, noisy
+
+
+ALL_INPUT_SEEDS = range(20, 25)  # seeds the per-format sweep above does not use
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", INCIDENTS)
+def test_every_input_read_together_still_ranks_the_cause_first(scenario, tmp_path):
+    """Issue #18 item 1: more data made the ranking worse (third-party-surge seed 7: the access log alone
+    ranked the surge first, all inputs together a connection-pool exhaustion whose evidence came five
+    minutes later). Every input the simulator writes, read together, over more seeds: the cause at rank 1
+    on every seed, its onset within two buckets on all but one (memory-exhaustion seed 20: the memory
+    events rise out of a baseline that has some, and the first abnormal bucket comes 3.6 buckets after
+    the truth's onset; the earlier code placed it the same)."""
+    misranked, late = [], {}
+    for seed in ALL_INPUT_SEEDS:
+        incident = generate(scenario, seed, minutes=MINUTES, scale=0.5)
+        incident.write(tmp_path / str(seed))
+        report = analyze([str(tmp_path / str(seed) / "telemetry")])
+        root = incident.truth["root_cause"]
+        ranks = [h.rank for h in report.hypotheses[:3] if matches(h, root)]
+        if not (report.incident_detected and ranks and ranks[0] == 1):
+            misranked.append((seed, [(h.kind, h.subject) for h in report.hypotheses[:3]]))
+        hits = [f for f in report.findings if finding_names_cause(f, root) and f.onset is not None]
+        error = min((_onset_error(f, root, report.context.bucket_s) for f in hits), default=float("inf"))
+        if error > 2.0:
+            late[seed] = round(error, 2)
+    assert not misranked, misranked
+    assert len(late) <= 1, late

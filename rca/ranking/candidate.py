@@ -61,10 +61,13 @@ class Candidate:
 
     @property
     def shown(self) -> Finding:
-        """The finding its figures are quoted from: the strongest one seen by the most complete vantage
-        point (an access log counts every request, sampled traces only some)."""
-        top = min(completeness(f) for f in self.findings)
-        return max((f for f in self.findings if completeness(f) == top), key=lambda f: (f.confidence, f.magnitude))
+        """The finding its figures are quoted from: one naming the candidate's own subject when any does
+        (a sentence about GET /api/threads/{id} never quotes the rise and share of /api/threads folded
+        into it), the strongest seen by the most complete vantage point (an access log counts every
+        request, sampled traces only some)."""
+        own = [f for f in self.findings if f.subject == self.subject] or self.findings
+        top = min(completeness(f) for f in own)
+        return max((f for f in own if completeness(f) == top), key=lambda f: (f.confidence, f.magnitude))
 
     @property
     def signals(self) -> set[str]:

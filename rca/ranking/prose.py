@@ -6,7 +6,7 @@ its own summary sentence with these helpers.
 
 from __future__ import annotations
 
-from rca.figures import growth, hhmm, quantity, ratio
+from rca.figures import growth, hhmm, metric_label, quantity, ratio
 from rca.findings import vantage_of
 from rca.model import Evidence, Finding
 from rca.ranking.candidate import Candidate, completeness, minutes_between
@@ -35,7 +35,7 @@ def evidence(f: Finding) -> Evidence:
     share = f", {100 * f.share_explained:.0f}% of the excess" if f.share_explained is not None and f.kind == "traffic_spike" else ""
     vantage = vantage_of(f.details)
     text = (f"{f.kind.replace('_', ' ')} {f.dimension} {f.subject} ({SIGNAL_NAMES.get(f.signal, f.signal)}"
-            f"{', ' + str(vantage) if vantage else ''}): {f.metric} {base} -> {inc}"
+            f"{', ' + str(vantage) if vantage else ''}): {metric_label(f.metric)} {base} -> {inc}"
             f" ({growth(f.baseline, f.magnitude)}){share}, onset {hhmm(f.onset)}")
     return Evidence(detector=f.detector, text=text, baseline=f.baseline, incident=f.incident, ratio=round(f.magnitude, 3))
 
@@ -52,8 +52,10 @@ def explains(explained: list[Finding], limit: int = TUNING.explains_per_hypothes
 
 def symptom_label(f: Finding) -> str:
     """`p95 of endpoint /api/rooms x3.2 from 12:36`."""
-    metric = {"p95_ms": "p95", "error_rate": "5xx share", "error_events_per_min": "error events"}.get(f.metric, f.metric)
-    return f"{metric} of {f.dimension} {f.subject} {ratio(f.magnitude)} from {hhmm(f.onset)}"
+    metric = {"p95_ms": "p95", "error_rate": "5xx share", "error_events_per_min": "error events"}.get(f.metric, f.metric.replace("_", " "))
+    # an access log's rows carry its file's name as their service: they are all its requests, not a service
+    whose = "all requests in the access log" if f.dimension == "service" and f.signal == "access_log" else f"{f.dimension} {f.subject}"
+    return f"{metric} of {whose} {ratio(f.magnitude)} from {hhmm(f.onset)}"
 
 
 def pct(value: float | None) -> str:

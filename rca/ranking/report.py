@@ -48,6 +48,8 @@ def _build_report(dataset: Dataset, context: AnalysisContext | None, findings: l
         value, explained = score(cand, symptoms, context)
         scored.append((value, cand, explained))
     discount_effects(scored, context)
+    # a candidate whose score shows as 0.00 explains nothing: listing it as cause #2 would mislead
+    scored = [item for item in scored if round(item[0], 2) > 0]
     scored.sort(key=lambda x: (-x[0], x[1].kind, x[1].subject))
     hypotheses = []
     for rank, (value, cand, explained) in enumerate(scored, start=1):
@@ -55,7 +57,7 @@ def _build_report(dataset: Dataset, context: AnalysisContext | None, findings: l
             Hypothesis(
                 rank=rank, kind=cand.kind, dimension=cand.dimension, subject=cand.subject, where=cand.where,
                 score=round(value, 3), onset=cand.onset, summary=kind_named(cand.kind).summary(cand, explained),
-                explains=explains(explained),
+                explains=explains([s for s in explained if not any(s is f for f in cand.findings)]),  # not the cause again
                 evidence=tuple(evidence(f) for f in sorted(cand.findings, key=lambda f: (completeness(f), -f.confidence, -f.magnitude))
                                [: t.evidence_per_hypothesis]),
                 findings=tuple(cand.findings),

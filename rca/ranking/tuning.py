@@ -14,6 +14,11 @@ from rca.findings import CALLS_ROSE_RATIO
 
 @dataclass(frozen=True)
 class Tuning:
+    # --- service fault / network delay ---
+    # A slow edge whose extra wait is below this share of the slowest edge's is left out when the slow edges
+    # are localised to a service: one slightly slow edge elsewhere should not dilute the edges carrying the fault.
+    service_edge_min_share: float = 0.05
+
     # --- reporting ---
     # A best score below this is no incident: ordinary noise on a quiet day reaches about 0.2.
     incident_threshold: float = 0.3

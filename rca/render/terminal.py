@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rca.figures import METRIC_UNITS
+from rca.figures import METRIC_UNITS, metric_label
 from rca.model import Finding, Hypothesis, Report, Series
 from rca.render import growth, hhmm, number, quantity, time_range, times_for
 
@@ -31,16 +31,6 @@ def sparkline(series: Series, width: int = 48) -> str:
     low, high = min(finite), max(finite)
     span = (high - low) or 1.0
     return "".join(" " if p is None else _BLOCKS[min(7, int((p - low) / span * 7.999))] for p in points)
-
-
-# Names people read for the metrics (the report's prose never shows internal column names).
-METRIC_LABELS = {"requests_per_min": "requests", "p95_ms": "p95", "p50_ms": "p50", "p99_ms": "p99", "self_ms": "self time",
-                 "error_rate": "5xx", "events_per_min": "events", "error_events_per_min": "errors", "calls_per_min": "calls",
-                 "calls_per_request": "calls per request", "failing_traces": "failing traces"}
-
-
-def metric_label(metric: str) -> str:
-    return METRIC_LABELS.get(metric, metric.replace("_", " "))
 
 
 def series_unit(finding: Finding) -> str:

@@ -257,3 +257,38 @@ def test_many_metric_points_are_averaged_per_interval_in_clickhouse(tmp_path, mo
     assert 1 <= data.metrics.height <= 10
     assert abs(data.metrics["value"].mean() - sum(values) / len(values)) < 0.05  # averages of the points
     assert any("averaged per interval in ClickHouse" in w for w in data.inputs[0].warnings)
+
+
+class _ServerOverChdb:
+    """Stands in for clickhouse_connect's client (no server in tests): the same SQL and parameters, run by chDB."""
+
+    def __init__(self, path: Path, **kwargs):
+        self.kwargs = kwargs
+        self._session = chdb_session.Session(str(path))
+
+    def query_arrow(self, sql: str, parameters: dict, use_strings: bool | None = None):
+        assert use_strings is True
+        return self._session.query(sql, "ArrowTable", params=parameters)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def test_a_clickhouse_server_url_connects_with_its_settings_and_reads_the_same(store, monkeypatch):
+    import clickhouse_connect
+
+    made: list[_ServerOverChdb] = []
+
+    def get_client(**kwargs):
+        made.append(_ServerOverChdb(store, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(clickhouse_connect, "get_client", get_client)
+    monkeypatch.setenv("RCA_CLICKHOUSE_PASSWORD", "pw-from-env")
+    report = _analyze("clickhouses://alice@ch.example/otel")
+    kwargs = made[0].kwargs
+    assert kwargs["host"] == "ch.example" and kwargs["port"] == 8443 and kwargs["secure"] is True
+    assert kwargs["username"] == "alice" and kwargs["password"] == "pw-from-env" and kwargs["database"] == "otel"
+    assert kwargs["settings"]["max_execution_time"] > 0 and kwargs["send_receive_timeout"] > kwargs["settings"]["max_execution_time"]
+    assert report["inputs"][0]["path"] == "clickhouses://alice@ch.example/otel"
+    assert _causes(report) == _causes(_analyze(f"chdb:{store}"))

@@ -7,13 +7,17 @@ symptom of it. Errors that a change or a host's resource exhaustion explains are
 
 from __future__ import annotations
 
-from rca.figures import hhmm, ratio
-from rca.findings import ChangeEffectDetails, FindingDetails
+import re
+
+from rca.figures import hhmm, number, ratio
+from rca.findings import ChangeEffectDetails, FindingDetails, TemplateDetails
 from rca.model import Finding, Hypothesis
 from rca.ranking.candidate import Candidate, minutes_between
 from rca.ranking.prose import effect_clause
 from rca.ranking.registry import HypothesisKind, Observations, register_kind
 from rca.ranking.tuning import TUNING
+
+QUOTE_CHARS = 120  # an error line quoted in the headline, cut beyond this
 
 
 def _raised_errors(details: FindingDetails) -> bool:
@@ -45,6 +49,9 @@ class ErrorBurst(HypothesisKind):
             return []
         cand = Candidate(self.name, first.dimension, first.subject, first.where, specificity=TUNING.error_burst_specificity)
         cand.findings.extend(f for f in errors if f.subject == first.subject)
+        # the error lines themselves, so the sentence can quote them
+        cand.findings.extend(f for f in errors if f.kind == "error_message" and f.subject != first.subject
+                             and _quotable(f) and f.onset and f.onset >= first.onset)  # type: ignore[operator]
         return [cand]
 
     def adjust(self, candidates: list[Candidate], seen: Observations) -> None:
@@ -74,7 +81,28 @@ class ErrorBurst(HypothesisKind):
 
     def summary(self, cand: Candidate, explained: list[Finding]) -> str:
         effect = effect_clause(cand, explained) or ", with no latency symptom in the data"
-        return f"Errors on {cand.subject} rose {ratio(cand.shown.magnitude)} at {hhmm(cand.onset)}{effect}."
+        quote = _quote(cand)
+        return f"Errors on {cand.subject} rose {ratio(cand.shown.magnitude)} at {hhmm(cand.onset)}{quote}{effect}."
 
     def cause_phrase(self, hypothesis: Hypothesis) -> str:
         return f"the error burst of {hypothesis.subject}"
+
+
+def _quotable(f: Finding) -> bool:
+    """A template with words of its own (not only wildcards and punctuation) and a line to show."""
+    words = re.sub(r"<\*>|[^A-Za-z]+", " ", f.subject).split()
+    return bool(words) and isinstance(f.details, TemplateDetails) and bool(f.details.example.strip())
+
+
+def _quote(cand: Candidate) -> str:
+    """`: 147 lines like "ERROR IN CONTACTING RM"`, from the commonest error template of the burst."""
+    messages = [f for f in cand.findings if f.kind == "error_message" and isinstance(f.details, TemplateDetails)]
+    if not messages:
+        return ""
+    top = max(messages, key=lambda f: (getattr(f.details, "events_after", 0), f.subject))
+    details = top.details
+    assert isinstance(details, TemplateDetails)
+    line = " ".join(details.example.split())
+    line = line if len(line) <= QUOTE_CHARS else line[: QUOTE_CHARS - 3].rstrip() + "..."
+    new = " new" if details.events_before == 0 else ""
+    return f': {number(details.events_after)}{new} lines like "{line}"'

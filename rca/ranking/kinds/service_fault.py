@@ -1,0 +1,190 @@
+"""`service_fault` (and `network_delay`): one candidate per suspected service, gathering its metric and trace evidence.
+
+Each signal is read for what it says about *which service* is at fault, then the services are ranked:
+- **Call waits** (`call_wait_shift`, traces): a slow edge has two ends. The service at fault is the end
+  the slow edges have in common: for service v, `coverage` is the share of all the extra wait that
+  lies on edges touching v, `concentration` the share of v's callers whose calls to v slowed, or of
+  v's callees whose calls from v slowed, whichever is larger. A network delay on a callee slows the
+  edges into it (coverage 1, concentration 1) while its callers keep their other edges fast
+  (concentration 1/8); a CPU-starved caller slows all its outgoing edges.
+  Localisation = coverage x concentration.
+- **Resources** (`metric_shift` of cpu, memory, network, disk, syscalls): a shift of the service's own
+  pod resources, localised by construction (localisation 1).
+- **Own symptoms** (`metric_shift` of latency on the serving side, errors): a slowdown propagates to
+  every caller, so a service's own latency shift counts only for the part its waiting on others
+  (its client-side latency shift) does not explain: 1 - z(client) / z(own), floored at 0. The
+  deepest slowed service keeps it whole.
+
+A service's findings are those that localise to it; its specificity is the best localisation among
+them (so scoring multiplies the strongest evidence by how precisely it names this service), and the
+signals they come from (metrics, traces) raise it by agreement as every candidate's are. The
+hypothesis is a `network_delay` when the evidence is call waits without a resource shift on the
+service's pods (calls to it wait longer while its own pods are not busier), a `service_fault`
+otherwise; `where` is the pod when the evidence concentrates on one pod of several.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rca.figures import hhmm, number
+from rca.findings import CallWaitDetails, MetricShiftDetails
+from rca.model import Finding, Hypothesis
+from rca.ranking.candidate import Candidate
+from rca.ranking.prose import effect_clause
+from rca.ranking.registry import HypothesisKind, Observations, register_kind
+from rca.ranking.tuning import TUNING
+
+NETWORK_KIND = "network_delay"
+SERVICE_KIND = "service_fault"
+
+
+@dataclass
+class ServiceEvidence:
+    """What the findings say about one service."""
+
+    service: str
+    findings: list[Finding] = field(default_factory=list)
+    edge_localisation: float = 0.0
+    own_symptom: float = 0.0  # unexplained share of its own latency/error shift
+    resource: bool = False
+    pods: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # pod -> weight of evidence
+
+    @property
+    def specificity(self) -> float:
+        return max(self.edge_localisation, 1.0 if self.resource else 0.0, self.own_symptom)
+
+    @property
+    def kind(self) -> str:
+        return NETWORK_KIND if self.edge_localisation > 0 and not self.resource else SERVICE_KIND
+
+    @property
+    def where(self) -> str:
+        """The pod when one carries at least two thirds of the evidence among several, else the service."""
+        if len(self.pods) >= 2:
+            total = sum(self.pods.values())
+            pod, weight = max(self.pods.items(), key=lambda kv: (kv[1], kv[0]))
+            if total > 0 and weight / total >= 2 / 3:
+                return pod
+        if len(self.pods) == 1:
+            return next(iter(self.pods))
+        return self.service
+
+
+def service_evidence(findings: list[Finding]) -> list[ServiceEvidence]:
+    """Per service, the findings that localise to it and how precisely they do."""
+    out: dict[str, ServiceEvidence] = {}
+
+    def of(service: str) -> ServiceEvidence:
+        return out.setdefault(service, ServiceEvidence(service))
+
+    _localise_edges([f for f in findings if f.kind == "call_wait_shift"], of)
+    shifts = [(f, f.details) for f in findings if f.kind == "metric_shift" and isinstance(f.details, MetricShiftDetails)]
+    client_z: dict[str, float] = defaultdict(float)
+    for f, d in shifts:
+        if d.family == "latency" and d.side == "client":
+            client_z[f.subject] = max(client_z[f.subject], d.z)
+    for f, d in shifts:
+        z = d.z
+        if d.role == "resource":
+            ev = of(f.subject)
+            ev.resource = True
+        elif d.family in ("latency", "errors") and d.side == "own":
+            unexplained = max(0.0, 1.0 - client_z[f.subject] / z)
+            if unexplained <= 0:
+                continue
+            ev = of(f.subject)
+            ev.own_symptom = max(ev.own_symptom, unexplained)
+        else:
+            continue
+        ev.findings.append(f)
+        if f.where:
+            ev.pods[f.where] += f.confidence
+    return [ev for ev in out.values() if ev.findings]
+
+
+def _localise_edges(edges: list[Finding], of: Callable[[str], ServiceEvidence]) -> None:
+    slow = [(f, f.details) for f in edges if isinstance(f.details, CallWaitDetails)]
+    if not slow:
+        return
+    excess = {id(f): max(float(f.incident or 0) - float(f.baseline or 0), 0.0) for f, _ in slow}
+    top = max(excess.values())
+    slow = [(f, d) for f, d in slow if top > 0 and excess[id(f)] >= TUNING.service_edge_min_share * top]
+    total = sum(excess[id(f)] for f, _ in slow)
+    if total <= 0:
+        return
+    callees: dict[str, set[str]] = defaultdict(set)  # slow edges per service, by direction
+    callers: dict[str, set[str]] = defaultdict(set)
+    fan_out: dict[str, int] = {}  # all edges per service, by direction, as the detector counted them
+    fan_in: dict[str, int] = {}
+    for _, d in slow:
+        callees[d.caller].add(d.callee)
+        callers[d.callee].add(d.caller)
+        fan_out[d.caller] = max(fan_out.get(d.caller, 0), d.caller_fan_out)
+        fan_in[d.callee] = max(fan_in.get(d.callee, 0), d.callee_fan_in)
+    for service in sorted(set(callees) | set(callers)):
+        touching = [(f, d) for f, d in slow if service in (d.caller, d.callee)]
+        coverage = sum(excess[id(f)] for f, _ in touching) / total
+        concentration = max(
+            len(callees[service]) / max(fan_out.get(service, 1), len(callees[service]), 1),
+            len(callers[service]) / max(fan_in.get(service, 1), len(callers[service]), 1),
+        )
+        ev = of(service)
+        ev.edge_localisation = max(ev.edge_localisation, coverage * concentration)
+        for f, d in touching:
+            ev.findings.append(f)
+            if d.callee == service and d.callee_pod:
+                ev.pods[d.callee_pod] += f.confidence * excess[id(f)] / total
+
+
+def evidence_clause(cand: Candidate) -> str:
+    """The evidence in a clause: the strongest shift per family, then the slowest edge into it."""
+    parts: list[str] = []
+    seen: set[str] = set()
+    for f in sorted(cand.findings, key=lambda f: -f.confidence):
+        d = f.details
+        if isinstance(d, MetricShiftDetails) and d.family not in seen:
+            seen.add(d.family)
+            parts.append(f"{f.metric} {number(f.baseline)} -> {number(f.incident)} (z {d.z:.0f})")
+    waits = [(f, f.details) for f in cand.findings if isinstance(f.details, CallWaitDetails) and f.details.callee == cand.subject]
+    if waits:
+        f, d = max(waits, key=lambda fd: fd[1].wait_ms - fd[1].reference_ms)
+        callers = sorted({dd.caller for _, dd in waits})
+        parts.append(f"calls from {', '.join(callers)} wait {number(d.reference_ms)} -> {number(d.wait_ms)} ms beyond its own "
+                     f"{number(d.callee_server_ms)} ms of server time")
+    elif any(isinstance(f.details, CallWaitDetails) for f in cand.findings):
+        outgoing = [f.details for f in cand.findings if isinstance(f.details, CallWaitDetails) and f.details.caller == cand.subject]
+        if outgoing:
+            parts.append(f"its calls to {len(outgoing)} service{'s' if len(outgoing) > 1 else ''} wait longer "
+                         f"(up to {number(max(d.wait_ms for d in outgoing))} ms)")
+    return "; ".join(parts[:4])
+
+
+def candidates_of_kind(kind: str, seen: Observations) -> list[Candidate]:
+    """The candidates whose evidence makes them of `kind` (`service_fault` or `network_delay`)."""
+    return [Candidate(kind, "service", ev.service, ev.where, findings=list(ev.findings), specificity=ev.specificity)
+            for ev in service_evidence(seen.findings) if ev.kind == kind]
+
+
+@register_kind
+class ServiceFault(HypothesisKind):
+    name = SERVICE_KIND
+    finding_kinds = ("metric_shift",)
+    suggestions = (
+        "Look at the named pod first: its resource limits, its neighbours on the node, its recent restarts and logs.",
+        "Move or restart the pod if a neighbour starves it; raise its limits or scale the service out if it is itself busy.",
+        "Alert on each service's own latency and resource use against its own baseline, not on fixed thresholds.",
+    )
+    order = 25
+
+    def candidates(self, seen: Observations) -> list[Candidate]:
+        return candidates_of_kind(self.name, seen)
+
+    def summary(self, cand: Candidate, explained: list[Finding]) -> str:
+        at = f" (pod {cand.where})" if cand.where and cand.where != cand.subject else ""
+        return f"{cand.subject}{at} is at fault from {hhmm(cand.onset)}: {evidence_clause(cand)}{effect_clause(cand, explained)}."
+
+    def cause_phrase(self, hypothesis: Hypothesis) -> str:
+        return f"the fault in {hypothesis.where or hypothesis.subject}"
