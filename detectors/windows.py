@@ -104,51 +104,6 @@ def _feature_matrix(dataset: Dataset, context: AnalysisContext) -> tuple[np.ndar
     return (np.array(features) if features else np.zeros((0, len(grid)))), floors
 
 
-ROUTE_GROUPS = 12  # the busiest (service, route) pairs watched one by one
-ROUTE_MIN_PER_BUCKET = 5.0  # requests per bucket, on average, for a route's p95 per bucket to mean something
-ROUTE_Z = 7.0  # a single route must shift this far (the whole vantage: 4), as one of many watched
-
-
-def _route_scores(dataset: Dataset, context: AnalysisContext, ref: np.ndarray) -> np.ndarray:
-    """Per bucket, the largest robust z of the p95 of one busy route of any service, scaled so that ROUTE_Z
-    counts as the whole vantage's 4: one route of many that slows (a release slowing one endpoint) opens
-    the incident where it starts, even when it barely moves the busiest vantage's figures. (A route's 5xx
-    share per bucket of a few requests is too coarse to watch alone: one error in five is 20%.)"""
-    grid = bucket_grid(context)
-    n = len(grid)
-    req = dataset.requests
-    out = np.zeros(n)
-    if req.height == 0 or ref.sum() < 3:
-        return out
-    trunc = f"{context.bucket_s}s"
-    groups = (
-        req.filter(pl.col("endpoint").is_not_null())
-        .group_by("service", "endpoint").len()
-        .filter(pl.col("len") >= ROUTE_MIN_PER_BUCKET * n)
-        .sort(["len", "service", "endpoint"], descending=[True, False, False], nulls_last=True)
-        .head(ROUTE_GROUPS)
-    )
-    if groups.height < 2:  # one route is the vantage itself
-        return out
-    index = {t: i for i, t in enumerate(grid)}
-    per = (
-        req.join(groups.select("service", "endpoint"), on=["service", "endpoint"], how="semi", nulls_equal=True)
-        .group_by("service", "endpoint", pl.col("ts").dt.truncate(trunc).alias("bucket"))
-        .agg(pl.col("duration_ms").quantile(0.95).alias("p95"))
-    )
-    for _, rows in per.group_by("service", "endpoint"):
-        for col in ("p95",):
-            values = np.full(n, np.nan)
-            for t, v in rows.select("bucket", col).iter_rows():
-                if t in index and v is not None:
-                    values[index[t]] = v
-            if np.isnan(values[ref]).all():
-                continue
-            values = np.where(np.isnan(values), np.nanmedian(values[ref]), values)
-            out = np.maximum(out, robust_z(values, values[ref], FLOORS[col]) * 4.0 / ROUTE_Z)
-    return out
-
-
 GAP_MIN_S = 3600  # no row at all for this long (and GAP_MIN_BUCKETS buckets): logging stopped, not traffic
 GAP_MIN_BUCKETS = 6
 
@@ -200,7 +155,6 @@ def find_incident_start(dataset: Dataset, context: AnalysisContext) -> datetime 
     for row, floor in zip(matrix, floors, strict=True):
         z = robust_z(row, row[ref], floor)
         scores = np.maximum(scores, z)
-    scores = np.maximum(scores, _route_scores(dataset, context, ref))
     scores[gap] = 0.0
     # last bucket is partial: ignore it
     scores[-1] = 0.0
