@@ -13,13 +13,20 @@ import polars as pl
 
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
-from rca.parsers.fields import records_to_frames
-from rca.parsers.lines import read_lines
+from rca.parsers.fields import LINE, flat_to_frames, records_to_frames
+from rca.parsers.lines import Lines, read_lines
 from rca.parsers.sources import Sample, Source
 
 _PAIR = r'([A-Za-z_@][A-Za-z0-9_.\-/@]*)=("(?:[^"\\]|\\.)*"|[^ ]*)'
 _PAIR_RE = re.compile(_PAIR)
 SNIFF_CHARS = 4096
+
+
+def _unquote_expr(value: pl.Expr) -> pl.Expr:
+    """`_unquote` on a column."""
+    quoted = (value.str.len_chars() >= 2) & value.str.starts_with('"') & value.str.ends_with('"')
+    inner = value.str.slice(1, value.str.len_chars() - 2).str.replace_all('\\"', '"', literal=True).str.replace_all("\\\\", "\\", literal=True)
+    return pl.when(quoted).then(inner).otherwise(value)
 
 
 def _unquote(value: str) -> str:
@@ -47,6 +54,27 @@ class LogfmtParser:
         return 0.85 * good / len(sample.lines)
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
+        """Pairs taken apart in columns: one row a pair, pivoted to one column a key (no Python per line)."""
+        lines = read_lines(source)
+        frame = lines.frame.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
+        pairs = (
+            frame.select(pl.col("line").alias(LINE), pl.col("text").str.extract_all(_PAIR).alias("pair"))
+            .explode("pair")
+            .filter(pl.col("pair").is_not_null())
+            .select(LINE, pl.col("pair").str.extract(r"^([^=]*)=").alias("key"), _unquote_expr(pl.col("pair").str.replace(r"^[^=]*=", "")).alias("value"))
+        )
+        keys = pairs.group_by(LINE).agg(pl.col("key").n_unique().alias("n"))
+        good = keys.filter(pl.col("n") >= 2).get_column(LINE)
+        not_pairs = frame.filter(~pl.col("line").is_in(good.implode())).get_column("line")
+        bad = [Rejected(n, "not key=value pairs") for n in not_pairs.head(5).to_list()]
+        pairs = pairs.filter(pl.col(LINE).is_in(good.implode()))
+        flat = pairs.pivot(on="key", index=LINE, values="value", aggregate_function="last", maintain_order=True) if pairs.height else pl.DataFrame(schema={LINE: pl.Int64})
+        default_service = PurePath(source.origin).name.split(".")[0] or None
+        frames, no_ts = flat_to_frames(flat, source.origin, "app_log", options.fields, options.tz, default_service)
+        return self._result(lines, frames, no_ts, bad, not_pairs.len())
+
+    def parse_per_record(self, source: Source, options: ParseOptions) -> ParseResult:
+        """`parse` with a dict per line (the reference the column path is held equal to)."""
         lines = read_lines(source)
         frame = lines.frame.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
         pairs = frame.select("line", pl.col("text").str.extract_all(_PAIR).alias("pairs"))
@@ -68,6 +96,9 @@ class LogfmtParser:
             numbers.append(line_no)
         default_service = PurePath(source.origin).name.split(".")[0] or None
         frames, no_ts = records_to_frames(records, numbers, source.origin, "app_log", options.fields, options.tz, default_service)
+        return self._result(lines, frames, no_ts, bad, bad_count)
+
+    def _result(self, lines: Lines, frames: dict[str, pl.DataFrame], no_ts: pl.DataFrame, bad: list[Rejected], bad_count: int) -> ParseResult:
         rejected = list(lines.rejected) + bad + [Rejected(r["line"], r["reason"]) for r in no_ts.head(5).iter_rows(named=True)]
         return ParseResult(
             format=self.name,
@@ -77,6 +108,5 @@ class LogfmtParser:
             rejected_examples=sorted(rejected, key=lambda r: r.line)[:5],
             warnings=list(lines.warnings),
         )
-
 
 register(LogfmtParser())

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rca.model import AnalysisContext
 
-# Whether times of day carry their date: set for a report whose data spans more than a day.
-_DATED: ContextVar[bool] = ContextVar("rca_dated_times", default=False)
+# How times of day are written: with their date for a report whose data spans more than a day, and with
+# the year too when the data spans years (`Jan 06` of which year?).
+_DATED: ContextVar[str] = ContextVar("rca_dated_times", default="%H:%M UTC")
 
 METRIC_UNITS = {
     "requests_per_min": " req/min",
@@ -60,8 +61,12 @@ def growth(baseline: float | None, magnitude: float | None) -> str:
 
 @contextmanager
 def times_for(context: AnalysisContext | None) -> Iterator[None]:
-    """Within this block, `hhmm` gives the date too (`Jan 06 18:30 UTC`) if the data spans over a day."""
-    token = _DATED.set(context is not None and context.span.duration > timedelta(days=1))
+    """Within this block, `hhmm` gives the date too (`Jan 06 18:30 UTC`) if the data spans over a day, and
+    the year (`2025-12-30 18:30 UTC`) if it spans more than one calendar year."""
+    fmt = "%H:%M UTC"
+    if context is not None and context.span.duration > timedelta(days=1):
+        fmt = "%Y-%m-%d %H:%M UTC" if context.span.start.year != context.span.end.year else "%b %d %H:%M UTC"
+    token = _DATED.set(fmt)
     try:
         yield
     finally:
@@ -69,10 +74,11 @@ def times_for(context: AnalysisContext | None) -> Iterator[None]:
 
 
 def hhmm(ts: datetime | None) -> str:
-    """A time of day in UTC, stated: `14:43 UTC` (`Jan 06 14:43 UTC` within `times_for` days of data)."""
+    """A time of day in UTC, stated: `14:43 UTC` (`Jan 06 14:43 UTC` within `times_for` days of data,
+    `2025-12-30 14:43 UTC` over years)."""
     if not ts:
         return "?"
-    return ts.strftime("%b %d %H:%M UTC" if _DATED.get() else "%H:%M UTC")
+    return ts.strftime(_DATED.get())
 
 
 def stamp(ts: datetime | None) -> str:

@@ -86,3 +86,29 @@ def test_vectorized_json_lines_equal_the_per_record_path(monkeypatch, seed, odd)
     assert fast.slow_lines < fast.lines / 2  # most lines took the vectorized path
     if not odd:  # every line an object: the input was decoded straight from its bytes
         assert fast.slow_lines == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_logfmt_in_columns_equals_the_per_record_path(seed):
+    from rca.parsers.logfmt import LogfmtParser
+
+    rnd = random.Random(seed)
+    out = []
+    for i in range(rnd.randrange(200, 600)):
+        stamp = f"2026-01-06T10:{i % 60:02d}:{i % 59:02d}Z"
+        roll = rnd.random()
+        if roll < 0.03:
+            out.append(rnd.choice(["", "plain text line", "only=one", "a=1 a=2"]))
+        elif roll < 0.5:
+            out.append(f'ts={stamp} level=info service=api msg="request completed" method=GET path=/api/u/{i} status={rnd.choice([200, 500])} '
+                       f'duration_ms={rnd.random() * 90:.1f} client_ip=10.0.0.{i % 250} line={i}')
+        else:
+            out.append(f'ts={stamp} level={rnd.choice(["warn", "error"])} caller=db.go:{i} msg="pool \\"main\\" exhausted \\\\ x" waiting={i % 9} '
+                       f'err= component=pool{" extra=" + str(i) if i % 3 == 0 else ""} waiting={i % 4}')
+    source = Source(origin="app.log", data=("\n".join(out) + "\n").encode())
+    parser = LogfmtParser()
+    fast, slow = parser.parse(source, ParseOptions()), parser.parse_per_record(source, ParseOptions())
+    for name, frame in slow.frames.items():
+        assert_frame_equal(fast.frames[name], frame, check_column_order=True)
+    assert (fast.rejected, fast.rejected_examples, fast.lines) == (slow.rejected, slow.rejected_examples, slow.lines)
+    assert fast.frames["requests"].height > 0 and fast.frames["events"].height > 0

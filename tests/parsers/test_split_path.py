@@ -3,6 +3,8 @@ gives, line for line, on valid lines and on every kind of odd line, which it han
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -186,3 +188,20 @@ def test_unbalanced_quotes_among_escaped_ones_keep_the_other_lines_on_the_fast_p
     fast, slow, rejected = _both("\n".join(lines) + "\n")
     assert fast.frames["requests"].equals(slow) and fast.frames["requests"].height == 58
     assert fast.rejected == rejected == 2 and fast.slow_lines == 2
+
+
+def test_loading_reports_the_bytes_read_of_each_file(tmp_path, monkeypatch):
+    from rca.parsers import lines as lines_module
+    from rca.parsers.loader import load_dataset
+
+    monkeypatch.setattr(lines_module, "CHUNK_BYTES", 1024)  # several chunks
+    access = _mixed_log(tmp_path)
+    app = tmp_path / "app.jsonl"
+    app.write_text("".join(f'{{"ts": "2026-03-01T10:00:{i % 60:02d}Z", "msg": "m{i}", "service": "api"}}\n' for i in range(200)))
+    calls: list[tuple[str, int, int]] = []
+    load_dataset([access, str(app)], progress=lambda stage, done, total: calls.append((stage, done, total)))
+    for path in (access, str(app)):
+        mine = [(done, total) for stage, done, total in calls if path in stage]
+        size = Path(path).stat().st_size
+        assert mine[0] == (0, size) and mine[-1] == (size, size) and len(mine) > 3
+        assert [d for d, _ in mine] == sorted(d for d, _ in mine)  # bytes only grow

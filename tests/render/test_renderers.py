@@ -99,3 +99,10 @@ def test_times_of_day_carry_their_date_only_in_reports_of_data_spanning_days() -
     with times_for(AnalysisContext(bucket_s=3600, span=days, baseline=days, incident=days)):
         assert hhmm(t) == "Jan 06 18:30 UTC"
     assert hhmm(t) == "18:30 UTC"
+    # issue #18 item 5: over a span of years, the year too (which "Jan 06" otherwise?)
+    years = Window(t - timedelta(days=400), t)
+    with times_for(AnalysisContext(bucket_s=86400, span=years, baseline=years, incident=years)):
+        assert hhmm(t) == "2026-01-06 18:30 UTC"
+    new_year = Window(datetime(2025, 12, 30, tzinfo=UTC), t)
+    with times_for(AnalysisContext(bucket_s=3600, span=new_year, baseline=new_year, incident=new_year)):
+        assert hhmm(t) == "2026-01-06 18:30 UTC"
