@@ -24,6 +24,7 @@ from rca.detectors.stats import (
     dense_series,
     onset_at,
     onset_time,
+    per_minute,
     poisson_excess_z,
     subject_codes,
     to_series,
@@ -114,8 +115,8 @@ def detect_errors(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                 findings.append(
                     Finding(
                         detector="errors", kind="error_rate", dimension=dim, subject=str(subject), metric="error_events_per_min",
-                        onset=onset, baseline=round(b / base_s * 60, 3),
-                        incident=round(i / inc_s * 60, 3), magnitude=round(i / max(expected, 0.5), 3),
+                        onset=onset, baseline=per_minute(b, base_s),
+                        incident=per_minute(i, inc_s), magnitude=round(i / max(expected, 0.5), 3),
                         confidence=confidence_from_z(z), signal=signal, where=str(subject), excess=float(i - expected),
                         series=to_series(values, grid, context, f"error events {dim} {subject}"),
                         details=ErrorEventsDetails(errors_before=int(b), errors_after=int(i), z=round(z, 1)),

@@ -31,6 +31,7 @@ from rca.detectors.stats import (
     dense_series,
     onset_at,
     onset_time,
+    per_minute,
     poisson_excess_z,
     to_series,
     window_masks,
@@ -124,7 +125,7 @@ def _burst(tagged: pl.DataFrame, context: AnalysisContext, resource: str, by: st
     return Finding(
         detector="resources", kind="resource_saturation", dimension="resource", subject=resource,
         metric="events_per_min", onset=onset,
-        baseline=round(b / base_s * 60, 3), incident=round(i / inc_s * 60, 3),
+        baseline=per_minute(b, base_s), incident=per_minute(i, inc_s),
         magnitude=round(i / max(expected, 0.5), 3), confidence=confidence_from_z(z),
         signal=signal or "text_log", where=str(where), excess=float(i - expected),
         peak=grid[int(np.argmax(np.where(inc_mask, values, -1)))],

@@ -241,6 +241,13 @@ def onset_at(grid: list[datetime], tau: float | None, bucket_s: int) -> datetime
     return grid[0] + timedelta(seconds=round(tau * bucket_s))
 
 
+def per_minute(count: float, seconds: float) -> float:
+    """A count over `seconds` as a rate per minute, to 3 decimals, or to 3 significant digits when it is
+    smaller than that (a template seen twice in a month is 0.0000463/min, not 0)."""
+    rate = count / seconds * 60
+    return round(rate, 3) or float(f"{rate:.3g}")
+
+
 def poisson_excess_z(observed: float, expected: float) -> float:
     """How surprising `observed` counts are given `expected` ones (Anscombe-like z, 0 when fewer)."""
     return (observed - expected) / math.sqrt(expected + 1.0)

@@ -40,13 +40,19 @@ class JsonLinesParser:
             return 0.0
         if looks_like_otlp_json(sample.head):
             return 0.0
-        good = 0
+        objects = []
         for line in sample.lines:
+            is_object = False
             with contextlib.suppress(orjson.JSONDecodeError):
-                good += isinstance(orjson.loads(line), dict)
-        share = good / len(sample.lines)
-        # a container's stream: JSON records among plain-text lines (stderr, start-up lines, a crash dump)
-        return 0.9 * share if share == 1.0 or share < 0.2 else 0.6 + 0.3 * share
+                is_object = isinstance(orjson.loads(line), dict)
+            objects.append(is_object)
+        share = sum(objects) / len(objects)
+        # a container's stream: JSON records among plain-text lines (stderr, start-up lines, a crash dump).
+        # Few objects among text lines is a text log, unless it opens with an object: the text parsers
+        # yield on that, and this parser reads every other line as text of the stream, losing none.
+        if share == 1.0 or (share < 0.2 and not objects[0]):
+            return 0.9 * share
+        return 0.6 + 0.3 * share
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
         warnings: list[str] = []

@@ -42,6 +42,19 @@ METRIC_LABELS = {"requests_per_min": "requests", "p95_ms": "p95", "p50_ms": "p50
                  "calls_per_request": "calls per request", "failing_traces": "failing traces"}
 
 
+# Rates per minute written in a longer unit when they are this small: a template seen twice in a month is
+# "0.07 events/day", not "0 events/min".
+_RATE_UNITS = {" req/min": "req", " events/min": "events", " errors/min": "errors", " calls/min": "calls"}
+_SMALL_RATE = 0.1
+
+
+def finding_label(kind: str, dimension: str, subject: str) -> str:
+    """`traffic spike endpoint /api/x`; a dimension the kind already names is said once (`new template X`,
+    not `new template template X`)."""
+    words = kind.replace("_", " ")
+    return f"{words} {subject}" if dimension in words.split() else f"{words} {dimension} {subject}"
+
+
 def metric_label(metric: str) -> str:
     """`requests_per_min` reads `requests`, `p95_ms` reads `p95`."""
     return METRIC_LABELS.get(metric, metric.replace("_", " "))
@@ -93,6 +106,13 @@ def time_range(start: datetime, end: datetime) -> str:
     return f"{stamp(start)} to {tail} UTC"
 
 
+def before_after(baseline: float | None, incident: float | None, metric: str, magnitude: float | None) -> str:
+    """A shift as every report writes it: `6.2 req/min -> 663 req/min (x106.9)`, `none -> 0.15 events/day (new)`."""
+    before = "none" if not baseline else quantity(baseline, metric)
+    after = "n/a" if incident is None else quantity(incident, metric)
+    return f"{before} -> {after} ({growth(baseline, magnitude)})"
+
+
 def number(value: float | None) -> str:
     """A measured value to about three significant digits: 663, 53.5, 6.2, 0.38, 0.004."""
     if value is None or not math.isfinite(value):
@@ -113,4 +133,9 @@ def quantity(value: float | None, metric: str) -> str:
     """A value with the unit of its metric: `663 req/min`, `92.8 ms`, `0.4%` (a rate is a fraction)."""
     if metric == "error_rate" and value is not None and math.isfinite(value):
         return f"{number(100 * value)}%"
-    return f"{number(value)}{METRIC_UNITS.get(metric, '')}"
+    unit = METRIC_UNITS.get(metric, "")
+    noun = _RATE_UNITS.get(unit)
+    if noun and value is not None and math.isfinite(value) and 0 < abs(value) < _SMALL_RATE:
+        per_hour = 60 * value
+        return f"{number(per_hour)} {noun}/h" if abs(per_hour) >= _SMALL_RATE else f"{number(24 * per_hour)} {noun}/day"
+    return f"{number(value)}{unit}"

@@ -6,7 +6,7 @@ its own summary sentence with these helpers.
 
 from __future__ import annotations
 
-from rca.figures import growth, hhmm, metric_label, quantity, ratio
+from rca.figures import before_after, finding_label, hhmm, metric_label, ratio
 from rca.findings import vantage_of
 from rca.model import Evidence, Finding
 from rca.ranking.candidate import Candidate, completeness, minutes_between
@@ -30,13 +30,11 @@ def effect_clause(cand: Candidate, explained: list[Finding]) -> str:
 
 def evidence(f: Finding) -> Evidence:
     """One evidence line quoting a finding's figures."""
-    base = "none" if not f.baseline else quantity(f.baseline, f.metric)
-    inc = "n/a" if f.incident is None else quantity(f.incident, f.metric)
     share = f", {100 * f.share_explained:.0f}% of the excess" if f.share_explained is not None and f.kind == "traffic_spike" else ""
     vantage = vantage_of(f.details)
-    text = (f"{f.kind.replace('_', ' ')} {f.dimension} {f.subject} ({SIGNAL_NAMES.get(f.signal, f.signal)}"
-            f"{', ' + str(vantage) if vantage else ''}): {metric_label(f.metric)} {base} -> {inc}"
-            f" ({growth(f.baseline, f.magnitude)}){share}, onset {hhmm(f.onset)}")
+    text = (f"{finding_label(f.kind, f.dimension, f.subject)} ({SIGNAL_NAMES.get(f.signal, f.signal)}"
+            f"{', ' + str(vantage) if vantage else ''}): {metric_label(f.metric)} "
+            f"{before_after(f.baseline, f.incident, f.metric, f.magnitude)}{share}, onset {hhmm(f.onset)}")
     return Evidence(detector=f.detector, text=text, baseline=f.baseline, incident=f.incident, ratio=round(f.magnitude, 3))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
+from rca.figures import before_after, finding_label
 from rca.model import Finding, Report
 from rca.ranking.registry import kind_named
 from rca.render import growth, hhmm, number, quantity, stamp, time_range, times_for
@@ -112,8 +113,8 @@ def _render_markdown(report: Report, chart_path: Path | None) -> str:
             lines.append("Largest deviations seen:")
             lines.append("")
             for f in report.largest_deviations:
-                lines.append(f"- {f.kind.replace('_', ' ')} {f.dimension} {f.subject}: {metric_label(f.metric)} {quantity(f.baseline, f.metric)} -> "
-                             f"{quantity(f.incident, f.metric)} ({growth(f.baseline, f.magnitude)})")
+                lines.append(f"- {finding_label(f.kind, f.dimension, f.subject)}: {metric_label(f.metric)} "
+                             f"{before_after(f.baseline, f.incident, f.metric, f.magnitude)}")
             lines.append("")
     lines += ["## Ruled out (misleading paths)", ""]
     if report.ruled_out:

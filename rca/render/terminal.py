@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rca.figures import METRIC_UNITS, metric_label
+from rca.figures import METRIC_UNITS, before_after, finding_label, metric_label
 from rca.model import Finding, Hypothesis, Report, Series
 from rca.render import growth, hhmm, number, quantity, time_range, times_for
 
@@ -115,8 +115,8 @@ def _render_terminal(report: Report, console: Console) -> None:
     elif report.largest_deviations:
         console.print("Largest deviations seen (none passes the reporting threshold):")
         for f in report.largest_deviations:
-            _hanging(console, "  - ", f"{f.kind.replace('_', ' ')} {f.dimension} {f.subject}: {metric_label(f.metric)} "
-                     f"{quantity(f.baseline, f.metric)} -> {quantity(f.incident, f.metric)} ({growth(f.baseline, f.magnitude)})")
+            _hanging(console, "  - ", f"{finding_label(f.kind, f.dimension, f.subject)}: {metric_label(f.metric)} "
+                     f"{before_after(f.baseline, f.incident, f.metric, f.magnitude)}")
         console.print()
     if report.timeline:
         console.print(Text("Timeline (UTC)", style="bold"))

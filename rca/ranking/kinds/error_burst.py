@@ -82,7 +82,9 @@ class ErrorBurst(HypothesisKind):
     def summary(self, cand: Candidate, explained: list[Finding]) -> str:
         effect = effect_clause(cand, explained) or ", with no latency symptom in the data"
         quote = _quote(cand)
-        return f"Errors on {cand.subject} rose {ratio(cand.shown.magnitude)} at {hhmm(cand.onset)}{quote}{effect}."
+        shown = cand.shown
+        rise = f"rose {ratio(shown.magnitude)}" if shown.baseline else "appeared"  # a ratio to none is no figure
+        return f"Errors on {cand.subject} {rise} at {hhmm(cand.onset)}{quote}{effect}."
 
     def cause_phrase(self, hypothesis: Hypothesis) -> str:
         return f"the error burst of {hypothesis.subject}"
