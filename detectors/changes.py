@@ -1,38 +1,194 @@
-"""Changes: for each deploy, rollback or config change, what moved right after it on what it touched.
+"""Changes: for each deploy, rollback, flag or config change, what moved right after it on what it touched.
 
-For a change at time t on service S, requests of S (in each vantage that logs S; every vantage when S is
-unknown or not seen) are compared in the 15 minutes before t and the 15 minutes after it (clipped to
-the data): p95 latency (with a Mann-Whitney test), 5xx share and request rate. A change "had an effect"
-when, right after it, p95 rose by 25% and 20 ms with p < 1e-3, or the 5xx share rose by 2 points and
-doubled. One `change_effect` finding per change, effect or not: the ranker needs the ones without effect
-to rule them out, with these figures.
+For a change at time t on service S, requests of S (every vantage when S is unknown or not seen) are
+compared in the 15 minutes before t and the 15 minutes after it (clipped to the data): p95 latency
+(Mann-Whitney), 5xx share (two-proportion z) and request rate, over all of S and per route of S (a
+release that slows one route of many barely moves the service's p95). When the requests say which
+release served them (`requests.version`: a version field, a pod-template hash), the minutes after t in
+which both releases served are also split by release: the new release's requests against the old
+one's (a canary comparison: load, time of day and every other cause hit both sides alike, so it tells
+a bad release from load). A change "had an effect" when, right after it, p95 rose 25% and 20 ms
+(p < 1e-3, p < 1e-4 for a single route) or the 5xx share rose 2 points and doubled (z >= 4), what
+moved was not already degraded in the 3 minutes before it, and, where the canary split holds enough
+requests of both, the new release is the worse side. One `change_effect` finding per change, effect or not: the ranker needs the ones without effect to rule them out, with
+these figures.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import cast
 
+import numpy as np
 import polars as pl
 
 from rca.detectors import register
-from rca.detectors.stats import confidence_from_p, mann_whitney_p
+from rca.detectors.stats import confidence_from_p, mann_whitney_p, two_proportion_z
 from rca.findings import ChangeEffectDetails
 from rca.model import AnalysisContext, Dataset, Finding
 
 WINDOW = timedelta(minutes=15)
 MIN_N = 20
+MAX_ROUTES = 25  # routes of the touched service compared one by one (the busiest)
+CANARY_MIN_N = 8  # requests of each release for the canary split to clear a release (same minutes: few suffice)
+CANARY_MIN_PER_MINUTE = 3  # requests of each release in a minute for that minute to enter the canary split
 
 
-def _figures(rows: pl.DataFrame) -> tuple[int, float | None, float | None]:
-    n = rows.height
-    if n == 0:
-        return 0, None, None
-    durations = rows["duration_ms"].drop_nulls()
-    p95 = float(cast(float, durations.quantile(0.95))) if len(durations) else None
-    statuses = rows["status"].drop_nulls()
-    err = float(cast(float, (statuses >= 500).mean())) if len(statuses) else None
-    return n, p95, err
+@dataclass(frozen=True)
+class Comparison:
+    """Two samples of requests (before/after a change, or old/new release in the same minutes)."""
+
+    scope: str  # "all of checkout", "GET /api/cart/{id}"
+    n_a: int
+    n_b: int
+    p95_a: float | None
+    p95_b: float | None
+    err_a: float | None
+    err_b: float | None
+    p_latency: float
+    p_errors: float
+
+    @property
+    def enough(self) -> bool:
+        return self.n_a >= MIN_N and self.n_b >= MIN_N
+
+    def latency_hit(self, alpha: float) -> bool:
+        a, b = self.p95_a, self.p95_b
+        return bool(self.enough and a and b and b >= 1.25 * a and b - a >= 20 and self.p_latency < alpha)
+
+    def error_hit(self, alpha: float) -> bool:
+        a, b = self.err_a, self.err_b
+        return bool(self.enough and a is not None and b is not None and b - a >= 0.02 and b >= 2 * max(a, 1e-4) and self.p_errors < alpha)
+
+    @property
+    def latency_ratio(self) -> float:
+        return (self.p95_b / self.p95_a) if (self.p95_a and self.p95_b) else 1.0
+
+    @property
+    def error_ratio(self) -> float:
+        if self.err_a is None or self.err_b is None:
+            return 1.0
+        return min((self.err_b + 0.005) / (self.err_a + 0.005), 100.0)
+
+
+def _compare(scope: str, a: pl.DataFrame, b: pl.DataFrame) -> Comparison:
+    da, db = a["duration_ms"].drop_nulls().to_numpy(), b["duration_ms"].drop_nulls().to_numpy()
+    sa, sb = a["status"].drop_nulls(), b["status"].drop_nulls()
+    ka, kb = int((sa >= 500).sum()), int((sb >= 500).sum())
+    p_latency = mann_whitney_p(da, db) if min(da.size, db.size) >= CANARY_MIN_N else 1.0
+    z = two_proportion_z(ka, len(sa), kb, len(sb)) if len(sa) and len(sb) else 0.0
+    return Comparison(
+        scope=scope, n_a=a.height, n_b=b.height,
+        p95_a=float(np.quantile(da, 0.95)) if da.size else None, p95_b=float(np.quantile(db, 0.95)) if db.size else None,
+        err_a=ka / len(sa) if len(sa) else None, err_b=kb / len(sb) if len(sb) else None,
+        p_latency=p_latency, p_errors=float(0.5 * math.erfc(z / math.sqrt(2.0))),
+    )
+
+
+def _strength(c: Comparison, alpha: float) -> tuple[float, float, str]:
+    """(confidence, magnitude, metric) of the strongest hit of a comparison, or zeros."""
+    hits = []
+    if c.latency_hit(alpha):
+        hits.append((confidence_from_p(c.p_latency), c.latency_ratio, "p95_ms"))
+    if c.error_hit(alpha):
+        hits.append((confidence_from_p(c.p_errors), c.error_ratio, "error_rate"))
+    return max(hits, key=lambda h: (_weight(h[0], h[1]), h[1]), default=(0.0, 1.0, "p95_ms"))
+
+
+def _weight(confidence: float, magnitude: float) -> float:
+    """How strong a hit is: confidence times a magnitude factor, as the ranker weighs findings."""
+    return confidence * min(1.0, 0.25 + math.log10(max(magnitude, 1.0)))
+
+
+def _strongest(a: pl.DataFrame, b: pl.DataFrame, whole: str) -> tuple[Comparison, float, float, str]:
+    """The comparison of the whole scope, or of the one route that moved most (stricter threshold)."""
+    best = _compare(whole, a, b)
+    conf, mag, metric = _strength(best, 1e-3)
+    routes = (
+        pl.concat([a.select("method", "endpoint"), b.select("method", "endpoint")])
+        .filter(pl.col("endpoint").is_not_null())
+        .group_by("method", "endpoint").len()
+        .filter(pl.col("len") >= 2 * MIN_N)
+        .sort(["len", "endpoint", "method"], descending=[True, False, False], nulls_last=True)
+        .head(MAX_ROUTES)
+    )
+    if routes.height < 2:
+        return best, conf, mag, metric
+    for method, endpoint, _ in routes.iter_rows():
+        on = (pl.col("endpoint") == endpoint) & pl.col("method").eq_missing(method)
+        c = _compare(f"{method} {endpoint}" if method else str(endpoint), a.filter(on), b.filter(on))
+        rc, rm, rmetric = _strength(c, 1e-4)
+        if (_weight(rc, rm), rm) > (_weight(conf, mag), mag):  # the route that moved most (ties: the larger shift)
+            best, conf, mag, metric = c, rc, rm, rmetric
+    return best, conf, mag, metric
+
+
+def _canary(touched: pl.DataFrame, subject: str | None, t, end) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """Requests of the new release and of the others in the minutes after the change, when both served."""
+    if subject is None or touched["version"].null_count() == touched.height:
+        return None
+    version = pl.col("version").str.replace(r"^v(\d)", "${1}")
+    new_name = subject[1:] if subject[:1] == "v" and subject[1:2].isdigit() else subject
+    during = touched.filter((pl.col("ts") >= t) & (pl.col("ts") < end) & pl.col("version").is_not_null())
+    # only the minutes in which both releases served: a rollout spread over minutes of changing load must
+    # not compare the old release's early minutes with the new one's later, busier ones
+    is_new = version == new_name
+    both = (
+        during.group_by(pl.col("ts").dt.truncate("1m").alias("_minute"))
+        .agg(is_new.sum().alias("_new"), (~is_new).sum().alias("_old"))
+        .filter((pl.col("_new") >= CANARY_MIN_PER_MINUTE) & (pl.col("_old") >= CANARY_MIN_PER_MINUTE))["_minute"]
+    )
+    during = during.filter(pl.col("ts").dt.truncate("1m").is_in(both.implode()))
+    new = during.filter(is_new)
+    old = during.filter(~is_new)
+    if new.height < MIN_N // 2 or old.height < MIN_N // 2:
+        return None
+    return old, new
+
+
+LEAD_IN = timedelta(minutes=3)
+
+
+def _in_scope(rows: pl.DataFrame, scope: str) -> pl.DataFrame:
+    """The rows a comparison's scope names: all of them, or one route (`GET /api/x/{id}`)."""
+    if scope.startswith("all of"):
+        return rows
+    method, _, endpoint = scope.partition(" ")
+    return rows.filter((pl.col("endpoint") == endpoint) & (pl.col("method") == method)) if endpoint else rows.filter(pl.col("endpoint") == method)
+
+
+def _already_degraded(before: pl.DataFrame, moved: Comparison, metric: str, t) -> bool:
+    """Was what moved already degraded in the minutes just before the change (nearer its level after
+    the change than before)? Then the change did not start it: it came after the incident began."""
+    rows = _in_scope(before.filter(pl.col("ts") >= t - LEAD_IN), moved.scope)
+    if rows.height < MIN_N // 2:
+        return False
+    if metric == "error_rate":
+        last = float(cast(float, (rows["status"].drop_nulls() >= 500).mean() or 0.0))
+        low, high = moved.err_a or 0.0, moved.err_b or 0.0
+    else:
+        durations = rows["duration_ms"].drop_nulls()
+        if durations.len() == 0 or moved.p95_a is None or moved.p95_b is None:
+            return False
+        last, low, high = float(cast(float, durations.quantile(0.95))), moved.p95_a, moved.p95_b
+    return last - low > 0.5 * (high - low)
+
+
+def _alike(c: Comparison) -> bool:
+    """Old and new release served alike in the same minutes: a few requests each, the new one's p95 not
+    25% above the old one's with Mann-Whitney p < 0.05, and its 5xx share not doubled."""
+    slower = c.latency_ratio >= 1.25 and c.p_latency < 0.05
+    return (min(c.n_a, c.n_b) >= CANARY_MIN_N and not slower
+            and (c.err_a is None or c.err_b is None or c.err_b < max(2 * c.err_a, c.err_a + 0.01)))
+
+
+def _figures(c: Comparison) -> dict[str, object]:
+    r = lambda v, k=1: None if v is None else round(v, k)  # noqa: E731
+    return {"scope": c.scope, "n_old": c.n_a, "n_new": c.n_b, "p95_old_ms": r(c.p95_a), "p95_new_ms": r(c.p95_b),
+            "error_rate_old": r(c.err_a, 4), "error_rate_new": r(c.err_b, 4), "p_latency": float(f"{c.p_latency:.3g}"),
+            "p_errors": float(f"{c.p_errors:.3g}")}
 
 
 @register("changes", order=40)
@@ -52,39 +208,54 @@ def detect_change_effects(dataset: Dataset, context: AnalysisContext) -> list[Fi
         end = min(t + WINDOW, context.span.end)
         # A change well before the incident is judged on the time between it and the incident's start
         # ("flat for 12 minutes after it"), so the incident itself is not blamed on it.
-        if context.incident.start - t > 3 * context.bucket:
+        if context.incident.start - t > max(3 * context.bucket, LEAD_IN):
             end = min(end, context.incident.start)
         before = touched.filter((pl.col("ts") >= start) & (pl.col("ts") < t))
         after = touched.filter((pl.col("ts") >= t) & (pl.col("ts") < end))
-        nb, p95b, errb = _figures(before)
-        na, p95a, erra = _figures(after)
+        whole = _compare(f"all of {scope}", before, after)
+        moved, confidence, magnitude, metric = _strongest(before, after, f"all of {scope}")
+        effect = confidence > 0 and not _already_degraded(before, moved, metric, t)
+        canary_figures: dict[str, object] | None = None
+        canary_effect: bool | None = None
+        # the same minutes compared: immune to whatever else happens then, so not cut at the incident's start
+        split = _canary(touched, row["subject"], t, min(t + WINDOW, context.span.end)) if row["kind"] in ("deploy", "rollback") else None
+        if split is not None:
+            canary, c_conf, c_mag, c_metric = _strongest(split[0], split[1], f"all of {scope}")
+            canary_figures, canary_effect = _figures(canary), c_conf > 0
+            if c_conf > 0:
+                # the new release is worse than the old one in the same minutes: the strongest evidence
+                moved, confidence, magnitude, metric, effect = canary, max(c_conf, confidence), max(c_mag, magnitude), c_metric, True
+            else:
+                # both releases alike in the same minutes on what moved (on the whole service when that
+                # route has too few requests of one release): not the release
+                on_moved = _compare(moved.scope, _in_scope(split[0], moved.scope), _in_scope(split[1], moved.scope))
+                if effect and _alike(on_moved if min(on_moved.n_a, on_moved.n_b) >= CANARY_MIN_N else canary):
+                    effect = False
         minutes_b = max((t - start).total_seconds() / 60, 1e-9)
         minutes_a = max((end - t).total_seconds() / 60, 1e-9)
-        enough = nb >= MIN_N and na >= MIN_N
-        p = mann_whitney_p(before["duration_ms"].drop_nulls().to_numpy(), after["duration_ms"].drop_nulls().to_numpy()) if enough else 1.0
-        latency_hit = bool(enough and p95b and p95a and p95a >= 1.25 * p95b and p95a - p95b >= 20 and p < 1e-3)
-        error_hit = bool(enough and errb is not None and erra is not None and erra - errb >= 0.02 and erra >= 2 * max(errb, 1e-4))
-        effect = latency_hit or error_hit
-        ratio = (p95a / p95b) if (p95a and p95b) else 1.0
         onset_gap = (context.incident.start - t).total_seconds() / 60
+        r = lambda v, k=1: None if v is None else round(v, k)  # noqa: E731
         findings.append(
             Finding(
                 detector="changes", kind="change_effect", dimension="change",
-                subject=f"{row['kind']} {service or '?'} {row['subject'] or ''}".strip(), metric="p95_ms",
-                onset=t, baseline=None if p95b is None else round(p95b, 1), incident=None if p95a is None else round(p95a, 1),
-                magnitude=round(ratio, 3), confidence=confidence_from_p(p) if effect else 0.0, signal=row["signal"] or "external",
-                where=service,
+                subject=f"{row['kind']} {service or '?'} {row['subject'] or ''}".strip(), metric=metric if effect else "p95_ms",
+                onset=t, baseline=r(moved.p95_a if metric == "p95_ms" or not effect else moved.err_a, 4 if metric == "error_rate" and effect else 1),
+                incident=r(moved.p95_b if metric == "p95_ms" or not effect else moved.err_b, 4 if metric == "error_rate" and effect else 1),
+                magnitude=round(magnitude if effect else whole.latency_ratio, 3), confidence=confidence if effect else 0.0,
+                signal=row["signal"] or "external", where=service,
                 details=ChangeEffectDetails(
                     change_kind=row["kind"], service=service, subject=row["subject"], scope=scope,
                     description=row["description"], origin=row["origin"], line=row["line"],
-                    effect=effect, enough_data=enough,
+                    effect=effect, enough_data=whole.enough,
                     window_min=round(WINDOW.total_seconds() / 60),
                     after_min=round((end - t).total_seconds() / 60, 1),
-                    p95_before_ms=None if p95b is None else round(p95b, 1), p95_after_ms=None if p95a is None else round(p95a, 1),
-                    error_rate_before=None if errb is None else round(errb, 4), error_rate_after=None if erra is None else round(erra, 4),
-                    rate_before_per_min=round(nb / minutes_b, 2), rate_after_per_min=round(na / minutes_a, 2),
-                    p_value=float(f"{p:.3g}"), minutes_before_incident=round(onset_gap, 1),
+                    p95_before_ms=r(whole.p95_a), p95_after_ms=r(whole.p95_b),
+                    error_rate_before=r(whole.err_a, 4), error_rate_after=r(whole.err_b, 4),
+                    rate_before_per_min=round(whole.n_a / minutes_b, 2), rate_after_per_min=round(whole.n_b / minutes_a, 2),
+                    p_value=float(f"{whole.p_latency:.3g}"), minutes_before_incident=round(onset_gap, 1),
                     in_incident=bool(context.incident.contains(t)),
+                    moved=moved.scope if effect else None, moved_figures=_figures(moved) if effect else None,
+                    canary=canary_figures, canary_effect=canary_effect,
                 ),
             )
         )

@@ -17,6 +17,8 @@ names. For a metric the family table (`metric_families`) knows, the z is measure
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import polars as pl
 
@@ -35,7 +37,7 @@ from rca.detectors.stats import (
     window_masks,
 )
 from rca.detectors.traffic import in_window
-from rca.findings import ResourceEventsDetails, ResourceMetricDetails
+from rca.findings import HostResourceDetails, ResourceEventsDetails, ResourceMetricDetails
 from rca.model import AnalysisContext, Dataset, Finding
 
 RESOURCE_PATTERNS: dict[str, str] = {
@@ -72,7 +74,6 @@ def _from_events(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     inc_s = context.observed_s(context.incident)
     if events.height == 0 or base_s <= 0 or inc_s <= 0:
         return findings
-    base_mask, inc_mask, grid = window_masks(context)
     tagged = (
         events.filter(pl.col("message").is_not_null())
         .with_columns(classify_expr(pl.col("message")).alias("resource"), bucket_expr(context))
@@ -94,28 +95,75 @@ def _from_events(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         )
         .sort("resource", "service")
     )
+    local = _host_local(dataset, context, tagged, in_base, in_inc)
+    findings.extend(local)
+    local_hosts = {(f.subject, f.where) for f in local}
     for resource, service, b, i, signal, host, example, errors in per.iter_rows():
-        expected = b * inc_s / base_s
-        z = poisson_excess_z(i, expected)
-        if i < 5 or i < 3 * max(expected, 0.5) or z < 4:
+        if (resource, host) in local_hosts:
             continue
-        sub = tagged.filter((pl.col("resource") == resource) & (pl.col("service") == service)).group_by("bucket").len().with_columns(pl.lit(1).alias("k"))
-        values = dense_series(sub, ["k"], "len", context).get((1,), np.zeros(len(grid)))
-        onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
-        findings.append(
-            Finding(
-                detector="resources", kind="resource_saturation", dimension="resource", subject=resource,
-                metric="events_per_min", onset=onset,
-                baseline=per_minute(b, base_s), incident=per_minute(i, inc_s),
-                magnitude=round(i / max(expected, 0.5), 3), confidence=confidence_from_z(z),
-                signal=signal or "text_log", where=service, excess=float(i - expected),
-                peak=grid[int(np.argmax(np.where(inc_mask, values, -1)))],
-                series=to_series(values, grid, context, f"{resource} events, {service}"),
-                details=ResourceEventsDetails(events_before=int(b), events_after=int(i), error_events=int(errors),
-                                              host=host, example=(example or "").split("\n")[0][:160], z=round(z, 1)),
-            )
-        )
+        finding = _burst(tagged, context, resource, "service", service, b, i, signal, ResourceEventsDetails,
+                         {"error_events": int(errors), "host": host, "example": (example or "").split("\n")[0][:160]})
+        if finding is not None:
+            findings.append(finding)
     return findings
+
+
+def _burst(tagged: pl.DataFrame, context: AnalysisContext, resource: str, by: str, where: str, b: int, i: int, signal: str | None,
+           details: type[ResourceEventsDetails], figures: dict[str, Any]) -> Finding | None:
+    """The events of `resource` at one service or host (`by` = `where`) as a finding when they burst:
+    Poisson z >= 4 against the baseline rate, at least 3x it and 5 events; onset from their series;
+    `details` made of the counts, the z and `figures`."""
+    base_s, inc_s = context.observed_s(context.baseline), context.observed_s(context.incident)
+    expected = b * inc_s / base_s
+    z = poisson_excess_z(i, expected)
+    if i < 5 or i < 3 * max(expected, 0.5) or z < 4:
+        return None
+    base_mask, inc_mask, grid = window_masks(context)
+    sub = tagged.filter((pl.col("resource") == resource) & (pl.col(by) == where)).group_by("bucket").len().with_columns(pl.lit(1).alias("k"))
+    values = dense_series(sub, ["k"], "len", context).get((1,), np.zeros(len(grid)))
+    onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
+    return Finding(
+        detector="resources", kind="resource_saturation", dimension="resource", subject=resource,
+        metric="events_per_min", onset=onset,
+        baseline=per_minute(b, base_s), incident=per_minute(i, inc_s),
+        magnitude=round(i / max(expected, 0.5), 3), confidence=confidence_from_z(z),
+        signal=signal or "text_log", where=str(where), excess=float(i - expected),
+        peak=grid[int(np.argmax(np.where(inc_mask, values, -1)))],
+        series=to_series(values, grid, context, f"{resource} events, {where}"),
+        details=details(events_before=int(b), events_after=int(i), z=round(z, 1), **figures),
+    )
+
+
+HOST_SHARE = 0.8  # share of a resource's incident events on one host that makes the problem host-local
+
+
+def _host_local(dataset: Dataset, context: AnalysisContext, tagged: pl.DataFrame, in_base: pl.Expr, in_inc: pl.Expr) -> list[Finding]:
+    """Resource evidence concentrated on one host of several (GC pauses, heap warnings and the kernel's
+    OOM killer of one machine, whatever service or syslog tag wrote them): one finding located at that
+    host, so the cause names the machine and not only the service."""
+    hosts_seen = pl.concat([dataset.events.select("host"), dataset.requests.select("host")])["host"].drop_nulls().n_unique()
+    if hosts_seen < 2:
+        return []
+    per = (
+        tagged.filter(pl.col("host").is_not_null())
+        .group_by("resource", "host")
+        .agg(in_base.sum().alias("b"), in_inc.sum().alias("i"),
+             pl.col("signal").filter(in_inc).mode().sort(nulls_last=True).first().alias("signal"),
+             pl.col("service").filter(in_inc).unique().sort().alias("services"),
+             pl.col("message").filter(in_inc).first().alias("example"),
+             pl.col("level").filter(in_inc).is_in(["ERROR", "FATAL"]).sum().alias("errors"))
+        .with_columns((pl.col("i") / pl.col("i").sum().over("resource")).alias("share"))
+        .filter(pl.col("share") >= HOST_SHARE)
+        .sort("resource", "host")
+    )
+    out = []
+    for resource, host, b, i, signal, services, example, errors, share in per.iter_rows():
+        finding = _burst(tagged, context, resource, "host", host, b, i, signal, HostResourceDetails,
+                         {"error_events": int(errors), "host": str(host), "example": (example or "").split("\n")[0][:160],
+                          "host_share": round(float(share), 3), "hosts": int(hosts_seen), "services": tuple(str(v) for v in services if v)})
+        if finding is not None:
+            out.append(finding)
+    return out
 
 
 def _metric_resource(name: str) -> str | None:

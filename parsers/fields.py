@@ -291,7 +291,10 @@ def _frames_from_flat(
     )
     if default_service is not None:
         frame = frame.with_columns(pl.col("service").fill_null(default_service))
-    # a service that logs no version of its own: its pods' template hash tells its releases apart
+    # A record without the version takes the one its host logged (a pod runs one release: a start-up
+    # line may be all that names it); a service that logs no version at all: its pods' template hash.
+    by_host = pl.when(pl.col("host").is_not_null()).then(pl.col("version").drop_nulls().first().over("host"))
+    frame = frame.with_columns(pl.coalesce(pl.col("version"), by_host).alias("version"))
     unversioned = pl.col("version").is_null().all().over(pl.col("service").fill_null(""))
     frame = frame.with_columns(pl.when(unversioned).then(pod_template_hash(pl.col("host"))).otherwise(pl.col("version")).alias("version"))
 

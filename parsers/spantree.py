@@ -55,6 +55,12 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
         warnings.append(f"{checks[0]} span(s) end before they start or have no end: duration unknown")
     if checks[1]:
         warnings.append(f"{checks[1]} span(s) name themselves as parent (cycle): treated as roots")
+    # a peer known only from the URL called (url.full, http.url): its host
+    raw = raw.with_columns(
+        pl.when(pl.col("peer_service").str.contains("://", literal=True))
+        .then(pl.col("peer_service").str.extract(r"^[A-Za-z][\w+.\-]*://(?:[^@/]*@)?(\[[^\]]+\]|[^:/?#]+)", 1))
+        .otherwise(pl.col("peer_service")).alias("peer_service")
+    )
     spans = raw.with_row_index("_row").with_columns(
         pl.when(pl.col("end") >= pl.col("ts")).then((pl.col("end") - pl.col("ts")).dt.total_microseconds() / 1000.0).otherwise(None).alias("duration_ms"),
         pl.when(pl.col("parent_span_id") == pl.col("span_id")).then(None).otherwise(pl.col("parent_span_id")).alias("parent_span_id"),

@@ -457,21 +457,24 @@ class _ScenariosHelp(TyperCommand):
     half a second that no other command should pay)."""
 
     def format_epilog(self, ctx: Any, formatter: Any) -> None:  # click's Context and HelpFormatter
-        from rca.simulate import SCENARIOS
+        from rca.simulate import SCENARIOS, WILD_SCENARIOS
 
         formatter.write_paragraph()
         formatter.write_text("Scenarios:")
         with formatter.indentation():
-            formatter.write_dl([(name, spec.description) for name, spec in SCENARIOS.items()])
+            formatter.write_dl([(name, spec.description) for name, spec in SCENARIOS.items()]
+                               + [(name, description) for name, (description, _) in WILD_SCENARIOS.items()])
         super().format_epilog(ctx, formatter)
 
 
 def _list_scenarios(value: bool) -> None:
     if value:
-        from rca.simulate import SCENARIOS
+        from rca.simulate import SCENARIOS, WILD_SCENARIOS
 
         for name, spec in SCENARIOS.items():
-            typer.echo(f"{name:20} {spec.description}")
+            typer.echo(f"{name:26} {spec.description}")
+        for name, (description, _) in WILD_SCENARIOS.items():
+            typer.echo(f"{name:26} {description}")
         raise typer.Exit(ExitCode.OK)
 
 
@@ -491,11 +494,11 @@ def simulate(
     list_scenarios: Annotated[bool, typer.Option("--list", callback=_list_scenarios, is_eager=True, help="List the scenarios and exit.")] = False,
 ) -> None:
     """Write realistic telemetry of a small platform under an incident, with its truth.json."""
-    from rca.simulate import SCENARIOS
+    from rca.simulate import SCENARIOS, WILD_SCENARIOS
     from rca.simulate import simulate as run_simulation
 
-    if scenario not in SCENARIOS:
-        raise UsageError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    if scenario not in SCENARIOS and scenario not in WILD_SCENARIOS:
+        raise UsageError(f"unknown scenario {scenario!r}; known: {', '.join([*SCENARIOS, *WILD_SCENARIOS])}")
     written = run_simulation(
         scenario, seed=seed, out=out, minutes=minutes, scale=scale, noise_seed=noise_seed,
         latency_regression=latency_regression, regression_endpoint=regression_endpoint,

@@ -124,6 +124,15 @@ class ResourceEventsDetails(FindingDetails):
 
 
 @dataclass(frozen=True, kw_only=True)
+class HostResourceDetails(ResourceEventsDetails):
+    """`resource_saturation` whose events concentrate on one host of several (a host-local problem)."""
+
+    host_share: float  # the host's share of the resource's incident events
+    hosts: int  # hosts seen in the data
+    services: tuple[str, ...]  # the services (or syslog tags) whose events on the host tell it
+
+
+@dataclass(frozen=True, kw_only=True)
 class ResourceMetricDetails(FindingDetails):
     """`resource_saturation` told by a metric."""
 
@@ -189,6 +198,13 @@ class ChangeEffectDetails(FindingDetails):
     p_value: float
     minutes_before_incident: float
     in_incident: bool
+    # What moved: "all of checkout", one route ("GET /api/cart/{id}"), or the new release against the old
+    # one; the figures of that comparison (n_old, n_new, p95_old_ms, p95_new_ms, error_rate_old,
+    # error_rate_new, p_latency, p_errors), and of the canary split when the requests name their release.
+    moved: str | None = None
+    moved_figures: dict[str, Any] | None = None
+    canary: dict[str, Any] | None = None
+    canary_effect: bool | None = None  # None: no canary split (no release per request, or too few of one)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,12 +20,18 @@ def load_truth(path: str | Path) -> dict[str, Any]:
 
 def matches(candidate: Hypothesis | Finding, root_cause: dict[str, Any] | None) -> bool:
     """Does a hypothesis (or a finding) name the true root cause? Kinds must agree, and the subject (or
-    where) must be one of the truth's accepted subjects, compared case-insensitively; `*` accepts any."""
+    where) must be one of the truth's accepted subjects, compared case-insensitively; `*` accepts any.
+    A truth with `subject_has` (a change: `flag checkout new_pricing`) also needs one of those words in
+    the subject."""
     if root_cause is None:
         return False
     kind = candidate.kind if isinstance(candidate, Hypothesis) else finding_to_hypothesis().get(candidate.kind)
     if kind != root_cause["kind"]:
         return False
+    if "subject_has" in root_cause:
+        words = set(str(candidate.subject).lower().split())
+        if not words & {str(w).lower() for w in root_cause["subject_has"]}:
+            return False
     accept = {str(a).lower() for a in root_cause.get("accept", [])}
     if "*" in accept:
         return True

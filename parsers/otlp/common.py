@@ -32,7 +32,8 @@ ALIASES = {
     "http_status": ("http.response.status_code", "http.status_code"),
     "url_path": ("url.path", "http.target"),
     "client_address": ("client.address", "http.client_ip", "net.sock.peer.addr", "network.peer.address"),
-    "peer_service": ("service.peer.name", "peer.service", "server.address", "net.peer.name"),
+    # a client span's target: its name, its address, else the host of the URL it called (finish_spans keeps the host)
+    "peer_service": ("service.peer.name", "peer.service", "server.address", "net.peer.name", "url.full", "http.url"),
     "db_system": ("db.system.name", "db.system"),
     "user_agent": ("user_agent.original", "http.user_agent"),
 }

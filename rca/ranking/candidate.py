@@ -42,6 +42,10 @@ class Candidate:
     discount: float = 1.0
     specificity: float = 1.0
     chain_onset: datetime | None = None  # earliest onset of the callers this dependency slows down
+    # Minutes by which symptoms' estimated onsets may precede this candidate's and still be its effects: a
+    # change's time is exact while onsets fitted on buckets come a few buckets early (the change's own
+    # comparison has shown the symptoms were not there before it).
+    onset_tolerance_min: float = 0.0
 
     @property
     def onset(self) -> datetime | None:

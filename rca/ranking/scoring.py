@@ -51,11 +51,11 @@ def score(cand: Candidate, symptoms: list[Finding], context: AnalysisContext) ->
     precedence = 1.0
     explained: list[Finding] = []
     if onset is not None and symptom_onsets:
-        lag = minutes_between(symptoms_began(symptoms), onset) / bucket_min  # buckets after the symptoms began
+        lag = (minutes_between(symptoms_began(symptoms), onset) - cand.onset_tolerance_min) / bucket_min  # buckets after the symptoms began
         grace = t.precedence_grace_buckets
         precedence = 1.0 if lag <= grace else math.exp(-(lag - grace) / t.precedence_decay_buckets)
         explained = [s for s in symptoms if s.onset is not None
-                     and minutes_between(onset, s.onset) >= -t.explains_before_buckets * bucket_min]
+                     and minutes_between(onset, s.onset) >= -t.explains_before_buckets * bucket_min - cand.onset_tolerance_min]
     elif onset is None:
         precedence = t.unknown_onset_precedence
     share = max((f.share_explained for f in cand.findings if f.share_explained is not None), default=t.default_share)
@@ -77,7 +77,7 @@ def discount_effects(scored: list[tuple[float, Candidate, list[Finding]]], conte
         for other_value, other in raw:
             if other is cand or not (other.onset and cand.onset):
                 continue
-            if other_value >= t.effect_rival_share * value and minutes_between(other.onset, cand.onset) >= lag_min:
+            if other_value >= t.effect_rival_share * value and minutes_between(other.onset, cand.onset) - cand.onset_tolerance_min >= lag_min:
                 scored[i] = (value * t.effect_discount, cand, [*explained])
                 cand.discount = t.effect_discount
                 break

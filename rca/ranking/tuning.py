@@ -63,12 +63,22 @@ class Tuning:
     # --- deploy ---
     # A change more than this many buckets after the incident began cannot have started it.
     deploy_max_lag_buckets: int = 2
+    # ... or this many minutes, when more (short buckets: the incident's start is estimated a few buckets early).
+    deploy_max_lag_min: float = 3.0
 
     # --- error burst ---
     # Errors are a cause of their own only when they lead the latency and load by this many buckets.
     error_lead_buckets: float = 1.0
     # An error burst has no located culprit beyond the erroring subject.
     error_burst_specificity: float = 0.7
+    # Errors beginning with a change that raised errors there, or on a host exhausting a resource: that
+    # cause's symptom, kept in the list but well below it.
+    explained_error_discount: float = 0.3
+    # How far a symptom's onset may be estimated before the change that caused it (buckets, or minutes
+    # when more): the change's own before-window shows no such symptom, and onsets fitted on sparse
+    # buckets date a rise early. Used for the errors a change explains and for its precedence.
+    explained_error_change_buckets: float = 4.0
+    explained_error_change_min: float = 3.0
 
     # --- scoring ---
     # Magnitude factor of a ratio at or below 1 (no growth): weak but not zero.

@@ -6,7 +6,9 @@ writes `telemetry/access.log.gz` (nginx combined + `$request_time $upstream_resp
 `telemetry/app.jsonl.gz` (application JSON lines: request logs and events, with `service.version`),
 `telemetry/app.log.gz` (plain-text application log, log4j style, stack traces on several lines),
 `telemetry/traces.otlp.jsonl.gz` (OTLP/JSON, one ExportTraceServiceRequest per line, the collector file
-exporter's format) and `truth.json` (root cause, symptoms, decoys). `generate` does the same in memory.
+exporter's format) and `truth.json` (root cause, symptoms, decoys). The scenarios in the wild
+(`rca.simulate.wild`: bad-release, flag-flip, uninstrumented-dependency, host-leak, client-flood) write
+their own small services in real-world formats (`rca.simulate.formats`), uncompressed, with their truth. `generate` does the same in memory.
 Everything derives from the seed; gzip members carry no timestamp, so the bytes are reproducible.
 
 The seed fixes the platform (resource nouns and so routes, services, hosts, clients, versions, base
@@ -32,6 +34,7 @@ from rca.errors import UsageError
 from rca.simulate.platform import Platform, baseline_rate, build_platform
 from rca.simulate.requests import simulate_requests
 from rca.simulate.scenarios import SCENARIOS, Effects, ScenarioSpec
+from rca.simulate.wild import WILD_SCENARIOS, generate_wild
 from rca.simulate.writers import write_access_log, write_app_jsonl, write_app_text, write_traces
 
 DEFAULT_MINUTES = 90
@@ -44,7 +47,7 @@ FILE_NAMES = {
     "traces": "telemetry/traces.otlp.jsonl.gz",
 }
 
-__all__ = ["SCENARIOS", "Incident", "ScenarioSpec", "generate", "simulate"]
+__all__ = ["SCENARIOS", "WILD_SCENARIOS", "Incident", "ScenarioSpec", "generate", "simulate"]
 
 
 @dataclass(frozen=True)
@@ -127,8 +130,10 @@ def generate(
     endpoint (`regression_endpoint`, or one drawn from the seed) for the whole period, as a bad release
     would; the endpoint and the span responsible are recorded in truth["parameters"]. `noise_seed`
     (default: `seed`) draws the noise on the platform of `seed`; truth.json then records it."""
+    if scenario in WILD_SCENARIOS:
+        return _generate_wild(scenario, seed, minutes, scale)
     if scenario not in SCENARIOS:
-        raise UsageError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+        raise UsageError(f"unknown scenario {scenario!r}; known: {', '.join([*SCENARIOS, *WILD_SCENARIOS])}")
     unknown = set(formats) - set(ALL_FORMATS)
     if unknown:
         raise UsageError(f"unknown formats {sorted(unknown)}; known: {', '.join(ALL_FORMATS)}")
@@ -194,6 +199,17 @@ def generate(
             lambda kv: (FILE_NAMES[kv[0]], _gzip(kv[1], Path(FILE_NAMES[kv[0]]).stem)), raw.items()
         )
         files: dict[str, bytes] = dict(packed)
+    files["truth.json"] = orjson.dumps(truth, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    return Incident(scenario=scenario, seed=seed, files=files, truth=truth)
+
+
+def _generate_wild(scenario: str, seed: int, minutes: int | None, scale: float) -> Incident:
+    """An incident in the wild (`rca.simulate.wild`): its own formats, files as the systems write them."""
+    if minutes is not None and not MIN_MINUTES <= minutes <= MAX_MINUTES:
+        raise UsageError(f"--minutes must be between {MIN_MINUTES} and {MAX_MINUTES}, got {minutes}")
+    if not 0.01 <= scale <= 50:
+        raise UsageError(f"--scale must be between 0.01 and 50, got {scale}")
+    files, truth = generate_wild(scenario, seed, minutes=minutes, scale=scale)
     files["truth.json"] = orjson.dumps(truth, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     return Incident(scenario=scenario, seed=seed, files=files, truth=truth)
 

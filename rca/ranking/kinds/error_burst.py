@@ -2,7 +2,7 @@
 
 Candidate: the subject of the earliest error finding, when it leads every latency symptom and any traffic
 surge by `error_lead_buckets` or more; errors that rise with the latency or the load are one more
-symptom of it.
+symptom of it. Errors that a change or a host's resource exhaustion explains are discounted (`adjust`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from rca.figures import hhmm, number, ratio
-from rca.findings import TemplateDetails
+from rca.findings import ChangeEffectDetails, FindingDetails, TemplateDetails
 from rca.model import Finding, Hypothesis
 from rca.ranking.candidate import Candidate, minutes_between
 from rca.ranking.prose import effect_clause
@@ -18,6 +18,15 @@ from rca.ranking.registry import HypothesisKind, Observations, register_kind
 from rca.ranking.tuning import TUNING
 
 QUOTE_CHARS = 120  # an error line quoted in the headline, cut beyond this
+
+
+def _raised_errors(details: FindingDetails) -> bool:
+    """Did the change's strongest comparison show its 5xx share at least doubled, by 2 points or more?"""
+    figures = details.moved_figures if isinstance(details, ChangeEffectDetails) else None
+    if not figures or figures.get("error_rate_old") is None or figures.get("error_rate_new") is None:
+        return False
+    old, new = float(figures["error_rate_old"]), float(figures["error_rate_new"])
+    return new - old >= 0.02 and new >= 2 * max(old, 1e-4)
 
 
 @register_kind
@@ -44,6 +53,31 @@ class ErrorBurst(HypothesisKind):
         cand.findings.extend(f for f in errors if f.kind == "error_message" and f.subject != first.subject
                              and _quotable(f) and f.onset and f.onset >= first.onset)  # type: ignore[operator]
         return [cand]
+
+    def adjust(self, candidates: list[Candidate], seen: Observations) -> None:
+        """Errors that begin with a change that raised errors on the same service, or on a host whose own
+        resource exhaustion began no later, are that cause's symptom: discounted, the cause named.
+        (A change's time is exact, the errors' onset an estimate up to a bucket or two early.)"""
+        t = TUNING
+        window_min = t.deploy_max_lag_buckets * seen.context.bucket_s / 60.0
+        # the change's own before-window shows no such errors, so an error onset estimated a few buckets
+        # before it (sparse error events) is still its effect
+        change_min = max(t.explained_error_change_buckets * seen.context.bucket_s / 60.0, t.explained_error_change_min)
+        causes = [c for c in candidates if c.onset is not None and (
+            (c.kind == "deploy" and any(_raised_errors(f.details) for f in c.findings))
+            or (c.kind == "resource_exhaustion" and c.where is not None))]
+        for cand in candidates:
+            if cand.kind != self.name or cand.onset is None:
+                continue
+            places = {cand.subject, cand.where} | {f.where for f in cand.findings}
+            for cause in causes:
+                gap = minutes_between(cand.onset, cause.onset)  # type: ignore[arg-type]
+                # a change's own comparison shows the errors it raised on what it touched; a host's
+                # exhaustion explains the errors located at that host
+                if (cause.kind == "deploy" and abs(gap) <= change_min) or (cause.where in places and gap <= window_min):
+                    cand.discount = min(cand.discount, t.explained_error_discount)
+                    cand.related.append(f"follows {cause.kind.replace('_', ' ')} {cause.subject}" + (f" on {cause.where}" if cause.where else ""))
+                    break
 
     def summary(self, cand: Candidate, explained: list[Finding]) -> str:
         effect = effect_clause(cand, explained) or ", with no latency symptom in the data"
