@@ -110,6 +110,8 @@ def before_after(baseline: float | None, incident: float | None, metric: str, ma
     """A shift as every report writes it: `6.2 req/min -> 663 req/min (x106.9)`, `none -> 0.15 events/day (new)`."""
     before = "none" if not baseline else quantity(baseline, metric)
     after = "n/a" if incident is None else quantity(incident, metric)
+    if baseline and incident is not None and 0 <= incident < baseline:
+        return f"{before} -> {after} ({ratio(incident / baseline)})"  # a fall reads x0.2, whatever the detector's effect size
     return f"{before} -> {after} ({growth(baseline, magnitude)})"
 
 

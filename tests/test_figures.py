@@ -31,3 +31,8 @@ def test_a_dimension_the_kind_names_is_said_once():
     assert finding_label("new_template", "template", "disk <*> full") == "new template disk <*> full"
     assert finding_label("template_burst", "template", "x") == "template burst x"
     assert finding_label("traffic_spike", "endpoint", "/api/x") == "traffic spike endpoint /api/x"
+
+
+def test_a_fall_reads_as_the_ratio_of_after_to_before():
+    # a detector may carry a fall's size as before/after (x4.4 fewer calls): the figure still reads x0.2
+    assert before_after(0.57, 0.13, "calls_per_request", 4.4) == "0.57 calls/request -> 0.13 calls/request (x0.2)"

@@ -25,7 +25,7 @@ def effect_clause(cand: Candidate, explained: list[Finding]) -> str:
     first = min(lat, key=lambda s: s.onset)  # type: ignore[arg-type, return-value]
     gap = minutes_between(cand.onset, first.onset)  # type: ignore[arg-type]
     lead = f"{gap:.0f} min before" if gap >= 1 else "as"
-    return f", {lead} p95 of {first.subject} rose {ratio(first.magnitude)}"
+    return f", {lead} p95 of {symptom_subject(first)} rose {ratio(first.magnitude)}"
 
 
 def evidence(f: Finding) -> Evidence:
@@ -51,9 +51,15 @@ def explains(explained: list[Finding], limit: int = TUNING.explains_per_hypothes
 def symptom_label(f: Finding) -> str:
     """`p95 of endpoint /api/rooms x3.2 from 12:36`."""
     metric = {"p95_ms": "p95", "error_rate": "5xx share", "error_events_per_min": "error events"}.get(f.metric, f.metric.replace("_", " "))
-    # an access log's rows carry its file's name as their service: they are all its requests, not a service
-    whose = "all requests in the access log" if f.dimension == "service" and f.signal == "access_log" else f"{f.dimension} {f.subject}"
-    return f"{metric} of {whose} {ratio(f.magnitude)} from {hhmm(f.onset)}"
+    return f"{metric} of {symptom_subject(f, with_dimension=True)} {ratio(f.magnitude)} from {hhmm(f.onset)}"
+
+
+def symptom_subject(f: Finding, with_dimension: bool = False) -> str:
+    """What a symptom is measured on: `/api/rooms` (`endpoint /api/rooms`); an access log's rows carry its
+    file's name as their service, so they read `all requests in the access log`, not a service."""
+    if f.dimension == "service" and f.signal == "access_log":
+        return "all requests in the access log"
+    return f"{f.dimension} {f.subject}" if with_dimension else f.subject
 
 
 def pct(value: float | None) -> str:
