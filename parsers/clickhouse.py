@@ -327,6 +327,8 @@ class StoreRead:
 def read_store(text: str, options: ParseOptions) -> StoreRead:
     """Read a store URL into canonical frames: aggregates computed in ClickHouse, rows sampled to a bound."""
     url = parse_store_url(text)
+    if url.scheme == "chdb" and not Path(url.path).is_dir():  # chDB would create it: reading changes nothing
+        raise InputError("no chDB data directory there", file=url.display)
     client = connect(url)
     try:
         return _read(client, url, options)

@@ -206,10 +206,16 @@ def test_missing_tables_columns_and_wrong_types_name_the_table_and_column(store,
     assert "otel.otel_logs: column LogAttributes is String" in line and "Map" in line
 
 
-def test_without_the_extra_a_url_says_which_to_install(monkeypatch):
+def test_without_the_extra_a_url_says_which_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "chdb", None)
-    line = _fails("analyze", "chdb:/tmp/nowhere")
+    line = _fails("analyze", f"chdb:{tmp_path}")
     assert "incident-rca[clickhouse]" in line
+
+
+def test_reading_a_chdb_path_that_does_not_exist_creates_nothing(tmp_path):
+    missing = tmp_path / "no" / "store"
+    assert "no chDB data directory" in _fails("analyze", f"chdb:{missing}")
+    assert not (tmp_path / "no").exists()
 
 
 def test_read_store_reports_an_empty_range(store):
