@@ -26,10 +26,10 @@ _RESTART = r"(?i)\b(restart(?:ed|ing)|starting (?:\S+ )?(?:service|server|applic
 _VERSION = r"\b(v?\d+\.\d+(?:\.\d+)?(?:[-+][0-9A-Za-z.\-]+)?)\b"
 
 # Where the flag or the configuration key a change names is written: a field of a structured record
-# (attributes hold the unmapped fields as compact JSON), a quoted name, `Refreshed keys : [a.b]`
+# (attributes hold the unmapped fields as compact JSON, perhaps in an envelope: Monolog's `context`), a quoted name, `Refreshed keys : [a.b]`
 # (Spring Cloud), `a.b.c=value`, or the word next to "flag".
-_FLAG_FIELDS = r'"(?:feature_flag\.key|feature_flag|flag_key|flag\.key|flag\.name|flag|feature|toggle|flag_name)":"([^"]+)"'
-_CONFIG_FIELDS = r'"(?:config_key|config\.key|key|keys|changed_keys|setting|property|parameter|param)":"([^"]+)"'
+_FLAG_FIELDS = r'"(?:(?:context|extra|fields)\.)?(?:feature_flag\.key|feature_flag|flag_key|flag\.key|flag\.name|flag|feature|toggle|flag_name)":"([^"]+)"'
+_CONFIG_FIELDS = r'"(?:(?:context|extra|fields)\.)?(?:config_key|config\.key|key|keys|changed_keys|setting|property|parameter|param)":"([^"]+)"'
 _QUOTED = r"""['"`]([A-Za-z_][\w.\-/:]{1,80})['"`]"""
 _REFRESHED = r"(?i)refreshed keys\s*:?\s*\[([^\]]+)\]"
 _KEY_VALUE = r"\b([A-Za-z_][\w\-]*(?:\.[\w\-]+)+)\s*(?:=|:|->|to)\s*\S"

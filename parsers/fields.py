@@ -174,13 +174,22 @@ def parse_iso(text: pl.Series, tz: str) -> pl.Series:
 
 
 def normalize_level(values: pl.Series) -> pl.Series:
-    """Level names, pino numbers (10-60) and syslog priorities (0-7) -> TRACE/DEBUG/INFO/WARN/ERROR/FATAL."""
+    """Level names, pino numbers (10-60), Monolog numbers (100-600) and syslog priorities (0-7) ->
+    TRACE/DEBUG/INFO/WARN/ERROR/FATAL."""
     text = _as_string(values).str.strip_chars()
     num = text.cast(pl.Int64, strict=False)
     by_name = text.str.to_lowercase().replace_strict(_LEVEL_NAMES, default=None, return_dtype=pl.String)
     return pl.select(
         pl.when(pl.lit(num).is_between(0, 7))
         .then(pl.lit(num).replace_strict({0: "FATAL", 1: "FATAL", 2: "FATAL", 3: "ERROR", 4: "WARN", 5: "INFO", 6: "INFO", 7: "DEBUG"}, default=None, return_dtype=pl.String))
+        .when(pl.lit(num) >= 100)  # Monolog: 100 DEBUG, 200 INFO, 250 NOTICE, 300 WARNING, 400 ERROR, 500 CRITICAL+
+        .then(
+            pl.when(pl.lit(num) >= 500).then(pl.lit("FATAL"))
+            .when(pl.lit(num) >= 400).then(pl.lit("ERROR"))
+            .when(pl.lit(num) >= 300).then(pl.lit("WARN"))
+            .when(pl.lit(num) >= 200).then(pl.lit("INFO"))
+            .otherwise(pl.lit("DEBUG"))
+        )
         .when(pl.lit(num) >= 10)
         .then(
             pl.when(pl.lit(num) >= 60).then(pl.lit("FATAL"))
@@ -197,13 +206,26 @@ def normalize_level(values: pl.Series) -> pl.Series:
 LINE = "\x00line"  # the line-number column of a flat frame (a record may have a key named `line`)
 
 
+# Loggers that put a record's own fields in one object: Monolog (`context`, and `extra` from its
+# processors), logrus' and Logstash's `fields`. A field is looked for at the top level first, then in these;
+# the time, level, message and logger always come from the top level, and a service only under a name
+# that says so (a `context.name` is as likely a customer's).
+ENVELOPES = ("context", "extra", "fields")
+_NOT_IN_ENVELOPES = frozenset({"ts", "level", "message", "logger"})
+_ENVELOPED_SERVICE_KEYS = ("service", "service.name", "app", "application")
+
+
 def _choose(keys: set[str], overrides: dict[str, str]) -> dict[str, list[str]]:
-    """For each canonical field, the present keys of its candidate list in order (the user's first)."""
+    """For each canonical field, the present keys of its candidate list in order (the user's first), then
+    the same keys inside the `ENVELOPES`."""
     chosen: dict[str, list[str]] = {}
     for name, candidates in CANDIDATES.items():
         wanted = [overrides[name]] if name in overrides else []
         wanted += [c for c in candidates if c not in wanted]
         chosen[name] = [k for k in wanted if k in keys]
+        if name not in _NOT_IN_ENVELOPES:
+            inner = _ENVELOPED_SERVICE_KEYS if name == "service" else candidates
+            chosen[name] += [f"{e}.{k}" for e in ENVELOPES for k in inner if f"{e}.{k}" in keys and f"{e}.{k}" not in chosen[name]]
     return chosen
 
 

@@ -1,7 +1,8 @@
 """Accuracy over 20 seeds on the incidents in the wild (issue #15): `rca simulate bad-release`, `flag-flip`,
 `uninstrumented-dependency`, `host-leak`, `client-flood`. Each seed draws its names, rates, onsets,
-magnitudes and the format of every file (structlog, ECS, zap, pino, Apache `%D` with local offsets, Spring
-Boot, rsyslog, OTLP with old and new semantic conventions). The true cause must rank first in at least
+magnitudes and the format of every file (structlog, ECS, zap, pino, Monolog, Apache `%D` with local offsets,
+Spring Boot, rsyslog, OTLP with old and new semantic conventions, pods in `k8s.pod.name`). bad-release and
+flag-flip run on two and a half hours of data, the incident over an hour in. The true cause must rank first in at least
 90% of the seeds (AC@1 >= 0.9) and in the top 3 in 19 of 20; each scenario's own property holds on every seed
 (the decoy change ruled out with figures, the host named, the flood's window found two hours in).
 

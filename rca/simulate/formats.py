@@ -1,6 +1,7 @@
 """Real-world log and trace formats for the incidents in the wild (`rca.simulate.wild`).
 
-JSON lines as structlog, ECS (Elastic Common Schema), zap and pino write them, with the release under
+JSON lines as structlog, ECS (Elastic Common Schema), zap, pino and Monolog (PHP; its JsonFormatter:
+request fields in `context`, processors' in `extra`) write them, with the release under
 one of its common keys (or none: the pod names carry it); Apache access logs with `%D` and the server's
 local offset; Spring Boot's default console layout; rsyslog's RFC 5424 output; OTLP/JSON traces with the
 old or the new HTTP, database and peer semantic conventions. Every writer takes `Traffic` and returns
@@ -17,9 +18,11 @@ import orjson
 
 from rca.simulate.traffic import Traffic
 
-JSON_STYLES = ("structlog", "ecs", "zap", "pino")
+JSON_STYLES = ("structlog", "ecs", "zap", "pino", "monolog")
 VERSION_KEYS: tuple[str | None, ...] = ("version", "app.version", None, "app_version", "release", "service.version", "build")
 _PINO_LEVELS = {"TRACE": 10, "DEBUG": 20, "INFO": 30, "WARN": 40, "ERROR": 50, "FATAL": 60}
+_MONOLOG_LEVELS = {"TRACE": (100, "DEBUG"), "DEBUG": (100, "DEBUG"), "INFO": (200, "INFO"), "WARN": (300, "WARNING"), "ERROR": (400, "ERROR"),
+                   "FATAL": (500, "CRITICAL")}
 
 
 def _put(record: dict[str, Any], dotted: str, value: Any) -> None:
@@ -51,6 +54,10 @@ def _record(style: str, traffic: Traffic, t: float, level: str, service: str, ho
     if style == "ecs":
         return {"@timestamp": _iso(traffic, t)[:-4] + "Z", "log": {"level": level.lower(), "logger": logger}, "message": message,
                 "service": {"name": service}, "host": {"name": host}, "ecs": {"version": "8.11.0"}}
+    if style == "monolog":  # JsonFormatter; the service and host from processors, in `extra`
+        number, name = _MONOLOG_LEVELS[level]
+        return {"message": message, "context": {}, "level": number, "level_name": name, "channel": logger,
+                "datetime": _iso(traffic, t).replace("Z", "+00:00"), "extra": {"hostname": host, "service": service}}
     if style == "zap":
         return {"level": level.lower(), "ts": round((traffic.start.timestamp() + t), 6), "caller": f"{logger}/server.go:112", "msg": message,
                 "service": service, "pod": host}
@@ -68,6 +75,8 @@ def _request_fields(style: str, record: dict[str, Any], method: str, path: str, 
         record["req"] = {"method": method, "url": path}
         record["res"] = {"statusCode": status}
         record["responseTime"] = round(duration_ms, 1)
+    elif style == "monolog":
+        record["context"].update({"method": method, "uri": path, "status": status, "duration_ms": round(duration_ms, 2)})
     elif style == "zap":
         record.update({"method": method, "path": path, "status": status, "latency_ms": round(duration_ms, 3)})
     else:
@@ -88,14 +97,14 @@ def json_lines(traffic: Traffic, style: str, version_key: str | None, services: 
     paths = traffic.path(rng)[idx]
     methods = traffic.method()[idx]
     lines: list[tuple[float, int, bytes]] = []
-    message = {"structlog": "request finished", "ecs": "request handled", "zap": "request", "pino": "request completed"}[style]
+    message = {"structlog": "request finished", "ecs": "request handled", "zap": "request", "pino": "request completed", "monolog": "Matched route"}[style]
     for k, i in enumerate(idx):
         status = int(traffic.status[i])
         level = "ERROR" if status >= 500 else "INFO"
         record = _record(style, traffic, traffic.t[i], level, traffic.service[i], traffic.host[i], "http", message)
         _request_fields(style, record, methods[k], paths[k], status, float(traffic.duration_ms[i]))
         if version_key is not None and traffic.version[i] is not None:
-            _put(record, version_key, traffic.version[i])
+            _put(record, version_key if style != "monolog" else f"extra.{version_key}", traffic.version[i])
         lines.append((float(traffic.t[i]), 0, orjson.dumps(record)))
     for e in traffic.events:
         if e["service"] not in services or (hosts is not None and e["host"] not in hosts):
@@ -104,9 +113,9 @@ def json_lines(traffic: Traffic, style: str, version_key: str | None, services: 
             lines.append((e["t"], 1, e["text"].encode()))
             continue
         record = _record(style, traffic, e["t"], e["level"], e["service"], e["host"], e["logger"], e["message"])
-        record.update({k: v for k, v in e["fields"].items() if k != "version"})
+        (record["context"] if style == "monolog" else record).update({k: v for k, v in e["fields"].items() if k != "version"})
         if version_key is not None and "version" in e["fields"]:
-            _put(record, version_key, e["fields"]["version"])
+            _put(record, version_key if style != "monolog" else f"extra.{version_key}", e["fields"]["version"])
         lines.append((e["t"], 1, orjson.dumps(record)))
     lines.sort(key=lambda x: (x[0], x[1]))
     return b"\n".join(line for _, _, line in lines) + b"\n"

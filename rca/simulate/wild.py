@@ -4,7 +4,8 @@ Five scenarios, one per failure class the postmortem scenarios never exercised:
 
 - `bad-release`: a Kubernetes rollout replaces a service's pods one by one with a release that makes
   one or two of its routes several times slower (a load rise at the same minutes on some seeds); an
-  earlier release of another service changes nothing.
+  earlier release of another service changes nothing. JSON logs, or (one seed in four) OTLP server spans
+  with the pods in `k8s.pod.name` and no `service.version`: the pod-template hash is the release.
 - `flag-flip`: a configuration reload switches a feature flag on, and a share of one route's requests
   fail; an earlier reload of an unrelated key changes nothing.
 - `uninstrumented-dependency`: a dependency seen only through its callers' client spans (a URL host,
@@ -193,8 +194,8 @@ def bad_release(seed: int, minutes: int, scale: float) -> Wild:
     style = formats.JSON_STYLES[seed % len(formats.JSON_STYLES)]
     version_key = formats.VERSION_KEYS[(seed // len(formats.JSON_STYLES)) % len(formats.VERSION_KEYS)]
     decoy_subject = other_new
-    if seed % 5 == 4:  # traces only, no service.version: the pods' template hash in k8s.pod.name is the release
-        style, version_key = f"otlp-{'old' if seed % 10 == 4 else 'new'}", None
+    if seed % 4 == 3:  # traces only, no service.version: the pods' template hash in k8s.pod.name is the release
+        style, version_key = f"otlp-{'old' if seed % 8 == 3 else 'new'}", None
         decoy_hash, decoy_pods = pod_names(rng, other, len(other_pods))
         rolled = (traffic.service == other) & (traffic.t >= decoy_at)
         replaced = dict(zip(other_pods, decoy_pods, strict=True))  # the other service rolls out too: its pods get a new hash

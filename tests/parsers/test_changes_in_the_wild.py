@@ -154,3 +154,26 @@ def test_mixed_stream_never_loses_a_line(tmp_path_factory, kinds):
     record_lines = [1] + [line for line, kind in enumerate(kinds, start=2) if kind == "json"]
     records = data.events.filter(data.events["line"].is_in(record_lines)).sort("line")
     assert records["message"].to_list() == ["first"] + [f"r{line - 1}" for line in record_lines[1:]]
+
+
+def test_monolog_json_records_are_requests_with_their_levels_and_flags(tmp_path):
+    """Monolog's JsonFormatter: numeric levels 100-600 (200 is INFO, not pino's FATAL), the request in
+    `context`, the service, host and release from processors in `extra`; a flag named in `context`."""
+    lines = []
+    for i in range(30):
+        level, name = (400, "ERROR") if i % 10 == 9 else (200, "INFO")
+        lines.append(orjson.dumps({"message": "Matched route", "context": {"method": "GET", "uri": f"/api/cart/{i}", "status": 500 if level == 400 else 200,
+                                   "duration_ms": 12.5}, "level": level, "level_name": name, "channel": "request",
+                                   "datetime": (T0 + timedelta(seconds=i)).isoformat(), "extra": {"hostname": "web-2", "service": "cart", "version": "2.1.0"}}).decode())
+    lines.append(orjson.dumps({"message": "feature flag updated", "context": {"flag": "new_checkout", "enabled": True}, "level": 250,
+                               "level_name": "NOTICE", "channel": "app", "datetime": (T0 + timedelta(seconds=31)).isoformat(), "extra": {}}).decode())
+    dataset = load_dataset([_write(tmp_path, "app.jsonl", lines)])
+    requests = dataset.requests
+    assert requests.height == 30
+    assert requests.select("service", "host", "version").unique().rows() == [("cart", "web-2", "2.1.0")]
+    assert requests["endpoint"].unique().to_list() == ["/api/cart/{id}"]
+    assert (requests["status"] >= 500).sum() == 3 and requests["duration_ms"].max() == 12.5
+    events = dataset.events
+    assert events["level"].to_list() == ["INFO"]
+    flags = dataset.changes.filter(dataset.changes["kind"] == "flag")
+    assert flags["subject"].to_list() == ["new_checkout"]
