@@ -77,6 +77,7 @@ MAX_SPANS = 100_000  # spans the detectors get at most (25k traces of 4 spans: ~
 MAX_METRIC_POINTS = 200_000  # beyond this, points are averaged per interval in ClickHouse
 QUERY_TIMEOUT_S = 120  # per query, server side (max_execution_time) and on the socket
 JOIN_MEMORY_BYTES = 32 << 20  # the callers' sort-merge join spills to disk beyond this
+GROUP_MEMORY_BYTES = 16 << 20  # the aggregates' GROUP BY spills to disk beyond this (sources x buckets can be many)
 SAMPLE_RESOLUTION = 1_000_000  # a trace is kept when cityHash64(TraceId) % this < keep
 TOP_N = 5
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -636,7 +637,7 @@ def store_request_aggregates(client: StoreClient, url: StoreUrl, table: str, bou
     # (histogram?, dimension, value, from a path shape?): counts carry the method, histograms the bin
     entries = [f"(0, '{dim}', {value}, {'route IS NULL' if dim == 'endpoint' else '0'})" for dim, value in keys.items()]
     entries += [f"(1, '{dim}', {keys[dim]}, {'route IS NULL' if dim == 'endpoint' else '0'})" for dim in SKETCH_DIMENSIONS]
-    settings = f" SETTINGS join_use_nulls = 1, join_algorithm = 'partial_merge', max_bytes_in_join = {JOIN_MEMORY_BYTES:d}" if callers else ""
+    settings = f", join_use_nulls = 1, join_algorithm = 'partial_merge', max_bytes_in_join = {JOIN_MEMORY_BYTES:d}" if callers else ""
     sql = f"""
         SELECT entry.1 AS histogram, entry.2 AS dimension, entry.3 AS value, entry.4 AS from_path,
                intDiv(start_us, {{step_us:UInt64}}) * {{step_us:UInt64}} AS bucket_us, service,
@@ -646,7 +647,8 @@ def store_request_aggregates(client: StoreClient, url: StoreUrl, table: str, bou
                count(status) AS with_status, sum(duration_ms) AS duration_ms_sum
         FROM ({rows})
         ARRAY JOIN [{', '.join(entries)}] AS entry
-        GROUP BY histogram, dimension, value, from_path, bucket_us, service, method_key, bin{settings}"""
+        GROUP BY histogram, dimension, value, from_path, bucket_us, service, method_key, bin
+        SETTINGS max_bytes_before_external_group_by = {GROUP_MEMORY_BYTES:d}{settings}"""
     frame = _run(client, url, f"the request aggregates of {table}", sql, params)
     return _tidy_aggregates(frame, bucket_s)
 
@@ -665,9 +667,12 @@ def _tidy_aggregates(frame: pl.DataFrame, bucket_s: int) -> RequestAggregates:
     counts = frame.filter(~pl.col("histogram")).with_columns(
         pl.lit(0).alias("bytes"), pl.col("requests").alias("timed"), pl.lit(0).alias("upstream_timed"), pl.lit(0.0).alias("upstream_ms_sum"))
     sketches = frame.filter(pl.col("histogram")).with_columns(pl.lit("duration_ms").alias("metric"), pl.col("requests").alias("count"))
-    # shapes of different paths may share a route (and a route a path's): one row per key, as for files
-    counts = counts.group_by(*AGGREGATE_KEY, "method").agg(pl.col(c).sum() for c in REQUEST_AGGREGATES_SCHEMA if c not in (*AGGREGATE_KEY, "method"))
-    sketches = sketches.group_by(*AGGREGATE_KEY, "metric", "bin").agg(pl.col("count").sum())
+    if shapes.len():  # shapes of different paths may share a route (and a route a path's): one row per key, as for files
+        endpoints = pl.col("dimension") == "endpoint"
+        counts = pl.concat([counts.filter(~endpoints).select(list(REQUEST_AGGREGATES_SCHEMA)), counts.filter(endpoints).group_by(*AGGREGATE_KEY, "method")
+                            .agg(pl.col(c).sum() for c in REQUEST_AGGREGATES_SCHEMA if c not in (*AGGREGATE_KEY, "method"))], how="diagonal_relaxed")
+        sketches = pl.concat([sketches.filter(~endpoints).select(list(LATENCY_SKETCH_SCHEMA)),
+                              sketches.filter(endpoints).group_by(*AGGREGATE_KEY, "metric", "bin").agg(pl.col("count").sum())], how="diagonal_relaxed")
     return RequestAggregates(bucket_s, counts.select(list(REQUEST_AGGREGATES_SCHEMA)).cast(REQUEST_AGGREGATES_SCHEMA),  # type: ignore[arg-type]
                              sketches.select(list(LATENCY_SKETCH_SCHEMA)).cast(LATENCY_SKETCH_SCHEMA))  # type: ignore[arg-type]
 
