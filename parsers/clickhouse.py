@@ -367,18 +367,19 @@ def _read(client: StoreClient, url: StoreUrl, options: ParseOptions) -> StoreRea
     tops: tuple[Any, Any] = (None, None)
     aggregates = None
     if "traces" in tables:
-        raw = _spans(client, url, tables["traces"], bounds, keep)
-        span_frames, span_warnings = finish_spans(raw.with_columns(origin=pl.lit(origin), signal=pl.lit("trace")), origin)
-        frames.update({k: v for k, v in span_frames.items() if v.height})
-        warnings += span_warnings
-        if keep < SAMPLE_RESOLUTION:
+        if keep < SAMPLE_RESOLUTION:  # first: the engine's memory for it is reused by the sample's query
             from rca.detectors.windows import choose_bucket_s
 
             _, first, last = counts["traces"]
             callers = spans_n <= CALLER_JOIN_MAX
             aggregates = store_request_aggregates(client, url, tables["traces"], bounds, choose_bucket_s((last - first).total_seconds()), callers)
-            line, *tops = _summary_line(aggregates, callers)  # type: ignore[assignment]
-            warnings.append(line)
+            exact, *tops = _summary_line(aggregates, callers)  # type: ignore[assignment]
+            warnings.append(exact)
+        raw = _spans(client, url, tables["traces"], bounds, keep).with_columns(origin=pl.lit(origin), signal=pl.lit("trace"))
+        span_frames, span_warnings = finish_spans(raw, origin)
+        del raw
+        frames.update({k: v for k, v in span_frames.items() if v.height})
+        warnings += span_warnings
     if "logs" in tables:
         events = _events(client, url, tables["logs"], bounds, keep)
         if events.height:
