@@ -144,8 +144,8 @@ def _sorted(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
 def shaped_store(request, tmp_path_factory) -> Path:
     """Spans of varied shape, generated in the exporter's table from a seed: server spans with a route, or
     only a path (numeric ids, uuids, a query string, old attribute names), with or without a client address
-    (then called by another service's client span), 2xx-5xx or no status, user agents, hosts, versions, zero
-    and long durations, a root whose parent is missing."""
+    (then called by another service's client span), 2xx-5xx or no status, user agents, hosts, versions (or
+    none, and pods of two templates), zero and long durations, a root whose parent is missing."""
     seed = request.param
     path = tmp_path_factory.mktemp(f"shaped{seed}") / "data"
     _exporter_tables(path)
@@ -154,13 +154,15 @@ def shaped_store(request, tmp_path_factory) -> Path:
         INSERT INTO otel.otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SpanKind, ServiceName,
                                       ResourceAttributes, SpanAttributes, Duration, StatusCode)
         WITH intDiv(number, 2) AS t, number % 2 AS pos, {h}, 1) % 5 AS shape, {h}, 2) % 3 AS caller,
-             ['web', 'mobile', 'batch'][1 + caller] AS caller_service
+             ['web', 'mobile', 'batch'][1 + caller] AS caller_service,
+             if(pos = 0, caller_service, ['api', 'files'][1 + {h}, 4) % 2]) AS svc
         SELECT fromUnixTimestamp64Nano(toInt64(1767600000000000000 + t * 1700000000 + pos * 1000000)),
                leftPad(lower(hex(toUInt128(t + 1))), 32, '0'), leftPad(lower(hex(toUInt64(number + 1))), 16, '0'),
                multiIf(pos = 1, leftPad(lower(hex(toUInt64(number))), 16, '0'), {h}, 7) % 40 = 0, 'ffffffffffffffff', ''),
                'span', if(pos = 0, 'SPAN_KIND_CLIENT', if({h}, 3) % 2 = 0, 'Server', 'SPAN_KIND_SERVER')),
-               if(pos = 0, caller_service, ['api', 'files'][1 + {h}, 4) % 2]),
-               map('host.name', concat('h', toString({h}, 5) % 4)), 'service.version', if(t < 600, 'v1', 'v2')),
+               svc,
+               if(svc = 'files', map('k8s.pod.name', concat('files-', if(t < 600, '7d4b9c8f6d', '5f6d8b9c7'), '-x2k9', ['p', 'q'][1 + t % 2])),
+                  map('host.name', concat('h', toString({h}, 5) % 4)), 'service.version', if(t < 600, 'v1', 'v2'))),
                if(pos = 0, map('peer.service', 'api'),
                   mapFilter((k, v) -> v != '', map(
                       'http.route', if(shape = 0, '/api/items/{{id}}', ''),
