@@ -21,6 +21,10 @@ class Tuning:
     # Calls that vanished from several callers to one callee blame that callee (its failure made them give
     # up) once at least this many callers dropped it; one caller alone may be giving up on its own.
     call_drop_min_callers: int = 2
+    # Requests that now stop right after calling a callee blame that callee (it failed them) once at least
+    # this many different paths (operations, or callers) stop at it, or its own paths changed too; one path
+    # alone may be the caller's own code failing after the callee answered.
+    shape_stop_min_paths: int = 2
 
     # --- reporting ---
     # A best score below this is no incident: ordinary noise on a quiet day reaches about 0.2.
