@@ -25,6 +25,10 @@ class Tuning:
     # this many different paths (operations, or callers) stop at it, or its own paths changed too; one path
     # alone may be the caller's own code failing after the callee answered.
     shape_stop_min_paths: int = 2
+    # A resource shift on a service that shows no symptom of its own (its calls, latency and errors as
+    # before) while other services do: halved, so it ranks below a service whose shift explains the
+    # symptoms unless it is at least twice as strong, yet stays listed (the effect may be unobserved).
+    no_effect_discount: float = 0.5
 
     # --- reporting ---
     # A best score below this is no incident: ordinary noise on a quiet day reaches about 0.2.
