@@ -236,8 +236,23 @@ class CallWaitDetails(FindingDetails):
     callee_server_ms: float  # the callee's own median server time over the same calls
     z: float
     calls: int
-    caller_fan_out: int  # services the caller calls in the incident
+    caller_fan_out: int  # callee pods the caller calls in the incident
     callee_fan_in: int  # services that call the callee in the incident
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceTimeDetails(FindingDetails):
+    """`service_time_shift`: a service's own time per request on one pod (its server spans less the calls
+    they make), against its own earlier requests."""
+
+    service: str
+    pod: str | None
+    reference: str  # "own baseline" | "own earlier calls"
+    reference_ms: float
+    self_ms: float
+    z: float
+    requests: int
+    requests_ratio: float  # its requests per second after the change / before it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -254,6 +269,24 @@ class CallDropDetails(FindingDetails):
     p: float  # one-sided conditional binomial p of so few calls after, splits tested accounted for
     caller_fan_out: int  # services the caller calls over the data
     callee_fan_in: int  # services that call the callee over the data
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShapeShiftDetails(FindingDetails):
+    """`shape_shift`: the requests of one service operation took a path (the set of operations their own
+    spans started) they never took before (`appeared`) or stopped taking one (`vanished`)."""
+
+    service: str
+    operation: str  # the server span's name
+    direction: str  # "appeared" | "vanished"
+    calls: tuple[str, ...]  # the path: the distinct operations its own spans started, sorted
+    callees: tuple[str, ...]  # the services requests of this path called
+    stop: str  # appeared: the service most of its requests called last; "" when they stopped in their own code
+    shorter: bool  # the change cut calls out of the path (code stopping part-way), rather than adding some
+    missing: tuple[str, ...]  # shorter: the calls cut (those of the path it replaced that it lacks)
+    requests_with_shape: int
+    requests: int  # the operation's requests over the data
+    p: float  # exact p of so late a first (or so early a last) request under exchangeable order, corrected
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,9 +4,11 @@ Each signal is read for what it says about *which service* is at fault, then the
 - **Call waits** (`call_wait_shift`, traces): a slow edge has two ends. The service at fault is the end
   the slow edges have in common: for service v, `coverage` is the share of all the extra wait that
   lies on edges touching v, `concentration` the share of v's callers whose calls to v slowed, or of
-  v's callees whose calls from v slowed, whichever is larger. A network delay on a callee slows the
-  edges into it (coverage 1, concentration 1) while its callers keep their other edges fast
-  (concentration 1/8); a CPU-starved caller slows all its outgoing edges.
+  the callee pods v calls whose calls from v slowed, whichever is larger. A network delay on a callee
+  pod slows the edges into it (coverage 1, concentration 1) while its callers keep their other edges,
+  and their calls to the callee's other pods, fast (concentration 1/8); a CPU-starved caller slows all
+  its outgoing edges. A caller whose slow edges all lead to one callee shares them with that callee,
+  the deeper end and so the likelier (`TUNING.one_callee_caller_share` of its concentration).
   Localisation = coverage x concentration.
 - **Resources** (`metric_shift` of cpu, memory, network, disk, syscalls): a shift of the service's own
   pod resources, localised by construction (localisation 1).
@@ -15,10 +17,18 @@ Each signal is read for what it says about *which service* is at fault, then the
   to the share of its callees it stopped calling (`dropped`); but when several callers stopped calling
   the same callee, that callee failing is what made them give up: it takes the share of its callers
   that dropped it, and a caller's own share is discounted by the largest such share among its callees.
+- **Changed paths** (`shape_shift`, traces): a service whose requests take a path they never took (or
+  stop taking one) changed its own behaviour; when the new path stops right after a call, the callee
+  takes it instead if its own paths changed too or several paths stop at it (`_localise_shapes`).
+- **Own time** (`service_time_shift`, traces): its server spans less the calls they make took longer:
+  the service's own part by construction (localisation 1), so of a slowdown propagating up a chain of
+  callers only the deepest service carries it; unless its requests rose as much as `TUNING.calls_rose`
+  (then the load slowed it: a traffic surge's effect, not its fault).
 - **Own symptoms** (`metric_shift` of latency on the serving side, errors): a slowdown propagates to
   every caller, so a service's own latency shift counts only for the part its waiting on others
-  (its client-side latency shift) does not explain: 1 - z(client) / z(own), floored at 0. The
-  deepest slowed service keeps it whole.
+  (its client-side latency shift) does not explain: 1 - z(client) / z(own), floored at 0, and not at
+  all when its calls to another service wait longer (traces show what it waited on). The deepest
+  slowed service keeps it whole.
 
 A service's findings are those that localise to it; its specificity is the best localisation among
 them (so scoring multiplies the strongest evidence by how precisely it names this service), and the
@@ -39,7 +49,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rca.figures import hhmm, number
-from rca.findings import CallDropDetails, CallWaitDetails, MetricShiftDetails
+from rca.findings import (
+    CallDropDetails,
+    CallWaitDetails,
+    MetricShiftDetails,
+    ServiceTimeDetails,
+    ShapeShiftDetails,
+)
 from rca.model import Finding, Hypothesis
 from rca.ranking.candidate import Candidate
 from rca.ranking.prose import effect_clause
@@ -60,15 +76,16 @@ class ServiceEvidence:
     own_symptom: float = 0.0  # unexplained share of its own latency/error shift
     resource: bool = False
     dropped_calls: float = 0.0  # localisation from calls that vanished (see `_localise_drops`)
+    path_change: float = 0.0  # localisation from request paths that changed (see `_localise_shapes`)
     pods: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # pod -> weight of evidence
 
     @property
     def specificity(self) -> float:
-        return max(self.edge_localisation, 1.0 if self.resource else 0.0, self.own_symptom, self.dropped_calls)
+        return max(self.edge_localisation, 1.0 if self.resource else 0.0, self.own_symptom, self.dropped_calls, self.path_change)
 
     @property
     def kind(self) -> str:
-        network = self.edge_localisation > 0 and not self.resource and self.dropped_calls == 0
+        network = self.edge_localisation > 0 and not self.resource and self.dropped_calls == 0 and self.path_change == 0
         return NETWORK_KIND if network else SERVICE_KIND
 
     @property
@@ -93,6 +110,16 @@ def service_evidence(findings: list[Finding]) -> list[ServiceEvidence]:
 
     _localise_edges([f for f in findings if f.kind == "call_wait_shift"], of)
     _localise_drops([f for f in findings if f.kind == "call_drop"], of)
+    _localise_shapes([f for f in findings if f.kind == "shape_shift"], of)
+    for f in findings:
+        if isinstance(f.details, ServiceTimeDetails) and f.details.requests_ratio < TUNING.calls_rose:
+            ev = of(f.subject)
+            ev.own_symptom = 1.0  # self time leaves out the calls it waits on: this service's own part
+            ev.findings.append(f)
+            if f.where:
+                ev.pods[f.where] += f.confidence
+    # a service whose calls to another wait longer: its own latency shift is that wait, not its own part
+    waiting = {f.details.caller for f in findings if isinstance(f.details, CallWaitDetails)}
     shifts = [(f, f.details) for f in findings if f.kind == "metric_shift" and isinstance(f.details, MetricShiftDetails)]
     client_z: dict[str, float] = defaultdict(float)
     for f, d in shifts:
@@ -104,7 +131,7 @@ def service_evidence(findings: list[Finding]) -> list[ServiceEvidence]:
             ev = of(f.subject)
             ev.resource = True
         elif d.family in ("latency", "errors") and d.side == "own":
-            unexplained = max(0.0, 1.0 - client_z[f.subject] / z)
+            unexplained = 0.0 if d.family == "latency" and f.subject in waiting else max(0.0, 1.0 - client_z[f.subject] / z)
             if unexplained <= 0:
                 continue
             ev = of(f.subject)
@@ -132,17 +159,17 @@ def _localise_edges(edges: list[Finding], of: Callable[[str], ServiceEvidence]) 
     fan_out: dict[str, int] = {}  # all edges per service, by direction, as the detector counted them
     fan_in: dict[str, int] = {}
     for _, d in slow:
-        callees[d.caller].add(d.callee)
+        callees[d.caller].add(f"{d.callee}\x00{d.callee_pod}")
         callers[d.callee].add(d.caller)
         fan_out[d.caller] = max(fan_out.get(d.caller, 0), d.caller_fan_out)
         fan_in[d.callee] = max(fan_in.get(d.callee, 0), d.callee_fan_in)
     for service in sorted(set(callees) | set(callers)):
         touching = [(f, d) for f, d in slow if service in (d.caller, d.callee)]
         coverage = sum(excess[id(f)] for f, _ in touching) / total
-        concentration = max(
-            len(callees[service]) / max(fan_out.get(service, 1), len(callees[service]), 1),
-            len(callers[service]) / max(fan_in.get(service, 1), len(callers[service]), 1),
-        )
+        caller_side = len(callees[service]) / max(fan_out.get(service, 1), len(callees[service]), 1)
+        if len({c.split("\x00")[0] for c in callees[service]}) == 1:
+            caller_side *= TUNING.one_callee_caller_share
+        concentration = max(caller_side, len(callers[service]) / max(fan_in.get(service, 1), len(callers[service]), 1))
         ev = of(service)
         ev.edge_localisation = max(ev.edge_localisation, coverage * concentration)
         for f, d in touching:
@@ -175,16 +202,67 @@ def _localise_drops(drops: list[Finding], of: Callable[[str], ServiceEvidence]) 
             callee.findings.append(f)
 
 
+def _localise_shapes(shifts: list[Finding], of: Callable[[str], ServiceEvidence]) -> None:
+    """Changed request paths, localised to the deepest service whose own path changed. Only paths that lost
+    calls count (code stopping part-way); a path gaining calls is a fallback the dependency kinds read.
+
+    A service's requests that now stop right after calling a callee stopped there because of that callee
+    when the callee's own paths changed too, or when `shape_stop_min_paths` different paths (operations
+    or callers) stop at it; the callee (or the callee its own changes stop at, and so on down) then
+    takes the operation's changes as its evidence. Otherwise
+    the change is the service's own, unless a caller's own changed paths called it (its requests then
+    came from a caller that behaves differently: the caller explains it)."""
+    pairs = [(f, f.details) for f in shifts if isinstance(f.details, ShapeShiftDetails) and f.details.shorter]
+    if not pairs:
+        return
+    changed = {d.service for _, d in pairs}
+    stopping: dict[str, set[tuple[str, str, tuple[str, ...]]]] = defaultdict(set)
+    for _, d in pairs:
+        if d.direction == "appeared" and d.stop and d.stop != d.service:
+            stopping[d.stop].add((d.service, d.operation, d.calls))
+    passed: dict[tuple[str, str], str] = {}  # (service, operation) -> the callee its changed paths stop at
+    for _f, d in sorted(pairs, key=lambda fd: -fd[0].confidence):
+        stop = d.stop
+        if (d.direction == "appeared" and stop and stop != d.service and (d.service, d.operation) not in passed
+                and (stop in changed or len(stopping[stop]) >= TUNING.shape_stop_min_paths)):
+            passed[(d.service, d.operation)] = stop
+    onward = {service: callee for (service, _), callee in sorted(passed.items())}  # a callee whose own changes stop deeper
+
+    def deepest(callee: str) -> str:
+        seen = {callee}
+        while callee in onward and onward[callee] not in seen:
+            callee = onward[callee]
+            seen.add(callee)
+        return callee
+
+    for f, d in pairs:
+        to = passed.get((d.service, d.operation))
+        if to is not None:
+            ev = of(deepest(to))
+        elif any(cd.service != d.service and d.service in cd.callees and passed.get((cd.service, cd.operation)) != d.service
+                 for _, cd in pairs):
+            continue  # a caller whose own paths changed sends it other requests than before
+        else:
+            ev = of(d.service)
+            if f.where:
+                ev.pods[f.where] += f.confidence
+        ev.path_change = 1.0
+        ev.findings.append(f)
+
+
 def services_showing_effects(findings: list[Finding]) -> set[str]:
     """The services where the incident shows in service-level evidence: their own latency, error or
-    throughput metrics shifted, calls into or out of them wait longer, or calls between them vanished."""
+    throughput metrics or their own time in traces shifted, calls into or out of them wait longer, calls
+    between them vanished, or their requests' paths were cut short (or stop at them)."""
     shown: set[str] = set()
     for f in findings:
         d = f.details
-        if isinstance(d, MetricShiftDetails) and d.role == "symptom":
+        if (isinstance(d, MetricShiftDetails) and d.role == "symptom") or isinstance(d, ServiceTimeDetails):
             shown.add(f.subject)
         elif isinstance(d, CallWaitDetails | CallDropDetails):
             shown.update((d.caller, d.callee))
+        elif isinstance(d, ShapeShiftDetails) and d.shorter:
+            shown.update(s for s in (d.service, d.stop) if s)
     return shown
 
 
@@ -231,7 +309,27 @@ def evidence_clause(cand: Candidate) -> str:
         parts.append(f"it stopped making calls to {', '.join(own_drops)} while its own requests went on")
     elif drops:
         parts.append(f"{', '.join(sorted({d.caller for d in drops}))} stopped calling it")
+    parts.extend(_path_clauses(cand))
     return "; ".join(parts[:4])
+
+
+def _path_clauses(cand: Candidate) -> list[str]:
+    """Its own requests' changed paths, or the callers' paths that now stop at it."""
+    shapes = [(f, f.details) for f in sorted(cand.findings, key=lambda f: -f.confidence) if isinstance(f.details, ShapeShiftDetails)]
+    own = [(f, d) for f, d in shapes if d.service == cand.subject]
+    stopped = sorted({f"{d.service} {d.operation}" for _, d in shapes if d.service != cand.subject and d.stop == cand.subject})
+    out = []
+    if own:
+        f, d = next(((f, d) for f, d in own if d.direction == "appeared"), own[0])
+        cut = ", ".join(d.missing[:3]) + (f" and {len(d.missing) - 3} more" if len(d.missing) > 3 else "")
+        if d.direction == "appeared":
+            out.append(f"{d.requests_with_shape} of its {d.requests} {d.operation} requests stop short of {cut} from {hhmm(f.onset)}, "
+                       "a path never taken before")
+        else:
+            out.append(f"its {d.operation} requests no longer reach {cut} from {hhmm(f.onset)}")
+    if stopped:
+        out.append(f"requests of {'; '.join(stopped)} now stop right after calling it")
+    return out
 
 
 def candidates_of_kind(kind: str, seen: Observations) -> list[Candidate]:
@@ -243,7 +341,7 @@ def candidates_of_kind(kind: str, seen: Observations) -> list[Candidate]:
 @register_kind
 class ServiceFault(HypothesisKind):
     name = SERVICE_KIND
-    finding_kinds = ("metric_shift", "call_drop")
+    finding_kinds = ("metric_shift", "call_drop", "shape_shift")
     suggestions = (
         "Look at the named pod first: its resource limits, its neighbours on the node, its recent restarts and logs.",
         "Move or restart the pod if a neighbour starves it; raise its limits or scale the service out if it is itself busy.",
