@@ -12,17 +12,19 @@ Method (the work runs in ClickHouse, rca receives aggregates and a bounded sampl
    table, a missing column or a column of another type is one error naming the table and column.
 2. The time range is resolved from `max(Timestamp)` and filtered first (the tables are partitioned by
    day and ordered by time within a service, so ClickHouse prunes the rest).
-3. Aggregates over the whole range, exact, computed in ClickHouse: spans, log records and metric
-   points in range; requests (server spans), errors and p50/p95/p99 of their duration (`quantiles`);
-   the busiest routes and clients. They go into the input's summary.
-4. Rows for the detectors: everything when the range holds at most `max_spans` spans (the analysis is
-   then the one the same data gets from files); otherwise a uniform sample of whole traces, the same
-   fraction of every trace id's hash (`cityHash64(TraceId)`), and the log records of the same fraction
-   (by trace id, or by time and body when a record has none). Whole traces keep span trees intact, so
-   self time, fan-out and error origin are computed on them as for files; quantiles, error shares and
-   Mann-Whitney tests are estimates from the sample; counts and rates in findings are the sample's
-   (the summary says by how much to scale them). Metric points beyond `MAX_METRIC_POINTS` are averaged
-   per interval in ClickHouse.
+3. Rows in range per table (`count`, first and last time). When the range holds at most `max_spans`
+   spans, the detectors get every row and the analysis is the one the same data gets from files.
+4. Otherwise, first the request aggregates, exact, computed in ClickHouse in one pass over the server
+   spans (`store_request_aggregates`): per bucket and per service, route or path shape, source, user
+   agent, host and version, the counts and log-binned latency histograms of `rca.aggregates`, equal to
+   what rca computes from the same spans as rows. They go to `Dataset.request_aggregates` (the detectors
+   that read them get exact counts) and the input's summary (totals, p50/p95/p99, top routes and sources).
+   Then a uniform sample of whole traces, the same fraction of every trace id's hash
+   (`cityHash64(TraceId)`), and the log records of the same fraction (by trace id, or by time and body
+   when a record has none). Whole traces keep span trees intact, so self time, fan-out and error origin
+   are computed on them as for files; figures the detectors take from rows are estimates from the
+   sample (the summary says by how much to scale counts). Metric points beyond `MAX_METRIC_POINTS` are
+   averaged per interval in ClickHouse.
 Every query is parameterised (values as `{name:Type}` parameters; table names checked against a strict
 identifier pattern and quoted) and bounded by `QUERY_TIMEOUT_S`. A server that cannot be reached or a
 query that fails is an `InputError`: one line, exit 2.
