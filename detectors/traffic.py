@@ -90,7 +90,7 @@ def vantages(requests: pl.DataFrame, min_rows: int = 50, columns: list[str] | No
                               schema={"signal": pl.String, "service": pl.String, "len": pl.UInt32})
         counts = counts.filter(pl.col("len") >= min_rows)
     else:
-        counts = requests.group_by("signal", "service").len().filter(pl.col("len") >= min_rows).sort(["len", "signal", "service"], descending=[True, False, False], nulls_last=True)
+        counts = requests.lazy().group_by("signal", "service").len().collect().filter(pl.col("len") >= min_rows).sort(["len", "signal", "service"], descending=[True, False, False], nulls_last=True)
     if columns is not None:
         requests = requests.select(list(dict.fromkeys(["signal", "service", *columns])))
     out = []

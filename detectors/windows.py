@@ -73,7 +73,8 @@ def _feature_matrix(dataset: Dataset, context: AnalysisContext) -> tuple[np.ndar
     trunc = f"{context.bucket_s}s"
     req = dataset.requests
     if req.height:
-        vantage = req.group_by("signal", "service").len().sort(["len", "signal", "service"], descending=[True, False, False], nulls_last=True).row(0)
+        vantage = req.lazy().group_by("signal", "service").len().collect().sort(  # lazy: eager group_by on every column costs a copy
+            ["len", "signal", "service"], descending=[True, False, False], nulls_last=True).row(0)
         narrow = req.select("signal", "service", "ts", "duration_ms", "status")
         rows = narrow if vantage[2] == req.height else narrow.filter((pl.col("signal") == vantage[0]) & (pl.col("service").eq_missing(vantage[1])))
         per = (

@@ -85,11 +85,13 @@ def _summarize(source: Source, result: ParseResult, tops: bool = True) -> InputS
 
 def _top(frame: pl.DataFrame, column: str) -> tuple[tuple[str, int], ...]:
     counts = (
-        frame.filter(pl.col(column).is_not_null())
+        frame.lazy()  # one column in, never a filtered copy of every column (0.7 GB at 5M rows)
         .group_by(column)
         .len()
+        .filter(pl.col(column).is_not_null())
         .top_k(TOP_N, by=["len", column], reverse=[False, True])  # no full sort of a million sources
         .sort(["len", column], descending=[True, False])
+        .collect()
     )
     return tuple((str(v), int(n)) for v, n in counts.iter_rows())
 
