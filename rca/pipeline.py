@@ -75,7 +75,7 @@ def analyze_dataset(dataset: Dataset, options: AnalyzeOptions, progress: Progres
     if context is not None and (reason := too_little_data(context)) is not None:
         return replace(build_report(dataset, None, [], command=options.command), headline=reason)
     stage("detecting", 0, 0)
-    findings = detectors.run_all(dataset, context) if context is not None else []
+    findings = detectors.run_all(dataset, context, on_start=lambda name, i, n: stage(f"detecting: {name} ({i}/{n})", 0, 0)) if context is not None else []
     stage("ranking", 0, 0)
     return build_report(dataset, context, findings, command=options.command)
 
