@@ -20,7 +20,7 @@ from typing import BinaryIO, cast
 import polars as pl
 
 from rca.errors import InputError
-from rca.model import FRAMES, Dataset, InputSummary, Rejected, empty_frame
+from rca.model import FRAMES, REQUESTS_SCHEMA, Dataset, InputSummary, Rejected, empty_frame
 from rca.parsers import ParseOptions, ParseResult, get_parser, sniff
 from rca.parsers.changes import changes_from_messages, read_changes_file
 from rca.parsers.sources import Source, expand_inputs, is_store_url, stdin_source
@@ -81,6 +81,14 @@ def _summarize(source: Source, result: ParseResult, tops: bool = True) -> InputS
         top_endpoints=top_endpoints,
         top_sources=top_sources,
     )
+
+
+def _narrow(requests: pl.DataFrame, columns: tuple[str, ...] | None) -> pl.DataFrame:
+    """The requests frame with the columns outside `columns` (when given) read as nulls: not held in memory."""
+    if columns is None:
+        return requests
+    dropped = [pl.lit(None, dtype).alias(c) for c, dtype in REQUESTS_SCHEMA.items() if c not in columns and requests[c].null_count() < requests.height]
+    return requests.with_columns(dropped) if dropped else requests
 
 
 def _top(frame: pl.DataFrame, column: str) -> tuple[tuple[str, int], ...]:
@@ -175,10 +183,10 @@ def load_dataset(
         except Exception as exc:  # a parser bug must not lose the other inputs nor show a traceback
             summaries.append(_failed(source.origin, InputError(f"could not be parsed ({type(exc).__name__}: {exc})", file=source.origin)))
             continue
+        summary = _summarize(source, result, tops)
         for name, frame in result.frames.items():
             if frame.height:
-                collected[name].append(frame)
-        summary = _summarize(source, result, tops)
+                collected[name].append(_narrow(frame, options.request_columns) if name == "requests" else frame)
         if sunk is not None:
             summary = _with_sunk(summary, sunk[1])
             streamed_rows += sum(sunk[1][1].values())
