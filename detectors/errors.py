@@ -47,7 +47,9 @@ def detect_errors(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     n_buckets = len(grid)
     in_base = in_window("ts", context.baseline.start, context.baseline.end)
     in_inc = in_window("ts", context.incident.start, context.incident.end)
-    requests = dataset.requests.select(["signal", "service", *COLUMNS]).filter(pl.col("status").is_not_null())
+    requests = dataset.requests.select(["signal", "service", *COLUMNS])
+    if requests.get_column("status").null_count():  # a filter copies every row: only when some lack a status
+        requests = requests.filter(pl.col("status").is_not_null())
     for signal, service, rows in vantages(requests):
         keys = rows.select(window_code_expr(context), bucket_index_expr(context).clip(0, n_buckets - 1), (pl.col("status") >= 500).alias("_err"))
         window, bucket, err = keys["_w"].to_numpy().astype(np.int64), keys["_bucket"].to_numpy().astype(np.int64), keys["_err"].to_numpy().astype(float)

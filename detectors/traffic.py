@@ -121,6 +121,12 @@ def _per_value(counts: pl.DataFrame, raw: str, derive: Callable[[pl.Expr], pl.Ex
     )
 
 
+def _counts(rows: pl.DataFrame, column: str, in_base: pl.Expr, in_inc: pl.Expr) -> pl.DataFrame:
+    """Baseline (b) and incident (i) rows per value of `column`. Lazy: an eager group-by of a frame of
+    millions of rows holds a copy of its other columns too."""
+    return rows.lazy().group_by(column).agg(in_base.sum().alias("b"), in_inc.sum().alias("i")).collect()
+
+
 @register("traffic", order=10)
 def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     """Rate spikes per dimension value within each vantage, plus one per vantage for its total."""
@@ -147,7 +153,7 @@ def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         vantage = f"{signal}:{service}"
         total_z = poisson_excess_z(n_inc, total_expected)
         by_raw: dict[str, pl.DataFrame] = {}
-        by_raw["source"] = rows.group_by("source").agg(in_base.sum().alias("b"), in_inc.sum().alias("i"))
+        by_raw["source"] = _counts(rows, "source", in_base, in_inc)
         per_source = by_raw["source"].filter(pl.col("source").is_not_null()).with_columns((pl.col("i") - pl.col("b") * scale).alias("excess"))
         contributors = per_source.filter(pl.col("excess") > 0).sort("excess", descending=True)
         positive = float(contributors["excess"].sum()) if contributors.height else 0.0
@@ -160,7 +166,7 @@ def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         else:
             needed = 0
         if total_z >= MIN_Z and n_inc >= MIN_RATIO * total_expected and total_excess >= 20:
-            values = series_by_index(rows.group_by("_bucket").len(), None, "len", n_buckets).get(None, np.zeros(n_buckets))
+            values = series_by_index(rows.lazy().group_by("_bucket").len().collect(), None, "len", n_buckets).get(None, np.zeros(n_buckets))
             onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
             findings.append(
                 Finding(
@@ -179,7 +185,7 @@ def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
             continue
         for dim, (raw, derive) in DIMENSIONS.items():
             if raw not in by_raw:
-                by_raw[raw] = rows.group_by(raw).agg(in_base.sum().alias("b"), in_inc.sum().alias("i"))
+                by_raw[raw] = _counts(rows, raw, in_base, in_inc)
             per = (
                 _per_value(by_raw[raw], raw, derive)
                 .with_columns((pl.col("b") * scale).alias("expected"))
