@@ -280,6 +280,9 @@ class Dataset:
     spans: pl.DataFrame = field(default_factory=lambda: empty_frame("spans"))
     metrics: pl.DataFrame = field(default_factory=lambda: empty_frame("metrics"))
     inputs: list[InputSummary] = field(default_factory=list)
+    # Exact aggregates of every request of the store inputs (ClickHouse) whose rows were sampled: their
+    # rows in `requests` are that sample, these carry every count (None when no input was sampled).
+    request_aggregates: RequestAggregates | None = None
 
     def frame(self, name: str) -> pl.DataFrame:
         return getattr(self, name)

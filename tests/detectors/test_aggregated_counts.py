@@ -1,0 +1,71 @@
+"""Detectors read exact counts from `Dataset.request_aggregates` for the vantages it carries, whose rows
+are then only a sample: the findings are those of every row."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from rca.aggregates import aggregate_requests
+from rca.detectors.errors import detect_errors
+from rca.detectors.stats import exact_aggregates
+from rca.detectors.windows import choose_context
+from rca.model import Dataset, Finding, Window, conform
+
+START = datetime(2026, 4, 2, 9, 0, tzinfo=UTC)
+
+
+def _requests(seed: int) -> pl.DataFrame:
+    """Two vantages over about three hours; in the access log one endpoint (of a seed-dependent few)
+    starts failing at a seed-dependent minute, on one host."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(30_000, 50_000))
+    minutes = float(rng.uniform(150, 200))
+    offset = np.sort(rng.uniform(0, minutes * 60, n))
+    endpoints = np.array([f"/api/r{k}" for k in range(int(rng.integers(3, 9)))])
+    endpoint = rng.choice(endpoints, n)
+    host = rng.choice(["h1", "h2", "h3"], n)
+    onset = float(rng.uniform(121, 140)) * 60
+    failing = (offset > onset) & (endpoint == endpoints[0]) & (host == "h2") & (rng.random(n) < float(rng.uniform(0.2, 0.6)))
+    status = np.where(failing, 503, rng.choice([200, 200, 200, 404, 500], n, p=[0.5, 0.3, 0.17, 0.02, 0.01]))
+    signal = np.where(rng.random(n) < 0.7, "access_log", "app_log")
+    return conform(pl.DataFrame({
+        "ts": pl.Series([START + timedelta(seconds=float(s)) for s in offset], dtype=pl.Datetime("us", "UTC")),
+        "service": np.where(signal == "access_log", "edge", "api"), "signal": signal, "endpoint": endpoint, "host": host,
+        "status": status, "method": "GET", "duration_ms": rng.lognormal(3, 0.5, n),
+    }), "requests")
+
+
+def _sorted(findings: list[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (f.signal, f.dimension, f.subject))
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_error_findings_from_aggregates_and_a_sample_equal_those_of_every_row(seed: int):
+    rows = _requests(seed)
+    full = Dataset(requests=rows)
+    context = choose_context(full, since=(START + timedelta(minutes=120)).isoformat())  # on a bucket edge
+    assert context is not None and context.bucket_s % 30 == 0
+    access = rows.filter(pl.col("signal") == "access_log")
+    sampled = pl.concat([access.sample(fraction=0.05, seed=seed), rows.filter(pl.col("signal") != "access_log")]).sort("ts")
+    aggregated = Dataset(requests=sampled, request_aggregates=aggregate_requests(access, 30))
+    expected = _sorted(detect_errors(full, context))
+    assert any(f.dimension == "endpoint" and f.signal == "access_log" for f in expected)  # the data shows the failing endpoint
+    assert _sorted(detect_errors(aggregated, context)) == expected
+    # the sample alone is not enough: without the aggregates the counts are the sample's
+    assert _sorted(detect_errors(Dataset(requests=sampled), context)) != expected
+
+
+def test_aggregates_are_set_aside_when_a_window_edge_splits_their_buckets():
+    rows = _requests(14)
+    context = choose_context(Dataset(requests=rows), since=(START + timedelta(minutes=150)).isoformat())
+    assert context is not None
+    aggregates = aggregate_requests(rows, 30)
+    assert exact_aggregates(aggregates, context) is aggregates
+    odd = replace(context, incident=Window(context.incident.start + timedelta(seconds=7), context.incident.end))
+    assert exact_aggregates(aggregates, odd) is None
+    assert exact_aggregates(aggregate_requests(rows, 300), replace(context, bucket_s=60)) is None  # finer than them
