@@ -80,6 +80,18 @@ def test_traffic_findings_from_aggregates_and_a_sample_equal_those_of_every_row(
     assert _sorted(detect_traffic(Dataset(requests=sampled, request_aggregates=aggregate_requests(access, 30)), context)) == expected
 
 
+@pytest.mark.parametrize("seed", [21, 23])
+def test_the_incident_found_from_aggregates_and_a_sample_is_the_one_every_row_shows(seed: int):
+    rows = _requests(seed).filter(pl.col("signal") == "access_log")
+    sample = rows.sample(fraction=0.05, seed=seed)
+    full = choose_context(Dataset(requests=rows))
+    aggregated = choose_context(Dataset(requests=sample, request_aggregates=aggregate_requests(rows, 30)))
+    alone = choose_context(Dataset(requests=sample))
+    assert full is not None and aggregated is not None and alone is not None and full.method.startswith("auto: sustained")
+    assert (aggregated.incident.start, aggregated.method) == (full.incident.start, full.method)
+    assert alone.incident.start != full.incident.start  # the sample alone misplaces it
+
+
 def test_aggregates_are_set_aside_when_a_window_edge_splits_their_buckets():
     rows = _requests(14)
     context = choose_context(Dataset(requests=rows), since=(START + timedelta(minutes=150)).isoformat())
