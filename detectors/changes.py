@@ -226,10 +226,11 @@ def detect_change_effects(dataset: Dataset, context: AnalysisContext) -> list[Fi
                 # the new release is worse than the old one in the same minutes: the strongest evidence
                 moved, confidence, magnitude, metric, effect = canary, max(c_conf, confidence), max(c_mag, magnitude), c_metric, True
             else:
-                # both releases alike in the same minutes on what moved (on the whole service when that
-                # route has too few requests of one release): not the release
+                # both releases alike in the same minutes on what moved: not the release. A route with too
+                # few requests of one release in those minutes is no evidence either way (the whole service
+                # looks alike when one route of several slowed), so the before/after verdict stands.
                 on_moved = _compare(moved.scope, _in_scope(split[0], moved.scope), _in_scope(split[1], moved.scope))
-                if effect and _alike(on_moved if min(on_moved.n_a, on_moved.n_b) >= CANARY_MIN_N else canary):
+                if effect and _alike(on_moved):
                     effect = False
         minutes_b = max((t - start).total_seconds() / 60, 1e-9)
         minutes_a = max((end - t).total_seconds() / 60, 1e-9)

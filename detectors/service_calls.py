@@ -10,9 +10,12 @@ inside the callee stays the same, so waits locate such faults where self times c
 Per edge (caller service -> callee service, callee pod) the incident's median wait is compared with
 - the same edge's baseline waits when the baseline holds `MIN_CALLS` of them (z in units of the
   baseline's MAD, and a Mann-Whitney test at p < 1e-4);
-- else the edge's own earlier calls when `MIN_CALLS` of them come before the incident window: the split of its time-ordered
-  waits where the later ones rose most (`_change_point`; traces that begin a minute before the fault
-  hold their own baseline, just not in the window the metrics set), with the same test;
+- else the edge's own earlier calls: the split of its time-ordered waits where the later ones rose most
+  (`_change_point`, at least `MIN_CALLS_BEFORE` calls before it and `MIN_CALLS_AFTER` calls over
+  `MIN_AFTER_S` after it, the same z and test); traces that begin a minute before the fault hold their
+  own baseline, just not in the window the metrics set, and a delay injected late in them slows only a
+  few calls of a rarely called edge. An edge with `MIN_CALLS` calls before the incident window and no
+  such split did not change;
 - otherwise the other edges of the incident (traces often start just before or after the fault, with
   no baseline of their own): the median and MAD over the edges' median waits. A fault touches few
   edges, so the median edge is a healthy reference.
@@ -34,6 +37,18 @@ from rca.findings import CallWaitDetails
 from rca.model import AnalysisContext, Dataset, Finding
 
 MIN_CALLS = 20
+# Calls after a change point: a delay injected in the last minute of the traces slows only a few calls of
+# a rarely called edge. Five calls all above twenty earlier ones give a Mann-Whitney p of 1/C(25, 5) =
+# 2e-5, below MAX_P; fewer could never pass the test however slow they are.
+MIN_CALLS_AFTER = 5
+# ... and the calls after it span at least this long: a busy edge's last second of slow calls (a pause,
+# a burst, the export cut mid-flight) is no sustained change, while a delay on a pod lasts minutes.
+MIN_AFTER_S = 10.0
+# Calls before a change point: traces that begin a minute before the fault hold a dozen calls of a rarely
+# called edge before it; ten calls give a median and MAD worth comparing against (the scale is floored
+# anyway), and the Mann-Whitney test keeps a split on so few calls honest.
+MIN_CALLS_BEFORE = 10
+MAX_P = 1e-4
 MIN_Z = 4.0
 RELATIVE_FLOOR = 0.10
 ABS_FLOOR_MS = 1.0
@@ -81,29 +96,28 @@ def detect_call_waits(dataset: Dataset, context: AnalysisContext) -> list[Findin
     for row in per.sort(key, nulls_last=True).iter_rows(named=True):
         wait, onset = float(row["wait"]), row["first"]
         if row["n_base"] >= MIN_CALLS and row["n"] >= MIN_CALLS:
-            before: np.ndarray | None = np.asarray(row["base_waits"], dtype=float)
-            after: np.ndarray | None = np.asarray(row["waits"], dtype=float)
+            before, after = np.asarray(row["base_waits"], dtype=float), np.asarray(row["waits"], dtype=float)
+            ref = float(np.median(before))
+            z = (wait - ref) / _scale(before, ref)
+            if z < MIN_Z or mann_whitney_p(before, after) >= MAX_P:
+                continue
             reference = "own baseline"
         else:
             calls = upto.filter((pl.col("caller") == row["caller"]) & (pl.col("callee") == row["callee"])
                                 & pl.col("callee_pod").eq_missing(row["callee_pod"]))
-            earlier = int((calls["ts"] < context.incident.start).sum())
-            split = _change_point(calls["wait_ms"].to_numpy()) if earlier >= MIN_CALLS else None
-            if split is None:
-                before = after = None
+            waits = calls["wait_ms"].to_numpy()
+            seconds = (calls["ts"].dt.epoch("us").to_numpy() / 1e6) if calls.height else np.zeros(0)
+            split = _change_point(waits, seconds)
+            if split is not None:
+                ref, wait, onset, reference = float(np.median(waits[:split])), float(np.median(waits[split:])), calls["ts"][split], "own earlier calls"
+                z = (wait - ref) / _scale(waits[:split], ref)
+            elif int((calls["ts"] < context.incident.start).sum()) >= MIN_CALLS:
+                continue  # its own earlier calls show no change: no comparison with other edges can overrule that
             else:
-                before, after = calls["wait_ms"].to_numpy()[:split], calls["wait_ms"].to_numpy()[split:]
-                onset, wait, reference = calls["ts"][split], float(np.median(after)), "own earlier calls"
-        if before is not None and after is not None:
-            ref = float(np.median(before))
-            z = (wait - ref) / _scale(before, ref)
-            if z < MIN_Z or mann_whitney_p(before, after) >= 1e-4:
-                continue
-        else:
-            ref, reference = cross_ref, "other calls"
-            z = (wait - ref) / cross_scale
-        if z < MIN_Z:
-            continue
+                ref, reference = cross_ref, "other calls"
+                z = (wait - ref) / cross_scale
+                if z < MIN_Z:
+                    continue
         caller, callee, pod = row["caller"], row["callee"], row["callee_pod"]
         findings.append(Finding(
             detector="service_calls", kind="call_wait_shift", dimension="edge", subject=f"{caller} -> {callee}",
@@ -126,20 +140,26 @@ def _scale(values: np.ndarray, center: float) -> float:
 CHANGE_POINT_CANDIDATES = 50  # splits tried per edge (evenly spaced in call order): enough for a minute's resolution
 
 
-def _change_point(waits: np.ndarray) -> int | None:
+def _change_point(waits: np.ndarray, seconds: np.ndarray) -> int | None:
     """The split of an edge's time-ordered waits where the later ones rose most over the earlier ones, in
-    units of the earlier ones' spread, each side holding `MIN_CALLS` calls; None when too few calls.
-    Used when the traces hold no baseline of their own in the baseline window (they start a minute
-    before the fault): the change is then found inside them."""
+    units of the earlier ones' spread, among the splits that pass the shift test (z >= `MIN_Z` and a
+    Mann-Whitney p < `MAX_P`), with `MIN_CALLS_BEFORE` calls before it and `MIN_CALLS_AFTER` after spanning `MIN_AFTER_S`; None when
+    no split does. Used when the traces hold no baseline of their own in the baseline window (they start
+    a minute before the fault): the change is then found inside them, however late it comes."""
     n = waits.size
-    if n < 2 * MIN_CALLS:
+    if n < MIN_CALLS_BEFORE + MIN_CALLS_AFTER:
         return None
-    step = max(1, (n - 2 * MIN_CALLS) // CHANGE_POINT_CANDIDATES)
-    best, best_z = None, -np.inf
-    for i in range(MIN_CALLS, n - MIN_CALLS + 1, step):
+    step = max(1, (n - MIN_CALLS_BEFORE - MIN_CALLS_AFTER) // CHANGE_POINT_CANDIDATES)
+    scored: list[tuple[float, int]] = []
+    for i in range(MIN_CALLS_BEFORE, n - MIN_CALLS_AFTER + 1, step):
+        if seconds[-1] - seconds[i] < MIN_AFTER_S:
+            break
         before = waits[:i]
         center = float(np.median(before))
         z = (float(np.median(waits[i:])) - center) / _scale(before, center)
-        if z > best_z:
-            best, best_z = i, z
-    return best
+        if z >= MIN_Z:
+            scored.append((z, i))
+    for _, i in sorted(scored, reverse=True):
+        if mann_whitney_p(waits[:i], waits[i:]) < MAX_P:
+            return i
+    return None

@@ -4,7 +4,8 @@ The bucket is chosen from the data's span so the series have roughly 60-180 buck
 an incident of hours, up to a day for months of logs), or given with `--bucket`. The incident window is
 given with `--since/--until`, or found automatically:
 for every bucket a small feature vector (request rate, p95 latency and 5xx share of the busiest
-vantage, count of warning-or-worse events) is scored by robust z against the first third of the data,
+vantage, p95 and 5xx share of up to eight other busy services, count of warning-or-worse events) is
+scored by robust z against the first third of the data,
 and the incident starts at the first bucket from which the largest score stays above 4 for three
 buckets in a row. This is a sustained-shift rule rather than an anomaly score per bucket (IsolationForest
 was tried in design: it flags isolated spikes in quiet data and needs a contamination guess), so one
@@ -91,6 +92,9 @@ def _feature_matrix(dataset: Dataset, context: AnalysisContext) -> tuple[np.ndar
                     values[index[t]] = v
             features.append(values)
             floors.append(FLOORS[col])
+        for values, col in _service_features(req, vantage, grid, context):
+            features.append(values)
+            floors.append(FLOORS[col])
     ev = dataset.events
     if ev.height:
         bad = ev.filter(pl.col("level").is_in(["WARN", "ERROR", "FATAL"]))
@@ -102,6 +106,43 @@ def _feature_matrix(dataset: Dataset, context: AnalysisContext) -> tuple[np.ndar
         features.append(values)
         floors.append(FLOORS["events"])
     return (np.array(features) if features else np.zeros((0, len(grid)))), floors
+
+
+SERVICE_VANTAGES = 8  # the busiest other (signal, service) pairs watched beside the busiest one
+SERVICE_MIN_PER_BUCKET = 20.0  # requests per bucket, on average, for a service's p95 and 5xx share to mean something
+
+
+def _service_features(requests: pl.DataFrame, busiest: tuple, grid: list[datetime], context: AnalysisContext) -> list[tuple[np.ndarray, str]]:
+    """p95 and 5xx share per bucket of each other busy (signal, service) pair: one service of several that
+    slows or fails (a release of one service, a flag of another) opens the incident where it starts, even
+    when the busiest vantage is another service that does not move. Buckets a service left empty take its
+    median (no requests is no evidence of a shift)."""
+    n = len(grid)
+    busy = (
+        requests.group_by("signal", "service").len()
+        .filter((pl.col("len") >= SERVICE_MIN_PER_BUCKET * n) & ~((pl.col("signal") == busiest[0]) & pl.col("service").eq_missing(busiest[1])))
+        .sort(["len", "signal", "service"], descending=[True, False, False], nulls_last=True)
+        .head(SERVICE_VANTAGES)
+    )
+    if busy.height == 0:
+        return []
+    index = {t: i for i, t in enumerate(grid)}
+    per = (
+        requests.join(busy.select("signal", "service"), on=["signal", "service"], how="semi", nulls_equal=True)
+        .group_by("signal", "service", pl.col("ts").dt.truncate(f"{context.bucket_s}s").alias("bucket"))
+        .agg(pl.col("duration_ms").quantile(0.95).alias("p95"), (pl.col("status") >= 500).mean().alias("err"))
+    )
+    out = []
+    for _, rows in per.sort("signal", "service", "bucket").group_by("signal", "service", maintain_order=True):
+        for col in ("p95", "err"):
+            values = np.full(n, np.nan)
+            for t, v in rows.select("bucket", col).iter_rows():
+                if t in index and v is not None:
+                    values[index[t]] = v
+            if np.isnan(values).all():
+                continue
+            out.append((np.where(np.isnan(values), np.nanmedian(values), values), col))
+    return out
 
 
 GAP_MIN_S = 3600  # no row at all for this long (and GAP_MIN_BUCKETS buckets): logging stopped, not traffic

@@ -12,18 +12,17 @@ services' request logs and the traces, at the simulator's default traffic, becau
 (8%): at half the traffic a 30 s bucket holds two or three database spans, too few to place a ramp of
 one to four buckets within two of them, while at the default scale it holds about five.
 
-Each scenario's 20 incidents are generated and analysed once per test session (`_incidents`).
+Each scenario's 20 incidents are generated and analysed once per test session (`simulated`, tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
 from datetime import datetime
 
 import pytest
 
-from rca.model import Finding, Report
+from rca.model import Finding
 from rca.pipeline import analyze
 from rca.simulate import SCENARIOS, generate
 from rca.truth import finding_names_cause, matches
@@ -35,31 +34,13 @@ DEFAULT_SETUP = (("access", "text"), 0.5)
 INCIDENTS = tuple(name for name in SCENARIOS if name != "quiet")
 
 
-@dataclass(frozen=True)
-class Outcome:
-    seed: int
-    truth: dict
-    report: Report
-
-
-_CACHE: dict[str, list[Outcome]] = {}
-
-
 @pytest.fixture(scope="session")
-def incidents(tmp_path_factory):
-    """scenario -> its 20 analysed incidents, generated once per session."""
+def incidents(simulated):
+    """scenario -> its 20 analysed incidents, generated once per session (`simulated`, tests/conftest.py)."""
 
-    def get(scenario: str) -> list[Outcome]:
-        if scenario not in _CACHE:
-            formats, scale = SETUP.get(scenario, DEFAULT_SETUP)
-            outcomes = []
-            for seed in SEEDS:
-                path = tmp_path_factory.mktemp(f"{scenario}-{seed}")
-                incident = generate(scenario, seed, minutes=MINUTES, scale=scale, formats=formats)
-                incident.write(path)
-                outcomes.append(Outcome(seed, incident.truth, analyze([str(path / "telemetry")])))
-            _CACHE[scenario] = outcomes
-        return _CACHE[scenario]
+    def get(scenario: str):
+        formats, scale = SETUP.get(scenario, DEFAULT_SETUP)
+        return simulated(scenario, SEEDS, minutes=MINUTES, scale=scale, formats=formats)
 
     return get
 

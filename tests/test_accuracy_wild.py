@@ -10,51 +10,31 @@ Small volumes keep the sweep fast: a fraction of each scenario's default traffic
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import pytest
 
-from rca.model import Report
-from rca.pipeline import analyze
-from rca.simulate import WILD_SCENARIOS, generate
+from rca.simulate import WILD_SCENARIOS
 from rca.truth import matches
 
 SEEDS = range(20)
 # scenario -> (minutes or None for the scenario's default, traffic scale)
 SETUP = {
-    "bad-release": (50, 0.5),
-    "flag-flip": (50, 0.5),
+    "bad-release": (150, 0.3),
+    "flag-flip": (150, 0.3),
     "uninstrumented-dependency": (30, 0.6),
     "host-leak": (40, 0.5),
     "client-flood": (None, 0.5),
 }
 
 
-@dataclass(frozen=True)
-class Outcome:
-    seed: int
-    truth: dict
-    report: Report
-
-
-_CACHE: dict[str, list[Outcome]] = {}
-
-
 @pytest.fixture(scope="session")
-def wild(tmp_path_factory):
-    def get(scenario: str) -> list[Outcome]:
-        if scenario not in _CACHE:
-            minutes, scale = SETUP[scenario]
-            outcomes = []
-            for seed in SEEDS:
-                path = tmp_path_factory.mktemp(f"{scenario}-{seed}")
-                incident = generate(scenario, seed, minutes=minutes, scale=scale)
-                incident.write(path)
-                inputs = sorted(str(p) for p in path.iterdir() if p.is_dir())
-                outcomes.append(Outcome(seed, incident.truth, analyze(inputs)))
-            _CACHE[scenario] = outcomes
-        return _CACHE[scenario]
+def wild(simulated):
+    """scenario -> its 20 analysed incidents, generated once per session (`simulated`, tests/conftest.py)."""
+
+    def get(scenario: str):
+        minutes, scale = SETUP[scenario]
+        return simulated(scenario, SEEDS, minutes=minutes, scale=scale)
 
     return get
 

@@ -21,6 +21,10 @@ class Tuning:
     # Calls that vanished from several callers to one callee blame that callee (its failure made them give
     # up) once at least this many callers dropped it; one caller alone may be giving up on its own.
     call_drop_min_callers: int = 2
+    # A resource shift on a service that shows no symptom of its own (its calls, latency and errors as
+    # before) while other services do: halved, so it ranks below a service whose shift explains the
+    # symptoms unless it is at least twice as strong, yet stays listed (the effect may be unobserved).
+    no_effect_discount: float = 0.5
 
     # --- reporting ---
     # A best score below this is no incident: ordinary noise on a quiet day reaches about 0.2.

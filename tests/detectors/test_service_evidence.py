@@ -193,3 +193,26 @@ def test_windows_from_the_signal_with_the_longest_history():
     assert context is not None and context.bucket_s == 60
     assert context.incident.start == T0 + timedelta(minutes=onset)
     assert context.baseline.end <= context.incident.start and context.baseline.start == T0 + timedelta(seconds=19)
+
+
+def _whole_traces(minutes: float) -> AnalysisContext:
+    """The windows the metrics' fallback gives: the incident is where the traces begin, the baseline before."""
+    return AnalysisContext(bucket_s=60, span=Window(T0 - timedelta(minutes=30), T0 + timedelta(minutes=minutes)),
+                           baseline=Window(T0 - timedelta(minutes=30), T0 - timedelta(minutes=1)),
+                           incident=Window(T0, T0 + timedelta(minutes=minutes)))
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_call_waits_find_a_late_change_inside_the_traces(seed):
+    """Three minutes of traces, the delay in the last forty seconds: the edge's own earlier calls are its
+    baseline, and the change is dated where it happened."""
+    spans, names = _spans(seed, "c", delay_ms=60.0, minutes=3, onset_min=2 + 20 / 60)
+    findings = detect_call_waits(Dataset(spans=spans), _whole_traces(3))
+    assert [(f.details.caller, f.details.callee, f.details.reference) for f in findings] == [(names["front"], names["c"], "own earlier calls")]
+    assert abs((findings[0].onset - (T0 + timedelta(minutes=2, seconds=20))).total_seconds()) <= 2
+
+
+def test_call_waits_ignore_a_burst_in_the_last_seconds():
+    """Every call of the traces' last four seconds slowed: no sustained change, no finding."""
+    spans, _ = _spans(3, "c", delay_ms=60.0, minutes=3, onset_min=3 - 4 / 60)
+    assert detect_call_waits(Dataset(spans=spans), _whole_traces(3)) == []

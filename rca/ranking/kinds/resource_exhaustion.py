@@ -9,6 +9,7 @@ from rca.figures import hhmm, ratio
 from rca.findings import ResourceEventsDetails
 from rca.model import Finding, Hypothesis
 from rca.ranking.candidate import Candidate
+from rca.ranking.kinds.service_fault import discount_without_effect
 from rca.ranking.prose import effect_clause
 from rca.ranking.registry import HypothesisKind, Observations, register_kind
 
@@ -34,6 +35,9 @@ class ResourceExhaustion(HypothesisKind):
         for cand in out.values():
             cand.where = max(cand.findings, key=lambda f: f.excess or 0).where
         return list(out.values())
+
+    def adjust(self, candidates: list[Candidate], seen: Observations) -> None:
+        discount_without_effect(candidates, self.name, lambda cand: cand.where, seen)
 
     def summary(self, cand: Candidate, explained: list[Finding]) -> str:
         best = cand.shown

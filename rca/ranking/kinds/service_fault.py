@@ -26,6 +26,10 @@ signals they come from (metrics, traces) raise it by agreement as every candidat
 hypothesis is a `network_delay` when the evidence is call waits without a resource shift on the
 service's pods (calls to it wait longer while its own pods are not busier), a `service_fault`
 otherwise; `where` is the pod when the evidence concentrates on one pod of several.
+
+A resource shift alone does not make a cause when its service shows no effect of it while others do
+(`discount_without_effect`, also applied to `resource_exhaustion`): a memory jump on a pod whose calls,
+latency and errors stay as they were loses to the service whose shift explains the symptoms.
 """
 
 from __future__ import annotations
@@ -171,6 +175,36 @@ def _localise_drops(drops: list[Finding], of: Callable[[str], ServiceEvidence]) 
             callee.findings.append(f)
 
 
+def services_showing_effects(findings: list[Finding]) -> set[str]:
+    """The services where the incident shows in service-level evidence: their own latency, error or
+    throughput metrics shifted, calls into or out of them wait longer, or calls between them vanished."""
+    shown: set[str] = set()
+    for f in findings:
+        d = f.details
+        if isinstance(d, MetricShiftDetails) and d.role == "symptom":
+            shown.add(f.subject)
+        elif isinstance(d, CallWaitDetails | CallDropDetails):
+            shown.update((d.caller, d.callee))
+    return shown
+
+
+def discount_without_effect(candidates: list[Candidate], kind: str, located: Callable[[Candidate], str | None],
+                            seen: Observations) -> None:
+    """A resource that rose on a service whose own calls, latency and errors stayed as they were did not
+    make the incident: when the service-level evidence shows the incident elsewhere, such a candidate of
+    `kind` (located at the service `located` names) is discounted by `TUNING.no_effect_discount`. A CPU or
+    memory jump on an idle neighbour then loses to the service whose shift explains the symptoms; with no
+    service-level evidence at all, nothing changes."""
+    shown = services_showing_effects(seen.findings)
+    if not shown:
+        return
+    for cand in candidates:
+        service = located(cand)
+        if cand.kind == kind and service is not None and service not in shown:
+            cand.discount *= TUNING.no_effect_discount
+            cand.related.append(f"no effect on {service} itself: its calls, latency and errors stayed as they were")
+
+
 def evidence_clause(cand: Candidate) -> str:
     """The evidence in a clause: the strongest shift per family, then the slowest edge into it."""
     parts: list[str] = []
@@ -219,6 +253,9 @@ class ServiceFault(HypothesisKind):
 
     def candidates(self, seen: Observations) -> list[Candidate]:
         return candidates_of_kind(self.name, seen)
+
+    def adjust(self, candidates: list[Candidate], seen: Observations) -> None:
+        discount_without_effect(candidates, self.name, lambda cand: cand.subject, seen)
 
     def summary(self, cand: Candidate, explained: list[Finding]) -> str:
         at = f" (pod {cand.where})" if cand.where and cand.where != cand.subject else ""
