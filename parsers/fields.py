@@ -27,7 +27,7 @@ from polars.datatypes import (
 
 from rca.model import EVENTS_SCHEMA, Rejected, conform, empty_frame
 from rca.parsers.endpoints import normalize_endpoint_expr, strip_query_expr
-from rca.parsers.lines import LineChunk, Lines, has_long_line, line_chunks, read_lines
+from rca.parsers.lines import LineChunk, Lines, chunk_lines, has_long_line, map_chunks
 from rca.parsers.sources import Source
 
 CANDIDATES: dict[str, tuple[str, ...]] = {
@@ -370,7 +370,7 @@ def finish_rows(parts: list[MappedRows]) -> tuple[dict[str, pl.DataFrame], pl.Da
     versioned = pl.concat([f.select(service.alias("s"), version.alias("v")) for f in kept]).filter(pl.col("v").is_not_null())["s"].unique()
     version = pl.when(service.is_in(versioned.implode())).then(version).otherwise(pod_template_hash(pl.col("host"))).alias("version")
     requests, events = requests.with_columns(version), events.with_columns(version)
-    changes = version_changes(pl.concat([f.select("ts", "line", "service", "host", "version") for f in (requests, events)]))
+    changes = version_changes(pl.concat([f.select("ts", "line", "service", "host", "version", "origin", "signal") for f in (requests, events)]))
     bad = no_ts.select("line", pl.lit(None, dtype=pl.String).alias("text"), pl.lit("no readable timestamp").alias("reason"))
     return {"requests": requests, "events": events.drop("version"), "changes": changes}, bad
 
@@ -480,8 +480,6 @@ def json_chunks(
     line by line. Returns the mapped chunks in order, the other lines as (line, text, reason), how many
     lines were read record by record, and a Lines holding the line count, the too-long lines and the
     text of the lines that are not JSON."""
-    from concurrent.futures import Future, ThreadPoolExecutor
-
     seen = _SeenKeys()
 
     def one(chunk: LineChunk) -> tuple[MappedRows, list[tuple[int, str, str]], int, Lines | None, int]:
@@ -489,9 +487,7 @@ def json_chunks(
         flat = None if has_long_line(chunk) else _whole_chunk(chunk, seen)
         if flat is not None:
             return map_batch(flat), [], 0, None, last
-        lines = read_lines(Source(origin=source.origin, data=b""), payload=chunk.data)
-        lines.frame = lines.frame.with_columns(pl.col("line") + (chunk.first_line - 1))
-        lines.rejected = [Rejected(r.line + chunk.first_line - 1, r.reason, r.text) for r in lines.rejected]
+        lines = chunk_lines(source.origin, chunk)
         flat, bad, slow = json_objects(lines.frame)
         lines.frame = lines.frame.filter(pl.col("line").is_in([n for n, _, _ in bad]))  # kept: the lines that are not records
         return map_batch(flat), bad, slow, lines, last
@@ -502,11 +498,7 @@ def json_chunks(
     kept = Lines(frame=pl.DataFrame(schema={"line": pl.Int64, "text": pl.String}), total=0, warnings=warnings)
     texts: list[pl.DataFrame] = []
     rejected: list[Rejected] = []
-    pending: list[Future] = []
-
-    def take(future: Future) -> None:
-        nonlocal slow
-        part, chunk_bad, chunk_slow, lines, last = future.result()
+    for part, chunk_bad, chunk_slow, lines, last in map_chunks(source, warnings, one):
         parts.append(part)
         bad.extend(chunk_bad)
         slow += chunk_slow
@@ -515,14 +507,6 @@ def json_chunks(
             texts.append(lines.frame)
             rejected.extend(lines.rejected)
             kept.rejected_count += lines.rejected_count
-
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="rca-json") as pool:  # the reader releases the GIL
-        for chunk in line_chunks(source, warnings):
-            pending.append(pool.submit(one, chunk))
-            if len(pending) > 2:
-                take(pending.pop(0))
-        for future in pending:
-            take(future)
     if texts:
         kept.frame = pl.concat(texts)
     kept.rejected = rejected[:5]

