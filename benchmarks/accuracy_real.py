@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {fault:18} {len(ranks):5d} {ac(ranks, 1):6.2f} {ac(ranks, 3):6.2f} {avg5(ranks):6.2f}")
         print(f"  {'all':18} {len(every):5d} {ac(every, 1):6.2f} {ac(every, 3):6.2f} {avg5(every):6.2f}")
         slowest = max(result["cases"], key=lambda c: c["wall_s"])
-        print(f"  slowest case {slowest['case']} {slowest['wall_s']:.1f} s; peak memory "
+        busiest = max(result["cases"], key=lambda c: c.get("cpu_s") or 0.0)
+        print(f"  slowest case {slowest['case']} {slowest['wall_s']:.1f} s wall; most CPU {busiest['case']} "
+              f"{busiest.get('cpu_s') or 0.0:.1f} s (wall times grow with the machine's load, CPU times do not); peak memory "
               f"{max(c['peak_rss_mb'] for c in result['cases']):.0f} MB; failures {result['summary']['failures']}")
     return 0
 

@@ -19,6 +19,14 @@ Per edge (caller service -> callee service, callee pod) the incident's median wa
 - otherwise the other edges of the incident (traces often start just before or after the fault, with
   no baseline of their own): the median and MAD over the edges' median waits. A fault touches few
   edges, so the median edge is a healthy reference.
+Each service's **own time** is read the same way (`detect_own_times`): per (service, pod), the self
+time of its server spans (their duration less the calls they make) against its own baseline, or, when
+the traces begin after the baseline window, its own earlier requests (never against other services:
+their work differs). Self time leaves out what the
+service waits for, so a slowdown that propagates up a chain of callers shifts only the deepest one's.
+The finding carries the ratio of its request rates (after / before), so the ranker can tell a service
+slowed by more load from one slowed by itself.
+
 The scale is floored at `RELATIVE_FLOOR` of the reference and `ABS_FLOOR_MS` (waits of a few
 milliseconds jitter by about that much with scheduling alone). An edge whose z reaches `MIN_Z` becomes a
 `call_wait_shift` finding; which end of the slow edges is at fault is the ranker's call (the service
@@ -33,7 +41,7 @@ import polars as pl
 from rca.detectors import register
 from rca.detectors.stats import MAD_TO_SIGMA, confidence_from_z, mann_whitney_p
 from rca.detectors.traffic import in_window
-from rca.findings import CallWaitDetails
+from rca.findings import CallWaitDetails, ServiceTimeDetails
 from rca.model import AnalysisContext, Dataset, Finding
 
 MIN_CALLS = 20
@@ -86,7 +94,7 @@ def detect_call_waits(dataset: Dataset, context: AnalysisContext) -> list[Findin
                                     pl.len().alias("n"), pl.col("wait_ms").alias("waits"), pl.col("ts").min().alias("first"))
     per_base = base.group_by(key).agg(pl.col("wait_ms").alias("base_waits"), pl.len().alias("n_base"))
     per = per_inc.join(per_base, on=key, how="left").with_columns(pl.col("n_base").fill_null(0))
-    fan_out = dict(per.group_by("caller").agg(pl.col("callee").n_unique()).iter_rows())
+    fan_out = dict(per.group_by("caller").agg(pl.struct("callee", "callee_pod").n_unique()).iter_rows())
     fan_in = dict(per.group_by("callee").agg(pl.col("caller").n_unique()).iter_rows())
     medians = per["wait"].to_numpy()
     cross_ref = float(np.median(medians))
@@ -130,6 +138,59 @@ def detect_call_waits(dataset: Dataset, context: AnalysisContext) -> list[Findin
             ),
         ))
     return findings
+
+
+@register("service_times", order=63)
+def detect_own_times(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
+    """Per (service, pod), a shift of the own time of its server spans: `service_time_shift` findings."""
+    spans = dataset.spans
+    if spans.height == 0:
+        return []
+    servers = (spans.filter((pl.col("kind") == "server") & pl.col("self_ms").is_not_null() & pl.col("service").is_not_null()
+                            & (pl.col("ts") < context.incident.end))
+               .select("ts", "service", "host", "self_ms").sort("ts"))
+    # the traces hold a baseline of their own, or begin after it (then each pod's earlier requests are it)
+    short = servers.filter(in_window("ts", context.baseline.start, context.baseline.end)).height == 0
+    findings: list[Finding] = []
+    for (service, pod), rows in sorted(servers.group_by("service", "host"), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
+        base = rows.filter(in_window("ts", context.baseline.start, context.baseline.end))["self_ms"].to_numpy()
+        inc = rows.filter(in_window("ts", context.incident.start, context.incident.end))
+        if inc.height == 0:
+            continue
+        if base.size >= MIN_CALLS and inc.height >= MIN_CALLS:
+            after = inc["self_ms"].to_numpy()
+            ref, level, onset, reference = float(np.median(base)), float(np.median(after)), inc["ts"][0], "own baseline"
+            z = (level - ref) / _scale(base, ref)
+            if z < MIN_Z or mann_whitney_p(base, after) >= MAX_P:
+                continue
+            base_ts = rows.filter(in_window("ts", context.baseline.start, context.baseline.end))["ts"]
+            load = _rate(inc["ts"]) / max(_rate(base_ts), 1e-9)
+        elif short:
+            values = rows["self_ms"].to_numpy()
+            split = _change_point(values, rows["ts"].dt.epoch("us").to_numpy() / 1e6)
+            if split is None:
+                continue
+            ref, level, onset, reference = float(np.median(values[:split])), float(np.median(values[split:])), rows["ts"][split], "own earlier calls"
+            z = (level - ref) / _scale(values[:split], ref)
+            load = _rate(rows["ts"][split:]) / max(_rate(rows["ts"][:split]), 1e-9)
+        else:
+            continue  # too few of its requests in a baseline the traces cover: no comparison
+        findings.append(Finding(
+            detector="service_calls", kind="service_time_shift", dimension="service", subject=str(service), metric="self_ms",
+            onset=onset, baseline=round(ref, 3), incident=round(level, 3), magnitude=round(level / max(ref, 1e-3), 3),
+            confidence=confidence_from_z(z), signal="trace", where=pod or str(service),
+            details=ServiceTimeDetails(service=str(service), pod=pod, reference=reference, reference_ms=round(ref, 3),
+                                       self_ms=round(level, 3), z=round(z, 2), requests=int(inc.height), requests_ratio=round(load, 3)),
+        ))
+    return findings
+
+
+def _rate(ts: pl.Series) -> float:
+    """Requests per second over the span of their timestamps (0 with fewer than two)."""
+    if ts.len() < 2:
+        return 0.0
+    span = (ts.max() - ts.min()).total_seconds()  # type: ignore[operator,union-attr]
+    return (ts.len() - 1) / span if span > 0 else 0.0
 
 
 def _scale(values: np.ndarray, center: float) -> float:

@@ -2,11 +2,12 @@
 
 Method. Every series of the `metrics` frame whose name `metric_families.classify_metric` recognises is
 read per service and pod (host) and attribute set; counters (by name, or a series that never
-decreases) become rates per second first, a reset giving no rate. The baseline window gives a robust
-centre (median) and spread (the larger of the MAD and the IQR, both scaled to a standard deviation);
-the incident window gives the most extreme level held for two samples in a row (`sustained_level`:
-not a median, which mixes in the samples from before the fault when the onset is known only to a
-minute or two, and not a peak, which one spike makes). The shift is
+decreases) become rates per second first, a reset giving no rate. The baseline window, less an earlier
+episode inside it (`quiet_baseline`: a previous fault's minutes, found as a run of samples far off in
+units of the sample-to-sample noise), gives a robust centre (median) and spread (the larger of the MAD
+and the IQR, both scaled to a standard deviation); the incident window gives the most extreme level
+held for two samples in a row (`sustained_level`: not a median, which mixes in the samples from before
+the fault when the onset is known only to a minute or two, and not a peak, which one spike makes). The shift is
 
     z = direction x (incident median - baseline median) / scale
 
@@ -84,7 +85,7 @@ def detect_metric_shifts(dataset: Dataset, context: AnalysisContext) -> list[Fin
     base = rows.filter(in_base).group_by(key).agg(
         pl.col("value").median().alias("center"),
         pl.len().alias("n_base"),
-        pl.col("value").alias("values"),
+        pl.col("value").sort_by("ts").alias("values"),
     )
     inc = rows.filter(in_inc).group_by(key).agg(pl.len().alias("n_inc"),
                                                 pl.col("ts").alias("inc_ts"), pl.col("value").alias("inc_values"))
@@ -95,8 +96,9 @@ def detect_metric_shifts(dataset: Dataset, context: AnalysisContext) -> list[Fin
     findings: list[Finding] = []
     for row in joined.sort(key).iter_rows(named=True):
         cls = classes[row["name"]]
-        center = float(row["center"])
-        scale = shift_scale(np.asarray(row["values"], dtype=float), center, cls, float(system_level.get(row["name"]) or 0.0))
+        baseline = quiet_baseline(np.asarray(row["values"], dtype=float))
+        center = float(np.median(baseline))
+        scale = shift_scale(baseline, center, cls, float(system_level.get(row["name"]) or 0.0))
         order = np.argsort(np.asarray([t.timestamp() for t in row["inc_ts"]]))
         inc_values = np.asarray(row["inc_values"], dtype=float)[order]
         # throughput: a service that stops serving is as telling as one flooded
@@ -122,6 +124,23 @@ def detect_metric_shifts(dataset: Dataset, context: AnalysisContext) -> list[Fin
             ),
         ))
     return findings
+
+
+def quiet_baseline(values: np.ndarray) -> np.ndarray:
+    """The time-ordered baseline samples less an earlier episode: the runs of two or more samples lying
+    `MIN_Z` or more from the median in units of the sample-to-sample noise (the MAD of successive
+    differences over sqrt 2, which a level that moved for a few minutes hardly touches, unlike the MAD
+    of the levels). An earlier fault inside the baseline then neither inflates its spread nor moves its
+    centre. The episode may be at most half the baseline (more is its usual state), and a series of
+    fewer than twice `MIN_BASELINE_SAMPLES` samples is kept whole."""
+    if values.size < 2 * MIN_BASELINE_SAMPLES:
+        return values
+    center = float(np.median(values))
+    step_sigma = float(np.median(np.abs(np.diff(values)))) * MAD_TO_SIGMA / np.sqrt(2.0)
+    far = np.abs(values - center) >= MIN_Z * max(step_sigma, RELATIVE_FLOOR * abs(center), 1e-9)
+    run = far & (np.r_[False, far[:-1]] | np.r_[far[1:], False])
+    kept = values[~run]
+    return kept if kept.size >= max(MIN_BASELINE_SAMPLES, (values.size + 1) // 2) else values
 
 
 def shift_scale(baseline: np.ndarray, center: float, cls: MetricClass, system_level: float) -> float:

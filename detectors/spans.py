@@ -97,7 +97,14 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                 # rather than on a p95 of three values; the series shown stays the p95.
                 log_mean = dense_series(per_bucket, ["k"], "log_mean", context, fill=None).get((1,), np.full(len(grid), np.nan))
                 counts = dense_series(per_bucket, ["k"], "n", context, fill=0.0).get((1,), np.zeros(len(grid)))
-                onset = onset_at(grid, onset_time(log_mean, base_mask, inc_mask, smooth=1, weights=counts, noise="gaussian"), context.bucket_s)
+                fitted = onset_time(log_mean, base_mask, inc_mask, smooth=1, weights=counts, noise="gaussian")
+                if fitted is None:
+                    # robust z floors its scale at half the square root of the level (meant for counts): on a
+                    # log scale of ~3-5 that hides a doubling (+0.69), so the series is tried centred on its
+                    # baseline, where the spread of the buckets alone sets the scale
+                    centred = log_mean - np.nanmedian(np.where(base_mask, log_mean, np.nan))
+                    fitted = onset_time(centred, base_mask, inc_mask, smooth=1, weights=counts, noise="gaussian")
+                onset = onset_at(grid, fitted, context.bucket_s)
                 callers = rows.filter(in_inc)["service"].drop_nulls().unique().sort().to_list()
                 findings.append(
                     Finding(

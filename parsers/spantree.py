@@ -12,7 +12,10 @@
   restarts per parent (see `_children_ms`), not a window per parent.
 - Server spans become `requests` rows (endpoint from `http.route`, else the normalized `url.path`;
   source from `client.address`, else the calling service); a change of `service.version` of a service
-  becomes a `changes` row.
+  becomes a `changes` row. A service whose spans carry no `service.version` at all is versioned by the
+  pod-template hash in its pod names (`k8s.pod.name`, `api-7d4b9c8f6d-x2k9p`), as the log parsers do: a
+  rollout is then a change, and its requests split by release (the canary comparison of
+  `rca.detectors.changes`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import polars as pl
 
 from rca.model import SPANS_SCHEMA, conform
 from rca.parsers.endpoints import normalize_endpoint_expr
+from rca.parsers.fields import pod_template_hash
 
 
 def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame], list[str]]:
@@ -98,6 +102,7 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
     children_ms = pl.Series("_children_ms", [0.0], dtype=pl.Float64).extend_constant(0.0, spans.height - 1).scatter(covered["_prow"], covered["_children_ms"])
     spans = spans.with_columns((pl.col("duration_ms") - children_ms).clip(lower_bound=0.0).alias("self_ms"))
 
+    spans = spans.with_columns(_release(spans).alias("_release"))
     servers = spans.filter(pl.col("kind") == "server")
     servers = servers.with_columns(  # the parent's service and kind, for server spans only
         *(spans[c].gather(servers["_prow"]).alias(a) for c, a in (("service", "_pservice"), ("kind", "_pkind"))))
@@ -108,7 +113,7 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
         method=pl.col("http_method"),
         status=pl.col("http_status"),
         source=pl.coalesce(pl.col("client_address"), caller),
-        version=pl.col("service_version"),
+        version=pl.col("_release"),
         user_agent=pl.col("user_agent") if "user_agent" in servers.columns else pl.lit(None, pl.String),
     )
     frames = {
@@ -168,19 +173,29 @@ def _children_ms(children: pl.DataFrame) -> pl.DataFrame:
     return rel.with_columns(covered.alias("_covered_us")).group_by("_prow").agg((pl.col("_covered_us").sum() / 1000.0).alias("_children_ms"))
 
 
+def _release(spans: pl.DataFrame) -> pl.Expr:
+    """`service.version`, or for a service whose spans never carry one, the pod-template hash of its pod."""
+    unversioned = spans.group_by("service").agg(pl.col("service_version").is_not_null().any().alias("_any")).filter(~pl.col("_any"))["service"]
+    if unversioned.len() == 0:
+        return pl.col("service_version")
+    return pl.when(pl.col("service").is_in(unversioned.implode())).then(pod_template_hash(pl.col("host"))).otherwise(pl.col("service_version"))
+
+
 def _version_changes(spans: pl.DataFrame, origin: str) -> pl.DataFrame:
     seen = (
-        spans.filter(pl.col("service_version").is_not_null())
-        .group_by("service", "service_version")
-        .agg(pl.col("ts").min(), pl.col("line").min())
+        spans.filter(pl.col("_release").is_not_null())
+        .group_by("service", "_release")
+        .agg(pl.col("ts").min(), pl.col("line").min(), pl.col("host").sort_by("ts").first(), pl.col("service_version").is_null().all().alias("_hash"))
         .sort("service", "ts")
-        .with_columns(pl.col("service_version").shift(1).over("service").alias("_prev"))
+        .with_columns(pl.col("_release").shift(1).over("service").alias("_prev"))
         .filter(pl.col("_prev").is_not_null())
     )
     changes = seen.with_columns(
         kind=pl.lit("deploy"),
-        subject=pl.col("service_version"),
-        description=pl.format("service.version of {} changed from {} to {} (first span seen)", pl.col("service"), pl.col("_prev"), pl.col("service_version")),
+        subject=pl.col("_release"),
+        description=pl.when(pl.col("_hash"))
+        .then(pl.format("pod-template hash of {} changed from {} to {} (first span seen on {})", pl.col("service"), pl.col("_prev"), pl.col("_release"), pl.col("host")))
+        .otherwise(pl.format("service.version of {} changed from {} to {} (first span seen)", pl.col("service"), pl.col("_prev"), pl.col("_release"))),
         origin=pl.lit(origin),
         signal=pl.lit("trace"),
     )

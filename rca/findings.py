@@ -236,8 +236,23 @@ class CallWaitDetails(FindingDetails):
     callee_server_ms: float  # the callee's own median server time over the same calls
     z: float
     calls: int
-    caller_fan_out: int  # services the caller calls in the incident
+    caller_fan_out: int  # callee pods the caller calls in the incident
     callee_fan_in: int  # services that call the callee in the incident
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceTimeDetails(FindingDetails):
+    """`service_time_shift`: a service's own time per request on one pod (its server spans less the calls
+    they make), against its own earlier requests."""
+
+    service: str
+    pod: str | None
+    reference: str  # "own baseline" | "own earlier calls"
+    reference_ms: float
+    self_ms: float
+    z: float
+    requests: int
+    requests_ratio: float  # its requests per second after the change / before it
 
 
 @dataclass(frozen=True, kw_only=True)

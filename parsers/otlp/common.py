@@ -43,7 +43,10 @@ RESOURCE_ALIASES = {
     "service": ("service.name",),
     "service_version": ("service.version",),
     "deployment_environment": ("deployment.environment.name", "deployment.environment"),
-    "host": ("host.name", "k8s.pod.name", "service.instance.id"),
+    # the pod first: in Kubernetes it is the unit that restarts, leaks and rolls out (its name carries the
+    # pod-template hash), while host.name is often the node (a DaemonSet collector's resourcedetection),
+    # which would merge the old and new pods of a rollout and every service scheduled beside them
+    "host": ("k8s.pod.name", "host.name", "service.instance.id"),
 }
 
 

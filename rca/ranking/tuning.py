@@ -25,6 +25,9 @@ class Tuning:
     # before) while other services do: halved, so it ranks below a service whose shift explains the
     # symptoms unless it is at least twice as strong, yet stays listed (the effect may be unobserved).
     no_effect_discount: float = 0.5
+    # A caller whose slow calls all go to one callee shares that edge with it; a slowdown shows in every
+    # caller above its cause, so the deeper end (the callee) is the likelier and the caller end gets half.
+    one_callee_caller_share: float = 0.5
 
     # --- reporting ---
     # A best score below this is no incident: ordinary noise on a quiet day reaches about 0.2.

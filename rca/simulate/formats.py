@@ -189,11 +189,15 @@ def _attr(key: str, value: Any) -> dict[str, Any]:
     return {"key": key, "value": {"stringValue": str(value)}}
 
 
-def otlp_json(traffic: Traffic, spans: list[dict[str, Any]], hosts: dict[str, str], versions: dict[str, str]) -> bytes:
-    """OTLP/JSON lines (the collector's file exporter): one ExportTraceServiceRequest per service and
-    minute. `spans` hold service, trace, id, parent, name, kind, t (s), dur_ms, error, attrs (dict)."""
+def otlp_json(traffic: Traffic, spans: list[dict[str, Any]], hosts: dict[str, str], versions: dict[str, str | None],
+              nodes: dict[str, str] | None = None) -> bytes:
+    """OTLP/JSON lines (the collector's file exporter): one ExportTraceServiceRequest per service, host and
+    minute. `spans` hold service, trace, id, parent, name, kind, t (s), dur_ms, error, attrs (dict) and
+    optionally host (else `hosts[service]`). A service whose version is None writes no `service.version`.
+    With `nodes` (pod -> node), hosts are Kubernetes pods: written as `k8s.pod.name`, with the node as
+    `host.name`, as the collector's k8sattributes and resourcedetection processors set them."""
     start_ns = int(traffic.start.timestamp() * 1e9)
-    batches: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    batches: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for s in spans:
         t0 = start_ns + int(s["t"] * 1e9)
         span = {"traceId": s["trace"], "spanId": s["id"], "name": s["name"], "kind": s["kind"], "startTimeUnixNano": str(t0),
@@ -201,10 +205,16 @@ def otlp_json(traffic: Traffic, spans: list[dict[str, Any]], hosts: dict[str, st
                 "attributes": [_attr(k, v) for k, v in s["attrs"].items()], "status": {"code": 2} if s["error"] else {}}
         if s["parent"]:
             span["parentSpanId"] = s["parent"]
-        batches.setdefault((s["service"], int(s["t"] // 60)), []).append(span)
+        batches.setdefault((s["service"], s.get("host") or hosts[s["service"]], int(s["t"] // 60)), []).append(span)
     out = []
-    for (service, _), group in sorted(batches.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        resource = {"attributes": [_attr("service.name", service), _attr("service.version", versions[service]), _attr("host.name", hosts[service])]}
-        doc = {"resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": {"name": "io.opentelemetry.http"}, "spans": group}]}]}
+    for (service, host, _), group in sorted(batches.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])):
+        attributes = [_attr("service.name", service)]
+        if versions.get(service) is not None:
+            attributes.append(_attr("service.version", versions[service]))
+        if nodes is None:
+            attributes.append(_attr("host.name", host))
+        else:
+            attributes += [_attr("k8s.namespace.name", "prod"), _attr("k8s.pod.name", host), _attr("host.name", nodes[host])]
+        doc = {"resourceSpans": [{"resource": {"attributes": attributes}, "scopeSpans": [{"scope": {"name": "io.opentelemetry.http"}, "spans": group}]}]}
         out.append(orjson.dumps(doc))
     return b"\n".join(out) + b"\n"

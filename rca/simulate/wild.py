@@ -192,16 +192,44 @@ def bad_release(seed: int, minutes: int, scale: float) -> Wild:
     traffic.event(decoy_at + 3, "INFO", other, other_pods[0], "main", f"{other} {other_new} started", version=other_new)
     style = formats.JSON_STYLES[seed % len(formats.JSON_STYLES)]
     version_key = formats.VERSION_KEYS[(seed // len(formats.JSON_STYLES)) % len(formats.VERSION_KEYS)]
-    files = {f"logs/{target}.jsonl": formats.json_lines(traffic, style, version_key=version_key, services={target}, rng=rng),
-             f"logs/{other}.jsonl": formats.json_lines(traffic, style, version_key=version_key or "version", services={other}, rng=rng),
-             f"logs/{third}.jsonl": formats.json_lines(traffic, style, version_key=version_key or "version", services={third}, rng=rng)}
+    decoy_subject = other_new
+    if seed % 5 == 4:  # traces only, no service.version: the pods' template hash in k8s.pod.name is the release
+        style, version_key = f"otlp-{'old' if seed % 10 == 4 else 'new'}", None
+        decoy_hash, decoy_pods = pod_names(rng, other, len(other_pods))
+        rolled = (traffic.service == other) & (traffic.t >= decoy_at)
+        replaced = dict(zip(other_pods, decoy_pods, strict=True))  # the other service rolls out too: its pods get a new hash
+        traffic.host[rolled] = np.array([replaced[h] for h in traffic.host[rolled]], dtype=object)
+        decoy_subject = decoy_hash
+        files = {"traces/traces.otlp.jsonl": _server_spans(traffic, rng, style[5:], [target, other, third])}
+    else:
+        files = {f"logs/{target}.jsonl": formats.json_lines(traffic, style, version_key=version_key, services={target}, rng=rng),
+                 f"logs/{other}.jsonl": formats.json_lines(traffic, style, version_key=version_key or "version", services={other}, rng=rng),
+                 f"logs/{third}.jsonl": formats.json_lines(traffic, style, version_key=version_key or "version", services={third}, rng=rng)}
     subject = new_v if version_key else new_hash
     truth = _truth("bad-release", seed, kind="deploy", dimension="change", accept=[target], subject_has=[subject, f"v{subject}"],
                    onset=at, parameters={"service": target, "version": new_v, "previous": old_v, "pod_template_hash": new_hash, "previous_pod_template_hash": old_hash,
                                          "slowed_routes": [traffic.routes[i].template for i in slowed], "factor": round(factor, 2),
                                          "rollout_s": rollout_s, "style": style, "version_key": version_key},
-                   decoys=[{"kind": "deploy", "service": other, "subject": other_new, "t": decoy_at}])
+                   decoys=[{"kind": "deploy", "service": other, "subject": decoy_subject, "t": decoy_at}])
     return Wild(start, seconds, traffic, truth, files)
+
+
+def _server_spans(traffic: Traffic, rng: np.random.Generator, convention: str, services: list[str]) -> bytes:
+    """One server span per request, on its pod (`k8s.pod.name`, no `service.version`), in the old or the
+    new HTTP semantic conventions; pods run on a few nodes."""
+    names = formats.SEMCONV[convention]
+    method = traffic.method()
+    ids = rng.bytes(24 * traffic.t.size)
+    spans = []
+    for i in range(traffic.t.size):
+        route = traffic.routes[int(traffic.route[i])].template
+        spans.append({"service": traffic.service[i], "host": traffic.host[i], "trace": ids[24 * i : 24 * i + 16].hex(), "id": ids[24 * i + 16 : 24 * i + 24].hex(),
+                      "parent": None, "name": f"{method[i]} {route}", "kind": 2, "t": float(traffic.t[i]), "dur_ms": float(traffic.duration_ms[i]),
+                      "error": bool(traffic.status[i] >= 500),
+                      "attrs": {names["method"]: method[i], names["route"]: route, names["status"]: int(traffic.status[i])}})
+    pods = sorted({str(h) for h in traffic.host})
+    nodes = {pod: f"ip-10-0-{int(rng.integers(0, 16))}-{int(rng.integers(2, 250))}.ec2.internal" for pod in pods}
+    return formats.otlp_json(traffic, spans, {s: s for s in services}, dict.fromkeys(services), nodes=nodes)
 
 
 def _append(traffic: Traffic, extra: Traffic, mask: np.ndarray, version: str | None = None) -> None:

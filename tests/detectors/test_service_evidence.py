@@ -216,3 +216,20 @@ def test_call_waits_ignore_a_burst_in_the_last_seconds():
     """Every call of the traces' last four seconds slowed: no sustained change, no finding."""
     spans, _ = _spans(3, "c", delay_ms=60.0, minutes=3, onset_min=3 - 4 / 60)
     assert detect_call_waits(Dataset(spans=spans), _whole_traces(3)) == []
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_an_earlier_fault_in_the_baseline_is_left_out(seed):
+    """Ten minutes of an earlier fault inside the baseline neither move its centre nor widen its spread:
+    the fault after it reads as far off as on a clean baseline."""
+    rng = np.random.default_rng(seed)
+    clean = 20 + rng.normal(0, 2, 34)
+    clean[30:] += 65
+    earlier = clean.copy()
+    earlier[6:16] += 65
+    shifts = {}
+    for label, values in (("clean", clean), ("earlier", earlier)):
+        findings = detect_metric_shifts(Dataset(metrics=_metric_frame({("svc", "svc-pod", "CpuUsageRate(%)"): values})), _context(34, 30))
+        shifts[label] = next(f for f in findings if f.metric == "CpuUsageRate(%)")
+    assert abs(shifts["earlier"].baseline - shifts["clean"].baseline) < 1.5
+    assert shifts["earlier"].details.z > 0.8 * shifts["clean"].details.z > 10

@@ -4,9 +4,11 @@ Each signal is read for what it says about *which service* is at fault, then the
 - **Call waits** (`call_wait_shift`, traces): a slow edge has two ends. The service at fault is the end
   the slow edges have in common: for service v, `coverage` is the share of all the extra wait that
   lies on edges touching v, `concentration` the share of v's callers whose calls to v slowed, or of
-  v's callees whose calls from v slowed, whichever is larger. A network delay on a callee slows the
-  edges into it (coverage 1, concentration 1) while its callers keep their other edges fast
-  (concentration 1/8); a CPU-starved caller slows all its outgoing edges.
+  the callee pods v calls whose calls from v slowed, whichever is larger. A network delay on a callee
+  pod slows the edges into it (coverage 1, concentration 1) while its callers keep their other edges,
+  and their calls to the callee's other pods, fast (concentration 1/8); a CPU-starved caller slows all
+  its outgoing edges. A caller whose slow edges all lead to one callee shares them with that callee,
+  the deeper end and so the likelier (`TUNING.one_callee_caller_share` of its concentration).
   Localisation = coverage x concentration.
 - **Resources** (`metric_shift` of cpu, memory, network, disk, syscalls): a shift of the service's own
   pod resources, localised by construction (localisation 1).
@@ -15,10 +17,15 @@ Each signal is read for what it says about *which service* is at fault, then the
   to the share of its callees it stopped calling (`dropped`); but when several callers stopped calling
   the same callee, that callee failing is what made them give up: it takes the share of its callers
   that dropped it, and a caller's own share is discounted by the largest such share among its callees.
+- **Own time** (`service_time_shift`, traces): its server spans less the calls they make took longer:
+  the service's own part by construction (localisation 1), so of a slowdown propagating up a chain of
+  callers only the deepest service carries it; unless its requests rose as much as `TUNING.calls_rose`
+  (then the load slowed it: a traffic surge's effect, not its fault).
 - **Own symptoms** (`metric_shift` of latency on the serving side, errors): a slowdown propagates to
   every caller, so a service's own latency shift counts only for the part its waiting on others
-  (its client-side latency shift) does not explain: 1 - z(client) / z(own), floored at 0. The
-  deepest slowed service keeps it whole.
+  (its client-side latency shift) does not explain: 1 - z(client) / z(own), floored at 0, and not at
+  all when its calls to another service wait longer (traces show what it waited on). The deepest
+  slowed service keeps it whole.
 
 A service's findings are those that localise to it; its specificity is the best localisation among
 them (so scoring multiplies the strongest evidence by how precisely it names this service), and the
@@ -39,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rca.figures import hhmm, number
-from rca.findings import CallDropDetails, CallWaitDetails, MetricShiftDetails
+from rca.findings import CallDropDetails, CallWaitDetails, MetricShiftDetails, ServiceTimeDetails
 from rca.model import Finding, Hypothesis
 from rca.ranking.candidate import Candidate
 from rca.ranking.prose import effect_clause
@@ -93,6 +100,15 @@ def service_evidence(findings: list[Finding]) -> list[ServiceEvidence]:
 
     _localise_edges([f for f in findings if f.kind == "call_wait_shift"], of)
     _localise_drops([f for f in findings if f.kind == "call_drop"], of)
+    for f in findings:
+        if isinstance(f.details, ServiceTimeDetails) and f.details.requests_ratio < TUNING.calls_rose:
+            ev = of(f.subject)
+            ev.own_symptom = 1.0  # self time leaves out the calls it waits on: this service's own part
+            ev.findings.append(f)
+            if f.where:
+                ev.pods[f.where] += f.confidence
+    # a service whose calls to another wait longer: its own latency shift is that wait, not its own part
+    waiting = {f.details.caller for f in findings if isinstance(f.details, CallWaitDetails)}
     shifts = [(f, f.details) for f in findings if f.kind == "metric_shift" and isinstance(f.details, MetricShiftDetails)]
     client_z: dict[str, float] = defaultdict(float)
     for f, d in shifts:
@@ -104,7 +120,7 @@ def service_evidence(findings: list[Finding]) -> list[ServiceEvidence]:
             ev = of(f.subject)
             ev.resource = True
         elif d.family in ("latency", "errors") and d.side == "own":
-            unexplained = max(0.0, 1.0 - client_z[f.subject] / z)
+            unexplained = 0.0 if d.family == "latency" and f.subject in waiting else max(0.0, 1.0 - client_z[f.subject] / z)
             if unexplained <= 0:
                 continue
             ev = of(f.subject)
@@ -132,17 +148,17 @@ def _localise_edges(edges: list[Finding], of: Callable[[str], ServiceEvidence]) 
     fan_out: dict[str, int] = {}  # all edges per service, by direction, as the detector counted them
     fan_in: dict[str, int] = {}
     for _, d in slow:
-        callees[d.caller].add(d.callee)
+        callees[d.caller].add(f"{d.callee}\x00{d.callee_pod}")
         callers[d.callee].add(d.caller)
         fan_out[d.caller] = max(fan_out.get(d.caller, 0), d.caller_fan_out)
         fan_in[d.callee] = max(fan_in.get(d.callee, 0), d.callee_fan_in)
     for service in sorted(set(callees) | set(callers)):
         touching = [(f, d) for f, d in slow if service in (d.caller, d.callee)]
         coverage = sum(excess[id(f)] for f, _ in touching) / total
-        concentration = max(
-            len(callees[service]) / max(fan_out.get(service, 1), len(callees[service]), 1),
-            len(callers[service]) / max(fan_in.get(service, 1), len(callers[service]), 1),
-        )
+        caller_side = len(callees[service]) / max(fan_out.get(service, 1), len(callees[service]), 1)
+        if len({c.split("\x00")[0] for c in callees[service]}) == 1:
+            caller_side *= TUNING.one_callee_caller_share
+        concentration = max(caller_side, len(callers[service]) / max(fan_in.get(service, 1), len(callers[service]), 1))
         ev = of(service)
         ev.edge_localisation = max(ev.edge_localisation, coverage * concentration)
         for f, d in touching:
@@ -177,11 +193,12 @@ def _localise_drops(drops: list[Finding], of: Callable[[str], ServiceEvidence]) 
 
 def services_showing_effects(findings: list[Finding]) -> set[str]:
     """The services where the incident shows in service-level evidence: their own latency, error or
-    throughput metrics shifted, calls into or out of them wait longer, or calls between them vanished."""
+    throughput metrics or their own time in traces shifted, calls into or out of them wait longer, or
+    calls between them vanished."""
     shown: set[str] = set()
     for f in findings:
         d = f.details
-        if isinstance(d, MetricShiftDetails) and d.role == "symptom":
+        if (isinstance(d, MetricShiftDetails) and d.role == "symptom") or isinstance(d, ServiceTimeDetails):
             shown.add(f.subject)
         elif isinstance(d, CallWaitDetails | CallDropDetails):
             shown.update((d.caller, d.callee))
