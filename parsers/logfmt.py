@@ -44,7 +44,9 @@ def _pairs(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[Rejected], int]:
         frame.select(pl.col("line").alias(LINE), pl.col("text").str.extract_all(_PAIR).alias("pair"))
         .explode("pair")
         .filter(pl.col("pair").is_not_null())
-        .select(LINE, pl.col("pair").str.extract(r"^([^=]*)=").alias("key"), _unquote_expr(pl.col("pair").str.replace(r"^[^=]*=", "")).alias("value"))
+        .select(LINE, pl.col("pair").str.splitn("=", 2).struct.rename_fields(["key", "value"]).alias("pair"))  # a key holds no `=`
+        .unnest("pair")
+        .with_columns(_unquote_expr(pl.col("value")))
     )
     keys = pairs.group_by(LINE).agg(pl.col("key").n_unique().alias("n"))
     good = keys.filter(pl.col("n") >= 2).get_column(LINE)
