@@ -272,6 +272,24 @@ class CallDropDetails(FindingDetails):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ShapeShiftDetails(FindingDetails):
+    """`shape_shift`: the requests of one service operation took a path (the set of operations their own
+    spans started) they never took before (`appeared`) or stopped taking one (`vanished`)."""
+
+    service: str
+    operation: str  # the server span's name
+    direction: str  # "appeared" | "vanished"
+    calls: tuple[str, ...]  # the path: the distinct operations its own spans started, sorted
+    callees: tuple[str, ...]  # the services requests of this path called
+    stop: str  # appeared: the service most of its requests called last; "" when they stopped in their own code
+    shorter: bool  # the change cut calls out of the path (code stopping part-way), rather than adding some
+    missing: tuple[str, ...]  # shorter: the calls cut (those of the path it replaced that it lacks)
+    requests_with_shape: int
+    requests: int  # the operation's requests over the data
+    p: float  # exact p of so late a first (or so early a last) request under exchangeable order, corrected
+
+
+@dataclass(frozen=True, kw_only=True)
 class NetworkSplitDetails(FindingDetails):
     """`network_split`: p95 of request time, upstream (backend) time and the time outside the backend,
     before and during the incident, over the scope named by the finding's subject."""

@@ -342,6 +342,7 @@ FINDING_KINDS = (
     "call_wait_shift",  # calls from one service to another wait longer beyond the callee's own time (edge)
     "service_time_shift",  # a service's own time per request (server spans less their calls) rose on a pod (service; where = pod)
     "call_drop",  # a caller makes fewer calls to a callee per request of its own (edge; subject = caller)
+    "shape_shift",  # a service operation's requests took a new path or left an old one (operation; subject = service)
     "network_split",  # request time rose while the time outside the backend stayed flat (scope)
     "host_spread",  # every host of a service slowed alike (service)
 )

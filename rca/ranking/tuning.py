@@ -21,6 +21,10 @@ class Tuning:
     # Calls that vanished from several callers to one callee blame that callee (its failure made them give
     # up) once at least this many callers dropped it; one caller alone may be giving up on its own.
     call_drop_min_callers: int = 2
+    # Requests that now stop right after calling a callee blame that callee (it failed them) once at least
+    # this many different paths (operations, or callers) stop at it, or its own paths changed too; one path
+    # alone may be the caller's own code failing after the callee answered.
+    shape_stop_min_paths: int = 2
     # A resource shift on a service that shows no symptom of its own (its calls, latency and errors as
     # before) while other services do: halved, so it ranks below a service whose shift explains the
     # symptoms unless it is at least twice as strong, yet stays listed (the effect may be unobserved).

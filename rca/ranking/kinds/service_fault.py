@@ -17,6 +17,9 @@ Each signal is read for what it says about *which service* is at fault, then the
   to the share of its callees it stopped calling (`dropped`); but when several callers stopped calling
   the same callee, that callee failing is what made them give up: it takes the share of its callers
   that dropped it, and a caller's own share is discounted by the largest such share among its callees.
+- **Changed paths** (`shape_shift`, traces): a service whose requests take a path they never took (or
+  stop taking one) changed its own behaviour; when the new path stops right after a call, the callee
+  takes it instead if its own paths changed too or several paths stop at it (`_localise_shapes`).
 - **Own time** (`service_time_shift`, traces): its server spans less the calls they make took longer:
   the service's own part by construction (localisation 1), so of a slowdown propagating up a chain of
   callers only the deepest service carries it; unless its requests rose as much as `TUNING.calls_rose`
@@ -46,7 +49,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rca.figures import hhmm, number
-from rca.findings import CallDropDetails, CallWaitDetails, MetricShiftDetails, ServiceTimeDetails
+from rca.findings import (
+    CallDropDetails,
+    CallWaitDetails,
+    MetricShiftDetails,
+    ServiceTimeDetails,
+    ShapeShiftDetails,
+)
 from rca.model import Finding, Hypothesis
 from rca.ranking.candidate import Candidate
 from rca.ranking.prose import effect_clause
@@ -67,15 +76,16 @@ class ServiceEvidence:
     own_symptom: float = 0.0  # unexplained share of its own latency/error shift
     resource: bool = False
     dropped_calls: float = 0.0  # localisation from calls that vanished (see `_localise_drops`)
+    path_change: float = 0.0  # localisation from request paths that changed (see `_localise_shapes`)
     pods: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # pod -> weight of evidence
 
     @property
     def specificity(self) -> float:
-        return max(self.edge_localisation, 1.0 if self.resource else 0.0, self.own_symptom, self.dropped_calls)
+        return max(self.edge_localisation, 1.0 if self.resource else 0.0, self.own_symptom, self.dropped_calls, self.path_change)
 
     @property
     def kind(self) -> str:
-        network = self.edge_localisation > 0 and not self.resource and self.dropped_calls == 0
+        network = self.edge_localisation > 0 and not self.resource and self.dropped_calls == 0 and self.path_change == 0
         return NETWORK_KIND if network else SERVICE_KIND
 
     @property
@@ -100,6 +110,7 @@ def service_evidence(findings: list[Finding]) -> list[ServiceEvidence]:
 
     _localise_edges([f for f in findings if f.kind == "call_wait_shift"], of)
     _localise_drops([f for f in findings if f.kind == "call_drop"], of)
+    _localise_shapes([f for f in findings if f.kind == "shape_shift"], of)
     for f in findings:
         if isinstance(f.details, ServiceTimeDetails) and f.details.requests_ratio < TUNING.calls_rose:
             ev = of(f.subject)
@@ -191,10 +202,58 @@ def _localise_drops(drops: list[Finding], of: Callable[[str], ServiceEvidence]) 
             callee.findings.append(f)
 
 
+def _localise_shapes(shifts: list[Finding], of: Callable[[str], ServiceEvidence]) -> None:
+    """Changed request paths, localised to the deepest service whose own path changed. Only paths that lost
+    calls count (code stopping part-way); a path gaining calls is a fallback the dependency kinds read.
+
+    A service's requests that now stop right after calling a callee stopped there because of that callee
+    when the callee's own paths changed too, or when `shape_stop_min_paths` different paths (operations
+    or callers) stop at it; the callee (or the callee its own changes stop at, and so on down) then
+    takes the operation's changes as its evidence. Otherwise
+    the change is the service's own, unless a caller's own changed paths called it (its requests then
+    came from a caller that behaves differently: the caller explains it)."""
+    pairs = [(f, f.details) for f in shifts if isinstance(f.details, ShapeShiftDetails) and f.details.shorter]
+    if not pairs:
+        return
+    changed = {d.service for _, d in pairs}
+    stopping: dict[str, set[tuple[str, str, tuple[str, ...]]]] = defaultdict(set)
+    for _, d in pairs:
+        if d.direction == "appeared" and d.stop and d.stop != d.service:
+            stopping[d.stop].add((d.service, d.operation, d.calls))
+    passed: dict[tuple[str, str], str] = {}  # (service, operation) -> the callee its changed paths stop at
+    for _f, d in sorted(pairs, key=lambda fd: -fd[0].confidence):
+        stop = d.stop
+        if (d.direction == "appeared" and stop and stop != d.service and (d.service, d.operation) not in passed
+                and (stop in changed or len(stopping[stop]) >= TUNING.shape_stop_min_paths)):
+            passed[(d.service, d.operation)] = stop
+    onward = {service: callee for (service, _), callee in sorted(passed.items())}  # a callee whose own changes stop deeper
+
+    def deepest(callee: str) -> str:
+        seen = {callee}
+        while callee in onward and onward[callee] not in seen:
+            callee = onward[callee]
+            seen.add(callee)
+        return callee
+
+    for f, d in pairs:
+        to = passed.get((d.service, d.operation))
+        if to is not None:
+            ev = of(deepest(to))
+        elif any(cd.service != d.service and d.service in cd.callees and passed.get((cd.service, cd.operation)) != d.service
+                 for _, cd in pairs):
+            continue  # a caller whose own paths changed sends it other requests than before
+        else:
+            ev = of(d.service)
+            if f.where:
+                ev.pods[f.where] += f.confidence
+        ev.path_change = 1.0
+        ev.findings.append(f)
+
+
 def services_showing_effects(findings: list[Finding]) -> set[str]:
     """The services where the incident shows in service-level evidence: their own latency, error or
-    throughput metrics or their own time in traces shifted, calls into them wait longer, or calls
-    between them vanished."""
+    throughput metrics or their own time in traces shifted, calls into them wait longer, calls between
+    them vanished, or their requests' paths were cut short (or stop at them)."""
     shown: set[str] = set()
     for f in findings:
         d = f.details
@@ -204,6 +263,8 @@ def services_showing_effects(findings: list[Finding]) -> set[str]:
             shown.add(d.callee)  # the calls into it wait: a caller waiting shows its callee's effect, not its own
         elif isinstance(d, CallDropDetails):
             shown.update((d.caller, d.callee))
+        elif isinstance(d, ShapeShiftDetails) and d.shorter:
+            shown.update(s for s in (d.service, d.stop) if s)
     return shown
 
 
@@ -250,7 +311,27 @@ def evidence_clause(cand: Candidate) -> str:
         parts.append(f"it stopped making calls to {', '.join(own_drops)} while its own requests went on")
     elif drops:
         parts.append(f"{', '.join(sorted({d.caller for d in drops}))} stopped calling it")
+    parts.extend(_path_clauses(cand))
     return "; ".join(parts[:4])
+
+
+def _path_clauses(cand: Candidate) -> list[str]:
+    """Its own requests' changed paths, or the callers' paths that now stop at it."""
+    shapes = [(f, f.details) for f in sorted(cand.findings, key=lambda f: -f.confidence) if isinstance(f.details, ShapeShiftDetails)]
+    own = [(f, d) for f, d in shapes if d.service == cand.subject]
+    stopped = sorted({f"{d.service} {d.operation}" for _, d in shapes if d.service != cand.subject and d.stop == cand.subject})
+    out = []
+    if own:
+        f, d = next(((f, d) for f, d in own if d.direction == "appeared"), own[0])
+        cut = ", ".join(d.missing[:3]) + (f" and {len(d.missing) - 3} more" if len(d.missing) > 3 else "")
+        if d.direction == "appeared":
+            out.append(f"{d.requests_with_shape} of its {d.requests} {d.operation} requests stop short of {cut} from {hhmm(f.onset)}, "
+                       "a path never taken before")
+        else:
+            out.append(f"its {d.operation} requests no longer reach {cut} from {hhmm(f.onset)}")
+    if stopped:
+        out.append(f"requests of {'; '.join(stopped)} now stop right after calling it")
+    return out
 
 
 def candidates_of_kind(kind: str, seen: Observations) -> list[Candidate]:
@@ -262,7 +343,7 @@ def candidates_of_kind(kind: str, seen: Observations) -> list[Candidate]:
 @register_kind
 class ServiceFault(HypothesisKind):
     name = SERVICE_KIND
-    finding_kinds = ("metric_shift", "call_drop")
+    finding_kinds = ("metric_shift", "call_drop", "shape_shift")
     suggestions = (
         "Look at the named pod first: its resource limits, its neighbours on the node, its recent restarts and logs.",
         "Move or restart the pod if a neighbour starves it; raise its limits or scale the service out if it is itself busy.",
