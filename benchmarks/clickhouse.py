@@ -9,9 +9,11 @@ Then runs `rca analyze` as a child process on each input and reads its wall time
 both runs is printed so a reader sees they agree.
 
 The machine is shared: quote the ratio of the two paths measured in the same run, not absolutes alone.
-Usage: `python benchmarks/clickhouse.py [SPANS ...] [--files-max SPANS] [--data DIR]`
+Usage: `python benchmarks/clickhouse.py [SPANS ...] [--files-max SPANS] [--data DIR] [--rca LABEL=PATH ...]`
 (default 1,000,000 and 10,000,000 spans; the file peer only up to --files-max, default 1,000,000,
-because the file path holds every span in memory).
+because the file path holds every span in memory). `--rca before=/tmp/old-checkout` (repeatable) also
+runs the rca of another source checkout (by PYTHONPATH) on the same inputs in the same run, for a
+before/after table under the same load.
 """
 
 from __future__ import annotations
@@ -112,11 +114,20 @@ def build(folder: Path, spans: int, files: bool) -> tuple[Path, Path | None]:
     return store, file
 
 
-def measure(target: str) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS in MB (GNU time's %M: the child alone) and the top cause of `rca analyze TARGET`."""
+# `rca` from a source checkout: an editable install's import hook would otherwise win over sys.path
+_FROM_CHECKOUT = """import runpy, sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path.insert(0, sys.argv.pop(1))
+runpy.run_module("rca.cli", run_name="__main__")"""
+
+
+def measure(target: str, checkout: Path | None = None) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS in MB (GNU time's %M: the child alone) and the top cause of `rca analyze TARGET`
+    (with the rca of the source `checkout` when given)."""
+    command = [sys.executable, "-m", "rca.cli"] if checkout is None else [sys.executable, "-c", _FROM_CHECKOUT, str(checkout)]
     with tempfile.NamedTemporaryFile("r", suffix=".time") as timing:
         start = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", timing.name, sys.executable, "-m", "rca.cli", "analyze", target, "-f", "json", "-q"],
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", timing.name, *command, "analyze", target, "-f", "json", "-q"],
                               capture_output=True, check=False)
         wall = time.perf_counter() - start
         peak_kb = float(timing.read().strip().splitlines()[-1])
@@ -133,23 +144,26 @@ def main() -> None:
     parser.add_argument("spans", nargs="*", type=int, default=[1_000_000, 10_000_000])
     parser.add_argument("--files-max", type=int, default=1_000_000, help="largest size also measured from a file")
     parser.add_argument("--data", type=Path, help="keep the generated stores and files here and reuse them")
+    parser.add_argument("--rca", action="append", default=[], metavar="LABEL=PATH", help="also run the rca of this source checkout")
     args = parser.parse_args()
+    builds: list[tuple[str, Path | None]] = [("", None)] + [(f" {label}", Path(path)) for label, _, path in (a.partition("=") for a in args.rca)]
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.data or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        print(f"{'spans':>12} {'input':<8} {'wall s':>8} {'peak MB':>9}  top cause    (load average {os.getloadavg()[0]:.1f})")
+        print(f"{'spans':>12} {'input':<16} {'wall s':>8} {'peak MB':>9}  top cause    (load average {os.getloadavg()[0]:.1f})")
         for spans in args.spans:
             spans -= spans % 4
             store, file = build(folder, spans, spans <= args.files_max)
             rows = [("chdb", f"chdb:{store}")] + ([("file", str(file))] if file is not None else [])
-            figures = {}
-            for name, target in rows:
-                wall, rss, cause = measure(target)
-                figures[name] = (wall, rss)
-                print(f"{spans:>12,} {name:<8} {wall:>8.2f} {rss:>9.0f}  {cause}", flush=True)
-            if "file" in figures:
-                (cw, cr), (fw, fr) = figures["chdb"], figures["file"]
-                print(f"{'':>12} {'ratio':<8} {'x' + format(fw / cw, '.1f'):>8} {'x' + format(fr / cr, '.1f'):>9}  file / chdb")
+            for label, checkout in builds:
+                figures = {}
+                for name, target in rows:
+                    wall, rss, cause = measure(target, checkout)
+                    figures[name] = (wall, rss)
+                    print(f"{spans:>12,} {name + label:<16} {wall:>8.2f} {rss:>9.0f}  {cause}", flush=True)
+                if "file" in figures:
+                    (cw, cr), (fw, fr) = figures["chdb"], figures["file"]
+                    print(f"{'':>12} {'ratio' + label:<16} {'x' + format(fw / cw, '.1f'):>8} {'x' + format(fr / cr, '.1f'):>9}  file / chdb")
         print(f"(load average {os.getloadavg()[0]:.1f})")
 
 

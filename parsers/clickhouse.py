@@ -12,17 +12,19 @@ Method (the work runs in ClickHouse, rca receives aggregates and a bounded sampl
    table, a missing column or a column of another type is one error naming the table and column.
 2. The time range is resolved from `max(Timestamp)` and filtered first (the tables are partitioned by
    day and ordered by time within a service, so ClickHouse prunes the rest).
-3. Aggregates over the whole range, exact, computed in ClickHouse: spans, log records and metric
-   points in range; requests (server spans), errors and p50/p95/p99 of their duration (`quantiles`);
-   the busiest routes and clients. They go into the input's summary.
-4. Rows for the detectors: everything when the range holds at most `max_spans` spans (the analysis is
-   then the one the same data gets from files); otherwise a uniform sample of whole traces, the same
-   fraction of every trace id's hash (`cityHash64(TraceId)`), and the log records of the same fraction
-   (by trace id, or by time and body when a record has none). Whole traces keep span trees intact, so
-   self time, fan-out and error origin are computed on them as for files; quantiles, error shares and
-   Mann-Whitney tests are estimates from the sample; counts and rates in findings are the sample's
-   (the summary says by how much to scale them). Metric points beyond `MAX_METRIC_POINTS` are averaged
-   per interval in ClickHouse.
+3. Rows in range per table (`count`, first and last time). When the range holds at most `max_spans`
+   spans, the detectors get every row and the analysis is the one the same data gets from files.
+4. Otherwise, first the request aggregates, exact, computed in ClickHouse in one pass over the server
+   spans (`store_request_aggregates`): per bucket and per service, route or path shape, source, user
+   agent, host and version, the counts and log-binned latency histograms of `rca.aggregates`, equal to
+   what rca computes from the same spans as rows. They go to `Dataset.request_aggregates` (the detectors
+   that read them get exact counts) and the input's summary (totals, p50/p95/p99, top routes and sources).
+   Then a uniform sample of whole traces, the same fraction of every trace id's hash
+   (`cityHash64(TraceId)`), and the log records of the same fraction (by trace id, or by time and body
+   when a record has none). Whole traces keep span trees intact, so self time, fan-out and error origin
+   are computed on them as for files; figures the detectors take from rows are estimates from the
+   sample (the summary says by how much to scale counts). Metric points beyond `MAX_METRIC_POINTS` are
+   averaged per interval in ClickHouse.
 Every query is parameterised (values as `{name:Type}` parameters; table names checked against a strict
 identifier pattern and quoted) and bounded by `QUERY_TIMEOUT_S`. A server that cannot be reached or a
 query that fails is an `InputError`: one line, exit 2.
@@ -46,8 +48,21 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import polars as pl
 
 from rca.errors import InputError
-from rca.model import SPAN_KINDS, Dataset, conform
+from rca.model import (
+    AGGREGATE_KEY,
+    LATENCY_SKETCH_SCHEMA,
+    REQUEST_AGGREGATES_SCHEMA,
+    SKETCH_ALPHA,
+    SKETCH_MIN_MS,
+    SKETCH_ZERO_BIN,
+    SPAN_KINDS,
+    Dataset,
+    RequestAggregates,
+    conform,
+)
 from rca.parsers import ParseOptions, ParseResult
+from rca.parsers.endpoints import routes_from_shapes
+from rca.parsers.fields import POD_NAME
 from rca.parsers.otlp.common import ALIASES, RESOURCE_ALIASES
 from rca.parsers.sources import is_store_url
 from rca.parsers.spantree import finish_spans
@@ -64,6 +79,8 @@ DEFAULT_RANGE = timedelta(hours=3)  # the last 3 hours of data unless since= or 
 MAX_SPANS = 100_000  # spans the detectors get at most (25k traces of 4 spans: ~140 requests a minute over 3 hours); bounds rca's memory
 MAX_METRIC_POINTS = 200_000  # beyond this, points are averaged per interval in ClickHouse
 QUERY_TIMEOUT_S = 120  # per query, server side (max_execution_time) and on the socket
+JOIN_MEMORY_BYTES = 32 << 20  # the callers' sort-merge join spills to disk beyond this
+GROUP_MEMORY_BYTES = 64 << 20  # the aggregates' GROUP BY spills to disk beyond this (sources x buckets can be many; 16 MB: +50% time)
 SAMPLE_RESOLUTION = 1_000_000  # a trace is kept when cityHash64(TraceId) % this < keep
 TOP_N = 5
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -322,6 +339,7 @@ class StoreRead:
     result: ParseResult
     top_endpoints: tuple[tuple[str, int], ...] | None = None
     top_sources: tuple[tuple[str, int], ...] | None = None
+    aggregates: RequestAggregates | None = None  # exact, of every request in range, when the rows are a sample
 
 
 def read_store(text: str, options: ParseOptions) -> StoreRead:
@@ -344,31 +362,38 @@ def _read(client: StoreClient, url: StoreUrl, options: ParseOptions) -> StoreRea
         return StoreRead(ParseResult(format="clickhouse", frames={}, lines=0, warnings=[f"no rows in {', '.join(tables.values())}"]))
     bounds = {"since": _param_time(low), "until": _param_time(high)}
     counts = {kind: _count(client, url, table, _TIME_COLUMN[kind], bounds) for kind, table in tables.items()}
-    spans_n, logs_n = counts.get("traces", 0), counts.get("logs", 0)
+    spans_n, logs_n = counts.get("traces", (0, None))[0], counts.get("logs", (0, None))[0]
     fraction = min(1.0, url.max_spans / max(spans_n, logs_n, 1))
     keep = SAMPLE_RESOLUTION if fraction >= 1.0 else max(1, int(SAMPLE_RESOLUTION * fraction))
     origin = url.display
     frames: dict[str, pl.DataFrame] = {}
     tops: tuple[Any, Any] = (None, None)
+    aggregates = None
     if "traces" in tables:
-        raw = _spans(client, url, tables["traces"], bounds, keep)
-        span_frames, span_warnings = finish_spans(raw.with_columns(origin=pl.lit(origin), signal=pl.lit("trace")), origin)
+        if keep < SAMPLE_RESOLUTION:  # first: the engine's memory for it is reused by the sample's query
+            from rca.detectors.windows import choose_bucket_s
+
+            _, first, last = counts["traces"]
+            callers = spans_n <= CALLER_JOIN_MAX
+            aggregates = store_request_aggregates(client, url, tables["traces"], bounds, choose_bucket_s((last - first).total_seconds()), callers)
+            exact, *tops = _summary_line(aggregates, callers)  # type: ignore[assignment]
+            warnings.append(exact)
+        raw = _spans(client, url, tables["traces"], bounds, keep).with_columns(origin=pl.lit(origin), signal=pl.lit("trace"))
+        span_frames, span_warnings = finish_spans(raw, origin)
+        del raw
         frames.update({k: v for k, v in span_frames.items() if v.height})
         warnings += span_warnings
-        if keep < SAMPLE_RESOLUTION:
-            warnings.append(_request_aggregates(client, url, tables["traces"], bounds))
-            tops = _tops(client, url, tables["traces"], bounds)
     if "logs" in tables:
         events = _events(client, url, tables["logs"], bounds, keep)
         if events.height:
             frames["events"] = events.with_columns(origin=pl.lit(origin))
-    metrics = [_metrics(client, url, kind, tables[kind], bounds, counts[kind]) for kind in ("gauge", "sum", "histogram") if kind in tables]
+    metrics = [_metrics(client, url, kind, tables[kind], bounds, counts[kind][0]) for kind in ("gauge", "sum", "histogram") if kind in tables]
     metrics = [m for m in metrics if m.height]
     if metrics:
         frames["metrics"] = conform(pl.concat(metrics, how="vertical").with_columns(origin=pl.lit(origin), signal=pl.lit("metric")), "metrics")  # type: ignore[assignment]
     for kind in ("gauge", "sum", "histogram"):
-        if counts.get(kind, 0) > MAX_METRIC_POINTS:
-            warnings.append(f"{counts[kind]:,} points in {tables[kind]}: averaged per interval in ClickHouse to at most {MAX_METRIC_POINTS:,}")
+        if counts.get(kind, (0,))[0] > MAX_METRIC_POINTS:
+            warnings.append(f"{counts[kind][0]:,} points in {tables[kind]}: averaged per interval in ClickHouse to at most {MAX_METRIC_POINTS:,}")
     if keep < SAMPLE_RESOLUTION:
         share = keep / SAMPLE_RESOLUTION
         analysed = frames["spans"].height if "spans" in frames else 0
@@ -378,8 +403,8 @@ def _read(client: StoreClient, url: StoreUrl, options: ParseOptions) -> StoreRea
             f"From the sample: counts, rates and excess in findings (x{1 / share:,.1f} for the whole) and, as estimates, "
             "quantiles, error shares and tests. Exact, computed in ClickHouse over the range: the totals below and "
             "this input's top routes and clients"))
-    result = ParseResult(format="clickhouse", frames=frames, lines=sum(counts.values()), warnings=warnings)
-    return StoreRead(result, top_endpoints=tops[0], top_sources=tops[1])
+    result = ParseResult(format="clickhouse", frames=frames, lines=sum(n for n, _, _ in counts.values()), warnings=warnings)
+    return StoreRead(result, top_endpoints=tops[0], top_sources=tops[1], aggregates=aggregates)
 
 
 def _param_time(ts: datetime) -> str:
@@ -412,10 +437,14 @@ def _resolve_range(client: StoreClient, url: StoreUrl, tables: dict[str, str], o
     return low, high
 
 
-def _count(client: StoreClient, url: StoreUrl, table: str, ts: str, bounds: dict[str, str]) -> int:
+def _count(client: StoreClient, url: StoreUrl, table: str, ts: str, bounds: dict[str, str]) -> tuple[int, datetime, datetime]:
+    """Rows in range, and the first and last time among them."""
     frame = _run(client, url, f"the rows of {table}",
-                 f"SELECT count() AS n FROM {_quoted(url.database, table)} WHERE `{ts}` >= {{since:DateTime64(6)}} AND `{ts}` <= {{until:DateTime64(6)}}", bounds)
-    return int(frame.item())
+                 f"SELECT count() AS n, toUnixTimestamp64Micro(min(`{ts}`)) AS low, toUnixTimestamp64Micro(max(`{ts}`)) AS high "
+                 f"FROM {_quoted(url.database, table)} WHERE `{ts}` >= {{since:DateTime64(6)}} AND `{ts}` <= {{until:DateTime64(6)}}", bounds)
+    n, low, high = frame.row(0)
+    epoch = datetime.fromtimestamp(0, UTC)
+    return int(n), epoch + timedelta(microseconds=int(low or 0)), epoch + timedelta(microseconds=int(high or 0))
 
 
 def _pick(map_column: str, keys: tuple[str, ...], params: dict[str, Any], prefix: str) -> str:
@@ -524,37 +553,146 @@ def _metrics(client: StoreClient, url: StoreUrl, kind: str, table: str, bounds: 
 
 
 _SERVER = "lower(replaceRegexpOne(toString(SpanKind), '^SPAN_KIND_', '')) = 'server'"
-_ERROR = "lower(replaceRegexpOne(toString(StatusCode), '^STATUS_CODE_', '')) = 'error'"
 
 
-def _request_aggregates(client: StoreClient, url: StoreUrl, table: str, bounds: dict[str, str]) -> str:
-    """One line of exact figures over the range: requests (server spans), errors and their quantiles."""
-    sql = f"""
-        SELECT count() AS n, countIf({_ERROR}) AS errors, quantilesTDigest(0.5, 0.95, 0.99)(Duration) AS q
-        FROM {_quoted(url.database, table)}
-        WHERE Timestamp >= {{since:DateTime64(6)}} AND Timestamp <= {{until:DateTime64(6)}} AND {_SERVER}"""
-    n, errors, q = _run(client, url, f"the request aggregates of {table}", sql, bounds).row(0)
+def _summary_line(aggregates: RequestAggregates, callers: bool) -> tuple[str, tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
+    """The exact figures of the range for the input's summary, read off the aggregates: requests
+    (server spans), 5xx errors, p50/p95/p99 (within the histograms' relative accuracy), and the busiest
+    routes and sources."""
+    from rca.aggregates import sketch_quantiles
+
+    totals = aggregates.counts.filter(pl.col("dimension") == "service").select(pl.col("requests").sum(), pl.col("errors").sum()).row(0)
+    n, errors = int(totals[0] or 0), int(totals[1] or 0)
+
+    def top(dimension: str) -> tuple[tuple[str, int], ...]:
+        counts = (aggregates.counts.filter((pl.col("dimension") == dimension) & pl.col("value").is_not_null())
+                  .group_by("value").agg(pl.col("requests").sum()).sort(["requests", "value"], descending=[True, False]).head(TOP_N))
+        return tuple((str(v), int(c)) for v, c in counts.iter_rows())
+
     if not n:
-        return "exact over the range (ClickHouse): no server spans"
-    p50, p95, p99 = (v / 1e6 for v in q)
-    return (f"exact over the range (ClickHouse): {n:,} requests (server spans), {errors:,} errors ({errors / n:.2%}), "
-            f"p50 {p50:,.1f} ms, p95 {p95:,.1f} ms, p99 {p99:,.1f} ms")
+        return "exact over the range (ClickHouse): no server spans", (), ()
+    q = sketch_quantiles(aggregates.sketches.filter(pl.col("dimension") == "service"), [], {"p50": 0.5, "p95": 0.95, "p99": 0.99}).row(0, named=True)
+    callers_note = "" if callers else "; sources are client addresses only (the callers of other server spans come from the sampled traces)"
+    return (f"exact over the range (ClickHouse): {n:,} requests (server spans), {errors:,} errors with status 5xx ({errors / n:.2%}), "
+            f"p50 {q['p50']:,.1f} ms, p95 {q['p95']:,.1f} ms, p99 {q['p99']:,.1f} ms (within {SKETCH_ALPHA:.0%}){callers_note}"), top("endpoint"), top("source")
 
 
-def _tops(client: StoreClient, url: StoreUrl, table: str, bounds: dict[str, str]) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
-    """The busiest routes and clients of server spans, exact, in one pass over the attributes (grouping sets)."""
-    params: dict[str, Any] = dict(bounds)
-    route = _pick("SpanAttributes", ALIASES["http_route"], params, "route")
-    client_address = _pick("SpanAttributes", ALIASES["client_address"], params, "client")
+# --- request aggregates pushed down (rca.aggregates' representation, computed by ClickHouse) -------
+
+# The caller of a server span without a client address is its parent client span's service: a join
+# over the range. Above this many server spans the join's memory and time grow with the table (27 s and
+# +0.3 GB at 5M in chDB, whatever the algorithm), so the aggregates leave such sources null and say so.
+CALLER_JOIN_MAX = 1_000_000
+
+
+def _sql_literal(text: str) -> str:
+    """A constant of ours (never user input) as a ClickHouse string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _server_rows_sql(url: StoreUrl, table: str, params: dict[str, Any], callers: bool) -> str:
+    """SQL of the server spans in range as the requests rows `finish_spans` makes of them: the same
+    service, route (or the shape of the path, normalised afterwards), method, status, source (client
+    address, else with `callers` the calling service: the parent client span's, joined on a 64-bit hash
+    of the trace and span ids), user agent, host, version, and duration in ms from the microsecond start
+    and end (as for files)."""
+    def pick(column: str, resource: bool = False) -> str:
+        if resource:
+            return _pick("ResourceAttributes", RESOURCE_ALIASES[column], params, f"r_{column}_")
+        return _pick("SpanAttributes", ALIASES[column], params, f"a_{column}_")
+
+    service = f"coalesce(nullIf(toString(ServiceName), ''), {pick('service', True)})"
+    table_sql = _quoted(url.database, table)
+    in_range = "Timestamp >= {since:DateTime64(6)} AND Timestamp <= {until:DateTime64(6)}"
+    rows = f"""
+            SELECT intDiv(toUnixTimestamp64Nano(Timestamp), 1000) AS start_us, {service} AS service,
+                   {pick('http_route')} AS route, {pick('url_path')} AS url_path,
+                   if(startsWith(url_path, '/'), replaceRegexpOne(replaceRegexpAll(url_path, '/[0-9]+/', '/{{id}}/'), '/[0-9]+$', '/{{id}}'),
+                      url_path) AS shape,  -- endpoints.endpoint_shape_expr: the full rules run per distinct shape
+                   {pick('http_method')} AS method, toInt32OrNull({pick('http_status')}) AS status,
+                   {pick('client_address')} AS client_address, {pick('user_agent')} AS user_agent,
+                   {pick('host', True)} AS host, {pick('service_version', True)} AS version,
+                   nullIf(regexpExtract(coalesce(host, ''), {_sql_literal(POD_NAME)}, 2), '') AS pod_release,
+                   (intDiv(toUnixTimestamp64Nano(Timestamp) + toInt64(Duration), 1000) - start_us) / 1000 AS duration_ms,
+                   if(ParentSpanId != '' AND client_address IS NULL, cityHash64(lower(TraceId), lower(ParentSpanId)), 0) AS parent_key
+            FROM {table_sql}
+            WHERE {in_range} AND {_SERVER}"""
+    if not callers:
+        return f"SELECT *, client_address AS source FROM ({rows})"
+    return f"""
+        SELECT s.*, coalesce(s.client_address, if(p.parent_service != s.service, p.parent_service, NULL)) AS source
+        FROM ({rows}) AS s
+        LEFT ANY JOIN (
+            SELECT cityHash64(lower(TraceId), lower(SpanId)) AS parent_key, {service} AS parent_service
+            FROM {table_sql}
+            WHERE {in_range} AND lower(replaceRegexpOne(toString(SpanKind), '^SPAN_KIND_', '')) = 'client'
+        ) AS p ON s.parent_key = p.parent_key"""
+
+
+def store_request_aggregates(client: StoreClient, url: StoreUrl, table: str, bounds: dict[str, str], bucket_s: int,
+                             callers: bool = True) -> RequestAggregates:
+    """The requests (server spans) in range aggregated by ClickHouse exactly as `rca.aggregates`
+    aggregates the same rows read from files: counts per (bucket, dimension, value, method) and latency
+    histograms (the same logarithmic bins). One pass: every row is repeated once per dimension (ARRAY
+    JOIN) and grouped, so the result is already the tidy frames. Paths without a route come back as
+    shapes and are normalised here, once per distinct shape. Without `callers`, a server span with no
+    client address has no source (see CALLER_JOIN_MAX)."""
+    from rca.aggregates import LN_GAMMA, SKETCH_DIMENSIONS
+
+    params: dict[str, Any] = {**bounds, "step_us": bucket_s * 1_000_000, "ln_gamma": LN_GAMMA, "min_ms": SKETCH_MIN_MS,
+                              "zero_bin": SKETCH_ZERO_BIN}
+    rows = _server_rows_sql(url, table, params, callers)
+    keys = {"service": "service", "endpoint": "coalesce(route, shape)", "source": "source", "user_agent": "user_agent",
+            "host": "host", "version": "version"}
+    # (histogram?, dimension, value, from a path shape?): counts carry the method, histograms the bin
+    entries = [f"(0, '{dim}', {value}, {'route IS NULL' if dim == 'endpoint' else '0'})" for dim, value in keys.items()]
+    entries += [f"(1, '{dim}', {keys[dim]}, {'route IS NULL' if dim == 'endpoint' else '0'})" for dim in SKETCH_DIMENSIONS]
+    settings = f", join_use_nulls = 1, join_algorithm = 'partial_merge', max_bytes_in_join = {JOIN_MEMORY_BYTES:d}" if callers else ""
     sql = f"""
-        SELECT {route} AS route, {client_address} AS client, count() AS n, grouping(route, client) AS g
-        FROM {_quoted(url.database, table)}
-        WHERE Timestamp >= {{since:DateTime64(6)}} AND Timestamp <= {{until:DateTime64(6)}} AND {_SERVER}
-        GROUP BY GROUPING SETS ((route), (client)) HAVING (g = 1 AND route IS NOT NULL) OR (g = 2 AND client IS NOT NULL)
-        ORDER BY g, n DESC, route, client LIMIT {TOP_N:d} BY g"""
-    frame = _run(client, url, f"the busiest routes and clients of {table}", sql, params)
-    pick = {g: tuple((str(v), int(n)) for v, n in frame.filter(pl.col("g") == g).select(col, "n").iter_rows()) for g, col in ((1, "route"), (2, "client"))}
-    return pick[1], pick[2]
+        SELECT entry.1 AS histogram, entry.2 AS dimension, entry.3 AS value, entry.4 AS from_path,
+               intDiv(start_us, {{step_us:UInt64}}) * {{step_us:UInt64}} AS bucket_us, service,
+               if(histogram, NULL, method) AS method_key, if(dimension = 'version', pod_release, NULL) AS pod_release_key,
+               if(histogram, if(duration_ms <= {{min_ms:Float64}}, {{zero_bin:Int32}}, toInt32(ceil(log(duration_ms) / {{ln_gamma:Float64}}))), 0) AS bin,
+               count() AS requests, countIf(status >= 500) AS errors, countIf(status >= 400 AND status < 500) AS client_errors,
+               count(status) AS with_status, sum(duration_ms) AS duration_ms_sum
+        FROM ({rows})
+        ARRAY JOIN [{', '.join(entries)}] AS entry
+        GROUP BY histogram, dimension, value, from_path, bucket_us, service, method_key, pod_release_key, bin
+        SETTINGS max_bytes_before_external_group_by = {GROUP_MEMORY_BYTES:d}{settings}"""
+    frame = _run(client, url, f"the request aggregates of {table}", sql, params)
+    return _tidy_aggregates(frame, bucket_s)
+
+
+def _tidy_aggregates(frame: pl.DataFrame, bucket_s: int) -> RequestAggregates:
+    """The grouped rows as `RequestAggregates`: routes for path shapes, counts and histograms apart."""
+    frame = frame.with_columns(
+        pl.col("bucket_us").cast(pl.Datetime("us", "UTC")).alias("bucket"), pl.lit("trace").alias("signal"),
+        pl.col("histogram").cast(pl.Boolean), pl.col("from_path").cast(pl.Boolean), pl.col("method_key").alias("method"),
+    )
+    shapes = frame.filter(pl.col("from_path"))["value"].unique()
+    if shapes.len():
+        routes = routes_from_shapes(shapes)
+        frame = frame.with_columns(pl.when(pl.col("from_path")).then(pl.col("value").replace_strict(shapes, routes, default=None))
+                                   .otherwise(pl.col("value")).alias("value"))
+    # a service whose spans never carry service.version is versioned by its pods' template hash (spantree._release)
+    versions = frame.filter(pl.col("dimension") == "version")
+    unversioned = versions.group_by("service").agg(pl.col("value").is_not_null().any().alias("_any")).filter(~pl.col("_any"))["service"]
+    regroup = pl.col("dimension") == "endpoint" if shapes.len() else pl.lit(False)
+    if unversioned.len():
+        frame = frame.with_columns(pl.when((pl.col("dimension") == "version") & pl.col("service").is_in(unversioned.implode()))
+                                   .then(pl.col("pod_release_key")).otherwise(pl.col("value")).alias("value"))
+        regroup = regroup | (pl.col("dimension") == "version")
+    counts = frame.filter(~pl.col("histogram")).with_columns(
+        pl.lit(0).alias("bytes"), pl.col("requests").alias("timed"), pl.lit(0).alias("upstream_timed"), pl.lit(0.0).alias("upstream_ms_sum"))
+    sketches = frame.filter(pl.col("histogram")).with_columns(pl.lit("duration_ms").alias("metric"), pl.col("requests").alias("count"))
+    # shapes of different paths may share a route (and a route a path's), and pods a release: one row per key, as for
+    # files; only those rows are regrouped (a group_by over every row costs +120 MB at 250k sources x buckets)
+    counts = pl.concat([counts.filter(~regroup).select(list(REQUEST_AGGREGATES_SCHEMA)), counts.filter(regroup).group_by(*AGGREGATE_KEY, "method")
+                        .agg(pl.col(c).sum() for c in REQUEST_AGGREGATES_SCHEMA if c not in (*AGGREGATE_KEY, "method"))], how="diagonal_relaxed")
+    sketches = pl.concat([sketches.filter(~regroup).select(list(LATENCY_SKETCH_SCHEMA)),
+                          sketches.filter(regroup).group_by(*AGGREGATE_KEY, "metric", "bin").agg(pl.col("count").sum())], how="diagonal_relaxed")
+    return RequestAggregates(bucket_s, counts.select(list(REQUEST_AGGREGATES_SCHEMA)).cast(REQUEST_AGGREGATES_SCHEMA),  # type: ignore[arg-type]
+                             sketches.select(list(LATENCY_SKETCH_SCHEMA)).cast(LATENCY_SKETCH_SCHEMA))  # type: ignore[arg-type]
 
 
 # --- writing (rca ingest --out URL) -----------------------------------------------------------------

@@ -19,8 +19,9 @@ from typing import BinaryIO, cast
 
 import polars as pl
 
+from rca.aggregates import merge_aggregates
 from rca.errors import InputError
-from rca.model import FRAMES, Dataset, InputSummary, Rejected, empty_frame
+from rca.model import FRAMES, Dataset, InputSummary, Rejected, RequestAggregates, empty_frame
 from rca.parsers import ParseOptions, ParseResult, get_parser, sniff
 from rca.parsers.changes import changes_from_messages, read_changes_file
 from rca.parsers.sources import Source, expand_inputs, is_store_url, stdin_source
@@ -94,7 +95,7 @@ def _top(frame: pl.DataFrame, column: str) -> tuple[tuple[str, int], ...]:
     return tuple((str(v), int(n)) for v, n in counts.iter_rows())
 
 
-def _read_store(text: str, options: ParseOptions) -> tuple[ParseResult, InputSummary]:
+def _read_store(text: str, options: ParseOptions) -> tuple[ParseResult, InputSummary, RequestAggregates | None]:
     """A store URL (ClickHouse, chDB): its frames, and a summary whose totals, range and tops are the
     store's exact aggregates when the rows were sampled. Store errors (server, table, column) are raised:
     a URL the user named that cannot be read is a usage error, not an input to skip."""
@@ -106,7 +107,16 @@ def _read_store(text: str, options: ParseOptions) -> tuple[ParseResult, InputSum
         summary,
         top_endpoints=summary.top_endpoints if read.top_endpoints is None else read.top_endpoints,
         top_sources=summary.top_sources if read.top_sources is None else read.top_sources,
-    )
+    ), read.aggregates
+
+
+def _merged(aggregates: list[RequestAggregates]) -> RequestAggregates | None:
+    """The stores' aggregates summed; None when there are none or their buckets do not nest (stores read
+    over ranges that imply incompatible buckets: their rows still count, their aggregates are left out)."""
+    try:
+        return merge_aggregates(aggregates) if aggregates else None
+    except ValueError:
+        return None
 
 
 def _failed(source_or_origin: str, error: InputError) -> InputSummary:
@@ -147,10 +157,13 @@ def load_dataset(
         sources, errors = expand_inputs([i for i in inputs if not is_store_url(i)], stdin=stdin)
     summaries: list[InputSummary] = [_failed(e.file or "?", e) for e in errors]
     collected: dict[str, list[pl.DataFrame]] = {name: [] for name in FRAMES}
+    aggregates: list[RequestAggregates] = []
     for url in [i for i in inputs if is_store_url(i)]:
         if progress is not None:
             progress(f"querying {url.split('@')[-1]}", 0, len(inputs))
-        result, summary = _read_store(url, options)
+        result, summary, store_aggregates = _read_store(url, options)
+        if store_aggregates is not None:
+            aggregates.append(store_aggregates)
         for name, frame in result.frames.items():
             collected[name].append(frame)
         summaries.append(summary)
@@ -182,7 +195,7 @@ def load_dataset(
             streamed_rows += sum(sunk[1][1].values())
         summaries.append(summary)
 
-    dataset = Dataset(inputs=summaries)
+    dataset = Dataset(inputs=summaries, request_aggregates=_merged(aggregates))
     for name in FRAMES:
         frames = collected[name]
         setattr(dataset, name, pl.concat(frames, how="vertical") if frames else empty_frame(name))

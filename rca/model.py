@@ -145,6 +145,64 @@ def storage_schema(name: str) -> dict[str, pl.DataType]:
     return {col: pl.Categorical() if col in repeated else dtype for col, dtype in SCHEMAS[name].items()}
 
 
+# --- request aggregates (docs: /work/notes/aggregates.md; code: rca/aggregates.py) ------------------
+# Exact per-bucket aggregates of the requests frame, mergeable by summing: what detectors read instead of
+# every row, and what a store (ClickHouse) can compute itself and hand over. Every request row counts once
+# under each of AGGREGATE_DIMENSIONS (`service`: the vantage's total, value = the service).
+
+AGGREGATE_DIMENSIONS = ("service", "endpoint", "source", "user_agent", "host", "version")
+# Widths aggregates are built at: each divides every analysis bucket (windows.BUCKETS_S) at least as wide,
+# so aggregates coarsen to the analysis bucket chosen later by summing.
+AGGREGATE_BASES_S = (5, 30, 300, 3600)
+
+AGGREGATE_KEY = ("signal", "service", "bucket", "dimension", "value")
+REQUEST_AGGREGATES_SCHEMA: dict[str, pl.DataType] = {
+    "signal": pl.String(),
+    "service": pl.String(),
+    "bucket": TS,  # bucket start: ts floored to a multiple of the aggregates' bucket_s since the epoch
+    "dimension": pl.String(),  # one of AGGREGATE_DIMENSIONS
+    "value": pl.String(),  # that dimension's value; null for rows where it is null
+    "method": pl.String(),  # in the key: detectors name a subject's usual method
+    "requests": pl.Int64(),
+    "errors": pl.Int64(),  # status >= 500
+    "client_errors": pl.Int64(),  # 400 <= status < 500
+    "with_status": pl.Int64(),  # rows with a status: error shares divide by this
+    "bytes": pl.Int64(),
+    "timed": pl.Int64(),  # rows with duration_ms
+    "duration_ms_sum": pl.Float64(),
+    "upstream_timed": pl.Int64(),
+    "upstream_ms_sum": pl.Float64(),
+}
+
+# Latency as a log-binned histogram per key (DDSketch's logarithmic mapping): a value x > SKETCH_MIN_MS
+# falls in bin ceil(ln x / ln gamma), gamma = (1 + alpha) / (1 - alpha); the bin's value 2 gamma^bin /
+# (gamma + 1) is within SKETCH_ALPHA (relative) of every value in it, so quantiles are too.
+SKETCH_ALPHA = 0.01
+SKETCH_MIN_MS = 1e-3
+SKETCH_ZERO_BIN = -(2**31) + 1  # values <= SKETCH_MIN_MS (zeros): read back as 0
+SKETCH_METRICS = ("duration_ms", "upstream_ms")
+LATENCY_SKETCH_SCHEMA: dict[str, pl.DataType] = {
+    "signal": pl.String(),
+    "service": pl.String(),
+    "bucket": TS,
+    "dimension": pl.String(),
+    "value": pl.String(),
+    "metric": pl.String(),  # one of SKETCH_METRICS
+    "bin": pl.Int32(),
+    "count": pl.Int64(),
+}
+
+
+@dataclass(frozen=True)
+class RequestAggregates:
+    """Requests aggregated per (vantage, bucket, dimension, value): counts (REQUEST_AGGREGATES_SCHEMA) and
+    latency histograms (LATENCY_SKETCH_SCHEMA), at buckets of `bucket_s` seconds (epoch-aligned)."""
+
+    bucket_s: int
+    counts: pl.DataFrame
+    sketches: pl.DataFrame
+
+
 @overload
 def conform(frame: pl.DataFrame, name: str, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame: ...
 
@@ -214,6 +272,9 @@ class Dataset:
     spans: pl.DataFrame = field(default_factory=lambda: empty_frame("spans"))
     metrics: pl.DataFrame = field(default_factory=lambda: empty_frame("metrics"))
     inputs: list[InputSummary] = field(default_factory=list)
+    # Exact aggregates of every request of the store inputs (ClickHouse) whose rows were sampled: their
+    # rows in `requests` are that sample, these carry every count (None when no input was sampled).
+    request_aggregates: RequestAggregates | None = None
 
     def frame(self, name: str) -> pl.DataFrame:
         return getattr(self, name)

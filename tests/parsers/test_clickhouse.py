@@ -129,8 +129,86 @@ def test_a_bounded_sample_keeps_whole_traces_and_says_what_is_exact(store):
     summary = sampled.inputs[0]
     assert summary.lines == whole.inputs[0].lines  # totals from ClickHouse, not from the sample
     assert summary.top_endpoints == whole.inputs[0].top_endpoints  # exact aggregates
+    assert whole.request_aggregates is None  # every row read: the detectors get them all
+    pushed = sampled.request_aggregates  # every request of the range counted in ClickHouse
+    assert pushed is not None and pushed.counts.filter(pl.col("dimension") == "service")["requests"].sum() == whole.requests.height
     notes = " ".join(summary.warnings)
     assert "sampled" in notes and "exact over the range (ClickHouse)" in notes and "p95" in notes
+
+
+def _sorted(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    return frame.sort(keys, nulls_last=True).with_columns(pl.col(pl.Float64).round(6))
+
+
+@pytest.fixture(scope="module", params=[3, 11])
+def shaped_store(request, tmp_path_factory) -> Path:
+    """Spans of varied shape, generated in the exporter's table from a seed: server spans with a route, or
+    only a path (numeric ids, uuids, a query string, old attribute names), with or without a client address
+    (then called by another service's client span), 2xx-5xx or no status, user agents, hosts, versions (or
+    none, and pods of two templates), zero and long durations, a root whose parent is missing."""
+    seed = request.param
+    path = tmp_path_factory.mktemp(f"shaped{seed}") / "data"
+    _exporter_tables(path)
+    h = f"cityHash64(t, {seed}"
+    _sql(path, f"""
+        INSERT INTO otel.otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SpanKind, ServiceName,
+                                      ResourceAttributes, SpanAttributes, Duration, StatusCode)
+        WITH intDiv(number, 2) AS t, number % 2 AS pos, {h}, 1) % 5 AS shape, {h}, 2) % 3 AS caller,
+             ['web', 'mobile', 'batch'][1 + caller] AS caller_service,
+             if(pos = 0, caller_service, ['api', 'files'][1 + {h}, 4) % 2]) AS svc
+        SELECT fromUnixTimestamp64Nano(toInt64(1767600000000000000 + t * 1700000000 + pos * 1000000)),
+               leftPad(lower(hex(toUInt128(t + 1))), 32, '0'), leftPad(lower(hex(toUInt64(number + 1))), 16, '0'),
+               multiIf(pos = 1, leftPad(lower(hex(toUInt64(number))), 16, '0'), {h}, 7) % 40 = 0, 'ffffffffffffffff', ''),
+               'span', if(pos = 0, 'SPAN_KIND_CLIENT', if({h}, 3) % 2 = 0, 'Server', 'SPAN_KIND_SERVER')),
+               svc,
+               if(svc = 'files', map('k8s.pod.name', concat('files-', if(t < 600, '7d4b9c8f6d', '5f6d8b9c7'), '-x2k9', ['p', 'q'][1 + t % 2])),
+                  map('host.name', concat('h', toString({h}, 5) % 4)), 'service.version', if(t < 600, 'v1', 'v2'))),
+               if(pos = 0, map('peer.service', 'api'),
+                  mapFilter((k, v) -> v != '', map(
+                      'http.route', if(shape = 0, '/api/items/{{id}}', ''),
+                      if(shape = 4, 'http.target', 'url.path'),
+                      multiIf(shape = 1, concat('/api/items/', toString({h}, 6) % 9000)),
+                              shape = 2, concat('/api/files/', toString(generateUUIDv4(t)), '/meta'),
+                              shape = 3, concat('/api/users/', toString({h}, 6) % 50), '?page=2'),
+                              shape = 4, concat('/api/v2/orders/', toString({h}, 6) % 7), '/lines/', toString(t % 3)),
+                              '/api/items/1'),
+                      if({h}, 8) % 3 = 0, 'http.status_code', 'http.response.status_code'),
+                      ['200', '201', '404', '429', '500', '503', ''][1 + {h}, 9) % 7],
+                      'http.request.method', ['GET', 'POST', 'PUT'][1 + {h}, 10) % 3],
+                      'client.address', if(caller = 0, concat('10.1.', toString({h}, 11) % 30), '.7'), ''),
+                      'user_agent.original', if({h}, 12) % 4 = 0, concat('curl/8.', toString({h}, 13) % 3)), '')))),
+               toUInt64(if({h}, 14) % 50 = 0, 0, 100000 + {h}, 15) % 900000000)),
+               'STATUS_CODE_UNSET'
+        FROM numbers(2400)""")
+    return path
+
+
+def test_the_aggregates_computed_in_clickhouse_equal_those_of_the_same_rows_in_rca(shaped_store, monkeypatch):
+    """Every count and histogram bin of the push-down (made when the rows are sampled) equals
+    `aggregate_requests` over the requests the same spans give when all are read as rows: routes and
+    normalised path shapes, callers joined, 4xx/5xx, methods, user agents, hosts, versions, bins."""
+    import rca.parsers.clickhouse as clickhouse
+    from rca.aggregates import aggregate_requests
+    from rca.model import AGGREGATE_KEY
+
+    rows = load_dataset([f"chdb:{shaped_store}?since=30d"]).requests
+    assert rows["source"].n_unique() > 3 and rows["endpoint"].n_unique() > 3
+    pushed = read_store(f"chdb:{shaped_store}?since=30d&max_spans=100", ParseOptions()).aggregates
+    assert pushed is not None
+    expected = aggregate_requests(rows, pushed.bucket_s)
+    keys = [*AGGREGATE_KEY, "method"]
+    assert _sorted(pushed.counts, keys).equals(_sorted(expected.counts, keys))
+    bins = [*AGGREGATE_KEY, "metric", "bin"]
+    assert _sorted(pushed.sketches, bins).equals(_sorted(expected.sketches, bins))
+    # above CALLER_JOIN_MAX spans there is no join: only client addresses are sources, callers' requests count under null
+    monkeypatch.setattr(clickhouse, "CALLER_JOIN_MAX", 10)
+    read = read_store(f"chdb:{shaped_store}?since=30d&max_spans=100", ParseOptions())
+    assert read.aggregates is not None and "sources are client addresses only" in " ".join(read.result.warnings)
+    sources = read.aggregates.counts.filter(pl.col("dimension") == "source")
+    assert sources["requests"].sum() == rows.height
+    addresses = rows.filter(pl.col("source").str.contains(r"^[0-9.]+$"))["source"]
+    assert set(sources["value"].drop_nulls()) == set(addresses)
+    assert sources.filter(pl.col("value").is_null())["requests"].sum() == rows.height - addresses.len()
 
 
 def test_the_time_range_is_pushed_down(store):

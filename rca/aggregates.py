@@ -1,0 +1,141 @@
+"""Request aggregates: exact per-bucket counts and latency histograms, built from chunks and merged.
+
+A chunk of canonical request rows (or a store's GROUP BY) becomes a `RequestAggregates` (schemas and the
+sketch's constants in `rca.model`); aggregates of several chunks merge by summing, and coarsen to a wider
+bucket by flooring `bucket` and summing. Memory then follows the distinct (bucket, subject) pairs, not the
+lines read. The design and the SQL a store computes the same with: /work/notes/aggregates.md.
+
+Latency quantiles come from a log-binned histogram (DDSketch's logarithmic mapping, relative accuracy
+`SKETCH_ALPHA` = 1%) computed as polars expressions: the `ddsketch` package adds values one by one in
+Python (seconds per million), where a vectorized bin is tens of milliseconds and merges with a group-by.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import polars as pl
+
+from rca.model import (
+    AGGREGATE_DIMENSIONS,
+    AGGREGATE_KEY,
+    LATENCY_SKETCH_SCHEMA,
+    REQUEST_AGGREGATES_SCHEMA,
+    SKETCH_ALPHA,
+    SKETCH_METRICS,
+    SKETCH_MIN_MS,
+    SKETCH_ZERO_BIN,
+    TS,
+    RequestAggregates,
+)
+
+GAMMA = (1 + SKETCH_ALPHA) / (1 - SKETCH_ALPHA)
+LN_GAMMA = math.log(GAMMA)
+# Dimensions whose latency is kept as histograms (the latency detector's; sources and user agents are
+# compared by counts only, and a histogram per client would cost more than the rows).
+SKETCH_DIMENSIONS = ("service", "endpoint", "host")
+_COUNT_COLUMNS = [c for c in REQUEST_AGGREGATES_SCHEMA if c not in (*AGGREGATE_KEY, "method")]
+
+
+def bucket_floor_expr(bucket_s: int, column: str = "ts") -> pl.Expr:
+    """`column` floored to a multiple of `bucket_s` seconds since the epoch (ClickHouse's toStartOfInterval)."""
+    step = bucket_s * 1_000_000
+    return ((pl.col(column).dt.epoch("us") // step) * step).cast(TS)
+
+
+def sketch_bin_expr(value: pl.Expr) -> pl.Expr:
+    """The histogram bin of each value: ceil(ln x / ln gamma), SKETCH_ZERO_BIN for x <= SKETCH_MIN_MS."""
+    return pl.when(value > SKETCH_MIN_MS).then((value.log() / LN_GAMMA).ceil()).otherwise(SKETCH_ZERO_BIN).cast(pl.Int32)
+
+
+def bin_value_expr(bin_: pl.Expr) -> pl.Expr:
+    """A bin's representative value, within SKETCH_ALPHA of every value in it (0 for the zero bin)."""
+    return pl.when(bin_ == SKETCH_ZERO_BIN).then(0.0).otherwise(2.0 * (bin_.cast(pl.Float64) * LN_GAMMA).exp() / (GAMMA + 1.0))
+
+
+def empty_aggregates(bucket_s: int) -> RequestAggregates:
+    return RequestAggregates(bucket_s, pl.DataFrame(schema=REQUEST_AGGREGATES_SCHEMA), pl.DataFrame(schema=LATENCY_SKETCH_SCHEMA))
+
+
+def aggregate_requests(requests: pl.DataFrame | pl.LazyFrame, bucket_s: int) -> RequestAggregates:
+    """Aggregate canonical request rows (REQUESTS_SCHEMA) at buckets of `bucket_s` seconds."""
+    rows = requests.lazy().filter(pl.col("ts").is_not_null()).with_columns(bucket_floor_expr(bucket_s).alias("bucket"))
+    status = pl.col("status")
+    totals = [
+        pl.len().cast(pl.Int64).alias("requests"),
+        (status >= 500).sum().cast(pl.Int64).alias("errors"),
+        ((status >= 400) & (status < 500)).sum().cast(pl.Int64).alias("client_errors"),
+        status.count().cast(pl.Int64).alias("with_status"),
+        pl.col("bytes").sum().cast(pl.Int64).alias("bytes"),
+        pl.col("duration_ms").count().cast(pl.Int64).alias("timed"),
+        pl.col("duration_ms").sum().alias("duration_ms_sum"),
+        pl.col("upstream_ms").count().cast(pl.Int64).alias("upstream_timed"),
+        pl.col("upstream_ms").sum().alias("upstream_ms_sum"),
+    ]
+    counts = [
+        rows.group_by("signal", "service", "bucket", pl.col(dim).alias("value"), "method")
+        .agg(totals)
+        .with_columns(pl.lit(dim).alias("dimension"))
+        for dim in AGGREGATE_DIMENSIONS
+    ]
+    sketches = [
+        rows.filter(pl.col(metric).is_not_null())
+        .group_by("signal", "service", "bucket", pl.col(dim).alias("value"), sketch_bin_expr(pl.col(metric)).alias("bin"))
+        .agg(pl.len().cast(pl.Int64).alias("count"))
+        .with_columns(pl.lit(dim).alias("dimension"), pl.lit(metric).alias("metric"))
+        for dim in SKETCH_DIMENSIONS
+        for metric in SKETCH_METRICS
+    ]
+    out = pl.collect_all([pl.concat(counts).select(list(REQUEST_AGGREGATES_SCHEMA)), pl.concat(sketches).select(list(LATENCY_SKETCH_SCHEMA))])
+    return RequestAggregates(bucket_s, out[0].cast(REQUEST_AGGREGATES_SCHEMA), out[1].cast(LATENCY_SKETCH_SCHEMA))  # type: ignore[arg-type]
+
+
+def merge_aggregates(parts: Iterable[RequestAggregates], bucket_s: int | None = None) -> RequestAggregates:
+    """Sum aggregates (of chunks, files or stores) into one, at `bucket_s` (default: the widest part's),
+    which every part's width must divide."""
+    parts = list(parts)
+    if not parts:
+        return empty_aggregates(bucket_s or 60)
+    width = bucket_s or max(p.bucket_s for p in parts)
+    for part in parts:
+        if width % part.bucket_s:
+            raise ValueError(f"aggregates at {part.bucket_s}s cannot be coarsened to {width}s")
+    counts = pl.concat([p.counts for p in parts])
+    sketches = pl.concat([p.sketches for p in parts])
+    if any(p.bucket_s != width for p in parts):
+        counts = counts.with_columns(bucket_floor_expr(width, "bucket").alias("bucket"))
+        sketches = sketches.with_columns(bucket_floor_expr(width, "bucket").alias("bucket"))
+    if len(parts) > 1 or any(p.bucket_s != width for p in parts):
+        counts = counts.group_by(*AGGREGATE_KEY, "method").agg(pl.col(_COUNT_COLUMNS).sum()).select(list(REQUEST_AGGREGATES_SCHEMA))
+        sketches = sketches.group_by(*AGGREGATE_KEY, "metric", "bin").agg(pl.col("count").sum()).select(list(LATENCY_SKETCH_SCHEMA))
+    return RequestAggregates(width, counts, sketches)
+
+
+def coarsen(aggregates: RequestAggregates, bucket_s: int) -> RequestAggregates:
+    """The same aggregates at buckets of `bucket_s` seconds (a multiple of their width)."""
+    if bucket_s == aggregates.bucket_s:
+        return aggregates
+    return merge_aggregates([aggregates], bucket_s)
+
+
+def sketch_quantiles(sketches: pl.DataFrame, by: Sequence[str], quantiles: dict[str, float]) -> pl.DataFrame:
+    """Per group of `by`: `n` (values) and each named quantile, read from the merged histograms.
+
+    The rank is polars' nearest rank (0-based round(q * (n - 1))), so each figure is within SKETCH_ALPHA
+    (relative) of `pl.col(...).quantile(q)` over the same values."""
+    by = list(by) or ["_all"]
+    if "_all" in by:
+        sketches = sketches.with_columns(pl.lit(True).alias("_all"))
+    merged = (
+        sketches.group_by(*by, "bin").agg(pl.col("count").sum())
+        .sort([*by, "bin"])
+        .with_columns(pl.col("count").cum_sum().over(by).alias("_cum"), pl.col("count").sum().over(by).alias("n"))
+    )
+    picks = [
+        pl.col("bin").filter(pl.col("_cum") > (q * (pl.col("n") - 1) + 0.5).floor()).first().alias(name)
+        for name, q in quantiles.items()
+    ]
+    out = merged.group_by(by, maintain_order=True).agg(pl.col("n").first(), *picks)
+    out = out.with_columns(bin_value_expr(pl.col(name)).alias(name) for name in quantiles)
+    return out.drop("_all", strict=False)

@@ -1,0 +1,106 @@
+"""Request aggregates: exact counts, mergeable chunks, and quantiles within the sketch's stated error."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from rca.aggregates import (
+    aggregate_requests,
+    bin_value_expr,
+    coarsen,
+    merge_aggregates,
+    sketch_bin_expr,
+    sketch_quantiles,
+)
+from rca.model import AGGREGATE_KEY, LATENCY_SKETCH_SCHEMA, REQUEST_AGGREGATES_SCHEMA, SKETCH_ALPHA, conform
+
+START = datetime(2026, 3, 1, 12, 0, 7, tzinfo=UTC)
+
+
+def _requests(seed: int) -> pl.DataFrame:
+    """Requests whose shape varies with the seed: endpoint and client counts, latency law, nulls."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2_000, 6_000))
+    endpoints = [f"/api/e{k}" for k in range(int(rng.integers(1, 12)))]
+    sources = [f"10.0.{k // 250}.{k % 250}" for k in range(int(rng.integers(5, 400)))]
+    sigma = float(rng.uniform(0.3, 1.5))
+    duration = rng.lognormal(float(rng.uniform(0, 6)), sigma, n)
+    duration[rng.random(n) < 0.05] = 0.0  # zeros have a bin of their own
+    timed = rng.random(n) < float(rng.uniform(0.5, 1.0))
+    return conform(pl.DataFrame({
+        "ts": pl.Series(START.timestamp() * 1e6 + np.sort(rng.integers(0, 3 * 3600 * 10**6, n))).cast(pl.Int64).cast(pl.Datetime("us", "UTC")),
+        "duration_ms": np.where(timed, duration, np.nan),
+        "upstream_ms": np.where(rng.random(n) < 0.5, duration * 0.8, np.nan),
+        "service": rng.choice(["web", "api"], n),
+        "host": rng.choice(["h1", "h2", "h3"], n),
+        "method": rng.choice(["GET", "POST"], n),
+        "endpoint": rng.choice(endpoints, n),
+        "status": rng.choice([200, 200, 200, 404, 500, 503], n),
+        "source": rng.choice(sources, n),
+        "user_agent": rng.choice(["curl/8", "Mozilla/5.0", None], n),
+        "bytes": rng.integers(0, 10_000, n),
+        "signal": "access_log",
+    }).with_columns(pl.col("duration_ms").fill_nan(None), pl.col("upstream_ms").fill_nan(None)), "requests")
+
+
+def _sorted(frame: pl.DataFrame, extra: list[str]) -> pl.DataFrame:
+    return frame.sort([*AGGREGATE_KEY, *extra], nulls_last=True)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_counts_are_exact_and_chunks_merge_to_the_whole(seed: int):
+    rows = _requests(seed)
+    whole = aggregate_requests(rows, 30)
+    assert whole.counts.schema == pl.Schema(REQUEST_AGGREGATES_SCHEMA)
+    assert whole.sketches.schema == pl.Schema(LATENCY_SKETCH_SCHEMA)
+    cut = np.random.default_rng(seed).integers(1, rows.height - 1)
+    merged = merge_aggregates([aggregate_requests(rows[:cut], 30), aggregate_requests(rows[cut:], 30)])
+    assert_frame_equal(_sorted(merged.counts, ["method"]), _sorted(whole.counts, ["method"]), check_exact=False)
+    assert_frame_equal(_sorted(merged.sketches, ["metric", "bin"]), _sorted(whole.sketches, ["metric", "bin"]))
+    # every dimension holds every row once; errors per endpoint match a direct count
+    per_dim = whole.counts.group_by("dimension").agg(pl.col("requests").sum(), pl.col("errors").sum(), pl.col("timed").sum())
+    assert set(per_dim["requests"].to_list()) == {rows.height}
+    assert set(per_dim["errors"].to_list()) == {int((rows["status"] >= 500).sum())}
+    assert set(per_dim["timed"].to_list()) == {rows["duration_ms"].count()}
+    direct = rows.group_by("endpoint").agg((pl.col("status") >= 500).sum().cast(pl.Int64).alias("e")).sort("endpoint")
+    mine = whole.counts.filter(pl.col("dimension") == "endpoint").group_by(pl.col("value").alias("endpoint")).agg(pl.col("errors").sum().alias("e")).sort("endpoint")
+    assert mine.equals(direct)
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_coarsening_equals_aggregating_at_the_wider_bucket(seed: int):
+    rows = _requests(seed)
+    fine, wide = aggregate_requests(rows, 5), aggregate_requests(rows, 300)
+    coarse = coarsen(fine, 300)
+    assert coarse.bucket_s == 300
+    assert_frame_equal(_sorted(coarse.counts, ["method"]), _sorted(wide.counts, ["method"]), check_exact=False)
+    assert_frame_equal(_sorted(coarse.sketches, ["metric", "bin"]), _sorted(wide.sketches, ["metric", "bin"]))
+    with pytest.raises(ValueError):
+        coarsen(fine, 7)
+
+
+@pytest.mark.parametrize("seed", [6, 7, 8])
+def test_sketch_quantiles_are_within_the_stated_relative_error(seed: int):
+    rows = _requests(seed).filter(pl.col("duration_ms").is_not_null())
+    qs = {"p50": 0.5, "p95": 0.95, "p99": 0.99, "p10": 0.1}
+    exact = rows.group_by("endpoint").agg(pl.col("duration_ms").quantile(q).alias(k) for k, q in qs.items()).sort("endpoint")
+    sketches = aggregate_requests(rows, 60).sketches.filter((pl.col("dimension") == "endpoint") & (pl.col("metric") == "duration_ms"))
+    mine = sketch_quantiles(sketches, ["value"], qs).sort("value")
+    assert mine["value"].to_list() == exact["endpoint"].to_list()
+    assert mine["n"].to_list() == rows.group_by("endpoint").len().sort("endpoint")["len"].to_list()
+    for name in qs:
+        truth, approx = exact[name].to_numpy(), mine[name].to_numpy()
+        assert np.all(np.abs(approx - truth) <= SKETCH_ALPHA * truth + 1e-9), name
+
+
+def test_every_bin_value_is_within_alpha_of_its_values():
+    values = pl.Series("x", np.geomspace(2e-3, 1e7, 20_001))
+    back = pl.DataFrame({"x": values}).select(bin_value_expr(sketch_bin_expr(pl.col("x")))).to_series().to_numpy()
+    assert np.all(np.abs(back - values.to_numpy()) <= SKETCH_ALPHA * values.to_numpy())
+    zero = pl.DataFrame({"x": [0.0, -3.0, 1e-4]}).select(bin_value_expr(sketch_bin_expr(pl.col("x")))).to_series().to_list()
+    assert zero == [0.0, 0.0, 0.0]
