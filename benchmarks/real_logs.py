@@ -1,10 +1,11 @@
 """`rca ingest` and `rca analyze` on real-content logs, next to GoAccess (and lnav) in the same run.
 
     python benchmarks/real_logs.py [--cases apache-1m,varied-1m,jsonl-1m] [--runs 3] [--no-peer]
+                                   [--rca before=/path/to/old/rca --rca after=rca]
 
 Inputs are built once into `benchmarks/out/real/` (kept between runs):
 
-- `apache-1m.log`, `apache-5m.log`: the real Apache access log of `/work/shared/corpus/apache_logs`
+- `apache-1m.log`, `apache-5m.log`, `apache-10m.log`: the real Apache access log of `/work/shared/corpus/apache_logs`
   (10,000 lines, 4 days of a public web site: IPv4 and a few IPv6 clients, query strings, `-` bytes,
   referers, long user agents, bots) repeated, each copy shifted by the span of the original so time
   runs forward; the lines are otherwise the corpus's own bytes.
@@ -18,7 +19,9 @@ Inputs are built once into `benchmarks/out/real/` (kept between runs):
 Each command runs `--runs` times as a child process; its wall time, CPU time (user + system, from
 wait4) and peak RSS (ru_maxrss) are recorded and the medians printed, with rca's ratio to the peer
 measured in the same run, by wall and by CPU time (absolute times on a shared machine move with others'
-load; the ratios less, the CPU ratio least: GoAccess runs on one thread, rca on two).
+load; the ratios less, the CPU ratio least: GoAccess runs on one thread, rca on two). `--rca LABEL=PATH`
+(repeatable) times several builds of rca in the same run, e.g. the commit before a change against it,
+so a before/after table shares the machine's load.
 """
 
 from __future__ import annotations
@@ -145,6 +148,7 @@ class Case:
 CASES = {
     "apache-1m": Case("apache-1m", "apache-1m.log", repeated_corpus, 1_000_000, GOACCESS_COMBINED),
     "apache-5m": Case("apache-5m", "apache-5m.log", repeated_corpus, 5_000_000, GOACCESS_COMBINED),
+    "apache-10m": Case("apache-10m", "apache-10m.log", repeated_corpus, 10_000_000, GOACCESS_COMBINED),
     "varied-1m": Case("varied-1m", "varied-1m.log", varied, 1_000_000, GOACCESS_VARIED),
     "jsonl-1m": Case("jsonl-1m", "jsonl-1m.jsonl", jsonl, 1_000_000, None, lnav=True),
 }
@@ -175,12 +179,13 @@ def _rca() -> str:
     return shutil.which("rca") or str(Path(sys.executable).with_name("rca"))
 
 
-def commands(case: Case, log: Path, tmp: str, peers: bool) -> dict[str, list[str]]:
-    rca = _rca()
-    cmds = {
-        "rca ingest": [rca, "ingest", str(log), "--out", f"{tmp}/frames", "-q"],
-        "rca analyze": [rca, "analyze", str(log), "-q", "-f", "json", "-o", f"{tmp}/report.json"],
-    }
+def commands(case: Case, log: Path, tmp: str, peers: bool, builds: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """The commands timed for one case: per build of rca (label -> executable) ingest and analyze, then the peers."""
+    cmds: dict[str, list[str]] = {}
+    for label, rca in (builds or {"": _rca()}).items():
+        suffix = f" ({label})" if label else ""
+        cmds[f"rca ingest{suffix}"] = [rca, "ingest", str(log), "--out", f"{tmp}/frames", "-q"]
+        cmds[f"rca analyze{suffix}"] = [rca, "analyze", str(log), "-q", "-f", "json", "-o", f"{tmp}/report.json"]
     goaccess, lnav = shutil.which("goaccess"), shutil.which("lnav")
     if peers and case.goaccess is not None and goaccess:
         cmds["goaccess"] = [goaccess, str(log), *case.goaccess, "-o", f"{tmp}/goaccess.json"]
@@ -195,7 +200,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated command names to run (e.g. 'rca analyze,goaccess')")
     parser.add_argument("--no-peer", action="store_true", help="time rca only")
+    parser.add_argument("--rca", action="append", default=[], metavar="LABEL=PATH",
+                        help="a build of rca to time (repeatable; default: the rca beside this Python)")
     args = parser.parse_args()
+    builds = dict(b.split("=", 1) for b in args.rca) if args.rca else None
     OUT.mkdir(parents=True, exist_ok=True)
     only = {c.strip() for c in args.only.split(",") if c.strip()}
     print("| input | command | wall s | CPU s | peak RSS MB | lines/s | vs peer (wall, CPU) |")
@@ -210,10 +218,10 @@ def main() -> None:
         with open(log, "rb") as handle:
             lines = sum(1 for _ in handle)
         with tempfile.TemporaryDirectory() as tmp:
-            cmds = commands(case, log, tmp, not args.no_peer)
+            cmds = commands(case, log, tmp, not args.no_peer, builds)
             medians: dict[str, Run] = {}
             for label, cmd in cmds.items():
-                if only and label not in only:
+                if only and label.split(" (")[0] not in only:
                     continue
                 runs = [timed(cmd) for _ in range(args.runs)]
                 medians[label] = Run(*(statistics.median(getattr(r, f) for r in runs) for f in ("wall", "cpu", "rss_mb")))

@@ -55,12 +55,16 @@ def all_detectors() -> list[Detector]:
     return sorted(_REGISTRY.values(), key=lambda d: (d.order, d.name))
 
 
-def run_all(dataset: Dataset, context: AnalysisContext, only: set[str] | None = None) -> list[Finding]:
+def run_all(
+    dataset: Dataset, context: AnalysisContext, only: set[str] | None = None, on_start: Callable[[str, int, int], None] | None = None
+) -> list[Finding]:
     """Run every registered detector (or those named in `only`) and return all findings,
-    sorted deterministically (detector, kind, dimension, subject)."""
+    sorted deterministically (detector, kind, dimension, subject). `on_start(name, i, n)` is called
+    before the i-th (1-based) of n detectors runs, for progress."""
     findings: list[Finding] = []
-    for detector in all_detectors():
-        if only is not None and detector.name not in only:
-            continue
+    chosen = [d for d in all_detectors() if only is None or d.name in only]
+    for index, detector in enumerate(chosen, 1):
+        if on_start is not None:
+            on_start(detector.name, index, len(chosen))
         findings.extend(detector.run(dataset, context))
     return sorted(findings, key=lambda f: (f.detector, f.kind, f.dimension, f.subject, f.metric))

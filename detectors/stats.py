@@ -35,7 +35,7 @@ from typing import cast
 import numpy as np
 import polars as pl
 
-from rca.model import AnalysisContext, Series
+from rca.model import AnalysisContext, RequestAggregates, Series
 
 MAD_TO_SIGMA = 1.4826
 
@@ -357,8 +357,9 @@ WINDOW_OTHER, WINDOW_BASELINE, WINDOW_INCIDENT = 0, 1, 2
 
 def window_code_expr(context: AnalysisContext, column: str = "ts") -> pl.Expr:
     """Which window each row falls in, as a small integer (`WINDOW_BASELINE`, `WINDOW_INCIDENT` or
-    `WINDOW_OTHER`): one comparison pass, after which group-bys test a UInt8 instead of timestamps."""
-    ts = pl.col(column)
+    `WINDOW_OTHER`): one comparison pass, after which group-bys test a UInt8 instead of timestamps.
+    On aggregates (`column="bucket"`) a bucket starting before the data counts from the data's start."""
+    ts = pl.col(column) if column != "bucket" else pl.max_horizontal(pl.col(column), pl.lit(context.span.start))
     return (
         pl.when((ts >= context.baseline.start) & (ts < context.baseline.end)).then(pl.lit(WINDOW_BASELINE, pl.UInt8))
         .when((ts >= context.incident.start) & (ts < context.incident.end)).then(pl.lit(WINDOW_INCIDENT, pl.UInt8))
@@ -524,6 +525,29 @@ def dense_series(frame: pl.DataFrame, key_cols: list[str], value_col: str, conte
                 values[i] = v
         out[tuple(key)] = values
     return out
+
+
+def exact_aggregates(aggregates: RequestAggregates | None, context: AnalysisContext) -> RequestAggregates | None:
+    """`aggregates` when their counts per window and per analysis bucket are exact: the analysis bucket
+    is a multiple of theirs and every window edge inside the data falls on one of their bucket edges
+    (automatic windows do; `--since 12:03:17` may not). None otherwise: detectors read rows then.
+    Window codes and bucket indices (`window_code_expr`, `bucket_index_expr` on `bucket`) apply to
+    their buckets as they are, finer ones included."""
+    if aggregates is None or context.bucket_s % aggregates.bucket_s:
+        return None
+    edges = (context.baseline.start, context.baseline.end, context.incident.start, context.incident.end)
+    inside = [t for t in edges if context.span.start < t < context.span.end]
+    if any(_epoch_us(t) % (aggregates.bucket_s * 1_000_000) for t in inside):
+        return None
+    return aggregates
+
+
+def aggregated_vantages(aggregates: RequestAggregates | None) -> set[tuple[str, str | None]]:
+    """The (signal, service) vantages whose requests the aggregates carry (their rows are a sample)."""
+    if aggregates is None:
+        return set()
+    totals = aggregates.counts.filter(pl.col("dimension") == "service").select("signal", "service").unique()
+    return {(str(s), v) for s, v in totals.iter_rows()}
 
 
 def window_masks(context: AnalysisContext) -> tuple[np.ndarray, np.ndarray, list[datetime]]:

@@ -24,8 +24,10 @@ from rca.detectors import register
 from rca.detectors.stats import (
     WINDOW_BASELINE,
     WINDOW_INCIDENT,
+    aggregated_vantages,
     bucket_index_expr,
     confidence_from_z,
+    exact_aggregates,
     onset_at,
     onset_time,
     poisson_excess_z,
@@ -90,7 +92,7 @@ def vantages(requests: pl.DataFrame, min_rows: int = 50, columns: list[str] | No
                               schema={"signal": pl.String, "service": pl.String, "len": pl.UInt32})
         counts = counts.filter(pl.col("len") >= min_rows)
     else:
-        counts = requests.group_by("signal", "service").len().filter(pl.col("len") >= min_rows).sort(["len", "signal", "service"], descending=[True, False, False], nulls_last=True)
+        counts = requests.lazy().group_by("signal", "service").len().collect().filter(pl.col("len") >= min_rows).sort(["len", "signal", "service"], descending=[True, False, False], nulls_last=True)
     if columns is not None:
         requests = requests.select(list(dict.fromkeys(["signal", "service", *columns])))
     out = []
@@ -121,6 +123,63 @@ def _per_value(counts: pl.DataFrame, raw: str, derive: Callable[[pl.Expr], pl.Ex
     )
 
 
+def _counts(rows: pl.DataFrame, column: str, in_base: pl.Expr, in_inc: pl.Expr, weight: pl.Expr | None) -> pl.DataFrame:
+    """Baseline (b) and incident (i) requests per value of `column`. Lazy: an eager group-by of a frame of
+    millions of rows holds a copy of its other columns too."""
+    return rows.lazy().group_by(column).agg(_within(in_base, weight).alias("b"), _within(in_inc, weight).alias("i")).collect()
+
+
+def _within(mask: pl.Expr, weight: pl.Expr | None) -> pl.Expr:
+    """Requests where `mask` holds: rows (weight None) or aggregates' counts (weight `requests`)."""
+    return mask.sum() if weight is None else weight.filter(mask).sum()
+
+
+def _total(weight: pl.Expr | None) -> pl.Expr:
+    return pl.len() if weight is None else weight.sum()
+
+
+# One vantage's requests per dimension: a frame with `_w`, `_bucket`, the dimension's raw column and
+# `method` (every row, or aggregates' rows with their counts in `requests`), and the weight to count them by.
+DimensionRows = Callable[[str], pl.DataFrame]
+
+
+def _vantage_counts(dataset: Dataset, context: AnalysisContext) -> list[tuple[str, str | None, DimensionRows, pl.Expr | None]]:
+    """(signal, service, rows per dimension, weight) per vantage observed in the baseline: from the rows,
+    or from the exact aggregates for the vantages they carry (whose rows are only a sample)."""
+    aggregates = exact_aggregates(dataset.request_aggregates, context)
+    carried = aggregated_vantages(aggregates)
+    # A signal with no row at all in the baseline (traces of the incident's last minutes beside half an hour
+    # of metrics) was not observed there: its requests are not "new" traffic, they are new coverage.
+    observed = set(dataset.requests.filter(in_window("ts", context.baseline.start, context.baseline.end))["signal"].unique().to_list())
+    out: list[tuple[str, str | None, DimensionRows, pl.Expr | None]] = []
+    for signal, service, rows in vantages(dataset.requests, columns=COLUMNS):
+        if (signal, service) in carried:
+            continue
+        keyed = rows.select(window_code_expr(context), bucket_index_expr(context), *COLUMNS[1:])
+
+        def every_row(_raw: str, keyed: pl.DataFrame = keyed) -> pl.DataFrame:
+            return keyed
+
+        out.append((signal, service, every_row, None))
+    if aggregates is None:
+        return [v for v in out if v[0] in observed]
+    counts = aggregates.counts.select(window_code_expr(context, "bucket"), bucket_index_expr(context, "bucket"), "signal", "service", "dimension",
+                                      "value", "method", "requests")
+    observed |= set(counts.filter(pl.col("_w") == WINDOW_BASELINE)["signal"].unique().to_list())
+    totals = (
+        counts.filter(pl.col("dimension") == "service").group_by("signal", "service").agg(pl.col("requests").sum().alias("n"))
+        .filter(pl.col("n") >= 50).sort(["n", "signal", "service"], descending=[True, False, False], nulls_last=True)
+    )
+    for signal, service, _ in totals.iter_rows():
+        mine = counts.filter((pl.col("signal") == signal) & pl.col("service").eq_missing(service))
+
+        def dimension_rows(raw: str, mine: pl.DataFrame = mine) -> pl.DataFrame:
+            return mine.filter(pl.col("dimension") == raw).select("_w", "_bucket", pl.col("value").alias(raw), "method", "requests")
+
+        out.append((signal, service, dimension_rows, pl.col("requests")))
+    return [v for v in out if v[0] in observed]
+
+
 @register("traffic", order=10)
 def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     """Rate spikes per dimension value within each vantage, plus one per vantage for its total."""
@@ -134,20 +193,15 @@ def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     n_buckets = len(grid)
     in_base = pl.col("_w") == WINDOW_BASELINE
     in_inc = pl.col("_w") == WINDOW_INCIDENT
-    # A signal with no row at all in the baseline (traces of the incident's last minutes beside half an hour
-    # of metrics) was not observed there: its requests are not "new" traffic, they are new coverage.
-    observed = set(dataset.requests.filter(in_window("ts", context.baseline.start, context.baseline.end))["signal"].unique().to_list())
-    for signal, service, rows in vantages(dataset.requests, columns=COLUMNS):
-        if signal not in observed:
-            continue
-        rows = rows.select(window_code_expr(context), bucket_index_expr(context), *COLUMNS[1:])
-        n_base, n_inc = rows.select(in_base.sum().alias("b"), in_inc.sum().alias("i")).row(0)
+    for signal, service, rows_of, weight in _vantage_counts(dataset, context):
+        rows = rows_of("service")
+        n_base, n_inc = rows.select(_within(in_base, weight).alias("b"), _within(in_inc, weight).alias("i")).row(0)
         total_expected = n_base * scale
         total_excess = n_inc - total_expected
         vantage = f"{signal}:{service}"
         total_z = poisson_excess_z(n_inc, total_expected)
         by_raw: dict[str, pl.DataFrame] = {}
-        by_raw["source"] = rows.group_by("source").agg(in_base.sum().alias("b"), in_inc.sum().alias("i"))
+        by_raw["source"] = _counts(rows_of("source"), "source", in_base, in_inc, weight)
         per_source = by_raw["source"].filter(pl.col("source").is_not_null()).with_columns((pl.col("i") - pl.col("b") * scale).alias("excess"))
         contributors = per_source.filter(pl.col("excess") > 0).sort("excess", descending=True)
         positive = float(contributors["excess"].sum()) if contributors.height else 0.0
@@ -160,7 +214,8 @@ def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         else:
             needed = 0
         if total_z >= MIN_Z and n_inc >= MIN_RATIO * total_expected and total_excess >= 20:
-            values = series_by_index(rows.group_by("_bucket").len(), None, "len", n_buckets).get(None, np.zeros(n_buckets))
+            per_bucket = rows.lazy().group_by("_bucket").agg(_total(weight).alias("len")).collect()
+            values = series_by_index(per_bucket, None, "len", n_buckets).get(None, np.zeros(n_buckets))
             onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
             findings.append(
                 Finding(
@@ -179,7 +234,7 @@ def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
             continue
         for dim, (raw, derive) in DIMENSIONS.items():
             if raw not in by_raw:
-                by_raw[raw] = rows.group_by(raw).agg(in_base.sum().alias("b"), in_inc.sum().alias("i"))
+                by_raw[raw] = _counts(rows_of(raw), raw, in_base, in_inc, weight)
             per = (
                 _per_value(by_raw[raw], raw, derive)
                 .with_columns((pl.col("b") * scale).alias("expected"))
@@ -206,8 +261,8 @@ def detect_traffic(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
             lookup = pl.DataFrame({raw: [r for k in kept for r in k[3]], "value": [k[0] for k in kept for _ in k[3]]},
                                   schema={raw: pl.String, "value": pl.String})
             bucketed = (
-                rows.filter(pl.col(raw).is_in(lookup[raw].implode()))
-                .group_by(raw, "_bucket", "method").len()
+                rows_of(raw).filter(pl.col(raw).is_in(lookup[raw].implode()))
+                .group_by(raw, "_bucket", "method").agg(_total(weight).alias("len"))
                 .join(lookup, on=raw)
             )
             series = series_by_index(bucketed.group_by("value", "_bucket").agg(pl.col("len").sum()), "value", "len", n_buckets)

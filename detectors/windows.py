@@ -26,9 +26,10 @@ from typing import cast
 import numpy as np
 import polars as pl
 
-from rca.detectors.stats import bucket_grid, gap_mask, robust_z
+from rca.aggregates import bucket_floor_expr, sketch_quantiles
+from rca.detectors.stats import aggregated_vantages, bucket_grid, gap_mask, robust_z
 from rca.errors import UsageError
-from rca.model import FRAMES, AnalysisContext, Dataset, Window
+from rca.model import FRAMES, AnalysisContext, Dataset, RequestAggregates, Window
 
 # Up to 5 min for an incident's hours; coarser for days or months of logs, so series stay short.
 BUCKETS_S = (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
@@ -73,18 +74,28 @@ def _feature_matrix(dataset: Dataset, context: AnalysisContext) -> tuple[np.ndar
     floors: list[float] = []
     trunc = f"{context.bucket_s}s"
     req = dataset.requests
-    if req.height:
-        vantage = req.group_by("signal", "service").len().sort(["len", "signal", "service"], descending=[True, False, False], nulls_last=True).row(0)
-        narrow = req.select("signal", "service", "ts", "duration_ms", "status")
-        rows = narrow if vantage[2] == req.height else narrow.filter((pl.col("signal") == vantage[0]) & (pl.col("service").eq_missing(vantage[1])))
-        per = (
-            rows.group_by(pl.col("ts").dt.truncate(trunc).alias("bucket"))
-            .agg(
-                pl.len().alias("n"),
-                pl.col("duration_ms").quantile(0.95).alias("p95"),
-                (pl.col("status") >= 500).mean().alias("err"),
+    aggregates = dataset.request_aggregates if dataset.request_aggregates is not None and context.bucket_s % dataset.request_aggregates.bucket_s == 0 else None
+    carried = aggregated_vantages(aggregates)
+    if req.height or carried:
+        per_vantage = req.lazy().group_by("signal", "service").len().collect()  # lazy: eager group_by on every column costs a copy
+        if aggregates is not None:  # the vantages they carry count all their requests, not their sample of rows
+            kept = per_vantage.filter(pl.Series([(s, v) not in carried for s, v in per_vantage.select("signal", "service").iter_rows()], dtype=pl.Boolean))
+            carried_totals = aggregates.counts.filter(pl.col("dimension") == "service").group_by("signal", "service").agg(pl.col("requests").sum().cast(pl.UInt32).alias("len"))
+            per_vantage = pl.concat([kept, carried_totals])
+        vantage = per_vantage.sort(["len", "signal", "service"], descending=[True, False, False], nulls_last=True).row(0)
+        if aggregates is not None and (vantage[0], vantage[1]) in carried:
+            per = _aggregated_features(aggregates, vantage[0], vantage[1], context.bucket_s)
+        else:
+            narrow = req.select("signal", "service", "ts", "duration_ms", "status")
+            rows = narrow if vantage[2] == req.height else narrow.filter((pl.col("signal") == vantage[0]) & (pl.col("service").eq_missing(vantage[1])))
+            per = (
+                rows.group_by(pl.col("ts").dt.truncate(trunc).alias("bucket"))
+                .agg(
+                    pl.len().alias("n"),
+                    pl.col("duration_ms").quantile(0.95).alias("p95"),
+                    (pl.col("status") >= 500).mean().alias("err"),
+                )
             )
-        )
         for col in ("n", "p95", "err"):
             values = np.zeros(len(grid))
             for t, v in per.select("bucket", col).iter_rows():
@@ -108,6 +119,21 @@ def _feature_matrix(dataset: Dataset, context: AnalysisContext) -> tuple[np.ndar
     return (np.array(features) if features else np.zeros((0, len(grid)))), floors
 
 
+def _aggregated_features(aggregates: RequestAggregates, signal: str, service: str | None, bucket_s: int) -> pl.DataFrame:
+    """Requests, p95 (from the histograms: within SKETCH_ALPHA of the rows') and 5xx share per analysis
+    bucket of one vantage the aggregates carry."""
+    mine = (pl.col("signal") == signal) & pl.col("service").eq_missing(service) & (pl.col("dimension") == "service")
+    bucket = bucket_floor_expr(bucket_s, "bucket").alias("bucket")
+    counts = (
+        aggregates.counts.filter(mine).group_by(bucket)
+        .agg(pl.col("requests").sum().alias("n"), (pl.col("errors").sum() / pl.col("with_status").sum()).alias("err"))
+        .with_columns(pl.col("err").fill_nan(None))
+    )
+    times = aggregates.sketches.filter(mine & (pl.col("metric") == "duration_ms")).with_columns(bucket)
+    p95 = sketch_quantiles(times, ["bucket"], {"p95": 0.95}).select("bucket", "p95")
+    return counts.join(p95, on="bucket", how="left")
+
+
 SERVICE_VANTAGES = 8  # the busiest other (signal, service) pairs watched beside the busiest one
 SERVICE_MIN_PER_BUCKET = 20.0  # requests per bucket, on average, for a service's p95 and 5xx share to mean something
 
@@ -119,7 +145,7 @@ def _service_features(requests: pl.DataFrame, busiest: tuple, grid: list[datetim
     median (no requests is no evidence of a shift)."""
     n = len(grid)
     busy = (
-        requests.group_by("signal", "service").len()
+        requests.lazy().group_by("signal", "service").len().collect()  # lazy: eager group_by on every column costs a copy
         .filter((pl.col("len") >= SERVICE_MIN_PER_BUCKET * n) & ~((pl.col("signal") == busiest[0]) & pl.col("service").eq_missing(busiest[1])))
         .sort(["len", "signal", "service"], descending=[True, False, False], nulls_last=True)
         .head(SERVICE_VANTAGES)

@@ -41,6 +41,9 @@ class ParseOptions:
     store_since: str | None = None
     store_until: str | None = None
     store_incident_since: str | None = None
+    # the requests columns the caller reads (rca.model.ANALYZED_REQUEST_COLUMNS for analysis); the others
+    # are left null, as early as the parser can (per chunk), so memory holds only what is read. None: all.
+    request_columns: tuple[str, ...] | None = None
 
 
 @dataclass

@@ -39,7 +39,7 @@ import polars as pl
 from polars.io.plugins import register_io_source
 
 from rca.errors import InputError
-from rca.model import Rejected, conform, empty_frame, storage_schema
+from rca.model import REQUESTS_SCHEMA, Rejected, conform, empty_frame, storage_schema
 from rca.parsers import ParseOptions, ParseResult, Streamed, register
 from rca.parsers.endpoints import (
     endpoint_shape_expr,
@@ -595,10 +595,12 @@ class AccessLogParser:
             requests, bad = parse_lines(lines.frame, self.compiled, source.origin, options.tz)
             return self._result(requests, bad, lines)
         warnings: list[str] = []
-        chunks = list(split_chunks(source, self.layout, self.compiled, options.tz, warnings))
+        # `line` orders a chunk's rows when the regex read some of them; the loader drops it after
+        kept = None if options.request_columns is None else {c: t for c, t in REQUESTS_SCHEMA.items() if c in (*options.request_columns, "line")}
+        chunks = list(split_chunks(source, self.layout, self.compiled, options.tz, warnings, kept))
         if not chunks and warnings:
             raise InputError(warnings[0], file=source.origin)
-        requests = pl.concat([c.requests for c in chunks]) if chunks else empty_frame("requests")
+        requests = conform(pl.concat([c.requests for c in chunks]), "requests") if chunks else empty_frame("requests")
         return self._chunks_result({"requests": requests}, chunks, warnings)
 
     def stream(self, source: Source, options: ParseOptions) -> Streamed | None:

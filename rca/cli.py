@@ -341,6 +341,7 @@ def analyze(
     quiet: QuietOpt = False,
 ) -> None:
     """Rank the likely causes of the incident in INPUTS, with evidence and ruled-out paths."""
+    from rca.model import ANALYZED_REQUEST_COLUMNS
     from rca.pipeline import AnalyzeOptions, analyze_dataset, load
 
     err = _stderr_console(quiet)
@@ -363,11 +364,11 @@ def analyze(
     progress, update = _progress(err, quiet)  # stderr on a terminal only, whatever the report format
     if progress is not None:
         with progress:
-            dataset = load(inputs, options, progress=update)
+            dataset = load(inputs, options, progress=update, request_columns=ANALYZED_REQUEST_COLUMNS)
             _warn_inputs(err, dataset.inputs)
             report = analyze_dataset(dataset, options, update)
     else:
-        dataset = load(inputs, options)
+        dataset = load(inputs, options, request_columns=ANALYZED_REQUEST_COLUMNS)
         _warn_inputs(err, dataset.inputs)
         report = analyze_dataset(dataset, options)
     _warn_coarse_buckets(err, report, bucket)

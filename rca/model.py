@@ -116,6 +116,14 @@ METRICS_SCHEMA: dict[str, pl.DataType] = {
     "signal": pl.String(),
 }
 
+# The request columns analysis reads (detectors, windows, input summaries). `rca analyze` keeps only these
+# in memory, chunk by chunk as inputs are parsed, and reads the others (raw path, bytes, trace id, origin
+# and line of each request: about 40% of an access log's frame) as nulls; `rca ingest` and `rca compare`
+# keep every column. A detector that starts reading another request column adds it here.
+ANALYZED_REQUEST_COLUMNS = (
+    "ts", "duration_ms", "upstream_ms", "service", "host", "method", "endpoint", "status", "source", "user_agent", "version", "signal",
+)
+
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "requests": REQUESTS_SCHEMA,
     "events": EVENTS_SCHEMA,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
-from rca.model import AnalysisContext, Dataset, Report
+from rca.model import ANALYZED_REQUEST_COLUMNS, AnalysisContext, Dataset, Report
 from rca.parsers import ParseOptions
 
 ProgressFn = Callable[[str, int, int], None]  # (stage or file, bytes done, bytes total; 0 when not counted)
@@ -37,13 +37,17 @@ def load(
     options: AnalyzeOptions,
     progress: ProgressFn | None = None,
     stdin: BinaryIO | None = None,
+    request_columns: tuple[str, ...] | None = None,
 ) -> Dataset:
-    """Read every input into one Dataset (raises InputError only when nothing is readable)."""
+    """Read every input into one Dataset (raises InputError only when nothing is readable). With
+    `request_columns`, the requests' other columns are not kept (nulls): analysis passes
+    `ANALYZED_REQUEST_COLUMNS`, what it reads."""
     from dataclasses import replace
 
     from rca.parsers.loader import load_dataset
 
-    parse = replace(options.parse, store_since=options.baseline_since, store_until=options.until, store_incident_since=options.since)
+    parse = replace(options.parse, store_since=options.baseline_since, store_until=options.until, store_incident_since=options.since,
+                    request_columns=request_columns)
     return load_dataset(
         inputs, parse, changes_files=options.changes_files, progress=progress, stdin=stdin
     )
@@ -75,7 +79,7 @@ def analyze_dataset(dataset: Dataset, options: AnalyzeOptions, progress: Progres
     if context is not None and (reason := too_little_data(context)) is not None:
         return replace(build_report(dataset, None, [], command=options.command), headline=reason)
     stage("detecting", 0, 0)
-    findings = detectors.run_all(dataset, context) if context is not None else []
+    findings = detectors.run_all(dataset, context, on_start=lambda name, i, n: stage(f"detecting: {name} ({i}/{n})", 0, 0)) if context is not None else []
     stage("ranking", 0, 0)
     return build_report(dataset, context, findings, command=options.command)
 
@@ -88,5 +92,5 @@ def analyze(
 ) -> Report:
     """Read the inputs and return the ranked causes of the incident they show."""
     options = options or AnalyzeOptions()
-    dataset = load(inputs, options, progress=progress, stdin=stdin)
+    dataset = load(inputs, options, progress=progress, stdin=stdin, request_columns=ANALYZED_REQUEST_COLUMNS)
     return analyze_dataset(dataset, options, progress)

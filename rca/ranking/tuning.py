@@ -25,6 +25,9 @@ class Tuning:
     # this many different paths (operations, or callers) stop at it, or its own paths changed too; one path
     # alone may be the caller's own code failing after the callee answered.
     shape_stop_min_paths: int = 2
+    # ... with one path only, the callee it stops at is as likely a cause as the caller's own code, but the
+    # caller's path is what changed: the callee is listed with half the localisation, below the caller.
+    shape_single_stop_localisation: float = 0.5
     # A resource shift on a service that shows no symptom of its own (its calls, latency and errors as
     # before) while other services do: halved, so it ranks below a service whose shift explains the
     # symptoms unless it is at least twice as strong, yet stays listed (the effect may be unobserved).

@@ -210,8 +210,9 @@ def _localise_shapes(shifts: list[Finding], of: Callable[[str], ServiceEvidence]
     when the callee's own paths changed too, or when `shape_stop_min_paths` different paths (operations
     or callers) stop at it; the callee (or the callee its own changes stop at, and so on down) then
     takes the operation's changes as its evidence. Otherwise
-    the change is the service's own, unless a caller's own changed paths called it (its requests then
-    came from a caller that behaves differently: the caller explains it)."""
+    the change is the service's own (and the callee it stops at is listed below it, the path's other
+    possible origin), unless a caller's own changed paths called it (its requests then came from a caller
+    that behaves differently: the caller explains it)."""
     pairs = [(f, f.details) for f in shifts if isinstance(f.details, ShapeShiftDetails) and f.details.shorter]
     if not pairs:
         return
@@ -246,6 +247,10 @@ def _localise_shapes(shifts: list[Finding], of: Callable[[str], ServiceEvidence]
             ev = of(d.service)
             if f.where:
                 ev.pods[f.where] += f.confidence
+            if d.direction == "appeared" and d.stop and d.stop != d.service:
+                callee = of(d.stop)  # one path stopping at it: its answer may be what the caller failed on
+                callee.path_change = max(callee.path_change, TUNING.shape_single_stop_localisation)
+                callee.findings.append(f)
         ev.path_change = 1.0
         ev.findings.append(f)
 
