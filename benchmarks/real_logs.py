@@ -1,6 +1,6 @@
 """`rca ingest` and `rca analyze` on real-content logs, next to GoAccess (and lnav) in the same run.
 
-    python benchmarks/real_logs.py [--cases apache-1m,varied-1m,jsonl-1m] [--runs 3] [--no-peer]
+    python benchmarks/real_logs.py [--cases apache-1m,varied-1m,jsonl-1m,logfmt-1m,loghub-jsonl-1m,loghub-logfmt-1m] [--runs 3] [--no-peer]
                                    [--rca before=/path/to/old/rca --rca after=rca]
 
 Inputs are built once into `benchmarks/out/real/` (kept between runs):
@@ -14,14 +14,22 @@ Inputs are built once into `benchmarks/out/real/` (kept between runs):
   `-` for bytes, escaped quotes in user agents and referers, several zone offsets, upstream lists
   (`0.010, 0.020 : 0.003`), `-` upstream times, and one malformed line in 20,000.
 - `jsonl-1m.jsonl`: the JSON-lines application log of `rca simulate third-party-surge` scaled to about
-  1M lines (the simulator's service log shape: flat keys, dotted names, one request a line).
+  1M lines (the simulator's service log shape: flat keys, dotted names, one request a line);
+  `logfmt-1m.log`: the same records as logfmt (`key=value`, values with spaces or quotes quoted).
+- `loghub-jsonl-1m.jsonl`, `loghub-logfmt-1m.log`: the messages of the 16 loghub systems in
+  `/work/shared/corpus/loghub` (32,000 real lines: HDFS, Spark, OpenSSH, Windows, Android, ...; their
+  own level, component and pid where the system logs them) as JSON lines and as logfmt, repeated to
+  1M lines with timestamps 10 ms apart (the corpus's own stamps come in 16 formats, some without a
+  date); events only, with the pid and event id as attributes.
 
 Each command runs `--runs` times as a child process; its wall time, CPU time (user + system, from
-wait4) and peak RSS (ru_maxrss) are recorded and the medians printed, with rca's ratio to the peer
+wait4) and peak RSS (ru_maxrss) are recorded and the medians printed, with rca's ratio to the peers
 measured in the same run, by wall and by CPU time (absolute times on a shared machine move with others'
-load; the ratios less, the CPU ratio least: GoAccess runs on one thread, rca on two). `--rca LABEL=PATH`
-(repeatable) times several builds of rca in the same run, e.g. the commit before a change against it,
-so a before/after table shares the machine's load.
+load; the ratios less, the CPU ratio least: GoAccess runs on one thread, rca on two). Peers: GoAccess
+for access logs; for JSON lines `jq -c .` (every line decoded and printed again) and a Python loop of
+`orjson.loads` over the lines (decoding alone, no columns); lnav (`SELECT count(*)`) where it applies.
+`--rca LABEL=PATH` (repeatable) times several builds of rca in the same run, e.g. the commit before a
+change against it, so a before/after table shares the machine's load.
 """
 
 from __future__ import annotations
@@ -135,6 +143,66 @@ def jsonl(lines: int, path: Path) -> None:
             shutil.copyfileobj(src, dst, 1 << 20)
 
 
+def _logfmt_value(column: str) -> pl.Expr:
+    """A column's values as logfmt values: bare, or quoted with `\\` and `"` escaped when they hold a
+    space, a quote or an equals sign; null values left out."""
+    text = pl.col(column).cast(pl.String)
+    quoted = pl.concat_str(pl.lit('"'), text.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True), pl.lit('"'))
+    return pl.when(text.str.contains(r'[ "=]') | (text == "")).then(quoted).otherwise(text)
+
+
+def _logfmt_lines(frame: pl.DataFrame) -> pl.Series:
+    pairs = [pl.when(pl.col(c).is_not_null()).then(pl.concat_str(pl.lit(f"{c}="), _logfmt_value(c))) for c in frame.columns]
+    return frame.select(pl.concat_str(pairs, separator=" ", ignore_nulls=True).alias("line"))["line"]
+
+
+def logfmt(lines: int, path: Path) -> None:
+    """The simulator's service log (`jsonl-1m`) as logfmt."""
+    source = OUT / CASES["jsonl-1m"].file
+    if not source.exists():
+        jsonl(lines, source)
+    with open(path, "w", encoding="utf-8") as out:
+        for batch in pl.read_ndjson(source, infer_schema_length=None).iter_slices(200_000):
+            out.write("\n".join(_logfmt_lines(batch).to_list()) + "\n")
+
+
+LOGHUB = Path(os.environ.get("RCA_LOGHUB_CORPUS", "/work/shared/corpus/loghub"))
+
+
+def loghub_records() -> pl.DataFrame:
+    """The structured lines of every loghub system: service, level, logger, pid, event id, message."""
+    frames = []
+    for csv in sorted(LOGHUB.glob("*/*_structured.csv")):
+        raw = pl.read_csv(csv, infer_schema_length=0)
+        pick = {"Level": "level", "Component": "logger", "Pid": "pid", "EventId": "event_id", "Content": "msg"}
+        frames.append(raw.select(
+            pl.lit(csv.parent.name.lower()).alias("service"),
+            *[(pl.col(src) if src in raw.columns else pl.lit(None, pl.String)).alias(dst) for src, dst in pick.items()],
+        ))
+    return pl.concat(frames)
+
+
+def _loghub(lines: int, path: Path, as_logfmt: bool) -> None:
+    records = loghub_records()
+    start = 1_767_225_600_000  # ms
+    with open(path, "w", encoding="utf-8") as out:
+        for offset in range(0, lines, records.height):
+            n = min(records.height, lines - offset)
+            batch = records.head(n).with_columns(
+                (pl.int_range(offset, offset + n) * 10 + start).cast(pl.Datetime("ms", "UTC")).dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").alias("ts")
+            ).select("ts", "level", "service", "logger", "pid", "event_id", "msg")
+            text = _logfmt_lines(batch) if as_logfmt else batch.select(pl.struct(pl.all()).struct.json_encode().alias("line"))["line"]
+            out.write("\n".join(text.to_list()) + "\n")
+
+
+def loghub_jsonl(lines: int, path: Path) -> None:
+    _loghub(lines, path, as_logfmt=False)
+
+
+def loghub_logfmt(lines: int, path: Path) -> None:
+    _loghub(lines, path, as_logfmt=True)
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -143,6 +211,7 @@ class Case:
     lines: int
     goaccess: list[str] | None  # GoAccess options, None: no GoAccess peer
     lnav: bool = False
+    json: bool = False  # jq and an orjson loop as peers
 
 
 CASES = {
@@ -150,8 +219,14 @@ CASES = {
     "apache-5m": Case("apache-5m", "apache-5m.log", repeated_corpus, 5_000_000, GOACCESS_COMBINED),
     "apache-10m": Case("apache-10m", "apache-10m.log", repeated_corpus, 10_000_000, GOACCESS_COMBINED),
     "varied-1m": Case("varied-1m", "varied-1m.log", varied, 1_000_000, GOACCESS_VARIED),
-    "jsonl-1m": Case("jsonl-1m", "jsonl-1m.jsonl", jsonl, 1_000_000, None, lnav=True),
+    "jsonl-1m": Case("jsonl-1m", "jsonl-1m.jsonl", jsonl, 1_000_000, None, lnav=True, json=True),
+    "logfmt-1m": Case("logfmt-1m", "logfmt-1m.log", logfmt, 1_000_000, None, lnav=True),
+    "loghub-jsonl-1m": Case("loghub-jsonl-1m", "loghub-jsonl-1m.jsonl", loghub_jsonl, 1_000_000, None, lnav=True, json=True),
+    "loghub-logfmt-1m": Case("loghub-logfmt-1m", "loghub-logfmt-1m.log", loghub_logfmt, 1_000_000, None, lnav=True),
 }
+PEERS = ("goaccess", "jq", "orjson loop", "lnav")
+# decoding alone: every line through orjson.loads, nothing kept
+ORJSON_LOOP = "import sys, orjson\nloads = orjson.loads\nfor line in open(sys.argv[1], 'rb'):\n    loads(line)"
 
 
 @dataclass(frozen=True)
@@ -189,6 +264,11 @@ def commands(case: Case, log: Path, tmp: str, peers: bool, builds: dict[str, str
     goaccess, lnav = shutil.which("goaccess"), shutil.which("lnav")
     if peers and case.goaccess is not None and goaccess:
         cmds["goaccess"] = [goaccess, str(log), *case.goaccess, "-o", f"{tmp}/goaccess.json"]
+    jq = shutil.which("jq")
+    if peers and case.json and jq:
+        cmds["jq"] = [jq, "-c", ".", str(log)]
+    if peers and case.json:
+        cmds["orjson loop"] = [sys.executable, "-c", ORJSON_LOOP, str(log)]
     if peers and case.lnav and lnav:
         cmds["lnav"] = [lnav, "-n", "-c", ";SELECT count(*) FROM all_logs", str(log)]
     return cmds
@@ -196,7 +276,7 @@ def commands(case: Case, log: Path, tmp: str, peers: bool, builds: dict[str, str
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cases", default="apache-1m,varied-1m,jsonl-1m", help=f"comma-separated, of {', '.join(CASES)}")
+    parser.add_argument("--cases", default="apache-1m,varied-1m,jsonl-1m,logfmt-1m,loghub-jsonl-1m,loghub-logfmt-1m", help=f"comma-separated, of {', '.join(CASES)}")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated command names to run (e.g. 'rca analyze,goaccess')")
     parser.add_argument("--no-peer", action="store_true", help="time rca only")
@@ -206,8 +286,8 @@ def main() -> None:
     builds = dict(b.split("=", 1) for b in args.rca) if args.rca else None
     OUT.mkdir(parents=True, exist_ok=True)
     only = {c.strip() for c in args.only.split(",") if c.strip()}
-    print("| input | command | wall s | CPU s | peak RSS MB | lines/s | vs peer (wall, CPU) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| input | command | wall s | CPU s | peak RSS MB | lines/s | lines/CPU-s | vs peers (wall, CPU) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in args.cases.split(","):
         case = CASES[name.strip()]
         log = OUT / case.file
@@ -225,12 +305,11 @@ def main() -> None:
                     continue
                 runs = [timed(cmd) for _ in range(args.runs)]
                 medians[label] = Run(*(statistics.median(getattr(r, f) for r in runs) for f in ("wall", "cpu", "rss_mb")))
-            peer = next((p for p in ("goaccess", "lnav") if p in medians), None)
+            peers = [p for p in PEERS if p in medians]
             for label, run in medians.items():
-                ratio = (f"x{medians[peer].wall / run.wall:.1f}, x{medians[peer].cpu / run.cpu:.1f} {peer}"
-                         if peer and label.startswith("rca") else "")
+                ratio = "; ".join(f"x{medians[p].wall / run.wall:.1f}, x{medians[p].cpu / run.cpu:.1f} {p}" for p in peers) if label.startswith("rca") else ""
                 print(f"| {case.name} ({lines / 1e6:.2f}M lines, {log.stat().st_size / 1e6:,.0f} MB) | {label} | {run.wall:.2f} | {run.cpu:.2f} "
-                      f"| {run.rss_mb:,.0f} | {lines / run.wall:,.0f} | {ratio} |", flush=True)
+                      f"| {run.rss_mb:,.0f} | {lines / run.wall:,.0f} | {lines / run.cpu:,.0f} | {ratio} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,18 +14,20 @@ journald (`journalctl -o json`), Docker json-file, and the plain `ts/level/msg` 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 import polars as pl
 from polars.datatypes import (
     DataTypeClass,  # a dtype given as its class (pl.String), as struct fields may hold
 )
 
-from rca.model import Rejected, conform
+from rca.model import EVENTS_SCHEMA, Rejected, conform, empty_frame
 from rca.parsers.endpoints import normalize_endpoint_expr, strip_query_expr
-from rca.parsers.lines import LineChunk, Lines, has_long_line, line_chunks, read_lines
+from rca.parsers.lines import LineChunk, Lines, chunk_lines, has_long_line, map_chunks
 from rca.parsers.sources import Source
 
 CANDIDATES: dict[str, tuple[str, ...]] = {
@@ -97,6 +99,8 @@ def flatten(record: dict[str, Any], prefix: str = "", out: dict[str, Any] | None
 
 
 def _column(values: list[Any], name: str) -> pl.Series:
+    if any(isinstance(v, list | dict) for v in values):  # objects and lists as JSON text, not polars' spelling of them
+        return pl.Series(name, [None if v is None else (v if isinstance(v, str) else orjson.dumps(v).decode()) for v in values], dtype=pl.String)
     try:
         series = pl.Series(name, values, strict=False)
     except (TypeError, ValueError, OverflowError):
@@ -227,7 +231,7 @@ def records_to_frames(
     flat = pl.DataFrame([pl.Series(LINE, line_numbers, dtype=pl.Int64), *(_column([r.get(k) for r in records], k) for k in sorted(used_all))])
     leftovers = [{k: v for k, v in r.items() if k not in used_all} for r in records]
     attributes = pl.Series("attributes", [orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode() if d else None for d in leftovers], dtype=pl.String)
-    return _frames_from_flat(flat, chosen, attributes, origin, signal, tz, default_service)
+    return finish_rows([_map_rows(flat, chosen, attributes, origin, signal, tz, default_service)])
 
 
 def flat_to_frames(
@@ -235,11 +239,33 @@ def flat_to_frames(
 ) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
     """A flat frame (one column per dotted key, line numbers in LINE; see `json_objects`) -> the frames
     of `records_to_frames`, with the mapping done as column expressions."""
+    return finish_rows([map_flat(flat, origin, signal, overrides, tz, default_service)])
+
+
+@dataclass(frozen=True)
+class MappedRows:
+    """A batch of records mapped to canonical rows, before the steps that need every row of the input
+    (`finish_rows`: versions filled in per host and service, version changes)."""
+
+    requests: pl.DataFrame  # REQUESTS_SCHEMA, version as logged
+    events: pl.DataFrame  # EVENTS_SCHEMA + version as logged
+    no_ts: pl.DataFrame  # line, service, host, version of the records without a readable timestamp
+
+
+_KEPT = {"service": pl.String(), "host": pl.String(), "version": pl.String()}
+_EVENTS_AND_VERSION = {**EVENTS_SCHEMA, "version": pl.String()}
+
+
+def map_flat(
+    flat: pl.DataFrame, origin: str, signal: str, overrides: dict[str, str] | None = None, tz: str = "UTC", default_service: str | None = None
+) -> MappedRows:
+    """A flat frame -> its canonical rows, every step of which reads one row at a time: a big input is
+    mapped batch by batch as it is read (the raw columns of a batch are dropped once it is mapped) and
+    the batches are finished together by `finish_rows`."""
     chosen = _choose(set(flat.columns) - {LINE}, overrides or {})
     used_all = {k for ks in chosen.values() for k in ks}
     leftover = sorted(c for c in flat.columns if c != LINE and c not in used_all)
-    attributes = flat.select(_attributes_expr(leftover)).to_series() if leftover else pl.Series("attributes", [None] * flat.height, dtype=pl.String)
-    return _frames_from_flat(flat.select(LINE, *used_all), chosen, attributes, origin, signal, tz, default_service)
+    return _map_rows(flat.select(LINE, *used_all, *leftover), chosen, leftover, origin, signal, tz, default_service)
 
 
 def _attributes_expr(keys: list[str]) -> pl.Expr:
@@ -252,9 +278,12 @@ def _attributes_expr(keys: list[str]) -> pl.Expr:
     return pl.when(joined == "").then(None).otherwise(pl.concat_str(pl.lit("{"), joined, pl.lit("}"))).alias("attributes")
 
 
-def _frames_from_flat(
-    flat: pl.DataFrame, chosen: dict[str, list[str]], attributes: pl.Series, origin: str, signal: str, tz: str, default_service: str | None
-) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+def _map_rows(
+    flat: pl.DataFrame, chosen: dict[str, list[str]], attributes: pl.Series | list[str], origin: str, signal: str, tz: str,
+    default_service: str | None,
+) -> MappedRows:
+    """`attributes`: the attribute texts of every row, or the leftover keys of `flat` to make them of
+    (for the events only: requests keep none)."""
     line_numbers = flat.get_column(LINE)
     columns: dict[str, pl.Series] = {"line": line_numbers.alias("line")}
     for name, ks in chosen.items():
@@ -286,25 +315,19 @@ def _frames_from_flat(
         if name not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=pl.Datetime("us", "UTC") if name == "ts" else (pl.Float64 if name == "duration" else pl.String)).alias(name))
     frame = frame.with_columns(
-        attributes.alias("attributes"),
         level=normalize_level(frame["level"]) if frame["level"].dtype != pl.Null else pl.lit(None, pl.String),
+        version=pl.col("version").cast(pl.String),
+        origin=pl.lit(origin),
+        signal=pl.lit(signal),
     )
     if default_service is not None:
         frame = frame.with_columns(pl.col("service").fill_null(default_service))
-    # A record without the version takes the one its host logged (a pod runs one release: a start-up
-    # line may be all that names it); a service that logs no version at all: its pods' template hash.
-    by_host = pl.when(pl.col("host").is_not_null()).then(pl.col("version").drop_nulls().first().over("host"))
-    frame = frame.with_columns(pl.coalesce(pl.col("version"), by_host).alias("version"))
-    unversioned = pl.col("version").is_null().all().over(pl.col("service").fill_null(""))
-    frame = frame.with_columns(pl.when(unversioned).then(pod_template_hash(pl.col("host"))).otherwise(pl.col("version")).alias("version"))
-
     target = pl.coalesce(pl.col("route"), pl.col("path"))
-    is_request = target.is_not_null() & (pl.col("status").is_not_null() | pl.col("duration").is_not_null())
-    frame = frame.with_columns(is_request.alias("_is_request"), origin=pl.lit(origin), signal=pl.lit(signal))
-    bad = frame.filter(pl.col("ts").is_null()).select("line", pl.lit(None, dtype=pl.String).alias("text"), pl.lit("no readable timestamp").alias("reason"))
-    frame = frame.filter(pl.col("ts").is_not_null())
+    is_request = (target.is_not_null() & (pl.col("status").is_not_null() | pl.col("duration").is_not_null())).alias("_is_request")
+    kind = frame.select(is_request, pl.col("ts").is_not_null().alias("_timed"))
+    as_request, as_event = kind["_is_request"] & kind["_timed"], ~kind["_is_request"] & kind["_timed"]
 
-    requests = frame.filter(pl.col("_is_request")).with_columns(
+    requests = frame.filter(as_request).with_columns(
         duration_ms=pl.col("duration"),
         method=pl.col("method").str.to_uppercase(),
         path=strip_query_expr(pl.col("path").str.replace(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/]*", "")),
@@ -313,13 +336,43 @@ def _frames_from_flat(
         bytes=pl.col("bytes").cast(pl.Float64, strict=False).cast(pl.Int64, strict=False),
         trace_id=pl.col("trace_id").str.to_lowercase(),
     )
-    events = frame.filter(~pl.col("_is_request")).with_columns(trace_id=pl.col("trace_id").str.to_lowercase())
-    changes = version_changes(frame)
-    return {
-        "requests": conform(requests, "requests"),
-        "events": conform(events, "events"),
-        "changes": changes,
-    }, bad
+    if isinstance(attributes, pl.Series):
+        event_attributes = attributes.filter(as_event)
+    elif attributes:
+        event_attributes = flat.filter(as_event).select(_attributes_expr(attributes)).to_series()
+    else:
+        event_attributes = pl.Series("attributes", [None] * int(as_event.sum()), dtype=pl.String)
+    events = frame.filter(as_event).with_columns(trace_id=pl.col("trace_id").str.to_lowercase(), attributes=event_attributes)
+    return MappedRows(
+        requests=conform(requests, "requests"),
+        events=conform(events, "events", _EVENTS_AND_VERSION),
+        no_ts=conform(frame.filter(~kind["_timed"]), "", {"line": pl.Int64(), **_KEPT}),
+    )
+
+
+def finish_rows(parts: list[MappedRows]) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """Mapped batches of one input -> ({"requests", "events", "changes"} frames, rejected (line, text,
+    reason)): the steps that read every row. A record without the version takes the one its host logged
+    first (a pod runs one release: a start-up line may be all that names it); a service that logs no
+    version at all: its pods' template hash. Then version changes."""
+    requests = pl.concat([p.requests for p in parts]) if parts else empty_frame("requests")
+    events = pl.concat([p.events for p in parts]) if parts else pl.DataFrame(schema=_EVENTS_AND_VERSION)
+    no_ts = pl.concat([p.no_ts for p in parts]) if parts else pl.DataFrame(schema={"line": pl.Int64(), **_KEPT})
+    kept = [f.select("line", *_KEPT) for f in (requests, events, no_ts)]
+    logged = pl.concat(kept).filter(pl.col("host").is_not_null() & pl.col("version").is_not_null())
+    if logged.height:
+        first = logged.group_by("host").agg(pl.col("version").sort_by("line").first())
+        by_host = pl.col("host").replace_strict(first["host"], first["version"], default=None, return_dtype=pl.String)
+    else:
+        by_host = pl.lit(None, pl.String)
+    version = pl.coalesce(pl.col("version"), by_host)
+    service = pl.col("service").fill_null("")
+    versioned = pl.concat([f.select(service.alias("s"), version.alias("v")) for f in kept]).filter(pl.col("v").is_not_null())["s"].unique()
+    version = pl.when(service.is_in(versioned.implode())).then(version).otherwise(pod_template_hash(pl.col("host"))).alias("version")
+    requests, events = requests.with_columns(version), events.with_columns(version)
+    changes = version_changes(pl.concat([f.select("ts", "line", "service", "host", "version", "origin", "signal") for f in (requests, events)]))
+    bad = no_ts.select("line", pl.lit(None, dtype=pl.String).alias("text"), pl.lit("no readable timestamp").alias("reason"))
+    return {"requests": requests, "events": events.drop("version"), "changes": changes}, bad
 
 
 def image_tag(values: pl.Series) -> pl.Series:
@@ -418,38 +471,35 @@ def json_objects(lines: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[int, str
     return flat, bad, sum(slow)
 
 
-def json_chunks(source: Source, warnings: list[str]) -> tuple[pl.DataFrame, list[tuple[int, str, str]], int, Lines]:
-    """`json_objects` over a whole input read in chunks of whole lines (never all its text at once):
-    a chunk whose every line is an object is decoded straight from its bytes; any other chunk goes
-    line by line. Returns the flat frame, the other lines as (line, text, reason), how many lines were
-    read record by record, and a Lines holding the line count, the too-long lines and the text of the
-    lines that are not JSON."""
-    from concurrent.futures import Future, ThreadPoolExecutor
+def json_chunks(
+    source: Source, warnings: list[str], map_batch: Callable[[pl.DataFrame], MappedRows]
+) -> tuple[list[MappedRows], list[tuple[int, str, str]], int, Lines]:
+    """`json_objects` over a whole input read in chunks of whole lines (never all its text at once),
+    each chunk's flat frame mapped by `map_batch` as soon as it is decoded (its raw columns are not
+    kept). A chunk whose every line is an object is decoded straight from its bytes; any other chunk goes
+    line by line. Returns the mapped chunks in order, the other lines as (line, text, reason), how many
+    lines were read record by record, and a Lines holding the line count, the too-long lines and the
+    text of the lines that are not JSON."""
+    seen = _SeenKeys()
 
-    def one(chunk: LineChunk) -> tuple[pl.DataFrame, list[tuple[int, str, str]], int, Lines | None, int]:
+    def one(chunk: LineChunk) -> tuple[MappedRows, list[tuple[int, str, str]], int, Lines | None, int]:
         last = chunk.first_line + chunk.lines - 1
-        flat = None if has_long_line(chunk) else _whole_chunk(chunk)
+        flat = None if has_long_line(chunk) else _whole_chunk(chunk, seen)
         if flat is not None:
-            return flat, [], 0, None, last
-        lines = read_lines(Source(origin=source.origin, data=b""), payload=chunk.data)
-        lines.frame = lines.frame.with_columns(pl.col("line") + (chunk.first_line - 1))
-        lines.rejected = [Rejected(r.line + chunk.first_line - 1, r.reason, r.text) for r in lines.rejected]
+            return map_batch(flat), [], 0, None, last
+        lines = chunk_lines(source.origin, chunk)
         flat, bad, slow = json_objects(lines.frame)
         lines.frame = lines.frame.filter(pl.col("line").is_in([n for n, _, _ in bad]))  # kept: the lines that are not records
-        return flat, bad, slow, lines, last
+        return map_batch(flat), bad, slow, lines, last
 
-    flats: list[pl.DataFrame] = []
+    parts: list[MappedRows] = []
     bad: list[tuple[int, str, str]] = []
     slow = 0
     kept = Lines(frame=pl.DataFrame(schema={"line": pl.Int64, "text": pl.String}), total=0, warnings=warnings)
     texts: list[pl.DataFrame] = []
     rejected: list[Rejected] = []
-    pending: list[Future] = []
-
-    def take(future: Future) -> None:
-        nonlocal slow
-        flat, chunk_bad, chunk_slow, lines, last = future.result()
-        flats.append(flat)
+    for part, chunk_bad, chunk_slow, lines, last in map_chunks(source, warnings, one):
+        parts.append(part)
         bad.extend(chunk_bad)
         slow += chunk_slow
         kept.total = last
@@ -457,33 +507,135 @@ def json_chunks(source: Source, warnings: list[str]) -> tuple[pl.DataFrame, list
             texts.append(lines.frame)
             rejected.extend(lines.rejected)
             kept.rejected_count += lines.rejected_count
-
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="rca-json") as pool:  # the reader releases the GIL
-        for chunk in line_chunks(source, warnings):
-            pending.append(pool.submit(one, chunk))
-            if len(pending) > 2:
-                take(pending.pop(0))
-        for future in pending:
-            take(future)
     if texts:
         kept.frame = pl.concat(texts)
     kept.rejected = rejected[:5]
-    return _stack(flats), bad, slow, kept
+    return parts, bad, slow, kept
 
 
-def _whole_chunk(chunk: LineChunk) -> pl.DataFrame | None:
+SAMPLE_LINES = 100  # lines of a chunk whose keys and types make the schema it is first read with
+
+
+class _SeenKeys:
+    """The schema of the chunks of one input decoded so far (a key's latest type wins): keys that a
+    chunk's first lines lack but earlier chunks had (an `error` or `stack` key on a few lines) are
+    looked for without inferring the schema of every line."""
+
+    def __init__(self) -> None:
+        self.schema: dict[str, Any] = {}
+
+    def add(self, schema: pl.Schema) -> None:
+        self.schema = _merged(self.schema, dict(schema))
+
+
+def _merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`new` with the keys only `old` has, object fields merged the same way (an empty object in `new`
+    stays empty: the reader keeps `{}` as text only when a key never holds fields)."""
+    out = dict(new)
+    for key, dtype in old.items():
+        if key not in out:
+            out[key] = dtype
+        elif isinstance(out[key], pl.Struct) and isinstance(dtype, pl.Struct) and out[key].fields:
+            fields = _merged({f.name: f.dtype for f in dtype.fields}, {f.name: f.dtype for f in out[key].fields})
+            out[key] = pl.Struct(fields)
+    return {k: v for k, v in out.items() if v != pl.Null}
+
+
+def _whole_chunk(chunk: LineChunk, seen: _SeenKeys | None = None) -> pl.DataFrame | None:
     """A chunk of lines decoded at once, or None unless every line is an object polars reads as the
-    per-record path would."""
-    try:
-        decoded = pl.read_ndjson(chunk.data, infer_schema_length=None)
-    except (pl.exceptions.PolarsError, ValueError, OverflowError):
-        return None
+    per-record path would. First read with the schema of its first SAMPLE_LINES lines and of the chunks
+    before (one pass), kept when the keys counted in its bytes are all in the frame; else with the
+    schema inferred from every line (two passes)."""
+    decoded = _read_with_known_schema(chunk, seen) if seen is not None else None
+    if decoded is None:
+        try:
+            decoded = pl.read_ndjson(chunk.data, infer_schema_length=None)
+        except (pl.exceptions.PolarsError, ValueError, OverflowError):
+            return None
     if decoded.height != chunk.lines or _mixed_nesting(decoded):
         return None
+    if seen is not None:
+        seen.add(decoded.schema)
     flat = _flatten_struct_columns(decoded)
     if flat is None:
         return None
     return flat.with_columns(pl.int_range(chunk.first_line, chunk.first_line + chunk.lines, dtype=pl.Int64).alias(LINE))
+
+
+def _read_with_known_schema(chunk: LineChunk, seen: _SeenKeys) -> pl.DataFrame | None:
+    data = chunk.data
+    head_end = 0
+    for _ in range(min(SAMPLE_LINES, chunk.lines)):
+        head_end = data.index(b"\n", head_end) + 1
+    try:
+        sampled = pl.read_ndjson(data[:head_end], infer_schema_length=None).schema
+        decoded = pl.read_ndjson(data, schema=_merged(seen.schema, dict(sampled)))
+    except (pl.exceptions.PolarsError, ValueError, OverflowError):
+        return None
+    keys = object_keys(data)
+    if keys is None or keys != _values_present(decoded):
+        return None  # a key the schema lacks (the reader drops it), or bytes too odd to count on
+    # keys of earlier chunks that none of these lines holds: as if never seen (an all-null column is a
+    # no-op for the mapping, but could clash with a dotted key of the same name when flattened)
+    empty = [name for name in decoded.columns if name not in sampled and decoded.get_column(name).null_count() == decoded.height]
+    return decoded.drop(empty)
+
+
+_QUOTE, _COLON, _BACKSLASH = 34, 58, 92
+_SPACES = (32, 9, 13)
+
+
+def object_keys(data: bytes) -> int | None:
+    """How many object keys with a value other than null the JSON lines `data` hold at any depth,
+    counted in their bytes (the lines must be valid JSON): quotes not escaped by an odd run of
+    backslashes open and close strings in turn, and a closing quote followed by a colon ends a key.
+    None when the quotes do not pair up."""
+    a = np.frombuffer(data, np.uint8)
+    quotes = np.flatnonzero(a == _QUOTE)
+    backslashes = np.zeros(quotes.size, np.int64)  # the run of backslashes before each quote
+    looking = np.arange(quotes.size)
+    while looking.size:
+        before = quotes[looking] - backslashes[looking] - 1
+        more = (before >= 0) & (a[np.maximum(before, 0)] == _BACKSLASH)
+        looking = looking[more]
+        backslashes[looking] += 1
+    quotes = quotes[backslashes % 2 == 0]
+    if quotes.size % 2:
+        return None
+    after = _skip_spaces(a, quotes[1::2] + 1)
+    colons = after[a[np.minimum(after, a.size - 1)] == _COLON]
+    values = _skip_spaces(a, colons + 1)
+    values = values[values + 4 <= a.size]
+    nulls = np.count_nonzero((a[values] == ord("n")) & (a[values + 1] == ord("u")) & (a[values + 2] == ord("l")) & (a[values + 3] == ord("l")))
+    return int(colons.size - nulls)
+
+
+def _skip_spaces(a: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Each offset in `at` moved past the JSON whitespace there (a line break ends a line: not skipped)."""
+    at = at.copy()
+    looking = np.arange(at.size)
+    while looking.size:
+        inside = at[looking] < a.size
+        looking = looking[inside]
+        looking = looking[np.isin(a[at[looking]], _SPACES)]
+        at[looking] += 1
+    return at
+
+
+def _values_present(frame: pl.DataFrame) -> int:
+    """Non-null values in the frame, struct fields at any depth and the structs themselves counted (a
+    list of objects counts once and its keys not at all, so a chunk holding one never passes)."""
+    counts: list[pl.Expr] = []
+
+    def walk(expr: pl.Expr, dtype: pl.DataType | DataTypeClass) -> None:
+        counts.append(expr.count())
+        if isinstance(dtype, pl.Struct):
+            for child in dtype.fields:
+                walk(expr.struct.field(child.name), child.dtype)
+
+    for name, dtype in frame.schema.items():
+        walk(pl.col(name), dtype)
+    return int(frame.select(pl.sum_horizontal(counts)).item()) if counts else 0
 
 
 def _decode(batch: pl.DataFrame, flats: list[pl.DataFrame], bad: list[tuple[int, str, str]], slow: list[int]) -> None:
@@ -541,8 +693,7 @@ def _flatten_struct_columns(frame: pl.DataFrame) -> pl.DataFrame | None:
             for child in dtype.fields:
                 walk(expr.struct.field(child.name), f"{name}.{child.name}", child.dtype)
         elif isinstance(dtype, pl.List | pl.Array | pl.Struct | pl.Object):
-            text = pl.struct(expr.alias("v")).struct.json_encode().str.slice(5).str.strip_suffix("}")
-            exprs.append(pl.when(expr.is_null()).then(None).otherwise(text).alias(name))
+            exprs.append(_json_text(expr).alias(name))
         else:
             exprs.append(expr.alias(name))
 
@@ -554,12 +705,23 @@ def _flatten_struct_columns(frame: pl.DataFrame) -> pl.DataFrame | None:
     return frame.select(exprs)
 
 
+def _json_text(expr: pl.Expr) -> pl.Expr:
+    """Values as their JSON text (`[1, "a"]` for a list, `true`, `1.5`), nulls kept."""
+    return pl.when(expr.is_null()).then(None).otherwise(pl.struct(expr.alias("v")).struct.json_encode().str.slice(5).str.strip_suffix("}"))
+
+
 def _stack(flats: list[pl.DataFrame]) -> pl.DataFrame:
-    """Flat frames of batches as one (columns missing in a batch are nulls; conflicting types become text)."""
+    """Flat frames of batches as one (columns missing in a batch are nulls). A key whose JSON type
+    differs between batches becomes text, each value spelled as JSON (`false` stays `false`, not a 0.0
+    of a supertype); integers and floats together are floats."""
     if not flats:
         return pl.DataFrame(schema={LINE: pl.Int64})
-    try:
-        return pl.concat(flats, how="diagonal_relaxed")
-    except (pl.exceptions.PolarsError, ValueError):
-        as_text = [f.with_columns(pl.exclude(LINE).cast(pl.String, strict=False)) for f in flats]
-        return pl.concat(as_text, how="diagonal_relaxed")
+    types: dict[str, set[pl.DataType]] = {}
+    for flat in flats:
+        for name, dtype in flat.schema.items():
+            if dtype != pl.Null:
+                types.setdefault(name, set()).add(dtype)
+    mixed = {name for name, found in types.items() if len(found) > 1 and not all(t.is_numeric() for t in found)}
+    if mixed:
+        flats = [f.with_columns(_json_text(pl.col(c)).alias(c) for c, t in f.schema.items() if c in mixed and t not in (pl.String, pl.Null)) for f in flats]
+    return pl.concat(flats, how="diagonal_relaxed")

@@ -22,7 +22,7 @@ import polars as pl
 from rca.errors import InputError
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
-from rca.parsers.fields import flat_to_frames, json_chunks, parse_json_lines, records_to_frames
+from rca.parsers.fields import finish_rows, json_chunks, map_flat, parse_json_lines, records_to_frames
 from rca.parsers.lines import Lines, read_lines
 from rca.parsers.otlp.common import looks_like_otlp_json
 from rca.parsers.sources import Sample, Source
@@ -56,11 +56,13 @@ class JsonLinesParser:
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
         warnings: list[str] = []
-        flat, bad, slow, lines = json_chunks(source, warnings)
+        default_service = PurePath(source.origin).name.split(".")[0] or None
+        parts, bad, slow, lines = json_chunks(
+            source, warnings, lambda flat: map_flat(flat, source.origin, "app_log", options.fields, options.tz, default_service)
+        )
         if lines.total == 0 and warnings:
             raise InputError(warnings[0], file=source.origin)
-        default_service = PurePath(source.origin).name.split(".")[0] or None
-        frames, no_ts = flat_to_frames(flat, source.origin, "app_log", options.fields, options.tz, default_service=default_service)
+        frames, no_ts = finish_rows(parts)
         result = self._result(source, options, lines, frames, no_ts, bad)
         result.slow_lines = slow
         return result

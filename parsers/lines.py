@@ -10,8 +10,10 @@ plus a warning.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -22,6 +24,7 @@ from rca.parsers.sources import Source
 
 MAX_LINE_BYTES = 1 << 20  # longer lines are rejected, not parsed
 _SEPARATOR = "\x1f"  # ASCII unit separator: not in log text
+T = TypeVar("T")
 
 
 @dataclass
@@ -188,3 +191,26 @@ def has_long_line(chunk: LineChunk) -> bool:
         if data.find(b"\n", probe) - data.rfind(b"\n", 0, probe) - 1 > MAX_LINE_BYTES:
             return True
     return False
+
+
+def map_chunks(source: Source, warnings: list[str], work: Callable[[LineChunk], T], workers: int = 2) -> Iterator[T]:
+    """`work` applied to each chunk of the input (`line_chunks`) on `workers` threads (polars releases
+    the GIL), results in input order; at most `workers + 1` chunks in flight, so memory stays bounded."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    pending: deque[Future[T]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rca-chunks") as pool:
+        for chunk in line_chunks(source, warnings):
+            pending.append(pool.submit(work, chunk))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def chunk_lines(origin: str, chunk: LineChunk) -> Lines:
+    """`read_lines` of one chunk, numbered as lines of the whole input."""
+    lines = read_lines(Source(origin=origin, data=b""), payload=chunk.data)
+    lines.frame = lines.frame.with_columns(pl.col("line") + (chunk.first_line - 1))
+    lines.rejected = [Rejected(r.line + chunk.first_line - 1, r.reason, r.text) for r in lines.rejected]
+    return lines

@@ -1,7 +1,7 @@
 """logfmt: `key=value key2="quoted value" ...` lines (Heroku, Go kit, Grafana, Prometheus components).
 
 Pairs are extracted with one vectorized regex (`str.extract_all`), then mapped to canonical frames by the
-same conventions as JSON lines (`parsers.fields`).
+same conventions as JSON lines (`parsers.fields`), chunk by chunk on two threads as the input is read.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from pathlib import PurePath
 
 import polars as pl
 
+from rca.errors import InputError
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
-from rca.parsers.fields import LINE, flat_to_frames, records_to_frames
-from rca.parsers.lines import Lines, read_lines
+from rca.parsers.fields import LINE, MappedRows, finish_rows, map_flat, records_to_frames
+from rca.parsers.lines import LineChunk, Lines, chunk_lines, map_chunks, read_lines
 from rca.parsers.sources import Sample, Source
 
 _PAIR = r'([A-Za-z_@][A-Za-z0-9_.\-/@]*)=("(?:[^"\\]|\\.)*"|[^ ]*)'
@@ -33,6 +34,27 @@ def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
         return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
     return value
+
+
+def _pairs(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[Rejected], int]:
+    """(line, text) rows -> (flat frame: one column per key, line numbers in LINE; the first lines that
+    are not key=value pairs, as Rejected; how many there are). A line needs two distinct keys."""
+    frame = frame.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
+    pairs = (
+        frame.select(pl.col("line").alias(LINE), pl.col("text").str.extract_all(_PAIR).alias("pair"))
+        .explode("pair")
+        .filter(pl.col("pair").is_not_null())
+        .select(LINE, pl.col("pair").str.splitn("=", 2).struct.rename_fields(["key", "value"]).alias("pair"))  # a key holds no `=`
+        .unnest("pair")
+        .with_columns(_unquote_expr(pl.col("value")))
+    )
+    keys = pairs.group_by(LINE).agg(pl.col("key").n_unique().alias("n"))
+    good = keys.filter(pl.col("n") >= 2).get_column(LINE)
+    not_pairs = frame.filter(~pl.col("line").is_in(good.implode())).get_column("line")
+    bad = [Rejected(n, "not key=value pairs") for n in not_pairs.head(5).to_list()]
+    pairs = pairs.filter(pl.col(LINE).is_in(good.implode()))
+    flat = pairs.pivot(on="key", index=LINE, values="value", aggregate_function="last", maintain_order=True) if pairs.height else pl.DataFrame(schema={LINE: pl.Int64})
+    return flat, bad, not_pairs.len()
 
 
 class LogfmtParser:
@@ -54,24 +76,32 @@ class LogfmtParser:
         return 0.85 * good / len(sample.lines)
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
-        """Pairs taken apart in columns: one row a pair, pivoted to one column a key (no Python per line)."""
-        lines = read_lines(source)
-        frame = lines.frame.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
-        pairs = (
-            frame.select(pl.col("line").alias(LINE), pl.col("text").str.extract_all(_PAIR).alias("pair"))
-            .explode("pair")
-            .filter(pl.col("pair").is_not_null())
-            .select(LINE, pl.col("pair").str.extract(r"^([^=]*)=").alias("key"), _unquote_expr(pl.col("pair").str.replace(r"^[^=]*=", "")).alias("value"))
-        )
-        keys = pairs.group_by(LINE).agg(pl.col("key").n_unique().alias("n"))
-        good = keys.filter(pl.col("n") >= 2).get_column(LINE)
-        not_pairs = frame.filter(~pl.col("line").is_in(good.implode())).get_column("line")
-        bad = [Rejected(n, "not key=value pairs") for n in not_pairs.head(5).to_list()]
-        pairs = pairs.filter(pl.col(LINE).is_in(good.implode()))
-        flat = pairs.pivot(on="key", index=LINE, values="value", aggregate_function="last", maintain_order=True) if pairs.height else pl.DataFrame(schema={LINE: pl.Int64})
+        """Pairs taken apart in columns: one row a pair, pivoted to one column a key (no Python per
+        line), chunk by chunk as the input is read, each chunk mapped to canonical rows at once."""
+        warnings: list[str] = []
         default_service = PurePath(source.origin).name.split(".")[0] or None
-        frames, no_ts = flat_to_frames(flat, source.origin, "app_log", options.fields, options.tz, default_service)
-        return self._result(lines, frames, no_ts, bad, not_pairs.len())
+
+        def one(chunk: LineChunk) -> tuple[MappedRows, Lines, list[Rejected], int]:
+            lines = chunk_lines(source.origin, chunk)
+            flat, bad, bad_count = _pairs(lines.frame)
+            return map_flat(flat, source.origin, "app_log", options.fields, options.tz, default_service), lines, bad, bad_count
+
+        parts: list[MappedRows] = []
+        total = Lines(frame=pl.DataFrame(schema={"line": pl.Int64, "text": pl.String}), total=0, warnings=warnings)
+        bad: list[Rejected] = []
+        bad_count = 0
+        for part, lines, chunk_bad, chunk_bad_count in map_chunks(source, warnings, one):
+            parts.append(part)
+            total.total += lines.total
+            total.rejected += lines.rejected
+            total.rejected_count += lines.rejected_count
+            bad += chunk_bad[: max(0, 5 - len(bad))]
+            bad_count += chunk_bad_count
+        if total.total == 0 and warnings:
+            raise InputError(warnings[0], file=source.origin)
+        total.rejected = total.rejected[:5]
+        frames, no_ts = finish_rows(parts)
+        return self._result(total, frames, no_ts, bad, bad_count)
 
     def parse_per_record(self, source: Source, options: ParseOptions) -> ParseResult:
         """`parse` with a dict per line (the reference the column path is held equal to)."""
