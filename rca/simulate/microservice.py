@@ -111,7 +111,9 @@ def generate(seed: int, fault: str) -> Microservices:
     head = backends[int(rng.integers(len(backends)))]
     calls = {front: list(backends), head: [chain[0]], chain[0]: [chain[1]]}
     services = [front, *backends, *chain]
-    pods = {s: [f"{s}-{int(rng.integers(0x10000000, 0xffffffff)):x}-{''.join(rng.choice(list('bcdfghjklmnpqrstvwxz2456789'), 5))}"
+    # a Deployment's pods share its pod-template hash and differ in a five-character suffix
+    templates = {s: f"{int(rng.integers(0x10000000, 0xffffffff)):x}" for s in services}
+    pods = {s: [f"{s}-{templates[s]}-{''.join(rng.choice(list('bcdfghjklmnpqrstvwxz2456789'), 5))}"
                 for _ in range(int(rng.integers(1, 4)))] for s in services}
     own_ms = {s: float(rng.uniform(1, 4)) for s in services}
     start = datetime(2026, 4, 7, 9, tzinfo=UTC) + timedelta(minutes=int(rng.integers(0, 600)))

@@ -257,14 +257,16 @@ def _localise_shapes(shifts: list[Finding], of: Callable[[str], ServiceEvidence]
 
 def services_showing_effects(findings: list[Finding]) -> set[str]:
     """The services where the incident shows in service-level evidence: their own latency, error or
-    throughput metrics or their own time in traces shifted, calls into or out of them wait longer, calls
-    between them vanished, or their requests' paths were cut short (or stop at them)."""
+    throughput metrics or their own time in traces shifted, calls into them wait longer, calls between
+    them vanished, or their requests' paths were cut short (or stop at them)."""
     shown: set[str] = set()
     for f in findings:
         d = f.details
         if (isinstance(d, MetricShiftDetails) and d.role == "symptom") or isinstance(d, ServiceTimeDetails):
             shown.add(f.subject)
-        elif isinstance(d, CallWaitDetails | CallDropDetails):
+        elif isinstance(d, CallWaitDetails):
+            shown.add(d.callee)  # the calls into it wait: a caller waiting shows its callee's effect, not its own
+        elif isinstance(d, CallDropDetails):
             shown.update((d.caller, d.callee))
         elif isinstance(d, ShapeShiftDetails) and d.shorter:
             shown.update(s for s in (d.service, d.stop) if s)
