@@ -110,9 +110,15 @@ def before_after(baseline: float | None, incident: float | None, metric: str, ma
     """A shift as every report writes it: `6.2 req/min -> 663 req/min (x106.9)`, `none -> 0.15 events/day (new)`."""
     before = "none" if not baseline else quantity(baseline, metric)
     after = "n/a" if incident is None else quantity(incident, metric)
+    return f"{before} -> {after} ({change(baseline, incident, magnitude)})"
+
+
+def change(baseline: float | None, incident: float | None, magnitude: float | None) -> str:
+    """The ratio a shift is quoted with: after/before for a fall (0.57 -> 0.13 reads x0.2, whatever the
+    detector's effect size), else how much it grew (`growth`)."""
     if baseline and incident is not None and 0 <= incident < baseline:
-        return f"{before} -> {after} ({ratio(incident / baseline)})"  # a fall reads x0.2, whatever the detector's effect size
-    return f"{before} -> {after} ({growth(baseline, magnitude)})"
+        return ratio(incident / baseline)
+    return growth(baseline, magnitude)
 
 
 def number(value: float | None) -> str:

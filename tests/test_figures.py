@@ -1,7 +1,16 @@
 """Figures as every report writes them (rca.figures), and the rates they quote (#18 item 5)."""
 
+import io
+from pathlib import Path
+
+from rich.console import Console
+
 from rca.detectors.stats import per_minute
-from rca.figures import before_after, finding_label, quantity
+from rca.figures import before_after, change, finding_label, quantity, ratio
+from rca.pipeline import analyze
+from rca.render.terminal import render_terminal
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
 def test_small_rates_are_written_in_a_unit_that_shows_them():
@@ -36,3 +45,17 @@ def test_a_dimension_the_kind_names_is_said_once():
 def test_a_fall_reads_as_the_ratio_of_after_to_before():
     # a detector may carry a fall's size as before/after (x4.4 fewer calls): the figure still reads x0.2
     assert before_after(0.57, 0.13, "calls_per_request", 4.4) == "0.57 calls/request -> 0.13 calls/request (x0.2)"
+
+
+def test_the_evidence_column_quotes_a_fall_as_after_over_before() -> None:
+    # the terminal's evidence column read x4.4 for a fall while the prose read x0.2 (the Markdown tables share `change`)
+    report = analyze([str(SAMPLES / "third-party-surge" / "telemetry")])
+    falls = [f for h in report.hypotheses for f in h.findings
+             if f.baseline and f.incident is not None and f.incident < f.baseline]
+    assert falls, "the sample has a caller whose calls per request fell"
+    out = io.StringIO()
+    render_terminal(report, Console(file=out, width=140, force_terminal=False, color_system=None))
+    terminal = out.getvalue()
+    for f in falls:
+        assert change(f.baseline, f.incident, f.magnitude) == ratio(f.incident / f.baseline)
+    assert "calls/request (x0.2)" in terminal and "(x4.4)" not in terminal

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from rca.figures import before_after, finding_label
+from rca.figures import before_after, change, finding_label
 from rca.model import Finding, Report
 from rca.ranking.registry import kind_named
-from rca.render import growth, hhmm, number, quantity, stamp, time_range, times_for
+from rca.render import hhmm, number, quantity, stamp, time_range, times_for
 from rca.render.terminal import metric_label, series_unit
 
 
@@ -33,7 +33,7 @@ def _impact_rows(report: Report) -> list[list[str]]:
             continue
         seen.add(key)
         rows.append([f.dimension, f.subject, metric_label(f.metric), quantity(f.baseline, f.metric) if f.baseline is not None else "-",
-                     quantity(f.incident, f.metric) if f.incident is not None else "-", growth(f.baseline, f.magnitude), hhmm(f.onset)])
+                     quantity(f.incident, f.metric) if f.incident is not None else "-", change(f.baseline, f.incident, f.magnitude), hhmm(f.onset)])
     rows.sort(key=lambda r: (r[2], r[0], r[1]))
     return rows[:20]
 
@@ -104,7 +104,7 @@ def _render_markdown(report: Report, chart_path: Path | None) -> str:
                 lines.append("")
             lines += _table(["detector", "evidence", "baseline", "incident", "ratio"],
                             [[e.detector, e.text, "-" if e.baseline is None else number(e.baseline),
-                              "-" if e.incident is None else number(e.incident), growth(e.baseline, e.ratio)] for e in h.evidence])
+                              "-" if e.incident is None else number(e.incident), change(e.baseline, e.incident, e.ratio)] for e in h.evidence])
             lines.append("")
     else:
         lines.append("No significant incident: no cause stands out above the reporting threshold.")

@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rca.figures import METRIC_UNITS, before_after, finding_label, metric_label
+from rca.figures import METRIC_UNITS, before_after, change, finding_label, metric_label
 from rca.model import Finding, Hypothesis, Report, Series
-from rca.render import growth, hhmm, number, quantity, time_range, times_for
+from rca.render import hhmm, number, quantity, time_range, times_for
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -44,7 +44,7 @@ def _short(f: Finding) -> str:
     base = "none" if not f.baseline else quantity(f.baseline, f.metric)
     inc = "-" if f.incident is None else quantity(f.incident, f.metric)
     share = f", {100 * f.share_explained:.0f}% of excess" if f.share_explained is not None and f.kind == "traffic_spike" else ""
-    return f"{metric_label(f.metric)}: {base} -> {inc} ({growth(f.baseline, f.magnitude)}){share}; {f.signal.replace('_', ' ')}"
+    return f"{metric_label(f.metric)}: {base} -> {inc} ({change(f.baseline, f.incident, f.magnitude)}){share}; {f.signal.replace('_', ' ')}"
 
 
 def _symptom_series(report: Report) -> Finding | None:
