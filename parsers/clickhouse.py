@@ -35,6 +35,7 @@ files into the exporter's tables (created with its DDL when absent).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -243,6 +244,10 @@ class _ChdbClient:
 class _HttpClient:
     def __init__(self, url: StoreUrl):
         import clickhouse_connect
+
+        # the driver and urllib3 log their own warnings on a failed connection; rca's one error line says it all
+        for name in ("clickhouse_connect", "urllib3"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
         self._client = clickhouse_connect.get_client(
             host=url.host, port=url.port or (8443 if url.scheme == "clickhouses" else 8123), username=url.user,

@@ -7,6 +7,7 @@ store must rank the same causes and rule out the same explanations as the analys
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -262,6 +263,15 @@ def test_a_password_is_never_shown(monkeypatch):
     url = parse_store_url("clickhouses://bob@ch.example/telemetry?traces=spans")
     assert url.password == "fromenv" and url.database == "telemetry" and url.tables["traces"] == "spans"
     assert "fromenv" not in url.display and "fromenv" not in repr(url)
+
+
+def test_an_unknown_host_is_one_line_without_the_drivers_own_warning():
+    # clickhouse-connect logs 'Unexpected Http Driver Exception' on a name it cannot resolve; Python prints such a
+    # warning to stderr only outside pytest (whose log capture takes it), so the command runs in its own process
+    result = subprocess.run([sys.executable, "-c", "from rca.cli import main; main()", "analyze",
+                             "clickhouse://nohost.invalid:1/otel"], capture_output=True, text=True, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "cannot connect" in lines[0], result.stderr
 
 
 def test_missing_tables_columns_and_wrong_types_name_the_table_and_column(store, tmp_path):
