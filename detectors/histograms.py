@@ -54,8 +54,8 @@ def binned_mann_whitney_p(before: pl.DataFrame, after: pl.DataFrame, max_n: int)
     `stats.mann_whitney_greater`), values of one bin counted as ties, each side's size capped at `max_n`
     as the rows' test subsamples (the AUC is kept; tie counts shrink in proportion)."""
     merged = (
-        pl.concat([before.select("bin", pl.col("count").alias("a"), pl.lit(0, pl.Int64).alias("b")),
-                   after.select("bin", pl.lit(0, pl.Int64).alias("a"), pl.col("count").alias("b"))])
+        pl.concat([before.select("bin", pl.col("count").cast(pl.Float64).alias("a"), pl.lit(0.0).alias("b")),
+                   after.select("bin", pl.lit(0.0).alias("a"), pl.col("count").cast(pl.Float64).alias("b"))])
         .group_by("bin").agg(pl.col("a").sum(), pl.col("b").sum()).sort("bin")
     )
     a = merged["a"].to_numpy().astype(np.float64)

@@ -22,7 +22,7 @@ import polars as pl
 from rca.aggregates import sketch_bin_expr, sketch_quantiles
 from rca.detectors import latency, register
 from rca.detectors.histograms import HISTOGRAM_BASIS
-from rca.detectors.stats import aggregated_vantages, exact_aggregates, mann_whitney_p
+from rca.detectors.stats import aggregated_vantages, carried_expr, exact_aggregates, mann_whitney_p
 from rca.findings import HostSpreadDetails, NetworkSplitDetails
 from rca.model import AnalysisContext, Dataset, Finding, Window
 
@@ -102,14 +102,6 @@ def network_split(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                                         endpoints=endpoints),
         )]
     return []
-
-
-def carried_expr(carried: set[tuple[str, str | None]]) -> pl.Expr:
-    """Rows of the vantages the aggregates carry (their rows are a sample)."""
-    expr = pl.lit(False)
-    for signal, service in sorted(carried, key=lambda v: (v[0], v[1] or "")):
-        expr = expr | ((pl.col("signal") == signal) & pl.col("service").eq_missing(service))
-    return expr
 
 
 def _host_p95(dataset: Dataset, context: AnalysisContext) -> tuple[pl.DataFrame, set[str], dict[str, str]]:

@@ -213,6 +213,7 @@ class ChangeEffectDetails(FindingDetails):
     moved_figures: dict[str, Any] | None = None
     canary: dict[str, Any] | None = None
     canary_effect: bool | None = None  # None: no canary split (no release per request, or too few of one)
+    basis: str | None = basis_field()
 
 
 @dataclass(frozen=True, kw_only=True)
