@@ -1,0 +1,111 @@
+"""Requests in bounded memory (parsers.bounded): aggregates built chunk by chunk equal those of the whole
+frame, the sample is uniform, bounded and the same however the input is cut, and a big input analysed
+on the bounded path names the same cause as the same input analysed in full."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from rca.aggregates import aggregate_requests
+from rca.model import AGGREGATE_KEY, conform
+from rca.parsers import bounded
+from rca.parsers.bounded import BoundedRequests, aggregate_base_s, prune_aggregates
+
+START = datetime(2026, 3, 1, 12, 0, 7, tzinfo=UTC)
+
+
+def _requests(seed: int) -> pl.DataFrame:
+    """Time-ordered requests, numbered by line, whose shape varies with the seed."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(4_000, 9_000))
+    endpoints = [f"/api/e{k}" for k in range(int(rng.integers(1, 40)))]
+    sources = [f"10.0.{k // 250}.{k % 250}" for k in range(int(rng.integers(5, 3000)))]
+    hours = float(rng.uniform(0.5, 30))
+    duration = rng.lognormal(float(rng.uniform(0, 6)), float(rng.uniform(0.3, 1.5)), n)
+    return conform(pl.DataFrame({
+        "ts": pl.Series(START.timestamp() * 1e6 + np.sort(rng.integers(0, int(hours * 3600 * 10**6), n))).cast(pl.Int64).cast(pl.Datetime("us", "UTC")),
+        "duration_ms": np.where(rng.random(n) < 0.8, duration, np.nan),
+        "service": rng.choice(["web", "api"], n),
+        "host": rng.choice(["h1", "h2", "h3"], n),
+        "method": rng.choice(["GET", "POST"], n),
+        "endpoint": rng.choice(endpoints, n, p=rng.dirichlet(np.ones(len(endpoints)) * 0.3)),
+        "status": rng.choice([200, 200, 200, 404, 500, 503], n),
+        "source": rng.choice(sources, n),
+        "user_agent": rng.choice(["curl/8", "Mozilla/5.0", ""], n),
+        "line": np.arange(1, n + 1),
+        "signal": "access_log",
+    }).with_columns(pl.col("duration_ms").fill_nan(None), pl.col("user_agent").replace("", None)), "requests")
+
+
+def _read(rows: pl.DataFrame, chunk: int, max_rows: int) -> BoundedRequests:
+    reader = BoundedRequests(max_rows)
+    for start in range(0, rows.height, chunk):
+        reader.add(rows[start : start + chunk])
+    return reader
+
+
+def _sorted(frame: pl.DataFrame, extra: list[str]) -> pl.DataFrame:
+    return frame.sort([*AGGREGATE_KEY, *extra], nulls_last=True)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_aggregates_of_chunks_equal_those_of_the_whole_frame(seed: int):
+    rows = _requests(seed)
+    chunk = int(np.random.default_rng(seed).integers(200, 1500))
+    sample = _read(rows, chunk, max_rows=rows.height // 5).sample()
+    assert sample is not None
+    span_s = (rows["ts"].max() - rows["ts"].min()).total_seconds()  # type: ignore[operator]
+    assert sample.aggregates.bucket_s == aggregate_base_s(span_s)
+    whole = prune_aggregates(aggregate_requests(rows, sample.aggregates.bucket_s), sample.prune_share)
+    assert_frame_equal(_sorted(sample.aggregates.counts, ["method"]), _sorted(whole.counts, ["method"]), check_exact=False)
+    assert_frame_equal(_sorted(sample.aggregates.sketches, ["metric", "bin"]), _sorted(whole.sketches, ["metric", "bin"]))
+    assert (sample.rows, sample.first_ts, sample.last_ts) == (rows.height, rows["ts"].min(), rows["ts"].max())
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_pruning_keeps_every_total_and_bounds_the_rows(seed: int, monkeypatch: pytest.MonkeyPatch):
+    """Merged and pruned as it reads (tiny budgets): the vantage totals, hosts and versions stay exact,
+    the pruned dimensions keep only subjects at or over the share of their bucket, the budget holds."""
+    monkeypatch.setattr(bounded, "MERGE_ROWS", 500)
+    monkeypatch.setattr(bounded, "MAX_AGGREGATE_ROWS", 2_000)
+    rows = _requests(seed)
+    sample = _read(rows, 700, max_rows=1_000).sample()
+    assert sample is not None
+    counts = sample.aggregates.counts
+    whole = aggregate_requests(rows, sample.aggregates.bucket_s).counts
+    exact = ["service", "host", "version"]
+    assert_frame_equal(_sorted(counts.filter(pl.col("dimension").is_in(exact)), ["method"]),
+                       _sorted(whole.filter(pl.col("dimension").is_in(exact)), ["method"]), check_exact=False)
+    assert counts.height <= 2_000 or sample.prune_share >= 1.0
+    assert sample.prune_share > bounded.PRUNE_SHARE  # the budget forced a coarser share
+    pruned = counts.filter(pl.col("dimension").is_in(bounded.PRUNED_DIMENSIONS))
+    assert pruned.height < whole.filter(pl.col("dimension").is_in(bounded.PRUNED_DIMENSIONS)).height
+    assert pruned["requests"].sum() <= rows.height * len(bounded.PRUNED_DIMENSIONS)
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_sample_is_bounded_uniform_and_independent_of_chunking(seed: int):
+    rows = _requests(seed)
+    max_rows = rows.height // 6
+    samples = [_read(rows, chunk, max_rows) for chunk in (300, 1100, rows.height)]
+    frames = [s.frame(rows.clear()) for s in samples]
+    assert all(f.equals(frames[0]) for f in frames[1:])
+    kept = frames[0]
+    assert max_rows // 2 < kept.height <= max_rows
+    share = samples[0].sample().kept_share  # type: ignore[union-attr]
+    assert kept.height == pytest.approx(rows.height * share, rel=0.25)
+    # uniform: each service keeps about the same share of its rows
+    for service in ("web", "api"):
+        assert kept.filter(pl.col("service") == service).height == pytest.approx(rows.filter(pl.col("service") == service).height * share, rel=0.3)
+
+
+def test_small_input_is_kept_whole_without_aggregates():
+    rows = _requests(9)
+    reader = _read(rows, 1000, max_rows=rows.height)
+    assert reader.sample() is None
+    assert reader.frame(rows.clear()).equals(rows)
