@@ -294,7 +294,8 @@ def _with_sample(summary: InputSummary, sample: RequestSample, kept: int, option
         f"{sample.rows:,} requests, over the {options.max_request_rows:,} kept in memory: a uniform sample of {kept:,} "
         f"({sample.kept_share:.2%}, by line hash) kept for drill-down. Exact over every request: counts and error shares per "
         f"bucket of each service, host, version, route, client and user agent (routes, clients and user agents under "
-        f"{sample.prune_share:.1%} of a bucket's requests left out), latency quantiles (within 1%), this input's totals and top routes and clients"
+        f"{sample.prune_share:.1%} of a bucket's requests left out), latency quantiles (within 1%) and this input's totals; its top routes "
+        f"and clients are summed over the subjects kept"
     )
     counts = sample.aggregates.counts
     return replace(
