@@ -28,7 +28,7 @@ the small parts pruned before.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import reduce
 
@@ -83,7 +83,7 @@ def prune_aggregates(aggregates: RequestAggregates, share: float = PRUNE_SHARE) 
         return aggregates
     if sketches.height:  # a subject's histograms go with its last count
         sketches = sketches.join(kept.select(AGGREGATE_KEY).unique(), on=list(AGGREGATE_KEY), how="semi", nulls_equal=True)
-    return RequestAggregates(aggregates.bucket_s, kept, sketches)
+    return replace(aggregates, counts=kept, sketches=sketches)
 
 
 def _prunable(aggregates: RequestAggregates) -> bool:
@@ -100,7 +100,7 @@ def compact(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _compacted(aggregates: RequestAggregates) -> RequestAggregates:
-    return RequestAggregates(aggregates.bucket_s, compact(aggregates.counts), compact(aggregates.sketches))
+    return replace(aggregates, counts=compact(aggregates.counts), sketches=compact(aggregates.sketches))
 
 
 class BoundedRequests:
@@ -163,7 +163,8 @@ class BoundedRequests:
         if not self.sampling:
             return None
         self._batch(None)
-        aggregates = _compacted(self._fit(merge_aggregates([*self.settled, *self.open], aggregate_base_s(self._span_s()))))
+        merged = merge_aggregates([*self.settled, *self.open], aggregate_base_s(self._span_s()))
+        aggregates = replace(_compacted(self._fit(merged)), first=self.first_ts, last=self.last_ts)  # every row's range, exact
         return RequestSample(aggregates, self.rows, self.first_ts, self.last_ts, 0.5**self.level, self.share)
 
     def _span_s(self) -> float:
@@ -217,9 +218,9 @@ class BoundedRequests:
         pruned = _compacted(prune_aggregates(aggregates, self.share))
         self.settled.append(pruned)
         self.settled_rows += pruned.counts.height
-        if len(self.settled) > 64:  # fewer, bigger frames (complete buckets: no group-by needed)
-            self.settled = [RequestAggregates(pruned.bucket_s, pl.concat([a.counts for a in self.settled]), pl.concat([a.sketches for a in self.settled]))] \
-                if len({a.bucket_s for a in self.settled}) == 1 else self.settled
+        if len(self.settled) > 64 and len({a.bucket_s for a in self.settled}) == 1:  # fewer, bigger frames (complete buckets: no group-by)
+            self.settled = [replace(pruned, counts=pl.concat([a.counts for a in self.settled]), sketches=pl.concat([a.sketches for a in self.settled]),
+                                    first=None, last=None)]
         while self.settled_rows + self.open_rows > MAX_AGGREGATE_ROWS and self.share < 1.0 and any(_prunable(a) for a in self.settled):
             self.share = min(1.0, self.share * 2)
             self.settled = [_compacted(prune_aggregates(a, self.share)) for a in self.settled]
@@ -236,4 +237,4 @@ class BoundedRequests:
 
 
 def _where(aggregates: RequestAggregates, buckets: pl.Expr) -> RequestAggregates:
-    return RequestAggregates(aggregates.bucket_s, aggregates.counts.filter(buckets), aggregates.sketches.filter(buckets))
+    return replace(aggregates, counts=aggregates.counts.filter(buckets), sketches=aggregates.sketches.filter(buckets))
