@@ -28,6 +28,7 @@ the small parts pruned before.
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import reduce
@@ -44,6 +45,10 @@ PRUNED_DIMENSIONS = ("endpoint", "source", "user_agent")
 SAMPLE_SEED = 0x5EED  # the line hash deciding which rows stay; fixed: the same input gives the same sample
 MERGE_ROWS = 100_000  # aggregate rows of open buckets merged together once they pass this
 AGGREGATE_BATCH_ROWS = 150_000  # request rows aggregated at once: a few chunks (per call, polars' fixed costs are not small)
+
+
+# Aggregation runs beside the parse: polars releases the GIL, so it takes the core the parser leaves idle.
+_AGGREGATOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rca-aggregate")
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,8 @@ class BoundedRequests:
         self.merge_at = MERGE_ROWS
         self.batch: list[pl.DataFrame] = []  # request rows not aggregated yet
         self.batch_rows = 0
+        # batches are aggregated on a thread of their own, one at a time, while the parser goes on
+        self.aggregating: Future[None] | None = None
 
     def add(self, rows: pl.DataFrame) -> None:
         """Take one chunk's request rows (REQUESTS_SCHEMA, with `line`)."""
@@ -189,12 +196,19 @@ class BoundedRequests:
             latest = self.batch[-1].get_column("ts").min()  # buckets ending before it are complete (rows in time order)
             batch = pl.concat(self.batch)
             self.batch, self.batch_rows = [], 0
-            self._aggregate(batch, latest)  # type: ignore[arg-type]
+            self._wait()  # one batch in flight at most: memory stays bounded
+            self.aggregating = _AGGREGATOR.submit(self._aggregate, batch, latest, aggregate_base_s(self._span_s()))  # type: ignore[arg-type]
+        if rows is None:
+            self._wait()
 
-    def _aggregate(self, rows: pl.DataFrame, low: datetime | None) -> None:
+    def _wait(self) -> None:
+        if self.aggregating is not None:
+            self.aggregating.result()  # re-raises what failed there
+            self.aggregating = None
+
+    def _aggregate(self, rows: pl.DataFrame, low: datetime | None, base: int) -> None:
         from rca.aggregates import aggregate_requests
 
-        base = aggregate_base_s(self._span_s())
         missing = [pl.lit(None, dtype).alias(c) for c, dtype in REQUESTS_SCHEMA.items() if c not in rows.columns]  # columns the caller does not read
         chunk = aggregate_requests(rows.lazy().with_columns(missing), base)
         # the buckets strictly inside the chunk's time range are complete (logs are written in time order)
