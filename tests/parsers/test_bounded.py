@@ -1,10 +1,8 @@
 """Requests in bounded memory (parsers.bounded): aggregates built chunk by chunk equal those of the whole
-frame, the sample is uniform, bounded and the same however the input is cut, and a big input analysed
-on the bounded path names the same cause as the same input analysed in full."""
+frame, pruning keeps the totals exact within its budget, and the sample is uniform, bounded and the same
+however the input is cut (end to end: tests/test_bounded_analysis.py)."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
@@ -12,34 +10,16 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from rca.aggregates import aggregate_requests
-from rca.model import AGGREGATE_KEY, conform
+from rca.model import AGGREGATE_KEY
 from rca.parsers import bounded
 from rca.parsers.bounded import BoundedRequests, aggregate_base_s, prune_aggregates
-
-START = datetime(2026, 3, 1, 12, 0, 7, tzinfo=UTC)
+from tests.test_aggregates import _requests as varied_requests
 
 
 def _requests(seed: int) -> pl.DataFrame:
-    """Time-ordered requests, numbered by line, whose shape varies with the seed."""
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(4_000, 9_000))
-    endpoints = [f"/api/e{k}" for k in range(int(rng.integers(1, 40)))]
-    sources = [f"10.0.{k // 250}.{k % 250}" for k in range(int(rng.integers(5, 3000)))]
-    hours = float(rng.uniform(0.5, 30))
-    duration = rng.lognormal(float(rng.uniform(0, 6)), float(rng.uniform(0.3, 1.5)), n)
-    return conform(pl.DataFrame({
-        "ts": pl.Series(START.timestamp() * 1e6 + np.sort(rng.integers(0, int(hours * 3600 * 10**6), n))).cast(pl.Int64).cast(pl.Datetime("us", "UTC")),
-        "duration_ms": np.where(rng.random(n) < 0.8, duration, np.nan),
-        "service": rng.choice(["web", "api"], n),
-        "host": rng.choice(["h1", "h2", "h3"], n),
-        "method": rng.choice(["GET", "POST"], n),
-        "endpoint": rng.choice(endpoints, n, p=rng.dirichlet(np.ones(len(endpoints)) * 0.3)),
-        "status": rng.choice([200, 200, 200, 404, 500, 503], n),
-        "source": rng.choice(sources, n),
-        "user_agent": rng.choice(["curl/8", "Mozilla/5.0", ""], n),
-        "line": np.arange(1, n + 1),
-        "signal": "access_log",
-    }).with_columns(pl.col("duration_ms").fill_nan(None), pl.col("user_agent").replace("", None)), "requests")
+    """test_aggregates' varied requests (time-ordered), numbered by line as a parser numbers them."""
+    rows = varied_requests(seed)
+    return rows.with_columns(pl.int_range(1, rows.height + 1, dtype=pl.Int64).alias("line"))
 
 
 def _read(rows: pl.DataFrame, chunk: int, max_rows: int) -> BoundedRequests:
