@@ -279,3 +279,21 @@ def test_compare_reads_the_aggregates_of_both_sides(incident):
         assert f.vantage.endswith("from its aggregates")
     alone = compare_datasets(replace(baseline, requests=_sampled(baseline, 4).requests), replace(candidate, requests=_sampled(candidate, 5).requests), gates)
     assert [r.n_baseline for r in alone.rows] != [r.n_baseline for r in expected.rows]
+
+
+def test_a_big_access_log_read_in_bounded_memory_gives_the_latency_shifts_of_every_row(tmp_path, monkeypatch):
+    """The file path (`parsers.bounded`: aggregates of every line, a uniform sample of the rows): the
+    latency shifts every row shows, onsets within half a bucket, p95 within 1%."""
+    from rca.pipeline import analyze
+
+    log = [str(p) for p in generate("dependency-slowdown", seed=1, minutes=40, formats=("access",)).write(tmp_path) if "access" in p.name]
+    full = analyze(log)
+    monkeypatch.setenv("RCA_MAX_REQUEST_ROWS", str(full.inputs[0].rows["requests"] // 8))
+    bounded = analyze(log)
+    assert any("uniform sample" in w for w in bounded.inputs[0].warnings) and bounded.context == full.context
+    expected = sorted((f for f in full.findings if f.kind == "latency_shift"), key=_key)
+    found = sorted((f for f in bounded.findings if f.kind == "latency_shift"), key=_key)
+    assert expected and [_key(f) for f in found] == [_key(f) for f in expected]
+    assert full.context is not None
+    for f, e in zip(found, expected, strict=True):
+        assert _same_onset(f, e, full.context) and _close(f.incident, e.incident) and f.details.n_after == e.details.n_after
