@@ -232,6 +232,7 @@ def detect_change_effects(dataset: Dataset, context: AnalysisContext) -> list[Fi
                 on_moved = _compare(moved.scope, _in_scope(split[0], moved.scope), _in_scope(split[1], moved.scope))
                 if effect and _alike(on_moved):
                     effect = False
+                    canary_figures = _figures(on_moved)  # the comparison that cleared it is the one to quote
         minutes_b = max((t - start).total_seconds() / 60, 1e-9)
         minutes_a = max((end - t).total_seconds() / 60, 1e-9)
         onset_gap = (context.incident.start - t).total_seconds() / 60
