@@ -219,10 +219,24 @@ class _ChdbClient:
         from chdb import session
 
         self._session = session.Session(path)
+        self._release()
+
+    def _release(self) -> None:
+        """Give back what the last query left: the engine's freed memory (its allocator keeps it for reuse
+        otherwise) and the library pages it mapped (`_release_library_pages`). The peak of a read is then
+        one query's, not the sum of every query's leftovers and the analysis after them."""
+        self._session.query("SYSTEM JEMALLOC PURGE")
+        _release_library_pages("_chdb")
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
-        table = self._session.query(f"{sql} SETTINGS max_execution_time = {QUERY_TIMEOUT_S:d}", "ArrowTable", params=params or {})
-        return pl.from_arrow(table)  # type: ignore[return-value]
+        # Arrow IPC bytes (LZ4-compressed by the engine) read by polars directly: through pyarrow's Table
+        # the same result cost ~50 MB more, kept by pyarrow's own allocator after the read
+        result = self._session.query(f"{sql} SETTINGS max_execution_time = {QUERY_TIMEOUT_S:d}, output_format_arrow_string_as_string = 1",
+                                     "Arrow", params=params or {})
+        frame = pl.read_ipc(result.bytes())
+        del result
+        self._release()
+        return frame
 
     def command(self, sql: str) -> None:
         self._session.query(sql)
@@ -239,6 +253,49 @@ class _ChdbClient:
 
     def close(self) -> None:
         self._session.close()
+        _release_library_pages("_chdb")  # the analysis that follows runs none of the engine's code
+
+
+def _release_library_pages(marker: str) -> int:
+    """Drop the clean, never-written pages of the shared library whose path contains `marker` from this
+    process's page tables, and turn the kernel's fault-around off for them (MADV_RANDOM): chDB's engine is a
+    555 MB library (chdb 4.4) whose start-up touches code all over it, and with fault-around every touched
+    page maps its 15 neighbours: RSS counted 240 MB of its pages after the import, where a read's queries
+    map back 20-130 MB. The pages stay in the page cache (shared, reclaimable: no memory is freed or
+    allocated, only this process's mappings change); those the engine runs are mapped back on use.
+    Written pages (relocations, data) are never touched. Linux only; elsewhere nothing happens.
+    Returns the bytes of mappings released."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return 0
+    regions: list[list[int]] = []
+    current: list[int] | None = None
+    try:
+        with open("/proc/self/smaps") as smaps:
+            for line in smaps:
+                head, _, rest = line.partition(" ")
+                if "-" in head and not head.endswith(":"):
+                    fields = rest.split()
+                    current = None
+                    if len(fields) >= 5 and marker in fields[4] and "w" not in fields[0]:
+                        current = [*(int(x, 16) for x in head.split("-")), 0]
+                        regions.append(current)
+                elif current is not None and head == "Anonymous:":
+                    current[2] = int(rest.split()[0])
+    except OSError:
+        return 0
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    released = 0
+    for low, high, anonymous in regions:
+        if anonymous:  # relocated (written) pages: dropping them would lose the writes
+            continue
+        libc.madvise(low, high - low, 1)  # MADV_RANDOM
+        if libc.madvise(low, high - low, 4) == 0:  # MADV_DONTNEED: clean file pages, refaulted from the page cache
+            released += high - low
+    return released
 
 
 class _HttpClient:
@@ -566,17 +623,18 @@ def _summary_line(aggregates: RequestAggregates, callers: bool) -> tuple[str, tu
     routes and sources."""
     from rca.aggregates import sketch_quantiles
 
-    totals = aggregates.counts.filter(pl.col("dimension") == "service").select(pl.col("requests").sum(), pl.col("errors").sum()).row(0)
+    counts = aggregates.counts.lazy()  # lazy: the filters read three columns, not copies of every row
+    totals = counts.filter(pl.col("dimension") == "service").select(pl.col("requests").sum(), pl.col("errors").sum()).collect().row(0)
     n, errors = int(totals[0] or 0), int(totals[1] or 0)
 
     def top(dimension: str) -> tuple[tuple[str, int], ...]:
-        counts = (aggregates.counts.filter((pl.col("dimension") == dimension) & pl.col("value").is_not_null())
-                  .group_by("value").agg(pl.col("requests").sum()).sort(["requests", "value"], descending=[True, False]).head(TOP_N))
-        return tuple((str(v), int(c)) for v, c in counts.iter_rows())
+        busiest = (counts.filter((pl.col("dimension") == dimension) & pl.col("value").is_not_null())
+                   .group_by("value").agg(pl.col("requests").sum()).sort(["requests", "value"], descending=[True, False]).head(TOP_N))
+        return tuple((str(v), int(c)) for v, c in busiest.collect().iter_rows())
 
     if not n:
         return "exact over the range (ClickHouse): no server spans", (), ()
-    q = sketch_quantiles(aggregates.sketches.filter(pl.col("dimension") == "service"), [], {"p50": 0.5, "p95": 0.95, "p99": 0.99}).row(0, named=True)
+    q = sketch_quantiles(aggregates.sketches.lazy().filter(pl.col("dimension") == "service").select("bin", "count").collect(), [], {"p50": 0.5, "p95": 0.95, "p99": 0.99}).row(0, named=True)
     callers_note = "" if callers else "; sources are client addresses only (the callers of other server spans come from the sampled traces)"
     return (f"exact over the range (ClickHouse): {n:,} requests (server spans), {errors:,} errors with status 5xx ({errors / n:.2%}), "
             f"p50 {q['p50']:,.1f} ms, p95 {q['p95']:,.1f} ms, p99 {q['p99']:,.1f} ms (within {SKETCH_ALPHA:.0%}){callers_note}"), top("endpoint"), top("source")
@@ -669,35 +727,38 @@ def store_request_aggregates(client: StoreClient, url: StoreUrl, table: str, bou
 
 
 def _tidy_aggregates(frame: pl.DataFrame, bucket_s: int) -> RequestAggregates:
-    """The grouped rows as `RequestAggregates`: routes for path shapes, counts and histograms apart."""
-    frame = frame.with_columns(
-        pl.col("bucket_us").cast(pl.Datetime("us", "UTC")).alias("bucket"), pl.lit("trace").alias("signal"),
-        pl.col("histogram").cast(pl.Boolean), pl.col("from_path").cast(pl.Boolean), pl.col("method_key").alias("method"),
-    )
-    shapes = frame.filter(pl.col("from_path"))["value"].unique()
-    if shapes.len():
-        routes = routes_from_shapes(shapes)
-        frame = frame.with_columns(pl.when(pl.col("from_path")).then(pl.col("value").replace_strict(shapes, routes, default=None))
-                                   .otherwise(pl.col("value")).alias("value"))
+    """The grouped rows as `RequestAggregates`: routes for path shapes, counts and histograms apart.
+    Lazy, so each output is one pass over the rows: the result of 10M spans is ~340k rows, and every
+    materialised intermediate copy of it cost ~40 MB."""
+    shapes = frame.filter(pl.col("from_path") == 1)["value"].unique()
     # a service whose spans never carry service.version is versioned by its pods' template hash (spantree._release)
-    versions = frame.filter(pl.col("dimension") == "version")
-    unversioned = versions.group_by("service").agg(pl.col("value").is_not_null().any().alias("_any")).filter(~pl.col("_any"))["service"]
-    regroup = pl.col("dimension") == "endpoint" if shapes.len() else pl.lit(False)
+    unversioned = (frame.filter(pl.col("dimension") == "version").group_by("service")
+                   .agg(pl.col("value").is_not_null().any().alias("_any")).filter(~pl.col("_any"))["service"])
+    value = pl.col("value")
+    if shapes.len():
+        value = pl.when(pl.col("from_path") == 1).then(value.replace_strict(shapes, routes_from_shapes(shapes), default=None)).otherwise(value)
     if unversioned.len():
-        frame = frame.with_columns(pl.when((pl.col("dimension") == "version") & pl.col("service").is_in(unversioned.implode()))
-                                   .then(pl.col("pod_release_key")).otherwise(pl.col("value")).alias("value"))
+        value = pl.when((pl.col("dimension") == "version") & pl.col("service").is_in(unversioned.implode())).then(pl.col("pod_release_key")).otherwise(value)
+    # shapes of different paths may share a route (and a route a path's), and pods a release: one row per key,
+    # as for files; only those rows are regrouped
+    regroup = pl.lit(False)
+    if shapes.len():
+        regroup = regroup | (pl.col("dimension") == "endpoint")
+    if unversioned.len():
         regroup = regroup | (pl.col("dimension") == "version")
-    counts = frame.filter(~pl.col("histogram")).with_columns(
-        pl.lit(0).alias("bytes"), pl.col("requests").alias("timed"), pl.lit(0).alias("upstream_timed"), pl.lit(0.0).alias("upstream_ms_sum"))
-    sketches = frame.filter(pl.col("histogram")).with_columns(pl.lit("duration_ms").alias("metric"), pl.col("requests").alias("count"))
-    # shapes of different paths may share a route (and a route a path's), and pods a release: one row per key, as for
-    # files; only those rows are regrouped (a group_by over every row costs +120 MB at 250k sources x buckets)
-    counts = pl.concat([counts.filter(~regroup).select(list(REQUEST_AGGREGATES_SCHEMA)), counts.filter(regroup).group_by(*AGGREGATE_KEY, "method")
-                        .agg(pl.col(c).sum() for c in REQUEST_AGGREGATES_SCHEMA if c not in (*AGGREGATE_KEY, "method"))], how="diagonal_relaxed")
-    sketches = pl.concat([sketches.filter(~regroup).select(list(LATENCY_SKETCH_SCHEMA)),
-                          sketches.filter(regroup).group_by(*AGGREGATE_KEY, "metric", "bin").agg(pl.col("count").sum())], how="diagonal_relaxed")
-    return RequestAggregates(bucket_s, counts.select(list(REQUEST_AGGREGATES_SCHEMA)).cast(REQUEST_AGGREGATES_SCHEMA),  # type: ignore[arg-type]
-                             sketches.select(list(LATENCY_SKETCH_SCHEMA)).cast(LATENCY_SKETCH_SCHEMA))  # type: ignore[arg-type]
+    rows = frame.lazy().with_columns(value.alias("value"), pl.col("bucket_us").cast(pl.Datetime("us", "UTC")).alias("bucket"),
+                                     pl.lit("trace").alias("signal"))
+    count_rows = rows.filter(pl.col("histogram") == 0).select(
+        *AGGREGATE_KEY, pl.col("method_key").alias("method"), "requests", "errors", "client_errors", "with_status", pl.lit(0).alias("bytes"),
+        pl.col("requests").alias("timed"), "duration_ms_sum", pl.lit(0).alias("upstream_timed"), pl.lit(0.0).alias("upstream_ms_sum"))
+    sketch_rows = rows.filter(pl.col("histogram") == 1).select(*AGGREGATE_KEY, pl.lit("duration_ms").alias("metric"), "bin",
+                                                                 pl.col("requests").alias("count"))
+    sums = [pl.col(c).sum() for c in REQUEST_AGGREGATES_SCHEMA if c not in (*AGGREGATE_KEY, "method")]
+    counts = pl.concat([count_rows.filter(~regroup), count_rows.filter(regroup).group_by(*AGGREGATE_KEY, "method").agg(sums)], how="diagonal_relaxed")
+    sketches = pl.concat([sketch_rows.filter(~regroup), sketch_rows.filter(regroup).group_by(*AGGREGATE_KEY, "metric", "bin").agg(pl.col("count").sum())],
+                         how="diagonal_relaxed")
+    return RequestAggregates(bucket_s, conform(counts, "counts", REQUEST_AGGREGATES_SCHEMA).collect(),
+                             conform(sketches, "sketches", LATENCY_SKETCH_SCHEMA).collect())
 
 
 # --- writing (rca ingest --out URL) -----------------------------------------------------------------

@@ -386,3 +386,33 @@ def test_a_clickhouse_server_url_connects_with_its_settings_and_reads_the_same(s
     assert kwargs["settings"]["max_execution_time"] > 0 and kwargs["send_receive_timeout"] > kwargs["settings"]["max_execution_time"]
     assert report["inputs"][0]["path"] == "clickhouses://alice@ch.example/otel"
     assert _causes(report) == _causes(_analyze(f"chdb:{store}"))
+
+
+def _engine_pages_kb() -> int:
+    """Resident kB of the chDB library's mappings in this process."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head, _, rest = line.partition(" ")
+            if "-" in head and not head.endswith(":"):
+                inside = "_chdb" in rest
+            elif inside and head == "Rss:":
+                total += int(rest.split()[0])
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page mappings are read from /proc")
+def test_the_engines_library_pages_are_released_and_mapped_back_on_use(store):
+    from rca.parsers.clickhouse import _release_library_pages, connect
+
+    client = connect(parse_store_url(f"chdb:{store}"))
+    try:
+        count = "SELECT count() AS n FROM otel.otel_traces"
+        expected = client.query(count)["n"][0]
+        client._session.query("SELECT quantiles(0.5, 0.9)(Duration), uniqExact(TraceId) FROM otel.otel_traces")  # type: ignore[attr-defined]
+        before = _engine_pages_kb()
+        assert _release_library_pages("_chdb") > 0
+        assert _engine_pages_kb() < before
+        assert client.query(count)["n"][0] == expected > 0  # the code the engine runs comes back on use
+    finally:
+        client.close()
