@@ -848,7 +848,7 @@ def write_store(dataset: Dataset, text: str) -> dict[str, int]:
             raise InputError(f"cannot create the exporter's tables: {_first_line(exc)}", file=url.display) from None
         check_tables(client, url)
         written: dict[str, int] = {}
-        for kind, rows in (("traces", _span_rows(dataset.spans)), ("logs", _log_rows(dataset.events)), ("gauge", _gauge_rows(dataset.metrics))):
+        for kind, rows in (("traces", _span_rows(dataset.spans, dataset.requests)), ("logs", _log_rows(dataset.events)), ("gauge", _gauge_rows(dataset.metrics))):
             if rows.height:
                 try:
                     client.insert(url.database, url.tables[kind], _to_arrow(rows))
@@ -870,16 +870,22 @@ def _ns(column: str) -> pl.Expr:
     return pl.col(column).dt.cast_time_unit("ns")
 
 
-def _span_rows(spans: pl.DataFrame) -> pl.DataFrame:
+def _span_rows(spans: pl.DataFrame, requests: pl.DataFrame) -> pl.DataFrame:
     if spans.height == 0:
         return spans
+    # the user agent is a request's, not a span's column: back onto the server span the request was made of
+    # (same input, trace, service and start; one agent per span where several requests would match)
+    key = ["origin", "trace_id", "service", "ts"]
+    agents = (requests.lazy().filter((pl.col("signal") == "trace") & pl.col("user_agent").is_not_null() & pl.col("trace_id").is_not_null())
+              .select(*key, "user_agent").unique(subset=key, keep="first").with_columns(pl.lit("server").alias("kind")).collect())
+    spans = spans.join(agents, on=[*key, "kind"], how="left") if agents.height else spans.with_columns(pl.lit(None, pl.String).alias("user_agent"))
     return spans.select(
         _ns("ts").alias("Timestamp"), pl.col("trace_id").fill_null("").alias("TraceId"), pl.col("span_id").fill_null("").alias("SpanId"),
         pl.col("parent_span_id").fill_null("").alias("ParentSpanId"), pl.col("name").fill_null("").alias("SpanName"),
         ("SPAN_KIND_" + pl.col("kind").fill_null("unspecified").str.to_uppercase()).alias("SpanKind"),
         pl.col("service").fill_null("").alias("ServiceName"),
         _attribute_map({key: pl.col(c) for c, key in _SPAN_RESOURCE.items()}).alias("ResourceAttributes"),
-        _attribute_map({key: pl.col(c) for c, key in _SPAN_ATTRIBUTES.items()}).alias("SpanAttributes"),
+        _attribute_map({key: pl.col(c) for c, key in {**_SPAN_ATTRIBUTES, "user_agent": "user_agent.original"}.items()}).alias("SpanAttributes"),
         (pl.col("duration_ms").fill_null(0.0) * 1e6).round().cast(pl.UInt64).alias("Duration"),
         ("STATUS_CODE_" + pl.col("status").fill_null("unset").str.to_uppercase()).alias("StatusCode"),
     )

@@ -95,6 +95,10 @@ def test_spans_and_log_events_round_trip_through_the_exporter_schema(store):
     span_cols = [c for c in files.spans.columns if c not in ("origin", "line")]
     key = ["trace_id", "span_id"]
     assert stored.spans.select(span_cols).sort(key).equals(files.spans.select(span_cols).sort(key))
+    agents = ["trace_id", "ts", "service", "user_agent"]
+    from_spans = files.requests.filter(pl.col("signal") == "trace").select(agents).sort(agents)
+    assert from_spans["user_agent"].drop_nulls().len() > 0
+    assert stored.requests.select(agents).sort(agents).equals(from_spans)
     event_cols = ["ts", "level", "service", "host", "message", "trace_id"]
     order = ["ts", "message"]
     assert stored.events.height == files.events.height
