@@ -636,7 +636,8 @@ def _summary_line(aggregates: RequestAggregates, callers: bool) -> tuple[str, tu
     if not n:
         return "exact over the range (ClickHouse): no server spans", (), ()
     q = sketch_quantiles(aggregates.sketches.lazy().filter(pl.col("dimension") == "service").select("bin", "count").collect(), [], {"p50": 0.5, "p95": 0.95, "p99": 0.99}).row(0, named=True)
-    callers_note = "" if callers else "; sources are client addresses only (the callers of other server spans come from the sampled traces)"
+    callers_note = "" if callers else ("; sources are client addresses only (the callers of other server spans come from the sampled traces); "
+                                       "a span id stored twice counts twice")
     return (f"exact over the range (ClickHouse): {n:,} requests (server spans), {errors:,} errors with status 5xx ({errors / n:.2%}), "
             f"p50 {q['p50']:,.1f} ms, p95 {q['p95']:,.1f} ms, p99 {q['p99']:,.1f} ms (within {SKETCH_ALPHA:.0%}){callers_note}"), top("endpoint"), top("source")
 
@@ -646,6 +647,8 @@ def _summary_line(aggregates: RequestAggregates, callers: bool) -> tuple[str, tu
 # The caller of a server span without a client address is its parent client span's service: a join
 # over the range. Above this many server spans the join's memory and time grow with the table (27 s and
 # +0.3 GB at 5M in chDB, whatever the algorithm), so the aggregates leave such sources null and say so.
+# The same bound holds for counting a duplicated span id once (as files do): the set of ids seen grows
+# with the table (+270 MB at 10M spans, or seconds of spilling to disk), so above it copies count as stored.
 CALLER_JOIN_MAX = 1_000_000
 
 
@@ -659,7 +662,8 @@ def _server_rows_sql(url: StoreUrl, table: str, params: dict[str, Any], callers:
     service, route (or the shape of the path, normalised afterwards), method, status, source (client
     address, else with `callers` the calling service: the parent client span's, joined on a 64-bit hash
     of the trace and span ids), user agent, host, version, and duration in ms from the microsecond start
-    and end (as for files)."""
+    and end (as for files). With `callers`, a span id stored more than once (an export retried) is one
+    row, as `finish_spans` keeps it once."""
     def pick(column: str, resource: bool = False) -> str:
         if resource:
             return _pick("ResourceAttributes", RESOURCE_ALIASES[column], params, f"r_{column}_")
@@ -683,6 +687,7 @@ def _server_rows_sql(url: StoreUrl, table: str, params: dict[str, Any], callers:
             WHERE {in_range} AND {_SERVER}"""
     if not callers:
         return f"SELECT *, client_address AS source FROM ({rows})"
+    rows += "\n            LIMIT 1 BY cityHash64(lower(TraceId), lower(SpanId))"
     return f"""
         SELECT s.*, coalesce(s.client_address, if(p.parent_service != s.service, p.parent_service, NULL)) AS source
         FROM ({rows}) AS s
