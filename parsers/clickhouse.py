@@ -77,7 +77,9 @@ DEFAULT_DATABASE = "otel"
 DEFAULT_TABLES = {"traces": "otel_traces", "logs": "otel_logs", "gauge": "otel_metrics_gauge",
                   "sum": "otel_metrics_sum", "histogram": "otel_metrics_histogram"}
 DEFAULT_RANGE = timedelta(hours=3)  # the last 3 hours of data unless since= or --baseline-since says otherwise
-MAX_SPANS = 100_000  # spans the detectors get at most (25k traces of 4 spans: ~140 requests a minute over 3 hours); bounds rca's memory
+MAX_SPANS = 25_000  # spans the detectors get at most (6k traces of 4 spans: ~35 a minute over 3 hours); bounds rca's memory.
+# Counts, latency, change effects and host spread of a sampled store read its exact aggregates; the sample serves
+# span trees (self time, fan-out, error origin), the canary split and examples
 MAX_METRIC_POINTS = 200_000  # beyond this, points are averaged per interval in ClickHouse
 QUERY_TIMEOUT_S = 120  # per query, server side (max_execution_time) and on the socket
 JOIN_MEMORY_BYTES = 32 << 20  # the callers' sort-merge join spills to disk beyond this
