@@ -32,6 +32,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import PurePath
 
 import numpy as np
@@ -42,9 +43,7 @@ from rca.errors import InputError
 from rca.model import REQUESTS_SCHEMA, Rejected, conform, empty_frame, storage_schema
 from rca.parsers import ParseOptions, ParseResult, Streamed, register
 from rca.parsers.endpoints import (
-    endpoint_shape_expr,
     normalize_endpoints,
-    routes_from_shapes,
     strip_query_expr,
 )
 from rca.parsers.lines import MAX_LINE_BYTES, LineChunk, Lines, line_chunks, read_lines, rejected_examples
@@ -194,6 +193,23 @@ _REQUEST_GROUPS = r"^(?P<_method>[A-Za-z]+) (?P<_target>\S+)(?: (?P<_proto>\S+))
 _REQUEST_LINE = r"^[A-Za-z]+ \S+(?: \S+)?$"  # the same, without captures
 
 
+def _request_columns(requests: pl.Series, schema: dict[str, pl.DataType] | None = None) -> list[pl.Series]:
+    """`method`, `path` and `endpoint` of each `$request` (`GET /a/7?q=1 HTTP/1.1`), null where the regex
+    path would find the request line unreadable. Worked out once per distinct request (`by_distinct`):
+    a log's requests repeat, and splitting, cutting the query and normalizing cost hundreds of
+    nanoseconds a row. Each column is cast to its output type (`schema`) before it is gathered, so a
+    categorical one is gathered as codes."""
+    codes, distinct = by_distinct(requests)
+    request = pl.col("request")
+    parts = pl.when(request.str.contains(_REQUEST_LINE)).then(request.str.splitn(" ", 3))  # the regex path's pattern
+    table = pl.DataFrame({"request": distinct}).select(
+        parts.struct.field("field_0").str.to_uppercase().alias("method"), strip_query_expr(parts.struct.field("field_1")).alias("path")
+    )
+    table = table.with_columns(normalize_endpoints(table.get_column("path")))
+    types = {**REQUESTS_SCHEMA, **(schema or {})}
+    return [table.get_column(c).cast(types[c]).gather(codes) for c in ("method", "path", "endpoint")]
+
+
 def _with_request(frame: pl.DataFrame, names: set[str]) -> pl.DataFrame:
     """`_method` and `_target` from `$request` (`GET /path HTTP/1.1`), matched once."""
     if "request" not in names:
@@ -219,12 +235,10 @@ _REASON = (
 
 def _finish(good: pl.DataFrame, origin: str, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
     """Canonical requests: endpoint from the path (normalized on distinct values), origin and signal."""
-    if "_shape" in good.columns:
-        endpoint = routes_from_shapes(good.get_column("_shape"))
-    else:
-        endpoint = normalize_endpoints(good.get_column("path"))
     dtype = (schema or {}).get("origin", pl.String())
-    good = good.with_columns(endpoint=endpoint, origin=pl.lit(origin).cast(dtype), signal=pl.lit("access_log").cast(dtype))
+    good = good.with_columns(origin=pl.lit(origin).cast(dtype), signal=pl.lit("access_log").cast(dtype))
+    if "endpoint" not in good.columns:
+        good = good.with_columns(normalize_endpoints(good.get_column("path")))
     return conform(good, "requests", schema)
 
 
@@ -284,17 +298,40 @@ def split_layout(log_format: str, trailer: bool) -> SplitLayout | None:
     return SplitLayout(tuple(columns), tuple(quoted), optional)
 
 
+def by_distinct(values: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """(codes, distinct): the distinct values of `values` and, for each row, the index of its value among
+    them (null for null), so `distinct.gather(codes)` is `values` again.
+
+    A log repeats itself: its requests and user agents recur thousands of times. Work done once per
+    distinct value and gathered back by code (a few instructions a row) replaces string work on every
+    row. The codes are a categorical's, over categories made afresh for each call (freed with them,
+    where the global string cache would keep every value of a long log); the distinct values are taken
+    at each code's first row, as reading the categories back costs more than the cast when they are many."""
+    codes = values.cast(pl.Categorical(pl.Categories.random())).to_physical()
+    code = pl.col("code")
+    firsts = pl.DataFrame({"code": codes, "value": values}).filter(code.is_first_distinct() & code.is_not_null()).sort("code")
+    return codes, firsts.get_column("value").alias(values.name)
+
+
+def _zone_seconds(zone: str | None) -> int | None:
+    """`-0700]` -> -25200 (the offset of a `[$time_local]` zone in seconds); None if it is no offset."""
+    m = None if zone is None else re.fullmatch(r"([+-])(\d\d)(\d\d)\]", zone)
+    return None if m is None else (1 if m.group(1) == "+" else -1) * (int(m.group(2)) * 3600 + int(m.group(3)) * 60)
+
+
 def _split_time(date: pl.Expr, zones: pl.Series) -> pl.Expr:
     """`[10/Oct/2000:13:55:36` + `-0700]` -> UTC: the date parsed naive, minus its zone's offset.
 
-    Zones are few (usually one per file), so offsets are computed per distinct zone, not per line."""
+    Zones are few (usually one per file), so offsets are computed per distinct zone, not per line, and
+    a chunk with one zone throughout subtracts one constant."""
     naive = date.str.strptime(pl.Datetime("us", "UTC"), "[%d/%b/%Y:%H:%M:%S", strict=False)
+    first = zones.drop_nulls().head(1).to_list()
+    if first and zones.null_count() == 0 and (zones == first[0]).all():
+        offset = _zone_seconds(first[0])
+        return naive - timedelta(seconds=offset) if offset is not None else pl.lit(None, pl.Datetime("us", "UTC"))
     distinct = zones.drop_nulls().unique()
-    offsets: list[int | None] = []
-    for zone in distinct.to_list():
-        m = re.fullmatch(r"([+-])(\d\d)(\d\d)\]", zone)
-        offsets.append(None if m is None else (1 if m.group(1) == "+" else -1) * (int(m.group(2)) * 3600 + int(m.group(3)) * 60))
-    seconds = pl.col("_time_zone").replace_strict(distinct, pl.Series(offsets, dtype=pl.Int64), default=None, return_dtype=pl.Int64)
+    offsets = pl.Series([_zone_seconds(z) for z in distinct.to_list()], dtype=pl.Int64)
+    seconds = pl.col("_time_zone").replace_strict(distinct, offsets, default=None, return_dtype=pl.Int64)
     return naive - pl.duration(seconds=seconds)
 
 
@@ -316,7 +353,10 @@ class SplitChunk:
 
 
 def _fields(data: bytes, layout: SplitLayout, first_line: int, lines: int) -> pl.DataFrame | None:
-    """The chunk's fields, one row a line; None when the reader fails or a quote swallowed a line break."""
+    """The chunk's fields, one row a line; None when the reader fails or a quote swallowed a line break.
+
+    An unbalanced quote joins its line to the next ones (fewer rows than lines), except on the last
+    line, where it takes in the final line break: only that row needs a look."""
     for encoding in ("utf8", "utf8-lossy"):  # strict UTF-8 is faster; invalid bytes need the lossy decoder
         try:
             fields = scan_split(data, layout, encoding, first_line).collect()
@@ -324,10 +364,10 @@ def _fields(data: bytes, layout: SplitLayout, first_line: int, lines: int) -> pl
             continue
         except pl.exceptions.NoDataError:
             return None
-        swallowed = fields.select(pl.any_horizontal(False, *(pl.col(c).str.contains("\n", literal=True) for c in layout.quoted)).any()).item()
-        if fields.height != lines or swallowed:
+        if fields.height != lines:
             return None
-        return fields
+        last = fields.tail(1).select(pl.any_horizontal(False, *(pl.col(c).str.contains("\n", literal=True) for c in layout.quoted))).item()
+        return None if last else fields
     return None
 
 
@@ -370,7 +410,10 @@ def split_chunk(
         return _regex_chunk(chunk, None, compiled, origin, tz, schema)
     for escape in escaped:
         data = data.replace(escape, _STAND_IN[escape])
-    fields = _fields(data, layout, chunk.first_line, chunk.lines)
+    # An odd count of quotes in the chunk means a line with an unbalanced quote: the reader would fail
+    # on it after reading everything, so such a chunk goes straight to blanking it.
+    odd_count = np.count_nonzero(np.frombuffer(data, np.uint8) == 34) % 2
+    fields = None if odd_count else _fields(data, layout, chunk.first_line, chunk.lines)
     unbalanced: list[int] = []
     if fields is None:  # blank the lines with an unbalanced quote (the regex reads them), split again
         ends = chunk.line_ends() if data is chunk.data else np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
@@ -515,6 +558,8 @@ def _convert_split(
     listed = "upstream_response_time" in layout.optional and fields.get_column(_SPARE[0]).null_count() < fields.height
     spill = _SPARE[:-1] if listed else ()
     checks: list[pl.Expr] = [pl.col(c).is_null() for c in _SPARE if c not in spill]
+    # a field missing at the end (a line cut short) is null; so is an empty bare field: the regex judges both
+    checks += [pl.col(c).is_not_null() for c in layout.columns if c not in layout.optional]
     exprs = _request_exprs(names | {"time_local"}, origin, tz, None)
     if "_time_date" in layout.columns:
         date, zone = pl.col("_time_date"), pl.col("_time_zone")
@@ -540,9 +585,6 @@ def _convert_split(
         pl.all_horizontal(True, *(_plainly_printable(c) for c in cheap)).alias("_plain"),
         pl.all_horizontal(pl.col(c).is_null() for c in (*layout.columns, *_SPARE)).alias("_blank"),
     ]
-    if "request" in names:  # the regex path's request pattern, checked without captures, then split
-        request = pl.col("request")
-        prepare.append(pl.when(request.str.contains(_REQUEST_LINE)).then(request.str.splitn(" ", 3)).alias("_rq"))
     late = {k: exprs.pop(k) for k in ("method", "path")}  # these read `_method`/`_target`
     # independent expressions in one pass run in parallel
     out = fields.with_columns(*prepare, **exprs)
@@ -551,17 +593,13 @@ def _convert_split(
         unprintable = suspects.filter(pl.any_horizontal(pl.col(c).str.contains(_PRINTABLE).fill_null(False) for c in cheap)).get_column("line")
         out = out.with_columns(pl.col("_matched") & ~pl.col("line").is_in(unprintable.implode()))
     if "request" in names:
-        out = out.with_columns(pl.col("_rq").struct.field("field_0").alias("_method"), pl.col("_rq").struct.field("field_1").alias("_target"))
-        # Whole-batch shortcuts for what most logs never need: each skips a string rebuild of every row.
-        target, method = out.get_column("_target"), out.get_column("_method")
-        if not target.str.contains_any(["?", "#"]).any():
-            late["path"] = pl.col("_target")
-        if method.is_in(_METHODS).sum() == method.len() - method.null_count():
-            late["method"] = pl.col("_method")
-    out = out.with_columns(**late)
-    path = out.get_column("path")
-    plain = path.str.starts_with("/").sum() == path.len() - path.null_count()
-    out = out.with_columns(endpoint_shape_expr(pl.col("path"), plain).alias("_shape"), _REASON.alias("_reason"))
+        out = out.with_columns(_request_columns(fields.get_column("request"), schema))
+    else:
+        out = out.with_columns(**late)
+    out = out.with_columns(_REASON.alias("_reason"))
+    out = out.select(c for c in (*REQUESTS_SCHEMA, "_reason", "_blank") if c in out.columns)  # no copy: the raw fields go
+    if out.get_column("_reason").null_count() == out.height:  # the usual chunk: every line taken here
+        return _finish(out, origin, schema), pl.DataFrame(schema={"line": pl.Int64})
     good = out.filter(pl.col("_reason").is_null())
     retry = out.filter(pl.col("_reason").is_not_null() & ~pl.col("_blank")).select(pl.col("line").cast(pl.Int64))
     return _finish(good, origin, schema), retry
