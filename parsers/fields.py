@@ -568,13 +568,15 @@ def _whole_chunk(chunk: LineChunk, seen: _SeenKeys | None = None) -> pl.DataFram
     per-record path would. First read with the schema of its first SAMPLE_LINES lines and of the chunks
     before (one pass), kept when the keys counted in its bytes are all in the frame; else with the
     schema inferred from every line (two passes)."""
-    decoded = _read_with_known_schema(chunk, seen) if seen is not None else None
+    decoded = _read_with_known_schema(chunk, seen) if seen is not None else None  # its nesting checked there
     if decoded is None:
         try:
             decoded = pl.read_ndjson(chunk.data, infer_schema_length=None)
         except (pl.exceptions.PolarsError, ValueError, OverflowError):
             return None
-    if decoded.height != chunk.lines or _mixed_nesting(decoded):
+        if _mixed_nesting(decoded, chunk.data):
+            return None
+    if decoded.height != chunk.lines:
         return None
     if seen is not None:
         seen.add(decoded.schema)
@@ -594,16 +596,16 @@ def _read_with_known_schema(chunk: LineChunk, seen: _SeenKeys) -> pl.DataFrame |
         decoded = pl.read_ndjson(data, schema=_merged(seen.schema, dict(sampled)))
     except (pl.exceptions.PolarsError, ValueError, OverflowError):
         return None
-    keys = object_keys(data)
-    if keys is None or keys != _values_present(decoded):
-        return None  # a key the schema lacks (the reader drops it), or bytes too odd to count on
+    counts = key_counts(data)
+    if counts is None or counts[0] != _values_present(decoded) or counts[1] != _nested_values(decoded):
+        return None  # a key the schema lacks (the reader drops it), an object read as text, or bytes too odd to count on
     # keys of earlier chunks that none of these lines holds: as if never seen (an all-null column is a
     # no-op for the mapping, but could clash with a dotted key of the same name when flattened)
     empty = [name for name in decoded.columns if name not in sampled and decoded.get_column(name).null_count() == decoded.height]
     return decoded.drop(empty)
 
 
-_QUOTE, _COLON, _BACKSLASH = 34, 58, 92
+_QUOTE, _COLON, _BACKSLASH, _OPEN_OBJECT, _OPEN_LIST = 34, 58, 92, 123, 91
 _SPACES = (32, 9, 13)
 
 
@@ -612,6 +614,13 @@ def object_keys(data: bytes) -> int | None:
     counted in their bytes (the lines must be valid JSON): quotes not escaped by an odd run of
     backslashes open and close strings in turn, and a closing quote followed by a colon ends a key.
     None when the quotes do not pair up."""
+    counts = key_counts(data)
+    return None if counts is None else counts[0]
+
+
+def key_counts(data: bytes) -> tuple[int, int] | None:
+    """(`object_keys`, how many of those keys hold an object or a list: a value whose first byte is `{`
+    or `[`; a string that starts with one opens with a quote). None when the quotes do not pair up."""
     a = np.frombuffer(data, np.uint8)
     quotes = np.flatnonzero(a == _QUOTE)
     backslashes = np.zeros(quotes.size, np.int64)  # the run of backslashes before each quote
@@ -629,7 +638,9 @@ def object_keys(data: bytes) -> int | None:
     values = _skip_spaces(a, colons + 1)
     values = values[values + 4 <= a.size]
     nulls = np.count_nonzero((a[values] == ord("n")) & (a[values + 1] == ord("u")) & (a[values + 2] == ord("l")) & (a[values + 3] == ord("l")))
-    return int(colons.size - nulls)
+    first = a[values]
+    nested = np.count_nonzero((first == _OPEN_OBJECT) | (first == _OPEN_LIST))
+    return int(colons.size - nulls), int(nested)
 
 
 def _skip_spaces(a: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -665,8 +676,9 @@ def _decode(batch: pl.DataFrame, flats: list[pl.DataFrame], bad: list[tuple[int,
         _per_record(batch, flats, bad, slow)
         return
     try:
-        decoded = pl.read_ndjson(batch.get_column("text").str.join("\n").item().encode(), infer_schema_length=None)
-        flat = None if _mixed_nesting(decoded) else _flatten_struct_columns(decoded)
+        data = batch.get_column("text").str.join("\n").item().encode()
+        decoded = pl.read_ndjson(data, infer_schema_length=None)
+        flat = None if _mixed_nesting(decoded, data) else _flatten_struct_columns(decoded)
     except (pl.exceptions.PolarsError, ValueError, OverflowError):
         flat = None
     if flat is None or flat.height != batch.height:
@@ -677,22 +689,30 @@ def _decode(batch: pl.DataFrame, flats: list[pl.DataFrame], bad: list[tuple[int,
     flats.append(flat.with_columns(batch.get_column("line").alias(LINE)))
 
 
-def _mixed_nesting(frame: pl.DataFrame) -> bool:
-    """Whether a key holds an object or a list in some lines and a scalar in others: the reader then
-    makes the column text, where the per-record path flattens the objects (checked on every text column
-    inside structs too)."""
-    texts: list[pl.Expr] = []
+def _mixed_nesting(frame: pl.DataFrame, data: bytes) -> bool:
+    """Whether the reader made text of an object or a list (a key holding one in some lines and a
+    scalar in others, or an empty object), where the per-record path flattens it: the objects and lists
+    counted in the bytes `data` the frame was read from (`key_counts`) are more than the frame's
+    object and list values. Text that merely starts with `[` or `{` (`[INFO] ...`) is a string, as it
+    should be. Also True when the bytes cannot be counted."""
+    counts = key_counts(data)
+    return counts is None or counts[1] != _nested_values(frame)
+
+
+def _nested_values(frame: pl.DataFrame) -> int:
+    """Non-null object (struct) and list values in the frame, in structs at any depth (not inside lists)."""
+    counts: list[pl.Expr] = []
 
     def walk(expr: pl.Expr, dtype: pl.DataType | DataTypeClass) -> None:
+        if isinstance(dtype, pl.Struct | pl.List | pl.Array):
+            counts.append(expr.count())
         if isinstance(dtype, pl.Struct):
             for child in dtype.fields:
                 walk(expr.struct.field(child.name), child.dtype)
-        elif dtype == pl.String:
-            texts.append(expr.str.starts_with("{").any() | expr.str.starts_with("[").any())
 
     for name, dtype in frame.schema.items():
         walk(pl.col(name), dtype)
-    return bool(texts) and bool(frame.select(pl.any_horizontal(texts)).item())
+    return int(frame.select(pl.sum_horizontal(counts)).item()) if counts else 0
 
 
 def _per_record(batch: pl.DataFrame, flats: list[pl.DataFrame], bad: list[tuple[int, str, str]], slow: list[int]) -> None:
