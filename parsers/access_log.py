@@ -371,23 +371,63 @@ def _fields(data: bytes, layout: SplitLayout, first_line: int, lines: int) -> pl
     return None
 
 
-def _odd_quote_lines(data: bytes, ends: np.ndarray) -> np.ndarray:
-    """0-based numbers of the lines of `data` (ending at `ends`) holding an odd number of `"`: an
-    unbalanced quote, which would swallow the line breaks after it."""
-    quotes = np.flatnonzero(np.frombuffer(data, np.uint8) == 34)
-    per_line = np.bincount(np.searchsorted(ends, quotes), minlength=len(ends) + 1)
-    return np.flatnonzero(per_line[: len(ends)] % 2)
+class _LineIndex:
+    """Where the lines of a chunk lie, found piece by piece: the chunk is cut at line ends into about
+    PIECES runs of lines, each piece's lines counted in one numpy pass; the offsets of a piece's lines,
+    and the quotes of its lines, are looked at only when asked for. Finding a few lines (unbalanced
+    quotes, lines for the regex) so costs a pass over the chunk for a count, not an array of every
+    line end."""
 
+    PIECES = 64
 
-def _blank_lines(data: bytes, ends: np.ndarray, indices: np.ndarray) -> bytes:
-    """`data` with the lines at `indices` emptied (their line breaks kept, so numbering stays)."""
-    view = memoryview(data)
-    parts, pos = [], 0
-    for i in indices.tolist():
-        parts.append(view[pos : (int(ends[i - 1]) + 1 if i else 0)])
-        pos = int(ends[i])
-    parts.append(view[pos:])
-    return b"".join(parts)
+    def __init__(self, data: bytes):
+        self.data = data
+        self.bytes = np.frombuffer(data, np.uint8)
+        starts, step = [0], max(len(data) // self.PIECES, 1)
+        while (cut := data.find(b"\n", starts[-1] + step)) != -1 and cut + 1 < len(data):
+            starts.append(cut + 1)
+        self.starts = np.array([*starts, len(data)], dtype=np.int64)
+        counts = [np.count_nonzero(self.bytes[a:b] == 10) for a, b in zip(self.starts[:-1], self.starts[1:], strict=True)]
+        self.first_lines = np.concatenate([[0], np.cumsum(counts)])  # 0-based number of each piece's first line
+        self._ends: dict[int, np.ndarray] = {}
+
+    def _piece_ends(self, piece: int) -> np.ndarray:
+        if piece not in self._ends:
+            a, b = int(self.starts[piece]), int(self.starts[piece + 1])
+            self._ends[piece] = np.flatnonzero(self.bytes[a:b] == 10) + a
+        return self._ends[piece]
+
+    def span(self, line: int) -> tuple[int, int]:
+        """Byte offsets of the 0-based line `line` (its start, and its line break)."""
+        piece = int(np.searchsorted(self.first_lines, line, side="right")) - 1
+        ends, i = self._piece_ends(piece), line - int(self.first_lines[piece])
+        return (int(ends[i - 1]) + 1 if i else int(self.starts[piece])), int(ends[i])
+
+    def odd_quote_lines(self, every_piece: bool = False) -> np.ndarray:
+        """0-based numbers of the lines holding an odd number of `"`: an unbalanced quote, which would
+        swallow the line breaks after it. Only pieces with an odd count are searched, unless
+        `every_piece` (two such lines in one piece cancel out)."""
+        found: list[np.ndarray] = []
+        for piece in range(len(self.starts) - 1):
+            a, b = int(self.starts[piece]), int(self.starts[piece + 1])
+            quotes = np.flatnonzero(self.bytes[a:b] == 34) + a if every_piece or np.count_nonzero(self.bytes[a:b] == 34) % 2 else None
+            if quotes is None or not len(quotes):
+                continue
+            ends = self._piece_ends(piece)
+            per_line = np.bincount(np.searchsorted(ends, quotes), minlength=len(ends) + 1)
+            found.append(np.flatnonzero(per_line[: len(ends)] % 2) + self.first_lines[piece])
+        return np.concatenate(found).astype(np.int64) if found else np.zeros(0, np.int64)
+
+    def blanked(self, lines: np.ndarray) -> bytes:
+        """The data with `lines` (0-based, sorted) emptied, their line breaks kept so numbering stays."""
+        view = memoryview(self.data)
+        parts, pos = [], 0
+        for line in lines.tolist():
+            start, end = self.span(line)
+            parts.append(view[pos:start])
+            pos = end
+        parts.append(view[pos:])
+        return b"".join(parts)
 
 
 def _escapes(data: bytes) -> list[bytes]:
@@ -410,18 +450,17 @@ def split_chunk(
         return _regex_chunk(chunk, None, compiled, origin, tz, schema)
     for escape in escaped:
         data = data.replace(escape, _STAND_IN[escape])
-    # An odd count of quotes in the chunk means a line with an unbalanced quote: the reader would fail
-    # on it after reading everything, so such a chunk goes straight to blanking it.
-    odd_count = np.count_nonzero(np.frombuffer(data, np.uint8) == 34) % 2
-    fields = None if odd_count else _fields(data, layout, chunk.first_line, chunk.lines)
-    unbalanced: list[int] = []
-    if fields is None:  # blank the lines with an unbalanced quote (the regex reads them), split again
-        ends = chunk.line_ends() if data is chunk.data else np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
-        odd = _odd_quote_lines(data, ends)
-        if len(odd):
-            data = _blank_lines(data, ends, odd)
-            unbalanced = (odd + chunk.first_line).tolist()
-            fields = _fields(data, layout, chunk.first_line, chunk.lines)
+    # A line with an unbalanced quote (a truncated write) would make the reader fail after reading
+    # everything: such lines are found first in the pieces of the chunk with an odd count of quotes,
+    # and blanked (the regex reads them). Two in one piece cancel out: found when the read fails.
+    index = _LineIndex(data)
+    unbalanced = index.odd_quote_lines()
+    fields = _fields(index.blanked(unbalanced) if len(unbalanced) else data, layout, chunk.first_line, chunk.lines)
+    if fields is None:
+        every = index.odd_quote_lines(every_piece=True)
+        if len(every) > len(unbalanced):
+            unbalanced = every
+            fields = _fields(index.blanked(unbalanced), layout, chunk.first_line, chunk.lines)
     if fields is None:
         return _regex_chunk(chunk, None, compiled, origin, tz, schema)
     if escaped:
@@ -429,20 +468,21 @@ def split_chunk(
             pl.col(c).str.replace_all("\x1d", "\\\\", literal=True).str.replace_all("\x1e", '\\"', literal=True) for c in layout.quoted
         )
     requests, retry = _convert_split(fields, layout, origin, tz, schema)
-    numbers = retry.get_column("line").to_list() + unbalanced
+    numbers = retry.get_column("line").to_list() + (unbalanced + chunk.first_line).tolist()
     if not numbers:
         return SplitChunk(requests, chunk.lines, chunk.first_line + chunk.lines - 1, 0, [], 0)
-    slow = _regex_chunk(chunk, numbers, compiled, origin, tz, schema)
+    slow = _regex_chunk(chunk, numbers, compiled, origin, tz, schema, index if data is chunk.data else None)
     both = pl.concat([requests, slow.requests]).sort("line")
     return SplitChunk(both, chunk.lines, slow.last_line, slow.rejected, slow.examples, slow.slow_lines)
 
 
 def _regex_chunk(
-    chunk: LineChunk, numbers: list[int] | None, compiled: CompiledFormat, origin: str, tz: str, schema: dict[str, pl.DataType] | None
+    chunk: LineChunk, numbers: list[int] | None, compiled: CompiledFormat, origin: str, tz: str, schema: dict[str, pl.DataType] | None,
+    index: _LineIndex | None = None,
 ) -> SplitChunk:
-    """The lines of a chunk (those at `numbers`, or all) read with the regex."""
+    """The lines of a chunk (those at `numbers`, or all) read with the regex (`index`: of the chunk's bytes, if at hand)."""
     if numbers is not None and len(numbers) * 50 < chunk.lines:  # a few lines: cut them out of the bytes
-        lines = _lines_at(chunk, sorted(set(numbers)))
+        lines = _lines_at(chunk, sorted(set(numbers)), index or _LineIndex(chunk.data))
     else:
         lines = read_lines(Source(origin=origin, data=b""), payload=chunk.data)
         lines.frame = lines.frame.with_columns(pl.col("line") + (chunk.first_line - 1))
@@ -461,15 +501,14 @@ def _regex_chunk(
     )
 
 
-def _lines_at(chunk: LineChunk, numbers: list[int]) -> Lines:
+def _lines_at(chunk: LineChunk, numbers: list[int], index: _LineIndex) -> Lines:
     """The lines of a chunk at `numbers` (sorted), decoded as `read_lines` decodes them."""
-    ends = chunk.line_ends()
     texts: list[str] = []
     rejected: list[Rejected] = []
     kept: list[int] = []
     for number in numbers:
-        i = number - chunk.first_line
-        raw = chunk.data[(int(ends[i - 1]) + 1 if i else 0) : int(ends[i])]
+        start, end = index.span(number - chunk.first_line)
+        raw = chunk.data[start:end]
         text = raw.decode("utf-8", errors="replace").removesuffix("\r")
         if len(raw) > MAX_LINE_BYTES:
             rejected.append(Rejected(number, f"line too long ({len(text):,} characters)", text[:120]))
