@@ -623,22 +623,29 @@ def key_counts(data: bytes) -> tuple[int, int] | None:
     or `[`; a string that starts with one opens with a quote). None when the quotes do not pair up."""
     a = np.frombuffer(data, np.uint8)
     quotes = np.flatnonzero(a == _QUOTE)
-    backslashes = np.zeros(quotes.size, np.int64)  # the run of backslashes before each quote
-    looking = np.arange(quotes.size)
-    while looking.size:
-        before = quotes[looking] - backslashes[looking] - 1
-        more = (before >= 0) & (a[np.maximum(before, 0)] == _BACKSLASH)
-        looking = looking[more]
-        backslashes[looking] += 1
-    quotes = quotes[backslashes % 2 == 0]
+    # a quote after an odd run of backslashes is escaped; a backslash before a quote is rare, so the
+    # runs are measured only for the quotes that have one
+    behind = np.flatnonzero(a[np.maximum(quotes - 1, 0)] == _BACKSLASH)  # (a quote at 0 looks at itself)
+    if behind.size:
+        run = np.ones(behind.size, np.int64)
+        looking = np.arange(behind.size)
+        while looking.size:
+            before = quotes[behind[looking]] - run[looking] - 1
+            more = (before >= 0) & (a[np.maximum(before, 0)] == _BACKSLASH)
+            looking = looking[more]
+            run[looking] += 1
+        keep = np.ones(quotes.size, bool)
+        keep[behind[run % 2 == 1]] = False
+        quotes = quotes[keep]
     if quotes.size % 2:
         return None
     after = _skip_spaces(a, quotes[1::2] + 1)
     colons = after[a[np.minimum(after, a.size - 1)] == _COLON]
     values = _skip_spaces(a, colons + 1)
-    values = values[values + 4 <= a.size]
-    nulls = np.count_nonzero((a[values] == ord("n")) & (a[values + 1] == ord("u")) & (a[values + 2] == ord("l")) & (a[values + 3] == ord("l")))
+    values = values[values < a.size]
     first = a[values]
+    maybe_null = values[(first == ord("n")) & (values + 4 <= a.size)]
+    nulls = np.count_nonzero((a[maybe_null + 1] == ord("u")) & (a[maybe_null + 2] == ord("l")) & (a[maybe_null + 3] == ord("l")))
     nested = np.count_nonzero((first == _OPEN_OBJECT) | (first == _OPEN_LIST))
     return int(colons.size - nulls), int(nested)
 
@@ -646,12 +653,12 @@ def key_counts(data: bytes) -> tuple[int, int] | None:
 def _skip_spaces(a: np.ndarray, at: np.ndarray) -> np.ndarray:
     """Each offset in `at` moved past the JSON whitespace there (a line break ends a line: not skipped)."""
     at = at.copy()
-    looking = np.arange(at.size)
+    looking = np.flatnonzero(at < a.size)
     while looking.size:
-        inside = at[looking] < a.size
-        looking = looking[inside]
-        looking = looking[np.isin(a[at[looking]], _SPACES)]
+        found = a[at[looking]]
+        looking = looking[(found == _SPACES[0]) | (found == _SPACES[1]) | (found == _SPACES[2])]
         at[looking] += 1
+        looking = looking[at[looking] < a.size]
     return at
 
 
