@@ -242,3 +242,19 @@ def test_loading_reports_the_bytes_read_of_each_file(tmp_path, monkeypatch):
         size = Path(path).stat().st_size
         assert mine[0] == (0, size) and mine[-1] == (size, size) and len(mine) > 3
         assert [d for d, _ in mine] == sorted(d for d, _ in mine)  # bytes only grow
+
+
+@SETTINGS
+@given(lines=st.lists(st.text(alphabet='ab "\\', max_size=12), min_size=1, max_size=40), pieces=st.sampled_from([1, 3, 64]))
+def test_line_index_finds_lines_and_unbalanced_quotes_as_a_line_by_line_count_does(monkeypatch, lines, pieces):
+    from rca.parsers.access_log import _LineIndex
+
+    monkeypatch.setattr(_LineIndex, "PIECES", pieces)
+    data = ("\n".join(lines) + "\n").encode()
+    index = _LineIndex(data)
+    assert [data[slice(*index.span(i))].decode() for i in range(len(lines))] == lines
+    odd = [i for i, line in enumerate(lines) if line.count('"') % 2]
+    assert index.odd_quote_lines(every_piece=True).tolist() == odd
+    assert set(index.odd_quote_lines().tolist()) <= set(odd)  # pieces where two cancel out are skipped
+    blanked = index.blanked(index.odd_quote_lines(every_piece=True)).decode().split("\n")[:-1]
+    assert blanked == ["" if i in odd else line for i, line in enumerate(lines)]
