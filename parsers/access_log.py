@@ -42,6 +42,7 @@ from polars.io.plugins import register_io_source
 from rca.errors import InputError
 from rca.model import REQUESTS_SCHEMA, Rejected, conform, empty_frame, storage_schema
 from rca.parsers import ParseOptions, ParseResult, Streamed, register
+from rca.parsers.distinct import by_distinct
 from rca.parsers.endpoints import (
     normalize_endpoints,
     strip_query_expr,
@@ -296,21 +297,6 @@ def split_layout(log_format: str, trailer: bool) -> SplitLayout | None:
     if len(set(columns)) != len(columns):
         return None
     return SplitLayout(tuple(columns), tuple(quoted), optional)
-
-
-def by_distinct(values: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """(codes, distinct): the distinct values of `values` and, for each row, the index of its value among
-    them (null for null), so `distinct.gather(codes)` is `values` again.
-
-    A log repeats itself: its requests and user agents recur thousands of times. Work done once per
-    distinct value and gathered back by code (a few instructions a row) replaces string work on every
-    row. The codes are a categorical's, over categories made afresh for each call (freed with them,
-    where the global string cache would keep every value of a long log); the distinct values are taken
-    at each code's first row, as reading the categories back costs more than the cast when they are many."""
-    codes = values.cast(pl.Categorical(pl.Categories.random())).to_physical()
-    code = pl.col("code")
-    firsts = pl.DataFrame({"code": codes, "value": values}).filter(code.is_first_distinct() & code.is_not_null()).sort("code")
-    return codes, firsts.get_column("value").alias(values.name)
 
 
 def _zone_seconds(zone: str | None) -> int | None:

@@ -26,6 +26,7 @@ from polars.datatypes import (
 )
 
 from rca.model import EVENTS_SCHEMA, Rejected, conform, empty_frame
+from rca.parsers.distinct import per_distinct
 from rca.parsers.endpoints import normalize_endpoint_expr, strip_query_expr
 from rca.parsers.lines import LineChunk, Lines, chunk_lines, has_long_line, map_chunks
 from rca.parsers.sources import Source
@@ -179,8 +180,12 @@ def parse_iso(text: pl.Series, tz: str) -> pl.Series:
 
 def normalize_level(values: pl.Series) -> pl.Series:
     """Level names, pino numbers (10-60), Monolog numbers (100-600) and syslog priorities (0-7) ->
-    TRACE/DEBUG/INFO/WARN/ERROR/FATAL."""
-    text = _as_string(values).str.strip_chars()
+    TRACE/DEBUG/INFO/WARN/ERROR/FATAL. Worked out once per distinct value: a log has a handful."""
+    return per_distinct(_as_string(values), _level_of_text).alias("level")
+
+
+def _level_of_text(values: pl.Series) -> pl.Series:
+    text = values.str.strip_chars()
     num = text.cast(pl.Int64, strict=False)
     by_name = text.str.to_lowercase().replace_strict(_LEVEL_NAMES, default=None, return_dtype=pl.String)
     return pl.select(
