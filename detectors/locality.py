@@ -8,6 +8,8 @@
 - `host_spread`: per service with two hosts or more, each host's p95 before and after the incident began;
   reported when every host slowed alike (a problem of one host would slow one).
 
+A service with a vantage whose rows are only a sample (`Dataset.request_aggregates` carries it) has
+its hosts' p95 read from the aggregates' latency histograms (within 1%), its other rows binned alike.
 Both are reported only when they hold, so the ranker rules the explanation out by reading findings.
 Thresholds: at least 100 proxied requests and 30 per window; request time up x1.2 while the time outside
 the backend rose by at most x2 or 50 ms; every host's p95 up x1.2.
@@ -17,8 +19,10 @@ from __future__ import annotations
 
 import polars as pl
 
+from rca.aggregates import sketch_bin_expr, sketch_quantiles
 from rca.detectors import latency, register
-from rca.detectors.stats import mann_whitney_p
+from rca.detectors.histograms import HISTOGRAM_BASIS
+from rca.detectors.stats import aggregated_vantages, carried_expr, exact_aggregates, mann_whitney_p
 from rca.findings import HostSpreadDetails, NetworkSplitDetails
 from rca.model import AnalysisContext, Dataset, Finding, Window
 
@@ -100,15 +104,42 @@ def network_split(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     return []
 
 
+def _host_p95(dataset: Dataset, context: AnalysisContext) -> tuple[pl.DataFrame, set[str], dict[str, str]]:
+    """p95 per (service, host, window: `b` before the incident began, `i` after), the services whose
+    figures come from the aggregates' histograms (a vantage of theirs is carried: within SKETCH_ALPHA),
+    and the signal with the most requests of each of those services."""
+    before_after = lambda ts: pl.when(pl.col(ts) >= context.incident.start).then(pl.lit("i")).otherwise(pl.lit("b")).alias("w")  # noqa: E731
+    rows = dataset.requests.filter(pl.col("service").is_not_null() & pl.col("host").is_not_null() & pl.col("duration_ms").is_not_null())
+    aggregates = exact_aggregates(dataset.request_aggregates, context)
+    carried = aggregated_vantages(aggregates)
+    if aggregates is None or not carried:
+        per = rows.with_columns(before_after("ts")).group_by("service", "host", "w").agg(pl.col("duration_ms").quantile(0.95).alias("p95"))
+        return per, set(), {}
+    rows = rows.filter(~carried_expr(carried))
+    binned = {str(service) for _, service in carried if service is not None}
+    exact = rows.filter(~pl.col("service").is_in(sorted(binned)))
+    per_exact = exact.with_columns(before_after("ts")).group_by("service", "host", "w").agg(pl.col("duration_ms").quantile(0.95).alias("p95"))
+    sketches = aggregates.sketches.filter(
+        (pl.col("dimension") == "host") & (pl.col("metric") == "duration_ms") & pl.col("value").is_not_null() & pl.col("service").is_not_null()
+    ).select("signal", "service", pl.col("value").alias("host"), before_after("bucket"), "bin", "count")
+    others = (
+        rows.filter(pl.col("service").is_in(sorted(binned)))
+        .select("signal", "service", "host", before_after("ts"), sketch_bin_expr(pl.col("duration_ms")).alias("bin"), pl.lit(1, pl.Int64).alias("count"))
+    )
+    merged = pl.concat([sketches, others])
+    per_binned = sketch_quantiles(merged, ["service", "host", "w"], {"p95": 0.95}).select("service", "host", "w", "p95")
+    signals = (
+        merged.group_by("service", "signal").agg(pl.col("count").sum())
+        .sort(["service", "count", "signal"], descending=[False, True, False]).unique("service", keep="first")
+    )
+    return pl.concat([per_exact, per_binned]), binned, dict(signals.select("service", "signal").iter_rows())
+
+
 @register("hosts", order=70)
 def host_spread(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     """Services of two hosts or more whose every host slowed alike (p95 after the incident began against
     p95 before it)."""
-    per = (
-        dataset.requests.filter(pl.col("service").is_not_null() & pl.col("host").is_not_null() & pl.col("duration_ms").is_not_null())
-        .with_columns(pl.when(pl.col("ts") >= context.incident.start).then(pl.lit("i")).otherwise(pl.lit("b")).alias("w"))
-        .group_by("service", "host", "w").agg(pl.col("duration_ms").quantile(0.95).alias("p95"))
-    )
+    per, binned, signal_of = _host_p95(dataset, context)
     if per.height == 0:
         return []
     per = per.pivot(on="w", index=["service", "host"], values="p95").sort("service", "host")
@@ -120,10 +151,11 @@ def host_spread(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         rises = [i / b for _, b, i in rows if b > 0]
         if len(rows) < 2 or not rises or min(rises) < MIN_RISE:
             continue
+        signal = signal_of.get(str(service)) or str(dataset.requests.filter(pl.col("service") == service)["signal"].drop_nulls().mode().sort()[0])
         findings.append(Finding(
             detector="hosts", kind="host_spread", dimension="service", subject=str(service), metric="p95_ms",
             onset=None, baseline=None, incident=None, magnitude=round(min(rises), 3), confidence=1.0,
-            signal=str(dataset.requests.filter(pl.col("service") == service)["signal"].drop_nulls().mode().sort()[0]),
-            where=str(service), details=HostSpreadDetails(hosts=rows),
+            signal=signal, where=str(service),
+            details=HostSpreadDetails(hosts=rows, basis=HISTOGRAM_BASIS if str(service) in binned else None),
         ))
     return findings

@@ -550,6 +550,14 @@ def aggregated_vantages(aggregates: RequestAggregates | None) -> set[tuple[str, 
     return {(str(s), v) for s, v in totals.iter_rows()}
 
 
+def carried_expr(carried: set[tuple[str, str | None]]) -> pl.Expr:
+    """Rows of the vantages the aggregates carry (their rows are a sample)."""
+    expr = pl.lit(False)
+    for signal, service in sorted(carried, key=lambda v: (v[0], v[1] or "")):
+        expr = expr | ((pl.col("signal") == signal) & pl.col("service").eq_missing(service))
+    return expr
+
+
 def window_masks(context: AnalysisContext) -> tuple[np.ndarray, np.ndarray, list[datetime]]:
     grid = bucket_grid(context)
     arr = np.array([t.timestamp() for t in grid])

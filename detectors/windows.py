@@ -276,7 +276,7 @@ def choose_context(
         elif found is not None:
             inc_start, method = found, "auto: sustained shift in rate, latency, errors or warnings"
         else:
-            inc_start, method = _last_quarter(provisional), "auto: no sustained shift; last quarter compared with the rest"
+            inc_start, method = _on_aggregate_edge(_last_quarter(provisional), dataset.request_aggregates), "auto: no sustained shift; last quarter compared with the rest"
         inc_end = end
     if gaps:
         longest = max(g.duration for g in gaps)
@@ -296,6 +296,16 @@ def choose_context(
         method=method,
         gaps=gaps,
     )
+
+
+def _on_aggregate_edge(t: datetime, aggregates: RequestAggregates | None) -> datetime:
+    """`t` moved to the nearest bucket edge of the request aggregates (when there are any), so that their
+    counts per window are exact (`stats.exact_aggregates`) and their vantages are read from them."""
+    if aggregates is None:
+        return t
+    step = timedelta(seconds=aggregates.bucket_s)
+    below = t - (t - datetime(1970, 1, 1, tzinfo=t.tzinfo)) % step
+    return below + step if (t - below) * 2 >= step else below
 
 
 def _end_after(last: datetime) -> datetime:

@@ -40,7 +40,7 @@ import math
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -381,6 +381,7 @@ def _read(client: StoreClient, url: StoreUrl, options: ParseOptions) -> StoreRea
             _, first, last = counts["traces"]
             callers = spans_n <= CALLER_JOIN_MAX
             aggregates = store_request_aggregates(client, url, tables["traces"], bounds, choose_bucket_s((last - first).total_seconds()), callers)
+            aggregates = replace(aggregates, first=first, last=last)  # the sample may miss the range's edges
             exact, *tops = _summary_line(aggregates, callers)  # type: ignore[assignment]
             warnings.append(exact)
         raw = _spans(client, url, tables["traces"], bounds, keep).with_columns(origin=pl.lit(origin), signal=pl.lit("trace"))

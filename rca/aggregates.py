@@ -87,8 +87,10 @@ def aggregate_requests(requests: pl.DataFrame | pl.LazyFrame, bucket_s: int) -> 
         for dim in SKETCH_DIMENSIONS
         for metric in SKETCH_METRICS
     ]
-    out = pl.collect_all([pl.concat(counts).select(list(REQUEST_AGGREGATES_SCHEMA)), pl.concat(sketches).select(list(LATENCY_SKETCH_SCHEMA))])
-    return RequestAggregates(bucket_s, out[0].cast(REQUEST_AGGREGATES_SCHEMA), out[1].cast(LATENCY_SKETCH_SCHEMA))  # type: ignore[arg-type]
+    out = pl.collect_all([pl.concat(counts).select(list(REQUEST_AGGREGATES_SCHEMA)), pl.concat(sketches).select(list(LATENCY_SKETCH_SCHEMA)),
+                          rows.select(pl.col("ts").min().alias("first"), pl.col("ts").max().alias("last"))])
+    first, last = out[2].row(0)
+    return RequestAggregates(bucket_s, out[0].cast(REQUEST_AGGREGATES_SCHEMA), out[1].cast(LATENCY_SKETCH_SCHEMA), first, last)  # type: ignore[arg-type]
 
 
 def merge_aggregates(parts: Iterable[RequestAggregates], bucket_s: int | None = None) -> RequestAggregates:
@@ -109,7 +111,9 @@ def merge_aggregates(parts: Iterable[RequestAggregates], bucket_s: int | None = 
     if len(parts) > 1 or any(p.bucket_s != width for p in parts):
         counts = counts.group_by(*AGGREGATE_KEY, "method").agg(pl.col(_COUNT_COLUMNS).sum()).select(list(REQUEST_AGGREGATES_SCHEMA))
         sketches = sketches.group_by(*AGGREGATE_KEY, "metric", "bin").agg(pl.col("count").sum()).select(list(LATENCY_SKETCH_SCHEMA))
-    return RequestAggregates(width, counts, sketches)
+    firsts = [p.first for p in parts if p.first is not None]
+    lasts = [p.last for p in parts if p.last is not None]
+    return RequestAggregates(width, counts, sketches, min(firsts, default=None), max(lasts, default=None))
 
 
 def coarsen(aggregates: RequestAggregates, bucket_s: int) -> RequestAggregates:

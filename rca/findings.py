@@ -10,7 +10,7 @@ All classes are keyword-only: a detector names every figure it records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 # The ratio above which "the calls sent to a dependency rose": the span detector then reports a fan-out
@@ -26,8 +26,15 @@ class FindingDetails:
     """The figures behind a finding beyond its common fields; this base carries none."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The details as the JSON report writes them (field name -> value)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The details as the JSON report writes them (field name -> value); a `basis` left unset is omitted."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if not (f.metadata.get("optional") and getattr(self, f.name) is None)}
+
+
+def basis_field() -> Any:
+    """What a finding's figures were computed from, when not from every row (`Dataset.request_aggregates`
+    carried the vantage, whose rows are a sample): written to JSON only when set, so a report of rows
+    reads as before."""
+    return field(default=None, metadata={"optional": True})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +82,7 @@ class LatencyShiftDetails(VantageDetails):
     p99_after_ms: float
     n_before: int
     n_after: int
+    basis: str | None = basis_field()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,6 +213,7 @@ class ChangeEffectDetails(FindingDetails):
     moved_figures: dict[str, Any] | None = None
     canary: dict[str, Any] | None = None
     canary_effect: bool | None = None  # None: no canary split (no release per request, or too few of one)
+    basis: str | None = basis_field()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -308,6 +317,7 @@ class HostSpreadDetails(FindingDetails):
     """`host_spread`: each host of a service with its p95 before and after the incident began."""
 
     hosts: tuple[tuple[str, float, float], ...]  # (host, p95 before ms, p95 after ms), by host
+    basis: str | None = basis_field()
 
 
 def vantage_of(details: FindingDetails) -> str | None:

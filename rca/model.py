@@ -209,6 +209,10 @@ class RequestAggregates:
     bucket_s: int
     counts: pl.DataFrame
     sketches: pl.DataFrame
+    # the time of the first and last record they were made from (the buckets only say it to bucket_s): the
+    # data's span when the rows are a sample that may miss its edges; None when unknown
+    first: datetime | None = None
+    last: datetime | None = None
 
 
 @overload
@@ -296,6 +300,10 @@ class Dataset:
             if len(ts):
                 lows.append(cast(datetime, ts.min()))
                 highs.append(cast(datetime, ts.max()))
+        aggregates = self.request_aggregates
+        if aggregates is not None and aggregates.first is not None and aggregates.last is not None:
+            lows.append(aggregates.first)
+            highs.append(aggregates.last)
         if not lows:
             return None
         return min(lows), max(highs)

@@ -1,0 +1,181 @@
+"""Latency, change effects and locality read `Dataset.request_aggregates` for the vantages it carries,
+whose rows are then only a sample: on generated incidents of varied shape, aggregates of every row plus a
+5% sample give the findings every row gives (kind, subject, onset), their counts exactly and their
+quantiles within the histograms' relative accuracy (SKETCH_ALPHA, 1%)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from rca.aggregates import aggregate_requests
+from rca.detectors.changes import detect_change_effects
+from rca.detectors.latency import MIN_RATIO, detect_latency
+from rca.detectors.locality import host_spread
+from rca.detectors.stats import ONSET_STEP, exact_aggregates
+from rca.detectors.windows import choose_context
+from rca.model import SKETCH_ALPHA, AnalysisContext, Dataset, Finding
+from rca.parsers.loader import load_dataset
+from rca.simulate import generate
+
+SAMPLE = 0.05
+
+
+def _incident(tmp_path: Path, scenario: str, seed: int) -> tuple[Dataset, Dataset, AnalysisContext]:
+    """Every row of a generated incident (access log and traces), and the same with every vantage's rows
+    replaced by a 5% sample beside exact aggregates of all of them."""
+    paths = generate(scenario, seed=seed, minutes=40, formats=("access", "traces")).write(tmp_path)
+    full = load_dataset([str(p) for p in paths if p.name != "truth.json"])
+    context = choose_context(full)
+    assert context is not None and context.method.startswith("auto: sustained")
+    aggregates = aggregate_requests(full.requests, 5)
+    assert exact_aggregates(aggregates, context) is aggregates
+    sampled = replace(full, requests=full.requests.sample(fraction=SAMPLE, seed=seed).sort("ts"), request_aggregates=aggregates)
+    return full, sampled, context
+
+
+def _key(f: Finding) -> tuple:
+    return (f.kind, f.signal, f.where, f.dimension, f.subject)
+
+
+def _same_onset(a: Finding, b: Finding, context: AnalysisContext) -> bool:
+    """Onsets fitted to series within the histograms' accuracy: the same, or one step of the fit's grid apart."""
+    if a.onset is None or b.onset is None:
+        return a.onset is b.onset
+    return abs((a.onset - b.onset).total_seconds()) <= ONSET_STEP * context.bucket_s + 1  # onsets are rounded to the second
+
+
+def _close(a: float | None, b: float | None, rounding: float = 0.05) -> bool:
+    """Quantiles within the histograms' accuracy (and the figures' rounding)."""
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= SKETCH_ALPHA * abs(b) + rounding
+
+
+def _same_p(a: float, b: float) -> bool:
+    """p-values of the same test on binned and on exact values: equal to a tenth of their decimal exponent."""
+    la, lb = math.log10(max(a, 1e-300)), math.log10(max(b, 1e-300))
+    return abs(la - lb) <= 0.1 * abs(lb) + 0.3
+
+
+CASES = [("dependency-slowdown", 1), ("dependency-slowdown", 4), ("cache-exhaustion", 2), ("memory-exhaustion", 3)]
+
+
+@pytest.mark.parametrize(("scenario", "seed"), CASES)
+def test_latency_shifts_from_aggregates_and_a_sample_are_those_of_every_row(tmp_path, scenario, seed):
+    full, sampled, context = _incident(tmp_path, scenario, seed)
+    expected = sorted(detect_latency(full, context), key=_key)
+    found = sorted(detect_latency(sampled, context), key=_key)
+    assert expected, "the incident slows something"
+    assert [_key(f) for f in found] == [_key(f) for f in expected]
+    for f, e in zip(found, expected, strict=True):
+        d, x = f.details, e.details
+        assert _same_onset(f, e, context), (f.subject, f.onset, e.onset)
+        assert (d.n_before, d.n_after, d.method) == (x.n_before, x.n_after, x.method)  # counts exact
+        for name in ("p50_before_ms", "p50_after_ms", "p95_before_ms", "p95_after_ms", "p99_before_ms", "p99_after_ms"):
+            assert _close(getattr(d, name), getattr(x, name)), (f.subject, name, getattr(d, name), getattr(x, name))
+        assert _same_p(d.p_value, x.p_value) and abs(f.confidence - e.confidence) <= 0.02, (f.subject, d.p_value, x.p_value)
+        assert d.basis and "histograms" in d.basis and x.basis is None
+        assert f.series is not None and e.series is not None
+        assert all(_close(a, b, 0.0001) for a, b in zip(f.series.values, e.series.values, strict=True))
+    # the sample alone misses shifts every row shows
+    assert [_key(f) for f in sorted(detect_latency(replace(sampled, request_aggregates=None), context), key=_key)] != [_key(f) for f in expected]
+
+
+@pytest.mark.parametrize(("scenario", "seed"), CASES[:2])
+def test_every_host_slowed_alike_from_aggregates_and_a_sample(tmp_path, scenario, seed):
+    full, sampled, context = _incident(tmp_path, scenario, seed)
+    expected = {f.subject: f for f in host_spread(full, context)}
+    found = {f.subject: f for f in host_spread(sampled, context)}
+    assert expected and found.keys() == expected.keys()
+    for subject, f in found.items():
+        e = expected[subject]
+        assert f.signal == e.signal and [h for h, _, _ in f.details.hosts] == [h for h, _, _ in e.details.hosts]
+        for (_, b, i), (_, xb, xi) in zip(f.details.hosts, e.details.hosts, strict=True):
+            assert _close(b, xb, 0.0) and _close(i, xi, 0.0)
+
+
+def _all_rows_sampled(tmp_path: Path, scenario: str, seed: int) -> tuple[Dataset, Dataset, AnalysisContext]:
+    paths = generate(scenario, seed=seed, minutes=40).write(tmp_path)
+    full = load_dataset([str(p) for p in paths if p.name != "truth.json"])
+    context = choose_context(full)
+    assert context is not None and full.changes.height
+    sampled = replace(full, requests=full.requests.sample(fraction=SAMPLE, seed=seed).sort("ts"), request_aggregates=aggregate_requests(full.requests, 5))
+    return full, sampled, context
+
+
+@pytest.mark.parametrize(("scenario", "seed"), [("bad-release", 1), ("bad-release", 2), ("flag-flip", 3), ("cache-exhaustion", 5)])
+def test_change_effects_from_aggregates_and_a_sample_are_those_of_every_row(tmp_path, scenario, seed):
+    """Before/after each change from the aggregates: the same verdict and what moved; the service's figures
+    exact (counts, shares, rates) or within the histograms' accuracy (p95). The canary split needs each
+    request's release and route, which only rows hold: it runs on the sample and says so."""
+    full, sampled, context = _all_rows_sampled(tmp_path, scenario, seed)
+    expected = detect_change_effects(full, context)
+    found = detect_change_effects(sampled, context)
+    assert [f.subject for f in found] == [f.subject for f in expected]
+    for f, e in zip(found, expected, strict=True):
+        d, x = f.details, e.details
+        assert (d.effect, d.enough_data) == (x.effect, x.enough_data) and (f.confidence > 0) == (e.confidence > 0), f.subject
+        if not x.canary_effect:  # what moved before/after the change (the canary's verdict needs every row of both releases)
+            assert (d.moved, f.metric) == (x.moved, e.metric), f.subject
+        assert _close(d.p95_before_ms, x.p95_before_ms) and _close(d.p95_after_ms, x.p95_after_ms), (f.subject, d, x)
+        # shares and rates: a 5 s bucket cut by a side's edge counts by its share of time, a few requests in 15 minutes
+        for a, b in ((d.error_rate_before, x.error_rate_before), (d.error_rate_after, x.error_rate_after),
+                     (d.rate_before_per_min, x.rate_before_per_min), (d.rate_after_per_min, x.rate_after_per_min)):
+            assert a is not None and b is not None and abs(a - b) <= 0.01 * b + 1e-4, (f.subject, a, b)
+        assert d.basis and "histograms" in d.basis and x.basis is None
+        if d.canary is not None:
+            assert "sample" in d.canary["basis"]
+    assert any(f.details.effect for f in expected) or scenario == "cache-exhaustion"
+
+
+TRACES = Path(__file__).parents[2] / "samples" / "cache-exhaustion" / "telemetry" / "traces.otlp.jsonl.gz"
+DDL = Path(__file__).parents[1] / "parsers" / "otel_clickhouse_exporter.sql"
+
+
+def _ratio_at_threshold(f: Finding) -> bool:
+    """A p95 rise within the histograms' accuracy of the reporting threshold: reported from one and not
+    the other by 1% of error."""
+    ratio = f.details.p95_after_ms / max(f.details.p95_before_ms, 1e-6)
+    return abs(ratio - MIN_RATIO) <= 2.5 * SKETCH_ALPHA * MIN_RATIO
+
+
+def test_a_sampled_clickhouse_store_gives_the_request_findings_of_the_files(tmp_path):
+    """The store's rows sampled to a bound (whole traces by trace-id hash), its aggregates computed in
+    ClickHouse: the same windows, and the latency shifts, host spreads and change effects the same spans
+    give read from files."""
+    chdb_session = pytest.importorskip("chdb.session")
+    from typer.testing import CliRunner
+
+    from rca.cli import app
+
+    path = tmp_path / "data"
+    body = "\n".join(line for line in DDL.read_text().splitlines() if not line.startswith("--"))
+    sess = chdb_session.Session(str(path))
+    try:
+        for statement in body.replace("{db}", "otel").split(";\n"):
+            if statement.strip():
+                sess.query(statement)
+    finally:
+        sess.close()
+    result = CliRunner().invoke(app, ["ingest", str(TRACES), "--out", f"chdb:{path}", "-q"])
+    assert result.exit_code == 0, result.stderr
+    files = load_dataset([str(TRACES)])
+    store = load_dataset([f"chdb:{path}?max_spans=2000"])
+    assert store.request_aggregates is not None and store.spans.height < 0.5 * files.spans.height
+    context = choose_context(files)
+    assert context is not None and choose_context(store) == context  # the span from ClickHouse's first and last span
+    assert exact_aggregates(store.request_aggregates, context) is not None
+    expected = {_key(f): f for f in detect_latency(files, context)}
+    found = {_key(f): f for f in detect_latency(store, context)}
+    assert len(expected) >= 5
+    assert all(_ratio_at_threshold(f) for k, f in {**expected, **found}.items() if (k in expected) != (k in found))
+    for key in found.keys() & expected.keys():  # a p95 of a few spans a bucket: the onset's fit may move by a bucket or two
+        assert abs((found[key].onset - expected[key].onset).total_seconds()) <= 3 * context.bucket_s, key
+        assert _close(found[key].details.p95_after_ms, expected[key].details.p95_after_ms)
+    assert {f.subject for f in host_spread(store, context)} == {f.subject for f in host_spread(files, context)}
+    changes = [(f.subject, f.details.effect, f.details.moved) for f in detect_change_effects(files, context)]
+    assert [(f.subject, f.details.effect, f.details.moved) for f in detect_change_effects(store, context)] == changes
