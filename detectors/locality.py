@@ -8,8 +8,11 @@
 - `host_spread`: per service with two hosts or more, each host's p95 before and after the incident began;
   reported when every host slowed alike (a problem of one host would slow one).
 
-A service with a vantage whose rows are only a sample (`Dataset.request_aggregates` carries it) has
-its hosts' p95 read from the aggregates' latency histograms (within 1%), its other rows binned alike.
+On a vantage whose rows are only a sample (`Dataset.request_aggregates` carries it), a service's hosts'
+p95 come from the aggregates' latency histograms (within 1%; its other rows binned alike); the network
+split needs each request's two times, which only rows hold, so it reads the sample. The details'
+`basis` says which.
+
 Both are reported only when they hold, so the ranker rules the explanation out by reading findings.
 Thresholds: at least 100 proxied requests and 30 per window; request time up x1.2 while the time outside
 the backend rose by at most x2 or 50 ms; every host's p95 up x1.2.
@@ -86,6 +89,10 @@ def network_split(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         scopes.append((label, tuple(slowed), rows.filter(pl.col("endpoint").is_in(slowed))))
     signals = rows["signal"].drop_nulls()
     signal = str(signals.mode().sort()[0]) if len(signals) else "access_log"
+    # the time outside the backend is each request's difference of two times: only rows hold it, and the
+    # rows of a vantage the aggregates carry are a sample of its requests
+    carried = aggregated_vantages(dataset.request_aggregates)
+    sampled = int(rows.select(carried_expr(carried).sum()).item()) if carried else 0
     for label, endpoints, scoped in scopes:
         base, inc = _window_p95(scoped, context.baseline), _window_p95(scoped, context.incident)
         if base is None or inc is None:
@@ -99,7 +106,8 @@ def network_split(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
             confidence=1.0, signal=signal,
             details=NetworkSplitDetails(total_before_ms=total_b, total_after_ms=total_i, upstream_before_ms=up_b,
                                         upstream_after_ms=up_i, outside_before_ms=out_b, outside_after_ms=out_i,
-                                        endpoints=endpoints),
+                                        endpoints=endpoints, basis=f"a sample of the requests ({sampled:,} of {rows.height:,} proxied "
+                                        "requests analysed are a sample of their vantage's)" if sampled else None),
         )]
     return []
 

@@ -77,11 +77,7 @@ def _feature_matrix(dataset: Dataset, context: AnalysisContext) -> tuple[np.ndar
     aggregates = dataset.request_aggregates if dataset.request_aggregates is not None and context.bucket_s % dataset.request_aggregates.bucket_s == 0 else None
     carried = aggregated_vantages(aggregates)
     if req.height or carried:
-        per_vantage = req.lazy().group_by("signal", "service").len().collect()  # lazy: eager group_by on every column costs a copy
-        if aggregates is not None:  # the vantages they carry count all their requests, not their sample of rows
-            kept = per_vantage.filter(pl.Series([(s, v) not in carried for s, v in per_vantage.select("signal", "service").iter_rows()], dtype=pl.Boolean))
-            carried_totals = aggregates.counts.filter(pl.col("dimension") == "service").group_by("signal", "service").agg(pl.col("requests").sum().cast(pl.UInt32).alias("len"))
-            per_vantage = pl.concat([kept, carried_totals])
+        per_vantage = _vantage_totals(req, aggregates)
         vantage = per_vantage.sort(["len", "signal", "service"], descending=[True, False, False], nulls_last=True).row(0)
         if aggregates is not None and (vantage[0], vantage[1]) in carried:
             per = _aggregated_features(aggregates, vantage[0], vantage[1], context.bucket_s)
@@ -103,7 +99,7 @@ def _feature_matrix(dataset: Dataset, context: AnalysisContext) -> tuple[np.ndar
                     values[index[t]] = v
             features.append(values)
             floors.append(FLOORS[col])
-        for values, col in _service_features(req, vantage, grid, context):
+        for values, col in _service_features(req, per_vantage, vantage, grid, context, aggregates):
             features.append(values)
             floors.append(FLOORS[col])
     ev = dataset.events
@@ -138,14 +134,28 @@ SERVICE_VANTAGES = 8  # the busiest other (signal, service) pairs watched beside
 SERVICE_MIN_PER_BUCKET = 20.0  # requests per bucket, on average, for a service's p95 and 5xx share to mean something
 
 
-def _service_features(requests: pl.DataFrame, busiest: tuple, grid: list[datetime], context: AnalysisContext) -> list[tuple[np.ndarray, str]]:
-    """p95 and 5xx share per bucket of each other busy (signal, service) pair: one service of several that
-    slows or fails (a release of one service, a flag of another) opens the incident where it starts, even
-    when the busiest vantage is another service that does not move. Buckets a service left empty take its
-    median (no requests is no evidence of a shift)."""
+def _vantage_totals(requests: pl.DataFrame, aggregates: RequestAggregates | None) -> pl.DataFrame:
+    """Requests (`len`) per (signal, service): the rows', or the aggregates' for the vantages they carry
+    (which count all their requests, not their sample of rows)."""
+    per_vantage = requests.lazy().group_by("signal", "service").len().collect()  # lazy: eager group_by on every column costs a copy
+    carried = aggregated_vantages(aggregates)
+    if aggregates is None or not carried:
+        return per_vantage
+    kept = per_vantage.filter(pl.Series([(s, v) not in carried for s, v in per_vantage.select("signal", "service").iter_rows()], dtype=pl.Boolean))
+    carried_totals = aggregates.counts.filter(pl.col("dimension") == "service").group_by("signal", "service").agg(pl.col("requests").sum().cast(pl.UInt32).alias("len"))
+    return pl.concat([kept, carried_totals])
+
+
+def _service_features(requests: pl.DataFrame, per_vantage: pl.DataFrame, busiest: tuple, grid: list[datetime], context: AnalysisContext,
+                      aggregates: RequestAggregates | None = None) -> list[tuple[np.ndarray, str]]:
+    """p95 and 5xx share per bucket of each other busy (signal, service) pair (`per_vantage`: their
+    requests): one service of several that slows or fails (a release of one service, a flag of another)
+    opens the incident where it starts, even when the busiest vantage is another service that does not
+    move. Buckets a service left empty take its median (no requests is no evidence of a shift). A
+    vantage the aggregates carry is read from them (`_aggregated_features`)."""
     n = len(grid)
     busy = (
-        requests.lazy().group_by("signal", "service").len().collect()  # lazy: eager group_by on every column costs a copy
+        per_vantage
         .filter((pl.col("len") >= SERVICE_MIN_PER_BUCKET * n) & ~((pl.col("signal") == busiest[0]) & pl.col("service").eq_missing(busiest[1])))
         .sort(["len", "signal", "service"], descending=[True, False, False], nulls_last=True)
         .head(SERVICE_VANTAGES)
@@ -153,11 +163,19 @@ def _service_features(requests: pl.DataFrame, busiest: tuple, grid: list[datetim
     if busy.height == 0:
         return []
     index = {t: i for i, t in enumerate(grid)}
+    carried = aggregated_vantages(aggregates)
+    from_rows = busy.filter(pl.Series([(s, v) not in carried for s, v in busy.select("signal", "service").iter_rows()], dtype=pl.Boolean))
     per = (
-        requests.join(busy.select("signal", "service"), on=["signal", "service"], how="semi", nulls_equal=True)
+        requests.join(from_rows.select("signal", "service"), on=["signal", "service"], how="semi", nulls_equal=True)
         .group_by("signal", "service", pl.col("ts").dt.truncate(f"{context.bucket_s}s").alias("bucket"))
         .agg(pl.col("duration_ms").quantile(0.95).alias("p95"), (pl.col("status") >= 500).mean().alias("err"))
     )
+    if aggregates is not None and from_rows.height < busy.height:
+        per = pl.concat([per, *(
+            _aggregated_features(aggregates, signal, service, context.bucket_s)
+            .select(pl.lit(signal, pl.String).alias("signal"), pl.lit(service, pl.String).alias("service"), "bucket", "p95", "err")
+            for signal, service in busy.select("signal", "service").iter_rows() if (signal, service) in carried
+        )])
     out = []
     for _, rows in per.sort("signal", "service", "bucket").group_by("signal", "service", maintain_order=True):
         for col in ("p95", "err"):

@@ -406,9 +406,10 @@ def _read(client: StoreClient, url: StoreUrl, options: ParseOptions) -> StoreRea
         logs = f", {frames['events'].height if 'events' in frames else 0:,} of {logs_n:,} log records" if "logs" in tables else ""
         warnings.insert(0, (
             f"sampled {share:.2%} of traces by trace-id hash: {analysed:,} of {spans_n:,} spans{logs} analysed. "
-            f"From the sample: counts, rates and excess in findings (x{1 / share:,.1f} for the whole) and, as estimates, "
-            "quantiles, error shares and tests. Exact, computed in ClickHouse over the range: the totals below and "
-            "this input's top routes and clients"))
+            "Request findings (traffic, errors, latency, hosts, change effects) read the aggregates computed in ClickHouse "
+            "when the windows fall on their buckets (their details' basis says so); from the sample: span and log findings, "
+            f"and request findings otherwise (counts, rates and excess x{1 / share:,.1f} for the whole; quantiles, shares and "
+            "tests as estimates). Exact, computed in ClickHouse over the range: the totals below and this input's top routes and clients"))
     result = ParseResult(format="clickhouse", frames=frames, lines=sum(n for n, _, _ in counts.values()), warnings=warnings)
     return StoreRead(result, top_endpoints=tops[0], top_sources=tops[1], aggregates=aggregates)
 

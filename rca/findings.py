@@ -310,6 +310,7 @@ class NetworkSplitDetails(FindingDetails):
     outside_before_ms: float
     outside_after_ms: float
     endpoints: tuple[str, ...]  # the endpoints judged; empty: all proxied requests
+    basis: str | None = basis_field()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -318,6 +319,11 @@ class HostSpreadDetails(FindingDetails):
 
     hosts: tuple[tuple[str, float, float], ...]  # (host, p95 before ms, p95 after ms), by host
     basis: str | None = basis_field()
+
+
+def basis_of(details: FindingDetails) -> str | None:
+    """What a finding's figures were computed from when not every row (`basis_field`), else None."""
+    return next((getattr(details, f.name) for f in fields(details) if f.metadata.get("optional") and getattr(details, f.name) is not None), None)
 
 
 def vantage_of(details: FindingDetails) -> str | None:

@@ -7,7 +7,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from rca.figures import before_after, change, finding_label
-from rca.model import Finding, Report
+from rca.findings import basis_of
+from rca.model import SKETCH_ALPHA, Finding, Report
 from rca.ranking.registry import kind_named
 from rca.render import hhmm, number, quantity, stamp, time_range, times_for
 from rca.render.terminal import metric_label, series_unit
@@ -142,6 +143,11 @@ def _render_markdown(report: Report, chart_path: Path | None) -> str:
     notes = [f"- {s.path}: {warning}" for s in report.inputs for warning in s.warnings]  # e.g. what a store sampled
     if notes:
         lines += ["Notes on the inputs:", "", *notes, ""]
+    if any(basis_of(f.details) for f in report.findings):
+        lines += [f"Request aggregates: the vantages whose rows are a sample were read from exact per-bucket aggregates of every request "
+                  f"(counts exact; latency quantiles from log-binned histograms, DDSketch's logarithmic mapping, each within "
+                  f"{SKETCH_ALPHA:.0%} of the exact quantile; Mann-Whitney U on their bins). Figures that need each request's values "
+                  "(a canary split, the time outside the backend) come from the sample; each finding's `basis` says which.", ""]
     if ctx is not None:
         lines.append(f"Method: {ctx.method}; {ctx.bucket_s} s buckets. rca {report.tool_version}.")
     if report.command:

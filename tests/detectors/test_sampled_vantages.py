@@ -9,6 +9,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import orjson
 import pytest
 
 from rca.aggregates import aggregate_requests
@@ -143,16 +144,15 @@ def _ratio_at_threshold(f: Finding) -> bool:
     return abs(ratio - MIN_RATIO) <= 2.5 * SKETCH_ALPHA * MIN_RATIO
 
 
-def test_a_sampled_clickhouse_store_gives_the_request_findings_of_the_files(tmp_path):
-    """The store's rows sampled to a bound (whole traces by trace-id hash), its aggregates computed in
-    ClickHouse: the same windows, and the latency shifts, host spreads and change effects the same spans
-    give read from files."""
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """The exporter's tables (its DDL) holding the cache-exhaustion sample's traces, in chDB."""
     chdb_session = pytest.importorskip("chdb.session")
     from typer.testing import CliRunner
 
     from rca.cli import app
 
-    path = tmp_path / "data"
+    path = tmp_path_factory.mktemp("store") / "data"
     body = "\n".join(line for line in DDL.read_text().splitlines() if not line.startswith("--"))
     sess = chdb_session.Session(str(path))
     try:
@@ -163,6 +163,14 @@ def test_a_sampled_clickhouse_store_gives_the_request_findings_of_the_files(tmp_
         sess.close()
     result = CliRunner().invoke(app, ["ingest", str(TRACES), "--out", f"chdb:{path}", "-q"])
     assert result.exit_code == 0, result.stderr
+    return path
+
+
+def test_a_sampled_clickhouse_store_gives_the_request_findings_of_the_files(store):
+    """The store's rows sampled to a bound (whole traces by trace-id hash), its aggregates computed in
+    ClickHouse: the same windows, and the latency shifts, host spreads and change effects the same spans
+    give read from files."""
+    path = store
     files = load_dataset([str(TRACES)])
     store = load_dataset([f"chdb:{path}?max_spans=2000"])
     assert store.request_aggregates is not None and store.spans.height < 0.5 * files.spans.height
@@ -179,3 +187,33 @@ def test_a_sampled_clickhouse_store_gives_the_request_findings_of_the_files(tmp_
     assert {f.subject for f in host_spread(store, context)} == {f.subject for f in host_spread(files, context)}
     changes = [(f.subject, f.details.effect, f.details.moved) for f in detect_change_effects(files, context)]
     assert [(f.subject, f.details.effect, f.details.moved) for f in detect_change_effects(store, context)] == changes
+
+
+@pytest.mark.parametrize(("scenario", "seed"), [("bad-release", 2), ("flag-flip", 3), ("host-leak", 1), ("client-flood", 2)])
+def test_the_windows_chosen_from_aggregates_and_a_sample_are_those_of_every_row(tmp_path, scenario, seed):
+    """Every service's p95 and 5xx share per bucket, beside the busiest vantage's, from the aggregates: a
+    release of one service of several opens the incident where every row opens it."""
+    paths = generate(scenario, seed=seed, minutes=40).write(tmp_path)
+    full = load_dataset([str(p) for p in paths if p.name != "truth.json"])
+    sample = full.requests.sample(fraction=SAMPLE, seed=seed).sort("ts")
+    expected = choose_context(full)
+    assert expected is not None and expected.method.startswith("auto: sustained")
+    assert choose_context(replace(full, requests=sample, request_aggregates=aggregate_requests(full.requests, 5))) == expected
+    assert choose_context(replace(full, requests=sample)) != expected  # the sample alone places it elsewhere
+
+
+def test_the_report_says_which_figures_come_from_the_aggregates_and_their_accuracy(store):
+    from typer.testing import CliRunner
+
+    from rca.cli import app
+
+    runner = CliRunner()
+    markdown = runner.invoke(app, ["analyze", f"chdb:{store}?max_spans=2000", "--format", "markdown", "-q"])
+    assert markdown.exit_code == 0, markdown.stderr
+    appendix = markdown.stdout.split("## Appendix", 1)[1]
+    assert f"each within {SKETCH_ALPHA:.0%} of the exact quantile" in appendix
+    report = orjson.loads(runner.invoke(app, ["analyze", f"chdb:{store}?max_spans=2000", "--format", "json", "-q"]).stdout)
+    latency = [f for f in report["findings"] if f["kind"] == "latency_shift"]
+    assert latency and all("histograms" in f["details"]["basis"] for f in latency)
+    whole = orjson.loads(runner.invoke(app, ["analyze", f"chdb:{store}", "--format", "json", "-q"]).stdout)
+    assert all("basis" not in f["details"] for f in whole["findings"])  # every row read: nothing to say
