@@ -1,8 +1,8 @@
 """logfmt: `key=value key2="quoted value" ...` lines (Heroku, Go kit, Grafana, Prometheus components).
 
 A program writes its logfmt lines from a few templates, so most lines of a chunk hold the same keys in
-the same order. The key sequences of a chunk's first lines become whole-line patterns
-(`ts=(V) level=(V) msg=(V) ...`, LAYOUTS of them, most frequent first); one vectorized match per line
+the same order. The key sequences of lines spread over a chunk become whole-line patterns
+(`ts=(V) level=(V) msg=(V) ...`, up to LAYOUTS of them, most frequent first); one vectorized match per line
 then puts each value straight into its key's column. The other lines (other keys, a repeated key, a
 value with a stray quote, odd spacing) take the general way: every pair extracted with one regex
 (`str.extract_all`), one row a pair, pivoted to one column a key. Both give the same columns for a line
@@ -46,8 +46,9 @@ def _unquote(value: str) -> str:
 # A value as `_PAIR` reads it, when a space or the line's end follows: quoted (escapes allowed), or bare
 # without a quote (a bare value holding one goes the general way).
 _LAYOUT_VALUE = r'("[^"\\]*(?:\\.[^"\\]*)*"|[^ "]*)'
-LAYOUT_SAMPLE = 200  # first lines of a chunk whose key sequences become whole-line patterns
-LAYOUTS = 4  # the most frequent sequences tried, each one pass over the lines no pattern has taken yet
+LAYOUT_SAMPLE = 400  # lines spread over a chunk whose key sequences become whole-line patterns
+LAYOUTS = 12  # the most frequent sequences tried, each one pass over the lines no pattern has taken yet
+LAYOUT_MIN_SHARE = 0.02  # a sequence rarer than this in the sample is not worth a pass: its lines go apart
 
 
 def _layouts(texts: list[str]) -> list[tuple[str, ...]]:
@@ -59,7 +60,7 @@ def _layouts(texts: list[str]) -> list[tuple[str, ...]]:
         keys = tuple(key for key, _ in pairs)
         if len(keys) >= 2 and len(set(keys)) == len(keys) and " ".join(f"{k}={v}" for k, v in pairs) == text:
             counts[keys] += 1
-    return [keys for keys, _ in counts.most_common(LAYOUTS)]
+    return [keys for keys, count in counts.most_common(LAYOUTS) if count >= LAYOUT_MIN_SHARE * len(texts)]
 
 
 def _layout_pattern(keys: tuple[str, ...]) -> str:
@@ -73,7 +74,8 @@ def _pairs(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[Rejected], int]:
     distinct keys. Lines of the chunk's usual layouts are matched whole; the rest go `_pairs_apart`."""
     frame = frame.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
     flats: list[pl.DataFrame] = []
-    for keys in _layouts(frame.get_column("text").head(LAYOUT_SAMPLE).to_list()):
+    texts = frame.get_column("text")
+    for keys in _layouts(texts.gather_every(max(1, len(texts) // LAYOUT_SAMPLE)).head(LAYOUT_SAMPLE).to_list()):  # a log may change layouts by the block
         values = pl.col("text").str.extract_groups(_layout_pattern(keys))
         matched = frame.select(pl.col("line").alias(LINE), values.alias("_values")).filter(pl.col("_values").struct.field("1").is_not_null())
         if matched.height:
