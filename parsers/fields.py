@@ -657,8 +657,14 @@ def key_counts(data: bytes) -> tuple[int, int] | None:
 
 def _skip_spaces(a: np.ndarray, at: np.ndarray) -> np.ndarray:
     """Each offset in `at` moved past the JSON whitespace there (a line break ends a line: not skipped)."""
+    inside = np.minimum(at, a.size - 1)
+    found = a[inside]
+    looking = np.flatnonzero(((found == _SPACES[0]) | (found == _SPACES[1]) | (found == _SPACES[2])) & (at == inside))
+    if not looking.size:  # compact JSON: nothing to skip, nothing to copy
+        return at
     at = at.copy()
-    looking = np.flatnonzero(at < a.size)
+    at[looking] += 1
+    looking = looking[at[looking] < a.size]
     while looking.size:
         found = a[at[looking]]
         looking = looking[(found == _SPACES[0]) | (found == _SPACES[1]) | (found == _SPACES[2])]
