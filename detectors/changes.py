@@ -23,6 +23,7 @@ which only rows carry: it runs on the sample, and its figures' `basis` says that
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import cast
@@ -118,8 +119,6 @@ def _weight(confidence: float, magnitude: float) -> float:
 
 def _strongest(a: pl.DataFrame, b: pl.DataFrame, whole: str) -> tuple[Comparison, float, float, str]:
     """The comparison of the whole scope, or of the one route that moved most (stricter threshold)."""
-    best = _compare(whole, a, b)
-    conf, mag, metric = _strength(best, 1e-3)
     routes = (
         pl.concat([a.select("method", "endpoint"), b.select("method", "endpoint")])
         .filter(pl.col("endpoint").is_not_null())
@@ -128,11 +127,21 @@ def _strongest(a: pl.DataFrame, b: pl.DataFrame, whole: str) -> tuple[Comparison
         .sort(["len", "endpoint", "method"], descending=[True, False, False], nulls_last=True)
         .head(MAX_ROUTES)
     )
-    if routes.height < 2:
+    on = lambda method, endpoint: (pl.col("endpoint") == endpoint) & pl.col("method").eq_missing(method)  # noqa: E731
+    return _most_moved(_compare(whole, a, b), routes.height, (
+        _compare(f"{method} {endpoint}" if method else str(endpoint), a.filter(on(method, endpoint)), b.filter(on(method, endpoint)))
+        for method, endpoint, _ in routes.iter_rows()
+    ))
+
+
+def _most_moved(whole: Comparison, n_routes: int, routes: Iterator[Comparison]) -> tuple[Comparison, float, float, str]:
+    """The comparison of the whole scope, or, among two routes or more, of the one that moved most
+    (stricter threshold), with its (confidence, magnitude, metric)."""
+    best = whole
+    conf, mag, metric = _strength(best, 1e-3)
+    if n_routes < 2:
         return best, conf, mag, metric
-    for method, endpoint, _ in routes.iter_rows():
-        on = (pl.col("endpoint") == endpoint) & pl.col("method").eq_missing(method)
-        c = _compare(f"{method} {endpoint}" if method else str(endpoint), a.filter(on), b.filter(on))
+    for c in routes:
         rc, rm, rmetric = _strength(c, 1e-4)
         if (_weight(rc, rm), rm) > (_weight(conf, mag), mag):  # the route that moved most (ties: the larger shift)
             best, conf, mag, metric = c, rc, rm, rmetric
@@ -249,8 +258,6 @@ def _compare_aggregated(scope: str, a: Side, b: Side, endpoint: str | None = Non
 def _strongest_aggregated(a: Side, b: Side, whole: str) -> tuple[Comparison, float, float, str]:
     """`_strongest` on aggregated requests: routes are endpoints (the histograms are per endpoint), named
     with their usual method."""
-    best = _compare_aggregated(whole, a, b)
-    conf, mag, metric = _strength(best, 1e-3)
     routes = (
         pl.concat([a[0], b[0]]).filter((pl.col("dimension") == "endpoint") & pl.col("value").is_not_null())
         .group_by("value", "method").agg((pl.col("requests") * pl.col("weight")).sum())
@@ -260,14 +267,9 @@ def _strongest_aggregated(a: Side, b: Side, whole: str) -> tuple[Comparison, flo
         .sort(["requests", "value", "method"], descending=[True, False, False], nulls_last=True)
         .head(MAX_ROUTES)
     )
-    if routes.height < 2:
-        return best, conf, mag, metric
-    for endpoint, method, _ in routes.iter_rows():
-        c = _compare_aggregated(f"{method} {endpoint}" if method else str(endpoint), a, b, endpoint)
-        rc, rm, rmetric = _strength(c, 1e-4)
-        if (_weight(rc, rm), rm) > (_weight(conf, mag), mag):
-            best, conf, mag, metric = c, rc, rm, rmetric
-    return best, conf, mag, metric
+    return _most_moved(_compare_aggregated(whole, a, b), routes.height, (
+        _compare_aggregated(f"{method} {endpoint}" if method else str(endpoint), a, b, endpoint) for endpoint, method, _ in routes.iter_rows()
+    ))
 
 
 def _already_degraded_aggregated(lead_in: Side, moved: Comparison, metric: str) -> bool:
