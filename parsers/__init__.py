@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from rca.model import Rejected
+    from rca.parsers.bounded import RequestSample
     from rca.parsers.sources import Sample, Source
 
 MAX_REJECTED_EXAMPLES = 5
@@ -44,6 +45,9 @@ class ParseOptions:
     # the requests columns the caller reads (rca.model.ANALYZED_REQUEST_COLUMNS for analysis); the others
     # are left null, as early as the parser can (per chunk), so memory holds only what is read. None: all.
     request_columns: tuple[str, ...] | None = None
+    # keep at most this many request rows of an input (a uniform sample beyond it, with exact aggregates of
+    # every row: `parsers.bounded`), for the formats that read in chunks. None: every row.
+    max_request_rows: int | None = None
 
 
 @dataclass
@@ -57,6 +61,8 @@ class ParseResult:
     rejected_examples: list[Rejected] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     slow_lines: int = 0  # lines read by a slower per-line path where the format has a fast one (for benchmarks)
+    # set when the requests frame holds only a sample (ParseOptions.max_request_rows): aggregates of them all
+    request_sample: RequestSample | None = None
 
 
 @dataclass

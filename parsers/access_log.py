@@ -42,6 +42,7 @@ from polars.io.plugins import register_io_source
 from rca.errors import InputError
 from rca.model import REQUESTS_SCHEMA, Rejected, conform, empty_frame, storage_schema
 from rca.parsers import ParseOptions, ParseResult, Streamed, register
+from rca.parsers.bounded import BoundedRequests
 from rca.parsers.distinct import by_distinct
 from rca.parsers.endpoints import (
     normalize_endpoints,
@@ -660,11 +661,17 @@ class AccessLogParser:
         warnings: list[str] = []
         # `line` orders a chunk's rows when the regex read some of them; the loader drops it after
         kept = None if options.request_columns is None else {c: t for c, t in REQUESTS_SCHEMA.items() if c in (*options.request_columns, "line")}
-        chunks = list(split_chunks(source, self.layout, self.compiled, options.tz, warnings, kept))
+        bounded = BoundedRequests(options.max_request_rows)
+        chunks: list[SplitChunk] = []
+        for chunk in split_chunks(source, self.layout, self.compiled, options.tz, warnings, kept):
+            bounded.add(chunk.requests)
+            chunks.append(replace(chunk, requests=chunk.requests.clear()))  # the counts; the rows are in `bounded`
         if not chunks and warnings:
             raise InputError(warnings[0], file=source.origin)
-        requests = conform(pl.concat([c.requests for c in chunks]), "requests") if chunks else empty_frame("requests")
-        return self._chunks_result({"requests": requests}, chunks, warnings)
+        requests = conform(bounded.frame(empty_frame("requests")), "requests")
+        result = self._chunks_result({"requests": requests}, chunks, warnings)
+        result.request_sample = bounded.sample()
+        return result
 
     def stream(self, source: Source, options: ParseOptions) -> Streamed | None:
         """The chunked parse as a streaming pipeline (for `rca ingest`): each chunk's requests go out as

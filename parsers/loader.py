@@ -23,6 +23,7 @@ from rca.aggregates import merge_aggregates
 from rca.errors import InputError
 from rca.model import FRAMES, REQUESTS_SCHEMA, Dataset, InputSummary, Rejected, RequestAggregates, empty_frame
 from rca.parsers import ParseOptions, ParseResult, get_parser, sniff
+from rca.parsers.bounded import RequestSample
 from rca.parsers.changes import changes_from_messages, read_changes_file
 from rca.parsers.sources import Source, expand_inputs, is_store_url, stdin_source
 
@@ -120,13 +121,23 @@ def _read_store(text: str, options: ParseOptions) -> tuple[ParseResult, InputSum
     ), read.aggregates
 
 
-def _merged(aggregates: list[RequestAggregates]) -> RequestAggregates | None:
-    """The stores' aggregates summed; None when there are none or their buckets do not nest (stores read
-    over ranges that imply incompatible buckets: their rows still count, their aggregates are left out)."""
+def _merged(aggregates: list[RequestAggregates], whole: list[pl.DataFrame]) -> RequestAggregates | None:
+    """The aggregates of the sampled inputs (stores, big files) summed, with those of the rows read in full
+    that belong to the vantages they carry (a vantage's aggregates must count all its requests); None when
+    there are none or their buckets do not nest (stores read over ranges that imply incompatible buckets:
+    their rows still count, their aggregates are left out)."""
+    from rca.aggregates import aggregate_requests
+
     try:
-        return merge_aggregates(aggregates) if aggregates else None
+        merged = merge_aggregates(aggregates) if aggregates else None
     except ValueError:
         return None
+    if merged is None or not whole:
+        return merged
+    carried = merged.counts.filter(pl.col("dimension") == "service").select("signal", "service").unique()
+    rows = pl.concat([frame.lazy().join(carried.lazy(), on=["signal", "service"], how="semi", nulls_equal=True) for frame in whole])
+    more = aggregate_requests(rows, merged.bucket_s)
+    return merge_aggregates([merged, more]) if more.counts.height else merged
 
 
 def _failed(source_or_origin: str, error: InputError) -> InputSummary:
@@ -167,6 +178,7 @@ def load_dataset(
         sources, errors = expand_inputs([i for i in inputs if not is_store_url(i)], stdin=stdin)
     summaries: list[InputSummary] = [_failed(e.file or "?", e) for e in errors]
     collected: dict[str, list[pl.DataFrame]] = {name: [] for name in FRAMES}
+    whole: list[pl.DataFrame] = []  # the requests of the inputs read in full (not sampled)
     aggregates: list[RequestAggregates] = []
     for url in [i for i in inputs if is_store_url(i)]:
         if progress is not None:
@@ -176,6 +188,8 @@ def load_dataset(
             aggregates.append(store_aggregates)
         for name, frame in result.frames.items():
             collected[name].append(frame)
+            if name == "requests" and store_aggregates is None:
+                whole.append(frame)
         summaries.append(summary)
     streamed_rows = 0
     for index, source in enumerate(sources):
@@ -196,16 +210,22 @@ def load_dataset(
         except Exception as exc:  # a parser bug must not lose the other inputs nor show a traceback
             summaries.append(_failed(source.origin, InputError(f"could not be parsed ({type(exc).__name__}: {exc})", file=source.origin)))
             continue
-        summary = _summarize(source, result, tops)
+        summary = _summarize(source, result, tops and result.request_sample is None)
+        if result.request_sample is not None:
+            summary = _with_sample(summary, result.request_sample, result.frames["requests"].height, options, tops)
+            aggregates.append(result.request_sample.aggregates)
         for name, frame in result.frames.items():
             if frame.height:
-                collected[name].append(_narrow(frame, options.request_columns) if name == "requests" else frame)
+                frame = _narrow(frame, options.request_columns) if name == "requests" else frame
+                collected[name].append(frame)
+                if name == "requests" and result.request_sample is None:
+                    whole.append(frame)
         if sunk is not None:
             summary = _with_sunk(summary, sunk[1])
             streamed_rows += sum(sunk[1][1].values())
         summaries.append(summary)
 
-    dataset = Dataset(inputs=summaries, request_aggregates=_merged(aggregates))
+    dataset = Dataset(inputs=summaries, request_aggregates=_merged(aggregates, whole))
     for name in FRAMES:
         frames = collected[name]
         setattr(dataset, name, pl.concat(frames, how="vertical") if frames else empty_frame(name))
@@ -261,6 +281,43 @@ def dedupe_changes(changes: pl.DataFrame) -> pl.DataFrame:
     restarts = out.filter(pl.col("kind") == "restart").join(releases, on=["service", "subject"], how="left", nulls_equal=True)
     echo = restarts.filter(((pl.col("ts") - pl.col("_rts")).abs() <= pl.duration(minutes=5)).fill_null(False)).select("origin", "line")
     return out.join(echo, on=["origin", "line"], how="anti", nulls_equal=True).sort("ts", "kind", "service")
+
+
+def _with_sample(summary: InputSummary, sample: RequestSample, kept: int, options: ParseOptions, tops: bool) -> InputSummary:
+    """The summary of an input whose requests were sampled: every request counted, its range and top
+    routes and clients from the aggregates of them all, and a line saying what the sample is."""
+    rows = dict(summary.rows)
+    rows["requests"] = sample.rows
+    firsts = [t for t in (summary.first_ts, sample.first_ts) if t is not None]
+    lasts = [t for t in (summary.last_ts, sample.last_ts) if t is not None]
+    note = (
+        f"{sample.rows:,} requests, over the {options.max_request_rows:,} kept in memory: a uniform sample of {kept:,} "
+        f"({sample.kept_share:.2%}, by line hash) kept for drill-down. Exact over every request: counts and error shares per "
+        f"bucket of each service, host, version, route, client and user agent (routes, clients and user agents under "
+        f"{sample.prune_share:.1%} of a bucket's requests left out), latency quantiles (within 1%) and this input's totals; its top routes "
+        f"and clients are summed over the subjects kept"
+    )
+    counts = sample.aggregates.counts
+    return replace(
+        summary,
+        rows=rows,
+        first_ts=min(firsts) if firsts else None,
+        last_ts=max(lasts) if lasts else None,
+        top_endpoints=_top_aggregated(counts, "endpoint") if tops else (),
+        top_sources=_top_aggregated(counts, "source") if tops else (),
+        warnings=(*summary.warnings, note),
+    )
+
+
+def _top_aggregated(counts: pl.DataFrame, dimension: str) -> tuple[tuple[str, int], ...]:
+    top = (
+        counts.lazy().filter((pl.col("dimension") == dimension) & pl.col("value").is_not_null())
+        .group_by("value").agg(pl.col("requests").sum())
+        .top_k(TOP_N, by=["requests", "value"], reverse=[False, True])
+        .sort(["requests", "value"], descending=[True, False])
+        .collect()
+    )
+    return tuple((str(v), int(n)) for v, n in top.iter_rows())
 
 
 SunkRows = tuple[str, dict[str, int], datetime | None, datetime | None]  # path, rows per frame, first ts, last ts

@@ -123,6 +123,11 @@ METRICS_SCHEMA: dict[str, pl.DataType] = {
 ANALYZED_REQUEST_COLUMNS = (
     "ts", "duration_ms", "upstream_ms", "service", "host", "method", "endpoint", "status", "source", "user_agent", "version", "signal",
 )
+# Request rows of one input `rca analyze` keeps in memory (about 0.2 GB at this count). A bigger input that
+# is read in chunks keeps a uniform sample of at most this many and exact aggregates of every request
+# (parsers.bounded), so memory stays flat however long the log; smaller inputs are analysed in full.
+# RCA_MAX_REQUEST_ROWS overrides it (tests and benchmarks take the bounded path on small inputs).
+MAX_ANALYZED_REQUEST_ROWS = 1_000_000
 
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "requests": REQUESTS_SCHEMA,

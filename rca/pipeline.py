@@ -8,11 +8,12 @@ The CLI only turns options into an `AnalyzeOptions` and hands the `Report` to a 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
-from rca.model import ANALYZED_REQUEST_COLUMNS, AnalysisContext, Dataset, Report
+from rca.model import ANALYZED_REQUEST_COLUMNS, MAX_ANALYZED_REQUEST_ROWS, AnalysisContext, Dataset, Report
 from rca.parsers import ParseOptions
 
 ProgressFn = Callable[[str, int, int], None]  # (stage or file, bytes done, bytes total; 0 when not counted)
@@ -32,22 +33,31 @@ class AnalyzeOptions:
     command: str | None = None  # the command line, for the report's appendix
 
 
+def analyzed_request_rows() -> int:
+    """The request rows of one input analysis keeps (MAX_ANALYZED_REQUEST_ROWS, or RCA_MAX_REQUEST_ROWS)."""
+    text = os.environ.get("RCA_MAX_REQUEST_ROWS", "")
+    return int(text) if text.strip().isdigit() and int(text) > 0 else MAX_ANALYZED_REQUEST_ROWS
+
+
 def load(
     inputs: Sequence[str],
     options: AnalyzeOptions,
     progress: ProgressFn | None = None,
     stdin: BinaryIO | None = None,
     request_columns: tuple[str, ...] | None = None,
+    max_request_rows: int | None = None,
 ) -> Dataset:
     """Read every input into one Dataset (raises InputError only when nothing is readable). With
     `request_columns`, the requests' other columns are not kept (nulls): analysis passes
-    `ANALYZED_REQUEST_COLUMNS`, what it reads."""
+    `ANALYZED_REQUEST_COLUMNS`, what it reads. With `max_request_rows`, an input with more requests keeps
+    a sample of them and exact aggregates of them all (`Dataset.request_aggregates`): analysis passes
+    `analyzed_request_rows()`."""
     from dataclasses import replace
 
     from rca.parsers.loader import load_dataset
 
     parse = replace(options.parse, store_since=options.baseline_since, store_until=options.until, store_incident_since=options.since,
-                    request_columns=request_columns)
+                    request_columns=request_columns, max_request_rows=max_request_rows)
     return load_dataset(
         inputs, parse, changes_files=options.changes_files, progress=progress, stdin=stdin
     )
@@ -92,5 +102,5 @@ def analyze(
 ) -> Report:
     """Read the inputs and return the ranked causes of the incident they show."""
     options = options or AnalyzeOptions()
-    dataset = load(inputs, options, progress=progress, stdin=stdin, request_columns=ANALYZED_REQUEST_COLUMNS)
+    dataset = load(inputs, options, progress=progress, stdin=stdin, request_columns=ANALYZED_REQUEST_COLUMNS, max_request_rows=analyzed_request_rows())
     return analyze_dataset(dataset, options, progress)

@@ -1,0 +1,91 @@
+"""Requests in bounded memory (parsers.bounded): aggregates built chunk by chunk equal those of the whole
+frame, pruning keeps the totals exact within its budget, and the sample is uniform, bounded and the same
+however the input is cut (end to end: tests/test_bounded_analysis.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from rca.aggregates import aggregate_requests
+from rca.model import AGGREGATE_KEY
+from rca.parsers import bounded
+from rca.parsers.bounded import BoundedRequests, aggregate_base_s, prune_aggregates
+from tests.test_aggregates import _requests as varied_requests
+
+
+def _requests(seed: int) -> pl.DataFrame:
+    """test_aggregates' varied requests (time-ordered), numbered by line as a parser numbers them."""
+    rows = varied_requests(seed)
+    return rows.with_columns(pl.int_range(1, rows.height + 1, dtype=pl.Int64).alias("line"))
+
+
+def _read(rows: pl.DataFrame, chunk: int, max_rows: int) -> BoundedRequests:
+    reader = BoundedRequests(max_rows)
+    for start in range(0, rows.height, chunk):
+        reader.add(rows[start : start + chunk])
+    return reader
+
+
+def _sorted(frame: pl.DataFrame, extra: list[str]) -> pl.DataFrame:
+    return frame.sort([*AGGREGATE_KEY, *extra], nulls_last=True)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_aggregates_of_chunks_equal_those_of_the_whole_frame(seed: int):
+    rows = _requests(seed)
+    chunk = int(np.random.default_rng(seed).integers(200, 1500))
+    sample = _read(rows, chunk, max_rows=rows.height // 5).sample()
+    assert sample is not None
+    span_s = (rows["ts"].max() - rows["ts"].min()).total_seconds()  # type: ignore[operator]
+    assert sample.aggregates.bucket_s == aggregate_base_s(span_s)
+    whole = prune_aggregates(aggregate_requests(rows, sample.aggregates.bucket_s), sample.prune_share)
+    assert_frame_equal(_sorted(sample.aggregates.counts, ["method"]), _sorted(whole.counts, ["method"]), check_exact=False)
+    assert_frame_equal(_sorted(sample.aggregates.sketches, ["metric", "bin"]), _sorted(whole.sketches, ["metric", "bin"]))
+    assert (sample.rows, sample.first_ts, sample.last_ts) == (rows.height, rows["ts"].min(), rows["ts"].max())
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_pruning_keeps_every_total_and_bounds_the_rows(seed: int, monkeypatch: pytest.MonkeyPatch):
+    """Merged and pruned as it reads (tiny budgets): the vantage totals, hosts and versions stay exact,
+    the pruned dimensions keep only subjects at or over the share of their bucket, the budget holds."""
+    monkeypatch.setattr(bounded, "MERGE_ROWS", 500)
+    monkeypatch.setattr(bounded, "MAX_AGGREGATE_ROWS", 2_000)
+    rows = _requests(seed)
+    sample = _read(rows, 700, max_rows=1_000).sample()
+    assert sample is not None
+    counts = sample.aggregates.counts
+    whole = aggregate_requests(rows, sample.aggregates.bucket_s).counts
+    exact = ["service", "host", "version"]
+    assert_frame_equal(_sorted(counts.filter(pl.col("dimension").is_in(exact)), ["method"]),
+                       _sorted(whole.filter(pl.col("dimension").is_in(exact)), ["method"]), check_exact=False)
+    assert counts.height <= 2_000 or sample.prune_share >= 1.0
+    assert sample.prune_share > bounded.PRUNE_SHARE  # the budget forced a coarser share
+    pruned = counts.filter(pl.col("dimension").is_in(bounded.PRUNED_DIMENSIONS))
+    assert pruned.height < whole.filter(pl.col("dimension").is_in(bounded.PRUNED_DIMENSIONS)).height
+    assert pruned["requests"].sum() <= rows.height * len(bounded.PRUNED_DIMENSIONS)
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_sample_is_bounded_uniform_and_independent_of_chunking(seed: int):
+    rows = _requests(seed)
+    max_rows = rows.height // 6
+    samples = [_read(rows, chunk, max_rows) for chunk in (300, 1100, rows.height)]
+    frames = [s.frame(rows.clear()) for s in samples]
+    assert all(f.equals(frames[0]) for f in frames[1:])
+    kept = frames[0]
+    assert max_rows // 2 < kept.height <= max_rows
+    share = samples[0].sample().kept_share  # type: ignore[union-attr]
+    assert kept.height == pytest.approx(rows.height * share, rel=0.25)
+    # uniform: each service keeps about the same share of its rows
+    for service in ("web", "api"):
+        assert kept.filter(pl.col("service") == service).height == pytest.approx(rows.filter(pl.col("service") == service).height * share, rel=0.3)
+
+
+def test_small_input_is_kept_whole_without_aggregates():
+    rows = _requests(9)
+    reader = _read(rows, 1000, max_rows=rows.height)
+    assert reader.sample() is None
+    assert reader.frame(rows.clear()).equals(rows)
