@@ -50,16 +50,22 @@ def window_quantiles(sketches: pl.DataFrame, by: list[str]) -> pl.DataFrame:
 
 def binned_mann_whitney_p(before: pl.DataFrame, after: pl.DataFrame, max_n: int) -> float:
     """One-sided p-value that `after` is stochastically larger than `before`, both histograms (`bin`,
-    `count`): Mann-Whitney U with the normal approximation, tie and continuity corrections (as
-    `stats.mann_whitney_greater`), values of one bin counted as ties, each side's size capped at `max_n`
-    as the rows' test subsamples (the AUC is kept; tie counts shrink in proportion)."""
+    `count`): `mann_whitney_binned` on their bins aligned."""
     merged = (
         pl.concat([before.select("bin", pl.col("count").cast(pl.Float64).alias("a"), pl.lit(0.0).alias("b")),
                    after.select("bin", pl.lit(0.0).alias("a"), pl.col("count").cast(pl.Float64).alias("b"))])
         .group_by("bin").agg(pl.col("a").sum(), pl.col("b").sum()).sort("bin")
     )
-    a = merged["a"].to_numpy().astype(np.float64)
-    b = merged["b"].to_numpy().astype(np.float64)
+    return mann_whitney_binned(merged["a"].to_numpy(), merged["b"].to_numpy(), max_n)
+
+
+def mann_whitney_binned(before: np.ndarray, after: np.ndarray, max_n: int) -> float:
+    """One-sided p-value that `after` is stochastically larger than `before`, given as counts over the
+    same ascending bins: Mann-Whitney U with the normal approximation, tie and continuity corrections (as
+    `stats.mann_whitney_greater`), values of one bin counted as ties, each side's size capped at `max_n`
+    as the rows' test subsamples (the AUC is kept; tie counts shrink in proportion)."""
+    a = np.asarray(before, dtype=np.float64)
+    b = np.asarray(after, dtype=np.float64)
     n_before, n_after = float(a.sum()), float(b.sum())
     if n_before < 3 or n_after < 3:
         return 1.0

@@ -141,7 +141,10 @@ def _host_local(dataset: Dataset, context: AnalysisContext, tagged: pl.DataFrame
     """Resource evidence concentrated on one host of several (GC pauses, heap warnings and the kernel's
     OOM killer of one machine, whatever service or syslog tag wrote them): one finding located at that
     host, so the cause names the machine and not only the service."""
-    hosts_seen = pl.concat([dataset.events.select("host"), dataset.requests.select("host")])["host"].drop_nulls().n_unique()
+    hosts = [dataset.events.select("host"), dataset.requests.select("host")]
+    if dataset.request_aggregates is not None:  # the rows of the vantages they carry are a sample: a host may be missing from it
+        hosts.append(dataset.request_aggregates.counts.filter(pl.col("dimension") == "host").select(pl.col("value").alias("host")))
+    hosts_seen = pl.concat(hosts)["host"].drop_nulls().n_unique()
     if hosts_seen < 2:
         return []
     per = (

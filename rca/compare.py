@@ -7,6 +7,10 @@ Rows, each with request count, error share and p50/p95/p99 and their change:
   service seen only in traces, from its entry spans (roots, or spans called from another service);
 - per span operation (service + span name) on self time: these explain regressions, gates skip them.
 
+A vantage whose rows are a sample (`Dataset.request_aggregates` carries it: a ClickHouse store's time
+range beyond its sample bound) is read from the aggregates: requests and 5xx shares exact, quantiles from
+the latency histograms (within 1%), the test and the bootstrap on their bins; its rows say so in `vantage`.
+
 Confidence: a one-sided Mann-Whitney U test on the durations and seeded bootstrap intervals on the
 p50/p95/p99 differences (resamples of at most 2,000 values a side) for the gated rows; a pooled
 two-proportion z for error shares. Fewer than `min_samples` on either side gives "not enough data"
@@ -27,6 +31,7 @@ row's services or traces, failing spans at the origin of their trace's errors, a
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -35,9 +40,17 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from rca.detectors.stats import mann_whitney_p, poisson_excess_z, two_proportion_z
+from rca.aggregates import bin_value_expr, sketch_bin_expr
+from rca.detectors.histograms import mann_whitney_binned
+from rca.detectors.stats import (
+    aggregated_vantages,
+    carried_expr,
+    mann_whitney_p,
+    poisson_excess_z,
+    two_proportion_z,
+)
 from rca.errors import InputError, UsageError
-from rca.model import Dataset
+from rca.model import Dataset, RequestAggregates
 
 SCHEMA_VERSION = 1
 METRICS = ("p50", "p95", "p99", "error_rate", "count")
@@ -313,10 +326,11 @@ _EMPTY_REQUESTS = pl.DataFrame(schema={"duration_ms": pl.Float64, "status": pl.I
 
 def _choose_vantages(base: pl.DataFrame, cand: pl.DataFrame, subject: str, keys: list[str]) -> dict[str, tuple[tuple, tuple]]:
     """Per subject (endpoint or service), the vantage (values of `keys`, e.g. signal and service) that
-    saw most of its requests over both sides, preferring one present on both; else each side's own."""
+    saw most of its requests over both sides, preferring one present on both; else each side's own.
+    `base` and `cand`: requests (`len`) per subject and vantage (`_request_counts`)."""
     where = [subject, *keys]
     counts = (
-        base.group_by(where).len("b").join(cand.group_by(where).len("c"), on=where, how="full", coalesce=True, nulls_equal=True)
+        base.rename({"len": "b"}).join(cand.rename({"len": "c"}), on=where, how="full", coalesce=True, nulls_equal=True)
         .filter(pl.col(subject).is_not_null())
         .with_columns(pl.col("b").fill_null(0), pl.col("c").fill_null(0))
         .with_columns(both=(pl.col("b") > 0) & (pl.col("c") > 0), total=pl.col("b") + pl.col("c"))
@@ -347,10 +361,123 @@ def _parts(frame: pl.DataFrame, where: list[str]) -> dict[tuple, pl.DataFrame]:
     return frame.partition_by(where, as_dict=True) if frame.height else {}
 
 
-def _sided_rows(scope: str, rb: pl.DataFrame, rc: pl.DataFrame, keys: list[str], min_samples: int, rng: np.random.Generator,
+def _request_counts(rows: pl.DataFrame, aggregates: RequestAggregates | None, scope: str, keys: list[str]) -> pl.DataFrame:
+    """Requests (`len`) per subject of `scope` and vantage (`keys`): from the rows, or from the aggregates for
+    the vantages they carry (whose rows are a sample)."""
+    where = [scope, *keys]
+    carried = aggregated_vantages(aggregates)
+    if aggregates is None or not carried:
+        return rows.group_by(where).len()
+    from_rows = rows.filter(~carried_expr(carried)).group_by(where).len()
+    from_aggregates = (
+        aggregates.counts.filter(pl.col("dimension") == scope)
+        .group_by(pl.col("value").alias(scope), *keys).agg(pl.col("requests").sum().cast(pl.UInt32).alias("len"))
+    )
+    return pl.concat([from_rows.select(*where, "len"), from_aggregates.select(*where, "len")], how="vertical_relaxed")
+
+
+@dataclass(frozen=True)
+class _Histogram:
+    """One subject's requests seen from one vantage, as the aggregates keep them: the latency histogram
+    (each bin's value, ascending, and its requests), and the requests with a status and their 5xx."""
+
+    values: np.ndarray
+    counts: np.ndarray
+    with_status: int
+    errors: int
+
+    @property
+    def n(self) -> int:
+        return int(self.counts.sum())
+
+
+def _histogram(aggregates: RequestAggregates | None, scope: str, subject: str, vantage: tuple[str, str | None] | None,
+               rows: pl.DataFrame) -> _Histogram:
+    """One side of a subject: from the aggregates when they carry its vantage (signal, service), else its
+    rows binned alike."""
+    if aggregates is not None and vantage is not None and vantage in aggregated_vantages(aggregates):
+        mine = (pl.col("dimension") == scope) & (pl.col("value") == subject) & (pl.col("signal") == vantage[0])
+        if scope == "endpoint":
+            mine = mine & pl.col("service").eq_missing(vantage[1])
+        counts = aggregates.counts.filter(mine).select(pl.col("with_status").sum(), pl.col("errors").sum()).row(0)
+        bins = aggregates.sketches.filter(mine & (pl.col("metric") == "duration_ms")).group_by("bin").agg(pl.col("count").sum())
+        with_status, errors = int(counts[0] or 0), int(counts[1] or 0)
+    else:
+        bins = rows.filter(pl.col("duration_ms").is_not_null()).group_by(sketch_bin_expr(pl.col("duration_ms")).alias("bin")).len("count")
+        statuses = rows["status"].drop_nulls()
+        with_status, errors = statuses.len(), int((statuses >= 500).sum())
+    bins = bins.sort("bin").with_columns(bin_value_expr(pl.col("bin")).alias("value"))
+    return _Histogram(bins["value"].to_numpy(), bins["count"].to_numpy().astype(np.int64), with_status, errors)
+
+
+def _aligned(a: _Histogram, b: _Histogram) -> tuple[np.ndarray, np.ndarray]:
+    """The two histograms' counts over the union of their bins (values ascending)."""
+    values = np.union1d(a.values, b.values)
+    out = []
+    for h in (a, b):
+        counts = np.zeros(values.size, dtype=np.float64)
+        counts[np.searchsorted(values, h.values)] = h.counts
+        out.append(counts)
+    return out[0], out[1]
+
+
+def _histogram_quantiles(h: _Histogram) -> dict[str, float]:
+    """p50/p95/p99 of a histogram interpolated between the order statistics around q * (n - 1), as
+    `np.quantile` does on the rows: each order statistic is its bin's value, within 1% of the request's."""
+    if h.n == 0:
+        return {}
+    cum = np.cumsum(h.counts)
+    out = {}
+    for name, q in QUANTILES.items():
+        rank = q * (h.n - 1)
+        low, high = (float(h.values[int(np.searchsorted(cum, r, side="right"))]) for r in (math.floor(rank), math.ceil(rank)))
+        out[name] = round(low + (rank - math.floor(rank)) * (high - low), 2)
+    return out
+
+
+def _bootstrap_histograms(a: _Histogram, b: _Histogram, rng: np.random.Generator, rounds: int = 300, cap: int = 2000,
+                          level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """`_bootstrap_deltas` on histograms: each round draws min(n, cap) requests of each side from its bins
+    (multinomial), as the rows' bootstrap resamples a subsample of at most `cap` values."""
+    per_side = []
+    for h in (a, b):
+        m = min(h.n, cap)
+        cum = np.cumsum(rng.multinomial(m, h.counts / h.n, size=rounds), axis=1)
+        per_side.append(np.array([h.values[(cum > math.floor(q * (m - 1) + 0.5)).argmax(axis=1)] for q in QUANTILES.values()]))
+    tail = (1 - level) / 2
+    out = {}
+    for i, name in enumerate(QUANTILES):
+        delta = per_side[1][i] - per_side[0][i]
+        out[name] = (round(float(np.quantile(delta, tail)), 2), round(float(np.quantile(delta, 1 - tail)), 2))
+    return out
+
+
+def _histogram_row(scope: str, subject: str, hb: _Histogram, hc: _Histogram, min_samples: int, rng: np.random.Generator, vantage: str) -> Row:
+    """`_row` of a subject whose requests (on either side) the aggregates carry: counts exact, quantiles
+    from the latency histograms (within 1%), Mann-Whitney U and the bootstrap on their bins."""
+    enough = hb.n >= min_samples and hc.n >= min_samples
+    cis = _bootstrap_histograms(hb, hc, rng) if enough and scope in GATED else {}
+    p = mann_whitney_binned(*_aligned(hb, hc), max_n=3000) if enough else 1.0
+    eb = round(hb.errors / hb.with_status, 5) if hb.with_status else None
+    ec = round(hc.errors / hc.with_status, 5) if hc.with_status else None
+    qb, qc = _histogram_quantiles(hb), _histogram_quantiles(hc)
+    return Row(
+        scope=scope, subject=subject, n_baseline=hb.n, n_candidate=hc.n, enough_data=enough,
+        error_rate_baseline=eb, error_rate_candidate=ec,
+        error_z=round(two_proportion_z(hb.errors, hb.with_status, hc.errors, hc.with_status), 2) if hb.with_status and hc.with_status else 0.0,
+        quantiles_baseline=qb, quantiles_candidate=qc, p95_delta_ci=cis.get("p95"), p_value=float(f"{p:.3g}"),
+        vantage=f"{vantage}, from its aggregates", change=_changes(qb, qc, eb, ec, hb.n, hc.n), delta_ci=cis,
+        status="not enough data" if not enough else "not gated",
+    )
+
+
+def _sided_rows(scope: str, base: Dataset, cand: Dataset, keys: list[str], min_samples: int, rng: np.random.Generator,
                 notes: list[str]) -> tuple[list[Row], dict[tuple[str, str], _Sides], set[str]]:
-    """Rows of one scope from the requests frames, each subject from its own vantage point."""
-    chosen = _choose_vantages(rb, rc, scope, keys)
+    """Rows of one scope from the requests frames, each subject from its own vantage point; a vantage the
+    request aggregates carry (its rows a sample) from them (`_histogram_row`)."""
+    rb, rc = base.requests, cand.requests
+    chosen = _choose_vantages(_request_counts(rb, base.request_aggregates, scope, keys), _request_counts(rc, cand.request_aggregates, scope, keys), scope, keys)
+    carried = aggregated_vantages(base.request_aggregates) | aggregated_vantages(cand.request_aggregates)
     where = [scope, *keys]
     parts_b, parts_c = _parts(rb, where), _parts(rc, where)
     rows, sides, names, differ = [], {}, set(), []
@@ -366,7 +493,13 @@ def _sided_rows(scope: str, rb: pl.DataFrame, rc: pl.DataFrame, keys: list[str],
             differ.append(f"{subject}: {name} vs {other}")
             name = f"{name} vs {other}"
         names.add(name)
-        rows.append(_row(scope, subject, *_pair(b, c), min_samples, rng, name))
+        vantages = [(str(pair[0]), subject if scope == "service" else pair[1]) if pair else None for pair in (pair_b, pair_c)]
+        if any(v in carried for v in vantages):
+            hb = _histogram(base.request_aggregates, scope, subject, vantages[0], b)
+            hc = _histogram(cand.request_aggregates, scope, subject, vantages[1], c)
+            rows.append(_histogram_row(scope, subject, hb, hc, min_samples, rng, name))
+        else:
+            rows.append(_row(scope, subject, *_pair(b, c), min_samples, rng, name))
         sides[(scope, subject)] = _Sides(b, c, "status")
     if differ:
         notes.append(f"{len(differ)} {scope}(s) seen from different sources on each side, so their figures compare "
@@ -410,11 +543,10 @@ class _Sides:
 
 def _request_rows(base: Dataset, cand: Dataset, min_samples: int, rng: np.random.Generator, notes: list[str],
                   vantage: dict[str, str]) -> tuple[list[Row], dict[tuple[str, str], _Sides]]:
-    rb, rc = base.requests, cand.requests
-    rows, sides, names = _sided_rows("endpoint", rb, rc, ["signal", "service"], min_samples, rng, notes)
+    rows, sides, names = _sided_rows("endpoint", base, cand, ["signal", "service"], min_samples, rng, notes)
     if names:
         vantage["endpoint"] = next(iter(names)) if len(names) == 1 else "per endpoint: " + ", ".join(sorted(names)[:5])
-    service_rows, service_sides, _ = _sided_rows("service", rb, rc, ["signal"], min_samples, rng, notes)
+    service_rows, service_sides, _ = _sided_rows("service", base, cand, ["signal"], min_samples, rng, notes)
     rows += service_rows
     sides.update(service_sides)
     services = {r.subject for r in service_rows}

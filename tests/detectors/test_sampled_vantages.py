@@ -255,3 +255,27 @@ def test_the_ranked_causes_from_aggregates_and_a_sample_are_those_of_every_row(i
     assert expected[0], "the incident has a cause"
     assert causes(replace(full, requests=sample, request_aggregates=aggregate_requests(full.requests, 5))) == expected
     assert causes(replace(full, requests=sample))[0][:1] != expected[0][:1]  # the sample alone names another cause
+
+
+def test_compare_reads_the_aggregates_of_both_sides(incident):
+    """`rca compare` of two sampled inputs (a store's two time ranges): every endpoint's and service's
+    requests and 5xx share exact, quantiles within 1%, and the same gates trip as on every row."""
+    from rca.compare import compare_datasets, parse_gate
+
+    baseline = incident("quiet", 4, None)
+    paths = generate("quiet", seed=4, minutes=40, noise_seed=2004, latency_regression=1.3).write(Path(baseline.inputs[0].path).parents[1] / "regressed")
+    candidate = load_dataset([str(p) for p in paths if p.name != "truth.json"])
+    gates = [parse_gate(g) for g in ("p95>+20%", "error_rate>+1pp", "count<-50%")]
+    expected = compare_datasets(baseline, candidate, gates)
+    found = compare_datasets(_sampled(baseline, 4), _sampled(candidate, 5), gates)
+    assert [g.subject for g in expected.gates if g.failed], "the regression trips a gate"
+    assert [(g.subject, g.failed) for g in found.gates] == [(g.subject, g.failed) for g in expected.gates]
+    rows = {(r.scope, r.subject): r for r in found.rows if r.scope in ("endpoint", "service")}
+    for e in (r for r in expected.rows if r.scope in ("endpoint", "service")):
+        f = rows[(e.scope, e.subject)]
+        assert (f.n_baseline, f.n_candidate, f.error_rate_baseline, f.error_rate_candidate) == (e.n_baseline, e.n_candidate, e.error_rate_baseline, e.error_rate_candidate)
+        for found_q, expected_q in ((f.quantiles_baseline, e.quantiles_baseline), (f.quantiles_candidate, e.quantiles_candidate)):
+            assert found_q.keys() == expected_q.keys() and all(_close(found_q[q], expected_q[q], 0.01) for q in expected_q), (e.subject, f, e)
+        assert f.vantage.endswith("from its aggregates")
+    alone = compare_datasets(replace(baseline, requests=_sampled(baseline, 4).requests), replace(candidate, requests=_sampled(candidate, 5).requests), gates)
+    assert [r.n_baseline for r in alone.rows] != [r.n_baseline for r in expected.rows]
