@@ -10,12 +10,16 @@ compared before and after a split:
 Under no change, the edge's calls after the split are Binomial(all its calls, the share of the
 caller's requests that come after it) (the conditional test of two Poisson rates, so the baseline's
 own uncertainty counts). The lower tail p, times the splits tried, must fall below `MAX_P`, and the
-calls per request fall to `MAX_RATE_RATIO` of before or less. The finding's subject is the caller:
+calls per request fall to `MAX_RATE_RATIO` of before or less. The calls per second must fall too, by the
+same test against the share of the time after the split: a caller whose requests rose with requests of
+another kind (a surge on its other routes) makes fewer calls per request while no call vanished. The finding's subject is the caller:
 the code that stopped calling. Whether a callee whose calls dropped everywhere is rather to blame is
 the ranker's call.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import numpy as np
 import polars as pl
@@ -53,10 +57,11 @@ def detect_call_drops(dataset: Dataset, context: AnalysisContext) -> list[Findin
         if not splits:
             continue
         request_ts = own["ts"].sort()
+        time_share = _time_shares(splits, reference, request_ts, context)
         for (callee,), rows in sorted(calls.group_by("callee"), key=lambda kv: str(kv[0][0])):
             call_ts = rows["ts"].sort()
             best = None
-            for split in splits:
+            for split, after_share in zip(splits, time_share, strict=True):
                 r_after = int(request_ts.len() - request_ts.search_sorted(split))
                 r_before = request_ts.len() - r_after
                 c_after = int(call_ts.len() - call_ts.search_sorted(split))
@@ -65,7 +70,10 @@ def detect_call_drops(dataset: Dataset, context: AnalysisContext) -> list[Findin
                     continue
                 rate_ratio = (c_after / r_after) / (c_before / r_before)
                 p = binomial_lower_p(c_after, c_before + c_after, r_after / (r_before + r_after)) * len(splits)
-                if rate_ratio <= MAX_RATE_RATIO and p < MAX_P and (best is None or p < best[0]):
+                # fewer calls per second too: when the caller's requests rose with requests of another kind (a
+                # surge on its other routes), its calls per request fall while every call is still made
+                p_time = binomial_lower_p(c_after, c_before + c_after, after_share) * len(splits)
+                if rate_ratio <= MAX_RATE_RATIO and p < MAX_P and p_time < MAX_P and (best is None or p < best[0]):
                     best = (p, split, r_before, r_after, c_before, c_after)
             if best is None:
                 continue
@@ -82,6 +90,18 @@ def detect_call_drops(dataset: Dataset, context: AnalysisContext) -> list[Findin
                 ),
             ))
     return findings
+
+
+def _time_shares(splits: list, reference: str, request_ts: pl.Series, context: AnalysisContext) -> list[float]:
+    """Per split, the share of the tested time that lies after it: the windows' observed seconds, or the
+    caller's own requests' span cut at the split."""
+    if reference == "windows":
+        base_s, inc_s = context.observed_s(context.baseline), context.observed_s(context.incident)
+        return [inc_s / max(base_s + inc_s, 1e-9)] * len(splits)
+    first: datetime = request_ts.min()  # type: ignore[assignment]
+    last: datetime = request_ts.max()  # type: ignore[assignment]
+    span_s = max((last - first).total_seconds(), 1e-9)
+    return [min(max((last - split).total_seconds() / span_s, 0.0), 1.0) for split in splits]
 
 
 def _splits(own: pl.DataFrame, calls: pl.DataFrame, context: AnalysisContext) -> tuple[list, str, pl.DataFrame, pl.DataFrame]:

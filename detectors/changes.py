@@ -389,6 +389,8 @@ def detect_change_effects(dataset: Dataset, context: AnalysisContext) -> list[Fi
                 on_moved = _compare(moved.scope, _in_scope(split[0], moved.scope), _in_scope(split[1], moved.scope))
                 if effect and _alike(on_moved):
                     effect = False
+                    # the comparison that cleared it is the one to quote (on the same rows, so the same basis)
+                    canary_figures = {**_figures(on_moved), **{k: v for k, v in canary_figures.items() if k == "basis"}}
         onset_gap = (context.incident.start - t).total_seconds() / 60
         r = lambda v, k=1: None if v is None else round(v, k)  # noqa: E731
         findings.append(

@@ -10,21 +10,26 @@ Method (Drain-like in quality, but cost grows with distinct messages, not lines)
 3. Map every row back to its template with one join; the template id is a short hash of its text.
 
 Detectors on the `events` frame (any signal): per (template, service) counts in baseline and incident,
-a Poisson excess z and an onset from the per-bucket series. `new_template`: absent from the baseline,
-present in the incident; `template_burst`: rate up >= 3x with z >= 4; `error_message`: the same tests
-on templates whose rows are mostly ERROR/FATAL.
+each input against the seconds of each window its own lines cover (`log_coverage`: a log holding only
+the minutes around a fault has no baseline, whatever the metrics' history), a Poisson excess z, a
+conditional binomial test so that a short baseline cannot make a template "new", and an onset from the
+per-bucket series. `new_template`: absent from the baseline, present in the incident; `template_burst`:
+rate up >= 3x with z >= 4; `error_message`: the same tests on templates whose rows are mostly ERROR/FATAL.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import polars as pl
 
 from rca.detectors import register
 from rca.detectors.stats import (
+    binomial_lower_p,
     bucket_expr,
     confidence_from_z,
     dense_series,
@@ -36,7 +41,7 @@ from rca.detectors.stats import (
     window_masks,
 )
 from rca.findings import TemplateDetails
-from rca.model import AnalysisContext, Dataset, Finding
+from rca.model import AnalysisContext, Dataset, Finding, Window
 
 WILDCARD = "<*>"
 SIM_THRESHOLD = 0.5
@@ -134,15 +139,35 @@ MIN_EVENTS = 5
 MIN_RATIO = 3.0
 MIN_Z = 4.0
 MAX_FINDINGS = 8
+MAX_P = 0.5 * math.erfc(MIN_Z / math.sqrt(2))  # the one-sided tail of MIN_Z, for the conditional test
+_ORIGIN = pl.coalesce("origin", pl.lit("?")).alias("_origin")
+
+
+def log_coverage(events: pl.DataFrame, context: AnalysisContext) -> pl.DataFrame:
+    """Per input (`_origin`), the seconds of the baseline and of the incident its own lines cover: from its
+    first line to its last, less the data's gaps. A log that begins with the incident (its collection
+    started late, or it holds only the minutes around a fault) has no baseline of its own: the analysis
+    windows are chosen from the signal with the longest history, and comparing with seconds it never
+    covered would make every template look new. Inputs covering no second of either window are left out."""
+    extents = events.group_by(_ORIGIN).agg(pl.col("ts").min().alias("first"), pl.col("ts").max().alias("last")).sort("_origin")
+    rows = []
+    for origin, first, last in extents.iter_rows():
+        end = last + timedelta(microseconds=1)  # its last line is inside what it covers
+        base_s, inc_s = (context.observed_s(Window(max(w.start, first), min(w.end, end))) if min(w.end, end) > max(w.start, first) else 0.0
+                         for w in (context.baseline, context.incident))
+        if base_s > 0 and inc_s > 0:
+            rows.append((origin, base_s, inc_s))
+    return pl.DataFrame(rows, schema={"_origin": pl.String, "base_s": pl.Float64, "inc_s": pl.Float64}, orient="row")
 
 
 @register("templates", order=40)
 def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     """new_template, template_burst and error_message findings over the events frame."""
     events = dataset.events.filter(pl.col("message").is_not_null() & (pl.col("message") != ""))
-    base_s = context.observed_s(context.baseline)
-    inc_s = context.observed_s(context.incident)
-    if events.height == 0 or base_s <= 0 or inc_s <= 0:
+    if events.height == 0:
+        return []
+    coverage = log_coverage(events, context)
+    if coverage.height == 0:
         return []
     windowed = events.filter(
         (pl.col("ts") >= context.baseline.start) & (pl.col("ts") < context.baseline.end)
@@ -151,23 +176,34 @@ def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding
     if windowed.height == 0:
         return []
     tagged = add_templates(windowed).with_columns(
-        pl.coalesce("service", "host", pl.lit("?")).alias("where"), bucket_expr(context)
+        pl.coalesce("service", "host", pl.lit("?")).alias("where"), bucket_expr(context), _ORIGIN
     )
     in_base = (pl.col("ts") >= context.baseline.start) & (pl.col("ts") < context.baseline.end)
     in_inc = (pl.col("ts") >= context.incident.start) & (pl.col("ts") < context.incident.end)
-    per = (
-        tagged.group_by("template_id", "where")
+    # per input first: each compares its incident with its own baseline, over the seconds it covered of each
+    per_origin = (
+        tagged.group_by("template_id", "where", "_origin")
         .agg(
             pl.col("template").first(),
             in_base.sum().alias("b"),
             in_inc.sum().alias("i"),
-            pl.col("level").is_in(["ERROR", "FATAL"]).mean().alias("error_share"),
+            pl.len().alias("rows"),
+            pl.col("level").is_in(["ERROR", "FATAL"]).sum().alias("errors"),
             pl.col("signal").filter(in_inc).mode().sort(nulls_last=True).first().alias("signal"),
             pl.col("host").filter(in_inc).mode().sort(nulls_last=True).first().alias("host"),
             pl.col("message").filter(in_inc).first().alias("example"),
         )
-        .with_columns(
-            (pl.col("b") * inc_s / base_s).alias("expected"),
+        .join(coverage, on="_origin", how="inner")  # an input without baseline or incident seconds compares nothing
+        .with_columns((pl.col("b") * pl.col("inc_s") / pl.col("base_s")).alias("expected"))
+    )
+    per = (
+        per_origin.sort("i", "_origin", descending=[True, False])
+        .group_by("template_id", "where", maintain_order=True)
+        .agg(
+            pl.col("template").first(), pl.col("b").sum(), pl.col("i").sum(), pl.col("expected").sum(),
+            (pl.col("errors").sum() / pl.col("rows").sum()).alias("error_share"),
+            pl.col("signal").first(), pl.col("host").first(), pl.col("example").first(),
+            pl.col("base_s").max(), pl.col("inc_s").max(),
         )
         .filter(
             (pl.col("i") >= MIN_EVENTS)
@@ -177,7 +213,10 @@ def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding
     candidates = []
     for row in per.iter_rows(named=True):
         z = poisson_excess_z(row["i"], row["expected"])
-        if z >= MIN_Z:
+        # the baseline's own length counts: so few events in it, given all of them, must be as unlikely
+        # (a template is not "new" for missing from a few seconds of baseline)
+        p_short = binomial_lower_p(row["b"], row["b"] + row["i"], row["base_s"] / (row["base_s"] + row["inc_s"]))
+        if z >= MIN_Z and p_short <= MAX_P:
             candidates.append((z, row))
     candidates.sort(key=lambda item: (-item[0], item[1]["template"], item[1]["where"]))
     if not candidates:
@@ -214,8 +253,8 @@ def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding
                 subject=row["template"],
                 metric="events_per_min",
                 onset=onset,
-                baseline=per_minute(row["b"], base_s),
-                incident=per_minute(row["i"], inc_s),
+                baseline=per_minute(row["b"], row["base_s"]),
+                incident=per_minute(row["i"], row["inc_s"]),
                 magnitude=round(row["i"] / max(expected, 0.5), 3),
                 confidence=confidence_from_z(z),
                 signal=row["signal"] or "text_log",

@@ -26,6 +26,7 @@ from rca.parsers import ParseOptions, ParseResult, get_parser, sniff
 from rca.parsers.bounded import RequestSample
 from rca.parsers.changes import changes_from_messages, read_changes_file
 from rca.parsers.sources import Source, expand_inputs, is_store_url, stdin_source
+from rca.parsers.timezones import Clock, clock_of, naive_time_warnings
 
 ProgressFn = Callable[[str, int, int], None]
 MIN_SNIFF_SCORE = 0.3
@@ -192,6 +193,7 @@ def load_dataset(
                 whole.append(frame)
         summaries.append(summary)
     streamed_rows = 0
+    clocks: list[Clock] = []
     for index, source in enumerate(sources):
         if progress is not None:
             label = f"reading {source.origin}" + (f" ({index + 1}/{len(sources)})" if len(sources) > 1 else "")
@@ -214,6 +216,8 @@ def load_dataset(
         if result.request_sample is not None:
             summary = _with_sample(summary, result.request_sample, result.frames["requests"].height, options, tops)
             aggregates.append(result.request_sample.aggregates)
+        if options.tz == "UTC":  # a zone the user chose is their reading of every offset-less time
+            clocks.append(clock_of(source.origin, result.format, source.sample().lines, result.frames if sunk is None else None))
         for name, frame in result.frames.items():
             if frame.height:
                 frame = _narrow(frame, options.request_columns) if name == "requests" else frame
@@ -225,6 +229,8 @@ def load_dataset(
             streamed_rows += sum(sunk[1][1].values())
         summaries.append(summary)
 
+    naive = naive_time_warnings(clocks)
+    summaries = [replace(s, warnings=(*s.warnings, naive[s.path])) if s.path in naive else s for s in summaries]
     dataset = Dataset(inputs=summaries, request_aggregates=_merged(aggregates, whole))
     for name in FRAMES:
         frames = collected[name]

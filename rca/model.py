@@ -459,6 +459,7 @@ class Hypothesis:
     explains: tuple[str, ...] = ()
     evidence: tuple[Evidence, ...] = ()
     findings: tuple[Finding, ...] = ()
+    effect_of: int | None = None  # rank of the hypothesis this one is likely an effect of (the summary says why)
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,13 @@
 """Figures as every report writes them (rca.figures), and the rates they quote (#18 item 5)."""
 
 import io
-from pathlib import Path
+from dataclasses import replace
 
 from rich.console import Console
 
 from rca.detectors.stats import per_minute
 from rca.figures import before_after, change, finding_label, quantity, ratio
-from rca.pipeline import analyze
 from rca.render.terminal import render_terminal
-
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
 def test_small_rates_are_written_in_a_unit_that_shows_them():
@@ -49,10 +46,20 @@ def test_a_fall_reads_as_the_ratio_of_after_to_before():
 
 def test_the_evidence_column_quotes_a_fall_as_after_over_before() -> None:
     # the terminal's evidence column read x4.4 for a fall while the prose read x0.2 (the Markdown tables share `change`)
-    report = analyze([str(SAMPLES / "third-party-surge" / "telemetry")])
+    from rca.findings import CallDropDetails
+    from rca.model import Dataset
+    from rca.ranking import build_report
+    from tests.ranking.test_ranker import CONTEXT, finding, latency
+
+    drop = CallDropDetails(caller="checkout", callee="payments", reference="windows", requests_before=300, requests_after=300,
+                           calls_before=171, calls_after=39, p=1e-12, caller_fan_out=1, callee_fan_in=1)
+    fall = finding("call_drop", "edge", "checkout", 31.0, metric="calls_per_request", magnitude=4.4, signal="trace",
+                   where=None, details=drop)
+    fall = replace(fall, baseline=0.57, incident=0.13)
+    report = build_report(Dataset(), CONTEXT, [fall, latency("/api/checkout", 31.0)])
     falls = [f for h in report.hypotheses for f in h.findings
              if f.baseline and f.incident is not None and f.incident < f.baseline]
-    assert falls, "the sample has a caller whose calls per request fell"
+    assert report.incident_detected and falls, "a caller whose calls per request fell"
     out = io.StringIO()
     render_terminal(report, Console(file=out, width=140, force_terminal=False, color_system=None))
     terminal = out.getvalue()

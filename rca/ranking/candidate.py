@@ -46,6 +46,10 @@ class Candidate:
     # change's time is exact while onsets fitted on buckets come a few buckets early (the change's own
     # comparison has shown the symptoms were not there before it).
     onset_tolerance_min: float = 0.0
+    # The candidate this one is likely an effect of (`cause`), and why, in a clause its summary ends with
+    # (`effect_of`); set by rules that explain one candidate by another, such as `surge_effects`.
+    cause: Candidate | None = None
+    effect_of: str | None = None
 
     @property
     def onset(self) -> datetime | None:

@@ -6,7 +6,9 @@ its own summary sentence with these helpers.
 
 from __future__ import annotations
 
-from rca.figures import before_after, finding_label, hhmm, metric_label, ratio
+from typing import Any
+
+from rca.figures import before_after, finding_label, hhmm, metric_label, number, quantity, ratio
 from rca.findings import vantage_of
 from rca.model import Evidence, Finding
 from rca.ranking.candidate import Candidate, completeness, minutes_between
@@ -60,6 +62,16 @@ def symptom_subject(f: Finding, with_dimension: bool = False) -> str:
     if f.dimension == "service" and f.signal == "access_log":
         return "all requests in the access log"
     return f"{f.dimension} {f.subject}" if with_dimension else f.subject
+
+
+def canary_clause(canary: dict[str, Any]) -> str:
+    """A canary split's figures (`ChangeEffectDetails.canary`): `requests the new release served had p95 338 ms
+    and 5xx 0.2%, against 106 ms and 0.1% on the old release (412 and 388 requests)`."""
+    c = canary
+    where = "" if str(c["scope"]).startswith("all of") else f" on {c['scope']}"
+    return (f"requests the new release served{where} had p95 {quantity(c['p95_new_ms'], 'p95_ms')} and 5xx {pct(c['error_rate_new'])}, "
+            f"against {quantity(c['p95_old_ms'], 'p95_ms')} and {pct(c['error_rate_old'])} on the old release "
+            f"({number(c['n_new'])} and {number(c['n_old'])} requests)")
 
 
 def pct(value: float | None) -> str:

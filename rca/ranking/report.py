@@ -16,7 +16,7 @@ from rca.model import (
     Report,
     TimelineEntry,
 )
-from rca.ranking.candidate import completeness
+from rca.ranking.candidate import Candidate, completeness
 from rca.ranking.candidates import build_candidates
 from rca.ranking.prose import evidence, explains, symptom_label
 from rca.ranking.registry import Observations, kind_named
@@ -33,6 +33,12 @@ def build_report(dataset: Dataset, context: AnalysisContext | None, findings: It
     """Rank the causes the findings point to and assemble the report."""
     with times_for(context):
         return _build_report(dataset, context, list(findings), command)
+
+
+def _summary(cand: Candidate, explained: list[Finding]) -> str:
+    """The kind's sentence, ending with the cause the candidate is likely an effect of when a rule found one."""
+    text = kind_named(cand.kind).summary(cand, explained)
+    return f"{text.rstrip('.')}; {cand.effect_of}." if cand.effect_of else text
 
 
 def _build_report(dataset: Dataset, context: AnalysisContext | None, findings: list[Finding], command: str | None) -> Report:
@@ -52,15 +58,16 @@ def _build_report(dataset: Dataset, context: AnalysisContext | None, findings: l
     scored = [item for item in scored if round(item[0], 2) > 0]
     scored.sort(key=lambda x: (-x[0], x[1].kind, x[1].subject))
     hypotheses = []
+    rank_of = {id(cand): rank for rank, (_, cand, _) in enumerate(scored, start=1)}
     for rank, (value, cand, explained) in enumerate(scored, start=1):
         hypotheses.append(
             Hypothesis(
                 rank=rank, kind=cand.kind, dimension=cand.dimension, subject=cand.subject, where=cand.where,
-                score=round(value, 3), onset=cand.onset, summary=kind_named(cand.kind).summary(cand, explained),
+                score=round(value, 3), onset=cand.onset, summary=_summary(cand, explained),
                 explains=explains([s for s in explained if not any(s is f for f in cand.findings)]),  # not the cause again
                 evidence=tuple(evidence(f) for f in sorted(cand.findings, key=lambda f: (completeness(f), -f.confidence, -f.magnitude))
                                [: t.evidence_per_hypothesis]),
-                findings=tuple(cand.findings),
+                findings=tuple(cand.findings), effect_of=rank_of.get(id(cand.cause)) if cand.cause is not None else None,
             )
         )
     incident = bool(hypotheses) and hypotheses[0].score >= t.incident_threshold

@@ -8,10 +8,12 @@ Rule-outs read findings only; the figures come from the detectors (detectors/loc
 
 from __future__ import annotations
 
+from typing import Any
+
 from rca.figures import hhmm, number, quantity, ratio
 from rca.findings import ChangeEffectDetails, HostSpreadDetails, NetworkSplitDetails
 from rca.model import AnalysisContext, Evidence, Finding, Hypothesis, RuledOut
-from rca.ranking.prose import pct
+from rca.ranking.prose import canary_clause, pct
 from rca.ranking.registry import kind_named
 
 
@@ -29,6 +31,12 @@ def ruled_out_changes(findings: list[Finding], context: AnalysisContext, top: Hy
         figures = (f"p95 of {d.scope} {quantity(d.p95_before_ms, 'p95_ms')} in the {number(d.window_min)} min before, "
                    f"{quantity(d.p95_after_ms, 'p95_ms')} in the {number(d.after_min)} min after; "
                    f"5xx {pct(d.error_rate_before)} -> {pct(d.error_rate_after)}")
+        evidence = Evidence("changes", figures, d.p95_before_ms, d.p95_after_ms, f.magnitude)
+        if d.canary is not None and d.canary_effect is False:
+            # the canary split decided (the same minutes, so load and time of day hit both releases alike):
+            # its figures first, the before/after ones as what a responder sees on a dashboard
+            evidence = _canary_evidence(d.canary)
+            figures = f"{evidence.text}; before and after it, {figures}"
         gap = d.minutes_before_incident or 0.0
         if top is not None and top.kind == "deploy" and top.subject == f.subject:
             continue
@@ -46,8 +54,15 @@ def ruled_out_changes(findings: list[Finding], context: AnalysisContext, top: Hy
             continue
         out.append(RuledOut(kind=str(d.change_kind), subject=f"{d.service} {d.subject or ''}".strip(),
                             reason=reason, ts=f.onset,
-                            evidence=(Evidence("changes", figures, d.p95_before_ms, d.p95_after_ms, f.magnitude),)))
+                            evidence=(evidence,)))
     return out
+
+
+def _canary_evidence(c: dict[str, Any]) -> Evidence:
+    """The canary split's figures: the new release's requests against the old one's in the same minutes."""
+    old, new = c["p95_old_ms"], c["p95_new_ms"]
+    return Evidence("changes", f"in the same minutes after it, {canary_clause(c)}", old, new,
+                    round(new / old, 3) if old and new is not None else 1.0)
 
 
 def ruled_out_network(findings: list[Finding]) -> list[RuledOut]:

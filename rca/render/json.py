@@ -53,7 +53,7 @@ def hypothesis_dict(h: Hypothesis) -> dict[str, Any]:
     return {
         "rank": h.rank, "kind": h.kind, "dimension": h.dimension, "subject": h.subject, "where": h.where,
         "score": h.score, "onset": h.onset, "summary": h.summary, "explains": list(h.explains),
-        "evidence": [evidence_dict(e) for e in h.evidence],
+        "evidence": [evidence_dict(e) for e in h.evidence], "effect_of": h.effect_of,
     }
 
 

@@ -104,7 +104,8 @@ def _render_terminal(report: Report, console: Console) -> None:
         for h in report.hypotheses[:8]:
             table.add_row(str(h.rank), h.kind.replace("_", " "),
                           h.subject + (f" @ {h.where}" if h.where and h.kind == "resource_exhaustion" else ""),
-                          hhmm(h.onset).removesuffix(" UTC"), f"{h.score:.2f}", _short(h.findings[0]) if h.findings else "")
+                          hhmm(h.onset).removesuffix(" UTC"), f"{h.score:.2f}",
+                          (_short(h.findings[0]) if h.findings else "") + (f"; likely an effect of #{h.effect_of}" if h.effect_of else ""))
         console.print(table)
         top = report.hypotheses[0]
         if top.explains:

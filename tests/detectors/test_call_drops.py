@@ -17,9 +17,10 @@ from rca.ranking.kinds.service_fault import service_evidence
 T0 = datetime(2026, 4, 7, 9, tzinfo=UTC)
 
 
-def _spans(seed: int, failing: set[str], minutes: int = 6, onset_min: int = 3) -> tuple[pl.DataFrame, dict[str, str]]:
+def _spans(seed: int, failing: set[str], minutes: int = 6, onset_min: int = 3, surge: bool = False) -> tuple[pl.DataFrame, dict[str, str]]:
     """front -> {b, c}, b -> {d, e}, c -> {d}: a request every 0.3-0.7 s. From `onset_min` every service in
-    `failing` throws in most of its requests: "b" stops calling e (it throws before that call)."""
+    `failing` throws in most of its requests: "b" stops calling e (it throws before that call). With `surge`,
+    from `onset_min` front also serves 1-3 times as many requests of another kind, which call c only."""
     rng = np.random.default_rng(seed)
     names = {k: f"{k}{rng.choice(['svc', 'api', 'srv'])}-{rng.integers(10, 99)}" for k in ("front", "b", "c", "d", "e")}
     lost = float(rng.uniform(0.7, 1.0))  # share of the failing requests' later calls that vanish
@@ -50,6 +51,13 @@ def _spans(seed: int, failing: set[str], minutes: int = 6, onset_min: int = 3) -
                     call(trace, f"{i:010x}{k:02x}02", sid, names["b"], names["e"], start)
             else:
                 call(trace, f"{i:010x}{k:02x}01", sid, names["c"], names["d"], start)
+        if surge and after:
+            for extra in range(int(rng.integers(1, 4))):
+                i += 1
+                trace, root = f"{seed:04x}{i:028x}", f"{i:010x}000000"
+                serve(trace, root, None, names["front"], start, 10.0)
+                sid = call(trace, f"{i:010x}{extra:02x}00", root, names["front"], names["c"], start)
+                call(trace, f"{i:010x}{extra:02x}01", sid, names["c"], names["d"], start)
         start += timedelta(seconds=float(rng.uniform(0.3, 0.7)))
         i += 1
     raw = pl.DataFrame(rows, schema_overrides={"ts": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC")})
@@ -90,4 +98,12 @@ def test_without_a_baseline_the_split_is_found_inside_the_traces(seed):
 @pytest.mark.parametrize("seed", range(5, 8))
 def test_steady_calls_give_no_finding(seed):
     spans, _ = _spans(seed, set())
+    assert detect_call_drops(Dataset(spans=spans), _context()) == []
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_surge_of_another_kind_of_request_drops_no_call(seed):
+    """front's requests rise with requests that never call b: its calls to b per request fall, yet b gets every
+    call it got before (a surge on front's other routes, not code that stopped calling)."""
+    spans, _ = _spans(seed, set(), surge=True)
     assert detect_call_drops(Dataset(spans=spans), _context()) == []

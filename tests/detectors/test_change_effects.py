@@ -101,3 +101,16 @@ def test_release_that_moved_nothing_is_ruled_out_with_figures(seed):
 def test_change_after_the_degradation_began_is_not_its_cause(seed):
     f = effect_of(rollout(seed, load_factor=3.0, change_at_min=32, degrade_at_min=30))
     assert not f.details.effect
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_release_cleared_by_the_canary_split_is_ruled_out_with_its_figures(seed):
+    """Load slows both releases from the change on: the canary split decided, so the rule-out quotes it
+    (the new release's p95 against the old one's in the same minutes), the before/after rise as context."""
+    report = analyze_dataset(rollout(seed, load_factor=2.5), AnalyzeOptions())
+    [ruled] = [r for r in report.ruled_out if r.kind == "deploy"]
+    [f] = [f for f in report.findings if f.kind == "change_effect"]
+    canary = f.details.canary
+    assert "requests the new release served" in ruled.reason and "; before and after it, p95 of" in ruled.reason
+    assert ruled.evidence[0].baseline == canary["p95_old_ms"] and ruled.evidence[0].incident == canary["p95_new_ms"]
+    assert 0.7 < ruled.evidence[0].ratio < 1.4  # both releases alike: what cleared it

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
 from rca.detectors.templates import add_templates, detect_templates, mask_expr, mine
 from rca.model import AnalysisContext, Dataset, Window, conform
@@ -140,3 +141,33 @@ def test_quiet_events_give_no_findings():
         for s, k in zip(rng.uniform(0, 3600, 2000), rng.integers(0, 10_000, 2000), strict=True)
     ]
     assert detect_templates(Dataset(events=_events(rows)), _context(start)) == []
+
+
+def _service_log(rng: np.random.Generator, start: datetime, first_s: float, last_s: float, origin: str, service: str) -> pl.DataFrame:
+    """Ordinary lines of a few kinds, each at its own steady rate, from `first_s` to `last_s` after `start`."""
+    rows = []
+    for kind in rng.choice(["served", "cache hit", "fetched", "queued", "synced"], int(rng.integers(2, 5)), replace=False):
+        n = int(rng.poisson(rng.uniform(0.3, 3.0) * (last_s - first_s) / 60))
+        rows += [(start + timedelta(seconds=float(s)), "INFO", f"{kind} item {rng.integers(1, 9999)} in {rng.integers(1, 90)}ms")
+                 for s in rng.uniform(first_s, last_s, n)]
+    return _events(rows).with_columns(origin=pl.lit(origin), service=pl.lit(service))
+
+
+@pytest.mark.parametrize("seed", range(8))  # seed 6: a log beginning 20 s before the incident (the conditional test's case)
+def test_logs_are_compared_with_the_seconds_they_cover(seed):
+    """The analysis windows come from the longest signal (metrics, 40 min of baseline); a log that holds only the
+    minutes around the fault, or begins seconds before it, has no baseline of its own to call its lines new.
+    A log that covers the baseline still shows a template that is new in it."""
+    rng = np.random.default_rng([seed, 2])
+    start = datetime(2026, 1, 5, 10, tzinfo=UTC)
+    late = float(rng.choice([40 * 60 + 10, 40 * 60 - rng.uniform(1, 20)]))  # after the incident began, or seconds before
+    only_incident = _service_log(rng, start, late, 60 * 60 - 30, "pods.jsonl", f"svc{rng.integers(10, 99)}")
+    whole = _service_log(rng, start, 5, 60 * 60 - 5, "app.log", "api")
+    error = f"payment {rng.choice(['declined', 'refused'])}: upstream timeout"
+    new_rows = [(start + timedelta(minutes=45, seconds=float(s)), "ERROR", f"{error} after {rng.integers(1, 999)}ms")
+                for s in rng.uniform(0, 14 * 60, int(rng.integers(20, 60)))]
+    new = _events(new_rows).with_columns(origin=pl.lit("app.log"), service=pl.lit("api"))
+    events = conform(pl.concat([only_incident, whole, new]), "events")
+    findings = detect_templates(Dataset(events=events), _context(start))
+    assert [(f.kind, f.where) for f in findings] == [("error_message", "api")], [(f.kind, f.where, f.subject) for f in findings]
+    assert findings[0].details.events_before == 0

@@ -16,6 +16,7 @@ from rca.model import Finding, Hypothesis
 from rca.ranking.candidate import Candidate
 from rca.ranking.prose import effect_clause
 from rca.ranking.registry import HypothesisKind, Observations, register_kind
+from rca.ranking.surge_effects import explain_by_surge, first_surge, surge_phrase
 from rca.ranking.tuning import TUNING
 
 
@@ -73,11 +74,13 @@ class DependencySlowdown(HypothesisKind):
     def adjust(self, candidates: list[Candidate], seen: Observations) -> None:
         self._explain_by_surge(candidates)
         self._bound_onsets(candidates, seen.symptoms)
+        explain_by_surge(candidates, self.name, seen)  # after the onsets: a bounded onset is the one to compare
 
     def _explain_by_surge(self, candidates: list[Candidate]) -> None:
         """A dependency that slowed while the calls sent to it rose with a traffic surge is an effect of that
         load, not a cause of its own: the surge explains it, so the dependency is discounted."""
-        if not any(c.kind == "traffic_surge" for c in candidates):
+        surge = first_surge(candidates)
+        if surge is None:
             return
         for cand in candidates:
             if cand.kind != self.name:
@@ -86,6 +89,9 @@ class DependencySlowdown(HypothesisKind):
             if calls >= TUNING.calls_rose:
                 cand.discount = min(cand.discount, TUNING.explained_by_surge_discount)
                 cand.related.append(f"calls rose x{calls:.1f} with the traffic surge")
+                cand.cause = surge
+                cand.effect_of = f"the calls it serves rose with {surge_phrase(surge)}: likely that surge's load"
+
 
     def _bound_onsets(self, candidates: list[Candidate], symptoms: list[Finding]) -> None:
         """Spans are sampled, so a dependency's own onset can be estimated late. When the calls sent to it

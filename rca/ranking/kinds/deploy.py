@@ -15,7 +15,7 @@ from rca.figures import hhmm, number, quantity
 from rca.findings import ChangeEffectDetails
 from rca.model import Finding, Hypothesis
 from rca.ranking.candidate import Candidate
-from rca.ranking.prose import pct
+from rca.ranking.prose import canary_clause, pct
 from rca.ranking.registry import HypothesisKind, Observations, register_kind
 from rca.ranking.scoring import symptoms_began
 from rca.ranking.tuning import TUNING
@@ -59,12 +59,7 @@ class Deploy(HypothesisKind):
         assert isinstance(d, ChangeEffectDetails)
         head = f"{d.change_kind.capitalize()} {d.subject or ''} of {d.service or 'an unnamed service'} at {hhmm(cand.onset)}"
         if d.canary_effect and d.canary:
-            c = d.canary
-            where = "" if str(c["scope"]).startswith("all of") else f" on {c['scope']}"
-            return (f"{head}: in the same minutes, requests the new release served{where} had p95 "
-                    f"{quantity(c['p95_new_ms'], 'p95_ms')} and 5xx {pct(c['error_rate_new'])}, against "
-                    f"{quantity(c['p95_old_ms'], 'p95_ms')} and {pct(c['error_rate_old'])} on the old release "
-                    f"({number(c['n_new'])} and {number(c['n_old'])} requests).")
+            return f"{head}: in the same minutes, {canary_clause(d.canary)}."
         m = d.moved_figures
         if m is not None and not str(m["scope"]).startswith("all of"):
             return (f"{head}: {m['scope']} p95 {number(m['p95_old_ms'])} -> {quantity(m['p95_new_ms'], 'p95_ms')}, "

@@ -48,7 +48,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rca.figures import hhmm, number
+from rca.figures import hhmm, number, ratio
 from rca.findings import (
     CallDropDetails,
     CallWaitDetails,
@@ -60,6 +60,7 @@ from rca.model import Finding, Hypothesis
 from rca.ranking.candidate import Candidate
 from rca.ranking.prose import effect_clause
 from rca.ranking.registry import HypothesisKind, Observations, register_kind
+from rca.ranking.surge_effects import explain_by_surge
 from rca.ranking.tuning import TUNING
 
 NETWORK_KIND = "network_delay"
@@ -299,6 +300,12 @@ def evidence_clause(cand: Candidate) -> str:
         if isinstance(d, MetricShiftDetails) and d.family not in seen:
             seen.add(d.family)
             parts.append(f"{f.metric} {number(f.baseline)} -> {number(f.incident)} (z {d.z:.0f})")
+    own_time = [(f, f.details) for f in cand.findings if isinstance(f.details, ServiceTimeDetails)]
+    if own_time:
+        f, d = max(own_time, key=lambda fd: (fd[0].confidence, fd[0].magnitude))
+        on = f" on {d.pod}" if d.pod and len(own_time) > 1 else ""
+        parts.append(f"its own time per request (less the calls it makes) {number(d.reference_ms)} -> {number(d.self_ms)} ms "
+                     f"({ratio(f.magnitude)}){on}")
     waits = [(f, f.details) for f in cand.findings if isinstance(f.details, CallWaitDetails) and f.details.callee == cand.subject]
     if waits:
         f, d = max(waits, key=lambda fd: fd[1].wait_ms - fd[1].reference_ms)
@@ -361,10 +368,12 @@ class ServiceFault(HypothesisKind):
 
     def adjust(self, candidates: list[Candidate], seen: Observations) -> None:
         discount_without_effect(candidates, self.name, lambda cand: cand.subject, seen)
+        explain_by_surge(candidates, self.name, seen)
 
     def summary(self, cand: Candidate, explained: list[Finding]) -> str:
         at = f" (pod {cand.where})" if cand.where and cand.where != cand.subject else ""
-        return f"{cand.subject}{at} is at fault from {hhmm(cand.onset)}: {evidence_clause(cand)}{effect_clause(cand, explained)}."
+        verb = "slowed" if cand.effect_of else "is at fault"  # an effect of another cause is not called a fault
+        return f"{cand.subject}{at} {verb} from {hhmm(cand.onset)}: {evidence_clause(cand)}{effect_clause(cand, explained)}."
 
     def cause_phrase(self, hypothesis: Hypothesis) -> str:
         return f"the fault in {hypothesis.where or hypothesis.subject}"
