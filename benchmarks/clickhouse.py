@@ -5,7 +5,8 @@ four spans over 3 hours: an `api` server span calling `users` through a client s
 redis; in the last 30 minutes redis slows down x8; 0.5% of api requests fail throughout), and, for the file
 peer, writes the same rows as OTLP/JSON lines (one span a line, ids in hex, as the file exporter writes).
 Then runs `rca analyze` as a child process on each input and reads its wall time and peak RSS
-(`os.wait4`: the child alone; chDB runs inside it, so its engine's memory counts). The top cause of
+(`os.wait4`: the child alone; chDB runs inside it, so its engine's memory counts), with the peaks of
+its anonymous and file-backed (shared library) resident memory apart. The top cause of
 both runs is printed so a reader sees they agree.
 
 The machine is shared: quote the ratio of the two paths measured in the same run, not absolutes alone.
@@ -121,22 +122,44 @@ sys.path.insert(0, sys.argv.pop(1))
 runpy.run_module("rca.cli", run_name="__main__")"""
 
 
-def measure(target: str, checkout: Path | None = None) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS in MB (GNU time's %M: the child alone) and the top cause of `rca analyze TARGET`
-    (with the rca of the source `checkout` when given)."""
+def _resident(pid: int) -> tuple[int, int]:
+    """Anonymous and file-backed resident kB of a running process (0, 0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            fields = dict(line.split(":", 1) for line in status if line.startswith(("RssAnon", "RssFile")))
+    except OSError:
+        return 0, 0
+    return int(fields.get("RssAnon", "0 kB").split()[0]), int(fields.get("RssFile", "0 kB").split()[0])
+
+
+def measure(target: str, checkout: Path | None = None) -> tuple[float, float, float, float, str]:
+    """Wall seconds, peak RSS in MB (the child's ru_maxrss from wait4: rca and chDB inside it; no other
+    process is started), the peaks of its anonymous and of its file-backed resident memory (sampled every
+    10 ms from /proc: the file-backed part is shared library pages, the anonymous part what rca and the
+    engine allocated) and the top cause of `rca analyze TARGET` (with the rca of the source `checkout` when given)."""
     command = [sys.executable, "-m", "rca.cli"] if checkout is None else [sys.executable, "-c", _FROM_CHECKOUT, str(checkout)]
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as timing:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", timing.name, *command, "analyze", target, "-f", "json", "-q"],
-                              capture_output=True, check=False)
+        proc = subprocess.Popen([*command, "analyze", target, "-f", "json", "-q"], stdout=out, stderr=err)
+        anon = file = 0
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            a, f = _resident(proc.pid)
+            anon, file = max(anon, a), max(file, f)
+            time.sleep(0.01)
         wall = time.perf_counter() - start
-        peak_kb = float(timing.read().strip().splitlines()[-1])
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
-        raise SystemExit(f"rca analyze {target} exited {proc.returncode}: {proc.stderr.decode()[-500:]}")
-    report = orjson.loads(proc.stdout)
+        raise SystemExit(f"rca analyze {target} exited {proc.returncode}: {stderr.decode()[-500:]}")
+    report = orjson.loads(stdout)
     top = report["hypotheses"][0] if report["hypotheses"] else None
     cause = f"{top['kind']} {top['subject']} ({top['where']})" if top else "no cause"
-    return wall, peak_kb / 1024, cause
+    return wall, usage.ru_maxrss / 1024, anon / 1024, file / 1024, cause
 
 
 def main() -> None:
@@ -150,7 +173,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.data or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        print(f"{'spans':>12} {'input':<16} {'wall s':>8} {'peak MB':>9}  top cause    (load average {os.getloadavg()[0]:.1f})")
+        print(f"{'spans':>12} {'input':<16} {'wall s':>8} {'peak MB':>9} {'anon MB':>8} {'file MB':>8}  top cause    (load average {os.getloadavg()[0]:.1f})")
         for spans in args.spans:
             spans -= spans % 4
             store, file = build(folder, spans, spans <= args.files_max)
@@ -158,9 +181,9 @@ def main() -> None:
             for label, checkout in builds:
                 figures = {}
                 for name, target in rows:
-                    wall, rss, cause = measure(target, checkout)
+                    wall, rss, anon, file_mb, cause = measure(target, checkout)
                     figures[name] = (wall, rss)
-                    print(f"{spans:>12,} {name + label:<16} {wall:>8.2f} {rss:>9.0f}  {cause}", flush=True)
+                    print(f"{spans:>12,} {name + label:<16} {wall:>8.2f} {rss:>9.0f} {anon:>8.0f} {file_mb:>8.0f}  {cause}", flush=True)
                 if "file" in figures:
                     (cw, cr), (fw, fr) = figures["chdb"], figures["file"]
                     print(f"{'':>12} {'ratio' + label:<16} {'x' + format(fw / cw, '.1f'):>8} {'x' + format(fr / cr, '.1f'):>9}  file / chdb")
