@@ -32,6 +32,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import PurePath
 
 import numpy as np
@@ -42,10 +43,9 @@ from rca.errors import InputError
 from rca.model import REQUESTS_SCHEMA, Rejected, conform, empty_frame, storage_schema
 from rca.parsers import ParseOptions, ParseResult, Streamed, register
 from rca.parsers.bounded import BoundedRequests
+from rca.parsers.distinct import by_distinct
 from rca.parsers.endpoints import (
-    endpoint_shape_expr,
     normalize_endpoints,
-    routes_from_shapes,
     strip_query_expr,
 )
 from rca.parsers.lines import MAX_LINE_BYTES, LineChunk, Lines, line_chunks, read_lines, rejected_examples
@@ -195,6 +195,23 @@ _REQUEST_GROUPS = r"^(?P<_method>[A-Za-z]+) (?P<_target>\S+)(?: (?P<_proto>\S+))
 _REQUEST_LINE = r"^[A-Za-z]+ \S+(?: \S+)?$"  # the same, without captures
 
 
+def _request_columns(requests: pl.Series, schema: dict[str, pl.DataType] | None = None) -> list[pl.Series]:
+    """`method`, `path` and `endpoint` of each `$request` (`GET /a/7?q=1 HTTP/1.1`), null where the regex
+    path would find the request line unreadable. Worked out once per distinct request (`by_distinct`):
+    a log's requests repeat, and splitting, cutting the query and normalizing cost hundreds of
+    nanoseconds a row. Each column is cast to its output type (`schema`) before it is gathered, so a
+    categorical one is gathered as codes."""
+    codes, distinct = by_distinct(requests)
+    request = pl.col("request")
+    parts = pl.when(request.str.contains(_REQUEST_LINE)).then(request.str.splitn(" ", 3))  # the regex path's pattern
+    table = pl.DataFrame({"request": distinct}).select(
+        parts.struct.field("field_0").str.to_uppercase().alias("method"), strip_query_expr(parts.struct.field("field_1")).alias("path")
+    )
+    table = table.with_columns(normalize_endpoints(table.get_column("path")))
+    types = {**REQUESTS_SCHEMA, **(schema or {})}
+    return [table.get_column(c).cast(types[c]).gather(codes) for c in ("method", "path", "endpoint")]
+
+
 def _with_request(frame: pl.DataFrame, names: set[str]) -> pl.DataFrame:
     """`_method` and `_target` from `$request` (`GET /path HTTP/1.1`), matched once."""
     if "request" not in names:
@@ -220,12 +237,10 @@ _REASON = (
 
 def _finish(good: pl.DataFrame, origin: str, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
     """Canonical requests: endpoint from the path (normalized on distinct values), origin and signal."""
-    if "_shape" in good.columns:
-        endpoint = routes_from_shapes(good.get_column("_shape"))
-    else:
-        endpoint = normalize_endpoints(good.get_column("path"))
     dtype = (schema or {}).get("origin", pl.String())
-    good = good.with_columns(endpoint=endpoint, origin=pl.lit(origin).cast(dtype), signal=pl.lit("access_log").cast(dtype))
+    good = good.with_columns(origin=pl.lit(origin).cast(dtype), signal=pl.lit("access_log").cast(dtype))
+    if "endpoint" not in good.columns:
+        good = good.with_columns(normalize_endpoints(good.get_column("path")))
     return conform(good, "requests", schema)
 
 
@@ -285,17 +300,25 @@ def split_layout(log_format: str, trailer: bool) -> SplitLayout | None:
     return SplitLayout(tuple(columns), tuple(quoted), optional)
 
 
+def _zone_seconds(zone: str | None) -> int | None:
+    """`-0700]` -> -25200 (the offset of a `[$time_local]` zone in seconds); None if it is no offset."""
+    m = None if zone is None else re.fullmatch(r"([+-])(\d\d)(\d\d)\]", zone)
+    return None if m is None else (1 if m.group(1) == "+" else -1) * (int(m.group(2)) * 3600 + int(m.group(3)) * 60)
+
+
 def _split_time(date: pl.Expr, zones: pl.Series) -> pl.Expr:
     """`[10/Oct/2000:13:55:36` + `-0700]` -> UTC: the date parsed naive, minus its zone's offset.
 
-    Zones are few (usually one per file), so offsets are computed per distinct zone, not per line."""
+    Zones are few (usually one per file), so offsets are computed per distinct zone, not per line, and
+    a chunk with one zone throughout subtracts one constant."""
     naive = date.str.strptime(pl.Datetime("us", "UTC"), "[%d/%b/%Y:%H:%M:%S", strict=False)
+    first = zones.drop_nulls().head(1).to_list()
+    if first and zones.null_count() == 0 and (zones == first[0]).all():
+        offset = _zone_seconds(first[0])
+        return naive - timedelta(seconds=offset) if offset is not None else pl.lit(None, pl.Datetime("us", "UTC"))
     distinct = zones.drop_nulls().unique()
-    offsets: list[int | None] = []
-    for zone in distinct.to_list():
-        m = re.fullmatch(r"([+-])(\d\d)(\d\d)\]", zone)
-        offsets.append(None if m is None else (1 if m.group(1) == "+" else -1) * (int(m.group(2)) * 3600 + int(m.group(3)) * 60))
-    seconds = pl.col("_time_zone").replace_strict(distinct, pl.Series(offsets, dtype=pl.Int64), default=None, return_dtype=pl.Int64)
+    offsets = pl.Series([_zone_seconds(z) for z in distinct.to_list()], dtype=pl.Int64)
+    seconds = pl.col("_time_zone").replace_strict(distinct, offsets, default=None, return_dtype=pl.Int64)
     return naive - pl.duration(seconds=seconds)
 
 
@@ -317,7 +340,10 @@ class SplitChunk:
 
 
 def _fields(data: bytes, layout: SplitLayout, first_line: int, lines: int) -> pl.DataFrame | None:
-    """The chunk's fields, one row a line; None when the reader fails or a quote swallowed a line break."""
+    """The chunk's fields, one row a line; None when the reader fails or a quote swallowed a line break.
+
+    An unbalanced quote joins its line to the next ones (fewer rows than lines), except on the last
+    line, where it takes in the final line break: only that row needs a look."""
     for encoding in ("utf8", "utf8-lossy"):  # strict UTF-8 is faster; invalid bytes need the lossy decoder
         try:
             fields = scan_split(data, layout, encoding, first_line).collect()
@@ -325,30 +351,70 @@ def _fields(data: bytes, layout: SplitLayout, first_line: int, lines: int) -> pl
             continue
         except pl.exceptions.NoDataError:
             return None
-        swallowed = fields.select(pl.any_horizontal(False, *(pl.col(c).str.contains("\n", literal=True) for c in layout.quoted)).any()).item()
-        if fields.height != lines or swallowed:
+        if fields.height != lines:
             return None
-        return fields
+        last = fields.tail(1).select(pl.any_horizontal(False, *(pl.col(c).str.contains("\n", literal=True) for c in layout.quoted))).item()
+        return None if last else fields
     return None
 
 
-def _odd_quote_lines(data: bytes, ends: np.ndarray) -> np.ndarray:
-    """0-based numbers of the lines of `data` (ending at `ends`) holding an odd number of `"`: an
-    unbalanced quote, which would swallow the line breaks after it."""
-    quotes = np.flatnonzero(np.frombuffer(data, np.uint8) == 34)
-    per_line = np.bincount(np.searchsorted(ends, quotes), minlength=len(ends) + 1)
-    return np.flatnonzero(per_line[: len(ends)] % 2)
+class _LineIndex:
+    """Where the lines of a chunk lie, found piece by piece: the chunk is cut at line ends into about
+    PIECES runs of lines, each piece's lines counted in one numpy pass; the offsets of a piece's lines,
+    and the quotes of its lines, are looked at only when asked for. Finding a few lines (unbalanced
+    quotes, lines for the regex) so costs a pass over the chunk for a count, not an array of every
+    line end."""
 
+    PIECES = 64
 
-def _blank_lines(data: bytes, ends: np.ndarray, indices: np.ndarray) -> bytes:
-    """`data` with the lines at `indices` emptied (their line breaks kept, so numbering stays)."""
-    view = memoryview(data)
-    parts, pos = [], 0
-    for i in indices.tolist():
-        parts.append(view[pos : (int(ends[i - 1]) + 1 if i else 0)])
-        pos = int(ends[i])
-    parts.append(view[pos:])
-    return b"".join(parts)
+    def __init__(self, data: bytes):
+        self.data = data
+        self.bytes = np.frombuffer(data, np.uint8)
+        starts, step = [0], max(len(data) // self.PIECES, 1)
+        while (cut := data.find(b"\n", starts[-1] + step)) != -1 and cut + 1 < len(data):
+            starts.append(cut + 1)
+        self.starts = np.array([*starts, len(data)], dtype=np.int64)
+        counts = [np.count_nonzero(self.bytes[a:b] == 10) for a, b in zip(self.starts[:-1], self.starts[1:], strict=True)]
+        self.first_lines = np.concatenate([[0], np.cumsum(counts)])  # 0-based number of each piece's first line
+        self._ends: dict[int, np.ndarray] = {}
+
+    def _piece_ends(self, piece: int) -> np.ndarray:
+        if piece not in self._ends:
+            a, b = int(self.starts[piece]), int(self.starts[piece + 1])
+            self._ends[piece] = np.flatnonzero(self.bytes[a:b] == 10) + a
+        return self._ends[piece]
+
+    def span(self, line: int) -> tuple[int, int]:
+        """Byte offsets of the 0-based line `line` (its start, and its line break)."""
+        piece = int(np.searchsorted(self.first_lines, line, side="right")) - 1
+        ends, i = self._piece_ends(piece), line - int(self.first_lines[piece])
+        return (int(ends[i - 1]) + 1 if i else int(self.starts[piece])), int(ends[i])
+
+    def odd_quote_lines(self, every_piece: bool = False) -> np.ndarray:
+        """0-based numbers of the lines holding an odd number of `"`: an unbalanced quote, which would
+        swallow the line breaks after it. Only pieces with an odd count are searched, unless
+        `every_piece` (two such lines in one piece cancel out)."""
+        found: list[np.ndarray] = []
+        for piece in range(len(self.starts) - 1):
+            a, b = int(self.starts[piece]), int(self.starts[piece + 1])
+            quotes = np.flatnonzero(self.bytes[a:b] == 34) + a if every_piece or np.count_nonzero(self.bytes[a:b] == 34) % 2 else None
+            if quotes is None or not len(quotes):
+                continue
+            ends = self._piece_ends(piece)
+            per_line = np.bincount(np.searchsorted(ends, quotes), minlength=len(ends) + 1)
+            found.append(np.flatnonzero(per_line[: len(ends)] % 2) + self.first_lines[piece])
+        return np.concatenate(found).astype(np.int64) if found else np.zeros(0, np.int64)
+
+    def blanked(self, lines: np.ndarray) -> bytes:
+        """The data with `lines` (0-based, sorted) emptied, their line breaks kept so numbering stays."""
+        view = memoryview(self.data)
+        parts, pos = [], 0
+        for line in lines.tolist():
+            start, end = self.span(line)
+            parts.append(view[pos:start])
+            pos = end
+        parts.append(view[pos:])
+        return b"".join(parts)
 
 
 def _escapes(data: bytes) -> list[bytes]:
@@ -371,15 +437,17 @@ def split_chunk(
         return _regex_chunk(chunk, None, compiled, origin, tz, schema)
     for escape in escaped:
         data = data.replace(escape, _STAND_IN[escape])
-    fields = _fields(data, layout, chunk.first_line, chunk.lines)
-    unbalanced: list[int] = []
-    if fields is None:  # blank the lines with an unbalanced quote (the regex reads them), split again
-        ends = chunk.line_ends() if data is chunk.data else np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
-        odd = _odd_quote_lines(data, ends)
-        if len(odd):
-            data = _blank_lines(data, ends, odd)
-            unbalanced = (odd + chunk.first_line).tolist()
-            fields = _fields(data, layout, chunk.first_line, chunk.lines)
+    # A line with an unbalanced quote (a truncated write) would make the reader fail after reading
+    # everything: such lines are found first in the pieces of the chunk with an odd count of quotes,
+    # and blanked (the regex reads them). Two in one piece cancel out: found when the read fails.
+    index = _LineIndex(data)
+    unbalanced = index.odd_quote_lines()
+    fields = _fields(index.blanked(unbalanced) if len(unbalanced) else data, layout, chunk.first_line, chunk.lines)
+    if fields is None:
+        every = index.odd_quote_lines(every_piece=True)
+        if len(every) > len(unbalanced):
+            unbalanced = every
+            fields = _fields(index.blanked(unbalanced), layout, chunk.first_line, chunk.lines)
     if fields is None:
         return _regex_chunk(chunk, None, compiled, origin, tz, schema)
     if escaped:
@@ -387,20 +455,21 @@ def split_chunk(
             pl.col(c).str.replace_all("\x1d", "\\\\", literal=True).str.replace_all("\x1e", '\\"', literal=True) for c in layout.quoted
         )
     requests, retry = _convert_split(fields, layout, origin, tz, schema)
-    numbers = retry.get_column("line").to_list() + unbalanced
+    numbers = retry.get_column("line").to_list() + (unbalanced + chunk.first_line).tolist()
     if not numbers:
         return SplitChunk(requests, chunk.lines, chunk.first_line + chunk.lines - 1, 0, [], 0)
-    slow = _regex_chunk(chunk, numbers, compiled, origin, tz, schema)
+    slow = _regex_chunk(chunk, numbers, compiled, origin, tz, schema, index if data is chunk.data else None)
     both = pl.concat([requests, slow.requests]).sort("line")
     return SplitChunk(both, chunk.lines, slow.last_line, slow.rejected, slow.examples, slow.slow_lines)
 
 
 def _regex_chunk(
-    chunk: LineChunk, numbers: list[int] | None, compiled: CompiledFormat, origin: str, tz: str, schema: dict[str, pl.DataType] | None
+    chunk: LineChunk, numbers: list[int] | None, compiled: CompiledFormat, origin: str, tz: str, schema: dict[str, pl.DataType] | None,
+    index: _LineIndex | None = None,
 ) -> SplitChunk:
-    """The lines of a chunk (those at `numbers`, or all) read with the regex."""
+    """The lines of a chunk (those at `numbers`, or all) read with the regex (`index`: of the chunk's bytes, if at hand)."""
     if numbers is not None and len(numbers) * 50 < chunk.lines:  # a few lines: cut them out of the bytes
-        lines = _lines_at(chunk, sorted(set(numbers)))
+        lines = _lines_at(chunk, sorted(set(numbers)), index or _LineIndex(chunk.data))
     else:
         lines = read_lines(Source(origin=origin, data=b""), payload=chunk.data)
         lines.frame = lines.frame.with_columns(pl.col("line") + (chunk.first_line - 1))
@@ -419,15 +488,14 @@ def _regex_chunk(
     )
 
 
-def _lines_at(chunk: LineChunk, numbers: list[int]) -> Lines:
+def _lines_at(chunk: LineChunk, numbers: list[int], index: _LineIndex) -> Lines:
     """The lines of a chunk at `numbers` (sorted), decoded as `read_lines` decodes them."""
-    ends = chunk.line_ends()
     texts: list[str] = []
     rejected: list[Rejected] = []
     kept: list[int] = []
     for number in numbers:
-        i = number - chunk.first_line
-        raw = chunk.data[(int(ends[i - 1]) + 1 if i else 0) : int(ends[i])]
+        start, end = index.span(number - chunk.first_line)
+        raw = chunk.data[start:end]
         text = raw.decode("utf-8", errors="replace").removesuffix("\r")
         if len(raw) > MAX_LINE_BYTES:
             rejected.append(Rejected(number, f"line too long ({len(text):,} characters)", text[:120]))
@@ -516,6 +584,8 @@ def _convert_split(
     listed = "upstream_response_time" in layout.optional and fields.get_column(_SPARE[0]).null_count() < fields.height
     spill = _SPARE[:-1] if listed else ()
     checks: list[pl.Expr] = [pl.col(c).is_null() for c in _SPARE if c not in spill]
+    # a field missing at the end (a line cut short) is null; so is an empty bare field: the regex judges both
+    checks += [pl.col(c).is_not_null() for c in layout.columns if c not in layout.optional]
     exprs = _request_exprs(names | {"time_local"}, origin, tz, None)
     if "_time_date" in layout.columns:
         date, zone = pl.col("_time_date"), pl.col("_time_zone")
@@ -541,9 +611,6 @@ def _convert_split(
         pl.all_horizontal(True, *(_plainly_printable(c) for c in cheap)).alias("_plain"),
         pl.all_horizontal(pl.col(c).is_null() for c in (*layout.columns, *_SPARE)).alias("_blank"),
     ]
-    if "request" in names:  # the regex path's request pattern, checked without captures, then split
-        request = pl.col("request")
-        prepare.append(pl.when(request.str.contains(_REQUEST_LINE)).then(request.str.splitn(" ", 3)).alias("_rq"))
     late = {k: exprs.pop(k) for k in ("method", "path")}  # these read `_method`/`_target`
     # independent expressions in one pass run in parallel
     out = fields.with_columns(*prepare, **exprs)
@@ -552,17 +619,13 @@ def _convert_split(
         unprintable = suspects.filter(pl.any_horizontal(pl.col(c).str.contains(_PRINTABLE).fill_null(False) for c in cheap)).get_column("line")
         out = out.with_columns(pl.col("_matched") & ~pl.col("line").is_in(unprintable.implode()))
     if "request" in names:
-        out = out.with_columns(pl.col("_rq").struct.field("field_0").alias("_method"), pl.col("_rq").struct.field("field_1").alias("_target"))
-        # Whole-batch shortcuts for what most logs never need: each skips a string rebuild of every row.
-        target, method = out.get_column("_target"), out.get_column("_method")
-        if not target.str.contains_any(["?", "#"]).any():
-            late["path"] = pl.col("_target")
-        if method.is_in(_METHODS).sum() == method.len() - method.null_count():
-            late["method"] = pl.col("_method")
-    out = out.with_columns(**late)
-    path = out.get_column("path")
-    plain = path.str.starts_with("/").sum() == path.len() - path.null_count()
-    out = out.with_columns(endpoint_shape_expr(pl.col("path"), plain).alias("_shape"), _REASON.alias("_reason"))
+        out = out.with_columns(_request_columns(fields.get_column("request"), schema))
+    else:
+        out = out.with_columns(**late)
+    out = out.with_columns(_REASON.alias("_reason"))
+    out = out.select(c for c in (*REQUESTS_SCHEMA, "_reason", "_blank") if c in out.columns)  # no copy: the raw fields go
+    if out.get_column("_reason").null_count() == out.height:  # the usual chunk: every line taken here
+        return _finish(out, origin, schema), pl.DataFrame(schema={"line": pl.Int64})
     good = out.filter(pl.col("_reason").is_null())
     retry = out.filter(pl.col("_reason").is_not_null() & ~pl.col("_blank")).select(pl.col("line").cast(pl.Int64))
     return _finish(good, origin, schema), retry

@@ -26,7 +26,8 @@ from polars.datatypes import (
 )
 
 from rca.model import EVENTS_SCHEMA, Rejected, conform, empty_frame
-from rca.parsers.endpoints import normalize_endpoint_expr, strip_query_expr
+from rca.parsers.distinct import per_distinct
+from rca.parsers.endpoints import normalize_endpoints, strip_query_expr
 from rca.parsers.lines import LineChunk, Lines, chunk_lines, has_long_line, map_chunks
 from rca.parsers.sources import Source
 
@@ -179,8 +180,12 @@ def parse_iso(text: pl.Series, tz: str) -> pl.Series:
 
 def normalize_level(values: pl.Series) -> pl.Series:
     """Level names, pino numbers (10-60), Monolog numbers (100-600) and syslog priorities (0-7) ->
-    TRACE/DEBUG/INFO/WARN/ERROR/FATAL."""
-    text = _as_string(values).str.strip_chars()
+    TRACE/DEBUG/INFO/WARN/ERROR/FATAL. Worked out once per distinct value: a log has a handful."""
+    return per_distinct(_as_string(values), _level_of_text).alias("level")
+
+
+def _level_of_text(values: pl.Series) -> pl.Series:
+    text = values.str.strip_chars()
     num = text.cast(pl.Int64, strict=False)
     by_name = text.str.to_lowercase().replace_strict(_LEVEL_NAMES, default=None, return_dtype=pl.String)
     return pl.select(
@@ -349,11 +354,18 @@ def _map_rows(
     kind = frame.select(is_request, pl.col("ts").is_not_null().alias("_timed"))
     as_request, as_event = kind["_is_request"] & kind["_timed"], ~kind["_is_request"] & kind["_timed"]
 
-    requests = frame.filter(as_request).with_columns(
+    requests = frame.filter(as_request)
+    # the log's route where it gives one, else the path normalized once per distinct path (the full
+    # rules cost microseconds a row, and a when/then would run them on every row, routed or not)
+    route, raw_path = requests.get_column("route"), requests.get_column("path")
+    endpoint = route
+    if (route.is_null() & raw_path.is_not_null()).any():
+        endpoint = pl.select(pl.coalesce(pl.lit(route), pl.lit(per_distinct(raw_path, normalize_endpoints)))).to_series()
+    requests = requests.with_columns(
         duration_ms=pl.col("duration"),
         method=pl.col("method").str.to_uppercase(),
         path=strip_query_expr(pl.col("path").str.replace(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/]*", "")),
-        endpoint=pl.when(pl.col("route").is_not_null()).then(pl.col("route")).otherwise(normalize_endpoint_expr(pl.col("path"))),
+        endpoint=pl.lit(endpoint.cast(pl.String)),
         status=pl.col("status").cast(pl.Int32, strict=False),
         bytes=pl.col("bytes").cast(pl.Float64, strict=False).cast(pl.Int64, strict=False),
         trace_id=pl.col("trace_id").str.to_lowercase(),
@@ -568,13 +580,15 @@ def _whole_chunk(chunk: LineChunk, seen: _SeenKeys | None = None) -> pl.DataFram
     per-record path would. First read with the schema of its first SAMPLE_LINES lines and of the chunks
     before (one pass), kept when the keys counted in its bytes are all in the frame; else with the
     schema inferred from every line (two passes)."""
-    decoded = _read_with_known_schema(chunk, seen) if seen is not None else None
+    decoded = _read_with_known_schema(chunk, seen) if seen is not None else None  # its nesting checked there
     if decoded is None:
         try:
             decoded = pl.read_ndjson(chunk.data, infer_schema_length=None)
         except (pl.exceptions.PolarsError, ValueError, OverflowError):
             return None
-    if decoded.height != chunk.lines or _mixed_nesting(decoded):
+        if _mixed_nesting(decoded, chunk.data):
+            return None
+    if decoded.height != chunk.lines:
         return None
     if seen is not None:
         seen.add(decoded.schema)
@@ -594,16 +608,16 @@ def _read_with_known_schema(chunk: LineChunk, seen: _SeenKeys) -> pl.DataFrame |
         decoded = pl.read_ndjson(data, schema=_merged(seen.schema, dict(sampled)))
     except (pl.exceptions.PolarsError, ValueError, OverflowError):
         return None
-    keys = object_keys(data)
-    if keys is None or keys != _values_present(decoded):
-        return None  # a key the schema lacks (the reader drops it), or bytes too odd to count on
+    counts = key_counts(data)
+    if counts is None or counts[0] != _values_present(decoded) or counts[1] != _nested_values(decoded):
+        return None  # a key the schema lacks (the reader drops it), an object read as text, or bytes too odd to count on
     # keys of earlier chunks that none of these lines holds: as if never seen (an all-null column is a
     # no-op for the mapping, but could clash with a dotted key of the same name when flattened)
     empty = [name for name in decoded.columns if name not in sampled and decoded.get_column(name).null_count() == decoded.height]
     return decoded.drop(empty)
 
 
-_QUOTE, _COLON, _BACKSLASH = 34, 58, 92
+_QUOTE, _COLON, _BACKSLASH, _OPEN_OBJECT, _OPEN_LIST = 34, 58, 92, 123, 91
 _SPACES = (32, 9, 13)
 
 
@@ -612,35 +626,57 @@ def object_keys(data: bytes) -> int | None:
     counted in their bytes (the lines must be valid JSON): quotes not escaped by an odd run of
     backslashes open and close strings in turn, and a closing quote followed by a colon ends a key.
     None when the quotes do not pair up."""
+    counts = key_counts(data)
+    return None if counts is None else counts[0]
+
+
+def key_counts(data: bytes) -> tuple[int, int] | None:
+    """(`object_keys`, how many of those keys hold an object or a list: a value whose first byte is `{`
+    or `[`; a string that starts with one opens with a quote). None when the quotes do not pair up."""
     a = np.frombuffer(data, np.uint8)
     quotes = np.flatnonzero(a == _QUOTE)
-    backslashes = np.zeros(quotes.size, np.int64)  # the run of backslashes before each quote
-    looking = np.arange(quotes.size)
-    while looking.size:
-        before = quotes[looking] - backslashes[looking] - 1
-        more = (before >= 0) & (a[np.maximum(before, 0)] == _BACKSLASH)
-        looking = looking[more]
-        backslashes[looking] += 1
-    quotes = quotes[backslashes % 2 == 0]
+    # a quote after an odd run of backslashes is escaped; a backslash before a quote is rare, so the
+    # runs are measured only for the quotes that have one
+    behind = np.flatnonzero(a[np.maximum(quotes - 1, 0)] == _BACKSLASH)  # (a quote at 0 looks at itself)
+    if behind.size:
+        run = np.ones(behind.size, np.int64)
+        looking = np.arange(behind.size)
+        while looking.size:
+            before = quotes[behind[looking]] - run[looking] - 1
+            more = (before >= 0) & (a[np.maximum(before, 0)] == _BACKSLASH)
+            looking = looking[more]
+            run[looking] += 1
+        keep = np.ones(quotes.size, bool)
+        keep[behind[run % 2 == 1]] = False
+        quotes = quotes[keep]
     if quotes.size % 2:
         return None
     after = _skip_spaces(a, quotes[1::2] + 1)
     colons = after[a[np.minimum(after, a.size - 1)] == _COLON]
     values = _skip_spaces(a, colons + 1)
-    values = values[values + 4 <= a.size]
-    nulls = np.count_nonzero((a[values] == ord("n")) & (a[values + 1] == ord("u")) & (a[values + 2] == ord("l")) & (a[values + 3] == ord("l")))
-    return int(colons.size - nulls)
+    values = values[values < a.size]
+    first = a[values]
+    maybe_null = values[(first == ord("n")) & (values + 4 <= a.size)]
+    nulls = np.count_nonzero((a[maybe_null + 1] == ord("u")) & (a[maybe_null + 2] == ord("l")) & (a[maybe_null + 3] == ord("l")))
+    nested = np.count_nonzero((first == _OPEN_OBJECT) | (first == _OPEN_LIST))
+    return int(colons.size - nulls), int(nested)
 
 
 def _skip_spaces(a: np.ndarray, at: np.ndarray) -> np.ndarray:
     """Each offset in `at` moved past the JSON whitespace there (a line break ends a line: not skipped)."""
+    inside = np.minimum(at, a.size - 1)
+    found = a[inside]
+    looking = np.flatnonzero(((found == _SPACES[0]) | (found == _SPACES[1]) | (found == _SPACES[2])) & (at == inside))
+    if not looking.size:  # compact JSON: nothing to skip, nothing to copy
+        return at
     at = at.copy()
-    looking = np.arange(at.size)
+    at[looking] += 1
+    looking = looking[at[looking] < a.size]
     while looking.size:
-        inside = at[looking] < a.size
-        looking = looking[inside]
-        looking = looking[np.isin(a[at[looking]], _SPACES)]
+        found = a[at[looking]]
+        looking = looking[(found == _SPACES[0]) | (found == _SPACES[1]) | (found == _SPACES[2])]
         at[looking] += 1
+        looking = looking[at[looking] < a.size]
     return at
 
 
@@ -665,8 +701,9 @@ def _decode(batch: pl.DataFrame, flats: list[pl.DataFrame], bad: list[tuple[int,
         _per_record(batch, flats, bad, slow)
         return
     try:
-        decoded = pl.read_ndjson(batch.get_column("text").str.join("\n").item().encode(), infer_schema_length=None)
-        flat = None if _mixed_nesting(decoded) else _flatten_struct_columns(decoded)
+        data = batch.get_column("text").str.join("\n").item().encode()
+        decoded = pl.read_ndjson(data, infer_schema_length=None)
+        flat = None if _mixed_nesting(decoded, data) else _flatten_struct_columns(decoded)
     except (pl.exceptions.PolarsError, ValueError, OverflowError):
         flat = None
     if flat is None or flat.height != batch.height:
@@ -677,22 +714,30 @@ def _decode(batch: pl.DataFrame, flats: list[pl.DataFrame], bad: list[tuple[int,
     flats.append(flat.with_columns(batch.get_column("line").alias(LINE)))
 
 
-def _mixed_nesting(frame: pl.DataFrame) -> bool:
-    """Whether a key holds an object or a list in some lines and a scalar in others: the reader then
-    makes the column text, where the per-record path flattens the objects (checked on every text column
-    inside structs too)."""
-    texts: list[pl.Expr] = []
+def _mixed_nesting(frame: pl.DataFrame, data: bytes) -> bool:
+    """Whether the reader made text of an object or a list (a key holding one in some lines and a
+    scalar in others, or an empty object), where the per-record path flattens it: the objects and lists
+    counted in the bytes `data` the frame was read from (`key_counts`) are more than the frame's
+    object and list values. Text that merely starts with `[` or `{` (`[INFO] ...`) is a string, as it
+    should be. Also True when the bytes cannot be counted."""
+    counts = key_counts(data)
+    return counts is None or counts[1] != _nested_values(frame)
+
+
+def _nested_values(frame: pl.DataFrame) -> int:
+    """Non-null object (struct) and list values in the frame, in structs at any depth (not inside lists)."""
+    counts: list[pl.Expr] = []
 
     def walk(expr: pl.Expr, dtype: pl.DataType | DataTypeClass) -> None:
+        if isinstance(dtype, pl.Struct | pl.List | pl.Array):
+            counts.append(expr.count())
         if isinstance(dtype, pl.Struct):
             for child in dtype.fields:
                 walk(expr.struct.field(child.name), child.dtype)
-        elif dtype == pl.String:
-            texts.append(expr.str.starts_with("{").any() | expr.str.starts_with("[").any())
 
     for name, dtype in frame.schema.items():
         walk(pl.col(name), dtype)
-    return bool(texts) and bool(frame.select(pl.any_horizontal(texts)).item())
+    return int(frame.select(pl.sum_horizontal(counts)).item()) if counts else 0
 
 
 def _per_record(batch: pl.DataFrame, flats: list[pl.DataFrame], bad: list[tuple[int, str, str]], slow: list[int]) -> None:

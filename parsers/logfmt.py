@@ -1,12 +1,19 @@
 """logfmt: `key=value key2="quoted value" ...` lines (Heroku, Go kit, Grafana, Prometheus components).
 
-Pairs are extracted with one vectorized regex (`str.extract_all`), then mapped to canonical frames by the
-same conventions as JSON lines (`parsers.fields`), chunk by chunk on two threads as the input is read.
+A program writes its logfmt lines from a few templates, so most lines of a chunk hold the same keys in
+the same order. The key sequences of lines spread over a chunk become whole-line patterns
+(`ts=(V) level=(V) msg=(V) ...`, up to LAYOUTS of them, most frequent first); one vectorized match per line
+then puts each value straight into its key's column. The other lines (other keys, a repeated key, a
+value with a stray quote, odd spacing) take the general way: every pair extracted with one regex
+(`str.extract_all`), one row a pair, pivoted to one column a key. Both give the same columns for a line
+(a property test holds them equal). The flat frame is mapped to canonical frames by the same conventions
+as JSON lines (`parsers.fields`), chunk by chunk on two threads as the input is read.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import PurePath
 
 import polars as pl
@@ -36,9 +43,56 @@ def _unquote(value: str) -> str:
     return value
 
 
+# A value as `_PAIR` reads it, when a space or the line's end follows: quoted (escapes allowed), or bare
+# without a quote (a bare value holding one goes the general way).
+_LAYOUT_VALUE = r'("[^"\\]*(?:\\.[^"\\]*)*"|[^ "]*)'
+LAYOUT_SAMPLE = 400  # lines spread over a chunk whose key sequences become whole-line patterns
+LAYOUTS = 12  # the most frequent sequences tried, each one pass over the lines no pattern has taken yet
+LAYOUT_MIN_SHARE = 0.02  # a sequence rarer than this in the sample is not worth a pass: its lines go apart
+
+
+def _layouts(texts: list[str]) -> list[tuple[str, ...]]:
+    """The key sequences of the sample lines that are nothing but their pairs joined by single spaces
+    (two keys at least, none repeated), most frequent first."""
+    counts: Counter[tuple[str, ...]] = Counter()
+    for text in texts:
+        pairs = _PAIR_RE.findall(text[:SNIFF_CHARS])
+        keys = tuple(key for key, _ in pairs)
+        if len(keys) >= 2 and len(set(keys)) == len(keys) and " ".join(f"{k}={v}" for k, v in pairs) == text:
+            counts[keys] += 1
+    return [keys for keys, count in counts.most_common(LAYOUTS) if count >= LAYOUT_MIN_SHARE * len(texts)]
+
+
+def _layout_pattern(keys: tuple[str, ...]) -> str:
+    # a key holds letters, digits and `_.-/@`: only the dot means something to a regex there
+    return "^" + " ".join(f"{key.replace('.', chr(92) + '.')}={_LAYOUT_VALUE}" for key in keys) + "$"
+
+
 def _pairs(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[Rejected], int]:
-    """(line, text) rows -> (flat frame: one column per key, line numbers in LINE; the first lines that
-    are not key=value pairs, as Rejected; how many there are). A line needs two distinct keys."""
+    """(line, text) rows -> (flat frame: one column per key, line numbers in LINE, in line order; the
+    first lines that are not key=value pairs, as Rejected; how many there are). A line needs two
+    distinct keys. Lines of the chunk's usual layouts are matched whole; the rest go `_pairs_apart`."""
+    frame = frame.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
+    flats: list[pl.DataFrame] = []
+    texts = frame.get_column("text")
+    for keys in _layouts(texts.gather_every(max(1, len(texts) // LAYOUT_SAMPLE)).head(LAYOUT_SAMPLE).to_list()):  # a log may change layouts by the block
+        values = pl.col("text").str.extract_groups(_layout_pattern(keys))
+        matched = frame.select(pl.col("line").alias(LINE), values.alias("_values")).filter(pl.col("_values").struct.field("1").is_not_null())
+        if matched.height:
+            columns = matched.get_column("_values").struct.rename_fields(list(keys)).struct.unnest()
+            flats.append(pl.concat([matched.select(LINE), columns.select(_unquote_expr(pl.col(k)).alias(k) for k in keys)], how="horizontal"))
+            frame = frame.filter(~pl.col("line").is_in(matched.get_column(LINE).implode()))
+    rest, bad, bad_count = _pairs_apart(frame)
+    if not flats:
+        return rest, bad, bad_count
+    if rest.height:
+        flats.append(rest)
+    flat = pl.concat(flats, how="diagonal") if len(flats) > 1 else flats[0]
+    return flat.sort(LINE) if len(flats) > 1 else flat, bad, bad_count
+
+
+def _pairs_apart(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[Rejected], int]:
+    """`_pairs` for any line: every pair extracted, one row a pair, pivoted to one column a key."""
     frame = frame.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
     pairs = (
         frame.select(pl.col("line").alias(LINE), pl.col("text").str.extract_all(_PAIR).alias("pair"))

@@ -23,7 +23,8 @@ from __future__ import annotations
 import polars as pl
 
 from rca.model import SPANS_SCHEMA, conform
-from rca.parsers.endpoints import normalize_endpoint_expr
+from rca.parsers.distinct import per_distinct
+from rca.parsers.endpoints import normalize_endpoints
 from rca.parsers.fields import pod_template_hash
 
 
@@ -108,7 +109,7 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
         *(spans[c].gather(servers["_prow"]).alias(a) for c, a in (("service", "_pservice"), ("kind", "_pkind"))))
     caller = pl.when((pl.col("_pkind") == "client") & (pl.col("_pservice") != pl.col("service"))).then(pl.col("_pservice"))
     requests = servers.with_columns(
-        endpoint=pl.coalesce(pl.col("http_route"), normalize_endpoint_expr(pl.col("url_path"))),
+        endpoint=_endpoints(servers.get_column("http_route"), servers.get_column("url_path")),
         path=pl.col("url_path"),
         method=pl.col("http_method"),
         status=pl.col("http_status"),
@@ -122,6 +123,15 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
         "changes": _version_changes(spans, origin),
     }
     return frames, warnings  # type: ignore[return-value]
+
+
+def _endpoints(routes: pl.Series, paths: pl.Series) -> pl.Series:
+    """The span's route where it has one, else its path normalized once per distinct path: a coalesce
+    would run the full rules (microseconds a span) on every span, routed or not."""
+    if not (routes.is_null() & paths.is_not_null()).any():
+        return routes.cast(pl.String).alias("endpoint")
+    normalized = per_distinct(paths.cast(pl.String), normalize_endpoints)
+    return pl.select(pl.coalesce(pl.lit(routes.cast(pl.String)), pl.lit(normalized))).to_series().alias("endpoint")
 
 
 def _id_key(column: str) -> pl.Expr:

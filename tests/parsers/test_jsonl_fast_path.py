@@ -18,7 +18,7 @@ from polars.testing import assert_frame_equal
 from rca.parsers import ParseOptions
 from rca.parsers import fields as fields_module
 from rca.parsers import lines as lines_module
-from rca.parsers.fields import object_keys
+from rca.parsers.fields import key_counts, object_keys
 from rca.parsers.jsonl import JsonLinesParser
 from rca.parsers.sources import Source
 
@@ -161,6 +161,31 @@ def test_object_keys_counts_the_keys_or_declines(values, separators):
     data = "".join(json.dumps(v, ensure_ascii=False, separators=separators) + "\n" for v in values).encode()
     counted = object_keys(data)
     assert counted is None or counted == sum(_keys(v) for v in values)
+    counts = key_counts(data)
+    assert counts is None or counts == (counted, sum(_nested(v) for v in values))
+
+
+def _nested(value: Any) -> int:
+    """Objects and lists held by a key, at any depth."""
+    if isinstance(value, dict):
+        return sum(isinstance(v, dict | list) + _nested(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_nested(v) for v in value)
+    return 0
+
+
+def test_text_that_starts_like_json_keeps_its_chunk_on_the_fast_path():
+    """Log messages such as `[INFO] ...` or `{not json}` are strings: the chunk is read at once, and
+    gives the per-line path's frames. An object among scalars under one key still goes record by record."""
+    lines = [orjson.dumps({"ts": 1_767_693_600 + i, "msg": ["[INFO] started", "{not json}", "[1, 2]", "plain"][i % 4], "level": "info"}).decode()
+             for i in range(200)]
+    source = Source(origin="app.jsonl", data=("\n".join(lines) + "\n").encode())
+    fast = JsonLinesParser().parse(source, ParseOptions())
+    assert fast.slow_lines == 0
+    _same(fast, JsonLinesParser().parse_per_record(source, ParseOptions()))
+    mixed = [*lines[:3], '{"ts": 1767693700, "msg": {"text": "an object"}}']
+    source = Source(origin="app.jsonl", data=("\n".join(mixed) + "\n").encode())
+    _same(JsonLinesParser().parse(source, ParseOptions()), JsonLinesParser().parse_per_record(source, ParseOptions()))
 
 
 @pytest.mark.parametrize(("text", "expected"), [

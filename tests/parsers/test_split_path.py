@@ -60,6 +60,43 @@ def test_fast_path_equals_regex_path(lines):
     assert fast.rejected == rejected
 
 
+real_line = st.builds(
+    lambda ip, day, second, zone, method, path, query, status, size, referer, ua, timing: (
+        f'{ip} - - [{day:02d}/Mar/2026:10:00:{second:02d} {zone}] "{method} {path}{query} HTTP/1.1" {status} {size} "{referer}" "{ua}"{timing}'
+    ),
+    ip=st.sampled_from(["10.0.0.1", "2001:db8:85a3::8a2e:370:7334", "::1", "203.0.113.9"]),
+    day=st.integers(1, 3),  # few distinct seconds and requests: lines repeat, as in real logs
+    second=st.integers(0, 2),
+    zone=st.sampled_from(["+0000", "-0700", "+0530"]),
+    method=st.sampled_from(["GET", "GET", "HEAD", "post"]),
+    path=st.sampled_from(["/", "/api/items/42", "/static/app.3f9a8b7c.js", "/a//b/7", "/search", "http://h/x/9", "*"]),
+    query=st.sampled_from(["", "", "?q=a%20b&page=2", "?x=\\\"y\\\"", "#top"]),
+    status=st.sampled_from(["200", "304", "404", "500"]),
+    size=st.sampled_from(["0", "-", "5120"]),
+    referer=st.sampled_from(["-", "https://www.google.com/search?q=x&hl=en", 'http://r/\\"q\\"']),
+    ua=st.sampled_from(["-", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+                        'crawler \\"quoted\\" 1.0', "ends \\\\"]),
+    timing=st.sampled_from(["", " 0.004", " 1534", " 0.120 0.100", " 0.300 0.010, 0.020 : 0.250", " 0.050 -"]),
+)
+
+
+@SETTINGS
+@given(lines=st.lists(st.one_of(real_line, real_line, real_line, real_line.map(lambda line: line[: len(line) * 2 // 3]), odd_line),
+                      min_size=1, max_size=60),
+       chunk=st.sampled_from([300, 2000, 1 << 20]))
+def test_fast_path_equals_regex_path_on_real_shaped_lines_in_chunks(monkeypatch, lines, chunk):
+    """IPv6, query strings, `-` bytes, escaped quotes, %D microseconds, request and upstream times, zones,
+    truncated lines (unbalanced quotes), repeated values, over chunk boundaries: the same rows and
+    rejections as the regex reads, line numbers included."""
+    from rca.parsers import lines as lines_module
+
+    monkeypatch.setattr(lines_module, "CHUNK_BYTES", chunk)
+    fast, slow, rejected = _both("\n".join(lines) + "\n")
+    assert fast.frames["requests"].equals(slow), (fast.frames["requests"], slow)
+    assert fast.rejected == rejected
+    assert fast.slow_lines <= len(lines) - fast.frames["requests"].height + sum(" : " in line or ", " in line for line in lines)
+
+
 def test_fast_path_takes_clean_lines_and_reports_odd_ones_with_line_numbers():
     text = "\n".join([
         '10.0.0.1 - - [01/Mar/2026:10:00:00 +0100] "GET /api/messages/17 HTTP/1.1" 200 5 "-" "curl/8" 0.250 0.200',
@@ -205,3 +242,19 @@ def test_loading_reports_the_bytes_read_of_each_file(tmp_path, monkeypatch):
         size = Path(path).stat().st_size
         assert mine[0] == (0, size) and mine[-1] == (size, size) and len(mine) > 3
         assert [d for d, _ in mine] == sorted(d for d, _ in mine)  # bytes only grow
+
+
+@SETTINGS
+@given(lines=st.lists(st.text(alphabet='ab "\\', max_size=12), min_size=1, max_size=40), pieces=st.sampled_from([1, 3, 64]))
+def test_line_index_finds_lines_and_unbalanced_quotes_as_a_line_by_line_count_does(monkeypatch, lines, pieces):
+    from rca.parsers.access_log import _LineIndex
+
+    monkeypatch.setattr(_LineIndex, "PIECES", pieces)
+    data = ("\n".join(lines) + "\n").encode()
+    index = _LineIndex(data)
+    assert [data[slice(*index.span(i))].decode() for i in range(len(lines))] == lines
+    odd = [i for i, line in enumerate(lines) if line.count('"') % 2]
+    assert index.odd_quote_lines(every_piece=True).tolist() == odd
+    assert set(index.odd_quote_lines().tolist()) <= set(odd)  # pieces where two cancel out are skipped
+    blanked = index.blanked(index.odd_quote_lines(every_piece=True)).decode().split("\n")[:-1]
+    assert blanked == ["" if i in odd else line for i, line in enumerate(lines)]
