@@ -280,11 +280,22 @@ def choose_context(
     gaps = find_gaps(dataset, provisional)
     provisional = replace(provisional, gaps=gaps)
     method = "given"
+    aggregates = dataset.request_aggregates
+    if aggregates is not None and bucket_s % aggregates.bucket_s:
+        # a sampled input's counts are exact only on multiples of its aggregates' width (stats.exact_aggregates)
+        bucket_s = max(aggregates.bucket_s, round(bucket_s / aggregates.bucket_s) * aggregates.bucket_s)
+        provisional = replace(provisional, bucket_s=bucket_s)
+        method += f"; bucket {bucket_s} s, the nearest multiple of the sampled input's {aggregates.bucket_s} s aggregates"
     if since or until:
         inc_start = parse_time(since, end) if since else _last_quarter(provisional)
         inc_end = parse_time(until, end) if until else end
         if inc_end <= inc_start:
             raise UsageError("--until must be after --since")
+        edged = _inside_on_edge(inc_start, whole, aggregates), _inside_on_edge(inc_end, whole, aggregates)
+        if edged != (inc_start, inc_end) and edged[1] > edged[0]:
+            inc_start, inc_end = edged
+            method += (f"; edges moved to the sampled input's {aggregates.bucket_s if aggregates else 0} s aggregate buckets, "
+                       "where its counts are exact")
     else:
         found = find_incident_start(dataset, provisional) if history is None else history_incident_start(dataset, provisional)
         if history is not None and found is not None:
@@ -300,8 +311,8 @@ def choose_context(
         longest = max(g.duration for g in gaps)
         method += f"; {len(gaps)} gap(s) without data left out (the longest {longest.total_seconds() / 3600:,.1f} h)"
     guard = timedelta(seconds=bucket_s)
-    base_start = parse_time(baseline_since, end) if baseline_since else start
-    base_end = parse_time(baseline_until, end) if baseline_until else max(inc_start - guard, start + guard)
+    base_start = _inside_on_edge(parse_time(baseline_since, end), whole, aggregates) if baseline_since else start
+    base_end = _inside_on_edge(parse_time(baseline_until, end), whole, aggregates) if baseline_until else max(inc_start - guard, start + guard)
     if base_end <= base_start:
         raise UsageError("the baseline window is empty: give --baseline-since/--baseline-until before the incident")
     if baseline_until and base_end > inc_start:
@@ -324,6 +335,14 @@ def _on_aggregate_edge(t: datetime, aggregates: RequestAggregates | None) -> dat
     step = timedelta(seconds=aggregates.bucket_s)
     below = t - (t - datetime(1970, 1, 1, tzinfo=t.tzinfo)) % step
     return below + step if (t - below) * 2 >= step else below
+
+
+def _inside_on_edge(t: datetime, span: Window, aggregates: RequestAggregates | None) -> datetime:
+    """A given window edge inside the data moved to the nearest aggregates bucket edge (`_on_aggregate_edge`);
+    edges at or beyond the data's ends stay, as `stats.exact_aggregates` only checks those inside."""
+    if aggregates is None or not span.start < t < span.end:
+        return t
+    return _on_aggregate_edge(t, aggregates)
 
 
 def _end_after(last: datetime) -> datetime:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
@@ -297,3 +298,26 @@ def test_a_big_access_log_read_in_bounded_memory_gives_the_latency_shifts_of_eve
     assert full.context is not None
     for f, e in zip(found, expected, strict=True):
         assert _same_onset(f, e, full.context) and _close(f.incident, e.incident) and f.details.n_after == e.details.n_after
+
+
+def test_given_windows_and_bucket_move_onto_the_aggregates_edges_so_a_sample_is_never_counted_as_every_row(incident):
+    """`--since 12:03:17` or `--bucket 45s` off a sampled input's 30 s aggregates would make the detectors
+    count the 5% sample as if it were every request; the edges and the bucket move to the aggregates'
+    instead, and the request counts the traffic detector reads are every row's."""
+    from rca.detectors.traffic import detect_traffic
+    from rca.findings import TrafficSpikeDetails
+
+    full = incident("client-flood", 2, ("access",))
+    first, _ = full.time_range()
+    since = (first + timedelta(minutes=27, seconds=17)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    sampled = replace(full, requests=full.requests.sample(fraction=SAMPLE, seed=2).sort("ts"),
+                      request_aggregates=aggregate_requests(full.requests, 30))
+    context = choose_context(sampled, bucket="45s", since=since)
+    assert context is not None and context.bucket_s == 60
+    given = first + timedelta(minutes=27, seconds=17)
+    assert context.incident.start.timestamp() % 30 == 0 and abs((context.incident.start - given).total_seconds()) <= 15
+    assert "aggregate buckets" in context.method and exact_aggregates(sampled.request_aggregates, context) is not None
+    rows = choose_context(full, bucket="60s", since=context.incident.start.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    assert rows is not None
+    expected = {(f.subject, f.details.incident_requests) for f in detect_traffic(full, rows) if isinstance(f.details, TrafficSpikeDetails)}
+    assert expected and {(f.subject, f.details.incident_requests) for f in detect_traffic(sampled, context) if isinstance(f.details, TrafficSpikeDetails)} == expected
