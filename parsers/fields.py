@@ -683,10 +683,17 @@ def _skip_spaces(a: np.ndarray, at: np.ndarray) -> np.ndarray:
 def _values_present(frame: pl.DataFrame) -> int:
     """Non-null values in the frame, struct fields at any depth and the structs themselves counted (a
     list of objects counts once and its keys not at all, so a chunk holding one never passes)."""
+    return _count_values(frame, nested_only=False)
+
+
+def _count_values(frame: pl.DataFrame, nested_only: bool) -> int:
+    """Non-null values in the frame, walking into structs at any depth (not inside lists); with
+    `nested_only`, only the object (struct) and list values."""
     counts: list[pl.Expr] = []
 
     def walk(expr: pl.Expr, dtype: pl.DataType | DataTypeClass) -> None:
-        counts.append(expr.count())
+        if not nested_only or isinstance(dtype, pl.Struct | pl.List | pl.Array):
+            counts.append(expr.count())
         if isinstance(dtype, pl.Struct):
             for child in dtype.fields:
                 walk(expr.struct.field(child.name), child.dtype)
@@ -726,18 +733,7 @@ def _mixed_nesting(frame: pl.DataFrame, data: bytes) -> bool:
 
 def _nested_values(frame: pl.DataFrame) -> int:
     """Non-null object (struct) and list values in the frame, in structs at any depth (not inside lists)."""
-    counts: list[pl.Expr] = []
-
-    def walk(expr: pl.Expr, dtype: pl.DataType | DataTypeClass) -> None:
-        if isinstance(dtype, pl.Struct | pl.List | pl.Array):
-            counts.append(expr.count())
-        if isinstance(dtype, pl.Struct):
-            for child in dtype.fields:
-                walk(expr.struct.field(child.name), child.dtype)
-
-    for name, dtype in frame.schema.items():
-        walk(pl.col(name), dtype)
-    return int(frame.select(pl.sum_horizontal(counts)).item()) if counts else 0
+    return _count_values(frame, nested_only=True)
 
 
 def _per_record(batch: pl.DataFrame, flats: list[pl.DataFrame], bad: list[tuple[int, str, str]], slow: list[int]) -> None:
