@@ -6,6 +6,13 @@ integer enums and 64-bit integers as strings, as the spec writes them), then tim
 and of the floor, a bare `TracesData.ParseFromString` loop over the same messages, and prints medians,
 spans/s, the ratio to the floor and the load average. Every span id is distinct, so `finish_spans`
 does its full work (no duplicates dropped early). Usage: `python benchmarks/traces_otlp.py [spans] [--data DIR] [--runs N]`.
+
+`--analyze` times `rca analyze FILE --format json` instead, as a child process, on the OTLP/JSON file of each
+size given (`--analyze 1000000 5000000`; written once into `--data`, JSON only, message by message so the
+generator's memory stays small), for each build named by `--rca LABEL=PATH` (default: the `rca` beside this
+Python) in the same run: wall, CPU (user + system of rca and its worker processes, from wait4) and peak
+RSS, both of the rca process alone (ru_maxrss) and of rca with its worker processes (the largest sum of
+their RSS, polled every 50 ms from /proc).
 """
 
 from __future__ import annotations
@@ -13,9 +20,13 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import struct
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -102,12 +113,94 @@ def timed(fn, count: int = 3) -> tuple[float, float]:
     return statistics.median(runs), statistics.median(cpu)
 
 
+def json_file(folder: Path, spans: int) -> Path:
+    """The OTLP/JSON lines of `spans` spans (as `main` writes them), written once, message by message."""
+    path = folder / f"traces-{spans}.jsonl"
+    if not path.exists():
+        partial = path.with_suffix(".partial")
+        with partial.open("wb") as out:
+            for i in range(max(1, spans // PER_MESSAGE)):
+                out.write(to_json(message(i)) + b"\n")
+        partial.rename(path)
+    return path
+
+
+def _tree_rss_kb(root: int) -> int:
+    """RSS (kB) of process `root` and its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = int(fields[21]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo += children.get(pid, [])
+    return total
+
+
+def run_analyze(rca: str, path: Path, env: dict[str, str]) -> tuple[float, float, float, float]:
+    """Wall s, CPU s, peak RSS MB of rca alone, peak RSS MB of rca with its workers, of one `rca analyze`."""
+    t = time.perf_counter()
+    child = subprocess.Popen([rca, "analyze", str(path), "--format", "json"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    peak = [0]
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _tree_rss_kb(child.pid))
+            done.wait(0.05)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    assert child.stderr is not None
+    err = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - t
+    done.set()
+    poller.join()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"rca analyze {path} failed: {err.decode(errors='replace')[-500:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, peak[0] / 1024
+
+
+def analyze(sizes: list[int], folder: Path, builds: dict[str, str], runs: int) -> None:
+    """Median wall, CPU and peak RSS of `rca analyze` per build and size, printed as a table."""
+    print("| spans | build | wall s | CPU s | peak RSS MB (rca) | peak RSS MB (rca + workers) | load before/after |")
+    print("|---:|---|---:|---:|---:|---:|---|")
+    for spans in sizes:
+        path = json_file(folder, spans)
+        for label, rca in builds.items():
+            before = os.getloadavg()[0]
+            results = [run_analyze(rca, path, dict(os.environ)) for _ in range(runs)]
+            after = os.getloadavg()[0]
+            wall, cpu, own, tree = (statistics.median(r[k] for r in results) for k in range(4))
+            print(f"| {spans:,} | {label} | {wall:.2f} | {cpu:.2f} | {own:,.0f} | {tree:,.0f} | {before:.1f}/{after:.1f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("spans", nargs="?", type=int, default=1_000_000)
     parser.add_argument("--data", type=Path, help="keep the generated files here and reuse them on the next run")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--analyze", type=int, nargs="+", metavar="SPANS", help="time `rca analyze` on OTLP/JSON files of these sizes")
+    parser.add_argument("--rca", action="append", default=[], metavar="LABEL=PATH", help="a build of rca to time (repeatable)")
     args = parser.parse_args()
+    if args.analyze:
+        builds = dict(b.split("=", 1) for b in args.rca) or {"rca": shutil.which("rca") or str(Path(sys.executable).with_name("rca"))}
+        folder = args.data or Path("benchmarks/out/traces")
+        folder.mkdir(parents=True, exist_ok=True)
+        analyze(args.analyze, folder, builds, args.runs)
+        return
     count = max(1, args.spans // PER_MESSAGE)
     spans = count * PER_MESSAGE
     with tempfile.TemporaryDirectory() as tmp:

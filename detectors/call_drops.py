@@ -26,7 +26,7 @@ import polars as pl
 
 from rca.detectors import register
 from rca.detectors.service_calls import call_edges
-from rca.detectors.stats import binomial_lower_p, confidence_from_p
+from rca.detectors.stats import binomial_lower_p, confidence_from_p, trace_sample_basis
 from rca.detectors.traffic import in_window
 from rca.findings import CallDropDetails
 from rca.model import AnalysisContext, Dataset, Finding
@@ -86,7 +86,7 @@ def detect_call_drops(dataset: Dataset, context: AnalysisContext) -> list[Findin
                 details=CallDropDetails(
                     caller=str(caller), callee=str(callee), reference=reference, requests_before=r_before, requests_after=r_after,
                     calls_before=c_before, calls_after=c_after, p=float(p), caller_fan_out=int(fan_out[caller]),
-                    callee_fan_in=int(fan_in[callee]),
+                    callee_fan_in=int(fan_in[callee]), basis=trace_sample_basis(dataset),
                 ),
             ))
     return findings

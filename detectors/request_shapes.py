@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import replace
+from typing import cast
 
 import numpy as np
 import polars as pl
 
 from rca.detectors import register
-from rca.detectors.stats import confidence_from_p
+from rca.detectors.stats import confidence_from_p, trace_sample_basis
 from rca.findings import ShapeShiftDetails
 from rca.model import AnalysisContext, Dataset, Finding
 
@@ -113,6 +115,9 @@ def detect_shape_shifts(dataset: Dataset, context: AnalysisContext) -> list[Find
         if rows.height < MIN_REQUESTS:
             continue
         findings.extend(_operation_shifts(str(service), str(operation), rows))
+    basis = trace_sample_basis(dataset)
+    if basis is not None:  # the requests' order is that of the sampled traces' requests
+        findings = [replace(f, details=replace(cast(ShapeShiftDetails, f.details), basis=basis)) for f in findings]
     return findings
 
 

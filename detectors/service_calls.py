@@ -39,7 +39,7 @@ import numpy as np
 import polars as pl
 
 from rca.detectors import register
-from rca.detectors.stats import MAD_TO_SIGMA, confidence_from_z, mann_whitney_p
+from rca.detectors.stats import MAD_TO_SIGMA, confidence_from_z, mann_whitney_p, trace_sample_basis
 from rca.detectors.traffic import in_window
 from rca.findings import CallWaitDetails, ServiceTimeDetails
 from rca.model import AnalysisContext, Dataset, Finding
@@ -134,7 +134,7 @@ def detect_call_waits(dataset: Dataset, context: AnalysisContext) -> list[Findin
             details=CallWaitDetails(
                 caller=str(caller), callee=str(callee), callee_pod=pod, reference=reference, reference_ms=round(ref, 3),
                 wait_ms=round(wait, 3), callee_server_ms=round(float(row["server"]), 3), z=round(z, 2), calls=int(row["n"]),
-                caller_fan_out=int(fan_out.get(caller, 0)), callee_fan_in=int(fan_in.get(callee, 0)),
+                caller_fan_out=int(fan_out.get(caller, 0)), callee_fan_in=int(fan_in.get(callee, 0)), basis=trace_sample_basis(dataset),
             ),
         ))
     return findings
@@ -180,7 +180,8 @@ def detect_own_times(dataset: Dataset, context: AnalysisContext) -> list[Finding
             onset=onset, baseline=round(ref, 3), incident=round(level, 3), magnitude=round(level / max(ref, 1e-3), 3),
             confidence=confidence_from_z(z), signal="trace", where=pod or str(service),
             details=ServiceTimeDetails(service=str(service), pod=pod, reference=reference, reference_ms=round(ref, 3),
-                                       self_ms=round(level, 3), z=round(z, 2), requests=int(inc.height), requests_ratio=round(load, 3)),
+                                       self_ms=round(level, 3), z=round(z, 2), requests=int(inc.height), requests_ratio=round(load, 3),
+                                       basis=trace_sample_basis(dataset)),
         ))
     return findings
 

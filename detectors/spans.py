@@ -31,6 +31,7 @@ from rca.detectors.stats import (
     onset_at,
     onset_time,
     to_series,
+    trace_sample_basis,
     window_masks,
 )
 from rca.detectors.traffic import in_window
@@ -63,6 +64,7 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     in_base = in_window("ts", context.baseline.start, context.baseline.end)
     in_inc = in_window("ts", context.incident.start, context.incident.end)
     spans = spans.with_columns(bucket_expr(context), _dependency_expr().alias("dependency"))
+    basis = trace_sample_basis(dataset)
     findings: list[Finding] = []
     base_s = max(context.observed_s(context.baseline), 1e-9)
     inc_s = max(context.observed_s(context.incident), 1e-9)
@@ -114,7 +116,7 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                         where=", ".join(callers) or None, series=to_series(values, grid, context, f"p95 ms of calls to {dependency}"),
                         details=SelfTimeDetails(dependency=str(dependency), operations=operation_names, calls_ratio=round(calls_ratio, 3),
                                                 calls_per_request_before=round(fan_b, 3), calls_per_request_after=round(fan_a, 3),
-                                                p_value=float(f"{p:.3g}"), n_before=int(before.size), n_after=int(after.size)),
+                                                p_value=float(f"{p:.3g}"), n_before=int(before.size), n_after=int(after.size), basis=basis),
                     )
                 )
         if fan_a >= CALLS_ROSE_RATIO * fan_b and after.size >= MIN_N:
@@ -123,7 +125,7 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                     detector="spans", kind="fanout_growth", dimension="operation", subject=str(dependency), metric="calls_per_request",
                     onset=None, baseline=round(fan_b, 3), incident=round(fan_a, 3), magnitude=round(fan_a / max(fan_b, 1e-6), 3),
                     confidence=min(1.0, (fan_a / max(fan_b, 1e-6) - 1.0)), signal="trace", where=None,
-                    details=OperationCallsDetails(dependency=str(dependency), operations=operation_names, calls_ratio=round(calls_ratio, 3)),
+                    details=OperationCallsDetails(dependency=str(dependency), operations=operation_names, calls_ratio=round(calls_ratio, 3), basis=basis),
                 )
             )
         if calls_ratio >= CALLS_ROSE_RATIO:
@@ -148,14 +150,14 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                             onset=None, baseline=round(b / base_s * 60, 3), incident=round(i / inc_s * 60, 3),
                             magnitude=round((i / inc_s) / max(b / base_s, 1e-9), 3) if b else float(i), confidence=min(1.0, share),
                             signal="trace", where=str(dependency), share_explained=round(share, 3),
-                            details=CallsDetails(dependency=str(dependency), calls_ratio=round(calls_ratio, 3)),
+                            details=CallsDetails(dependency=str(dependency), calls_ratio=round(calls_ratio, 3), basis=basis),
                         )
                     )
-    findings.extend(_error_origin(spans, in_inc))
+    findings.extend(_error_origin(spans, in_inc, basis))
     return findings
 
 
-def _error_origin(spans: pl.DataFrame, in_inc: pl.Expr) -> list[Finding]:
+def _error_origin(spans: pl.DataFrame, in_inc: pl.Expr, basis: str | None) -> list[Finding]:
     errors = spans.filter(in_inc & (pl.col("status") == "error"))
     if errors.height < 10:
         return []
@@ -170,7 +172,7 @@ def _error_origin(spans: pl.DataFrame, in_inc: pl.Expr) -> list[Finding]:
             Finding(
                 detector="spans", kind="error_origin", dimension="operation", subject=f"{service} {name}", metric="failing_traces",
                 onset=None, baseline=None, incident=float(n), magnitude=float(n), confidence=min(1.0, n / max(total, 1)),
-                signal="trace", where=service, share_explained=round(n / max(total, 1), 3), details=ErrorOriginDetails(traces=int(n)),
+                signal="trace", where=service, share_explained=round(n / max(total, 1), 3), details=ErrorOriginDetails(traces=int(n), basis=basis),
             )
         )
     return out

@@ -35,7 +35,7 @@ from typing import cast
 import numpy as np
 import polars as pl
 
-from rca.model import AnalysisContext, RequestAggregates, Series
+from rca.model import AnalysisContext, Dataset, RequestAggregates, Series
 
 MAD_TO_SIGMA = 1.4826
 
@@ -582,3 +582,12 @@ def to_series(values: np.ndarray, grid: list[datetime], context: AnalysisContext
         values=tuple(None if not np.isfinite(v) else round(float(v), 4) for v in values),
         label=label,
     )
+
+
+def trace_sample_basis(dataset: Dataset) -> str | None:
+    """The basis of a finding read from the spans when they are a sample of whole traces (`Dataset.trace_share`), else None."""
+    share = dataset.trace_share
+    if share is None:
+        return None
+    return (f"a sample of whole traces ({share:.2%} of them, by trace-id hash): its counts and rates are of the sample "
+            f"(x{1 / share:,.1f} for the whole); ratios, shares, quantiles and tests are estimates from it")

@@ -48,6 +48,9 @@ class ParseOptions:
     # keep at most this many request rows of an input (a uniform sample beyond it, with exact aggregates of
     # every row: `parsers.bounded`), for the formats that read in chunks. None: every row.
     max_request_rows: int | None = None
+    # keep at most this many spans of a trace input: past it, the spans of a sample of whole traces (by
+    # trace-id hash) and the requests of every server span (`parsers.bounded_spans`). None: every span.
+    max_spans: int | None = None
 
 
 @dataclass
@@ -63,6 +66,8 @@ class ParseResult:
     slow_lines: int = 0  # lines read by a slower per-line path where the format has a fast one (for benchmarks)
     # set when the requests frame holds only a sample (ParseOptions.max_request_rows): aggregates of them all
     request_sample: RequestSample | None = None
+    # set when the spans frame holds only the traces of a sample (ParseOptions.max_spans): the share kept
+    trace_share: float | None = None
 
 
 @dataclass

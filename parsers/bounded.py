@@ -4,7 +4,8 @@ A parser hands each chunk's canonical request rows to `BoundedRequests.add` as i
 rows everything is kept and nothing else is done: a small input is analysed as before. Past it, the rows
 kept so far and every chunk after are aggregated (`rca.aggregates`: counts and latency histograms per
 bucket, merged by summing) and the rows are thinned to a uniform sample: a row stays when the low `level`
-bits of a hash of its line number are zero, `level` rising by one (halving the sample) each time the kept
+bits of a hash of its line number (or of another column: requests from spans are kept by trace id, so a
+trace's requests stay or go together) are zero, `level` rising by one (halving the sample) each time the kept
 rows pass `max_rows` again. Which rows stay depends only on the final level, not on the chunking, so the
 same input always gives the same sample, of between `max_rows / 2` and `max_rows` rows.
 
@@ -62,6 +63,7 @@ class RequestSample:
     last_ts: datetime | None
     kept_share: float
     prune_share: float  # subjects of PRUNED_DIMENSIONS under this share of their bucket are left out
+    sampled_by: str = "line"  # the column whose hash chose the rows kept
 
 
 def aggregate_base_s(span_s: float) -> int:
@@ -112,8 +114,9 @@ class BoundedRequests:
     """Accumulates an input's request rows chunk by chunk: all of them up to `max_rows`, then a uniform
     sample of at most `max_rows` and exact aggregates of every row (see the module docstring)."""
 
-    def __init__(self, max_rows: int | None):
+    def __init__(self, max_rows: int | None, sample_key: str = "line"):
         self.max_rows = max_rows
+        self.sample_key = sample_key  # the column whose hash decides which rows stay
         self.parts: list[pl.DataFrame] = []
         self.kept = 0
         self.rows = 0
@@ -172,13 +175,13 @@ class BoundedRequests:
         self._batch(None)
         merged = merge_aggregates([*self.settled, *self.open], aggregate_base_s(self._span_s()))
         aggregates = replace(_compacted(self._fit(merged)), first=self.first_ts, last=self.last_ts)  # every row's range, exact
-        return RequestSample(aggregates, self.rows, self.first_ts, self.last_ts, 0.5**self.level, self.share)
+        return RequestSample(aggregates, self.rows, self.first_ts, self.last_ts, 0.5**self.level, self.share, self.sample_key)
 
     def _span_s(self) -> float:
         return (self.last_ts - self.first_ts).total_seconds() if self.first_ts is not None and self.last_ts is not None else 0.0
 
     def _kept_expr(self) -> pl.Expr:
-        return pl.col("line").hash(SAMPLE_SEED) % (1 << self.level) == 0
+        return pl.col(self.sample_key).hash(SAMPLE_SEED) % (1 << self.level) == 0
 
     def _thin(self) -> None:
         assert self.max_rows is not None

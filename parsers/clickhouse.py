@@ -469,7 +469,8 @@ def _read(client: StoreClient, url: StoreUrl, options: ParseOptions) -> StoreRea
             "when the windows fall on their buckets (their details' basis says so); from the sample: span and log findings, "
             f"and request findings otherwise (counts, rates and excess x{1 / share:,.1f} for the whole; quantiles, shares and "
             "tests as estimates). Exact, computed in ClickHouse over the range: the totals below and this input's top routes and clients"))
-    result = ParseResult(format="clickhouse", frames=frames, lines=sum(n for n, _, _ in counts.values()), warnings=warnings)
+    result = ParseResult(format="clickhouse", frames=frames, lines=sum(n for n, _, _ in counts.values()), warnings=warnings,
+                         trace_share=keep / SAMPLE_RESOLUTION if keep < SAMPLE_RESOLUTION and "traces" in tables else None)
     return StoreRead(result, top_endpoints=tops[0], top_sources=tops[1], aggregates=aggregates)
 
 

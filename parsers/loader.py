@@ -181,10 +181,13 @@ def load_dataset(
     collected: dict[str, list[pl.DataFrame]] = {name: [] for name in FRAMES}
     whole: list[pl.DataFrame] = []  # the requests of the inputs read in full (not sampled)
     aggregates: list[RequestAggregates] = []
+    trace_shares: list[float] = []  # of the inputs whose spans are a sample of their traces
     for url in [i for i in inputs if is_store_url(i)]:
         if progress is not None:
             progress(f"querying {url.split('@')[-1]}", 0, len(inputs))
         result, summary, store_aggregates = _read_store(url, options)
+        if result.trace_share is not None:
+            trace_shares.append(result.trace_share)
         if store_aggregates is not None:
             aggregates.append(store_aggregates)
         for name, frame in result.frames.items():
@@ -213,6 +216,8 @@ def load_dataset(
             summaries.append(_failed(source.origin, InputError(f"could not be parsed ({type(exc).__name__}: {exc})", file=source.origin)))
             continue
         summary = _summarize(source, result, tops and result.request_sample is None)
+        if result.trace_share is not None:
+            trace_shares.append(result.trace_share)
         if result.request_sample is not None:
             summary = _with_sample(summary, result.request_sample, result.frames["requests"].height, options, tops)
             aggregates.append(result.request_sample.aggregates)
@@ -231,7 +236,7 @@ def load_dataset(
 
     naive = naive_time_warnings(clocks)
     summaries = [replace(s, warnings=(*s.warnings, naive[s.path])) if s.path in naive else s for s in summaries]
-    dataset = Dataset(inputs=summaries, request_aggregates=_merged(aggregates, whole))
+    dataset = Dataset(inputs=summaries, request_aggregates=_merged(aggregates, whole), trace_share=min(trace_shares) if trace_shares else None)
     for name in FRAMES:
         frames = collected[name]
         setattr(dataset, name, pl.concat(frames, how="vertical") if frames else empty_frame(name))
@@ -298,7 +303,7 @@ def _with_sample(summary: InputSummary, sample: RequestSample, kept: int, option
     lasts = [t for t in (summary.last_ts, sample.last_ts) if t is not None]
     note = (
         f"{sample.rows:,} requests, over the {options.max_request_rows:,} kept in memory: a uniform sample of {kept:,} "
-        f"({sample.kept_share:.2%}, by line hash) kept for drill-down. Exact over every request: counts and error shares per "
+        f"({sample.kept_share:.2%}, by {sample.sampled_by.replace('_', '-')} hash) kept for drill-down. Exact over every request: counts and error shares per "
         f"bucket of each service, host, version, route, client and user agent (routes, clients and user agents under "
         f"{sample.prune_share:.1%} of a bucket's requests left out), latency quantiles (within 1%) and this input's totals; its top routes "
         f"and clients are summed over the subjects kept"

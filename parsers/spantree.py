@@ -33,6 +33,38 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
     warnings: list[str] = []
     if raw.height == 0:
         return {"spans": conform(raw, "spans")}, warnings  # type: ignore[dict-item]
+    spans = _linked(raw, warnings)
+    # union of children intervals clipped to the parent, per parent row
+    children = (
+        spans.select("_prow", "_pts", pl.max_horizontal("ts", "_pts").alias("s"), pl.min_horizontal("end", "_pend").alias("e"))
+        .filter(pl.col("_prow").is_not_null() & (pl.col("e") > pl.col("s")))
+        .sort("_prow", "s")
+    )
+    covered = _children_ms(children)  # parents only: scattered by row number, 0 for a span without children
+    children_ms = pl.Series("_children_ms", [0.0], dtype=pl.Float64).extend_constant(0.0, spans.height - 1).scatter(covered["_prow"], covered["_children_ms"])
+    spans = spans.with_columns((pl.col("duration_ms") - children_ms).clip(lower_bound=0.0).alias("self_ms"))
+    spans = spans.with_columns(_release(spans).alias("_release"))
+    frames = {
+        "spans": conform(spans, "spans"),
+        "requests": _requests(spans),
+        "changes": version_changes(release_sightings(spans), origin),
+    }
+    return frames, warnings  # type: ignore[return-value]
+
+
+def span_requests(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The requests rows `finish_spans` makes of raw spans, and their release sightings (`release_sightings`),
+    without self time nor integrity warnings: what a big input needs of every span it does not keep."""
+    if raw.height == 0:
+        return conform(pl.DataFrame(), "requests"), _NO_SIGHTINGS.clear()  # type: ignore[return-value]
+    spans = _linked(raw, [], checks=False)
+    spans = spans.with_columns(_release(spans).alias("_release"))
+    return _requests(spans), release_sightings(spans)
+
+
+def _linked(raw: pl.DataFrame, warnings: list[str], checks: bool = True) -> pl.DataFrame:
+    """Raw spans with duplicates dropped, durations, and each span's parent row (`_prow`) with its start
+    and end (`_pts`, `_pend`); `checks` adds the integrity warnings (orphans, skew, rootless traces)."""
     # a column that is null throughout (no span has a parent, no tag) arrives as the Null dtype
     raw = raw.with_columns(pl.col(c).cast(pl.String) for c, dtype in raw.schema.items() if dtype == pl.Null)
     optional = {**SPANS_SCHEMA, "user_agent": pl.String()}
@@ -52,14 +84,15 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
             raw = raw.filter(first)
             span_key = span_key.filter(first)
             warnings.append(f"{duplicates} duplicate span id(s) kept once")
-    checks = raw.select(
-        (pl.col("end") < pl.col("ts")).sum().alias("bad_end"),
-        (pl.col("parent_span_id") == pl.col("span_id")).sum().alias("self_parented"),
-    ).row(0)
-    if checks[0]:
-        warnings.append(f"{checks[0]} span(s) end before they start or have no end: duration unknown")
-    if checks[1]:
-        warnings.append(f"{checks[1]} span(s) name themselves as parent (cycle): treated as roots")
+    if checks:
+        bad_end, self_parented = raw.select(
+            (pl.col("end") < pl.col("ts")).sum().alias("bad_end"),
+            (pl.col("parent_span_id") == pl.col("span_id")).sum().alias("self_parented"),
+        ).row(0)
+        if bad_end:
+            warnings.append(f"{bad_end} span(s) end before they start or have no end: duration unknown")
+        if self_parented:
+            warnings.append(f"{self_parented} span(s) name themselves as parent (cycle): treated as roots")
     # a peer known only from the URL called (url.full, http.url): its host
     raw = raw.with_columns(
         pl.when(pl.col("peer_service").str.contains("://", literal=True))
@@ -80,6 +113,8 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
         parent_row,
         *(spans[c].gather(parent_row).alias(a) for c, a in (("ts", "_pts"), ("end", "_pend"))),
     )
+    if not checks:
+        return spans
     has_parent = pl.col("_prow").is_not_null()
     orphans, skew, rootless = spans.select(
         (pl.col("parent_span_id").is_not_null() & ~has_parent).sum(),
@@ -92,18 +127,11 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
         warnings.append(f"{skew} span(s) outside their parent's interval (clock skew): clipped for self time")
     if rootless:
         warnings.append(f"{rootless} trace(s) without a root span (missing root or a parent cycle)")
+    return spans
 
-    # union of children intervals clipped to the parent, per parent row
-    children = (
-        spans.select("_prow", "_pts", pl.max_horizontal("ts", "_pts").alias("s"), pl.min_horizontal("end", "_pend").alias("e"))
-        .filter(pl.col("_prow").is_not_null() & (pl.col("e") > pl.col("s")))
-        .sort("_prow", "s")
-    )
-    covered = _children_ms(children)  # parents only: scattered by row number, 0 for a span without children
-    children_ms = pl.Series("_children_ms", [0.0], dtype=pl.Float64).extend_constant(0.0, spans.height - 1).scatter(covered["_prow"], covered["_children_ms"])
-    spans = spans.with_columns((pl.col("duration_ms") - children_ms).clip(lower_bound=0.0).alias("self_ms"))
 
-    spans = spans.with_columns(_release(spans).alias("_release"))
+def _requests(spans: pl.DataFrame) -> pl.DataFrame:
+    """The requests rows of the server spans of linked spans (`_linked`, with `_release`)."""
     servers = spans.filter(pl.col("kind") == "server")
     servers = servers.with_columns(  # the parent's service and kind, for server spans only
         *(spans[c].gather(servers["_prow"]).alias(a) for c, a in (("service", "_pservice"), ("kind", "_pkind"))))
@@ -117,12 +145,7 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
         version=pl.col("_release"),
         user_agent=pl.col("user_agent") if "user_agent" in servers.columns else pl.lit(None, pl.String),
     )
-    frames = {
-        "spans": conform(spans, "spans"),
-        "requests": conform(requests, "requests"),
-        "changes": _version_changes(spans, origin),
-    }
-    return frames, warnings  # type: ignore[return-value]
+    return conform(requests, "requests")  # type: ignore[return-value]
 
 
 def _endpoints(routes: pl.Series, paths: pl.Series) -> pl.Series:
@@ -191,12 +214,37 @@ def _release(spans: pl.DataFrame) -> pl.Expr:
     return pl.when(pl.col("service").is_in(unversioned.implode())).then(pod_template_hash(pl.col("host"))).otherwise(pl.col("service_version"))
 
 
-def _version_changes(spans: pl.DataFrame, origin: str) -> pl.DataFrame:
-    seen = (
+# Where each release of a service was first seen: service, release, first start, first line, the host of
+# the first span, and whether the release is a pod-template hash (no span of it carries service.version).
+_NO_SIGHTINGS = pl.DataFrame(schema={"service": pl.String, "_release": pl.String, "ts": pl.Datetime("us", "UTC"), "line": pl.Int64,
+                                     "host": pl.String, "_hash": pl.Boolean})
+
+
+def release_sightings(spans: pl.DataFrame) -> pl.DataFrame:
+    """Per (service, release) of spans with `_release`: where it was first seen. Sightings of parts of one
+    input merge with `merge_sightings` into those of the whole."""
+    return (
         spans.filter(pl.col("_release").is_not_null())
         .group_by("service", "_release")
         .agg(pl.col("ts").min(), pl.col("line").min(), pl.col("host").sort_by("ts").first(), pl.col("service_version").is_null().all().alias("_hash"))
-        .sort("service", "ts")
+        .select(list(_NO_SIGHTINGS.columns))
+        .cast(_NO_SIGHTINGS.schema)  # type: ignore[arg-type]
+    )
+
+
+def merge_sightings(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """The sightings of parts of one input (`release_sightings` of each) as those of the whole."""
+    if not parts:
+        return _NO_SIGHTINGS.clear()
+    return (pl.concat(parts).group_by("service", "_release")
+            .agg(pl.col("ts").min(), pl.col("line").min(), pl.col("host").sort_by("ts").first(), pl.col("_hash").all())
+            .select(list(_NO_SIGHTINGS.columns)))
+
+
+def version_changes(sightings: pl.DataFrame, origin: str) -> pl.DataFrame:
+    """The `changes` rows of a service's releases following one another (`release_sightings`)."""
+    seen = (
+        sightings.sort("service", "ts")
         .with_columns(pl.col("_release").shift(1).over("service").alias("_prev"))
         .filter(pl.col("_prev").is_not_null())
     )

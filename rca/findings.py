@@ -32,8 +32,8 @@ class FindingDetails:
 
 def basis_field() -> Any:
     """What a finding's figures were computed from, when not from every row (`Dataset.request_aggregates`
-    carried the vantage, whose rows are a sample): written to JSON only when set, so a report of rows
-    reads as before."""
+    carried the vantage, whose rows are a sample; `Dataset.trace_share`: the spans are a sample of whole
+    traces): written to JSON only when set, so a report of rows reads as before."""
     return field(default=None, metadata={"optional": True})
 
 
@@ -155,6 +155,7 @@ class CallsDetails(FindingDetails):
 
     dependency: str
     calls_ratio: float  # calls per minute to the dependency, incident over baseline
+    basis: str | None = basis_field()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,6 +181,7 @@ class ErrorOriginDetails(FindingDetails):
     """`error_origin`: failing traces whose deepest error is this operation."""
 
     traces: int
+    basis: str | None = basis_field()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,6 +249,7 @@ class CallWaitDetails(FindingDetails):
     calls: int
     caller_fan_out: int  # callee pods the caller calls in the incident
     callee_fan_in: int  # services that call the callee in the incident
+    basis: str | None = basis_field()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,6 +265,7 @@ class ServiceTimeDetails(FindingDetails):
     z: float
     requests: int
     requests_ratio: float  # its requests per second after the change / before it
+    basis: str | None = basis_field()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -278,6 +282,7 @@ class CallDropDetails(FindingDetails):
     p: float  # one-sided conditional binomial p of so few calls after, splits tested accounted for
     caller_fan_out: int  # services the caller calls over the data
     callee_fan_in: int  # services that call the callee over the data
+    basis: str | None = basis_field()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -296,6 +301,7 @@ class ShapeShiftDetails(FindingDetails):
     requests_with_shape: int
     requests: int  # the operation's requests over the data
     p: float  # exact p of so late a first (or so early a last) request under exchangeable order, corrected
+    basis: str | None = basis_field()
 
 
 @dataclass(frozen=True, kw_only=True)

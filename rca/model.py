@@ -128,6 +128,10 @@ ANALYZED_REQUEST_COLUMNS = (
 # (parsers.bounded), so memory stays flat however long the log; smaller inputs are analysed in full.
 # RCA_MAX_REQUEST_ROWS overrides it (tests and benchmarks take the bounded path on small inputs).
 MAX_ANALYZED_REQUEST_ROWS = 1_000_000
+# Spans of one trace input `rca analyze` keeps in memory (about 0.15 GB, and the span detectors' work, at this
+# count). A bigger input keeps the spans of a sample of whole traces (by trace-id hash) and the requests of
+# every server span (parsers.bounded_spans); RCA_MAX_SPANS overrides it (tests take the bounded path on small inputs).
+MAX_ANALYZED_SPANS = 250_000
 
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "requests": REQUESTS_SCHEMA,
@@ -292,6 +296,9 @@ class Dataset:
     # Exact aggregates of every request of the store inputs (ClickHouse) whose rows were sampled: their
     # rows in `requests` are that sample, these carry every count (None when no input was sampled).
     request_aggregates: RequestAggregates | None = None
+    # The smallest share of traces kept of the inputs whose spans were sampled (whole traces by trace-id
+    # hash: big trace files, sampled stores); None when every span is in `spans`. Span findings say so.
+    trace_share: float | None = None
 
     def frame(self, name: str) -> pl.DataFrame:
         return getattr(self, name)

@@ -3,10 +3,17 @@
 Spans go through msgspec structs and columns (`json_spans`); logs, metrics and any line those structs
 refuse through orjson and a dict walk (`add_span`, `common.log_event`, `common.metric_points`). A file of
 `parallel.PARALLEL_MIN_BYTES` or more is cut at line ends and walked by worker processes.
+
+With a bound on the spans kept (`ParseOptions.max_spans`, analysis), lines are read in blocks of
+`BLOCK_BYTES`, never the whole file at once; a big file's blocks go to worker processes that, once the
+input is past the bound, send back only what `bounded_spans.BoundedSpans` keeps of them (the requests of
+every server span, the spans of the sampled traces), so this process never holds every span.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +25,8 @@ import polars as pl
 
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
-from rca.parsers.lines import read_payload
+from rca.parsers.bounded_spans import BoundedSpans, SpanBlock, sample_block
+from rca.parsers.lines import read_blocks, read_payload
 from rca.parsers.otlp import json_spans as js
 from rca.parsers.otlp import parallel
 from rca.parsers.otlp.common import (
@@ -54,6 +62,10 @@ class OtlpJsonParser:
         return 0.97 if looks_like_otlp_json(sample.head) else 0.0
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
+        if options.max_spans is not None:
+            bounded = self._parse_bounded(source, options)
+            if bounded is not None:
+                return bounded
         payload, warnings = read_payload(source)
         parts = _split_lines(payload, parallel.PARALLEL_MIN_BYTES)
         if len(parts) == 1:
@@ -72,6 +84,100 @@ class OtlpJsonParser:
         rejected = [r for w in walks for r in w.rejected][:5]
         return ParseResult(format=self.name, frames=frames, lines=sum(w.lines for w in walks), rejected=sum(w.bad for w in walks),
                            rejected_examples=rejected, warnings=warnings)
+
+
+    def _parse_bounded(self, source: Source, options: ParseOptions) -> ParseResult | None:
+        """The parse in blocks, keeping at most `options.max_spans` spans (`BoundedSpans`); None when the
+        input is one pretty-printed document (read whole by `parse`)."""
+        warnings: list[str] = []
+        blocks = read_blocks(source, BLOCK_BYTES, warnings)
+        first = next(blocks, None)
+        if first is None or not _one_document_a_line(first[0]):
+            return None
+        spans = BoundedSpans(source.origin, options.max_spans, options.max_request_rows, options.request_columns)
+        walks: list[JsonWalk] = []
+
+        def take(reply: parallel.Reply) -> None:
+            (walk, sampled), (raw, requests, sightings) = reply
+            walks.append(walk)
+            if sampled is None:
+                if raw is not None:
+                    spans.add_raw(raw)
+            else:
+                spans.add_block(SpanBlock(raw, sampled[0], requests, sightings, sampled[1]))  # type: ignore[arg-type]
+
+        workers = _block_workers(source)
+        try:
+            for block, number in _chain(first, blocks):
+                meta = (number, spans.level if spans.sampling else None)
+                if workers is None:
+                    walk = walk_json(block, 0, len(block), number, per_line=True)
+                    walks.append(dataclasses.replace(walk, spans=None))
+                    if walk.spans is not None:
+                        spans.add_raw(walk.spans)
+                    continue
+                reply = workers.send(meta, block)
+                if reply is not None:
+                    take(reply)
+                del block
+            for reply in workers.drain() if workers is not None else []:
+                take(reply)
+        finally:
+            if workers is not None:
+                workers.close()
+        frames: dict[str, pl.DataFrame] = {}
+        request_sample, trace_share = None, None
+        if spans.spans:
+            sample = spans.finish(concat_raw_spans([span_columns_frame(empty_span_columns())]))
+            frames.update(sample.frames)
+            warnings += sample.warnings
+            request_sample, trace_share = sample.request_sample, sample.trace_share
+        frames.update(signal_frames([e for w in walks for e in w.events], [m for w in walks for m in w.metrics], source.origin))
+        return ParseResult(format=self.name, frames=frames, lines=sum(w.lines for w in walks), rejected=sum(w.bad for w in walks),
+                           rejected_examples=[r for w in walks for r in w.rejected][:5], warnings=warnings,
+                           request_sample=request_sample, trace_share=trace_share)
+
+
+# Bytes of lines read (and walked by one worker) at a time when the spans are bounded: 16 MB of JSON are
+# some 25k spans, so a worker's decode peaks at about 0.2 GB (0.3 GB at 32 MB), and every core gets blocks early.
+BLOCK_BYTES = 16 * 1024 * 1024
+
+
+def _chain(first: tuple[bytes, int], rest: Iterator[tuple[bytes, int]]) -> Iterator[tuple[bytes, int]]:
+    yield first
+    yield from rest
+
+
+def _one_document_a_line(block: bytes) -> bool:
+    """Whether the first line with text holds a whole JSON document (else: one pretty-printed document)."""
+    first = _text_start(block, 0)
+    end = block.find(b"\n", first)
+    try:
+        orjson.loads(block[first:end if end >= 0 else len(block)].strip())
+        return True
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _block_workers(source: Source) -> parallel.BlockWorkers | None:
+    """Worker processes for the blocks of a big input (one per core); None for a small one or one core."""
+    cores = min(os.cpu_count() or 1, 8)
+    size = source.path.stat().st_size if source.path is not None else len(source.data or b"")
+    if cores < 2 or size < parallel.PARALLEL_MIN_BYTES:
+        return None
+    return parallel.BlockWorkers(cores, lambda meta, raw: block_reply(raw, *meta))
+
+
+def block_reply(block: bytes, first_number: int, level: int | None) -> parallel.Reply:
+    """What a block of lines gives the reader (`BoundedSpans`): the walk without its spans and, when
+    `level` is None, every raw span, else the block reduced to its sampled traces at `level`
+    (`sample_block`: with the requests and release sightings of every span)."""
+    walk = walk_json(block, 0, len(block), first_number, per_line=True)
+    rest = dataclasses.replace(walk, spans=None)
+    if walk.spans is None or level is None:
+        return (rest, None), [walk.spans, None, None]
+    reduced = sample_block(walk.spans, level)
+    return (rest, (reduced.spans, reduced.level)), [reduced.raw, reduced.requests, reduced.sightings]
 
 
 @dataclass

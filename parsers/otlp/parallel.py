@@ -96,12 +96,126 @@ def in_workers(requests: list[tuple[Any, bytes | memoryview]], here: Callable[[]
     return mine, theirs
 
 
-def worker_command() -> list[str]:
-    """A fresh interpreter running `rca.parsers.otlp.worker` from this very code, wherever it was imported from."""
+def write_message(out: IO[bytes], meta: Any, frames: list[pl.DataFrame | None], raw: bytes | memoryview = b"") -> None:
+    """One message of a worker conversation: `meta`, then each frame (Arrow IPC) and `raw`, all length-prefixed."""
+    import io
+
+    blobs: list[bytes | memoryview] = []
+    for frame in frames:
+        if frame is None:
+            blobs.append(b"")
+            continue
+        buffer = io.BytesIO()
+        frame.write_ipc(buffer, compat_level=pl.CompatLevel.newest())
+        blobs.append(buffer.getbuffer())
+    header = pickle.dumps((meta, [None if f is None else len(b) for f, b in zip(frames, blobs, strict=True)], len(raw)), protocol=5)
+    out.write(struct.pack("<Q", len(header)) + header)
+    for blob in blobs:
+        out.write(blob)
+    out.write(raw)
+    out.flush()
+
+
+def read_message(given: IO[bytes]) -> tuple[Any, list[pl.DataFrame | None], bytes] | None:
+    """What `write_message` wrote: (meta, frames, raw); None at the end of the stream."""
+    import io
+
+    head = given.read(8)
+    if len(head) < 8:
+        return None
+    (size,) = struct.unpack("<Q", head)
+    meta, sizes, raw_size = pickle.loads(_read_exactly(given, size))
+    frames = [None if n is None else pl.read_ipc(io.BytesIO(_read_exactly(given, n))) for n in sizes]
+    return meta, frames, _read_exactly(given, raw_size)
+
+
+def _read_exactly(given: IO[bytes], size: int) -> bytes:
+    data = given.read(size)
+    if len(data) != size:
+        raise EOFError(f"a worker message was cut: {len(data)} of {size} bytes")
+    return data
+
+
+Reply = tuple[Any, list[pl.DataFrame | None]]
+
+
+class BlockWorkers:
+    """Worker processes (`rca.parsers.otlp.worker` serving a conversation) that each decode one block of
+    an input at a time, fed and read through pipes, replies taken in the order blocks were sent.
+
+    Each worker holds at most one block: this process writes a block only to a worker whose reply it has
+    read, and a worker replies only after reading its whole block, so neither side waits on the other's
+    pipe. A worker that fails leaves its block to `redo` here (an input error included), so errors are
+    raised in order."""
+
+    def __init__(self, count: int, redo: Callable[[Any, bytes], Reply]):
+        import subprocess
+
+        self.redo = redo
+        self.workers = [subprocess.Popen(worker_command(serve=True), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                        for _ in range(count)]
+        self.sent: list[tuple[int, Any, bytes]] = []  # (worker, meta, block) in the order sent, replies not read yet
+        self.next = 0
+
+    def send(self, meta: Any, raw: bytes) -> Reply | None:
+        """Give `raw` to the next worker; when it still held a block, that block's reply (else None)."""
+        reply = self.receive() if len(self.sent) == len(self.workers) else None
+        k = self.next
+        self.next = (k + 1) % len(self.workers)
+        try:
+            stdin = self.workers[k].stdin
+            assert stdin is not None
+            write_message(stdin, meta, [], raw)
+        except OSError:  # the worker is gone: its blocks are decoded here
+            pass
+        self.sent.append((k, meta, raw))
+        return reply
+
+    def receive(self) -> Reply:
+        """The reply to the oldest block sent (decoded here when its worker failed)."""
+        k, meta, raw = self.sent.pop(0)
+        try:
+            stdout = self.workers[k].stdout
+            assert stdout is not None
+            message = read_message(stdout)
+            if message is not None:
+                rest, frames, _ = message
+                if rest is not None:
+                    return rest, frames
+        except Exception:  # a worker that died or wrote nothing readable: its block here
+            pass
+        return self.redo(meta, raw)
+
+    def drain(self) -> list[Reply]:
+        """The replies to every block still held, in order."""
+        return [self.receive() for _ in range(len(self.sent))]
+
+    def close(self) -> None:
+        """Stop the workers (they end when their input does)."""
+        for child in self.workers:
+            try:
+                if child.stdin is not None:
+                    child.stdin.close()
+            except OSError:
+                pass
+        for child in self.workers:
+            try:
+                child.wait(timeout=10)
+            except Exception:
+                child.kill()
+                child.wait()
+            if child.stdout is not None:
+                child.stdout.close()
+
+
+def worker_command(serve: bool = False) -> list[str]:
+    """A fresh interpreter running `rca.parsers.otlp.worker` from this very code, wherever it was imported from
+    (`serve`: a conversation of blocks, `worker.serve`; else one part, `worker.main`)."""
     import sys
     from pathlib import Path
 
     # rca/parsers/otlp/parallel.py -> the folder holding the rca package (not resolved: in a source checkout
     # rca/parsers is a link to the top-level parsers/ folder, and the worker must import it as rca.parsers)
     root = str(Path(__file__).absolute().parents[3])
-    return [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {root!r}); from rca.parsers.otlp.worker import main; main()"]
+    entry = "serve" if serve else "main"
+    return [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {root!r}); from rca.parsers.otlp.worker import {entry}; {entry}()"]

@@ -6,6 +6,10 @@ Its part comes on stdin as `parallel.send_part` wrote it. OTLP/JSON (`json.walk_
 forced signal)` and the messages' bytes; writes `(log events, metric points, message count)`
 and the raw span frame; an input error in the part exits non-zero (the caller decodes the part itself
 and raises it in order). Both write with `parallel.write_part`.
+
+`serve` holds a conversation instead (`parallel.BlockWorkers`): blocks of OTLP/JSON lines come one after
+another as `parallel.write_message` writes them, meta `(first line number, sampling level or None)`, and
+each is answered with `json.block_reply` of it, until the input ends.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ import sys
 from typing import Any
 
 from rca.parsers.otlp.common import concat_raw_spans
-from rca.parsers.otlp.json import walk_json
-from rca.parsers.otlp.parallel import receive_part, write_part
+from rca.parsers.otlp.json import block_reply, walk_json
+from rca.parsers.otlp.parallel import read_message, receive_part, write_message, write_part
 from rca.parsers.otlp.protobuf import OtlpProtoParser
 from rca.parsers.sources import Source
 
@@ -39,6 +43,21 @@ def main() -> None:
     _, first_number = meta
     walk = walk_json(raw, 0, len(raw), first_number, per_line=True)
     write_part(out, dataclasses.replace(walk, spans=None), walk.spans)
+
+
+def serve() -> None:
+    """Answer each block of OTLP/JSON lines given on stdin with what the reader keeps of it, until stdin ends."""
+    given, out = sys.stdin.buffer, sys.stdout.buffer
+    while (message := read_message(given)) is not None:
+        (first_number, level), _, raw = message
+        try:
+            rest, frames = block_reply(raw, first_number, level)
+        except Exception:  # the reader decodes the block itself and raises what it meets, in order
+            write_message(out, None, [])
+            continue
+        write_message(out, rest, frames)
+        del raw, rest, frames
+        gc.collect()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,158 @@
+"""Spans of a big trace input in bounded memory: whole traces sampled by trace-id hash, every request counted.
+
+A trace parser hands its raw spans (before `spantree.finish_spans`) block by block, as it reads. Up to
+`max_spans` spans everything is kept and the input is finished as one frame, as a small input always was.
+Past it:
+- the requests rows of every server span (`spantree.span_requests`: endpoint, status, caller, release)
+  go to `bounded.BoundedRequests`, which keeps them all up to `max_spans` rows (or the requests' own
+  bound when lower) and past that a sample of whole traces' requests (hashed on the trace id) with exact
+  per-bucket aggregates of every row: the request detectors (traffic, errors, latency, hosts, change
+  effects) count every server span;
+- where each service release was first seen is kept per block and merged (`spantree.release_sightings`),
+  so the version changes are those of every span;
+- the spans kept are those of the traces whose id hashes to 0 in its low `level` bits (`trace_kept`): a
+  trace is kept or dropped whole, so parent/child trees stay complete for self time, fan-out, call waits,
+  error origin and request shapes. `level` rises by one (halving the traces kept) each time the kept spans
+  pass `max_spans` again, so which traces stay depends only on the final level, not on the blocks: the same
+  input always gives the same sample, of between `max_spans / 2` and `max_spans` spans (fewer when a few
+  huge traces hash alike).
+Blocks decoded by worker processes arrive already reduced (`sample_block` at the level of the moment they
+were sent), so this process never holds every span; a block sent before a level rose is thinned here.
+
+What is not exact past the cap: the caller of a server span (its `source` when it has no client address)
+is found only when its parent span is in the same block (a trace cut by a block boundary loses it), and a
+service is versioned by its pods' template hash when none of its spans in the block carries
+`service.version`. Integrity warnings (orphans, skew) are those of the sampled traces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from rca.model import REQUESTS_SCHEMA
+from rca.parsers.bounded import BoundedRequests, RequestSample, compact
+from rca.parsers.spantree import finish_spans, merge_sightings, span_requests, version_changes
+
+TRACE_SEED = 0x7ACE5  # the trace-id hash deciding which traces stay; fixed: the same input gives the same sample
+MERGE_SIGHTINGS = 64  # release sightings of that many blocks are merged into one frame
+
+
+def trace_kept(level: int) -> pl.Expr:
+    """Whether a span's trace is in the sample at `level` (1 / 2**level of the trace ids)."""
+    return pl.col("trace_id").hash(TRACE_SEED) % (1 << level) == 0
+
+
+@dataclass(frozen=True)
+class SpanBlock:
+    """What a reader keeps of one block of raw spans once sampling: the spans of the traces kept at `level`,
+    and, from every span of the block, its requests rows and release sightings."""
+
+    raw: pl.DataFrame
+    spans: int  # raw spans in the block
+    requests: pl.DataFrame
+    sightings: pl.DataFrame
+    level: int
+
+
+def sample_block(raw: pl.DataFrame, level: int) -> SpanBlock:
+    """`raw` reduced to what a sampling reader keeps of it (`SpanBlock`); runs in worker processes too."""
+    requests, sightings = span_requests(raw)
+    return SpanBlock(compact(raw.filter(trace_kept(level))), raw.height, requests, sightings, level)
+
+
+@dataclass(frozen=True)
+class SpanSample:
+    """An input's trace frames (spans, requests, changes), warnings, and what was sampled."""
+
+    frames: dict[str, pl.DataFrame]
+    warnings: list[str]
+    request_sample: RequestSample | None  # set when the requests were sampled too (aggregates of them all)
+    trace_share: float | None  # share of the traces kept, when spans were sampled
+
+
+class BoundedSpans:
+    """Accumulates an input's raw spans block by block: all of them up to `max_spans`, then the spans of a
+    sample of whole traces, and the requests of every server span (see the module docstring)."""
+
+    def __init__(self, origin: str, max_spans: int | None, max_request_rows: int | None, request_columns: tuple[str, ...] | None = None):
+        self.origin = origin
+        self.max_spans = max_spans
+        self.parts: list[pl.DataFrame] = []
+        self.kept = 0
+        self.spans = 0
+        self.level = 0
+        self.sampling = False
+        # a trace input's requests rows are bounded by its spans' bound too: the request detectors count from
+        # the aggregates past it, and the rows (a sample of whole traces' requests) serve drill-down and tests
+        bound = max_spans if max_request_rows is None else max_request_rows if max_spans is None else min(max_spans, max_request_rows)
+        self.requests = BoundedRequests(bound, sample_key="trace_id")
+        self.sightings: list[pl.DataFrame] = []
+        # the requests columns read later (the others stay null); `trace_id` decides the requests' sample
+        self.columns = None if request_columns is None else [c for c in REQUESTS_SCHEMA if c in (*request_columns, "line", "trace_id")]
+
+    def add_raw(self, raw: pl.DataFrame) -> None:
+        """Take a block of raw spans, every one of them."""
+        if not raw.height:
+            return
+        if self.sampling:
+            self.add_block(sample_block(raw, self.level))
+            return
+        self.spans += raw.height
+        self.parts.append(raw)
+        self.kept += raw.height
+        if self.max_spans is not None and self.kept > self.max_spans:  # from here on: every request, a sample of the traces
+            self.sampling = True
+            held, self.parts, self.kept = pl.concat(self.parts), [], 0
+            self.spans -= held.height
+            self.add_block(sample_block(held, self.level))  # one frame: a caller in an earlier block is still found
+
+    def add_block(self, block: SpanBlock) -> None:
+        """Take a block already reduced (`sample_block`), by a worker process or here."""
+        self.sampling = True
+        self.spans += block.spans
+        if block.requests.height:
+            rows = block.requests.with_columns(origin=pl.lit(self.origin), signal=pl.lit("trace"))
+            self.requests.add(rows if self.columns is None else rows.select(self.columns))
+        if block.sightings.height:
+            self.sightings.append(block.sightings)
+            if len(self.sightings) >= MERGE_SIGHTINGS:
+                self.sightings = [merge_sightings(self.sightings)]
+        raw = block.raw if block.level == self.level else compact(block.raw.filter(trace_kept(self.level)))
+        if raw.height:
+            self.parts.append(raw)
+            self.kept += raw.height
+        self._thin()
+
+    def _thin(self) -> None:
+        assert self.max_spans is not None
+        while self.kept > self.max_spans:
+            self.level += 1
+            self.parts = [compact(p.filter(trace_kept(self.level))) for p in self.parts]
+            self.kept = sum(p.height for p in self.parts)
+
+    def finish(self, empty_raw: pl.DataFrame) -> SpanSample:
+        """The input's frames: as `finish_spans` makes them when every span was kept; else those of the
+        sampled traces, with the requests and version changes of every span."""
+        raw = pl.concat(self.parts) if self.parts else empty_raw
+        self.parts = []
+        frames, warnings = finish_spans(raw, self.origin)
+        frames = {k: v.with_columns(origin=pl.lit(self.origin), signal=pl.lit("trace")) for k, v in frames.items()}
+        if not self.sampling:
+            return SpanSample(frames, warnings, None, None)
+        share = 0.5**self.level
+        frames["changes"] = version_changes(merge_sightings(self.sightings), self.origin)
+        requests = self.requests.frame(pl.DataFrame(schema=REQUESTS_SCHEMA))
+        frames["requests"] = requests.select([(pl.col(c) if c in requests.columns else pl.lit(None, t)).alias(c) for c, t in REQUESTS_SCHEMA.items()])
+        request_sample = self.requests.sample()
+        requests_note = (f"every one of its {self.requests.rows:,} requests analysed" if request_sample is None else
+                         f"its {self.requests.rows:,} requests counted exactly (see below)")
+        note = (
+            f"{self.spans:,} spans, over the {self.max_spans:,} kept in memory: the spans of {share:.2%} of the traces "
+            f"(by trace-id hash, whole traces: {frames['spans'].height:,} spans) kept for the span findings (self time, fan-out, "
+            f"callers, call waits, error origin, request shapes, call drops: their counts are of the sample, their basis says so); "
+            f"{requests_note} and its version changes found over every span"
+        )
+        warnings = [note, *(f"in the sampled traces: {w}" for w in warnings)]
+        return SpanSample(frames, warnings, request_sample, share)

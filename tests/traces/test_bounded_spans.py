@@ -1,0 +1,119 @@
+"""Trace files in bounded memory (parsers.bounded_spans through the otlp-json reader): past the span bound,
+the request aggregates count every server span, the spans kept are whole traces, the sample is the same
+however the input is cut, malformed lines are still counted, and under the bound nothing changes."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from rca.aggregates import aggregate_requests
+from rca.parsers import ParseOptions, ParseResult
+from rca.parsers.otlp import json as otlp_json
+from rca.parsers.otlp import parallel
+from rca.parsers.otlp.json import OtlpJsonParser
+from rca.parsers.sources import Source
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def _source(path: Path) -> Source:
+    return Source(str(path), path, compression="gzip" if path.suffix == ".gz" else None)
+
+
+def _parse(path: Path, **options: int | None) -> ParseResult:
+    return OtlpJsonParser().parse(_source(path), ParseOptions(**options))  # type: ignore[arg-type]
+
+
+def _with_bad_lines(path: Path, out: Path, every: int) -> tuple[Path, int]:
+    """A copy of the traces with a malformed line after every `every` lines; the number of them."""
+    lines = gzip.decompress(path.read_bytes()).splitlines()
+    mixed = []
+    for i, line in enumerate(lines, 1):
+        mixed.append(line)
+        if i % every == 0:
+            mixed.append(b'{"resourceSpans": [{"scopeSpans": [')  # cut mid-document
+    out.write_bytes(b"\n".join(mixed) + b"\n")
+    return out, len(lines) // every
+
+
+def _service_totals(counts: pl.DataFrame) -> pl.DataFrame:
+    exact = ["requests", "errors", "client_errors", "with_status", "timed"]
+    return (counts.filter(pl.col("dimension").is_in(["service", "host", "version"]))
+            .group_by("signal", "service", "bucket", "dimension", "value").agg(pl.col(exact).sum())
+            .sort("signal", "service", "bucket", "dimension", "value", nulls_last=True))
+
+
+@pytest.mark.parametrize("scenario", ["cache-exhaustion", "third-party-surge"])
+def test_past_the_bound_aggregates_count_every_request_and_the_spans_are_whole_traces(scenario: str, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(otlp_json, "BLOCK_BYTES", 200_000)  # many blocks: a trace may straddle two
+    path = SAMPLES / scenario / "telemetry" / "traces.otlp.jsonl.gz"
+    full = _parse(path)
+    spans = full.frames["spans"]
+    cap = spans.height // 5
+    bounded = _parse(path, max_spans=cap, max_request_rows=10_000)
+    kept = bounded.frames["spans"]
+    assert bounded.trace_share is not None and bounded.trace_share < 0.5
+    assert cap // 2 <= kept.height <= cap or kept["trace_id"].n_unique() < 50
+    # whole traces: every span of a kept trace is kept, so every kept span's parent in the input is kept
+    kept_traces = kept.select("trace_id").unique()
+    assert_frame_equal(spans.join(kept_traces, on="trace_id", how="semi").select("trace_id", "span_id").sort("trace_id", "span_id"),
+                       kept.select("trace_id", "span_id").sort("trace_id", "span_id"))
+    parents = spans.filter(pl.col("parent_span_id").is_not_null()).join(kept_traces, on="trace_id", how="semi")
+    assert parents.join(kept, left_on=["trace_id", "parent_span_id"], right_on=["trace_id", "span_id"], how="anti").height == \
+        parents.join(spans, left_on=["trace_id", "parent_span_id"], right_on=["trace_id", "span_id"], how="anti").height
+    # the requests: every server span counted, exactly, per bucket of each service, host and version
+    sample = bounded.request_sample
+    assert sample is not None and sample.rows == full.frames["requests"].height
+    exact = aggregate_requests(full.frames["requests"], sample.aggregates.bucket_s)
+    assert_frame_equal(_service_totals(sample.aggregates.counts), _service_totals(exact.counts))
+    assert bounded.frames["requests"].height <= cap
+    # version changes from every span, as the whole input gives them
+    assert_frame_equal(bounded.frames["changes"].sort("ts", "service"), full.frames["changes"].sort("ts", "service"))
+    assert any("spans, over the" in w for w in bounded.warnings)
+
+
+def test_the_sample_is_the_same_however_the_input_is_cut(monkeypatch: pytest.MonkeyPatch):
+    path = SAMPLES / "user-surge" / "telemetry" / "traces.otlp.jsonl.gz"
+    picks = []
+    for block in (100_000, 700_000, 50_000_000):
+        monkeypatch.setattr(otlp_json, "BLOCK_BYTES", block)
+        result = _parse(path, max_spans=2_000)
+        picks.append((result.trace_share, result.frames["spans"].select("trace_id", "span_id").sort("trace_id", "span_id")))
+    for share, frame in picks[1:]:
+        assert share == picks[0][0]
+        assert_frame_equal(frame, picks[0][1])
+
+
+def test_under_the_bound_nothing_changes(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(otlp_json, "BLOCK_BYTES", 300_000)
+    path = SAMPLES / "dependency-slowdown" / "telemetry" / "traces.otlp.jsonl.gz"
+    full, bounded = _parse(path), _parse(path, max_spans=1_000_000, max_request_rows=1_000_000)
+    assert bounded.request_sample is None and bounded.trace_share is None
+    assert full.frames.keys() == bounded.frames.keys()
+    for name, frame in full.frames.items():
+        assert_frame_equal(bounded.frames[name], frame)
+    assert (bounded.lines, bounded.warnings) == (full.lines, full.warnings)
+
+
+def test_worker_processes_sample_the_blocks_and_malformed_lines_are_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Blocks decoded by worker processes (reduced there once sampling) give the sample and counts of the
+    same parse in this process; the malformed lines of every block are counted."""
+    path, bad = _with_bad_lines(SAMPLES / "feature-surge" / "telemetry" / "traces.otlp.jsonl.gz", tmp_path / "traces.jsonl", every=97)
+    monkeypatch.setattr(otlp_json, "BLOCK_BYTES", 400_000)
+    here = _parse(path, max_spans=1_500)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(otlp_json.os, "cpu_count", lambda: 2)
+    workers = _parse(path, max_spans=1_500)
+    full = _parse(path)
+    for result in (here, workers):
+        assert result.rejected == full.rejected == bad
+        assert result.lines == full.lines
+        assert result.request_sample is None or result.request_sample.rows == full.frames["requests"].height
+    assert workers.trace_share == here.trace_share
+    assert_frame_equal(workers.frames["spans"], here.frames["spans"])
+    assert_frame_equal(workers.frames["requests"].sort("ts", "trace_id"), here.frames["requests"].sort("ts", "trace_id"))
