@@ -62,6 +62,20 @@ def sample_block(raw: pl.DataFrame, level: int) -> SpanBlock:
     return SpanBlock(compact(raw.filter(trace_kept(level))), raw.height, requests, sightings, level)
 
 
+# What a reader's worker sends back of a block's raw spans: (spans in the block, level) when reduced, else
+# None; and the frames (raw spans, requests, sightings; the last two None when not reduced).
+Reduced = tuple[tuple[int, int] | None, list[pl.DataFrame | None]]
+
+
+def reduce_block(raw: pl.DataFrame | None, level: int | None) -> Reduced:
+    """A block's raw spans as a reader's worker returns them: every one (`level` None: not sampling yet),
+    else reduced to the traces kept at `level` with the requests and sightings of every span (`sample_block`)."""
+    if raw is None or level is None:
+        return None, [raw, None, None]
+    block = sample_block(raw, level)
+    return (block.spans, block.level), [block.raw, block.requests, block.sightings]
+
+
 @dataclass(frozen=True)
 class SpanSample:
     """An input's trace frames (spans, requests, changes), warnings, and what was sampled."""
@@ -107,6 +121,21 @@ class BoundedSpans:
             held, self.parts, self.kept = pl.concat(self.parts), [], 0
             self.spans -= held.height
             self.add_block(sample_block(held, self.level))  # one frame: a caller in an earlier block is still found
+
+    def take(self, reduced: Reduced) -> None:
+        """Take a block as `reduce_block` gave it."""
+        sampled, (raw, requests, sightings) = reduced
+        if sampled is None:
+            if raw is not None:
+                self.add_raw(raw)
+            return
+        assert raw is not None and requests is not None and sightings is not None
+        self.add_block(SpanBlock(raw, sampled[0], requests, sightings, sampled[1]))
+
+    @property
+    def wanted_level(self) -> int | None:
+        """The level a block read now is reduced at (None: keep every span, not sampling yet)."""
+        return self.level if self.sampling else None
 
     def add_block(self, block: SpanBlock) -> None:
         """Take a block already reduced (`sample_block`), by a worker process or here."""

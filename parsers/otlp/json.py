@@ -25,7 +25,7 @@ import polars as pl
 
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
-from rca.parsers.bounded_spans import BoundedSpans, SpanBlock, sample_block
+from rca.parsers.bounded_spans import BoundedSpans, reduce_block
 from rca.parsers.lines import read_blocks, read_payload
 from rca.parsers.otlp import json_spans as js
 from rca.parsers.otlp import parallel
@@ -98,33 +98,13 @@ class OtlpJsonParser:
         walks: list[JsonWalk] = []
 
         def take(reply: parallel.Reply) -> None:
-            (walk, sampled), (raw, requests, sightings) = reply
+            walk, reduced = reply
             walks.append(walk)
-            if sampled is None:
-                if raw is not None:
-                    spans.add_raw(raw)
-            else:
-                spans.add_block(SpanBlock(raw, sampled[0], requests, sightings, sampled[1]))  # type: ignore[arg-type]
+            spans.take(reduced)
 
-        workers = _block_workers(source)
-        try:
-            for block, number in _chain(first, blocks):
-                meta = (number, spans.level if spans.sampling else None)
-                if workers is None:
-                    walk = walk_json(block, 0, len(block), number, per_line=True)
-                    walks.append(dataclasses.replace(walk, spans=None))
-                    if walk.spans is not None:
-                        spans.add_raw(walk.spans)
-                    continue
-                reply = workers.send(meta, block)
-                if reply is not None:
-                    take(reply)
-                del block
-            for reply in workers.drain() if workers is not None else []:
-                take(reply)
-        finally:
-            if workers is not None:
-                workers.close()
+        size = source.path.stat().st_size if source.path is not None else len(source.data or b"")
+        parallel.decode_blocks((((self.name, number), block) for block, number in _chain(first, blocks)), lambda: spans.wanted_level,
+                               block_reply, take, parallel.worker_count(size))
         frames: dict[str, pl.DataFrame] = {}
         request_sample, trace_share = None, None
         if spans.spans:
@@ -159,25 +139,11 @@ def _one_document_a_line(block: bytes) -> bool:
         return False
 
 
-def _block_workers(source: Source) -> parallel.BlockWorkers | None:
-    """Worker processes for the blocks of a big input (one per core); None for a small one or one core."""
-    cores = min(os.cpu_count() or 1, 8)
-    size = source.path.stat().st_size if source.path is not None else len(source.data or b"")
-    if cores < 2 or size < parallel.PARALLEL_MIN_BYTES:
-        return None
-    return parallel.BlockWorkers(cores, lambda meta, raw: block_reply(raw, *meta))
-
-
 def block_reply(block: bytes, first_number: int, level: int | None) -> parallel.Reply:
-    """What a block of lines gives the reader (`BoundedSpans`): the walk without its spans and, when
-    `level` is None, every raw span, else the block reduced to its sampled traces at `level`
-    (`sample_block`: with the requests and release sightings of every span)."""
+    """What a block of lines gives the reader: the walk without its spans, and its spans as
+    `bounded_spans.reduce_block` gives them at `level`."""
     walk = walk_json(block, 0, len(block), first_number, per_line=True)
-    rest = dataclasses.replace(walk, spans=None)
-    if walk.spans is None or level is None:
-        return (rest, None), [walk.spans, None, None]
-    reduced = sample_block(walk.spans, level)
-    return (rest, (reduced.spans, reduced.level)), [reduced.raw, reduced.requests, reduced.sightings]
+    return dataclasses.replace(walk, spans=None), reduce_block(walk.spans, level)
 
 
 @dataclass
@@ -312,7 +278,6 @@ def walk_json(payload: bytes, start: int, stop: int, first_number: int, per_line
 def _split_lines(payload: bytes, min_bytes: int) -> list[tuple[int, int, int]]:
     """(start, stop, first line number) of up to one part per core, cut after line ends; one part when
     the payload is small, is one pretty-printed document, or the machine has one core."""
-    import os
 
     cores = min(os.cpu_count() or 1, 8)
     if cores < 2 or len(payload) < min_bytes or payload.count(b"\n", 0, 1 << 20) == 0:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pickle
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import polars as pl
@@ -136,7 +136,7 @@ def _read_exactly(given: IO[bytes], size: int) -> bytes:
     return data
 
 
-Reply = tuple[Any, list[pl.DataFrame | None]]
+Reply = tuple[Any, Any]  # what a block gave: (the rest of its decode, its spans as `bounded_spans.reduce_block` gives them)
 
 
 class BlockWorkers:
@@ -179,9 +179,10 @@ class BlockWorkers:
             assert stdout is not None
             message = read_message(stdout)
             if message is not None:
-                rest, frames, _ = message
-                if rest is not None:
-                    return rest, frames
+                meta, frames, _ = message
+                if meta is not None:
+                    rest, sampled = meta
+                    return rest, (sampled, frames)
         except Exception:  # a worker that died or wrote nothing readable: its block here
             pass
         return self.redo(meta, raw)
@@ -206,6 +207,37 @@ class BlockWorkers:
                 child.wait()
             if child.stdout is not None:
                 child.stdout.close()
+
+
+def decode_blocks(blocks: Iterator[tuple[tuple[Any, ...], bytes]], level: Callable[[], int | None], here: Callable[..., Reply],
+                  take: Callable[[Reply], None], workers: int) -> None:
+    """Each block (`(kind, *meta)`, bytes) decoded by `here(bytes, *meta, level())` (`worker.serve` calls the
+    same function in a worker process, by `kind`), in worker processes when `workers` > 1; `take` gets the
+    replies in block order. `level()` is asked when a block is sent: its reply may come at a lower level
+    than the one of the moment (the reader thins it)."""
+    if workers < 2:
+        for (_, *fields), raw in blocks:
+            take(here(raw, *fields, level()))
+        return
+    pool = BlockWorkers(workers, lambda meta, raw: here(raw, *meta[1:]))
+    try:
+        for meta, raw in blocks:
+            reply = pool.send((*meta, level()), raw)
+            del raw
+            if reply is not None:
+                take(reply)
+        for reply in pool.drain():
+            take(reply)
+    finally:
+        pool.close()
+
+
+def worker_count(size: int) -> int:
+    """Worker processes for an input of `size` bytes read in blocks: one per core, none when small or one core."""
+    import os
+
+    cores = min(os.cpu_count() or 1, 8)
+    return cores if cores >= 2 and size >= PARALLEL_MIN_BYTES else 1
 
 
 def worker_command(serve: bool = False) -> list[str]:

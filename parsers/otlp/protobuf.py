@@ -4,6 +4,11 @@ Each message's signal is told by its wire types (`signals`) or `--signal`. Spans
 column (`columns`), a batch the columns cannot hold exactly span by span on the full schema; logs and
 metrics through the OTLP/JSON shape `common` maps. A stream of `parallel.PARALLEL_MIN_BYTES` or more is
 cut at message bounds and decoded by worker processes.
+
+With a bound on the spans kept (`ParseOptions.max_spans`, analysis), an uncompressed length-prefixed file
+is read in blocks of messages of about `BLOCK_BYTES` (never whole), reduced as `bounded_spans` keeps them
+(in worker processes for a big file), as the OTLP/JSON reader does; a compressed file, stdin or a single
+message is read whole, its spans still bounded once decoded.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import polars as pl
 
 from rca.errors import InputError
 from rca.parsers import ParseOptions, ParseResult, register
+from rca.parsers.bounded_spans import BoundedSpans, reduce_block
 from rca.parsers.lines import read_payload
 from rca.parsers.otlp import columns as oc
 from rca.parsers.otlp import parallel
@@ -66,6 +72,10 @@ class OtlpProtoParser:
             forced = normalize_signal(options.signal)
         except ValueError as exc:
             raise InputError(str(exc), file=source.origin) from None
+        if options.max_spans is not None:
+            bounded = self._parse_bounded(source, options, forced)
+            if bounded is not None:
+                return bounded
         payload, warnings = read_payload(source)
         events: list[dict[str, Any]] = []
         metrics: list[dict[str, Any]] = []
@@ -91,6 +101,39 @@ class OtlpProtoParser:
             frames = {k: v.with_columns(origin=pl.lit(source.origin), signal=pl.lit("trace")) for k, v in more.items()}
         frames.update(signal_frames(events, metrics, source.origin))
         return ParseResult(format=self.name, frames=frames, lines=messages, warnings=warnings)
+
+    def _parse_bounded(self, source: Source, options: ParseOptions, forced: str | None) -> ParseResult | None:
+        """The parse in blocks of messages keeping at most `options.max_spans` spans (`BoundedSpans`); None
+        when the input is not an uncompressed file of length-prefixed messages (read whole by `parse`)."""
+        blocks = _message_blocks(source, BLOCK_BYTES)
+        if blocks is None:
+            return None
+        spans = BoundedSpans(source.origin, options.max_spans, options.max_request_rows, options.request_columns)
+        events: list[dict[str, Any]] = []
+        metrics: list[dict[str, Any]] = []
+        messages = 0
+
+        def take(reply: parallel.Reply) -> None:
+            nonlocal messages
+            (more_events, more_metrics, count), reduced = reply
+            events.extend(more_events)
+            metrics.extend(more_metrics)
+            messages += count
+            spans.take(reduced)
+
+        size = source.path.stat().st_size if source.path is not None else 0
+        parallel.decode_blocks((((self.name, bounds, number, forced, source.origin), block) for block, bounds, number in blocks), lambda: spans.wanted_level,
+                               messages_reply, take, parallel.worker_count(size))
+        frames: dict[str, pl.DataFrame] = {}
+        warnings: list[str] = []
+        request_sample, trace_share = None, None
+        if spans.spans:
+            sample = spans.finish(concat_raw_spans([span_columns_frame(empty_span_columns())]))
+            frames.update(sample.frames)
+            warnings += sample.warnings
+            request_sample, trace_share = sample.request_sample, sample.trace_share
+        frames.update(signal_frames(events, metrics, source.origin))
+        return ParseResult(format=self.name, frames=frames, lines=messages, warnings=warnings, request_sample=request_sample, trace_share=trace_share)
 
     def decode_messages(self, blobs: Sequence[Blob], first_number: int, source: Source, forced: str | None, events: list[dict[str, Any]],
                 metrics: list[dict[str, Any]]) -> tuple[list[pl.DataFrame], int]:
@@ -215,6 +258,79 @@ class OtlpProtoParser:
                     hosts.append(host)
                     lines.append(number)
         return len(trace_ids) - before
+
+
+# Bytes of messages read (and decoded by one worker) at a time when the spans are bounded (as OTLP/JSON's blocks).
+BLOCK_BYTES = 16 * 1024 * 1024
+
+
+def _message_blocks(source: Source, size: int) -> Iterator[tuple[bytes, list[tuple[int, int]], int]] | None:
+    """Blocks of whole length-prefixed messages of about `size` bytes of an uncompressed file: (bytes,
+    (start, end) of each message in them, number of the first message); None when the file is compressed,
+    not a file, or its prefixes do not tile it exactly (one message: `_frame_bounds` reads it whole).
+    The prefixes are checked first by seeking from one to the next."""
+    if source.path is None or source.compression is not None:
+        return None
+    try:
+        total = source.path.stat().st_size
+        with source.path.open("rb") as stream:
+            pos = count = 0
+            while pos + 4 <= total:
+                stream.seek(pos)
+                (length,) = struct.unpack(">I", stream.read(4))
+                if length == 0 or pos + 4 + length > total:
+                    break
+                pos, count = pos + 4 + length, count + 1
+    except OSError:
+        return None
+    if not count or pos != total:
+        return None
+
+    def blocks() -> Iterator[tuple[bytes, list[tuple[int, int]], int]]:
+        number = 1
+        with source.path.open("rb") as stream:  # type: ignore[union-attr]
+            while True:
+                data = stream.read(size)
+                if not data:
+                    return
+                bounds, at = [], 0
+                while True:  # whole messages: read on to the end of the last one started
+                    if at + 4 > len(data):
+                        data += stream.read(at + 4 - len(data))
+                        if at + 4 > len(data):
+                            break
+                    (length,) = struct.unpack(">I", data[at : at + 4])
+                    if at + 4 + length > len(data):
+                        data += stream.read(at + 4 + length - len(data))
+                    bounds.append((at + 4, at + 4 + length))
+                    at += 4 + length
+                    if at >= len(data):
+                        break
+                if source.on_read is not None:
+                    source.on_read(stream.tell(), total)
+                yield data, bounds, number
+                number += len(bounds)
+
+    return blocks()
+
+
+def messages_reply(block: bytes, bounds: list[tuple[int, int]], first_number: int, forced: str | None, origin: str,
+                   level: int | None) -> parallel.Reply:
+    """What a block of messages gives the reader: its log events, metric points and message count, and its
+    spans as `bounded_spans.reduce_block` gives them at `level`. An input error in it is raised."""
+    import gc
+
+    view = memoryview(block)
+    events: list[dict[str, Any]] = []
+    metrics: list[dict[str, Any]] = []
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        pieces, messages = OtlpProtoParser().decode_messages([view[a:b] for a, b in bounds], first_number, Source(origin, None), forced, events, metrics)
+    finally:
+        if enabled:
+            gc.enable()
+    return (events, metrics, messages), reduce_block(concat_raw_spans(pieces) if pieces else None, level)
 
 
 def _split_messages(blobs: list[memoryview], min_bytes: int) -> list[tuple[int, int]]:

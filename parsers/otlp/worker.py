@@ -7,9 +7,10 @@ forced signal)` and the messages' bytes; writes `(log events, metric points, mes
 and the raw span frame; an input error in the part exits non-zero (the caller decodes the part itself
 and raises it in order). Both write with `parallel.write_part`.
 
-`serve` holds a conversation instead (`parallel.BlockWorkers`): blocks of OTLP/JSON lines come one after
-another as `parallel.write_message` writes them, meta `(first line number, sampling level or None)`, and
-each is answered with `json.block_reply` of it, until the input ends.
+`serve` holds a conversation instead (`parallel.decode_blocks`): blocks of OTLP/JSON lines or protobuf
+messages come one after another as `parallel.write_message` writes them, meta `(format, *the block's
+meta, sampling level or None)`, and each is answered with `json.block_reply` (`protobuf.messages_reply`)
+of it, until the input ends.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from __future__ import annotations
 import dataclasses
 import gc
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from rca.parsers.otlp.common import concat_raw_spans
 from rca.parsers.otlp.json import block_reply, walk_json
 from rca.parsers.otlp.parallel import read_message, receive_part, write_message, write_part
-from rca.parsers.otlp.protobuf import OtlpProtoParser
+from rca.parsers.otlp.protobuf import OtlpProtoParser, messages_reply
 from rca.parsers.sources import Source
 
 
@@ -48,14 +50,15 @@ def main() -> None:
 def serve() -> None:
     """Answer each block of OTLP/JSON lines given on stdin with what the reader keeps of it, until stdin ends."""
     given, out = sys.stdin.buffer, sys.stdout.buffer
+    decoders: dict[str, Callable[..., Any]] = {"otlp-json": block_reply, "otlp-proto": messages_reply}
     while (message := read_message(given)) is not None:
-        (first_number, level), _, raw = message
+        (kind, *meta), _, raw = message
         try:
-            rest, frames = block_reply(raw, first_number, level)
+            rest, (sampled, frames) = decoders[kind](raw, *meta)
         except Exception:  # the reader decodes the block itself and raises what it meets, in order
             write_message(out, None, [])
             continue
-        write_message(out, rest, frames)
+        write_message(out, (rest, sampled), frames)
         del raw, rest, frames
         gc.collect()
 

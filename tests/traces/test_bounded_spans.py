@@ -117,3 +117,56 @@ def test_worker_processes_sample_the_blocks_and_malformed_lines_are_counted(tmp_
     assert workers.trace_share == here.trace_share
     assert_frame_equal(workers.frames["spans"], here.frames["spans"])
     assert_frame_equal(workers.frames["requests"].sort("ts", "trace_id"), here.frames["requests"].sort("ts", "trace_id"))
+
+
+def _as_protobuf(path: Path, out: Path) -> Path:
+    """The OTLP/JSON lines of `path` as the file exporter's length-prefixed protobuf messages, one a line."""
+    import base64
+    import struct
+
+    import orjson
+    from google.protobuf import json_format
+    from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+
+    frames = []
+    for line in gzip.decompress(path.read_bytes()).splitlines():
+        doc = orjson.loads(line)
+        for rs in doc.get("resourceSpans", ()):
+            for ss in rs.get("scopeSpans", ()):
+                for span in ss.get("spans", ()):
+                    for key in ("traceId", "spanId", "parentSpanId"):
+                        if span.get(key):
+                            span[key] = base64.b64encode(bytes.fromhex(span[key])).decode()
+        blob = json_format.ParseDict(doc, TracesData(), ignore_unknown_fields=True).SerializeToString()
+        frames.append(struct.pack(">I", len(blob)) + blob)
+    out.write_bytes(b"".join(frames))
+    return out
+
+
+def test_protobuf_blocks_keep_the_same_traces_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from rca.parsers.otlp import protobuf
+    from rca.parsers.otlp.protobuf import OtlpProtoParser
+
+    json_path = SAMPLES / "dependency-slowdown" / "telemetry" / "traces.otlp.jsonl.gz"
+    proto_path = _as_protobuf(json_path, tmp_path / "traces.pb")
+    monkeypatch.setattr(protobuf, "BLOCK_BYTES", 100_000)
+    monkeypatch.setattr(otlp_json, "BLOCK_BYTES", 100_000)
+
+    def proto(**options: int) -> ParseResult:
+        return OtlpProtoParser().parse(Source(str(proto_path), proto_path), ParseOptions(**options))  # type: ignore[arg-type]
+
+    full, under = proto(), proto(max_spans=1_000_000)
+    for name, frame in full.frames.items():  # under the bound: as before
+        assert_frame_equal(under.frames[name], frame)
+    from_json = _parse(json_path, max_spans=1_000)
+    from_proto = proto(max_spans=1_000)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(otlp_json.os, "cpu_count", lambda: 2)
+    in_workers = proto(max_spans=1_000)
+    for result in (from_proto, in_workers):
+        assert result.trace_share == from_json.trace_share is not None
+        assert result.lines == full.lines
+        assert_frame_equal(result.frames["spans"].select("trace_id", "span_id").sort("trace_id", "span_id"),
+                           from_json.frames["spans"].select("trace_id", "span_id").sort("trace_id", "span_id"))
+        assert result.request_sample is not None and result.request_sample.rows == full.frames["requests"].height
+    assert_frame_equal(in_workers.frames["spans"], from_proto.frames["spans"])
