@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from rca.model import REQUESTS_SCHEMA
+from rca.parsers import ParseOptions
 from rca.parsers.bounded import BoundedRequests, RequestSample, compact
 from rca.parsers.spantree import finish_spans, merge_sightings, span_requests, version_changes
 
@@ -84,6 +85,14 @@ class SpanSample:
     warnings: list[str]
     request_sample: RequestSample | None  # set when the requests were sampled too (aggregates of them all)
     trace_share: float | None  # share of the traces kept, when spans were sampled
+
+
+def finish_bounded(raw: pl.DataFrame, origin: str, options: ParseOptions) -> SpanSample:
+    """The frames of an input's raw spans read whole (one JSON document), bounded as `options` says: the
+    analysis past `max_spans` is that of the blocked readers (the document itself was held whole)."""
+    spans = BoundedSpans(origin, options.max_spans, options.max_request_rows, options.request_columns)
+    spans.add_raw(raw)
+    return spans.finish(raw.clear())
 
 
 class BoundedSpans:

@@ -19,10 +19,10 @@ import polars as pl
 
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
+from rca.parsers.bounded_spans import finish_bounded
 from rca.parsers.lines import read_payload
 from rca.parsers.otlp.common import ALIASES, empty_span_columns, hex_id, pick, span_columns_frame
 from rca.parsers.sources import Sample, Source
-from rca.parsers.spantree import finish_spans
 
 _ALIASES = {**ALIASES, "url_path": (*ALIASES["url_path"], "http.path")}
 
@@ -106,11 +106,14 @@ class ZipkinParser:
             cols["host"].append(local.get("ipv4") or local.get("ipv6"))
             cols["line"].append(number)
         frames: dict[str, pl.DataFrame] = {}
+        request_sample, trace_share = None, None
         if cols["trace_id"]:
-            more, span_warnings = finish_spans(span_columns_frame(cols), source.origin)
-            warnings += span_warnings
-            frames.update({k: v.with_columns(origin=pl.lit(source.origin), signal=pl.lit("trace")) for k, v in more.items()})
-        return ParseResult(format=self.name, frames=frames, lines=len(records) + bad, rejected=bad, rejected_examples=rejected, warnings=warnings)
+            sample = finish_bounded(span_columns_frame(cols), source.origin, options)
+            warnings += sample.warnings
+            frames.update(sample.frames)
+            request_sample, trace_share = sample.request_sample, sample.trace_share
+        return ParseResult(format=self.name, frames=frames, lines=len(records) + bad, rejected=bad, rejected_examples=rejected, warnings=warnings,
+                           request_sample=request_sample, trace_share=trace_share)
 
 
 register(ZipkinParser())

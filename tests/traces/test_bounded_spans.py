@@ -170,3 +170,29 @@ def test_protobuf_blocks_keep_the_same_traces_as_json(tmp_path: Path, monkeypatc
                            from_json.frames["spans"].select("trace_id", "span_id").sort("trace_id", "span_id"))
         assert result.request_sample is not None and result.request_sample.rows == full.frames["requests"].height
     assert_frame_equal(in_workers.frames["spans"], from_proto.frames["spans"])
+
+
+def test_a_zipkin_document_past_the_bound_keeps_whole_traces_and_counts_every_request(tmp_path: Path):
+    import orjson
+
+    from rca.parsers.zipkin import ZipkinParser
+
+    spans = []
+    for t in range(300):  # a server span calling a client span, per trace
+        trace = f"{t + 1:032x}"
+        spans.append({"traceId": trace, "id": f"{2 * t + 1:016x}", "name": "get /api/x", "kind": "SERVER", "timestamp": 1_767_225_600_000_000 + t * 1_000_000,
+                      "duration": 20_000, "localEndpoint": {"serviceName": "api"}, "tags": {"http.method": "GET", "http.route": "/api/x",
+                                                                                            "http.status_code": "500" if t % 7 == 0 else "200"}})
+        spans.append({"traceId": trace, "id": f"{2 * t + 2:016x}", "parentId": f"{2 * t + 1:016x}", "name": "select", "kind": "CLIENT",
+                      "timestamp": 1_767_225_600_002_000 + t * 1_000_000, "duration": 5_000, "localEndpoint": {"serviceName": "api"},
+                      "remoteEndpoint": {"serviceName": "postgres"}})
+    path = tmp_path / "zipkin.json"
+    path.write_bytes(orjson.dumps(spans))
+    result = ZipkinParser().parse(Source(str(path), path), ParseOptions(max_spans=100))
+    kept = result.frames["spans"]
+    assert result.trace_share is not None and 50 <= kept.height <= 100
+    assert kept.group_by("trace_id").len()["len"].to_list() == [2] * (kept.height // 2)  # both spans of every kept trace
+    sample = result.request_sample
+    assert sample is not None and sample.rows == 300
+    service = sample.aggregates.counts.filter(pl.col("dimension") == "service")
+    assert (service["requests"].sum(), service["errors"].sum()) == (300, len(range(0, 300, 7)))
