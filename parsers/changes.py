@@ -60,17 +60,22 @@ def change_subject_expr(kind: pl.Expr, message: pl.Expr, attributes: pl.Expr) ->
     )
 
 
+def change_kind_expr(message: pl.Expr) -> pl.Expr:
+    """The kind of change (CHANGE_KINDS) a log message announces, or null."""
+    return (
+        pl.when(message.str.contains(_ROLLBACK)).then(pl.lit("rollback"))
+        .when(message.str.contains(_FLAG)).then(pl.lit("flag"))
+        .when(message.str.contains(_DEPLOY)).then(pl.lit("deploy"))
+        .when(message.str.contains(_CONFIG)).then(pl.lit("config"))
+        .when(message.str.contains(_RESTART)).then(pl.lit("restart"))
+        .otherwise(None)
+    )
+
+
 def changes_from_messages(events: pl.DataFrame) -> pl.DataFrame:
     """Deploy/rollback/flag/config/restart announcements in log messages -> `changes` rows."""
     msg = pl.col("message")
-    kind = (
-        pl.when(msg.str.contains(_ROLLBACK)).then(pl.lit("rollback"))
-        .when(msg.str.contains(_FLAG)).then(pl.lit("flag"))
-        .when(msg.str.contains(_DEPLOY)).then(pl.lit("deploy"))
-        .when(msg.str.contains(_CONFIG)).then(pl.lit("config"))
-        .when(msg.str.contains(_RESTART)).then(pl.lit("restart"))
-        .otherwise(None)
-    )
+    kind = change_kind_expr(msg)
     found = (
         events.filter(msg.is_not_null() & pl.col("ts").is_not_null())
         .with_columns(kind.alias("kind"))

@@ -21,9 +21,19 @@ import polars as pl
 
 from rca.aggregates import merge_aggregates
 from rca.errors import InputError
-from rca.model import FRAMES, REQUESTS_SCHEMA, Dataset, InputSummary, Rejected, RequestAggregates, empty_frame
+from rca.model import (
+    FRAMES,
+    REQUESTS_SCHEMA,
+    Dataset,
+    EventAggregates,
+    InputSummary,
+    Rejected,
+    RequestAggregates,
+    empty_frame,
+)
 from rca.parsers import ParseOptions, ParseResult, get_parser, sniff
 from rca.parsers.bounded import RequestSample
+from rca.parsers.bounded_events import EventSample
 from rca.parsers.changes import changes_from_messages, read_changes_file
 from rca.parsers.sources import Source, expand_inputs, is_store_url, stdin_source
 from rca.parsers.timezones import Clock, clock_of, naive_time_warnings
@@ -181,6 +191,7 @@ def load_dataset(
     collected: dict[str, list[pl.DataFrame]] = {name: [] for name in FRAMES}
     whole: list[pl.DataFrame] = []  # the requests of the inputs read in full (not sampled)
     aggregates: list[RequestAggregates] = []
+    event_counts: list[EventAggregates] = []  # of the inputs whose event rows were sampled
     for url in [i for i in inputs if is_store_url(i)]:
         if progress is not None:
             progress(f"querying {url.split('@')[-1]}", 0, len(inputs))
@@ -216,6 +227,9 @@ def load_dataset(
         if result.request_sample is not None:
             summary = _with_sample(summary, result.request_sample, result.frames["requests"].height, options, tops)
             aggregates.append(result.request_sample.aggregates)
+        if result.event_sample is not None:
+            summary = _with_event_sample(summary, result.event_sample, options)
+            event_counts.append(result.event_sample.aggregates)
         if options.tz == "UTC":  # a zone the user chose is their reading of every offset-less time
             clocks.append(clock_of(source.origin, result.format, source.sample().lines, result.frames if sunk is None else None))
         for name, frame in result.frames.items():
@@ -231,7 +245,7 @@ def load_dataset(
 
     naive = naive_time_warnings(clocks)
     summaries = [replace(s, warnings=(*s.warnings, naive[s.path])) if s.path in naive else s for s in summaries]
-    dataset = Dataset(inputs=summaries, request_aggregates=_merged(aggregates, whole))
+    dataset = Dataset(inputs=summaries, request_aggregates=_merged(aggregates, whole), event_aggregates=_merged_events(event_counts))
     for name in FRAMES:
         frames = collected[name]
         setattr(dataset, name, pl.concat(frames, how="vertical") if frames else empty_frame(name))
@@ -313,6 +327,30 @@ def _with_sample(summary: InputSummary, sample: RequestSample, kept: int, option
         top_sources=_top_aggregated(counts, "source") if tops else (),
         warnings=(*summary.warnings, note),
     )
+
+
+def _with_event_sample(summary: InputSummary, sample: EventSample, options: ParseOptions) -> InputSummary:
+    """The summary of an input whose events were sampled: every event counted, its range from the counts
+    of them all, and a line saying what the sample is."""
+    counts = sample.aggregates.counts
+    firsts = [t for t in (summary.first_ts, cast("datetime | None", counts["first_ts"].min())) if t is not None]
+    lasts = [t for t in (summary.last_ts, cast("datetime | None", counts["last_ts"].max())) if t is not None]
+    note = (
+        f"{sample.rows:,} log events, over the {options.max_event_rows:,} kept in memory: {sample.kept:,} kept for drill-down "
+        f"({sample.priority_share:.2%} of the warnings, errors, change and resource messages, {sample.other_share:.2%} of the others, "
+        f"by line hash). Exact over every event: counts per bucket of each level, message template and resource, per service and host"
+    )
+    return replace(summary, rows={**summary.rows, "events": sample.rows}, first_ts=min(firsts) if firsts else None,
+                   last_ts=max(lasts) if lasts else None, warnings=(*summary.warnings, note))
+
+
+def _merged_events(counts: list[EventAggregates]) -> EventAggregates | None:
+    """The event counts of the sampled inputs together (each input keeps its own bucket width: detectors
+    place a key by its first event's time), None when no input was sampled."""
+    if not counts:
+        return None
+    return EventAggregates(max(c.bucket_s for c in counts), pl.concat([c.counts for c in counts]),
+                           tuple(sorted({o for c in counts for o in c.origins})))
 
 
 def _top_aggregated(counts: pl.DataFrame, dimension: str) -> tuple[tuple[str, int], ...]:
