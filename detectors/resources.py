@@ -35,6 +35,7 @@ from rca.detectors.stats import (
     poisson_excess_z,
     to_series,
     weighted_events,
+    weighted_mode,
     window_masks,
 )
 from rca.detectors.traffic import in_window
@@ -70,16 +71,18 @@ def _from_events(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         return findings
     in_base = in_window("ts", context.baseline.start, context.baseline.end)
     in_inc = in_window("ts", context.incident.start, context.incident.end)
+    keys = ["resource", "service"]
     per = (
-        tagged.group_by("resource", "service")
+        tagged.group_by(keys)
         .agg(
             pl.col("n").filter(in_base).sum().alias("b"), pl.col("n").filter(in_inc).sum().alias("i"),
-            pl.col("signal").filter(in_inc).mode().sort(nulls_last=True).first().alias("signal"),
-            pl.col("host").filter(in_inc).mode().sort(nulls_last=True).first().alias("host"),
             pl.col("message").filter(in_inc).first().alias("example"),
             pl.col("n").filter(in_inc & pl.col("level").is_in(["ERROR", "FATAL"])).sum().alias("errors"),
         )
-        .sort("resource", "service")
+        .join(weighted_mode(tagged, keys, "signal", in_inc), on=keys, how="left", nulls_equal=True)
+        .join(weighted_mode(tagged, keys, "host", in_inc), on=keys, how="left", nulls_equal=True)
+        .select(*keys, "b", "i", "signal", "host", "example", "errors")
+        .sort(keys)
     )
     local = _host_local(dataset, events, context, tagged, in_base, in_inc)
     findings.extend(local)
@@ -133,14 +136,16 @@ def _host_local(dataset: Dataset, events: pl.DataFrame, context: AnalysisContext
     hosts_seen = pl.concat(hosts)["host"].drop_nulls().n_unique()
     if hosts_seen < 2:
         return []
+    keys = ["resource", "host"]
     per = (
         tagged.filter(pl.col("host").is_not_null())
-        .group_by("resource", "host")
+        .group_by(keys)
         .agg(pl.col("n").filter(in_base).sum().alias("b"), pl.col("n").filter(in_inc).sum().alias("i"),
-             pl.col("signal").filter(in_inc).mode().sort(nulls_last=True).first().alias("signal"),
              pl.col("service").filter(in_inc).unique().sort().alias("services"),
              pl.col("message").filter(in_inc).first().alias("example"),
              pl.col("n").filter(in_inc & pl.col("level").is_in(["ERROR", "FATAL"])).sum().alias("errors"))
+        .join(weighted_mode(tagged.filter(pl.col("host").is_not_null()), keys, "signal", in_inc), on=keys, how="left", nulls_equal=True)
+        .select(*keys, "b", "i", "signal", "services", "example", "errors")
         .with_columns((pl.col("i") / pl.col("i").sum().over("resource")).alias("share"))
         .filter(pl.col("share") >= HOST_SHARE)
         .sort("resource", "host")

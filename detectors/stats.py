@@ -603,3 +603,14 @@ def weighted_events(dataset: Dataset) -> pl.DataFrame:
     )
     assert keys.columns[: len(EVENTS_SCHEMA)] == list(EVENTS_SCHEMA)
     return pl.concat([rows.filter(~pl.col("origin").is_in(counted.origins)), keys], how="vertical_relaxed")
+
+
+def weighted_mode(frame: pl.DataFrame, by: list[str], column: str, where: pl.Expr) -> pl.DataFrame:
+    """Per group of `by`, the value of `column` weighing most (sum of `n`, `weighted_events`) among the rows
+    where `where` holds; on a tie the smallest, a null only when nothing else is there (as
+    `mode().sort(nulls_last=True).first()` on unweighted rows). Groups without such rows are left out."""
+    return (
+        frame.filter(where).group_by([*by, column]).agg(pl.col("n").sum().alias("_weight"))
+        .sort([*by, "_weight", column], descending=[False] * len(by) + [True, False], nulls_last=True)
+        .group_by(by, maintain_order=True).agg(pl.col(column).first())
+    )

@@ -39,6 +39,7 @@ from rca.detectors.stats import (
     poisson_excess_z,
     to_series,
     weighted_events,
+    weighted_mode,
     window_masks,
 )
 from rca.findings import TemplateDetails
@@ -162,18 +163,19 @@ def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding
     in_base = (pl.col("ts") >= context.baseline.start) & (pl.col("ts") < context.baseline.end)
     in_inc = (pl.col("ts") >= context.incident.start) & (pl.col("ts") < context.incident.end)
     # per input first: each compares its incident with its own baseline, over the seconds it covered of each
+    per_input = ["template_id", "where", "_origin"]
     per_origin = (
-        tagged.group_by("template_id", "where", "_origin")
+        tagged.group_by(per_input)
         .agg(
             pl.col("template").first(),
             pl.col("n").filter(in_base).sum().alias("b"),
             pl.col("n").filter(in_inc).sum().alias("i"),
             pl.col("n").sum().alias("rows"),
             pl.col("n").filter(pl.col("level").is_in(["ERROR", "FATAL"])).sum().alias("errors"),
-            pl.col("signal").filter(in_inc).mode().sort(nulls_last=True).first().alias("signal"),
-            pl.col("host").filter(in_inc).mode().sort(nulls_last=True).first().alias("host"),
             pl.col("message").filter(in_inc).first().alias("example"),
         )
+        .join(weighted_mode(tagged, per_input, "signal", in_inc), on=per_input, how="left", nulls_equal=True)
+        .join(weighted_mode(tagged, per_input, "host", in_inc), on=per_input, how="left", nulls_equal=True)
         .join(coverage, on="_origin", how="inner")  # an input without baseline or incident seconds compares nothing
         .with_columns((pl.col("b") * pl.col("inc_s") / pl.col("base_s")).alias("expected"))
     )

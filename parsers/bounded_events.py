@@ -16,9 +16,10 @@ a burst is tested on its true counts (no inflated significance), and an error ra
 Memory follows distinct keys, not lines: real logs repeat a few thousand shapes (loghub's 16 systems:
 2,268 shapes in 32,000 lines), times hosts and buckets.
 
-The rows kept (drill-down, and what reads single rows: deploy announcements for `changes`): every
-"priority" event (WARN, ERROR or FATAL, a change announcement, a message naming a resource: few, and the
-ones a responder reads) and a uniform sample of the others, each at most `max_rows / 2`: a row stays
+Deploys, rollbacks, flag and config changes announced in messages (`parsers.changes.changes_from_messages`)
+are read from every event as it comes, into the input's `changes` frame: the sample may miss the one line
+that announces a release. The rows kept for drill-down: every "priority" event (WARN, ERROR or FATAL, or
+a message naming a resource: few, and the ones a responder reads) and a uniform sample of the others, each at most `max_rows / 2`: a row stays
 when the low `level` bits of a hash of its line number are zero, the level of each group rising by one
 (halving it) each time it passes its cap. Which rows stay depends only on the final levels, not on the
 chunking, so the same input always gives the same sample.
@@ -38,10 +39,11 @@ from rca.aggregates import bucket_floor_expr
 from rca.messages import classify_expr, mask_expr
 from rca.model import EVENT_AGGREGATE_KEY, EVENT_AGGREGATES_SCHEMA, EventAggregates
 from rca.parsers.bounded import SAMPLE_SEED, aggregate_base_s, compact
-from rca.parsers.changes import change_kind_expr
+from rca.parsers.changes import changes_from_messages
 
 PRIORITY_LEVELS = ("WARN", "ERROR", "FATAL")
 MERGE_ROWS = 100_000  # aggregate rows gathered before they are merged (then at twice the merged size)
+MAX_CHANGE_ROWS = 10_000  # change announcements held before duplicates (the same release seen again) are dropped
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,11 @@ class EventSample:
 
 
 def tag_events(rows: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
-    """`rows` with the key columns an event is counted under (`shape`, `resource`) and `_priority`."""
+    """`rows` with the key columns an event is counted under (`shape`, `resource`) and `_priority` (WARN or
+    worse, or a resource message: kept before the others)."""
     message = pl.col("message")
     return rows.lazy().with_columns(mask_expr(message).alias("shape"), classify_expr(message).alias("resource")).with_columns(
-        (pl.col("level").is_in(PRIORITY_LEVELS).fill_null(False) | pl.col("resource").is_not_null()
-         | change_kind_expr(message).is_not_null().fill_null(False)).alias("_priority")
+        (pl.col("level").is_in(PRIORITY_LEVELS).fill_null(False) | pl.col("resource").is_not_null()).alias("_priority")
     )
 
 
@@ -107,6 +109,8 @@ class BoundedEvents:
         self.counts_rows = 0
         self.merge_at = MERGE_ROWS
         self.counts_bucket_s = 0
+        self.announced: list[pl.DataFrame] = []  # changes announced by any event (changes_from_messages)
+        self.announced_rows = 0
 
     def add(self, rows: pl.DataFrame) -> None:
         """Take one chunk's event rows (EVENTS_SCHEMA, with `origin` and `line`), in line order."""
@@ -134,12 +138,17 @@ class BoundedEvents:
         kept = [*self.priority, *self.others]
         return pl.concat(kept).sort("line") if kept else empty
 
+    def changes(self, empty: pl.DataFrame) -> pl.DataFrame:
+        """The changes announced by the events not kept (and by the kept ones): `changes_from_messages` of
+        every event once sampling began (`empty` before: the kept rows are every event then)."""
+        return pl.concat(self.announced) if self.announced else empty
+
     def sample(self) -> EventSample | None:
         """The counts of every event and what the sample is, once sampling began; None when every row was kept."""
         if not self.sampling:
             return None
         base = aggregate_base_s(self._span_s())
-        counts = compact(merge_event_counts(self.counts, base))
+        counts = compact(merge_event_counts(self.counts, base)).sort("origin", "line")  # one key per first line: a fixed order
         origins = tuple(sorted({str(o) for o in counts.get_column("origin").unique().to_list()}))
         kept = sum(p.height for p in (*self.priority, *self.others))
         return EventSample(EventAggregates(base, counts, origins), self.rows, kept,
@@ -163,6 +172,15 @@ class BoundedEvents:
             merged = compact(merge_event_counts(self.counts, base))
             self.counts, self.counts_rows, self.counts_bucket_s = [merged], merged.height, base
             self.merge_at = max(MERGE_ROWS, 2 * merged.height)
+        announced = changes_from_messages(rows)  # from every event: the sample may miss a deploy line
+        if announced.height:
+            self.announced.append(compact(announced))
+            self.announced_rows += announced.height
+            if self.announced_rows > MAX_CHANGE_ROWS:
+                from rca.parsers.loader import dedupe_changes
+
+                self.announced = [dedupe_changes(pl.concat(self.announced))]
+                self.announced_rows = self.announced[0].height
         columns = rows.columns
         for group, part in (("priority", tagged.filter(pl.col("_priority"))), ("others", tagged.filter(~pl.col("_priority")))):
             kept = getattr(self, group)

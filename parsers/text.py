@@ -246,7 +246,7 @@ class TextLogParser:
             warnings.append(_year_note(tuple(years), options, reference))
         result = ParseResult(
             format=self._format(layout),
-            frames={"events": bounded.frame(empty_frame("events"))},
+            frames={"events": bounded.frame(empty_frame("events")), "changes": bounded.changes(empty_frame("changes"))},
             lines=total,
             rejected=rejected_count,
             rejected_examples=sorted(rejected, key=lambda r: r.line)[:5],
