@@ -39,7 +39,8 @@ from rca.aggregates import bucket_floor_expr
 from rca.messages import classify_expr, mask_expr
 from rca.model import EVENT_AGGREGATE_KEY, EVENT_AGGREGATES_SCHEMA, EventAggregates
 from rca.parsers.bounded import SAMPLE_SEED, aggregate_base_s, compact
-from rca.parsers.changes import changes_from_messages
+from rca.parsers.changes import changes_from_messages, dedupe_changes
+from rca.parsers.distinct import by_distinct
 
 PRIORITY_LEVELS = ("WARN", "ERROR", "FATAL")
 MERGE_ROWS = 100_000  # aggregate rows gathered before they are merged (then at twice the merged size)
@@ -59,11 +60,15 @@ class EventSample:
     other_share: float
 
 
-def tag_events(rows: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+def tag_events(rows: pl.DataFrame) -> pl.DataFrame:
     """`rows` with the key columns an event is counted under (`shape`, `resource`) and `_priority` (WARN or
-    worse, or a resource message: kept before the others)."""
+    worse, or a resource message: kept before the others). The regexes run once per distinct message."""
+    codes, distinct = by_distinct(rows.get_column("message"))
     message = pl.col("message")
-    return rows.lazy().with_columns(mask_expr(message).alias("shape"), classify_expr(message).alias("resource")).with_columns(
+    tags = pl.concat([distinct.to_frame("message"), pl.DataFrame({"message": [None]}, schema={"message": pl.String})]).select(
+        mask_expr(message).alias("shape"), classify_expr(message).alias("resource"))
+    return rows.with_columns(tags.get_column("shape").gather(codes.fill_null(len(distinct))),
+                             tags.get_column("resource").gather(codes.fill_null(len(distinct)))).with_columns(
         (pl.col("level").is_in(PRIORITY_LEVELS).fill_null(False) | pl.col("resource").is_not_null()).alias("_priority")
     )
 
@@ -163,7 +168,7 @@ class BoundedEvents:
         if low is not None:
             self.low = low if self.low is None else min(self.low, low)
             self.high = high if self.high is None else max(self.high, high)
-        tagged = tag_events(rows).collect()
+        tagged = tag_events(rows)
         base = aggregate_base_s(self._span_s())
         chunk = aggregate_events(tagged.lazy(), base)
         self.counts.append(compact(chunk))
@@ -177,8 +182,6 @@ class BoundedEvents:
             self.announced.append(compact(announced))
             self.announced_rows += announced.height
             if self.announced_rows > MAX_CHANGE_ROWS:
-                from rca.parsers.loader import dedupe_changes
-
                 self.announced = [dedupe_changes(pl.concat(self.announced))]
                 self.announced_rows = self.announced[0].height
         columns = rows.columns
