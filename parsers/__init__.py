@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from rca.model import Rejected
     from rca.parsers.bounded import RequestSample
+    from rca.parsers.bounded_events import EventSample
     from rca.parsers.sources import Sample, Source
 
 MAX_REJECTED_EXAMPLES = 5
@@ -51,6 +52,9 @@ class ParseOptions:
     # keep at most this many spans of a trace input: past it, the spans of a sample of whole traces (by
     # trace-id hash) and the requests of every server span (`parsers.bounded_spans`). None: every span.
     max_spans: int | None = None
+    # keep at most this many event rows of an input (a sample beyond it, with exact counts of every event:
+    # `parsers.bounded_events`), for the formats that read in chunks. None: every row.
+    max_event_rows: int | None = None
 
 
 @dataclass
@@ -68,6 +72,8 @@ class ParseResult:
     request_sample: RequestSample | None = None
     # set when the spans frame holds only the traces of a sample (ParseOptions.max_spans): the share kept
     trace_share: float | None = None
+    # set when the events frame holds only a sample (ParseOptions.max_event_rows): counts of them all
+    event_sample: EventSample | None = None
 
 
 @dataclass
