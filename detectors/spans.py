@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from rca.aggregates import aggregate_calls, dependency_expr, log_duration_expr
 from rca.detectors import register
 from rca.detectors.stats import (
     bucket_expr,
@@ -47,11 +48,19 @@ from rca.model import AnalysisContext, Dataset, Finding
 MIN_N = 30
 
 
-def _dependency_expr() -> pl.Expr:
+def _call_series(dataset: Dataset, context: AnalysisContext) -> pl.DataFrame | None:
+    """Per (dependency, bucket): every call's count (`n`) and mean log duration (`log_mean`), when the spans are
+    a sample of traces whose inputs carry call aggregates at a width the bucket is a multiple of (the calls
+    of inputs read whole are aggregated from their rows); None otherwise (the rows are every call)."""
+    aggregates = dataset.call_aggregates
+    if aggregates is None or context.bucket_s % aggregates.bucket_s:
+        return None
+    carried = aggregates.counts.get_column("origin").unique().implode()
+    whole = aggregate_calls(dataset.spans.filter(~pl.col("origin").is_in(carried)), aggregates.bucket_s)
     return (
-        pl.when(pl.col("kind") == "client")
-        .then(pl.coalesce(pl.col("peer_service"), pl.col("db_system")))
-        .otherwise(None)
+        pl.concat([aggregates.counts, whole]).group_by("dependency", bucket_expr(context, "bucket"))
+        .agg(pl.col("calls").sum().alias("n"), (pl.col("log_ms_sum").sum() / pl.col("calls").sum()).alias("log_mean"))
+        .with_columns(pl.lit(1).alias("k"))
     )
 
 
@@ -63,8 +72,10 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     base_mask, inc_mask, grid = window_masks(context)
     in_base = in_window("ts", context.baseline.start, context.baseline.end)
     in_inc = in_window("ts", context.incident.start, context.incident.end)
-    spans = spans.with_columns(bucket_expr(context), _dependency_expr().alias("dependency"))
+    spans = spans.with_columns(bucket_expr(context), dependency_expr().alias("dependency"))
     basis = trace_sample_basis(dataset)
+    every_call = _call_series(dataset, context)
+    onset_basis = basis if every_call is None or basis is None else f"{basis}; the onset from every call (calls and mean log duration per bucket)"
     findings: list[Finding] = []
     base_s = max(context.observed_s(context.baseline), 1e-9)
     inc_s = max(context.observed_s(context.incident), 1e-9)
@@ -87,7 +98,7 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         per_bucket = (
             rows.group_by("bucket")
             .agg(pl.col("duration_ms").quantile(0.95).alias("p95"), pl.len().alias("n"),
-                 pl.col("duration_ms").clip(1e-3).log().mean().alias("log_mean"))
+                 log_duration_expr().mean().alias("log_mean"))
             .with_columns(pl.lit(1).alias("k"))
         )
         values = dense_series(per_bucket, ["k"], "p95", context, fill=None).get((1,), np.full(len(grid), np.nan))
@@ -97,8 +108,9 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                 # Spans are sampled: a few per bucket. The onset is fitted on the bucket's mean log duration,
                 # weighted by its spans (the efficient location statistic of a log-normal-like latency),
                 # rather than on a p95 of three values; the series shown stays the p95.
-                log_mean = dense_series(per_bucket, ["k"], "log_mean", context, fill=None).get((1,), np.full(len(grid), np.nan))
-                counts = dense_series(per_bucket, ["k"], "n", context, fill=0.0).get((1,), np.zeros(len(grid)))
+                weighted = per_bucket if every_call is None else every_call.filter(pl.col("dependency") == dependency)
+                log_mean = dense_series(weighted, ["k"], "log_mean", context, fill=None).get((1,), np.full(len(grid), np.nan))
+                counts = dense_series(weighted, ["k"], "n", context, fill=0.0).get((1,), np.zeros(len(grid)))
                 fitted = onset_time(log_mean, base_mask, inc_mask, smooth=1, weights=counts, noise="gaussian")
                 if fitted is None:
                     # robust z floors its scale at half the square root of the level (meant for counts): on a
@@ -116,7 +128,7 @@ def detect_spans(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                         where=", ".join(callers) or None, series=to_series(values, grid, context, f"p95 ms of calls to {dependency}"),
                         details=SelfTimeDetails(dependency=str(dependency), operations=operation_names, calls_ratio=round(calls_ratio, 3),
                                                 calls_per_request_before=round(fan_b, 3), calls_per_request_after=round(fan_a, 3),
-                                                p_value=float(f"{p:.3g}"), n_before=int(before.size), n_after=int(after.size), basis=basis),
+                                                p_value=float(f"{p:.3g}"), n_before=int(before.size), n_after=int(after.size), basis=onset_basis),
                     )
                 )
         if fan_a >= CALLS_ROSE_RATIO * fan_b and after.size >= MIN_N:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     import polars as pl
 
-    from rca.model import Rejected
+    from rca.model import CallAggregates, Rejected
     from rca.parsers.bounded import RequestSample
     from rca.parsers.bounded_events import EventSample
     from rca.parsers.sources import Sample, Source
@@ -72,6 +72,7 @@ class ParseResult:
     request_sample: RequestSample | None = None
     # set when the spans frame holds only the traces of a sample (ParseOptions.max_spans): the share kept
     trace_share: float | None = None
+    call_aggregates: CallAggregates | None = None  # with trace_share: calls per dependency and bucket of every span
     # set when the events frame holds only a sample (ParseOptions.max_event_rows): counts of them all
     event_sample: EventSample | None = None
 

@@ -10,6 +10,9 @@ Past it:
   effects) count every server span;
 - where each service release was first seen is kept per block and merged (`spantree.release_sightings`),
   so the version changes are those of every span;
+- the calls to each dependency per bucket (count and sum of log durations: `rca.aggregates.aggregate_calls`)
+  of every span, so the span detectors' per-bucket series (the onset of a dependency's slowdown) count
+  every call (`Dataset.call_aggregates`);
 - the spans kept are those of the traces whose id hashes to 0 in its low `level` bits (`trace_kept`): a
   trace is kept or dropped whole, so parent/child trees stay complete for self time, fan-out, call waits,
   error origin and request shapes. `level` rises by one (halving the traces kept) each time the kept spans
@@ -31,13 +34,15 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from rca.model import REQUESTS_SCHEMA
+from rca.aggregates import merge_calls
+from rca.model import REQUESTS_SCHEMA, CallAggregates
 from rca.parsers import ParseOptions
-from rca.parsers.bounded import BoundedRequests, RequestSample, compact
+from rca.parsers.bounded import BoundedRequests, RequestSample, aggregate_base_s, compact
 from rca.parsers.spantree import finish_spans, merge_sightings, span_requests, version_changes
 
 TRACE_SEED = 0x7ACE5  # the trace-id hash deciding which traces stay; fixed: the same input gives the same sample
-MERGE_SIGHTINGS = 64  # release sightings of that many blocks are merged into one frame
+MERGE_SIGHTINGS = 64  # release sightings (and call aggregates) of that many blocks are merged into one frame
+CALL_BASE_S = 5  # calls are counted per 5 s at first (5 divides every analysis bucket), wider as the span read grows
 
 
 def trace_kept(level: int) -> pl.Expr:
@@ -54,17 +59,18 @@ class SpanBlock:
     spans: int  # raw spans in the block
     requests: pl.DataFrame
     sightings: pl.DataFrame
+    calls: pl.DataFrame  # CALL_AGGREGATES_SCHEMA at CALL_BASE_S
     level: int
 
 
 def sample_block(raw: pl.DataFrame, level: int) -> SpanBlock:
     """`raw` reduced to what a sampling reader keeps of it (`SpanBlock`); runs in worker processes too."""
-    requests, sightings = span_requests(raw)
-    return SpanBlock(compact(raw.filter(trace_kept(level))), raw.height, requests, sightings, level)
+    requests, sightings, calls = span_requests(raw, CALL_BASE_S)
+    return SpanBlock(compact(raw.filter(trace_kept(level))), raw.height, requests, sightings, calls, level)
 
 
 # What a reader's worker sends back of a block's raw spans: (spans in the block, level) when reduced, else
-# None; and the frames (raw spans, requests, sightings; the last two None when not reduced).
+# None; and the frames (raw spans, requests, sightings, calls; the last three None when not reduced).
 Reduced = tuple[tuple[int, int] | None, list[pl.DataFrame | None]]
 
 
@@ -72,9 +78,9 @@ def reduce_block(raw: pl.DataFrame | None, level: int | None) -> Reduced:
     """A block's raw spans as a reader's worker returns them: every one (`level` None: not sampling yet),
     else reduced to the traces kept at `level` with the requests and sightings of every span (`sample_block`)."""
     if raw is None or level is None:
-        return None, [raw, None, None]
+        return None, [raw, None, None, None]
     block = sample_block(raw, level)
-    return (block.spans, block.level), [block.raw, block.requests, block.sightings]
+    return (block.spans, block.level), [block.raw, block.requests, block.sightings, block.calls]
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ class SpanSample:
     warnings: list[str]
     request_sample: RequestSample | None  # set when the requests were sampled too (aggregates of them all)
     trace_share: float | None  # share of the traces kept, when spans were sampled
+    call_aggregates: CallAggregates | None  # calls per dependency and bucket of every span, when spans were sampled
 
 
 def finish_bounded(raw: pl.DataFrame, origin: str, options: ParseOptions) -> SpanSample:
@@ -112,6 +119,8 @@ class BoundedSpans:
         bound = max_spans if max_request_rows is None else max_request_rows if max_spans is None else min(max_spans, max_request_rows)
         self.requests = BoundedRequests(bound, sample_key="trace_id")
         self.sightings: list[pl.DataFrame] = []
+        self.calls: list[pl.DataFrame] = []  # calls per dependency and bucket of every span (CALL_AGGREGATES_SCHEMA)
+        self.calls_s = CALL_BASE_S
         # the requests columns read later (the others stay null); `trace_id` decides the requests' sample
         self.columns = None if request_columns is None else [c for c in REQUESTS_SCHEMA if c in (*request_columns, "line", "trace_id")]
 
@@ -133,13 +142,13 @@ class BoundedSpans:
 
     def take(self, reduced: Reduced) -> None:
         """Take a block as `reduce_block` gave it."""
-        sampled, (raw, requests, sightings) = reduced
+        sampled, (raw, requests, sightings, calls) = reduced
         if sampled is None:
             if raw is not None:
                 self.add_raw(raw)
             return
-        assert raw is not None and requests is not None and sightings is not None
-        self.add_block(SpanBlock(raw, sampled[0], requests, sightings, sampled[1]))
+        assert raw is not None and requests is not None and sightings is not None and calls is not None
+        self.add_block(SpanBlock(raw, sampled[0], requests, sightings, calls, sampled[1]))
 
     @property
     def wanted_level(self) -> int | None:
@@ -157,11 +166,25 @@ class BoundedSpans:
             self.sightings.append(block.sightings)
             if len(self.sightings) >= MERGE_SIGHTINGS:
                 self.sightings = [merge_sightings(self.sightings)]
+        if block.calls.height:
+            self.calls.append(block.calls)
+            if len(self.calls) >= MERGE_SIGHTINGS:
+                self._merge_calls()
         raw = block.raw if block.level == self.level else compact(block.raw.filter(trace_kept(self.level)))
         if raw.height:
             self.parts.append(raw)
             self.kept += raw.height
         self._thin()
+
+    def _merge_calls(self) -> None:
+        """The call aggregates so far as one frame, at the widest width every analysis bucket of their span
+        is a multiple of (so they stay a few buckets per dependency and per analysis bucket)."""
+        merged = merge_calls(self.calls, self.calls_s)
+        if merged.height:
+            low, high = merged.select(pl.col("bucket").min().alias("low"), pl.col("bucket").max().alias("high")).row(0)
+            self.calls_s = max(self.calls_s, aggregate_base_s((high - low).total_seconds()))
+            merged = merge_calls([merged], self.calls_s)
+        self.calls = [merged]
 
     def _thin(self) -> None:
         assert self.max_spans is not None
@@ -178,12 +201,14 @@ class BoundedSpans:
         frames, warnings = finish_spans(raw, self.origin)
         frames = {k: v.with_columns(origin=pl.lit(self.origin), signal=pl.lit("trace")) for k, v in frames.items()}
         if not self.sampling:
-            return SpanSample(frames, warnings, None, None)
+            return SpanSample(frames, warnings, None, None, None)
         share = 0.5**self.level
         frames["changes"] = version_changes(merge_sightings(self.sightings), self.origin)
         requests = self.requests.frame(pl.DataFrame(schema=REQUESTS_SCHEMA))
         frames["requests"] = requests.select([(pl.col(c) if c in requests.columns else pl.lit(None, t)).alias(c) for c, t in REQUESTS_SCHEMA.items()])
         request_sample = self.requests.sample()
+        self._merge_calls()
+        calls = CallAggregates(self.calls_s, self.calls[0].with_columns(origin=pl.lit(self.origin)))
         requests_note = (f"every one of its {self.requests.rows:,} requests analysed" if request_sample is None else
                          f"its {self.requests.rows:,} requests counted exactly (see below)")
         note = (
@@ -193,4 +218,4 @@ class BoundedSpans:
             f"{requests_note} and its version changes found over every span"
         )
         warnings = [note, *(f"in the sampled traces: {w}" for w in warnings)]
-        return SpanSample(frames, warnings, request_sample, share)
+        return SpanSample(frames, warnings, request_sample, share, calls)

@@ -112,14 +112,14 @@ class JaegerParser:
             bad += 1
             rejected.append(Rejected(1, "not a Jaeger trace document (no data[] or spans[])"))
         frames: dict[str, pl.DataFrame] = {}
-        request_sample, trace_share = None, None
+        request_sample, trace_share, calls = None, None, None
         if cols["trace_id"]:
             sample = finish_bounded(span_columns_frame(cols), source.origin, options)
             warnings += sample.warnings
             frames.update(sample.frames)
-            request_sample, trace_share = sample.request_sample, sample.trace_share
+            request_sample, trace_share, calls = sample.request_sample, sample.trace_share, sample.call_aggregates
         return ParseResult(format=self.name, frames=frames, lines=max(records, 1), rejected=bad, rejected_examples=rejected, warnings=warnings,
-                           request_sample=request_sample, trace_share=trace_share)
+                           request_sample=request_sample, trace_share=trace_share, call_aggregates=calls)
 
 
 register(JaegerParser())

@@ -19,11 +19,12 @@ from typing import BinaryIO, cast
 
 import polars as pl
 
-from rca.aggregates import merge_aggregates
+from rca.aggregates import merge_aggregates, merge_call_aggregates
 from rca.errors import InputError
 from rca.model import (
     FRAMES,
     REQUESTS_SCHEMA,
+    CallAggregates,
     Dataset,
     EventAggregates,
     InputSummary,
@@ -192,6 +193,7 @@ def load_dataset(
     whole: list[pl.DataFrame] = []  # the requests of the inputs read in full (not sampled)
     aggregates: list[RequestAggregates] = []
     trace_shares: list[float] = []  # of the inputs whose spans are a sample of their traces
+    calls: list[CallAggregates] = []  # and their calls per dependency and bucket
     event_counts: list[EventAggregates] = []  # of the inputs whose event rows were sampled
     for url in [i for i in inputs if is_store_url(i)]:
         if progress is not None:
@@ -229,6 +231,8 @@ def load_dataset(
         summary = _summarize(source, result, tops and result.request_sample is None)
         if result.trace_share is not None:
             trace_shares.append(result.trace_share)
+        if result.call_aggregates is not None:
+            calls.append(result.call_aggregates)
         if result.request_sample is not None:
             summary = _with_sample(summary, result.request_sample, result.frames["requests"].height, options, tops)
             aggregates.append(result.request_sample.aggregates)
@@ -251,7 +255,8 @@ def load_dataset(
     naive = naive_time_warnings(clocks)
     summaries = [replace(s, warnings=(*s.warnings, naive[s.path])) if s.path in naive else s for s in summaries]
     dataset = Dataset(inputs=summaries, request_aggregates=_merged(aggregates, whole), event_aggregates=_merged_events(event_counts),
-                      trace_share=min(trace_shares) if trace_shares else None)
+                      trace_share=min(trace_shares) if trace_shares else None,
+                      call_aggregates=merge_call_aggregates(calls))
     for name in FRAMES:
         frames = collected[name]
         setattr(dataset, name, pl.concat(frames, how="vertical") if frames else empty_frame(name))

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from rca.model import SPANS_SCHEMA, conform
+from rca.aggregates import aggregate_calls
+from rca.model import CALL_AGGREGATES_SCHEMA, SPANS_SCHEMA, conform
 from rca.parsers.distinct import per_distinct
 from rca.parsers.endpoints import normalize_endpoints
 from rca.parsers.fields import pod_template_hash
@@ -52,14 +53,15 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
     return frames, warnings  # type: ignore[return-value]
 
 
-def span_requests(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The requests rows `finish_spans` makes of raw spans, and their release sightings (`release_sightings`),
-    without self time nor integrity warnings: what a big input needs of every span it does not keep."""
+def span_requests(raw: pl.DataFrame, calls_s: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The requests rows `finish_spans` makes of raw spans, their release sightings (`release_sightings`) and
+    their calls per dependency and bucket of `calls_s` seconds (`rca.aggregates.aggregate_calls`), without
+    self time nor integrity warnings: what a big input needs of every span it does not keep."""
     if raw.height == 0:
-        return conform(pl.DataFrame(), "requests"), _NO_SIGHTINGS.clear()  # type: ignore[return-value]
+        return conform(pl.DataFrame(), "requests"), _NO_SIGHTINGS.clear(), pl.DataFrame(schema=CALL_AGGREGATES_SCHEMA)  # type: ignore[return-value]
     spans = _linked(raw, [], checks=False)
     spans = spans.with_columns(_release(spans).alias("_release"))
-    return _requests(spans), release_sightings(spans)
+    return _requests(spans), release_sightings(spans), aggregate_calls(spans, calls_s)
 
 
 def _linked(raw: pl.DataFrame, warnings: list[str], checks: bool = True) -> pl.DataFrame:

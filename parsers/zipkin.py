@@ -106,14 +106,14 @@ class ZipkinParser:
             cols["host"].append(local.get("ipv4") or local.get("ipv6"))
             cols["line"].append(number)
         frames: dict[str, pl.DataFrame] = {}
-        request_sample, trace_share = None, None
+        request_sample, trace_share, calls = None, None, None
         if cols["trace_id"]:
             sample = finish_bounded(span_columns_frame(cols), source.origin, options)
             warnings += sample.warnings
             frames.update(sample.frames)
-            request_sample, trace_share = sample.request_sample, sample.trace_share
+            request_sample, trace_share, calls = sample.request_sample, sample.trace_share, sample.call_aggregates
         return ParseResult(format=self.name, frames=frames, lines=len(records) + bad, rejected=bad, rejected_examples=rejected, warnings=warnings,
-                           request_sample=request_sample, trace_share=trace_share)
+                           request_sample=request_sample, trace_share=trace_share, call_aggregates=calls)
 
 
 register(ZipkinParser())

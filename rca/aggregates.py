@@ -20,6 +20,7 @@ import polars as pl
 from rca.model import (
     AGGREGATE_DIMENSIONS,
     AGGREGATE_KEY,
+    CALL_AGGREGATES_SCHEMA,
     LATENCY_SKETCH_SCHEMA,
     REQUEST_AGGREGATES_SCHEMA,
     SKETCH_ALPHA,
@@ -27,6 +28,7 @@ from rca.model import (
     SKETCH_MIN_MS,
     SKETCH_ZERO_BIN,
     TS,
+    CallAggregates,
     RequestAggregates,
 )
 
@@ -52,6 +54,49 @@ def sketch_bin_expr(value: pl.Expr) -> pl.Expr:
 def bin_value_expr(bin_: pl.Expr) -> pl.Expr:
     """A bin's representative value, within SKETCH_ALPHA of every value in it (0 for the zero bin)."""
     return pl.when(bin_ == SKETCH_ZERO_BIN).then(0.0).otherwise(2.0 * (bin_.cast(pl.Float64) * LN_GAMMA).exp() / (GAMMA + 1.0))
+
+
+def dependency_expr() -> pl.Expr:
+    """The dependency a span calls: a client span's peer service, else its database system; null otherwise."""
+    return pl.when(pl.col("kind") == "client").then(pl.coalesce(pl.col("peer_service"), pl.col("db_system"))).otherwise(None)
+
+
+def log_duration_expr() -> pl.Expr:
+    """ln of a span's duration in ms, clipped at 1e-3 ms: the location statistic of per-bucket call times."""
+    return pl.col("duration_ms").clip(1e-3).log()
+
+
+def aggregate_calls(spans: pl.DataFrame, bucket_s: int, origin: str | None = None) -> pl.DataFrame:
+    """CALL_AGGREGATES_SCHEMA rows of the calls (client spans with a dependency and a duration) among `spans`."""
+    return (
+        spans.lazy().with_columns(dependency_expr().alias("dependency"))
+        .filter(pl.col("dependency").is_not_null() & pl.col("duration_ms").is_not_null())
+        .group_by("dependency", bucket_floor_expr(bucket_s).alias("bucket"))
+        .agg(pl.len().cast(pl.Int64).alias("calls"), log_duration_expr().sum().alias("log_ms_sum"))
+        .with_columns(pl.lit(origin, pl.String).alias("origin"))
+        .select(list(CALL_AGGREGATES_SCHEMA)).collect()
+    )
+
+
+def merge_calls(parts: Sequence[pl.DataFrame], bucket_s: int) -> pl.DataFrame:
+    """Call aggregates summed at buckets of `bucket_s` (a multiple of each part's width)."""
+    if not parts:
+        return pl.DataFrame(schema=CALL_AGGREGATES_SCHEMA)
+    return (
+        pl.concat(parts).lazy().with_columns(bucket_floor_expr(bucket_s, "bucket").alias("bucket"))
+        .group_by("origin", "dependency", "bucket").agg(pl.col("calls").sum(), pl.col("log_ms_sum").sum())
+        .select(list(CALL_AGGREGATES_SCHEMA)).collect()
+    )
+
+
+def merge_call_aggregates(parts: Sequence[CallAggregates]) -> CallAggregates | None:
+    """The call aggregates of several inputs at the widest of their widths; None when the widths do not nest."""
+    if not parts:
+        return None
+    width = max(p.bucket_s for p in parts)
+    if any(width % p.bucket_s for p in parts):
+        return None
+    return CallAggregates(width, merge_calls([p.counts for p in parts], width))
 
 
 def empty_aggregates(bucket_s: int) -> RequestAggregates:

@@ -210,6 +210,25 @@ LATENCY_SKETCH_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+# Calls to each dependency per bucket, of every span of the trace inputs whose spans were sampled
+# (parsers.bounded_spans): what the span detectors' per-bucket series need to count every call.
+CALL_AGGREGATES_SCHEMA: dict[str, pl.DataType] = {
+    "origin": pl.String(),  # the input
+    "dependency": pl.String(),  # a client span's peer.service, else its db.system (rca.aggregates.dependency_expr)
+    "bucket": TS,  # ts floored to a multiple of bucket_s seconds since the epoch
+    "calls": pl.Int64(),
+    "log_ms_sum": pl.Float64(),  # sum of ln(duration_ms clipped at 1e-3): the mean log duration per bucket
+}
+
+
+@dataclass(frozen=True)
+class CallAggregates:
+    """Calls per (input, dependency, bucket of `bucket_s` seconds) of every client span (CALL_AGGREGATES_SCHEMA)."""
+
+    bucket_s: int
+    counts: pl.DataFrame
+
+
 @dataclass(frozen=True)
 class RequestAggregates:
     """Requests aggregated per (vantage, bucket, dimension, value): counts (REQUEST_AGGREGATES_SCHEMA) and
@@ -338,6 +357,8 @@ class Dataset:
     # The smallest share of traces kept of the inputs whose spans were sampled (whole traces by trace-id
     # hash: big trace files, sampled stores); None when every span is in `spans`. Span findings say so.
     trace_share: float | None = None
+    # Calls per dependency and bucket of every span of those inputs (None when no input's spans were sampled).
+    call_aggregates: CallAggregates | None = None
     # Exact counts of every log event of the inputs whose event rows were sampled (None when none was)
     event_aggregates: EventAggregates | None = None
 

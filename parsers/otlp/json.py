@@ -106,16 +106,16 @@ class OtlpJsonParser:
         parallel.decode_blocks((((self.name, number), block) for block, number in _chain(first, blocks)), lambda: spans.wanted_level,
                                block_reply, take, parallel.worker_count(size))
         frames: dict[str, pl.DataFrame] = {}
-        request_sample, trace_share = None, None
+        request_sample, trace_share, calls = None, None, None
         if spans.spans:
             sample = spans.finish(concat_raw_spans([span_columns_frame(empty_span_columns())]))
             frames.update(sample.frames)
             warnings += sample.warnings
-            request_sample, trace_share = sample.request_sample, sample.trace_share
+            request_sample, trace_share, calls = sample.request_sample, sample.trace_share, sample.call_aggregates
         frames.update(signal_frames([e for w in walks for e in w.events], [m for w in walks for m in w.metrics], source.origin))
         return ParseResult(format=self.name, frames=frames, lines=sum(w.lines for w in walks), rejected=sum(w.bad for w in walks),
                            rejected_examples=[r for w in walks for r in w.rejected][:5], warnings=warnings,
-                           request_sample=request_sample, trace_share=trace_share)
+                           request_sample=request_sample, trace_share=trace_share, call_aggregates=calls)
 
 
 # Bytes of lines read (and walked by one worker) at a time when the spans are bounded: 16 MB of JSON are

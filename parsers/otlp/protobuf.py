@@ -126,14 +126,14 @@ class OtlpProtoParser:
                                messages_reply, take, parallel.worker_count(size))
         frames: dict[str, pl.DataFrame] = {}
         warnings: list[str] = []
-        request_sample, trace_share = None, None
+        request_sample, trace_share, calls = None, None, None
         if spans.spans:
             sample = spans.finish(concat_raw_spans([span_columns_frame(empty_span_columns())]))
             frames.update(sample.frames)
             warnings += sample.warnings
-            request_sample, trace_share = sample.request_sample, sample.trace_share
+            request_sample, trace_share, calls = sample.request_sample, sample.trace_share, sample.call_aggregates
         frames.update(signal_frames(events, metrics, source.origin))
-        return ParseResult(format=self.name, frames=frames, lines=messages, warnings=warnings, request_sample=request_sample, trace_share=trace_share)
+        return ParseResult(format=self.name, frames=frames, lines=messages, warnings=warnings, request_sample=request_sample, trace_share=trace_share, call_aggregates=calls)
 
     def decode_messages(self, blobs: Sequence[Blob], first_number: int, source: Source, forced: str | None, events: list[dict[str, Any]],
                 metrics: list[dict[str, Any]]) -> tuple[list[pl.DataFrame], int]:

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from rca.aggregates import aggregate_requests
+from rca.aggregates import aggregate_calls, aggregate_requests
 from rca.parsers import ParseOptions, ParseResult
 from rca.parsers.otlp import json as otlp_json
 from rca.parsers.otlp import parallel
@@ -74,6 +74,12 @@ def test_past_the_bound_aggregates_count_every_request_and_the_spans_are_whole_t
     assert bounded.frames["requests"].height <= cap
     # version changes from every span, as the whole input gives them
     assert_frame_equal(bounded.frames["changes"].sort("ts", "service"), full.frames["changes"].sort("ts", "service"))
+    # the calls to each dependency per bucket: every call
+    calls = bounded.call_aggregates
+    assert calls is not None
+    every = aggregate_calls(spans, calls.bucket_s, str(path))
+    assert_frame_equal(calls.counts.sort("dependency", "bucket"), every.sort("dependency", "bucket"), check_exact=False)
+    assert calls.counts["calls"].sum() > 5 * kept.filter(pl.col("kind") == "client").height
     assert any("spans, over the" in w for w in bounded.warnings)
 
 
@@ -196,3 +202,25 @@ def test_a_zipkin_document_past_the_bound_keeps_whole_traces_and_counts_every_re
     assert sample is not None and sample.rows == 300
     service = sample.aggregates.counts.filter(pl.col("dimension") == "service")
     assert (service["requests"].sum(), service["errors"].sum()) == (300, len(range(0, 300, 7)))
+
+
+@pytest.mark.parametrize("scenario", ["dependency-slowdown", "feature-surge"])
+def test_a_dependency_slowdown_found_in_the_sampled_traces_has_the_onset_of_every_call(scenario: str):
+    """The onset of a self-time shift is fitted on every call's per-bucket counts and log durations (the
+    call aggregates), not on the few sampled calls a bucket: the same as from every span."""
+    from rca.model import ANALYZED_REQUEST_COLUMNS
+    from rca.pipeline import AnalyzeOptions, analyze_dataset, load
+
+    path = str(SAMPLES / scenario / "telemetry" / "traces.otlp.jsonl.gz")
+    onsets = []
+    for cap in (None, 2_000):
+        dataset = load([path], AnalyzeOptions(), request_columns=ANALYZED_REQUEST_COLUMNS, max_request_rows=1_000_000, max_spans=cap)
+        assert (dataset.call_aggregates is None) == (cap is None)
+        report = analyze_dataset(dataset, AnalyzeOptions())
+        onsets.append({f.subject: (f.onset, f.details.basis) for f in report.findings if f.kind == "self_time_shift"})  # type: ignore[attr-defined]
+    full, sampled = onsets
+    common = full.keys() & sampled.keys()
+    assert common
+    for dependency in common:
+        assert sampled[dependency][0] == full[dependency][0]
+        assert full[dependency][1] is None and "the onset from every call" in sampled[dependency][1]
