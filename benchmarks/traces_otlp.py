@@ -9,7 +9,8 @@ does its full work (no duplicates dropped early). Usage: `python benchmarks/trac
 
 `--analyze` times `rca analyze FILE --format json` instead, as a child process, on the OTLP/JSON file of each
 size given (`--analyze 1000000 5000000`; written once into `--data`, JSON only, message by message so the
-generator's memory stays small), for each build named by `--rca LABEL=PATH` (default: the `rca` beside this
+generator's memory stays small) and on each `--file` (e.g. the OTLP/JSON lines `benchmarks/clickhouse.py` writes:
+one span a line, a redis slowdown in its last 30 minutes), for each build named by `--rca LABEL=PATH` (default: the `rca` beside this
 Python) in the same run: wall, CPU (user + system of rca and its worker processes, from wait4) and peak
 RSS, both of the rca process alone (ru_maxrss) and of rca with its worker processes (the largest sum of
 their RSS, polled every 50 ms from /proc).
@@ -173,18 +174,19 @@ def run_analyze(rca: str, path: Path, env: dict[str, str]) -> tuple[float, float
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, peak[0] / 1024
 
 
-def analyze(sizes: list[int], folder: Path, builds: dict[str, str], runs: int) -> None:
-    """Median wall, CPU and peak RSS of `rca analyze` per build and size, printed as a table."""
-    print("| spans | build | wall s | CPU s | peak RSS MB (rca) | peak RSS MB (rca + workers) | load before/after |")
-    print("|---:|---|---:|---:|---:|---:|---|")
-    for spans in sizes:
-        path = json_file(folder, spans)
+def analyze(sizes: list[int], files: list[Path], folder: Path, builds: dict[str, str], runs: int) -> None:
+    """Median wall, CPU and peak RSS of `rca analyze` per build and input (generated sizes, then `files`), as a table."""
+    print("| input | build | wall s | CPU s | peak RSS MB (rca) | peak RSS MB (rca + workers) | load before/after |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for spans in [*sizes, *files]:
+        path = spans if isinstance(spans, Path) else json_file(folder, spans)
+        name = path.name if isinstance(spans, Path) else f"{spans:,} spans"
         for label, rca in builds.items():
             before = os.getloadavg()[0]
             results = [run_analyze(rca, path, dict(os.environ)) for _ in range(runs)]
             after = os.getloadavg()[0]
             wall, cpu, own, tree = (statistics.median(r[k] for r in results) for k in range(4))
-            print(f"| {spans:,} | {label} | {wall:.2f} | {cpu:.2f} | {own:,.0f} | {tree:,.0f} | {before:.1f}/{after:.1f} |", flush=True)
+            print(f"| {name} | {label} | {wall:.2f} | {cpu:.2f} | {own:,.0f} | {tree:,.0f} | {before:.1f}/{after:.1f} |", flush=True)
 
 
 def main() -> None:
@@ -192,14 +194,15 @@ def main() -> None:
     parser.add_argument("spans", nargs="?", type=int, default=1_000_000)
     parser.add_argument("--data", type=Path, help="keep the generated files here and reuse them on the next run")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--analyze", type=int, nargs="+", metavar="SPANS", help="time `rca analyze` on OTLP/JSON files of these sizes")
+    parser.add_argument("--analyze", type=int, nargs="*", metavar="SPANS", help="time `rca analyze` on OTLP/JSON files of these sizes")
+    parser.add_argument("--file", type=Path, action="append", default=[], help="with --analyze: an existing trace file to time too (repeatable)")
     parser.add_argument("--rca", action="append", default=[], metavar="LABEL=PATH", help="a build of rca to time (repeatable)")
     args = parser.parse_args()
-    if args.analyze:
+    if args.analyze is not None:
         builds = dict(b.split("=", 1) for b in args.rca) or {"rca": shutil.which("rca") or str(Path(sys.executable).with_name("rca"))}
         folder = args.data or Path("benchmarks/out/traces")
         folder.mkdir(parents=True, exist_ok=True)
-        analyze(args.analyze, folder, builds, args.runs)
+        analyze(args.analyze, args.file, folder, builds, args.runs)
         return
     count = max(1, args.spans // PER_MESSAGE)
     spans = count * PER_MESSAGE
