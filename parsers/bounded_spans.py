@@ -31,6 +31,7 @@ service is versioned by its pods' template hash when none of its spans in the bl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -92,6 +93,13 @@ class SpanSample:
     request_sample: RequestSample | None  # set when the requests were sampled too (aggregates of them all)
     trace_share: float | None  # share of the traces kept, when spans were sampled
     call_aggregates: CallAggregates | None  # calls per dependency and bucket of every span, when spans were sampled
+
+    def sampled(self) -> dict[str, Any]:
+        """What the parse result says of the sample (`ParseResult`'s request_sample, trace_share, call_aggregates)."""
+        return {"request_sample": self.request_sample, "trace_share": self.trace_share, "call_aggregates": self.call_aggregates}
+
+
+NOTHING_SAMPLED = SpanSample({}, [], None, None, None)  # an input without spans
 
 
 def finish_bounded(raw: pl.DataFrame, origin: str, options: ParseOptions) -> SpanSample:
@@ -192,6 +200,14 @@ class BoundedSpans:
             self.level += 1
             self.parts = [compact(p.filter(trace_kept(self.level))) for p in self.parts]
             self.kept = sum(p.height for p in self.parts)
+
+    def finish_read(self) -> SpanSample:
+        """`finish` of what the blocks gave; NOTHING_SAMPLED when they held no span."""
+        if not self.spans:
+            return NOTHING_SAMPLED
+        from rca.parsers.otlp.common import concat_raw_spans, empty_span_columns, span_columns_frame
+
+        return self.finish(concat_raw_spans([span_columns_frame(empty_span_columns())]))
 
     def finish(self, empty_raw: pl.DataFrame) -> SpanSample:
         """The input's frames: as `finish_spans` makes them when every span was kept; else those of the

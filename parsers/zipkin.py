@@ -19,7 +19,7 @@ import polars as pl
 
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
-from rca.parsers.bounded_spans import finish_bounded
+from rca.parsers.bounded_spans import NOTHING_SAMPLED, finish_bounded
 from rca.parsers.lines import read_payload
 from rca.parsers.otlp.common import ALIASES, empty_span_columns, hex_id, pick, span_columns_frame
 from rca.parsers.sources import Sample, Source
@@ -106,14 +106,13 @@ class ZipkinParser:
             cols["host"].append(local.get("ipv4") or local.get("ipv6"))
             cols["line"].append(number)
         frames: dict[str, pl.DataFrame] = {}
-        request_sample, trace_share, calls = None, None, None
+        sample = NOTHING_SAMPLED
         if cols["trace_id"]:
             sample = finish_bounded(span_columns_frame(cols), source.origin, options)
             warnings += sample.warnings
             frames.update(sample.frames)
-            request_sample, trace_share, calls = sample.request_sample, sample.trace_share, sample.call_aggregates
         return ParseResult(format=self.name, frames=frames, lines=len(records) + bad, rejected=bad, rejected_examples=rejected, warnings=warnings,
-                           request_sample=request_sample, trace_share=trace_share, call_aggregates=calls)
+                           **sample.sampled())
 
 
 register(ZipkinParser())

@@ -105,22 +105,16 @@ class OtlpJsonParser:
         size = source.path.stat().st_size if source.path is not None else len(source.data or b"")
         parallel.decode_blocks((((self.name, number), block) for block, number in _chain(first, blocks)), lambda: spans.wanted_level,
                                block_reply, take, parallel.worker_count(size))
-        frames: dict[str, pl.DataFrame] = {}
-        request_sample, trace_share, calls = None, None, None
-        if spans.spans:
-            sample = spans.finish(concat_raw_spans([span_columns_frame(empty_span_columns())]))
-            frames.update(sample.frames)
-            warnings += sample.warnings
-            request_sample, trace_share, calls = sample.request_sample, sample.trace_share, sample.call_aggregates
-        frames.update(signal_frames([e for w in walks for e in w.events], [m for w in walks for m in w.metrics], source.origin))
+        sample = spans.finish_read()
+        frames = {**sample.frames, **signal_frames([e for w in walks for e in w.events], [m for w in walks for m in w.metrics], source.origin)}
         return ParseResult(format=self.name, frames=frames, lines=sum(w.lines for w in walks), rejected=sum(w.bad for w in walks),
-                           rejected_examples=[r for w in walks for r in w.rejected][:5], warnings=warnings,
-                           request_sample=request_sample, trace_share=trace_share, call_aggregates=calls)
+                           rejected_examples=[r for w in walks for r in w.rejected][:5], warnings=warnings + sample.warnings, **sample.sampled())
 
 
-# Bytes of lines read (and walked by one worker) at a time when the spans are bounded: 16 MB of JSON are
-# some 25k spans, so a worker's decode peaks at about 0.2 GB (0.3 GB at 32 MB), and every core gets blocks early.
-BLOCK_BYTES = 16 * 1024 * 1024
+# Bytes of lines read (and walked by one worker) at a time when the spans are bounded: 8 MB of JSON are some
+# 15k spans, so a worker's decode peaks at about 170 MB (240 MB at 16 MB, 290 MB at 32 MB; the blocks' fixed
+# costs stay small), and every core gets blocks early.
+BLOCK_BYTES = 8 * 1024 * 1024
 
 
 def _chain(first: tuple[bytes, int], rest: Iterator[tuple[bytes, int]]) -> Iterator[tuple[bytes, int]]:

@@ -124,16 +124,9 @@ class OtlpProtoParser:
         size = source.path.stat().st_size if source.path is not None else 0
         parallel.decode_blocks((((self.name, bounds, number, forced, source.origin), block) for block, bounds, number in blocks), lambda: spans.wanted_level,
                                messages_reply, take, parallel.worker_count(size))
-        frames: dict[str, pl.DataFrame] = {}
-        warnings: list[str] = []
-        request_sample, trace_share, calls = None, None, None
-        if spans.spans:
-            sample = spans.finish(concat_raw_spans([span_columns_frame(empty_span_columns())]))
-            frames.update(sample.frames)
-            warnings += sample.warnings
-            request_sample, trace_share, calls = sample.request_sample, sample.trace_share, sample.call_aggregates
-        frames.update(signal_frames(events, metrics, source.origin))
-        return ParseResult(format=self.name, frames=frames, lines=messages, warnings=warnings, request_sample=request_sample, trace_share=trace_share, call_aggregates=calls)
+        sample = spans.finish_read()
+        return ParseResult(format=self.name, frames={**sample.frames, **signal_frames(events, metrics, source.origin)}, lines=messages,
+                           warnings=sample.warnings, **sample.sampled())
 
     def decode_messages(self, blobs: Sequence[Blob], first_number: int, source: Source, forced: str | None, events: list[dict[str, Any]],
                 metrics: list[dict[str, Any]]) -> tuple[list[pl.DataFrame], int]:
@@ -261,7 +254,7 @@ class OtlpProtoParser:
 
 
 # Bytes of messages read (and decoded by one worker) at a time when the spans are bounded (as OTLP/JSON's blocks).
-BLOCK_BYTES = 16 * 1024 * 1024
+BLOCK_BYTES = 8 * 1024 * 1024
 
 
 def _message_blocks(source: Source, size: int) -> Iterator[tuple[bytes, list[tuple[int, int]], int]] | None:
