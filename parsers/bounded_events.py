@@ -19,7 +19,8 @@ Memory follows distinct keys, not lines: real logs repeat a few thousand shapes 
 Deploys, rollbacks, flag and config changes announced in messages (`parsers.changes.changes_from_messages`)
 are read from every event as it comes, into the input's `changes` frame: the sample may miss the one line
 that announces a release. The rows kept for drill-down: every "priority" event (WARN, ERROR or FATAL, or
-a message naming a resource: few, and the ones a responder reads) and a uniform sample of the others, each at most `max_rows / 2`: a row stays
+a message naming a resource: few, and the ones a responder reads) and a uniform sample of the others, each at most
+`max_rows / 4` (so a sampled input holds no more rows than one just under the cap, beside its counts): a row stays
 when the low `level` bits of a hash of its line number are zero, the level of each group rising by one
 (halving it) each time it passes its cap. Which rows stay depends only on the final levels, not on the
 chunking, so the same input always gives the same sample.
@@ -30,6 +31,7 @@ Bucket width: the widest that divides every analysis bucket the input's span cou
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -111,6 +113,8 @@ class BoundedEvents:
         self.low: datetime | None = None
         self.high: datetime | None = None
         self.counts: list[pl.DataFrame] = []  # per chunk, merged now and then
+        # counts of complete buckets, merged once (a late row of one still counts: the final merge sums all)
+        self.settled: list[pl.DataFrame] = []
         self.counts_rows = 0
         self.merge_at = MERGE_ROWS
         self.counts_bucket_s = 0
@@ -153,7 +157,16 @@ class BoundedEvents:
         if not self.sampling:
             return None
         base = aggregate_base_s(self._span_s())
-        counts = compact(merge_event_counts(self.counts, base)).sort("origin", "line")  # one key per first line: a fixed order
+        if base != self.counts_bucket_s:
+            self.counts, self.settled = [*self.settled, *self.counts], []
+        pieces = [p for p in (*self.settled, compact(merge_event_counts(self.counts, base)) if self.counts else None) if p is not None and p.height]
+        ranges = [p.select(pl.col("bucket").min().alias("low"), pl.col("bucket").max().alias("high")).row(0) for p in pieces]
+        if any(later[0] <= earlier[1] for earlier, later in itertools.pairwise(ranges)):
+            pieces = [compact(merge_event_counts(pieces, base))]  # a row came late for a settled bucket: sum them all
+        # one key per first line: ordered by it, the same however the input was cut (the pieces are, one after another, unless rows came out of order)
+        counts = pl.concat(pieces, rechunk=False) if pieces else pl.DataFrame(schema=EVENT_AGGREGATES_SCHEMA)
+        if not counts.get_column("line").is_sorted():
+            counts = counts.sort("line")
         origins = tuple(sorted({str(o) for o in counts.get_column("origin").unique().to_list()}))
         kept = sum(p.height for p in (*self.priority, *self.others))
         return EventSample(EventAggregates(base, counts, origins), self.rows, kept,
@@ -173,9 +186,15 @@ class BoundedEvents:
         chunk = aggregate_events(tagged.lazy(), base)
         self.counts.append(compact(chunk))
         self.counts_rows += chunk.height
-        if self.counts_rows > self.merge_at or base != self.counts_bucket_s:  # the span grew: coarsen what is held
-            merged = compact(merge_event_counts(self.counts, base))
-            self.counts, self.counts_rows, self.counts_bucket_s = [merged], merged.height, base
+        if self.counts_rows > self.merge_at or base != self.counts_bucket_s:
+            if base != self.counts_bucket_s:  # the span grew: coarsen all that is held (a coarse bucket may span settled and open ones)
+                self.counts, self.settled = [*self.settled, *self.counts], []
+            merged = merge_event_counts(self.counts, base)
+            if low is not None:  # buckets ending before this chunk's first event are complete (logs run in time order)
+                behind = pl.col("bucket") + pl.duration(seconds=base) <= pl.lit(low)
+                self.settled.append(compact(merged.filter(behind).sort("line")))
+                merged = merged.filter(~behind)
+            self.counts, self.counts_rows, self.counts_bucket_s = [compact(merged)], merged.height, base
             self.merge_at = max(MERGE_ROWS, 2 * merged.height)
         announced = changes_from_messages(rows)  # from every event: the sample may miss a deploy line
         if announced.height:
@@ -195,7 +214,7 @@ class BoundedEvents:
 
     def _thin(self, group: str) -> None:
         assert self.max_rows is not None
-        cap = max(1, self.max_rows // 2)
+        cap = max(1, self.max_rows // 4)
         parts: list[pl.DataFrame] = getattr(self, group)
         while sum(p.height for p in parts) > cap:
             self.levels[group] += 1
