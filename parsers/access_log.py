@@ -48,7 +48,15 @@ from rca.parsers.endpoints import (
     normalize_endpoints,
     strip_query_expr,
 )
-from rca.parsers.lines import MAX_LINE_BYTES, LineChunk, Lines, line_chunks, read_lines, rejected_examples
+from rca.parsers.lines import (
+    MAX_LINE_BYTES,
+    LineChunk,
+    Lines,
+    byte_offsets,
+    line_chunks,
+    read_lines,
+    rejected_examples,
+)
 from rca.parsers.sources import Sample, Source
 
 FORMATS: dict[str, str] = {
@@ -423,7 +431,7 @@ def _escapes(data: bytes) -> list[bytes]:
     if b"\\" not in data:
         return []
     arr = np.frombuffer(data, np.uint8)
-    after = set(arr[np.minimum(np.flatnonzero(arr == 92) + 1, len(arr) - 1)].tolist())
+    after = set(arr[np.minimum(byte_offsets(data, 92) + 1, len(arr) - 1)].tolist())
     return [escape for escape in _STAND_IN if escape[1] in after]
 
 
