@@ -14,8 +14,8 @@ journald (`journalctl -o json`), Docker json-file, and the plain `ts/level/msg` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,11 +25,14 @@ from polars.datatypes import (
     DataTypeClass,  # a dtype given as its class (pl.String), as struct fields may hold
 )
 
-from rca.model import EVENTS_SCHEMA, Rejected, conform, empty_frame
+from rca.aggregates import merge_aggregates
+from rca.model import EVENTS_SCHEMA, REQUESTS_SCHEMA, Rejected, RequestAggregates, conform, empty_frame
+from rca.parsers.bounded import BoundedRequests, RequestSample
 from rca.parsers.distinct import per_distinct
 from rca.parsers.endpoints import normalize_endpoints, strip_query_expr
 from rca.parsers.lines import LineChunk, Lines, chunk_lines, has_long_line, map_chunks
 from rca.parsers.sources import Source
+from rca.parsers.versions import VERSION_SIGHTING, VersionState
 
 CANDIDATES: dict[str, tuple[str, ...]] = {
     "ts": ("ts", "time", "timestamp", "@timestamp", "t", "datetime", "date", "time_local", "logged_at",
@@ -65,9 +68,6 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
 }
 # Version keys holding an image reference (`registry/api:1.4.2`): the tag is the version.
 _IMAGE_KEYS = frozenset({"container.image.name", "image"})
-# A Kubernetes pod name made by a Deployment: `<deployment>-<pod-template-hash>-<5 random>`. The hash
-# names the pod template, so a new set of hashes is a rollout even when no version is logged.
-POD_NAME = r"^(?P<deployment>[a-z0-9][a-z0-9\-]*?)-(?P<hash>[bcdfghjklmnpqrstvwxz2456789]{6,10})-(?P<suffix>[bcdfghjklmnpqrstvwxz2456789]{5})$"
 # Duration keys whose unit is not milliseconds.
 _DURATION_SCALE = {
     "duration_us": 1e-3, "duration_ns": 1e-6, "event.duration": 1e-6, "duration_s": 1e3,
@@ -246,8 +246,8 @@ def records_to_frames(
     overrides: dict[str, str] | None = None,
     tz: str = "UTC",
     default_service: str | None = None,
-) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
-    """Flattened records -> ({"requests", "events", "changes"} frames, rejected (line, text, reason))."""
+) -> FinishedRows:
+    """Flattened records -> their {"requests", "events", "changes"} frames and records without a timestamp."""
     overrides = overrides or {}
     keys: set[str] = set()
     for record in records:
@@ -263,7 +263,7 @@ def records_to_frames(
 
 def flat_to_frames(
     flat: pl.DataFrame, origin: str, signal: str, overrides: dict[str, str] | None = None, tz: str = "UTC", default_service: str | None = None
-) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+) -> FinishedRows:
     """A flat frame (one column per dotted key, line numbers in LINE; see `json_objects`) -> the frames
     of `records_to_frames`, with the mapping done as column expressions."""
     return finish_rows([map_flat(flat, origin, signal, overrides, tz, default_service)])
@@ -384,73 +384,79 @@ def _map_rows(
     )
 
 
-def finish_rows(parts: list[MappedRows]) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
-    """Mapped batches of one input -> ({"requests", "events", "changes"} frames, rejected (line, text,
-    reason)): the steps that read every row. A record without the version takes the one its host logged
-    first (a pod runs one release: a start-up line may be all that names it); a service that logs no
-    version at all: its pods' template hash. Then version changes."""
-    requests = pl.concat([p.requests for p in parts]) if parts else empty_frame("requests")
-    events = pl.concat([p.events for p in parts]) if parts else pl.DataFrame(schema=_EVENTS_AND_VERSION)
-    no_ts = pl.concat([p.no_ts for p in parts]) if parts else pl.DataFrame(schema={"line": pl.Int64(), **_KEPT})
-    kept = [f.select("line", *_KEPT) for f in (requests, events, no_ts)]
-    logged = pl.concat(kept).filter(pl.col("host").is_not_null() & pl.col("version").is_not_null())
-    if logged.height:
-        first = logged.group_by("host").agg(pl.col("version").sort_by("line").first())
-        by_host = pl.col("host").replace_strict(first["host"], first["version"], default=None, return_dtype=pl.String)
-    else:
-        by_host = pl.lit(None, pl.String)
-    version = pl.coalesce(pl.col("version"), by_host)
-    service = pl.col("service").fill_null("")
-    versioned = pl.concat([f.select(service.alias("s"), version.alias("v")) for f in kept]).filter(pl.col("v").is_not_null())["s"].unique()
-    version = pl.when(service.is_in(versioned.implode())).then(version).otherwise(pod_template_hash(pl.col("host"))).alias("version")
-    requests, events = requests.with_columns(version), events.with_columns(version)
-    changes = version_changes(pl.concat([f.select("ts", "line", "service", "host", "version", "origin", "signal") for f in (requests, events)]))
-    bad = no_ts.select("line", pl.lit(None, dtype=pl.String).alias("text"), pl.lit("no readable timestamp").alias("reason"))
-    return {"requests": requests, "events": events.drop("version"), "changes": changes}, bad
+@dataclass(frozen=True)
+class FinishedRows:
+    """An input's canonical frames once every batch is read (`RowsFinisher`)."""
+
+    frames: dict[str, pl.DataFrame]  # requests (every row, or a uniform sample past the bound), events, changes
+    no_ts: pl.DataFrame  # (line, text, reason) of the first records without a readable timestamp
+    no_ts_count: int  # records without a readable timestamp (rejected)
+    request_sample: RequestSample | None  # aggregates of every request when `frames["requests"]` is a sample
+
+
+NO_TS_EXAMPLES = 5
+
+
+class RowsFinisher:
+    """Mapped batches of one input finished as they come, in line order: versions filled in per host and
+    service and version changes from small state (`parsers.versions`), request rows kept through
+    `BoundedRequests` (every row up to `max_request_rows`, past it a uniform sample and exact aggregates of
+    them all), records without a timestamp counted. No step holds every row at once."""
+
+    def __init__(self, max_request_rows: int | None = None, request_columns: Sequence[str] | None = None):
+        self.versions = VersionState()
+        self.requests = BoundedRequests(max_request_rows)
+        # `line` decides which rows a sample keeps; the loader drops the columns the analysis does not read
+        self.request_columns = None if request_columns is None else [c for c in REQUESTS_SCHEMA if c in (*request_columns, "line")]
+        self.events: list[pl.DataFrame] = []
+        self.no_ts_lines: list[int] = []
+        self.no_ts_count = 0
+
+    def add(self, part: MappedRows) -> None:
+        """Take the next batch (batches in line order)."""
+        self.versions.add(pl.concat([f.select("line", *_KEPT) for f in (part.requests, part.events, part.no_ts)]))
+        requests, events = self.versions.fill(part.requests), self.versions.fill(part.events)
+        self.versions.sight(pl.concat([f.select(*VERSION_SIGHTING) for f in (requests, events)]))
+        self.requests.add(requests if self.request_columns is None else requests.select(self.request_columns))
+        if events.height:
+            self.events.append(events.drop("version"))  # the events' versions serve the state above only
+        self.no_ts_count += part.no_ts.height
+        self.no_ts_lines += part.no_ts.get_column("line").head(NO_TS_EXAMPLES - len(self.no_ts_lines)).to_list()
+
+    def finish(self) -> FinishedRows:
+        """The frames of every batch taken, each pending version resolved."""
+        version = self.versions.resolve(pl.col("version"), pl.col("service")).alias("version")
+        requests = conform(self.requests.frame(empty_frame("requests")), "requests").with_columns(version)
+        events = pl.concat(self.events) if self.events else empty_frame("events")
+        sample = self.requests.sample()
+        if sample is not None:
+            sample = replace(sample, aggregates=_versions_resolved(sample.aggregates, self.versions))
+        no_ts = pl.DataFrame({"line": self.no_ts_lines, "text": [None] * len(self.no_ts_lines), "reason": ["no readable timestamp"] * len(self.no_ts_lines)},
+                             schema={"line": pl.Int64(), "text": pl.String(), "reason": pl.String()})
+        return FinishedRows({"requests": requests, "events": conform(events, "events"), "changes": self.versions.changes()}, no_ts, self.no_ts_count, sample)
+
+
+def _versions_resolved(aggregates: RequestAggregates, versions: VersionState) -> RequestAggregates:
+    """`aggregates` whose `version` values are final: pending hosts resolved, then summed again (two
+    hosts, or a host and a logged version, may end up as one version)."""
+    is_version = pl.col("dimension") == "version"
+    resolved = aggregates.counts.filter(is_version).with_columns(versions.resolve(pl.col("value"), pl.col("service")).alias("value"))
+    others = replace(aggregates, counts=aggregates.counts.filter(~is_version))
+    return merge_aggregates([others, replace(aggregates, counts=resolved, sketches=aggregates.sketches.clear())])
+
+
+def finish_rows(parts: Iterable[MappedRows], max_request_rows: int | None = None, request_columns: Sequence[str] | None = None) -> FinishedRows:
+    """Mapped batches of one input (in line order) -> its frames (`RowsFinisher`)."""
+    finisher = RowsFinisher(max_request_rows, request_columns)
+    for part in parts:
+        finisher.add(part)
+    return finisher.finish()
 
 
 def image_tag(values: pl.Series) -> pl.Series:
     """`registry:5000/team/api:1.4.2` (or `...@sha256:...`) -> `1.4.2`; null when the reference has no tag."""
     tag = values.str.extract(r"^[^@]*/?[^/@:]+:([\w][\w.\-]{0,127})(?:@.*)?$", 1)
     return pl.select(pl.coalesce(pl.lit(tag), pl.lit(values.str.extract(r"@(?:sha256:)?([0-9a-f]{12})", 1)))).to_series().alias(values.name)
-
-
-def pod_template_hash(host: pl.Expr) -> pl.Expr:
-    """The pod-template hash in a Deployment's pod name (`api-7d4b9c8f6d-x2k9p` -> `7d4b9c8f6d`), else null."""
-    return host.str.extract(POD_NAME, 2)
-
-
-# A version first seen this soon after the service's first row was already running (a fleet mixed at the
-# start of the data), not rolled out.
-SETTLED = 60  # seconds
-
-
-def version_changes(frame: pl.DataFrame) -> pl.DataFrame:
-    """The first sighting of each version of a service that the service ran without before -> `changes`
-    (kind deploy). Per service rather than per host: a rollout that replaces pods brings new host names
-    (the old rule, per host, missed it), and a rolling one must not flap between old and new hosts."""
-    if "version" not in frame.columns or frame["version"].null_count() == frame.height:
-        return conform(pl.DataFrame(), "changes")  # type: ignore[return-value]
-    rows = frame.filter(pl.col("version").is_not_null()).sort("ts", "line").with_columns(
-        pl.col("service").fill_null("").alias("_svc"),
-        pl.col("ts").min().over(pl.col("service").fill_null("")).alias("_since"),
-    )
-    firsts = rows.filter(pl.col("version").is_first_distinct().over("_svc"))
-    seen = (
-        firsts.with_columns(
-            pl.col("version").shift(1).over("_svc").alias("_prev"),
-            pl.col("host").str.extract(POD_NAME, 2).eq_missing(pl.col("version")).alias("_pod_hash"),
-        )
-        .filter(pl.col("_prev").is_not_null() & ((pl.col("ts") - pl.col("_since")).dt.total_seconds() >= SETTLED))
-    )
-    what = pl.when(pl.col("_pod_hash")).then(pl.lit("pod-template hash")).otherwise(pl.lit("version"))
-    changes = seen.with_columns(
-        kind=pl.lit("deploy"),
-        subject=pl.col("version"),
-        description=pl.format("{} of {} changed from {} to {} (first seen{})", what, pl.col("service").fill_null("?"),
-                              pl.col("_prev"), pl.col("version"), (pl.lit(" on ") + pl.col("host")).fill_null("")),
-    )
-    return conform(changes, "changes")  # type: ignore[return-value]
 
 
 def parse_json_lines(texts: Iterable[str | None]) -> tuple[list[dict[str, Any]], list[int], list[tuple[int, str, str]]]:
@@ -506,37 +512,41 @@ def json_objects(lines: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[int, str
 
 
 def json_chunks(
-    source: Source, warnings: list[str], map_batch: Callable[[pl.DataFrame], MappedRows]
-) -> tuple[list[MappedRows], list[tuple[int, str, str]], int, Lines]:
+    source: Source, warnings: list[str], map_batch: Callable[[pl.DataFrame], MappedRows], take: Callable[[MappedRows], None]
+) -> tuple[list[tuple[int, str, str]], int, Lines, pl.DataFrame]:
     """`json_objects` over a whole input read in chunks of whole lines (never all its text at once),
     each chunk's flat frame mapped by `map_batch` as soon as it is decoded (its raw columns are not
-    kept). A chunk whose every line is an object is decoded straight from its bytes; any other chunk goes
-    line by line. Returns the mapped chunks in order, the other lines as (line, text, reason), how many
-    lines were read record by record, and a Lines holding the line count, the too-long lines and the
-    text of the lines that are not JSON."""
+    kept) and handed to `take`, in input order. A chunk whose every line is an object is decoded straight
+    from its bytes; any other chunk goes line by line. Returns the other lines as (line, text, reason),
+    how many lines were read record by record, a Lines holding the line count, the too-long lines and the
+    text of the lines that are not JSON, and the records that may neighbour those lines: (line, ts,
+    service, host) of every record of a chunk holding such lines, and of each chunk's first and last."""
     seen = _SeenKeys()
 
-    def one(chunk: LineChunk) -> tuple[MappedRows, list[tuple[int, str, str]], int, Lines | None, int]:
+    def one(chunk: LineChunk) -> tuple[MappedRows, list[tuple[int, str, str]], int, Lines | None, int, pl.DataFrame]:
         last = chunk.first_line + chunk.lines - 1
         flat = None if has_long_line(chunk) else _whole_chunk(chunk, seen)
         if flat is not None:
-            return map_batch(flat), [], 0, None, last
+            part = map_batch(flat)
+            return part, [], 0, None, last, _neighbours(part, every=False)
         lines = chunk_lines(source.origin, chunk)
         flat, bad, slow = json_objects(lines.frame)
         lines.frame = lines.frame.filter(pl.col("line").is_in([n for n, _, _ in bad]))  # kept: the lines that are not records
-        return map_batch(flat), bad, slow, lines, last
+        part = map_batch(flat)
+        return part, bad, slow, lines, last, _neighbours(part, every=bool(bad))
 
-    parts: list[MappedRows] = []
     bad: list[tuple[int, str, str]] = []
     slow = 0
     kept = Lines(frame=pl.DataFrame(schema={"line": pl.Int64, "text": pl.String}), total=0, warnings=warnings)
     texts: list[pl.DataFrame] = []
     rejected: list[Rejected] = []
-    for part, chunk_bad, chunk_slow, lines, last in map_chunks(source, warnings, one):
-        parts.append(part)
+    neighbours: list[pl.DataFrame] = []
+    for part, chunk_bad, chunk_slow, lines, last, near in map_chunks(source, warnings, one):
+        take(part)
         bad.extend(chunk_bad)
         slow += chunk_slow
         kept.total = last
+        neighbours.append(near)
         if lines is not None:
             texts.append(lines.frame)
             rejected.extend(lines.rejected)
@@ -544,7 +554,15 @@ def json_chunks(
     if texts:
         kept.frame = pl.concat(texts)
     kept.rejected = rejected[:5]
-    return parts, bad, slow, kept
+    return bad, slow, kept, pl.concat(neighbours) if neighbours else _neighbours(None, every=True)
+
+
+def _neighbours(part: MappedRows | None, every: bool) -> pl.DataFrame:
+    """(line, ts, service, host) of the batch's records in line order: all of them, or the first and last."""
+    if part is None:
+        return pl.DataFrame(schema={"line": pl.Int64(), "ts": pl.Datetime("us", "UTC"), "service": pl.String(), "host": pl.String()})
+    records = pl.concat([f.select("line", "ts", "service", "host") for f in (part.requests, part.events)]).sort("line")
+    return records if every or records.height <= 2 else pl.concat([records.head(1), records.tail(1)])
 
 
 SAMPLE_LINES = 100  # lines of a chunk whose keys and types make the schema it is first read with

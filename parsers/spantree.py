@@ -25,7 +25,7 @@ import polars as pl
 from rca.model import SPANS_SCHEMA, conform
 from rca.parsers.distinct import per_distinct
 from rca.parsers.endpoints import normalize_endpoints
-from rca.parsers.fields import pod_template_hash
+from rca.parsers.versions import pod_template_hash
 
 
 def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame], list[str]]:
