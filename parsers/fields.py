@@ -25,9 +25,9 @@ from polars.datatypes import (
     DataTypeClass,  # a dtype given as its class (pl.String), as struct fields may hold
 )
 
-from rca.aggregates import merge_aggregates
-from rca.model import EVENTS_SCHEMA, REQUESTS_SCHEMA, Rejected, RequestAggregates, conform, empty_frame
-from rca.parsers.bounded import BoundedRequests, RequestSample
+from rca.aggregates import relabel
+from rca.model import EVENTS_SCHEMA, REQUESTS_SCHEMA, Rejected, conform, empty_frame
+from rca.parsers.bounded import BoundedRequests, RequestSample, compact
 from rca.parsers.distinct import per_distinct
 from rca.parsers.endpoints import normalize_endpoints, strip_query_expr
 from rca.parsers.lines import LineChunk, Lines, chunk_lines, has_long_line, map_chunks
@@ -419,7 +419,7 @@ class RowsFinisher:
         self.versions.sight(pl.concat([f.select(*VERSION_SIGHTING) for f in (requests, events)]))
         self.requests.add(requests if self.request_columns is None else requests.select(self.request_columns))
         if events.height:
-            self.events.append(events.drop("version"))  # the events' versions serve the state above only
+            self.events.append(compact(events.drop("version")))  # versions serve the state only; own buffers, not the chunk's
         self.no_ts_count += part.no_ts.height
         self.no_ts_lines += part.no_ts.get_column("line").head(NO_TS_EXAMPLES - len(self.no_ts_lines)).to_list()
 
@@ -430,19 +430,11 @@ class RowsFinisher:
         events = pl.concat(self.events) if self.events else empty_frame("events")
         sample = self.requests.sample()
         if sample is not None:
-            sample = replace(sample, aggregates=_versions_resolved(sample.aggregates, self.versions))
+            resolved = self.versions.resolve(pl.col("value"), pl.col("service"))  # two hosts, or a host and a logged version, may become one
+            sample = replace(sample, aggregates=relabel(sample.aggregates, "version", resolved))
         no_ts = pl.DataFrame({"line": self.no_ts_lines, "text": [None] * len(self.no_ts_lines), "reason": ["no readable timestamp"] * len(self.no_ts_lines)},
                              schema={"line": pl.Int64(), "text": pl.String(), "reason": pl.String()})
         return FinishedRows({"requests": requests, "events": conform(events, "events"), "changes": self.versions.changes()}, no_ts, self.no_ts_count, sample)
-
-
-def _versions_resolved(aggregates: RequestAggregates, versions: VersionState) -> RequestAggregates:
-    """`aggregates` whose `version` values are final: pending hosts resolved, then summed again (two
-    hosts, or a host and a logged version, may end up as one version)."""
-    is_version = pl.col("dimension") == "version"
-    resolved = aggregates.counts.filter(is_version).with_columns(versions.resolve(pl.col("value"), pl.col("service")).alias("value"))
-    others = replace(aggregates, counts=aggregates.counts.filter(~is_version))
-    return merge_aggregates([others, replace(aggregates, counts=resolved, sketches=aggregates.sketches.clear())])
 
 
 def finish_rows(parts: Iterable[MappedRows], max_request_rows: int | None = None, request_columns: Sequence[str] | None = None) -> FinishedRows:
@@ -562,7 +554,7 @@ def _neighbours(part: MappedRows | None, every: bool) -> pl.DataFrame:
     if part is None:
         return pl.DataFrame(schema={"line": pl.Int64(), "ts": pl.Datetime("us", "UTC"), "service": pl.String(), "host": pl.String()})
     records = pl.concat([f.select("line", "ts", "service", "host") for f in (part.requests, part.events)]).sort("line")
-    return records if every or records.height <= 2 else pl.concat([records.head(1), records.tail(1)])
+    return compact(records if every or records.height <= 2 else records.gather([0, records.height - 1]))  # not views of the whole chunk
 
 
 SAMPLE_LINES = 100  # lines of a chunk whose keys and types make the schema it is first read with

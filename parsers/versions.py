@@ -17,6 +17,7 @@ from __future__ import annotations
 import polars as pl
 
 from rca.model import conform
+from rca.parsers.bounded import compact
 
 # A Kubernetes pod name made by a Deployment: `<deployment>-<pod-template-hash>-<5 random>`. The hash
 # names the pod template, so a new set of hashes is a rollout even when no version is logged.
@@ -71,7 +72,8 @@ VERSION_SIGHTING = {"ts": pl.Datetime("us", "UTC"), "line": pl.Int64(), "service
 
 class VersionState:
     """What the versions of an input's records need, kept batch by batch (see the module docstring):
-    memory follows the hosts, services and versions, not the records."""
+    memory follows the hosts, services and versions, not the records (its frames hold their own
+    strings, not views of a batch's: `bounded.compact`)."""
 
     def __init__(self) -> None:
         self.first = pl.DataFrame(schema={"host": pl.String(), "line": pl.Int64(), "version": pl.String()})  # each host's first logged version
@@ -88,11 +90,11 @@ class VersionState:
             hosts = logged.filter(pl.col("host").is_not_null()).group_by("host").agg(pl.col("line", "version").sort_by("line").first())
             new = hosts.join(self.first, on="host", how="anti")  # a host's earlier batches hold its earlier lines
             if new.height:
-                self.first = pl.concat([self.first, new.select(self.first.columns)])
+                self.first = compact(pl.concat([self.first, new.select(self.first.columns)]))
         missing = records.filter(pl.col("version").is_null() & pl.col("host").is_not_null())
         if missing.height:
             pairs = missing.select(pl.col("service").fill_null(""), "host").unique()
-            self.unversioned = pl.concat([self.unversioned, pairs]).unique()
+            self.unversioned = compact(pl.concat([self.unversioned, pairs]).unique())
 
     def fill(self, frame: pl.DataFrame) -> pl.DataFrame:
         """`frame` (with host and version) with each missing version taken from its host's first, or
@@ -107,7 +109,7 @@ class VersionState:
         rows = frame.select(list(VERSION_SIGHTING)).filter(pl.col("version").is_not_null())
         if rows.height:
             both = pl.concat([self.sightings, rows.cast(VERSION_SIGHTING)]).sort("ts", "line")  # type: ignore[arg-type]
-            self.sightings = both.unique(["service", "version"], keep="first", maintain_order=True)
+            self.sightings = compact(both.unique(["service", "version"], keep="first", maintain_order=True))
 
     def resolve(self, version: pl.Expr, service: pl.Expr) -> pl.Expr:
         """The final version of a filled one: a pending host's first logged version; without one, none
