@@ -337,6 +337,7 @@ class SplitChunk:
     rejected: int
     examples: list[Rejected]
     slow_lines: int  # lines the regex had to read: those the CSV split could not vouch for
+    read_share: float | None = None  # share of the input's bytes read once this chunk is (None: size unknown)
 
 
 def _fields(data: bytes, layout: SplitLayout, first_line: int, lines: int) -> pl.DataFrame | None:
@@ -518,17 +519,20 @@ def split_chunks(
     thread reading the next ones meanwhile) is what keeps both cores busy."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    pending: list[Future[SplitChunk]] = []
+    pending: list[tuple[Future[SplitChunk], float | None]] = []
     with ThreadPoolExecutor(max_workers=CONVERT_WORKERS, thread_name_prefix="rca-convert") as pool:
         try:
             for chunk in line_chunks(source, warnings):
-                pending.append(pool.submit(split_chunk, chunk, layout, compiled, source.origin, tz, schema))
+                share = chunk.read / chunk.total if chunk.total > 0 else None
+                pending.append((pool.submit(split_chunk, chunk, layout, compiled, source.origin, tz, schema), share))
                 if len(pending) > CONVERT_WORKERS:
-                    yield pending.pop(0).result()
+                    future, share = pending.pop(0)
+                    yield replace(future.result(), read_share=share)
             while pending:
-                yield pending.pop(0).result()
+                future, share = pending.pop(0)
+                yield replace(future.result(), read_share=share)
         finally:
-            for future in pending:
+            for future, _ in pending:
                 future.cancel()
 
 
@@ -664,7 +668,7 @@ class AccessLogParser:
         bounded = BoundedRequests(options.max_request_rows)
         chunks: list[SplitChunk] = []
         for chunk in split_chunks(source, self.layout, self.compiled, options.tz, warnings, kept):
-            bounded.add(chunk.requests)
+            bounded.add(chunk.requests, chunk.read_share)
             chunks.append(replace(chunk, requests=chunk.requests.clear()))  # the counts; the rows are in `bounded`
         if not chunks and warnings:
             raise InputError(warnings[0], file=source.origin)

@@ -43,6 +43,9 @@ PRUNE_SHARE = 0.001  # a subject below 0.1% of its bucket's requests (and errors
 MAX_AGGREGATE_ROWS = 200_000
 PRUNED_DIMENSIONS = ("endpoint", "source", "user_agent")
 SAMPLE_SEED = 0x5EED  # the line hash deciding which rows stay; fixed: the same input gives the same sample
+# An input whose first chunk projects more than this many times max_rows is sampled from the start: the
+# projection (rows per byte of that chunk times the size) can be off by some, never by this much.
+EARLY_SAMPLING = 2
 MERGE_ROWS = 100_000  # aggregate rows of open buckets merged together once they pass this
 AGGREGATE_BATCH_ROWS = 150_000  # request rows aggregated at once: a few chunks (per call, polars' fixed costs are not small)
 
@@ -134,14 +137,22 @@ class BoundedRequests:
         # batches are aggregated on a thread of their own, one at a time, while the parser goes on
         self.aggregating: Future[None] | None = None
 
-    def add(self, rows: pl.DataFrame) -> None:
-        """Take one chunk's request rows (REQUESTS_SCHEMA, with `line`)."""
+    def add(self, rows: pl.DataFrame, read_share: float | None = None) -> None:
+        """Take one chunk's request rows (REQUESTS_SCHEMA, with `line`). `read_share`: the share of the
+        input read once this chunk is (bytes read / size), when known: an input that will clearly pass
+        `max_rows` is then sampled from its first chunk on, at the level its size calls for, rather than
+        holding `max_rows` rows and aggregating them all at once when it passes."""
         if not rows.height:
             return
         self.rows += rows.height
         if self.max_rows is None:
             self.parts.append(rows)
             return
+        if not self.sampling and self.kept == 0 and read_share is not None and 0 < read_share < 1:
+            projected = rows.height / read_share
+            if projected > EARLY_SAMPLING * self.max_rows:
+                self.sampling = True
+                self.level = math.ceil(math.log2(projected / self.max_rows))
         low, high = rows.select(pl.col("ts").min().alias("low"), pl.col("ts").max().alias("high")).row(0)
         if low is not None:
             self.first_ts = low if self.first_ts is None else min(self.first_ts, low)

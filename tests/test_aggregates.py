@@ -43,7 +43,7 @@ def _requests(seed: int) -> pl.DataFrame:
         "endpoint": rng.choice(endpoints, n),
         "status": rng.choice([200, 200, 200, 404, 500, 503], n),
         "source": rng.choice(sources, n),
-        "user_agent": rng.choice(["curl/8", "Mozilla/5.0", None], n),
+        "user_agent": pl.Series(rng.choice(["curl/8", "Mozilla/5.0", None], n).tolist(), dtype=pl.String),  # an object array: polars may not infer it
         "bytes": rng.integers(0, 10_000, n),
         "signal": "access_log",
     }).with_columns(pl.col("duration_ms").fill_nan(None), pl.col("upstream_ms").fill_nan(None)), "requests")

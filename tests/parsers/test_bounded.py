@@ -22,10 +22,11 @@ def _requests(seed: int) -> pl.DataFrame:
     return rows.with_columns(pl.int_range(1, rows.height + 1, dtype=pl.Int64).alias("line"))
 
 
-def _read(rows: pl.DataFrame, chunk: int, max_rows: int) -> BoundedRequests:
+def _read(rows: pl.DataFrame, chunk: int, max_rows: int, shares: bool = False) -> BoundedRequests:
+    """`shares`: tell the reader how much of the input each chunk completes, as parsers of files do."""
     reader = BoundedRequests(max_rows)
     for start in range(0, rows.height, chunk):
-        reader.add(rows[start : start + chunk])
+        reader.add(rows[start : start + chunk], min(start + chunk, rows.height) / rows.height if shares else None)
     return reader
 
 
@@ -82,6 +83,29 @@ def test_sample_is_bounded_uniform_and_independent_of_chunking(seed: int):
     # uniform: each service keeps about the same share of its rows
     for service in ("web", "api"):
         assert kept.filter(pl.col("service") == service).height == pytest.approx(rows.filter(pl.col("service") == service).height * share, rel=0.3)
+
+
+@pytest.mark.parametrize(("seed", "times"), [(10, 3), (11, 5), (12, 12)])
+def test_input_projected_over_the_cap_is_sampled_from_its_first_chunk_alike(seed: int, times: int):
+    """Knowing the input's size, a reader samples from the first chunk at the level the size calls for:
+    it never holds more than the cap, and keeps the same rows and the same exact totals as one that
+    learns the size only by passing the cap."""
+    rows = _requests(seed)
+    max_rows = rows.height // times
+    chunk = rows.height // 40
+    early, late = _read(rows, chunk, max_rows, shares=True), _read(rows, chunk, max_rows)
+    assert early.sampling and early.kept <= max_rows
+    assert early.frame(rows.clear()).equals(late.frame(rows.clear()))
+    exact = pl.col("dimension").is_in(["service", "host", "version"])
+    totals = [_sorted(r.sample().aggregates.counts.filter(exact), ["method"]) for r in (early, late)]  # type: ignore[union-attr]
+    assert_frame_equal(totals[0], totals[1], check_exact=False)
+
+
+def test_input_projected_near_the_cap_is_read_as_one_that_is_not():
+    rows = _requests(9)
+    reader = _read(rows, rows.height // 40, max_rows=rows.height - 10, shares=True)
+    assert reader.sample() is not None and reader.level == 1  # passed the cap by reading, not by projection
+    assert _read(rows, rows.height // 40, max_rows=rows.height, shares=True).sample() is None
 
 
 def test_small_input_is_kept_whole_without_aggregates():
