@@ -48,7 +48,15 @@ from rca.parsers.endpoints import (
     normalize_endpoints,
     strip_query_expr,
 )
-from rca.parsers.lines import MAX_LINE_BYTES, LineChunk, Lines, line_chunks, read_lines, rejected_examples
+from rca.parsers.lines import (
+    MAX_LINE_BYTES,
+    LineChunk,
+    Lines,
+    line_chunks,
+    read_lines,
+    read_share,
+    rejected_examples,
+)
 from rca.parsers.sources import Sample, Source
 
 FORMATS: dict[str, str] = {
@@ -523,8 +531,7 @@ def split_chunks(
     with ThreadPoolExecutor(max_workers=CONVERT_WORKERS, thread_name_prefix="rca-convert") as pool:
         try:
             for chunk in line_chunks(source, warnings):
-                share = chunk.read / chunk.total if chunk.total > 0 else None
-                pending.append((pool.submit(split_chunk, chunk, layout, compiled, source.origin, tz, schema), share))
+                pending.append((pool.submit(split_chunk, chunk, layout, compiled, source.origin, tz, schema), read_share(chunk)))
                 if len(pending) > CONVERT_WORKERS:
                     future, share = pending.pop(0)
                     yield replace(future.result(), read_share=share)

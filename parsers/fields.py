@@ -30,7 +30,7 @@ from rca.model import EVENTS_SCHEMA, REQUESTS_SCHEMA, Rejected, conform, empty_f
 from rca.parsers.bounded import BoundedRequests, RequestSample, compact
 from rca.parsers.distinct import per_distinct
 from rca.parsers.endpoints import normalize_endpoints, strip_query_expr
-from rca.parsers.lines import LineChunk, Lines, chunk_lines, has_long_line, map_chunks
+from rca.parsers.lines import LineChunk, Lines, chunk_lines, has_long_line, map_chunks, read_share
 from rca.parsers.sources import Source
 from rca.parsers.versions import VERSION_SIGHTING, VersionState
 
@@ -412,12 +412,13 @@ class RowsFinisher:
         self.no_ts_lines: list[int] = []
         self.no_ts_count = 0
 
-    def add(self, part: MappedRows) -> None:
-        """Take the next batch (batches in line order)."""
+    def add(self, part: MappedRows, read_share: float | None = None) -> None:
+        """Take the next batch (batches in line order); `read_share`: the share of the input read with
+        it, when known (`BoundedRequests.add`: a big input is sampled from its first batch on)."""
         self.versions.add(pl.concat([f.select("line", *_KEPT) for f in (part.requests, part.events, part.no_ts)]))
         requests, events = self.versions.fill(part.requests), self.versions.fill(part.events)
         self.versions.sight(pl.concat([f.select(*VERSION_SIGHTING) for f in (requests, events)]))
-        self.requests.add(requests if self.request_columns is None else requests.select(self.request_columns))
+        self.requests.add(requests if self.request_columns is None else requests.select(self.request_columns), read_share)
         if events.height:
             self.events.append(compact(events.drop("version")))  # versions serve the state only; own buffers, not the chunk's
         self.no_ts_count += part.no_ts.height
@@ -504,11 +505,11 @@ def json_objects(lines: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[int, str
 
 
 def json_chunks(
-    source: Source, warnings: list[str], map_batch: Callable[[pl.DataFrame], MappedRows], take: Callable[[MappedRows], None]
+    source: Source, warnings: list[str], map_batch: Callable[[pl.DataFrame], MappedRows], take: Callable[[MappedRows, float | None], None]
 ) -> tuple[list[tuple[int, str, str]], int, Lines, pl.DataFrame]:
     """`json_objects` over a whole input read in chunks of whole lines (never all its text at once),
     each chunk's flat frame mapped by `map_batch` as soon as it is decoded (its raw columns are not
-    kept) and handed to `take`, in input order. A chunk whose every line is an object is decoded straight
+    kept) and handed to `take` with the share of the input read (None when its size is unknown), in input order. A chunk whose every line is an object is decoded straight
     from its bytes; any other chunk goes line by line. Returns the other lines as (line, text, reason),
     how many lines were read record by record, a Lines holding the line count, the too-long lines and the
     text of the lines that are not JSON, and the records that may neighbour those lines: (line, ts,
@@ -533,8 +534,8 @@ def json_chunks(
     texts: list[pl.DataFrame] = []
     rejected: list[Rejected] = []
     neighbours: list[pl.DataFrame] = []
-    for part, chunk_bad, chunk_slow, lines, last, near in map_chunks(source, warnings, one):
-        take(part)
+    for share, (part, chunk_bad, chunk_slow, lines, last, near) in map_chunks(source, warnings, lambda chunk: (read_share(chunk), one(chunk))):
+        take(part, share)
         bad.extend(chunk_bad)
         slow += chunk_slow
         kept.total = last

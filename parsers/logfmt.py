@@ -22,7 +22,7 @@ from rca.errors import InputError
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
 from rca.parsers.fields import LINE, FinishedRows, MappedRows, RowsFinisher, map_flat, records_to_frames
-from rca.parsers.lines import LineChunk, Lines, chunk_lines, map_chunks, read_lines
+from rca.parsers.lines import LineChunk, Lines, chunk_lines, map_chunks, read_lines, read_share
 from rca.parsers.sources import Sample, Source
 
 _PAIR = r'([A-Za-z_@][A-Za-z0-9_.\-/@]*)=("(?:[^"\\]|\\.)*"|[^ ]*)'
@@ -135,17 +135,17 @@ class LogfmtParser:
         warnings: list[str] = []
         default_service = PurePath(source.origin).name.split(".")[0] or None
 
-        def one(chunk: LineChunk) -> tuple[MappedRows, Lines, list[Rejected], int]:
+        def one(chunk: LineChunk) -> tuple[MappedRows, Lines, list[Rejected], int, float | None]:
             lines = chunk_lines(source.origin, chunk)
             flat, bad, bad_count = _pairs(lines.frame)
-            return map_flat(flat, source.origin, "app_log", options.fields, options.tz, default_service), lines, bad, bad_count
+            return map_flat(flat, source.origin, "app_log", options.fields, options.tz, default_service), lines, bad, bad_count, read_share(chunk)
 
         finisher = RowsFinisher(options.max_request_rows, options.request_columns)
         total = Lines(frame=pl.DataFrame(schema={"line": pl.Int64, "text": pl.String}), total=0, warnings=warnings)
         bad: list[Rejected] = []
         bad_count = 0
-        for part, lines, chunk_bad, chunk_bad_count in map_chunks(source, warnings, one):
-            finisher.add(part)
+        for part, lines, chunk_bad, chunk_bad_count, share in map_chunks(source, warnings, one):
+            finisher.add(part, share)
             total.total += lines.total
             total.rejected += lines.rejected
             total.rejected_count += lines.rejected_count
