@@ -68,14 +68,18 @@ def repeated_corpus(lines: int, path: Path) -> None:
         pl.col("text").str.extract(r"\[([^\]]+)\]").str.strptime(pl.Datetime("us", "UTC"), APACHE_TIME).alias("ts"),
         pl.col("text").str.extract(r"^[^\]]*(\].*)$").alias("tail"),
     )
-    span = corpus["ts"].max() - corpus["ts"].min() + timedelta(hours=1)  # type: ignore[operator]
+    _write_shifted(corpus, lines, path, "%d/%b/%Y:%H:%M:%S +0000", timedelta(hours=1))
+
+
+def _write_shifted(parts: pl.DataFrame, lines: int, path: Path, time_format: str, gap: timedelta) -> None:
+    """Lines of `parts` (head, ts, tail) repeated to `lines` lines, copy k's time shifted by k times
+    their span plus `gap`, written as head + time + tail."""
+    span = parts["ts"].max() - parts["ts"].min() + gap  # type: ignore[operator]
     with open(path, "w", encoding="utf-8") as out:
         copy = 0
-        while copy * corpus.height < lines:
-            n = min(corpus.height, lines - copy * corpus.height)
-            shifted = corpus.head(n).select(
-                pl.concat_str(pl.col("head"), (pl.col("ts") + span * copy).dt.strftime("%d/%b/%Y:%H:%M:%S +0000"), pl.col("tail")).alias("line")
-            )
+        while copy * parts.height < lines:
+            n = min(parts.height, lines - copy * parts.height)
+            shifted = parts.head(n).select(pl.concat_str(pl.col("head"), (pl.col("ts") + span * copy).dt.strftime(time_format), pl.col("tail")).alias("line"))
             out.write("\n".join(shifted["line"].to_list()) + "\n")
             copy += 1
 
@@ -154,16 +158,7 @@ def repeated_jsonl(lines: int, path: Path) -> None:
     text = pl.scan_lines(source, name="text").collect()
     parts = text.with_columns(pl.col("text").str.extract_groups(r'^(.*?"ts":")([^"]+)(".*)$').struct.rename_fields(["head", "ts", "tail"])).unnest("text")
     parts = parts.with_columns(pl.col("ts").str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_unit="us", time_zone="UTC"))
-    span = parts["ts"].max() - parts["ts"].min() + timedelta(minutes=1)  # type: ignore[operator]
-    with open(path, "w", encoding="utf-8") as out:
-        copy = 0
-        while copy * parts.height < lines:
-            n = min(parts.height, lines - copy * parts.height)
-            shifted = parts.head(n).select(
-                pl.concat_str(pl.col("head"), (pl.col("ts") + span * copy).dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"), pl.col("tail")).alias("line")
-            )
-            out.write("\n".join(shifted["line"].to_list()) + "\n")
-            copy += 1
+    _write_shifted(parts, lines, path, "%Y-%m-%dT%H:%M:%S%.3fZ", timedelta(minutes=1))
 
 
 def _logfmt_value(column: str) -> pl.Expr:
