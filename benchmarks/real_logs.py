@@ -23,6 +23,9 @@ Inputs are built once into `benchmarks/out/real/` (kept between runs):
   own level, component and pid where the system logs them) as JSON lines and as logfmt, repeated to
   1M lines with timestamps 10 ms apart (the corpus's own stamps come in 16 formats, some without a
   date); events only, with the pid and event id as attributes.
+- `loghub-text-1m.log`, `-5m`, `-10m`: the same records, 10 ms apart, as a plain-text log4j-style log
+  (`2026-01-01T00:00:00.010Z WARN [hdfs] dfs.DataNode - message`; level and logger left out where the
+  system logs none): the text parser's input, 1M/5M/10M lines for memory flat from 1M to 10M events.
 
 Each command runs `--runs` times as a child process; its wall time, CPU time (user + system, from
 wait4) and peak RSS (ru_maxrss) are recorded and the medians printed, with rca's ratio to the peers
@@ -200,7 +203,21 @@ def loghub_records() -> pl.DataFrame:
     return pl.concat(frames)
 
 
-def _loghub(lines: int, path: Path, as_logfmt: bool) -> None:
+# loghub's level spellings (Android's letters, HealthApp's none, ...) as a plain-text log writes them
+_TEXT_LEVELS = {"I": "INFO", "D": "DEBUG", "V": "TRACE", "W": "WARN", "E": "ERROR", "F": "FATAL", "WARNING": "WARN", "SEVERE": "ERROR"}
+
+
+def _text_lines(batch: pl.DataFrame) -> pl.Series:
+    """loghub records as a log4j-style plain-text log: `ISO LEVEL [system] logger - message` (level and
+    logger left out where the system logs none)."""
+    level = pl.col("level").str.to_uppercase().replace(_TEXT_LEVELS)
+    level = pl.when(level.is_in(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"])).then(level + " ").otherwise(pl.lit(""))
+    logger = pl.when(pl.col("logger").str.contains(r"^[\w.$\-]+$")).then(pl.col("logger") + " - ").otherwise(pl.lit(""))
+    return batch.select(pl.concat_str(pl.col("ts"), pl.lit(" "), level, pl.lit("["), pl.col("service"), pl.lit("] "), logger, pl.col("msg").str.replace_all("\n", " "),
+                                      ignore_nulls=True).alias("line"))["line"]
+
+
+def _loghub(lines: int, path: Path, as_logfmt: bool, as_text: bool = False) -> None:
     records = loghub_records()
     start = 1_767_225_600_000  # ms
     with open(path, "w", encoding="utf-8") as out:
@@ -209,7 +226,10 @@ def _loghub(lines: int, path: Path, as_logfmt: bool) -> None:
             batch = records.head(n).with_columns(
                 (pl.int_range(offset, offset + n) * 10 + start).cast(pl.Datetime("ms", "UTC")).dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").alias("ts")
             ).select("ts", "level", "service", "logger", "pid", "event_id", "msg")
-            text = _logfmt_lines(batch) if as_logfmt else batch.select(pl.struct(pl.all()).struct.json_encode().alias("line"))["line"]
+            if as_text:
+                text = _text_lines(batch)
+            else:
+                text = _logfmt_lines(batch) if as_logfmt else batch.select(pl.struct(pl.all()).struct.json_encode().alias("line"))["line"]
             out.write("\n".join(text.to_list()) + "\n")
 
 
@@ -219,6 +239,10 @@ def loghub_jsonl(lines: int, path: Path) -> None:
 
 def loghub_logfmt(lines: int, path: Path) -> None:
     _loghub(lines, path, as_logfmt=True)
+
+
+def loghub_text(lines: int, path: Path) -> None:
+    _loghub(lines, path, as_logfmt=False, as_text=True)
 
 
 @dataclass(frozen=True)
@@ -243,6 +267,9 @@ CASES = {
     "logfmt-1m": Case("logfmt-1m", "logfmt-1m.log", logfmt, 1_000_000, None, lnav=True),
     "loghub-jsonl-1m": Case("loghub-jsonl-1m", "loghub-jsonl-1m.jsonl", loghub_jsonl, 1_000_000, None, lnav=True, json=True),
     "loghub-logfmt-1m": Case("loghub-logfmt-1m", "loghub-logfmt-1m.log", loghub_logfmt, 1_000_000, None, lnav=True),
+    "loghub-text-1m": Case("loghub-text-1m", "loghub-text-1m.log", loghub_text, 1_000_000, None, lnav=True),
+    "loghub-text-5m": Case("loghub-text-5m", "loghub-text-5m.log", loghub_text, 5_000_000, None, lnav=True),
+    "loghub-text-10m": Case("loghub-text-10m", "loghub-text-10m.log", loghub_text, 10_000_000, None, lnav=True),
 }
 PEERS = ("goaccess", "jq", "orjson loop", "lnav")
 # decoding alone: every line through orjson.loads, nothing kept

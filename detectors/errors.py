@@ -33,6 +33,7 @@ from rca.detectors.stats import (
     subject_codes,
     to_series,
     two_proportion_z,
+    weighted_events,
     window_code_expr,
     window_masks,
 )
@@ -133,7 +134,7 @@ def detect_errors(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                                              errors_after=int(ei), requests_after=int(ni), z=round(z, 1)),
                 )
             )
-    events = dataset.events.filter(pl.col("level").is_in(["ERROR", "FATAL"]))
+    events = weighted_events(dataset).filter(pl.col("level").is_in(["ERROR", "FATAL"]))
     base_s = context.observed_s(context.baseline)
     inc_s = context.observed_s(context.incident)
     if events.height and base_s > 0:
@@ -142,7 +143,7 @@ def detect_errors(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
             per = (
                 events.filter(pl.col(dim).is_not_null())
                 .group_by(dim, "signal")
-                .agg(in_base.sum().alias("b"), in_inc.sum().alias("i"))
+                .agg(pl.col("n").filter(in_base).sum().alias("b"), pl.col("n").filter(in_inc).sum().alias("i"))
                 .sort(dim, "signal")
             )
             for subject, signal, b, i in per.iter_rows():
@@ -150,7 +151,7 @@ def detect_errors(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
                 z = poisson_excess_z(i, expected)
                 if i < 10 or i < 3 * max(expected, 1.0) or z < 5:
                     continue
-                sub = events.filter((pl.col(dim) == subject) & (pl.col("signal") == signal)).group_by("bucket").len().with_columns(pl.lit(1).alias("k"))
+                sub = events.filter((pl.col(dim) == subject) & (pl.col("signal") == signal)).group_by("bucket").agg(pl.col("n").sum().alias("len")).with_columns(pl.lit(1).alias("k"))
                 values = dense_series(sub, ["k"], "len", context).get((1,), np.zeros(len(grid)))
                 onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
                 findings.append(

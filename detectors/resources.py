@@ -34,32 +34,19 @@ from rca.detectors.stats import (
     per_minute,
     poisson_excess_z,
     to_series,
+    weighted_events,
+    weighted_mode,
     window_masks,
 )
 from rca.detectors.traffic import in_window
 from rca.findings import HostResourceDetails, ResourceEventsDetails, ResourceMetricDetails
+from rca.messages import RESOURCE_PATTERNS, classify_expr
 from rca.model import AnalysisContext, Dataset, Finding
 
-RESOURCE_PATTERNS: dict[str, str] = {
-    "memory": r"(?i)(out ?of ?memory|\boom\b|killed process|heap (?:usage|space|exhaust)|gc (?:pause|overhead)|"
-    r"garbage collect|memory (?:pressure|limit|exhaust)|cannot allocate memory|allocation fail)",
-    "cpu": r"(?i)(cpu (?:usage|throttl|saturat|load)|load average|throttl(?:ed|ing)|thread pool (?:saturat|exhaust|full)|"
-    r"request queue (?:depth|full))",
-    "cache": r"(?i)(cache (?:full|miss|evict|exhaust|capacity)|evicted \d+ (?:entries|keys|items)|eviction)",
-    "connection_pool": r"(?i)(pool (?:exhausted|is full|timeout)|connection is not available|too many (?:connections|clients)|"
-    r"remaining connection slots|max_connections|could not (?:obtain|acquire) (?:a )?connection)",
-    "disk": r"(?i)(no space left|disk (?:full|quota)|enospc|filesystem full|inode)",
-}
+__all__ = ["RESOURCE_PATTERNS", "classify_expr", "detect_resources"]
+
 METRIC_RESOURCES = {"memory": "memory", "mem": "memory", "heap": "memory", "cpu": "cpu", "cache": "cache",
                     "pool": "connection_pool", "connection": "connection_pool", "disk": "disk", "filesystem": "disk"}
-
-
-def classify_expr(message: pl.Expr) -> pl.Expr:
-    """The resource a log message speaks of, or null."""
-    expr = pl.lit(None, dtype=pl.String)
-    for resource, pattern in reversed(list(RESOURCE_PATTERNS.items())):
-        expr = pl.when(message.str.contains(pattern)).then(pl.lit(resource)).otherwise(expr)
-    return expr
 
 
 @register("resources", order=50)
@@ -69,7 +56,7 @@ def detect_resources(dataset: Dataset, context: AnalysisContext) -> list[Finding
 
 def _from_events(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     findings: list[Finding] = []
-    events = dataset.events
+    events = weighted_events(dataset)
     base_s = context.observed_s(context.baseline)
     inc_s = context.observed_s(context.incident)
     if events.height == 0 or base_s <= 0 or inc_s <= 0:
@@ -84,18 +71,20 @@ def _from_events(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
         return findings
     in_base = in_window("ts", context.baseline.start, context.baseline.end)
     in_inc = in_window("ts", context.incident.start, context.incident.end)
+    keys = ["resource", "service"]
     per = (
-        tagged.group_by("resource", "service")
+        tagged.group_by(keys)
         .agg(
-            in_base.sum().alias("b"), in_inc.sum().alias("i"),
-            pl.col("signal").filter(in_inc).mode().sort(nulls_last=True).first().alias("signal"),
-            pl.col("host").filter(in_inc).mode().sort(nulls_last=True).first().alias("host"),
+            pl.col("n").filter(in_base).sum().alias("b"), pl.col("n").filter(in_inc).sum().alias("i"),
             pl.col("message").filter(in_inc).first().alias("example"),
-            pl.col("level").filter(in_inc).is_in(["ERROR", "FATAL"]).sum().alias("errors"),
+            pl.col("n").filter(in_inc & pl.col("level").is_in(["ERROR", "FATAL"])).sum().alias("errors"),
         )
-        .sort("resource", "service")
+        .join(weighted_mode(tagged, keys, "signal", in_inc), on=keys, how="left", nulls_equal=True)
+        .join(weighted_mode(tagged, keys, "host", in_inc), on=keys, how="left", nulls_equal=True)
+        .select(*keys, "b", "i", "signal", "host", "example", "errors")
+        .sort(keys)
     )
-    local = _host_local(dataset, context, tagged, in_base, in_inc)
+    local = _host_local(dataset, events, context, tagged, in_base, in_inc)
     findings.extend(local)
     local_hosts = {(f.subject, f.where) for f in local}
     for resource, service, b, i, signal, host, example, errors in per.iter_rows():
@@ -119,7 +108,7 @@ def _burst(tagged: pl.DataFrame, context: AnalysisContext, resource: str, by: st
     if i < 5 or i < 3 * max(expected, 0.5) or z < 4:
         return None
     base_mask, inc_mask, grid = window_masks(context)
-    sub = tagged.filter((pl.col("resource") == resource) & (pl.col(by) == where)).group_by("bucket").len().with_columns(pl.lit(1).alias("k"))
+    sub = tagged.filter((pl.col("resource") == resource) & (pl.col(by) == where)).group_by("bucket").agg(pl.col("n").sum().alias("len")).with_columns(pl.lit(1).alias("k"))
     values = dense_series(sub, ["k"], "len", context).get((1,), np.zeros(len(grid)))
     onset = onset_at(grid, onset_time(values, base_mask, inc_mask), context.bucket_s)
     return Finding(
@@ -137,24 +126,26 @@ def _burst(tagged: pl.DataFrame, context: AnalysisContext, resource: str, by: st
 HOST_SHARE = 0.8  # share of a resource's incident events on one host that makes the problem host-local
 
 
-def _host_local(dataset: Dataset, context: AnalysisContext, tagged: pl.DataFrame, in_base: pl.Expr, in_inc: pl.Expr) -> list[Finding]:
+def _host_local(dataset: Dataset, events: pl.DataFrame, context: AnalysisContext, tagged: pl.DataFrame, in_base: pl.Expr, in_inc: pl.Expr) -> list[Finding]:
     """Resource evidence concentrated on one host of several (GC pauses, heap warnings and the kernel's
     OOM killer of one machine, whatever service or syslog tag wrote them): one finding located at that
     host, so the cause names the machine and not only the service."""
-    hosts = [dataset.events.select("host"), dataset.requests.select("host")]
+    hosts = [events.select("host"), dataset.requests.select("host")]
     if dataset.request_aggregates is not None:  # the rows of the vantages they carry are a sample: a host may be missing from it
         hosts.append(dataset.request_aggregates.counts.filter(pl.col("dimension") == "host").select(pl.col("value").alias("host")))
     hosts_seen = pl.concat(hosts)["host"].drop_nulls().n_unique()
     if hosts_seen < 2:
         return []
+    keys = ["resource", "host"]
     per = (
         tagged.filter(pl.col("host").is_not_null())
-        .group_by("resource", "host")
-        .agg(in_base.sum().alias("b"), in_inc.sum().alias("i"),
-             pl.col("signal").filter(in_inc).mode().sort(nulls_last=True).first().alias("signal"),
+        .group_by(keys)
+        .agg(pl.col("n").filter(in_base).sum().alias("b"), pl.col("n").filter(in_inc).sum().alias("i"),
              pl.col("service").filter(in_inc).unique().sort().alias("services"),
              pl.col("message").filter(in_inc).first().alias("example"),
-             pl.col("level").filter(in_inc).is_in(["ERROR", "FATAL"]).sum().alias("errors"))
+             pl.col("n").filter(in_inc & pl.col("level").is_in(["ERROR", "FATAL"])).sum().alias("errors"))
+        .join(weighted_mode(tagged.filter(pl.col("host").is_not_null()), keys, "signal", in_inc), on=keys, how="left", nulls_equal=True)
+        .select(*keys, "b", "i", "signal", "services", "example", "errors")
         .with_columns((pl.col("i") / pl.col("i").sum().over("resource")).alias("share"))
         .filter(pl.col("share") >= HOST_SHARE)
         .sort("resource", "host")

@@ -35,7 +35,7 @@ from typing import cast
 import numpy as np
 import polars as pl
 
-from rca.model import AnalysisContext, RequestAggregates, Series
+from rca.model import EVENTS_SCHEMA, AnalysisContext, Dataset, RequestAggregates, Series
 
 MAD_TO_SIGMA = 1.4826
 
@@ -581,4 +581,36 @@ def to_series(values: np.ndarray, grid: list[datetime], context: AnalysisContext
         bucket_s=context.bucket_s,
         values=tuple(None if not np.isfinite(v) else round(float(v), 4) for v in values),
         label=label,
+    )
+
+
+def weighted_events(dataset: Dataset) -> pl.DataFrame:
+    """The log events detectors count, as EVENTS_SCHEMA rows with a weight `n` (events the row stands for)
+    and `last_ts`: every row weighing 1, except for the inputs whose events were sampled
+    (`Dataset.event_aggregates`), whose rows are only a sample and are replaced by one row per counted key:
+    its example's message, line and logger, `ts` its first event and `last_ts` its last, weighing its
+    count. Every event of a key has the same level, service, host, message shape (template) and resource
+    class, so sums of `n` over any of those are the counts of every event. A key is placed in a window by
+    its first event: exact when the window edges fall on the counts' bucket edges (automatic windows do)."""
+    rows = dataset.events.with_columns(pl.lit(1, pl.Int64).alias("n"), pl.col("ts").alias("last_ts"))
+    counted = dataset.event_aggregates
+    if counted is None:
+        return rows
+    keys = counted.counts.select(
+        pl.col("first_ts").alias("ts"), "level", "service", "host", "logger", pl.col("example").alias("message"),
+        pl.lit(None, pl.String).alias("attributes"), pl.lit(None, pl.String).alias("trace_id"), "origin", "line", "signal",
+        pl.col("events").alias("n"), "last_ts",
+    )
+    assert keys.columns[: len(EVENTS_SCHEMA)] == list(EVENTS_SCHEMA)
+    return pl.concat([rows.filter(~pl.col("origin").is_in(counted.origins)), keys], how="vertical_relaxed")
+
+
+def weighted_mode(frame: pl.DataFrame, by: list[str], column: str, where: pl.Expr) -> pl.DataFrame:
+    """Per group of `by`, the value of `column` weighing most (sum of `n`, `weighted_events`) among the rows
+    where `where` holds; on a tie the smallest, a null only when nothing else is there (as
+    `mode().sort(nulls_last=True).first()` on unweighted rows). Groups without such rows are left out."""
+    return (
+        frame.filter(where).group_by([*by, column]).agg(pl.col("n").sum().alias("_weight"))
+        .sort([*by, "_weight", column], descending=[False] * len(by) + [True, False], nulls_last=True)
+        .group_by(by, maintain_order=True).agg(pl.col(column).first())
     )

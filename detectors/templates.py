@@ -38,40 +38,17 @@ from rca.detectors.stats import (
     per_minute,
     poisson_excess_z,
     to_series,
+    weighted_events,
+    weighted_mode,
     window_masks,
 )
 from rca.findings import TemplateDetails
+from rca.messages import WILDCARD, first_line_expr, mask_expr
 from rca.model import AnalysisContext, Dataset, Finding, Window
 
-WILDCARD = "<*>"
+__all__ = ["WILDCARD", "add_templates", "detect_templates", "first_line_expr", "mask_expr", "mine"]
+
 SIM_THRESHOLD = 0.5
-_H = "[0-9a-fA-F]"
-_B = r"(?-u:\b)"  # ASCII word boundary: much faster than the Unicode one
-_WORD = r"[A-Za-z0-9_.\-]"
-# One alternation, one pass; at each position the first (more specific) shape wins.
-MASKS: tuple[str, ...] = (
-    rf"{_H}{{8}}-{_H}{{4}}-{_H}{{4}}-{_H}{{4}}-{_H}{{12}}",  # uuid
-    rf"(?:{_H}{{2}}:){{5}}{_H}{{2}}",  # mac
-    r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]+)?",  # ipv4[:port]
-    rf"{_B}0[xX]{_H}+{_B}",  # hex literal
-    rf"{_B}{_H}*[0-9]{_H}*[a-fA-F]{_H}*{_B}|{_B}{_H}*[a-fA-F]{_H}*[0-9]{_H}*{_B}",  # hex ids
-    rf"(?:/{_WORD}*)*/{_WORD}*[0-9]{_WORD}*(?:/{_WORD}*)*",  # paths holding a number
-    rf"{_WORD}*[0-9]{_WORD}*@{_WORD}+",  # user@host
-    r"(?:(?-u:\B)[-+])?[0-9]+(?:[.,][0-9]+)*(?:[eE][-+]?[0-9]+)?",  # numbers; a sign only after a non-word
-)
-_MASK = "(?:" + "|".join(MASKS) + ")"
-_GLUED = r"<\*>(?:[A-Za-z0-9_.\-:]*<\*>)+"  # runs of masks glued together
-
-
-def first_line_expr(message: pl.Expr) -> pl.Expr:
-    """The first line of a (possibly multi-line) message, stripped."""
-    return message.str.split("\n").list.first().str.strip_chars()
-
-
-def mask_expr(message: pl.Expr) -> pl.Expr:
-    """The first line of `message` with the obvious variables replaced by `<*>` (vectorized)."""
-    masked = first_line_expr(message).str.replace_all(_MASK, WILDCARD).str.replace_all(_GLUED, WILDCARD)
-    return masked.str.replace_all(r"\s+", " ")
 
 
 @dataclass
@@ -111,16 +88,20 @@ def template_id(template: str) -> str:
     return hashlib.blake2b(template.encode(), digest_size=5).hexdigest()
 
 
-def add_templates(frame: pl.DataFrame, column: str = "message") -> pl.DataFrame:
+def add_templates(frame: pl.DataFrame, column: str = "message", weight: str | None = None) -> pl.DataFrame:
     """`frame` with `template` and `template_id` columns mined from `column` (null messages stay null).
+    With `weight`, a row stands for that many messages (`weighted_events`).
 
     Masking runs once per distinct first line and mining once per distinct masked line, so repeated
     messages cost a hash lookup.
     """
     first = frame.select(first_line_expr(pl.col(column)).alias("_first"))["_first"]
-    shapes = (
-        first.drop_nulls().value_counts(name="_n").with_columns(mask_expr(pl.col("_first")).alias("_masked"))
-    )
+    if weight is None:
+        counted = first.drop_nulls().value_counts(name="_n")
+    else:
+        counted = (pl.DataFrame({"_first": first, "_w": frame[weight]}).drop_nulls("_first")
+                   .group_by("_first").agg(pl.col("_w").sum().cast(pl.UInt32).alias("_n")))
+    shapes = counted.with_columns(mask_expr(pl.col("_first")).alias("_masked"))
     # Most frequent masked shapes first, so a template starts from a typical member.
     order = shapes.group_by("_masked").agg(pl.col("_n").sum()).sort("_n", "_masked", descending=[True, False])
     mapping = mine(order["_masked"].to_list())
@@ -149,7 +130,8 @@ def log_coverage(events: pl.DataFrame, context: AnalysisContext) -> pl.DataFrame
     started late, or it holds only the minutes around a fault) has no baseline of its own: the analysis
     windows are chosen from the signal with the longest history, and comparing with seconds it never
     covered would make every template look new. Inputs covering no second of either window are left out."""
-    extents = events.group_by(_ORIGIN).agg(pl.col("ts").min().alias("first"), pl.col("ts").max().alias("last")).sort("_origin")
+    last = pl.col("last_ts") if "last_ts" in events.columns else pl.col("ts")  # a counted key's last event (weighted_events)
+    extents = events.group_by(_ORIGIN).agg(pl.col("ts").min().alias("first"), last.max().alias("last")).sort("_origin")
     rows = []
     for origin, first, last in extents.iter_rows():
         end = last + timedelta(microseconds=1)  # its last line is inside what it covers
@@ -163,7 +145,7 @@ def log_coverage(events: pl.DataFrame, context: AnalysisContext) -> pl.DataFrame
 @register("templates", order=40)
 def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     """new_template, template_burst and error_message findings over the events frame."""
-    events = dataset.events.filter(pl.col("message").is_not_null() & (pl.col("message") != ""))
+    events = weighted_events(dataset).filter(pl.col("message").is_not_null() & (pl.col("message") != ""))
     if events.height == 0:
         return []
     coverage = log_coverage(events, context)
@@ -175,24 +157,25 @@ def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding
     )
     if windowed.height == 0:
         return []
-    tagged = add_templates(windowed).with_columns(
+    tagged = add_templates(windowed, weight="n").with_columns(
         pl.coalesce("service", "host", pl.lit("?")).alias("where"), bucket_expr(context), _ORIGIN
     )
     in_base = (pl.col("ts") >= context.baseline.start) & (pl.col("ts") < context.baseline.end)
     in_inc = (pl.col("ts") >= context.incident.start) & (pl.col("ts") < context.incident.end)
     # per input first: each compares its incident with its own baseline, over the seconds it covered of each
+    per_input = ["template_id", "where", "_origin"]
     per_origin = (
-        tagged.group_by("template_id", "where", "_origin")
+        tagged.group_by(per_input)
         .agg(
             pl.col("template").first(),
-            in_base.sum().alias("b"),
-            in_inc.sum().alias("i"),
-            pl.len().alias("rows"),
-            pl.col("level").is_in(["ERROR", "FATAL"]).sum().alias("errors"),
-            pl.col("signal").filter(in_inc).mode().sort(nulls_last=True).first().alias("signal"),
-            pl.col("host").filter(in_inc).mode().sort(nulls_last=True).first().alias("host"),
+            pl.col("n").filter(in_base).sum().alias("b"),
+            pl.col("n").filter(in_inc).sum().alias("i"),
+            pl.col("n").sum().alias("rows"),
+            pl.col("n").filter(pl.col("level").is_in(["ERROR", "FATAL"])).sum().alias("errors"),
             pl.col("message").filter(in_inc).first().alias("example"),
         )
+        .join(weighted_mode(tagged, per_input, "signal", in_inc), on=per_input, how="left", nulls_equal=True)
+        .join(weighted_mode(tagged, per_input, "host", in_inc), on=per_input, how="left", nulls_equal=True)
         .join(coverage, on="_origin", how="inner")  # an input without baseline or incident seconds compares nothing
         .with_columns((pl.col("b") * pl.col("inc_s") / pl.col("base_s")).alias("expected"))
     )
@@ -228,7 +211,7 @@ def detect_templates(dataset: Dataset, context: AnalysisContext) -> list[Finding
             "where": [r["where"] for _, r in candidates[: 3 * MAX_FINDINGS]],
         }
     )
-    counts = tagged.join(keys, on=["template_id", "where"]).group_by("template_id", "where", "bucket").len()
+    counts = tagged.join(keys, on=["template_id", "where"]).group_by("template_id", "where", "bucket").agg(pl.col("n").sum().alias("len"))
     series = dense_series(counts, ["template_id", "where"], "len", context)
     findings: list[Finding] = []
     per_kind: dict[str, int] = {}

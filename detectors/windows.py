@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from rca.aggregates import bucket_floor_expr, sketch_quantiles
-from rca.detectors.stats import aggregated_vantages, bucket_grid, gap_mask, robust_z
+from rca.detectors.stats import aggregated_vantages, bucket_grid, gap_mask, robust_z, weighted_events
 from rca.errors import UsageError
 from rca.model import FRAMES, AnalysisContext, Dataset, RequestAggregates, Window
 
@@ -102,10 +102,10 @@ def _feature_matrix(dataset: Dataset, context: AnalysisContext) -> tuple[np.ndar
         for values, col in _service_features(req, per_vantage, vantage, grid, context, aggregates):
             features.append(values)
             floors.append(FLOORS[col])
-    ev = dataset.events
+    ev = weighted_events(dataset)
     if ev.height:
         bad = ev.filter(pl.col("level").is_in(["WARN", "ERROR", "FATAL"]))
-        per = bad.group_by(pl.col("ts").dt.truncate(trunc).alias("bucket")).len()
+        per = bad.group_by(pl.col("ts").dt.truncate(trunc).alias("bucket")).agg(pl.col("n").sum())
         values = np.zeros(len(grid))
         for t, v in per.iter_rows():
             if t in index:
@@ -206,6 +206,8 @@ def find_gaps(dataset: Dataset, context: AnalysisContext) -> tuple[Window, ...]:
         ts = dataset.frame(name)["ts"].drop_nulls()
         if len(ts):
             seen.update(ts.dt.truncate(trunc).unique().to_list())
+    if dataset.event_aggregates is not None:  # the events of sampled inputs: their rows are only a sample
+        seen.update(dataset.event_aggregates.counts["first_ts"].dt.truncate(trunc).unique().to_list())
     observed = np.array([t in seen for t in grid])
     shortest = max(GAP_MIN_BUCKETS, -(-GAP_MIN_S // context.bucket_s))
     gaps: list[Window] = []

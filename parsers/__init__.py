@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from rca.model import Rejected
     from rca.parsers.bounded import RequestSample
+    from rca.parsers.bounded_events import EventSample
     from rca.parsers.sources import Sample, Source
 
 MAX_REJECTED_EXAMPLES = 5
@@ -48,6 +49,9 @@ class ParseOptions:
     # keep at most this many request rows of an input (a uniform sample beyond it, with exact aggregates of
     # every row: `parsers.bounded`), for the formats that read in chunks. None: every row.
     max_request_rows: int | None = None
+    # keep at most this many event rows of an input (a sample beyond it, with exact counts of every event:
+    # `parsers.bounded_events`), for the formats that read in chunks. None: every row.
+    max_event_rows: int | None = None
 
 
 @dataclass
@@ -63,6 +67,8 @@ class ParseResult:
     slow_lines: int = 0  # lines read by a slower per-line path where the format has a fast one (for benchmarks)
     # set when the requests frame holds only a sample (ParseOptions.max_request_rows): aggregates of them all
     request_sample: RequestSample | None = None
+    # set when the events frame holds only a sample (ParseOptions.max_event_rows): counts of them all
+    event_sample: EventSample | None = None
 
 
 @dataclass

@@ -60,17 +60,22 @@ def change_subject_expr(kind: pl.Expr, message: pl.Expr, attributes: pl.Expr) ->
     )
 
 
+def change_kind_expr(message: pl.Expr) -> pl.Expr:
+    """The kind of change (CHANGE_KINDS) a log message announces, or null."""
+    return (
+        pl.when(message.str.contains(_ROLLBACK)).then(pl.lit("rollback"))
+        .when(message.str.contains(_FLAG)).then(pl.lit("flag"))
+        .when(message.str.contains(_DEPLOY)).then(pl.lit("deploy"))
+        .when(message.str.contains(_CONFIG)).then(pl.lit("config"))
+        .when(message.str.contains(_RESTART)).then(pl.lit("restart"))
+        .otherwise(None)
+    )
+
+
 def changes_from_messages(events: pl.DataFrame) -> pl.DataFrame:
     """Deploy/rollback/flag/config/restart announcements in log messages -> `changes` rows."""
     msg = pl.col("message")
-    kind = (
-        pl.when(msg.str.contains(_ROLLBACK)).then(pl.lit("rollback"))
-        .when(msg.str.contains(_FLAG)).then(pl.lit("flag"))
-        .when(msg.str.contains(_DEPLOY)).then(pl.lit("deploy"))
-        .when(msg.str.contains(_CONFIG)).then(pl.lit("config"))
-        .when(msg.str.contains(_RESTART)).then(pl.lit("restart"))
-        .otherwise(None)
-    )
+    kind = change_kind_expr(msg)
     found = (
         events.filter(msg.is_not_null() & pl.col("ts").is_not_null())
         .with_columns(kind.alias("kind"))
@@ -83,6 +88,41 @@ def changes_from_messages(events: pl.DataFrame) -> pl.DataFrame:
         )
     )
     return conform(found, "changes")  # type: ignore[return-value]
+
+
+def dedupe_changes(changes: pl.DataFrame) -> pl.DataFrame:
+    """One row per (kind, service, subject): the earliest sighting. A subject-less announcement is kept
+    only when no versioned change of the same kind and service lies within 5 minutes of it."""
+    if changes.height == 0:
+        return changes
+    # "2.3.1" from a version field and "v2.3.1" from a log line are the same release
+    changes = changes.with_columns(pl.col("subject").str.replace(r"^(\d+\.\d)", "v${1}")).sort("ts", "origin", "line")
+    # the same release seen as a version change and as a "rolled back to v2.3.0" line: keep the most
+    # specific kind (rollback > config > deploy), at the earliest time it was seen
+    priority = pl.col("kind").replace_strict({"rollback": 0, "config": 1, "flag": 2, "deploy": 3, "restart": 4}, default=5)
+    with_subject = (
+        changes.filter(pl.col("subject").is_not_null())
+        .with_columns(pl.col("ts").min().over("service", "subject", "kind").alias("_first"))
+        .sort(priority, "ts")
+        .unique(subset=["service", "subject", "kind"], keep="first", maintain_order=True)
+    )
+    releases = with_subject.filter(pl.col("kind") != "restart")
+    releases = releases.with_columns(priority.alias("_p")).sort("_p", "ts").unique(subset=["service", "subject"], keep="first", maintain_order=True)
+    releases = releases.with_columns(pl.min_horizontal("ts", "_first").alias("ts")).drop("_p")
+    with_subject = pl.concat([releases.drop("_first"), with_subject.filter(pl.col("kind") == "restart").drop("_first")]).sort("ts")
+    bare = changes.filter(pl.col("subject").is_null())
+    if bare.height and with_subject.height:
+        near = bare.join(with_subject.select("kind", "service", pl.col("ts").alias("_ts")), on=["kind", "service"], how="left", nulls_equal=True)
+        near = near.with_columns(((pl.col("_ts") - pl.col("ts")).abs() <= pl.duration(minutes=5)).fill_null(False).alias("_near"))
+        keep = near.group_by("origin", "line", maintain_order=True).agg(pl.col("_near").any()).filter(~pl.col("_near"))
+        bare = bare.join(keep.select("origin", "line"), on=["origin", "line"], how="semi")
+    bare = bare.unique(subset=["kind", "service", "ts"], keep="first", maintain_order=True)
+    out = pl.concat([with_subject, bare]).sort("ts", "kind", "service")
+    # "Starting messages v2.3.1" right after "deployed messages v2.3.1" is the deploy, not another change
+    releases = out.filter(pl.col("kind").is_in(["deploy", "rollback"])).select("service", "subject", pl.col("ts").alias("_rts"))
+    restarts = out.filter(pl.col("kind") == "restart").join(releases, on=["service", "subject"], how="left", nulls_equal=True)
+    echo = restarts.filter(((pl.col("ts") - pl.col("_rts")).abs() <= pl.duration(minutes=5)).fill_null(False)).select("origin", "line")
+    return out.join(echo, on=["origin", "line"], how="anti", nulls_equal=True).sort("ts", "kind", "service")
 
 
 def read_changes_file(source: Source) -> pl.DataFrame:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -198,14 +198,16 @@ def read_share(chunk: LineChunk) -> float | None:
     return chunk.read / chunk.total if chunk.total > 0 else None
 
 
-def map_chunks(source: Source, warnings: list[str], work: Callable[[LineChunk], T], workers: int = 2) -> Iterator[T]:
-    """`work` applied to each chunk of the input (`line_chunks`) on `workers` threads (polars releases
-    the GIL), results in input order; at most `workers + 1` chunks in flight, so memory stays bounded."""
+def map_chunks(source: Source, warnings: list[str], work: Callable[[LineChunk], T], workers: int = 2,
+               chunks: Iterable[LineChunk] | None = None) -> Iterator[T]:
+    """`work` applied to each chunk of the input (`line_chunks`, or the rest of `chunks` when given) on
+    `workers` threads (polars releases the GIL), results in input order; at most `workers + 1` chunks in
+    flight, so memory stays bounded."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
     pending: deque[Future[T]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rca-chunks") as pool:
-        for chunk in line_chunks(source, warnings):
+        for chunk in (line_chunks(source, warnings) if chunks is None else chunks):
             pending.append(pool.submit(work, chunk))
             if len(pending) > workers:
                 yield pending.popleft().result()

@@ -21,10 +21,20 @@ import polars as pl
 
 from rca.aggregates import merge_aggregates
 from rca.errors import InputError
-from rca.model import FRAMES, REQUESTS_SCHEMA, Dataset, InputSummary, Rejected, RequestAggregates, empty_frame
+from rca.model import (
+    FRAMES,
+    REQUESTS_SCHEMA,
+    Dataset,
+    EventAggregates,
+    InputSummary,
+    Rejected,
+    RequestAggregates,
+    empty_frame,
+)
 from rca.parsers import ParseOptions, ParseResult, get_parser, sniff
 from rca.parsers.bounded import RequestSample
-from rca.parsers.changes import changes_from_messages, read_changes_file
+from rca.parsers.bounded_events import EventSample
+from rca.parsers.changes import changes_from_messages, dedupe_changes, read_changes_file
 from rca.parsers.sources import Source, expand_inputs, is_store_url, stdin_source
 from rca.parsers.timezones import Clock, clock_of, naive_time_warnings
 
@@ -181,6 +191,7 @@ def load_dataset(
     collected: dict[str, list[pl.DataFrame]] = {name: [] for name in FRAMES}
     whole: list[pl.DataFrame] = []  # the requests of the inputs read in full (not sampled)
     aggregates: list[RequestAggregates] = []
+    event_counts: list[EventAggregates] = []  # of the inputs whose event rows were sampled
     for url in [i for i in inputs if is_store_url(i)]:
         if progress is not None:
             progress(f"querying {url.split('@')[-1]}", 0, len(inputs))
@@ -216,6 +227,9 @@ def load_dataset(
         if result.request_sample is not None:
             summary = _with_sample(summary, result.request_sample, result.frames["requests"].height, options, tops)
             aggregates.append(result.request_sample.aggregates)
+        if result.event_sample is not None:
+            summary = _with_event_sample(summary, result.event_sample, options)
+            event_counts.append(result.event_sample.aggregates)
         if options.tz == "UTC":  # a zone the user chose is their reading of every offset-less time
             clocks.append(clock_of(source.origin, result.format, source.sample().lines, result.frames if sunk is None else None))
         for name, frame in result.frames.items():
@@ -231,7 +245,7 @@ def load_dataset(
 
     naive = naive_time_warnings(clocks)
     summaries = [replace(s, warnings=(*s.warnings, naive[s.path])) if s.path in naive else s for s in summaries]
-    dataset = Dataset(inputs=summaries, request_aggregates=_merged(aggregates, whole))
+    dataset = Dataset(inputs=summaries, request_aggregates=_merged(aggregates, whole), event_aggregates=_merged_events(event_counts))
     for name in FRAMES:
         frames = collected[name]
         setattr(dataset, name, pl.concat(frames, how="vertical") if frames else empty_frame(name))
@@ -252,41 +266,6 @@ def load_dataset(
         extra += [read_changes_file(src) for src in found]
     dataset.changes = dedupe_changes(pl.concat(extra, how="vertical"))
     return dataset
-
-
-def dedupe_changes(changes: pl.DataFrame) -> pl.DataFrame:
-    """One row per (kind, service, subject): the earliest sighting. A subject-less announcement is kept
-    only when no versioned change of the same kind and service lies within 5 minutes of it."""
-    if changes.height == 0:
-        return changes
-    # "2.3.1" from a version field and "v2.3.1" from a log line are the same release
-    changes = changes.with_columns(pl.col("subject").str.replace(r"^(\d+\.\d)", "v${1}")).sort("ts", "origin", "line")
-    # the same release seen as a version change and as a "rolled back to v2.3.0" line: keep the most
-    # specific kind (rollback > config > deploy), at the earliest time it was seen
-    priority = pl.col("kind").replace_strict({"rollback": 0, "config": 1, "flag": 2, "deploy": 3, "restart": 4}, default=5)
-    with_subject = (
-        changes.filter(pl.col("subject").is_not_null())
-        .with_columns(pl.col("ts").min().over("service", "subject", "kind").alias("_first"))
-        .sort(priority, "ts")
-        .unique(subset=["service", "subject", "kind"], keep="first", maintain_order=True)
-    )
-    releases = with_subject.filter(pl.col("kind") != "restart")
-    releases = releases.with_columns(priority.alias("_p")).sort("_p", "ts").unique(subset=["service", "subject"], keep="first", maintain_order=True)
-    releases = releases.with_columns(pl.min_horizontal("ts", "_first").alias("ts")).drop("_p")
-    with_subject = pl.concat([releases.drop("_first"), with_subject.filter(pl.col("kind") == "restart").drop("_first")]).sort("ts")
-    bare = changes.filter(pl.col("subject").is_null())
-    if bare.height and with_subject.height:
-        near = bare.join(with_subject.select("kind", "service", pl.col("ts").alias("_ts")), on=["kind", "service"], how="left", nulls_equal=True)
-        near = near.with_columns(((pl.col("_ts") - pl.col("ts")).abs() <= pl.duration(minutes=5)).fill_null(False).alias("_near"))
-        keep = near.group_by("origin", "line", maintain_order=True).agg(pl.col("_near").any()).filter(~pl.col("_near"))
-        bare = bare.join(keep.select("origin", "line"), on=["origin", "line"], how="semi")
-    bare = bare.unique(subset=["kind", "service", "ts"], keep="first", maintain_order=True)
-    out = pl.concat([with_subject, bare]).sort("ts", "kind", "service")
-    # "Starting messages v2.3.1" right after "deployed messages v2.3.1" is the deploy, not another change
-    releases = out.filter(pl.col("kind").is_in(["deploy", "rollback"])).select("service", "subject", pl.col("ts").alias("_rts"))
-    restarts = out.filter(pl.col("kind") == "restart").join(releases, on=["service", "subject"], how="left", nulls_equal=True)
-    echo = restarts.filter(((pl.col("ts") - pl.col("_rts")).abs() <= pl.duration(minutes=5)).fill_null(False)).select("origin", "line")
-    return out.join(echo, on=["origin", "line"], how="anti", nulls_equal=True).sort("ts", "kind", "service")
 
 
 def _with_sample(summary: InputSummary, sample: RequestSample, kept: int, options: ParseOptions, tops: bool) -> InputSummary:
@@ -313,6 +292,30 @@ def _with_sample(summary: InputSummary, sample: RequestSample, kept: int, option
         top_sources=_top_aggregated(counts, "source") if tops else (),
         warnings=(*summary.warnings, note),
     )
+
+
+def _with_event_sample(summary: InputSummary, sample: EventSample, options: ParseOptions) -> InputSummary:
+    """The summary of an input whose events were sampled: every event counted, its range from the counts
+    of them all, and a line saying what the sample is."""
+    counts = sample.aggregates.counts
+    firsts = [t for t in (summary.first_ts, cast("datetime | None", counts["first_ts"].min())) if t is not None]
+    lasts = [t for t in (summary.last_ts, cast("datetime | None", counts["last_ts"].max())) if t is not None]
+    note = (
+        f"{sample.rows:,} log events, over the {options.max_event_rows:,} kept in memory: {sample.kept:,} kept for drill-down "
+        f"({sample.priority_share:.2%} of the warnings, errors, change and resource messages, {sample.other_share:.2%} of the others, "
+        f"by line hash). Exact over every event: counts per bucket of each level, message template and resource, per service and host"
+    )
+    return replace(summary, rows={**summary.rows, "events": sample.rows}, first_ts=min(firsts) if firsts else None,
+                   last_ts=max(lasts) if lasts else None, warnings=(*summary.warnings, note))
+
+
+def _merged_events(counts: list[EventAggregates]) -> EventAggregates | None:
+    """The event counts of the sampled inputs together (each input keeps its own bucket width: detectors
+    place a key by its first event's time), None when no input was sampled."""
+    if not counts:
+        return None
+    return EventAggregates(max(c.bucket_s for c in counts), pl.concat([c.counts for c in counts]),
+                           tuple(sorted({o for c in counts for o in c.origins})))
 
 
 def _top_aggregated(counts: pl.DataFrame, dimension: str) -> tuple[tuple[str, int], ...]:

@@ -12,6 +12,7 @@ ids by a cumulative sum over "starts a record", continuation lines joined with a
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,10 +20,19 @@ from pathlib import PurePath
 
 import polars as pl
 
-from rca.model import conform
+from rca.model import Rejected, conform, empty_frame
 from rca.parsers import ParseOptions, ParseResult, register
+from rca.parsers.bounded_events import BoundedEvents
 from rca.parsers.fields import parse_iso, parse_timestamp
-from rca.parsers.lines import read_lines, rejected_examples
+from rca.parsers.lines import (
+    LineChunk,
+    Lines,
+    chunk_lines,
+    line_chunks,
+    map_chunks,
+    read_lines,
+    rejected_examples,
+)
 from rca.parsers.sources import Sample, Source
 
 _LEVEL_NAMES = "TRACE|DEBUG|INFO|NOTICE|WARN(?:ING)?|ERROR|ERR|SEVERE|FATAL|CRITICAL|CRIT|EMERG|ALERT"
@@ -56,6 +66,9 @@ LAYOUTS = (
     Layout("node-epoch", r"^\d+ (?P<host>\S+) (?P<logger>\S+) \S+ (?P<ts>1\d{9}) -?\d+ (?P<message>.*)$"),
     Layout("epoch", r"^(?P<ts>1\d{9}(?:\.\d+)?)\b" + _REST),
 )
+_NOT_BLANK = pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != "")
+_ORPHAN = "no timestamp at the start and no record before it"
+_BAD_TS = "unreadable timestamp"
 _COMPILED = {layout.name: re.compile(layout.pattern) for layout in LAYOUTS}
 _LEVELS = {"V": "TRACE", "D": "DEBUG", "I": "INFO", "W": "WARN", "E": "ERROR", "F": "FATAL", "WARNING": "WARN", "ERR": "ERROR", "SEVERE": "ERROR", "CRITICAL": "FATAL", "CRIT": "FATAL",
            "EMERG": "FATAL", "ALERT": "FATAL", "NOTICE": "INFO"}
@@ -110,19 +123,25 @@ def _reference_time(source: Source) -> tuple[datetime, str]:
     return datetime.now(UTC), "now"
 
 
-def _without_year(records: pl.DataFrame, layout: Layout, options: ParseOptions, reference: tuple[datetime, str]) -> tuple[pl.Series, str]:
+def _without_year(records: pl.DataFrame, layout: Layout, options: ParseOptions, reference: tuple[datetime, str]) -> tuple[pl.Series, tuple[int, ...]]:
     """Timestamps without a year read in the latest year that puts them no later than the reference
     (a day of slack for the zone): a syslog written in December and read in January is last year's,
-    and never dated in the future. Returns the times and the warning stating the assumption."""
-    ref, what = reference
+    and never dated in the future. Returns the times and the years they were given."""
+    ref, _ = reference
     this = _timestamps(pl.col("ts"), layout, options, ref.year)
     last = _timestamps(pl.col("ts"), layout, options, ref.year - 1)
     limit = pl.lit(ref + timedelta(days=1), pl.Datetime("us", "UTC"))
     ts = records.select(pl.when(this > limit).then(last).otherwise(pl.coalesce(this, last))).to_series()
-    years: list[int] = ts.dt.year().drop_nulls().unique().sort().to_list() or [ref.year]
+    return ts, tuple(ts.dt.year().drop_nulls().unique().sort().to_list())
+
+
+def _year_note(years: tuple[int, ...], options: ParseOptions, reference: tuple[datetime, str]) -> str:
+    """The warning stating the year assumed for timestamps without one."""
+    ref, what = reference
+    years = tuple(sorted(years)) or (ref.year,)
     assumed = str(years[0]) if years[0] == years[-1] else f"{years[0]}-{years[-1]}"
-    return ts, (f"timestamps have no year: assumed {assumed} (none after {what}, {ref:%Y-%m-%d}) in {options.tz} "
-                "(set --year/--tz)")
+    return (f"timestamps have no year: assumed {assumed} (none after {what}, {ref:%Y-%m-%d}) in {options.tz} "
+            "(set --year/--tz)")
 
 
 def _tz(tz: str) -> str:
@@ -149,26 +168,101 @@ class TextLogParser:
         return (0.7 if layout.signal == "syslog" else 0.55) * share
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
+        if options.max_event_rows is not None:  # analysis: in chunks, in bounded memory
+            return self._parse_in_chunks(source, options)
         lines = read_lines(source)
-        frame = lines.frame.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
-        layout, _ = _best_layout(tuple(frame["text"].head(200).to_list()))
-        if layout is None:
-            layout = next(item for item in LAYOUTS if item.name == self.layouts[0])
+        frame = lines.frame.filter(_NOT_BLANK)
+        layout = self._layout(frame)
         parsed = text_records(frame, layout, options, source.origin, reference=_reference_time(source))
         events = parsed.records.with_columns(signal=pl.lit(layout.signal))
         bad_ts = events.filter(pl.col("ts").is_null())
         events = events.filter(pl.col("ts").is_not_null())
         rejected = list(lines.rejected)
-        rejected += rejected_examples(parsed.orphans, "no timestamp at the start and no record before it")
-        rejected += rejected_examples(bad_ts.select("line", "text"), "unreadable timestamp")
+        rejected += rejected_examples(parsed.orphans, _ORPHAN)
+        rejected += rejected_examples(bad_ts.select("line", "text"), _BAD_TS)
         return ParseResult(
-            format=f"{self.name}:{layout.name}" if self.name == "text" else self.name,
+            format=self._format(layout),
             frames={"events": conform(events, "events")},  # type: ignore[dict-item]
             lines=lines.total,
             rejected=lines.rejected_count + parsed.orphans.height + bad_ts.height,
             rejected_examples=sorted(rejected, key=lambda r: r.line)[:5],
             warnings=list(lines.warnings) + parsed.warnings,
         )
+
+    def _layout(self, frame: pl.DataFrame) -> Layout:
+        layout, _ = _best_layout(tuple(frame["text"].head(200).to_list()))
+        return layout or next(item for item in LAYOUTS if item.name == self.layouts[0])
+
+    def _format(self, layout: Layout) -> str:
+        return f"{self.name}:{layout.name}" if self.name == "text" else self.name
+
+    def _parse_in_chunks(self, source: Source, options: ParseOptions) -> ParseResult:
+        """`parse` reading the input a chunk of lines at a time (two at once) into `BoundedEvents`: the same
+        records (a record whose continuation lines begin the next chunk gets them), at most
+        `options.max_event_rows` rows kept, with exact counts of every event beyond."""
+        warnings: list[str] = []
+        chunks = line_chunks(source, warnings)
+        first = next(chunks, None)
+        if first is None:
+            return ParseResult(format=self.name, frames={"events": empty_frame("events")}, lines=0, warnings=warnings)
+        head = chunk_lines(source.origin, first).frame.filter(_NOT_BLANK)
+        layout = self._layout(head)
+        reference = _reference_time(source)
+
+        def one(chunk: LineChunk) -> tuple[Lines, TextRecords]:
+            lines = head_lines if chunk is first else chunk_lines(source.origin, chunk)
+            return lines, text_records(lines.frame.filter(_NOT_BLANK), layout, options, source.origin, reference=reference)
+
+        head_lines = chunk_lines(source.origin, first)
+        bounded = BoundedEvents(options.max_event_rows)
+        total = rejected_count = 0
+        rejected: list[Rejected] = []
+        years: set[int] = set()
+        year_less = False
+        held: pl.DataFrame | None = None  # the last record read: its continuation may begin the next chunk
+        for index, (lines, parsed) in enumerate(map_chunks(source, warnings, one, chunks=itertools.chain([first], chunks))):
+            total += lines.total
+            rejected_count += lines.rejected_count
+            rejected += lines.rejected
+            years.update(parsed.years)
+            year_less = year_less or bool(parsed.warnings)
+            records, orphans = parsed.records, parsed.orphans
+            if orphans.height and held is not None and index:  # lines continuing the record before the chunk
+                more = "\n".join(orphans["text"].to_list())
+                held = held.with_columns(pl.col("message") + pl.lit("\n" + more))
+            elif orphans.height:
+                rejected_count += orphans.height
+                rejected += rejected_examples(orphans, _ORPHAN)
+            if not records.height:
+                continue
+            done = records.head(records.height - 1)
+            if held is not None:
+                done = pl.concat([held.select(done.columns), done], how="vertical_relaxed")
+            held = records.tail(1)
+            rejected_count += self._emit(done, layout, bounded, rejected)
+        if held is not None:
+            rejected_count += self._emit(held, layout, bounded, rejected)
+        if year_less:
+            warnings.append(_year_note(tuple(years), options, reference))
+        result = ParseResult(
+            format=self._format(layout),
+            frames={"events": bounded.frame(empty_frame("events")), "changes": bounded.changes(empty_frame("changes"))},
+            lines=total,
+            rejected=rejected_count,
+            rejected_examples=sorted(rejected, key=lambda r: r.line)[:5],
+            warnings=warnings,
+        )
+        result.event_sample = bounded.sample()
+        return result
+
+    @staticmethod
+    def _emit(records: pl.DataFrame, layout: Layout, bounded: BoundedEvents, rejected: list[Rejected]) -> int:
+        """Hand complete records to `bounded`; returns how many had an unreadable timestamp (rejected)."""
+        bad_ts = records.filter(pl.col("ts").is_null())
+        if bad_ts.height and len(rejected) < 50:
+            rejected += rejected_examples(bad_ts.select("line", "text"), _BAD_TS)
+        bounded.add(conform(records.filter(pl.col("ts").is_not_null()).with_columns(signal=pl.lit(layout.signal)), "events"))
+        return bad_ts.height
 
 
 @dataclass(frozen=True)
@@ -179,6 +273,7 @@ class TextRecords:
     records: pl.DataFrame
     orphans: pl.DataFrame
     warnings: list[str]
+    years: tuple[int, ...] = ()  # the years assumed for timestamps without one (none when they have one)
 
 
 def text_records(frame: pl.DataFrame, layout: Layout, options: ParseOptions, origin: str,
@@ -199,13 +294,15 @@ def text_records(frame: pl.DataFrame, layout: Layout, options: ParseOptions, ori
     )
     records = fields.filter(pl.col("_starts")).join(continuation, on="_record", how="left", maintain_order="left")
     warnings: list[str] = []
+    years: tuple[int, ...] = ()
     if layout.name in ("iso", "rfc5424"):
         ts = parse_iso(records["ts"], options.tz)
     elif layout.name in ("epoch", "flag-epoch", "node-epoch"):
         ts = parse_timestamp(records["ts"])
     elif layout.name in _YEARLESS and options.year is None:
-        ts, note = _without_year(records, layout, options, reference or (datetime.now(UTC), "now"))
-        warnings.append(note)
+        reference = reference or (datetime.now(UTC), "now")
+        ts, years = _without_year(records, layout, options, reference)
+        warnings.append(_year_note(years, options, reference))
     else:
         ts = records.select(_timestamps(pl.col("ts"), layout, options, options.year or datetime.now(UTC).year)).to_series()
     records = records.with_columns(ts.alias("_ts"))
@@ -229,7 +326,7 @@ def text_records(frame: pl.DataFrame, layout: Layout, options: ParseOptions, ori
         ts=pl.col("_ts"), level=level, host=host, logger=logger, service=service, message=message,
         origin=pl.lit(origin),
     )
-    return TextRecords(records=records, orphans=orphans, warnings=warnings)
+    return TextRecords(records=records, orphans=orphans, warnings=warnings, years=years)
 
 
 _LEVEL_WORDS = ((r"(?i)\b(fatal|panic|crash(?:ed)?|out of memory|oomkilled|segmentation fault|core dumped)\b", "FATAL"),

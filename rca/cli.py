@@ -342,7 +342,7 @@ def analyze(
 ) -> None:
     """Rank the likely causes of the incident in INPUTS, with evidence and ruled-out paths."""
     from rca.model import ANALYZED_REQUEST_COLUMNS
-    from rca.pipeline import AnalyzeOptions, analyze_dataset, analyzed_request_rows, load
+    from rca.pipeline import AnalyzeOptions, analyze_dataset, analyzed_event_rows, analyzed_request_rows, load
 
     err = _stderr_console(quiet)
     _check_writable(output, "the report")  # fail before reading anything
@@ -364,11 +364,11 @@ def analyze(
     progress, update = _progress(err, quiet)  # stderr on a terminal only, whatever the report format
     if progress is not None:
         with progress:
-            dataset = load(inputs, options, progress=update, request_columns=ANALYZED_REQUEST_COLUMNS, max_request_rows=analyzed_request_rows())
+            dataset = load(inputs, options, progress=update, request_columns=ANALYZED_REQUEST_COLUMNS, max_request_rows=analyzed_request_rows(), max_event_rows=analyzed_event_rows())
             _warn_inputs(err, dataset.inputs)
             report = analyze_dataset(dataset, options, update)
     else:
-        dataset = load(inputs, options, request_columns=ANALYZED_REQUEST_COLUMNS, max_request_rows=analyzed_request_rows())
+        dataset = load(inputs, options, request_columns=ANALYZED_REQUEST_COLUMNS, max_request_rows=analyzed_request_rows(), max_event_rows=analyzed_event_rows())
         _warn_inputs(err, dataset.inputs)
         report = analyze_dataset(dataset, options)
     _warn_coarse_buckets(err, report, bucket)

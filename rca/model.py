@@ -220,6 +220,45 @@ class RequestAggregates:
     last: datetime | None = None
 
 
+# --- event aggregates (code: parsers/bounded_events.py; docs: docs/aggregates.md, "Events") ---------
+# Exact counts of every log event of a big input per (signal, origin, service, host, bucket, level, shape,
+# resource), mergeable by summing: what the event detectors (errors, templates, resources, window
+# features) read for the inputs whose event rows were sampled. `shape` and `resource` are
+# rca.messages.mask_expr / classify_expr of the message, so every event of a key has the same template
+# and resource class; the key's example (its first event's message, line and logger) stands for them all.
+# Past this many events an input keeps a sample of its rows and these aggregates of them all (about 0.3 GB
+# of rows at this count); RCA_MAX_EVENT_ROWS overrides it (tests and benchmarks take the bounded path on small inputs).
+MAX_ANALYZED_EVENT_ROWS = 1_000_000
+EVENT_AGGREGATE_KEY = ("signal", "origin", "service", "host", "bucket", "level", "shape", "resource")
+EVENT_AGGREGATES_SCHEMA: dict[str, pl.DataType] = {
+    "signal": pl.String(),
+    "origin": pl.String(),
+    "service": pl.String(),
+    "host": pl.String(),
+    "bucket": TS,  # bucket start: ts floored to a multiple of bucket_s since the epoch
+    "level": pl.String(),
+    "shape": pl.String(),  # the first line of the message with its variables masked (rca.messages.mask_expr)
+    "resource": pl.String(),  # rca.messages.classify_expr of the message, null when none
+    "events": pl.Int64(),
+    "first_ts": TS,  # the key's first and last event
+    "last_ts": TS,
+    "line": pl.Int64(),  # the key's first event (lowest line): its line, message and logger
+    "example": pl.String(),
+    "logger": pl.String(),
+}
+
+
+@dataclass(frozen=True)
+class EventAggregates:
+    """Log events counted per EVENT_AGGREGATE_KEY (EVENT_AGGREGATES_SCHEMA) at buckets of at most `bucket_s`
+    seconds (epoch-aligned; inputs aggregated at finer widths keep theirs), for the inputs in `origins`:
+    their rows in `Dataset.events` are only a sample."""
+
+    bucket_s: int
+    counts: pl.DataFrame
+    origins: tuple[str, ...]
+
+
 @overload
 def conform(frame: pl.DataFrame, name: str, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame: ...
 
@@ -292,6 +331,8 @@ class Dataset:
     # Exact aggregates of every request of the store inputs (ClickHouse) whose rows were sampled: their
     # rows in `requests` are that sample, these carry every count (None when no input was sampled).
     request_aggregates: RequestAggregates | None = None
+    # Exact counts of every log event of the inputs whose event rows were sampled (None when none was)
+    event_aggregates: EventAggregates | None = None
 
     def frame(self, name: str) -> pl.DataFrame:
         return getattr(self, name)
@@ -309,6 +350,10 @@ class Dataset:
         if aggregates is not None and aggregates.first is not None and aggregates.last is not None:
             lows.append(aggregates.first)
             highs.append(aggregates.last)
+        events = self.event_aggregates
+        if events is not None and events.counts.height:
+            lows.append(cast(datetime, events.counts["first_ts"].min()))
+            highs.append(cast(datetime, events.counts["last_ts"].max()))
         if not lows:
             return None
         return min(lows), max(highs)

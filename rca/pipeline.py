@@ -13,7 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
-from rca.model import ANALYZED_REQUEST_COLUMNS, MAX_ANALYZED_REQUEST_ROWS, AnalysisContext, Dataset, Report
+from rca.model import (
+    ANALYZED_REQUEST_COLUMNS,
+    MAX_ANALYZED_EVENT_ROWS,
+    MAX_ANALYZED_REQUEST_ROWS,
+    AnalysisContext,
+    Dataset,
+    Report,
+)
 from rca.parsers import ParseOptions
 
 ProgressFn = Callable[[str, int, int], None]  # (stage or file, bytes done, bytes total; 0 when not counted)
@@ -39,6 +46,12 @@ def analyzed_request_rows() -> int:
     return int(text) if text.strip().isdigit() and int(text) > 0 else MAX_ANALYZED_REQUEST_ROWS
 
 
+def analyzed_event_rows() -> int:
+    """The event rows of one input analysis keeps (MAX_ANALYZED_EVENT_ROWS, or RCA_MAX_EVENT_ROWS)."""
+    text = os.environ.get("RCA_MAX_EVENT_ROWS", "")
+    return int(text) if text.strip().isdigit() and int(text) > 0 else MAX_ANALYZED_EVENT_ROWS
+
+
 def load(
     inputs: Sequence[str],
     options: AnalyzeOptions,
@@ -46,18 +59,20 @@ def load(
     stdin: BinaryIO | None = None,
     request_columns: tuple[str, ...] | None = None,
     max_request_rows: int | None = None,
+    max_event_rows: int | None = None,
 ) -> Dataset:
     """Read every input into one Dataset (raises InputError only when nothing is readable). With
     `request_columns`, the requests' other columns are not kept (nulls): analysis passes
     `ANALYZED_REQUEST_COLUMNS`, what it reads. With `max_request_rows`, an input with more requests keeps
     a sample of them and exact aggregates of them all (`Dataset.request_aggregates`): analysis passes
-    `analyzed_request_rows()`."""
+    `analyzed_request_rows()`; `max_event_rows` likewise for log events (`Dataset.event_aggregates`)."""
     from dataclasses import replace
 
     from rca.parsers.loader import load_dataset
 
     parse = replace(options.parse, store_since=options.baseline_since, store_until=options.until, store_incident_since=options.since,
-                    request_columns=request_columns, max_request_rows=max_request_rows)
+                    request_columns=request_columns, max_request_rows=max_request_rows,
+                    max_event_rows=max_event_rows)
     return load_dataset(
         inputs, parse, changes_files=options.changes_files, progress=progress, stdin=stdin
     )
@@ -102,5 +117,6 @@ def analyze(
 ) -> Report:
     """Read the inputs and return the ranked causes of the incident they show."""
     options = options or AnalyzeOptions()
-    dataset = load(inputs, options, progress=progress, stdin=stdin, request_columns=ANALYZED_REQUEST_COLUMNS, max_request_rows=analyzed_request_rows())
+    dataset = load(inputs, options, progress=progress, stdin=stdin, request_columns=ANALYZED_REQUEST_COLUMNS, max_request_rows=analyzed_request_rows(),
+                   max_event_rows=analyzed_event_rows())
     return analyze_dataset(dataset, options, progress)

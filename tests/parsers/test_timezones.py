@@ -85,3 +85,56 @@ def test_the_cli_names_the_file_read_as_utc_and_its_likely_offset(tmp_path, seed
     assert json.loads(result.stdout)["inputs"]  # the report still comes
     chosen = CliRunner().invoke(app, ["analyze", str(tmp_path), "-f", "json", "--tz", f"Etc/GMT{-offset_h:+d}"])
     assert "without a UTC offset" not in chosen.stderr  # a zone the user chose is not second-guessed
+
+
+def _activity(tmp_path: Path, seed: int, offset_h: float, minutes: int) -> tuple[Path, Path]:
+    """An access log with offsets and a JSON-lines app log without trace ids whose clock is `offset_h`
+    ahead of UTC, written without offset; both follow the same traffic, whose shape (bursts, lulls)
+    varies with the seed."""
+    rng = np.random.default_rng(seed)
+    rate = np.repeat(rng.gamma(2.0, 1.0, minutes // 5 + 1), 5)[:minutes]  # five-minute levels
+    rate[rng.integers(0, minutes)] *= 8  # a burst
+    access, app_log = tmp_path / "access.log", tmp_path / "app.jsonl"
+    access_lines, app_lines = [], []
+    for minute, level in enumerate(rate):
+        for s in np.sort(rng.uniform(0, 60, rng.poisson(20 * level))):
+            t = T0 + timedelta(minutes=minute, seconds=float(s))
+            access_lines.append(f'10.0.0.{int(s) % 200} - - [{t:%d/%b/%Y:%H:%M:%S} +0000] "GET /api/items HTTP/1.1" 200 512')
+        for s in np.sort(rng.uniform(0, 60, rng.poisson(3 * level))):
+            local = T0 + timedelta(minutes=minute, seconds=float(s), hours=offset_h)
+            app_lines.append(json.dumps({"ts": f"{local:%Y-%m-%dT%H:%M:%S.%f}"[:-3], "level": "info", "msg": "cache lookup done"}))
+    access.write_text("\n".join(access_lines) + "\n")
+    app_log.write_text("\n".join(app_lines) + "\n")
+    return access, app_log
+
+
+def _clock_warnings(path: Path) -> list[str]:
+    result = CliRunner().invoke(app, ["analyze", str(path), "-f", "json"])
+    assert result.exit_code == 0, result.stderr
+    return [line for line in result.stderr.splitlines() if "without a UTC offset" in line]
+
+
+@pytest.mark.parametrize("seed, minutes", [(0, 45), (1, 90), (2, 240)])
+def test_a_log_whose_activity_lines_up_as_read_is_not_second_guessed(tmp_path, seed, minutes):
+    _activity(tmp_path, seed, 0, minutes)
+    assert _clock_warnings(tmp_path) == []
+
+
+@pytest.mark.parametrize("seed, offset_h", [(3, 2), (4, -7), (5, 5.5)])
+def test_the_offset_is_inferred_from_lined_up_activity(tmp_path, seed, offset_h):
+    _, app_log = _activity(tmp_path, seed, offset_h, 120)
+    [warning] = _clock_warnings(tmp_path)
+    zone = f"{'+' if offset_h > 0 else '-'}{int(abs(offset_h)):02d}:{int(abs(offset_h) % 1 * 60):02d}"
+    assert warning.startswith(f"rca: warning: {app_log}:") and "activity lines up" in warning and f"likely UTC{zone}" in warning
+
+
+def test_steady_days_of_activity_leave_the_offset_unknown(tmp_path):
+    """Two days of the same traffic every hour line up at every offset: none is claimed, the warning stays."""
+    access, app_log = tmp_path / "access.log", tmp_path / "app.jsonl"
+    hours = 48
+    access.write_text("".join(f'10.0.0.1 - - [{T0 + timedelta(minutes=m, seconds=s):%d/%b/%Y:%H:%M:%S} +0000] "GET / HTTP/1.1" 200 5\n'
+                              for m in range(hours * 60) for s in (5, 35)))
+    app_log.write_text("".join(json.dumps({"ts": f"{T0 + timedelta(minutes=m, seconds=20):%Y-%m-%dT%H:%M:%S}", "level": "info", "msg": "tick"}) + "\n"
+                               for m in range(hours * 60)))
+    [warning] = _clock_warnings(tmp_path)
+    assert "if this file's clock is local, pass --tz" in warning
