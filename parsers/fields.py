@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -33,6 +33,9 @@ from rca.parsers.endpoints import normalize_endpoints, strip_query_expr
 from rca.parsers.lines import LineChunk, Lines, chunk_lines, has_long_line, map_chunks, read_share
 from rca.parsers.sources import Source
 from rca.parsers.versions import VERSION_SIGHTING, VersionState
+
+if TYPE_CHECKING:
+    from rca.parsers.bounded_events import EventSample
 
 CANDIDATES: dict[str, tuple[str, ...]] = {
     "ts": ("ts", "time", "timestamp", "@timestamp", "t", "datetime", "date", "time_local", "logged_at",
@@ -392,6 +395,7 @@ class FinishedRows:
     no_ts: pl.DataFrame  # (line, text, reason) of the first records without a readable timestamp
     no_ts_count: int  # records without a readable timestamp (rejected)
     request_sample: RequestSample | None  # aggregates of every request when `frames["requests"]` is a sample
+    event_sample: EventSample | None  # counts of every event when `frames["events"]` is a sample
 
 
 NO_TS_EXAMPLES = 5
@@ -401,14 +405,18 @@ class RowsFinisher:
     """Mapped batches of one input finished as they come, in line order: versions filled in per host and
     service and version changes from small state (`parsers.versions`), request rows kept through
     `BoundedRequests` (every row up to `max_request_rows`, past it a uniform sample and exact aggregates of
-    them all), records without a timestamp counted. No step holds every row at once."""
+    them all) and event rows through `BoundedEvents` (likewise past `max_event_rows`), records without a
+    timestamp counted. No step holds every row at once."""
 
-    def __init__(self, max_request_rows: int | None = None, request_columns: Sequence[str] | None = None):
+    def __init__(self, max_request_rows: int | None = None, request_columns: Sequence[str] | None = None, max_event_rows: int | None = None):
+        # here, not at the top: it reads change announcements, whose parser reads times with this module
+        from rca.parsers.bounded_events import BoundedEvents
+
         self.versions = VersionState()
         self.requests = BoundedRequests(max_request_rows)
+        self.events = BoundedEvents(max_event_rows)
         # `line` decides which rows a sample keeps; the loader drops the columns the analysis does not read
         self.request_columns = None if request_columns is None else [c for c in REQUESTS_SCHEMA if c in (*request_columns, "line")]
-        self.events: list[pl.DataFrame] = []
         self.no_ts_lines: list[int] = []
         self.no_ts_count = 0
 
@@ -420,22 +428,27 @@ class RowsFinisher:
         self.versions.sight(pl.concat([f.select(*VERSION_SIGHTING) for f in (requests, events)]))
         self.requests.add(requests if self.request_columns is None else requests.select(self.request_columns), read_share)
         if events.height:
-            self.events.append(compact(events.drop("version")))  # versions serve the state only; own buffers, not the chunk's
+            self.add_events(compact(events.drop("version")))  # versions serve the state only; own buffers, not the chunk's
         self.no_ts_count += part.no_ts.height
         self.no_ts_lines += part.no_ts.get_column("line").head(NO_TS_EXAMPLES - len(self.no_ts_lines)).to_list()
+
+    def add_events(self, events: pl.DataFrame) -> None:
+        """Take more events of the input (EVENTS_SCHEMA): each batch's, then any made once every batch is read."""
+        self.events.add(events)
 
     def finish(self) -> FinishedRows:
         """The frames of every batch taken, each pending version resolved."""
         version = self.versions.resolve(pl.col("version"), pl.col("service")).alias("version")
         requests = conform(self.requests.frame(empty_frame("requests")), "requests").with_columns(version)
-        events = pl.concat(self.events) if self.events else empty_frame("events")
         sample = self.requests.sample()
         if sample is not None:
             resolved = self.versions.resolve(pl.col("value"), pl.col("service"))  # two hosts, or a host and a logged version, may become one
             sample = replace(sample, aggregates=relabel(sample.aggregates, "version", resolved))
         no_ts = pl.DataFrame({"line": self.no_ts_lines, "text": [None] * len(self.no_ts_lines), "reason": ["no readable timestamp"] * len(self.no_ts_lines)},
                              schema={"line": pl.Int64(), "text": pl.String(), "reason": pl.String()})
-        return FinishedRows({"requests": requests, "events": conform(events, "events"), "changes": self.versions.changes()}, no_ts, self.no_ts_count, sample)
+        changes = pl.concat([self.versions.changes(), self.events.changes(empty_frame("changes"))])  # and those announced by events not kept
+        frames = {"requests": requests, "events": self.events.frame(empty_frame("events")), "changes": changes}
+        return FinishedRows(frames, no_ts, self.no_ts_count, sample, self.events.sample())
 
 
 def finish_rows(parts: Iterable[MappedRows], max_request_rows: int | None = None, request_columns: Sequence[str] | None = None) -> FinishedRows:

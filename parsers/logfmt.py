@@ -140,7 +140,7 @@ class LogfmtParser:
             flat, bad, bad_count = _pairs(lines.frame)
             return map_flat(flat, source.origin, "app_log", options.fields, options.tz, default_service), lines, bad, bad_count, read_share(chunk)
 
-        finisher = RowsFinisher(options.max_request_rows, options.request_columns)
+        finisher = RowsFinisher(options.max_request_rows, options.request_columns, options.max_event_rows)
         total = Lines(frame=pl.DataFrame(schema={"line": pl.Int64, "text": pl.String}), total=0, warnings=warnings)
         bad: list[Rejected] = []
         bad_count = 0
@@ -191,6 +191,7 @@ class LogfmtParser:
             rejected_examples=sorted(rejected, key=lambda r: r.line)[:5],
             warnings=list(lines.warnings),
             request_sample=finished.request_sample,
+            event_sample=finished.event_sample,
         )
 
 register(LogfmtParser())

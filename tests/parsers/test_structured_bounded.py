@@ -176,21 +176,27 @@ def _logfmt(flat: pl.DataFrame) -> bytes:
 
 @pytest.mark.parametrize(("name", "encode"), [("jsonl", _jsonl), ("logfmt", _logfmt)])
 def test_parsers_take_the_bounded_path(name: str, encode, monkeypatch: pytest.MonkeyPatch):
-    """A JSON-lines and a logfmt input over the bound: every request counted, a sample kept, the same
-    version changes as read whole."""
+    """A JSON-lines and a logfmt input over both bounds: every request and event counted, samples kept
+    that are the whole input's rows at their lines, the same version changes as read whole."""
     monkeypatch.setattr("rca.parsers.lines.CHUNK_BYTES", 16 << 10)  # many chunks from a small input
     data = encode(records(7, 2_000))
     parser = get_parser(name)
     whole = parser.parse(Source(origin=f"app.{name}", data=data), ParseOptions())
-    bounded = parser.parse(Source(origin=f"app.{name}", data=data), ParseOptions(max_request_rows=300))
+    bounded = parser.parse(Source(origin=f"app.{name}", data=data), ParseOptions(max_request_rows=300, max_event_rows=100))
     assert whole.request_sample is None and bounded.request_sample is not None
     assert bounded.request_sample.rows == whole.frames["requests"].height
     assert bounded.frames["requests"].height <= 300
     assert (bounded.lines, bounded.rejected) == (whole.lines, whole.rejected)
     assert_frame_equal(bounded.frames["changes"], whole.frames["changes"])
-    assert_frame_equal(bounded.frames["events"], whole.frames["events"])
-    kept = bounded.frames["requests"]["line"]
-    assert_frame_equal(bounded.frames["requests"], whole.frames["requests"].filter(pl.col("line").is_in(kept.implode())))
+    for frame in ("requests", "events"):
+        kept = bounded.frames[frame]["line"]
+        assert_frame_equal(bounded.frames[frame], whole.frames[frame].filter(pl.col("line").is_in(kept.implode())))
+    assert whole.event_sample is None and bounded.event_sample is not None
+    assert bounded.event_sample.rows == whole.frames["events"].height
+    counts = bounded.event_sample.aggregates.counts
+    exact = whole.frames["events"].group_by("service", "level").len().rename({"len": "events"})
+    summed = counts.group_by("service", "level").agg(pl.col("events").sum())
+    assert_frame_equal(summed.sort("service", "level", nulls_last=True), exact.sort("service", "level", nulls_last=True), check_dtypes=False)
 
 
 def test_json_lines_analysed_bounded_name_the_same_cause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
