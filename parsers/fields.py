@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import orjson
@@ -28,14 +28,13 @@ from polars.datatypes import (
 from rca.aggregates import relabel
 from rca.model import EVENTS_SCHEMA, REQUESTS_SCHEMA, Rejected, conform, empty_frame
 from rca.parsers.bounded import BoundedRequests, RequestSample, compact
+from rca.parsers.bounded_events import BoundedEvents, EventSample
+from rca.parsers.decoding import parse_json_lines, parse_timestamp
 from rca.parsers.distinct import per_distinct
 from rca.parsers.endpoints import normalize_endpoints, strip_query_expr
 from rca.parsers.lines import LineChunk, Lines, chunk_lines, has_long_line, map_chunks, read_share
 from rca.parsers.sources import Source
 from rca.parsers.versions import VERSION_SIGHTING, VersionState
-
-if TYPE_CHECKING:
-    from rca.parsers.bounded_events import EventSample
 
 CANDIDATES: dict[str, tuple[str, ...]] = {
     "ts": ("ts", "time", "timestamp", "@timestamp", "t", "datetime", "date", "time_local", "logged_at",
@@ -89,19 +88,6 @@ _LEVEL_NAMES = {
 }
 
 
-def flatten(record: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Nested objects to dotted keys; lists are kept as values."""
-    if out is None:
-        out = {}
-    for key, value in record.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flatten(value, name + ".", out)
-        else:
-            out[name] = value
-    return out
-
-
 def _column(values: list[Any], name: str) -> pl.Series:
     if any(isinstance(v, list | dict) for v in values):  # objects and lists as JSON text, not polars' spelling of them
         return pl.Series(name, [None if v is None else (v if isinstance(v, str) else orjson.dumps(v).decode()) for v in values], dtype=pl.String)
@@ -120,65 +106,6 @@ def _as_string(s: pl.Series) -> pl.Series:
     if s.dtype == pl.Boolean or s.dtype.is_numeric():
         return s.cast(pl.String)
     return s.cast(pl.String, strict=False)
-
-
-def parse_timestamp(values: pl.Series, tz: str = "UTC") -> pl.Series:
-    """Epoch numbers (s/ms/µs/ns by magnitude, numeric strings too) or ISO-8601 text -> Datetime(us, UTC)."""
-    if values.dtype.is_numeric():
-        num = values.cast(pl.Float64)
-    else:
-        num = values.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
-    magnitude = num.abs()
-    micros = (
-        pl.select(
-            pl.when(magnitude < 1e11).then(num * 1e6)
-            .when(magnitude < 1e14).then(num * 1e3)
-            .when(magnitude < 1e17).then(num)
-            .otherwise(num / 1e3)
-            .round(0)
-            .cast(pl.Int64, strict=False)  # beyond the Int64 range (9.2e21 s): no readable time, not a crash
-            .cast(pl.Datetime("us", "UTC"))
-        ).to_series()
-    )
-    if values.dtype.is_integer():
-        # integers exactly (a float64 loses the last digits of nanosecond epochs)
-        ints = values.cast(pl.Int64)
-        mag = ints.abs()
-        exact = pl.select(
-            pl.when(pl.lit(mag) < 10**11).then(pl.lit(ints) * 1_000_000)
-            .when(pl.lit(mag) < 10**14).then(pl.lit(ints) * 1_000)
-            .when(pl.lit(mag) < 10**17).then(pl.lit(ints))
-            .otherwise(pl.lit(ints) // 1_000)
-            .cast(pl.Datetime("us", "UTC"))
-        ).to_series()
-        return exact.alias("ts")
-    if values.dtype.is_numeric():
-        return micros.alias("ts")
-    text = values.cast(pl.String).str.strip_chars()
-    iso = parse_iso(text, tz)
-    return pl.select(pl.coalesce(pl.lit(iso), pl.lit(micros))).to_series().alias("ts")
-
-
-def parse_iso(text: pl.Series, tz: str) -> pl.Series:
-    # the usual shape (`2026-01-05T14:00:00.363Z`) in one pass; anything else through the rules below
-    usual = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", strict=False, time_unit="us", time_zone="UTC")
-    if usual.null_count() == text.null_count():
-        return usual
-    norm = (
-        text.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]", "${1}T")
-        .str.replace(r"[Zz]$", "+00:00")
-        .str.replace(r"([+-]\d{2})(\d{2})$", "${1}:${2}")
-        .str.replace(r",(\d+)", ".${1}")
-    )
-    has_zone = norm.str.contains(r"[+-]\d{2}:\d{2}$")
-    zone = "+00:00" if tz.upper() in ("UTC", "Z") else None
-    if zone is None:
-        naive = norm.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us")
-        naive = naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
-    else:
-        naive = (norm + zone).str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us", time_zone="UTC")
-    zoned = norm.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us", time_zone="UTC")
-    return pl.select(pl.when(pl.lit(has_zone)).then(pl.lit(zoned)).otherwise(pl.lit(naive))).to_series()
 
 
 def normalize_level(values: pl.Series) -> pl.Series:
@@ -409,9 +336,6 @@ class RowsFinisher:
     timestamp counted. No step holds every row at once."""
 
     def __init__(self, max_request_rows: int | None = None, request_columns: Sequence[str] | None = None, max_event_rows: int | None = None):
-        # here, not at the top: it reads change announcements, whose parser reads times with this module
-        from rca.parsers.bounded_events import BoundedEvents
-
         self.versions = VersionState()
         self.requests = BoundedRequests(max_request_rows)
         self.events = BoundedEvents(max_event_rows)
@@ -463,28 +387,6 @@ def image_tag(values: pl.Series) -> pl.Series:
     """`registry:5000/team/api:1.4.2` (or `...@sha256:...`) -> `1.4.2`; null when the reference has no tag."""
     tag = values.str.extract(r"^[^@]*/?[^/@:]+:([\w][\w.\-]{0,127})(?:@.*)?$", 1)
     return pl.select(pl.coalesce(pl.lit(tag), pl.lit(values.str.extract(r"@(?:sha256:)?([0-9a-f]{12})", 1)))).to_series().alias(values.name)
-
-
-def parse_json_lines(texts: Iterable[str | None]) -> tuple[list[dict[str, Any]], list[int], list[tuple[int, str, str]]]:
-    """orjson over each line: (flattened records, their 1-based positions, rejected (pos, text, reason))."""
-    records: list[dict[str, Any]] = []
-    positions: list[int] = []
-    rejected: list[tuple[int, str, str]] = []
-    loads = orjson.loads
-    for i, text in enumerate(texts):
-        if text is None or not text.strip():
-            continue
-        try:
-            value = loads(text)
-        except orjson.JSONDecodeError as exc:
-            rejected.append((i, text[:160], f"invalid JSON ({str(exc).split(':')[0]})"))
-            continue
-        if not isinstance(value, dict):
-            rejected.append((i, text[:160], "JSON value is not an object"))
-            continue
-        records.append(flatten(value))
-        positions.append(i)
-    return records, positions, rejected
 
 
 JSON_BATCH_LINES = 50_000  # lines decoded by polars at a time; a batch it cannot decode is halved

@@ -22,14 +22,8 @@ import polars as pl
 from rca.errors import InputError
 from rca.model import Rejected, empty_frame
 from rca.parsers import ParseOptions, ParseResult, register
-from rca.parsers.fields import (
-    FinishedRows,
-    RowsFinisher,
-    json_chunks,
-    map_flat,
-    parse_json_lines,
-    records_to_frames,
-)
+from rca.parsers.decoding import parse_json_lines
+from rca.parsers.fields import FinishedRows, RowsFinisher, json_chunks, map_flat, records_to_frames
 from rca.parsers.lines import Lines, read_lines
 from rca.parsers.otlp.common import looks_like_otlp_json
 from rca.parsers.sources import Sample, Source
