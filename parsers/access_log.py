@@ -52,6 +52,7 @@ from rca.parsers.lines import (
     MAX_LINE_BYTES,
     LineChunk,
     Lines,
+    byte_offsets,
     line_chunks,
     read_lines,
     read_share,
@@ -431,7 +432,7 @@ def _escapes(data: bytes) -> list[bytes]:
     if b"\\" not in data:
         return []
     arr = np.frombuffer(data, np.uint8)
-    after = set(arr[np.minimum(np.flatnonzero(arr == 92) + 1, len(arr) - 1)].tolist())
+    after = set(arr[np.minimum(byte_offsets(data, 92) + 1, len(arr) - 1)].tolist())
     return [escape for escape in _STAND_IN if escape[1] in after]
 
 

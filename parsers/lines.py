@@ -118,8 +118,26 @@ class LineChunk:
     def line_ends(self) -> np.ndarray:
         """Offsets of the line breaks in `data` (found once, on demand)."""
         if self._ends is None:
-            self._ends = np.flatnonzero(np.frombuffer(self.data, np.uint8) == 10)
+            self._ends = byte_offsets(self.data, 10)
         return self._ends
+
+
+_COMPARED_BYTES = 1 << 18
+
+
+def count_byte(data: bytes, byte: int) -> int:
+    """How many times `byte` occurs in `data`. Compared a quarter megabyte at a time: a temporary array the
+    size of a chunk is fresh memory each time, which the kernel zeroes (numpy asks huge pages for it), a
+    small one is reused; a third of `bytes.count`'s time."""
+    view = np.frombuffer(data, np.uint8)
+    return sum(int(np.count_nonzero(view[i : i + _COMPARED_BYTES] == byte)) for i in range(0, view.size, _COMPARED_BYTES))
+
+
+def byte_offsets(data: bytes, byte: int) -> np.ndarray:
+    """The offsets of `byte` in `data`, ascending (int64; compared as `count_byte` does)."""
+    view = np.frombuffer(data, np.uint8)
+    found = [np.flatnonzero(view[i : i + _COMPARED_BYTES] == byte) + i for i in range(0, view.size, _COMPARED_BYTES)]
+    return np.concatenate(found) if found else np.zeros(0, np.int64)
 
 
 def line_chunks(source: Source, warnings: list[str], chunk_bytes: int | None = None) -> Iterator[LineChunk]:
@@ -135,7 +153,7 @@ def line_chunks(source: Source, warnings: list[str], chunk_bytes: int | None = N
             continue
         data = b"".join((carry, memoryview(block)[:cut]))  # one copy
         carry = block[cut:]
-        count = int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10))  # a third of bytes.count's time
+        count = count_byte(data, 10)
         if source.on_read is not None:
             source.on_read(read, total)
         yield LineChunk(data, first, count, read, total)

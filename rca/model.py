@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import cast, overload
+from typing import TYPE_CHECKING, cast, overload
 
 import polars as pl
 
-from rca.findings import FindingDetails
+if TYPE_CHECKING:
+    from rca.findings import FindingDetails
 
 TS = pl.Datetime("us", "UTC")
 
@@ -404,6 +405,14 @@ class AnalysisContext:
 
 # --- findings and hypotheses ------------------------------------------------------------------
 
+def _no_details() -> FindingDetails:
+    """The details of a finding that records none. `rca.findings` is imported here, not at the top: the
+    parsers read this module, and the two dozen detail classes would cost every `rca ingest` their set-up."""
+    from rca.findings import FindingDetails
+
+    return FindingDetails()
+
+
 @dataclass(frozen=True)
 class Series:
     """A regular time series behind a finding, for charts: value per bucket from `start`."""
@@ -447,7 +456,7 @@ class Finding:
     excess: float | None = None
     share_explained: float | None = None
     series: Series | None = None
-    details: FindingDetails = field(default_factory=FindingDetails)  # typed per kind (rca/findings.py)
+    details: FindingDetails = field(default_factory=_no_details)  # typed per kind (rca/findings.py)
 
 
 # Finding kinds, the vocabulary shared by detectors and the ranker.
