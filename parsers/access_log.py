@@ -263,7 +263,10 @@ def parse_lines(frame: pl.DataFrame, compiled: CompiledFormat, origin: str, tz: 
     out = _with_request(fields.with_columns(matched.alias("_matched")), names)
     out = out.with_columns(**exprs).with_columns(_REASON.alias("_reason"))
     bad = out.filter(pl.col("_reason").is_not_null()).select("line", "text", pl.col("_reason").alias("reason"))
-    return _finish(out.filter(pl.col("_reason").is_null()), origin), bad
+    good = out.filter(pl.col("_reason").is_null())
+    if not good.height:  # only garbage (the few lines a chunk's split sends here): nothing to finish
+        return empty_frame("requests"), bad
+    return _finish(good, origin), bad
 
 
 # --- fast path: polars' CSV reader splits the fields -------------------------------------------------
@@ -469,7 +472,8 @@ def split_chunk(
     if not numbers:
         return SplitChunk(requests, chunk.lines, chunk.first_line + chunk.lines - 1, 0, [], 0)
     slow = _regex_chunk(chunk, numbers, compiled, origin, tz, schema, index if data is chunk.data else None)
-    both = pl.concat([requests, slow.requests]).sort("line")
+    # the split's rows are in line order: a sort is needed only to place the regex's among them
+    both = pl.concat([requests, slow.requests]).sort("line") if slow.requests.height else requests
     return SplitChunk(both, chunk.lines, slow.last_line, slow.rejected, slow.examples, slow.slow_lines)
 
 
