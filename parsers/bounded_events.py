@@ -19,7 +19,8 @@ Memory follows distinct keys, not lines: real logs repeat a few thousand shapes 
 Deploys, rollbacks, flag and config changes announced in messages (`parsers.changes.changes_from_messages`)
 are read from every event as it comes, into the input's `changes` frame: the sample may miss the one line
 that announces a release. The rows kept for drill-down: every "priority" event (WARN, ERROR or FATAL, or
-a message naming a resource: few, and the ones a responder reads) and a uniform sample of the others, each at most `max_rows / 2`: a row stays
+a message naming a resource: few, and the ones a responder reads) and a uniform sample of the others, each at most
+`max_rows / 4` (so a sampled input holds no more rows than one just under the cap, beside its counts): a row stays
 when the low `level` bits of a hash of its line number are zero, the level of each group rising by one
 (halving it) each time it passes its cap. Which rows stay depends only on the final levels, not on the
 chunking, so the same input always gives the same sample.
@@ -30,6 +31,7 @@ Bucket width: the widest that divides every analysis bucket the input's span cou
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,7 +39,7 @@ import polars as pl
 
 from rca.aggregates import bucket_floor_expr
 from rca.messages import classify_expr, mask_expr
-from rca.model import EVENT_AGGREGATE_KEY, EVENT_AGGREGATES_SCHEMA, EventAggregates
+from rca.model import EVENT_AGGREGATES_SCHEMA, EventAggregates
 from rca.parsers.bounded import SAMPLE_SEED, aggregate_base_s, compact
 from rca.parsers.changes import changes_from_messages, dedupe_changes
 from rca.parsers.distinct import by_distinct
@@ -60,39 +62,56 @@ class EventSample:
     other_share: float
 
 
+# While reading, counts are keyed by the shape's hash (8 bytes on each bucket's row, not its text) and carry
+# no example: one example per (signal, origin, service, host, level, shape, resource), its latest event, is kept apart and
+# joined at the end (the joined strings are views of the examples' buffers, not copies).
+READ_KEY = ("signal", "origin", "service", "host", "bucket", "level", "shape_id", "resource")
+EXAMPLE_KEY = tuple(c for c in READ_KEY if c != "bucket")
+READ_COLUMNS = [*READ_KEY, "events", "first_ts", "last_ts", "line"]
+READ_SCHEMA = {c: pl.UInt64() if c == "shape_id" else EVENT_AGGREGATES_SCHEMA[c] for c in READ_COLUMNS}
+
+
 def tag_events(rows: pl.DataFrame) -> pl.DataFrame:
-    """`rows` with the key columns an event is counted under (`shape`, `resource`) and `_priority` (WARN or
-    worse, or a resource message: kept before the others). The regexes run once per distinct message."""
+    """`rows` with the key columns an event is counted under (`shape`, its hash `shape_id`, `resource`) and
+    `_priority` (WARN or worse, or a resource message: kept before the others). The regexes run once per
+    distinct message."""
     codes, distinct = by_distinct(rows.get_column("message"))
     message = pl.col("message")
     tags = pl.concat([distinct.to_frame("message"), pl.DataFrame({"message": [None]}, schema={"message": pl.String})]).select(
-        mask_expr(message).alias("shape"), classify_expr(message).alias("resource"))
-    return rows.with_columns(tags.get_column("shape").gather(codes.fill_null(len(distinct))),
-                             tags.get_column("resource").gather(codes.fill_null(len(distinct)))).with_columns(
+        mask_expr(message).alias("shape"), classify_expr(message).alias("resource")).with_columns(pl.col("shape").hash(SAMPLE_SEED).alias("shape_id"))
+    at = codes.fill_null(len(distinct))
+    return rows.with_columns(*(tags.get_column(c).gather(at) for c in ("shape", "shape_id", "resource"))).with_columns(
         (pl.col("level").is_in(PRIORITY_LEVELS).fill_null(False) | pl.col("resource").is_not_null()).alias("_priority")
     )
 
 
-def aggregate_events(tagged: pl.LazyFrame, bucket_s: int) -> pl.DataFrame:
-    """Counts of tagged events (`tag_events`) per EVENT_AGGREGATE_KEY at buckets of `bucket_s` seconds."""
-    first = pl.col("line").arg_min()
-    return tagged.with_columns(bucket_floor_expr(bucket_s).alias("bucket")).group_by(EVENT_AGGREGATE_KEY).agg(
-        pl.len().cast(pl.Int64).alias("events"), pl.col("ts").min().alias("first_ts"), pl.col("ts").max().alias("last_ts"),
-        pl.col("line").min(), pl.col("message").get(first).alias("example"), pl.col("logger").get(first),
-    ).select(list(EVENT_AGGREGATES_SCHEMA)).collect()
+def aggregate_events(tagged: pl.DataFrame, bucket_s: int) -> pl.DataFrame:
+    """Counts of tagged events (`tag_events`) per READ_KEY at buckets of `bucket_s` seconds."""
+    return tagged.lazy().with_columns(bucket_floor_expr(bucket_s).alias("bucket")).group_by(READ_KEY).agg(
+        pl.len().cast(pl.Int64).alias("events"), pl.col("ts").min().alias("first_ts"), pl.col("ts").max().alias("last_ts"), pl.col("line").min(),
+    ).select(READ_COLUMNS).collect()
 
 
 def merge_event_counts(frames: list[pl.DataFrame], bucket_s: int) -> pl.DataFrame:
-    """Event counts of several chunks of one input summed per key, at buckets of `bucket_s` seconds (a
-    multiple of theirs); each key keeps the example of its lowest line."""
-    first = pl.col("line").arg_min()
+    """Event counts (READ_COLUMNS) of several chunks of one input summed per key, at buckets of `bucket_s`
+    seconds (a multiple of theirs), in line order."""
     return (
         pl.concat(frames).lazy().with_columns(bucket_floor_expr(bucket_s, "bucket").alias("bucket"))
-        .group_by(EVENT_AGGREGATE_KEY)
-        .agg(pl.col("events").sum(), pl.col("first_ts").min(), pl.col("last_ts").max(), pl.col("line").min(),
-             pl.col("example").get(first), pl.col("logger").get(first))
-        .select(list(EVENT_AGGREGATES_SCHEMA)).collect()
+        .group_by(READ_KEY)
+        .agg(pl.col("events").sum(), pl.col("first_ts").min(), pl.col("last_ts").max(), pl.col("line").min())
+        .select(READ_COLUMNS).sort("line").collect()
     )
+
+
+def first_examples(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Per EXAMPLE_KEY, the latest event's line, shape, message (`example`) and logger, of tagged events or
+    of such examples: the latest, as a burst that explains an incident is most often at the end of its log."""
+    first = pl.col("line").arg_max()
+    def example(frame: pl.DataFrame) -> pl.Expr:
+        return pl.col("message" if "message" in frame.columns else "example").alias("example")
+
+    return compact(pl.concat([f.select(*EXAMPLE_KEY, "line", "shape", example(f), "logger") for f in frames])
+                   .group_by(EXAMPLE_KEY).agg(pl.col("line").max(), *(pl.col(c).get(first) for c in ("shape", "example", "logger"))))
 
 
 class BoundedEvents:
@@ -111,10 +130,13 @@ class BoundedEvents:
         self.low: datetime | None = None
         self.high: datetime | None = None
         self.counts: list[pl.DataFrame] = []  # per chunk, merged now and then
+        # counts of complete buckets, merged once (a late row of one still counts: the final merge sums all)
+        self.settled: list[pl.DataFrame] = []
         self.counts_rows = 0
         self.merge_at = MERGE_ROWS
         self.counts_bucket_s = 0
         self.announced: list[pl.DataFrame] = []  # changes announced by any event (changes_from_messages)
+        self.examples: pl.DataFrame | None = None  # first_examples of every event counted
         self.announced_rows = 0
 
     def add(self, rows: pl.DataFrame) -> None:
@@ -153,7 +175,19 @@ class BoundedEvents:
         if not self.sampling:
             return None
         base = aggregate_base_s(self._span_s())
-        counts = compact(merge_event_counts(self.counts, base)).sort("origin", "line")  # one key per first line: a fixed order
+        if base != self.counts_bucket_s:
+            self.counts, self.settled = [*self.settled, *self.counts], []
+        pieces = [p for p in (*self.settled, compact(merge_event_counts(self.counts, base)) if self.counts else None) if p is not None and p.height]
+        ranges = [p.select(pl.col("bucket").min().alias("low"), pl.col("bucket").max().alias("high")).row(0) for p in pieces]
+        if any(later[0] <= earlier[1] for earlier, later in itertools.pairwise(ranges)):
+            pieces = [compact(merge_event_counts(pieces, base))]  # a row came late for a settled bucket: sum them all
+        # one key per first line: ordered by it, the same however the input was cut (the pieces are, one after another, unless rows came out of order)
+        counts = pl.concat(pieces, rechunk=False) if pieces else pl.DataFrame(schema=READ_SCHEMA)
+        if not counts.get_column("line").is_sorted():
+            counts = counts.sort("line")
+        assert self.examples is not None
+        examples = self.examples.select(*EXAMPLE_KEY, "shape", "example", "logger")
+        counts = counts.join(examples, on=list(EXAMPLE_KEY), how="left", nulls_equal=True, maintain_order="left").select(list(EVENT_AGGREGATES_SCHEMA))
         origins = tuple(sorted({str(o) for o in counts.get_column("origin").unique().to_list()}))
         kept = sum(p.height for p in (*self.priority, *self.others))
         return EventSample(EventAggregates(base, counts, origins), self.rows, kept,
@@ -170,12 +204,19 @@ class BoundedEvents:
             self.high = high if self.high is None else max(self.high, high)
         tagged = tag_events(rows)
         base = aggregate_base_s(self._span_s())
-        chunk = aggregate_events(tagged.lazy(), base)
+        chunk = aggregate_events(tagged, base)
+        self.examples = first_examples([tagged] if self.examples is None else [self.examples, tagged])
         self.counts.append(compact(chunk))
         self.counts_rows += chunk.height
-        if self.counts_rows > self.merge_at or base != self.counts_bucket_s:  # the span grew: coarsen what is held
-            merged = compact(merge_event_counts(self.counts, base))
-            self.counts, self.counts_rows, self.counts_bucket_s = [merged], merged.height, base
+        if self.counts_rows > self.merge_at or base != self.counts_bucket_s:
+            if base != self.counts_bucket_s:  # the span grew: coarsen all that is held (a coarse bucket may span settled and open ones)
+                self.counts, self.settled = [*self.settled, *self.counts], []
+            merged = merge_event_counts(self.counts, base)
+            if low is not None:  # buckets ending before this chunk's first event are complete (logs run in time order)
+                behind = pl.col("bucket") + pl.duration(seconds=base) <= pl.lit(low)
+                self.settled.append(compact(merged.filter(behind)))
+                merged = merged.filter(~behind)
+            self.counts, self.counts_rows, self.counts_bucket_s = [compact(merged)], merged.height, base  # sorted by line
             self.merge_at = max(MERGE_ROWS, 2 * merged.height)
         announced = changes_from_messages(rows)  # from every event: the sample may miss a deploy line
         if announced.height:
@@ -195,7 +236,7 @@ class BoundedEvents:
 
     def _thin(self, group: str) -> None:
         assert self.max_rows is not None
-        cap = max(1, self.max_rows // 2)
+        cap = max(1, self.max_rows // 4)
         parts: list[pl.DataFrame] = getattr(self, group)
         while sum(p.height for p in parts) > cap:
             self.levels[group] += 1

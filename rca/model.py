@@ -226,7 +226,7 @@ class RequestAggregates:
 # resource), mergeable by summing: what the event detectors (errors, templates, resources, window
 # features) read for the inputs whose event rows were sampled. `shape` and `resource` are
 # rca.messages.mask_expr / classify_expr of the message, so every event of a key has the same template
-# and resource class; the key's example (its first event's message, line and logger) stands for them all.
+# and resource class; the key's example (the latest such event's message and logger) stands for them all.
 # Past this many events an input keeps a sample of its rows and these aggregates of them all (about 0.3 GB
 # of rows at this count); RCA_MAX_EVENT_ROWS overrides it (tests and benchmarks take the bounded path on small inputs).
 MAX_ANALYZED_EVENT_ROWS = 1_000_000
@@ -243,8 +243,8 @@ EVENT_AGGREGATES_SCHEMA: dict[str, pl.DataType] = {
     "events": pl.Int64(),
     "first_ts": TS,  # the key's first and last event
     "last_ts": TS,
-    "line": pl.Int64(),  # the key's first event (lowest line): its line, message and logger
-    "example": pl.String(),
+    "line": pl.Int64(),  # the key's first event (lowest line)
+    "example": pl.String(),  # the message and logger of the latest event with the key's level, shape, resource, service and host (any bucket)
     "logger": pl.String(),
 }
 
