@@ -15,6 +15,8 @@ Inputs are built once into `benchmarks/out/real/` (kept between runs):
   (`0.010, 0.020 : 0.003`), `-` upstream times, and one malformed line in 20,000.
 - `jsonl-1m.jsonl`: the JSON-lines application log of `rca simulate third-party-surge` scaled to about
   1M lines (the simulator's service log shape: flat keys, dotted names, one request a line);
+  `jsonl-5m.jsonl`, `jsonl-10m.jsonl`: `jsonl-1m` repeated, each copy's `ts` shifted by the span of the
+  original (as the Apache copies are), for memory that must stay flat with the length of the log;
   `logfmt-1m.log`: the same records as logfmt (`key=value`, values with spaces or quotes quoted).
 - `loghub-jsonl-1m.jsonl`, `loghub-logfmt-1m.log`: the messages of the 16 loghub systems in
   `/work/shared/corpus/loghub` (32,000 real lines: HDFS, Spark, OpenSSH, Windows, Android, ...; their
@@ -69,14 +71,18 @@ def repeated_corpus(lines: int, path: Path) -> None:
         pl.col("text").str.extract(r"\[([^\]]+)\]").str.strptime(pl.Datetime("us", "UTC"), APACHE_TIME).alias("ts"),
         pl.col("text").str.extract(r"^[^\]]*(\].*)$").alias("tail"),
     )
-    span = corpus["ts"].max() - corpus["ts"].min() + timedelta(hours=1)  # type: ignore[operator]
+    _write_shifted(corpus, lines, path, "%d/%b/%Y:%H:%M:%S +0000", timedelta(hours=1))
+
+
+def _write_shifted(parts: pl.DataFrame, lines: int, path: Path, time_format: str, gap: timedelta) -> None:
+    """Lines of `parts` (head, ts, tail) repeated to `lines` lines, copy k's time shifted by k times
+    their span plus `gap`, written as head + time + tail."""
+    span = parts["ts"].max() - parts["ts"].min() + gap  # type: ignore[operator]
     with open(path, "w", encoding="utf-8") as out:
         copy = 0
-        while copy * corpus.height < lines:
-            n = min(corpus.height, lines - copy * corpus.height)
-            shifted = corpus.head(n).select(
-                pl.concat_str(pl.col("head"), (pl.col("ts") + span * copy).dt.strftime("%d/%b/%Y:%H:%M:%S +0000"), pl.col("tail")).alias("line")
-            )
+        while copy * parts.height < lines:
+            n = min(parts.height, lines - copy * parts.height)
+            shifted = parts.head(n).select(pl.concat_str(pl.col("head"), (pl.col("ts") + span * copy).dt.strftime(time_format), pl.col("tail")).alias("line"))
             out.write("\n".join(shifted["line"].to_list()) + "\n")
             copy += 1
 
@@ -144,6 +150,18 @@ def jsonl(lines: int, path: Path) -> None:
         subprocess.run([rca, "simulate", "third-party-surge", "--scale", f"{lines / 47_355:.2f}", "-o", tmp], check=True, stdout=subprocess.DEVNULL)
         with gzip.open(Path(tmp) / "telemetry" / "app.jsonl.gz", "rb") as src, open(path, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def repeated_jsonl(lines: int, path: Path) -> None:
+    """`jsonl-1m` repeated to `lines` lines, copy k's `ts` shifted by k times its span (plus a minute), so
+    time runs forward as in one long log of the same services."""
+    source = OUT / CASES["jsonl-1m"].file
+    if not source.exists():
+        jsonl(CASES["jsonl-1m"].lines, source)
+    text = pl.scan_lines(source, name="text").collect()
+    parts = text.with_columns(pl.col("text").str.extract_groups(r'^(.*?"ts":")([^"]+)(".*)$').struct.rename_fields(["head", "ts", "tail"])).unnest("text")
+    parts = parts.with_columns(pl.col("ts").str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_unit="us", time_zone="UTC"))
+    _write_shifted(parts, lines, path, "%Y-%m-%dT%H:%M:%S%.3fZ", timedelta(minutes=1))
 
 
 def _logfmt_value(column: str) -> pl.Expr:
@@ -244,6 +262,8 @@ CASES = {
     "apache-10m": Case("apache-10m", "apache-10m.log", repeated_corpus, 10_000_000, GOACCESS_COMBINED),
     "varied-1m": Case("varied-1m", "varied-1m.log", varied, 1_000_000, GOACCESS_VARIED),
     "jsonl-1m": Case("jsonl-1m", "jsonl-1m.jsonl", jsonl, 1_000_000, None, lnav=True, json=True),
+    "jsonl-5m": Case("jsonl-5m", "jsonl-5m.jsonl", repeated_jsonl, 5_000_000, None, json=True),
+    "jsonl-10m": Case("jsonl-10m", "jsonl-10m.jsonl", repeated_jsonl, 10_000_000, None, json=True),
     "logfmt-1m": Case("logfmt-1m", "logfmt-1m.log", logfmt, 1_000_000, None, lnav=True),
     "loghub-jsonl-1m": Case("loghub-jsonl-1m", "loghub-jsonl-1m.jsonl", loghub_jsonl, 1_000_000, None, lnav=True, json=True),
     "loghub-logfmt-1m": Case("loghub-logfmt-1m", "loghub-logfmt-1m.log", loghub_logfmt, 1_000_000, None, lnav=True),

@@ -55,6 +55,7 @@ from rca.parsers.lines import (
     byte_offsets,
     line_chunks,
     read_lines,
+    read_share,
     rejected_examples,
 )
 from rca.parsers.sources import Sample, Source
@@ -535,8 +536,7 @@ def split_chunks(
     with ThreadPoolExecutor(max_workers=CONVERT_WORKERS, thread_name_prefix="rca-convert") as pool:
         try:
             for chunk in line_chunks(source, warnings):
-                share = chunk.read / chunk.total if chunk.total > 0 else None
-                pending.append((pool.submit(split_chunk, chunk, layout, compiled, source.origin, tz, schema), share))
+                pending.append((pool.submit(split_chunk, chunk, layout, compiled, source.origin, tz, schema), read_share(chunk)))
                 if len(pending) > CONVERT_WORKERS:
                     future, share = pending.pop(0)
                     yield replace(future.result(), read_share=share)

@@ -244,9 +244,12 @@ class BoundedRequests:
     def _settle(self, aggregates: RequestAggregates) -> None:
         """Keep the aggregates of complete buckets, pruned; prune them all harder while over the budget."""
         pruned = _compacted(prune_aggregates(aggregates, self.share))
+        if any(a.bucket_s != pruned.bucket_s for a in self.settled):  # the span read grew to a wider width: coarsen the older ones now
+            self.settled = [_compacted(merge_aggregates(self.settled, pruned.bucket_s))]
+            self.settled_rows = self.settled[0].counts.height
         self.settled.append(pruned)
         self.settled_rows += pruned.counts.height
-        if len(self.settled) > 64 and len({a.bucket_s for a in self.settled}) == 1:  # fewer, bigger frames (complete buckets: no group-by)
+        if len(self.settled) > 64:  # fewer, bigger frames (complete buckets at one width: no group-by)
             self.settled = [replace(pruned, counts=pl.concat([a.counts for a in self.settled]), sketches=pl.concat([a.sketches for a in self.settled]),
                                     first=None, last=None)]
         while self.settled_rows + self.open_rows > MAX_AGGREGATE_ROWS and self.share < 1.0 and any(_prunable(a) for a in self.settled):

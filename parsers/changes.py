@@ -14,7 +14,7 @@ import polars as pl
 
 from rca.errors import InputError
 from rca.model import CHANGE_KINDS, conform
-from rca.parsers.fields import parse_json_lines, parse_timestamp
+from rca.parsers.decoding import parse_json_lines, parse_timestamp
 from rca.parsers.sources import Source
 
 _ROLLBACK = r"(?i)\b(rolled back|rolling back|roll(?:ing)?[- ]?back|rollback|reverted to|reverting to)\b"

@@ -63,10 +63,10 @@ from rca.model import (
 )
 from rca.parsers import ParseOptions, ParseResult
 from rca.parsers.endpoints import routes_from_shapes
-from rca.parsers.fields import POD_NAME
 from rca.parsers.otlp.common import ALIASES, RESOURCE_ALIASES
 from rca.parsers.sources import is_store_url
 from rca.parsers.spantree import finish_spans
+from rca.parsers.versions import POD_NAME
 
 if TYPE_CHECKING:
     import pyarrow as pa

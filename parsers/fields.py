@@ -14,8 +14,8 @@ journald (`journalctl -o json`), Docker json-file, and the plain `ts/level/msg` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,11 +25,16 @@ from polars.datatypes import (
     DataTypeClass,  # a dtype given as its class (pl.String), as struct fields may hold
 )
 
-from rca.model import EVENTS_SCHEMA, Rejected, conform, empty_frame
+from rca.aggregates import relabel
+from rca.model import EVENTS_SCHEMA, REQUESTS_SCHEMA, Rejected, conform, empty_frame
+from rca.parsers.bounded import BoundedRequests, RequestSample, compact
+from rca.parsers.bounded_events import BoundedEvents, EventSample
+from rca.parsers.decoding import parse_json_lines, parse_timestamp
 from rca.parsers.distinct import per_distinct
 from rca.parsers.endpoints import normalize_endpoints, strip_query_expr
-from rca.parsers.lines import LineChunk, Lines, chunk_lines, has_long_line, map_chunks
+from rca.parsers.lines import LineChunk, Lines, chunk_lines, has_long_line, map_chunks, read_share
 from rca.parsers.sources import Source
+from rca.parsers.versions import VERSION_SIGHTING, VersionState
 
 CANDIDATES: dict[str, tuple[str, ...]] = {
     "ts": ("ts", "time", "timestamp", "@timestamp", "t", "datetime", "date", "time_local", "logged_at",
@@ -65,9 +70,6 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
 }
 # Version keys holding an image reference (`registry/api:1.4.2`): the tag is the version.
 _IMAGE_KEYS = frozenset({"container.image.name", "image"})
-# A Kubernetes pod name made by a Deployment: `<deployment>-<pod-template-hash>-<5 random>`. The hash
-# names the pod template, so a new set of hashes is a rollout even when no version is logged.
-POD_NAME = r"^(?P<deployment>[a-z0-9][a-z0-9\-]*?)-(?P<hash>[bcdfghjklmnpqrstvwxz2456789]{6,10})-(?P<suffix>[bcdfghjklmnpqrstvwxz2456789]{5})$"
 # Duration keys whose unit is not milliseconds.
 _DURATION_SCALE = {
     "duration_us": 1e-3, "duration_ns": 1e-6, "event.duration": 1e-6, "duration_s": 1e3,
@@ -84,19 +86,6 @@ _LEVEL_NAMES = {
     "fatal": "FATAL", "critical": "FATAL", "crit": "FATAL", "alert": "FATAL", "emerg": "FATAL",
     "emergency": "FATAL", "panic": "FATAL", "dpanic": "FATAL", "f": "FATAL",
 }
-
-
-def flatten(record: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Nested objects to dotted keys; lists are kept as values."""
-    if out is None:
-        out = {}
-    for key, value in record.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flatten(value, name + ".", out)
-        else:
-            out[name] = value
-    return out
 
 
 def _column(values: list[Any], name: str) -> pl.Series:
@@ -117,65 +106,6 @@ def _as_string(s: pl.Series) -> pl.Series:
     if s.dtype == pl.Boolean or s.dtype.is_numeric():
         return s.cast(pl.String)
     return s.cast(pl.String, strict=False)
-
-
-def parse_timestamp(values: pl.Series, tz: str = "UTC") -> pl.Series:
-    """Epoch numbers (s/ms/µs/ns by magnitude, numeric strings too) or ISO-8601 text -> Datetime(us, UTC)."""
-    if values.dtype.is_numeric():
-        num = values.cast(pl.Float64)
-    else:
-        num = values.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
-    magnitude = num.abs()
-    micros = (
-        pl.select(
-            pl.when(magnitude < 1e11).then(num * 1e6)
-            .when(magnitude < 1e14).then(num * 1e3)
-            .when(magnitude < 1e17).then(num)
-            .otherwise(num / 1e3)
-            .round(0)
-            .cast(pl.Int64, strict=False)  # beyond the Int64 range (9.2e21 s): no readable time, not a crash
-            .cast(pl.Datetime("us", "UTC"))
-        ).to_series()
-    )
-    if values.dtype.is_integer():
-        # integers exactly (a float64 loses the last digits of nanosecond epochs)
-        ints = values.cast(pl.Int64)
-        mag = ints.abs()
-        exact = pl.select(
-            pl.when(pl.lit(mag) < 10**11).then(pl.lit(ints) * 1_000_000)
-            .when(pl.lit(mag) < 10**14).then(pl.lit(ints) * 1_000)
-            .when(pl.lit(mag) < 10**17).then(pl.lit(ints))
-            .otherwise(pl.lit(ints) // 1_000)
-            .cast(pl.Datetime("us", "UTC"))
-        ).to_series()
-        return exact.alias("ts")
-    if values.dtype.is_numeric():
-        return micros.alias("ts")
-    text = values.cast(pl.String).str.strip_chars()
-    iso = parse_iso(text, tz)
-    return pl.select(pl.coalesce(pl.lit(iso), pl.lit(micros))).to_series().alias("ts")
-
-
-def parse_iso(text: pl.Series, tz: str) -> pl.Series:
-    # the usual shape (`2026-01-05T14:00:00.363Z`) in one pass; anything else through the rules below
-    usual = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", strict=False, time_unit="us", time_zone="UTC")
-    if usual.null_count() == text.null_count():
-        return usual
-    norm = (
-        text.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]", "${1}T")
-        .str.replace(r"[Zz]$", "+00:00")
-        .str.replace(r"([+-]\d{2})(\d{2})$", "${1}:${2}")
-        .str.replace(r",(\d+)", ".${1}")
-    )
-    has_zone = norm.str.contains(r"[+-]\d{2}:\d{2}$")
-    zone = "+00:00" if tz.upper() in ("UTC", "Z") else None
-    if zone is None:
-        naive = norm.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us")
-        naive = naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
-    else:
-        naive = (norm + zone).str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us", time_zone="UTC")
-    zoned = norm.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us", time_zone="UTC")
-    return pl.select(pl.when(pl.lit(has_zone)).then(pl.lit(zoned)).otherwise(pl.lit(naive))).to_series()
 
 
 def normalize_level(values: pl.Series) -> pl.Series:
@@ -246,8 +176,8 @@ def records_to_frames(
     overrides: dict[str, str] | None = None,
     tz: str = "UTC",
     default_service: str | None = None,
-) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
-    """Flattened records -> ({"requests", "events", "changes"} frames, rejected (line, text, reason))."""
+) -> FinishedRows:
+    """Flattened records -> their {"requests", "events", "changes"} frames and records without a timestamp."""
     overrides = overrides or {}
     keys: set[str] = set()
     for record in records:
@@ -263,7 +193,7 @@ def records_to_frames(
 
 def flat_to_frames(
     flat: pl.DataFrame, origin: str, signal: str, overrides: dict[str, str] | None = None, tz: str = "UTC", default_service: str | None = None
-) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+) -> FinishedRows:
     """A flat frame (one column per dotted key, line numbers in LINE; see `json_objects`) -> the frames
     of `records_to_frames`, with the mapping done as column expressions."""
     return finish_rows([map_flat(flat, origin, signal, overrides, tz, default_service)])
@@ -384,95 +314,79 @@ def _map_rows(
     )
 
 
-def finish_rows(parts: list[MappedRows]) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
-    """Mapped batches of one input -> ({"requests", "events", "changes"} frames, rejected (line, text,
-    reason)): the steps that read every row. A record without the version takes the one its host logged
-    first (a pod runs one release: a start-up line may be all that names it); a service that logs no
-    version at all: its pods' template hash. Then version changes."""
-    requests = pl.concat([p.requests for p in parts]) if parts else empty_frame("requests")
-    events = pl.concat([p.events for p in parts]) if parts else pl.DataFrame(schema=_EVENTS_AND_VERSION)
-    no_ts = pl.concat([p.no_ts for p in parts]) if parts else pl.DataFrame(schema={"line": pl.Int64(), **_KEPT})
-    kept = [f.select("line", *_KEPT) for f in (requests, events, no_ts)]
-    logged = pl.concat(kept).filter(pl.col("host").is_not_null() & pl.col("version").is_not_null())
-    if logged.height:
-        first = logged.group_by("host").agg(pl.col("version").sort_by("line").first())
-        by_host = pl.col("host").replace_strict(first["host"], first["version"], default=None, return_dtype=pl.String)
-    else:
-        by_host = pl.lit(None, pl.String)
-    version = pl.coalesce(pl.col("version"), by_host)
-    service = pl.col("service").fill_null("")
-    versioned = pl.concat([f.select(service.alias("s"), version.alias("v")) for f in kept]).filter(pl.col("v").is_not_null())["s"].unique()
-    version = pl.when(service.is_in(versioned.implode())).then(version).otherwise(pod_template_hash(pl.col("host"))).alias("version")
-    requests, events = requests.with_columns(version), events.with_columns(version)
-    changes = version_changes(pl.concat([f.select("ts", "line", "service", "host", "version", "origin", "signal") for f in (requests, events)]))
-    bad = no_ts.select("line", pl.lit(None, dtype=pl.String).alias("text"), pl.lit("no readable timestamp").alias("reason"))
-    return {"requests": requests, "events": events.drop("version"), "changes": changes}, bad
+@dataclass(frozen=True)
+class FinishedRows:
+    """An input's canonical frames once every batch is read (`RowsFinisher`)."""
+
+    frames: dict[str, pl.DataFrame]  # requests (every row, or a uniform sample past the bound), events, changes
+    no_ts: pl.DataFrame  # (line, text, reason) of the first records without a readable timestamp
+    no_ts_count: int  # records without a readable timestamp (rejected)
+    request_sample: RequestSample | None  # aggregates of every request when `frames["requests"]` is a sample
+    event_sample: EventSample | None  # counts of every event when `frames["events"]` is a sample
+
+
+NO_TS_EXAMPLES = 5
+
+
+class RowsFinisher:
+    """Mapped batches of one input finished as they come, in line order: versions filled in per host and
+    service and version changes from small state (`parsers.versions`), request rows kept through
+    `BoundedRequests` (every row up to `max_request_rows`, past it a uniform sample and exact aggregates of
+    them all) and event rows through `BoundedEvents` (likewise past `max_event_rows`), records without a
+    timestamp counted. No step holds every row at once."""
+
+    def __init__(self, max_request_rows: int | None = None, request_columns: Sequence[str] | None = None, max_event_rows: int | None = None):
+        self.versions = VersionState()
+        self.requests = BoundedRequests(max_request_rows)
+        self.events = BoundedEvents(max_event_rows)
+        # `line` decides which rows a sample keeps; the loader drops the columns the analysis does not read
+        self.request_columns = None if request_columns is None else [c for c in REQUESTS_SCHEMA if c in (*request_columns, "line")]
+        self.no_ts_lines: list[int] = []
+        self.no_ts_count = 0
+
+    def add(self, part: MappedRows, read_share: float | None = None) -> None:
+        """Take the next batch (batches in line order); `read_share`: the share of the input read with
+        it, when known (`BoundedRequests.add`: a big input is sampled from its first batch on)."""
+        self.versions.add(pl.concat([f.select("line", *_KEPT) for f in (part.requests, part.events, part.no_ts)]))
+        requests, events = self.versions.fill(part.requests), self.versions.fill(part.events)
+        self.versions.sight(pl.concat([f.select(*VERSION_SIGHTING) for f in (requests, events)]))
+        self.requests.add(requests if self.request_columns is None else requests.select(self.request_columns), read_share)
+        if events.height:
+            self.add_events(compact(events.drop("version")))  # versions serve the state only; own buffers, not the chunk's
+        self.no_ts_count += part.no_ts.height
+        self.no_ts_lines += part.no_ts.get_column("line").head(NO_TS_EXAMPLES - len(self.no_ts_lines)).to_list()
+
+    def add_events(self, events: pl.DataFrame) -> None:
+        """Take more events of the input (EVENTS_SCHEMA): each batch's, then any made once every batch is read."""
+        self.events.add(events)
+
+    def finish(self) -> FinishedRows:
+        """The frames of every batch taken, each pending version resolved."""
+        version = self.versions.resolve(pl.col("version"), pl.col("service")).alias("version")
+        requests = conform(self.requests.frame(empty_frame("requests")), "requests").with_columns(version)
+        sample = self.requests.sample()
+        if sample is not None:
+            resolved = self.versions.resolve(pl.col("value"), pl.col("service"))  # two hosts, or a host and a logged version, may become one
+            sample = replace(sample, aggregates=relabel(sample.aggregates, "version", resolved))
+        no_ts = pl.DataFrame({"line": self.no_ts_lines, "text": [None] * len(self.no_ts_lines), "reason": ["no readable timestamp"] * len(self.no_ts_lines)},
+                             schema={"line": pl.Int64(), "text": pl.String(), "reason": pl.String()})
+        changes = pl.concat([self.versions.changes(), self.events.changes(empty_frame("changes"))])  # and those announced by events not kept
+        frames = {"requests": requests, "events": self.events.frame(empty_frame("events")), "changes": changes}
+        return FinishedRows(frames, no_ts, self.no_ts_count, sample, self.events.sample())
+
+
+def finish_rows(parts: Iterable[MappedRows], max_request_rows: int | None = None, request_columns: Sequence[str] | None = None) -> FinishedRows:
+    """Mapped batches of one input (in line order) -> its frames (`RowsFinisher`)."""
+    finisher = RowsFinisher(max_request_rows, request_columns)
+    for part in parts:
+        finisher.add(part)
+    return finisher.finish()
 
 
 def image_tag(values: pl.Series) -> pl.Series:
     """`registry:5000/team/api:1.4.2` (or `...@sha256:...`) -> `1.4.2`; null when the reference has no tag."""
     tag = values.str.extract(r"^[^@]*/?[^/@:]+:([\w][\w.\-]{0,127})(?:@.*)?$", 1)
     return pl.select(pl.coalesce(pl.lit(tag), pl.lit(values.str.extract(r"@(?:sha256:)?([0-9a-f]{12})", 1)))).to_series().alias(values.name)
-
-
-def pod_template_hash(host: pl.Expr) -> pl.Expr:
-    """The pod-template hash in a Deployment's pod name (`api-7d4b9c8f6d-x2k9p` -> `7d4b9c8f6d`), else null."""
-    return host.str.extract(POD_NAME, 2)
-
-
-# A version first seen this soon after the service's first row was already running (a fleet mixed at the
-# start of the data), not rolled out.
-SETTLED = 60  # seconds
-
-
-def version_changes(frame: pl.DataFrame) -> pl.DataFrame:
-    """The first sighting of each version of a service that the service ran without before -> `changes`
-    (kind deploy). Per service rather than per host: a rollout that replaces pods brings new host names
-    (the old rule, per host, missed it), and a rolling one must not flap between old and new hosts."""
-    if "version" not in frame.columns or frame["version"].null_count() == frame.height:
-        return conform(pl.DataFrame(), "changes")  # type: ignore[return-value]
-    rows = frame.filter(pl.col("version").is_not_null()).sort("ts", "line").with_columns(
-        pl.col("service").fill_null("").alias("_svc"),
-        pl.col("ts").min().over(pl.col("service").fill_null("")).alias("_since"),
-    )
-    firsts = rows.filter(pl.col("version").is_first_distinct().over("_svc"))
-    seen = (
-        firsts.with_columns(
-            pl.col("version").shift(1).over("_svc").alias("_prev"),
-            pl.col("host").str.extract(POD_NAME, 2).eq_missing(pl.col("version")).alias("_pod_hash"),
-        )
-        .filter(pl.col("_prev").is_not_null() & ((pl.col("ts") - pl.col("_since")).dt.total_seconds() >= SETTLED))
-    )
-    what = pl.when(pl.col("_pod_hash")).then(pl.lit("pod-template hash")).otherwise(pl.lit("version"))
-    changes = seen.with_columns(
-        kind=pl.lit("deploy"),
-        subject=pl.col("version"),
-        description=pl.format("{} of {} changed from {} to {} (first seen{})", what, pl.col("service").fill_null("?"),
-                              pl.col("_prev"), pl.col("version"), (pl.lit(" on ") + pl.col("host")).fill_null("")),
-    )
-    return conform(changes, "changes")  # type: ignore[return-value]
-
-
-def parse_json_lines(texts: Iterable[str | None]) -> tuple[list[dict[str, Any]], list[int], list[tuple[int, str, str]]]:
-    """orjson over each line: (flattened records, their 1-based positions, rejected (pos, text, reason))."""
-    records: list[dict[str, Any]] = []
-    positions: list[int] = []
-    rejected: list[tuple[int, str, str]] = []
-    loads = orjson.loads
-    for i, text in enumerate(texts):
-        if text is None or not text.strip():
-            continue
-        try:
-            value = loads(text)
-        except orjson.JSONDecodeError as exc:
-            rejected.append((i, text[:160], f"invalid JSON ({str(exc).split(':')[0]})"))
-            continue
-        if not isinstance(value, dict):
-            rejected.append((i, text[:160], "JSON value is not an object"))
-            continue
-        records.append(flatten(value))
-        positions.append(i)
-    return records, positions, rejected
 
 
 JSON_BATCH_LINES = 50_000  # lines decoded by polars at a time; a batch it cannot decode is halved
@@ -506,37 +420,41 @@ def json_objects(lines: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[int, str
 
 
 def json_chunks(
-    source: Source, warnings: list[str], map_batch: Callable[[pl.DataFrame], MappedRows]
-) -> tuple[list[MappedRows], list[tuple[int, str, str]], int, Lines]:
+    source: Source, warnings: list[str], map_batch: Callable[[pl.DataFrame], MappedRows], take: Callable[[MappedRows, float | None], None]
+) -> tuple[list[tuple[int, str, str]], int, Lines, pl.DataFrame]:
     """`json_objects` over a whole input read in chunks of whole lines (never all its text at once),
     each chunk's flat frame mapped by `map_batch` as soon as it is decoded (its raw columns are not
-    kept). A chunk whose every line is an object is decoded straight from its bytes; any other chunk goes
-    line by line. Returns the mapped chunks in order, the other lines as (line, text, reason), how many
-    lines were read record by record, and a Lines holding the line count, the too-long lines and the
-    text of the lines that are not JSON."""
+    kept) and handed to `take` with the share of the input read (None when its size is unknown), in input order. A chunk whose every line is an object is decoded straight
+    from its bytes; any other chunk goes line by line. Returns the other lines as (line, text, reason),
+    how many lines were read record by record, a Lines holding the line count, the too-long lines and the
+    text of the lines that are not JSON, and the records that may neighbour those lines: (line, ts,
+    service, host) of every record of a chunk holding such lines, and of each chunk's first and last."""
     seen = _SeenKeys()
 
-    def one(chunk: LineChunk) -> tuple[MappedRows, list[tuple[int, str, str]], int, Lines | None, int]:
+    def one(chunk: LineChunk) -> tuple[MappedRows, list[tuple[int, str, str]], int, Lines | None, int, pl.DataFrame]:
         last = chunk.first_line + chunk.lines - 1
         flat = None if has_long_line(chunk) else _whole_chunk(chunk, seen)
         if flat is not None:
-            return map_batch(flat), [], 0, None, last
+            part = map_batch(flat)
+            return part, [], 0, None, last, _neighbours(part, every=False)
         lines = chunk_lines(source.origin, chunk)
         flat, bad, slow = json_objects(lines.frame)
         lines.frame = lines.frame.filter(pl.col("line").is_in([n for n, _, _ in bad]))  # kept: the lines that are not records
-        return map_batch(flat), bad, slow, lines, last
+        part = map_batch(flat)
+        return part, bad, slow, lines, last, _neighbours(part, every=bool(bad))
 
-    parts: list[MappedRows] = []
     bad: list[tuple[int, str, str]] = []
     slow = 0
     kept = Lines(frame=pl.DataFrame(schema={"line": pl.Int64, "text": pl.String}), total=0, warnings=warnings)
     texts: list[pl.DataFrame] = []
     rejected: list[Rejected] = []
-    for part, chunk_bad, chunk_slow, lines, last in map_chunks(source, warnings, one):
-        parts.append(part)
+    neighbours: list[pl.DataFrame] = []
+    for share, (part, chunk_bad, chunk_slow, lines, last, near) in map_chunks(source, warnings, lambda chunk: (read_share(chunk), one(chunk))):
+        take(part, share)
         bad.extend(chunk_bad)
         slow += chunk_slow
         kept.total = last
+        neighbours.append(near)
         if lines is not None:
             texts.append(lines.frame)
             rejected.extend(lines.rejected)
@@ -544,7 +462,15 @@ def json_chunks(
     if texts:
         kept.frame = pl.concat(texts)
     kept.rejected = rejected[:5]
-    return parts, bad, slow, kept
+    return bad, slow, kept, pl.concat(neighbours) if neighbours else _neighbours(None, every=True)
+
+
+def _neighbours(part: MappedRows | None, every: bool) -> pl.DataFrame:
+    """(line, ts, service, host) of the batch's records in line order: all of them, or the first and last."""
+    if part is None:
+        return pl.DataFrame(schema={"line": pl.Int64(), "ts": pl.Datetime("us", "UTC"), "service": pl.String(), "host": pl.String()})
+    records = pl.concat([f.select("line", "ts", "service", "host") for f in (part.requests, part.events)]).sort("line")
+    return compact(records if every or records.height <= 2 else records.gather([0, records.height - 1]))  # not views of the whole chunk
 
 
 SAMPLE_LINES = 100  # lines of a chunk whose keys and types make the schema it is first read with

@@ -20,9 +20,10 @@ import orjson
 import polars as pl
 
 from rca.errors import InputError
-from rca.model import Rejected
+from rca.model import Rejected, empty_frame
 from rca.parsers import ParseOptions, ParseResult, register
-from rca.parsers.fields import finish_rows, json_chunks, map_flat, parse_json_lines, records_to_frames
+from rca.parsers.decoding import parse_json_lines
+from rca.parsers.fields import FinishedRows, RowsFinisher, json_chunks, map_flat, records_to_frames
 from rca.parsers.lines import Lines, read_lines
 from rca.parsers.otlp.common import looks_like_otlp_json
 from rca.parsers.sources import Sample, Source
@@ -57,13 +58,14 @@ class JsonLinesParser:
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
         warnings: list[str] = []
         default_service = PurePath(source.origin).name.split(".")[0] or None
-        parts, bad, slow, lines = json_chunks(
-            source, warnings, lambda flat: map_flat(flat, source.origin, "app_log", options.fields, options.tz, default_service)
+        finisher = RowsFinisher(options.max_request_rows, options.request_columns, options.max_event_rows)
+        bad, slow, lines, neighbours = json_chunks(
+            source, warnings, lambda flat: map_flat(flat, source.origin, "app_log", options.fields, options.tz, default_service), finisher.add
         )
         if lines.total == 0 and warnings:
             raise InputError(warnings[0], file=source.origin)
-        frames, no_ts = finish_rows(parts)
-        result = self._result(source, options, lines, frames, no_ts, bad)
+        finisher.add_events(self.text_events(lines.frame, bad, neighbours, source.origin, options))  # after every record: they need their neighbours
+        result = self._result(lines, finisher.finish(), bad)
         result.slow_lines = slow
         return result
 
@@ -73,36 +75,41 @@ class JsonLinesParser:
         numbers = lines.frame["line"].to_list()
         records, positions, rejected = parse_json_lines(lines.frame["text"].to_list())
         default_service = PurePath(source.origin).name.split(".")[0] or None
-        frames, no_ts = records_to_frames(records, [numbers[p] for p in positions], source.origin, "app_log", options.fields, options.tz,
-                                          default_service=default_service)
-        return self._result(source, options, lines, frames, no_ts, [(numbers[p], text, reason) for p, text, reason in rejected])
+        finished = records_to_frames(records, [numbers[p] for p in positions], source.origin, "app_log", options.fields, options.tz,
+                                     default_service=default_service)
+        bad = [(numbers[p], text, reason) for p, text, reason in rejected]
+        frames = finished.frames
+        neighbours = pl.concat([frames[name].select("line", "ts", "service", "host") for name in ("requests", "events")])
+        frames["events"] = pl.concat([frames["events"], self.text_events(lines.frame, bad, neighbours, source.origin, options)])
+        return self._result(lines, finished, bad)
 
-    def _result(self, source: Source, options: ParseOptions, lines: Lines, frames: dict[str, pl.DataFrame], no_ts: pl.DataFrame,
-                bad: list[tuple[int, str, str]]) -> ParseResult:
-        # A line that does not even start like JSON is text the same stream wrote (stderr, a crash dump);
-        # one that starts like JSON and does not parse is a broken record.
+    def _result(self, lines: Lines, finished: FinishedRows, bad: list[tuple[int, str, str]]) -> ParseResult:
         broken = [(n, text, reason) for n, text, reason in bad if _LIKE_JSON.match(text)]
-        text_lines = [n for n, text, _ in bad if not _LIKE_JSON.match(text)]
         warnings = list(lines.warnings)
-        if text_lines:
-            frames["events"] = pl.concat([frames["events"], self.text_events(lines.frame, text_lines, frames, source.origin, options)])
-            warnings.append(f"{len(text_lines):,} line(s) not JSON read as plain text of the same stream")
+        if len(broken) < len(bad):
+            warnings.append(f"{len(bad) - len(broken):,} line(s) not JSON read as plain text of the same stream")
         rejected = list(lines.rejected) + [Rejected(n, reason, text) for n, text, reason in broken[:5]]
-        rejected += [Rejected(r["line"], r["reason"], "") for r in no_ts.head(5).iter_rows(named=True)]
+        rejected += [Rejected(r["line"], r["reason"], "") for r in finished.no_ts.iter_rows(named=True)]
         return ParseResult(
             format=self.name,
-            frames=frames,
+            frames=finished.frames,
             lines=lines.total,
-            rejected=lines.rejected_count + len(broken) + no_ts.height,
+            rejected=lines.rejected_count + len(broken) + finished.no_ts_count,
             rejected_examples=sorted(rejected, key=lambda r: r.line)[:5],
             warnings=warnings,
+            request_sample=finished.request_sample,
+            event_sample=finished.event_sample,
         )
 
     @staticmethod
-    def text_events(lines: pl.DataFrame, text_lines: list[int], frames: dict[str, pl.DataFrame], origin: str,
+    def text_events(lines: pl.DataFrame, bad: list[tuple[int, str, str]], neighbours: pl.DataFrame, origin: str,
                     options: ParseOptions) -> pl.DataFrame:
-        """Events of the plain-text lines `text_lines` of this stream, placed by their JSON neighbours."""
-        neighbours = pl.concat([frames[name].select("line", "ts", "service", "host") for name in ("requests", "events")])
+        """Events of the lines of `bad` that do not even start like JSON: text the same stream wrote (stderr,
+        a crash dump), placed by their JSON `neighbours` (line, ts, service, host of the records around
+        them). A line that starts like JSON and does not parse is a broken record (rejected)."""
+        text_lines = [n for n, text, _ in bad if not _LIKE_JSON.match(text)]
+        if not text_lines:
+            return empty_frame("events")
         text = lines.filter(pl.col("line").is_in(text_lines))
         return text_events_in_stream(text, neighbours, options, origin, "app_log")
 

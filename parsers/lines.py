@@ -243,6 +243,11 @@ def has_long_line(chunk: LineChunk) -> bool:
     return False
 
 
+def read_share(chunk: LineChunk) -> float | None:
+    """The share of its input read once `chunk` is (bytes read / size; None when the size is unknown: stdin)."""
+    return chunk.read / chunk.total if chunk.total > 0 else None
+
+
 def map_chunks(source: Source, warnings: list[str], work: Callable[[LineChunk], T], workers: int = 2,
                chunks: Iterable[LineChunk] | None = None) -> Iterator[T]:
     """`work` applied to each chunk of the input (`line_chunks`, or the rest of `chunks` when given) on

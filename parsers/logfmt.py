@@ -21,8 +21,8 @@ import polars as pl
 from rca.errors import InputError
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
-from rca.parsers.fields import LINE, MappedRows, finish_rows, map_flat, records_to_frames
-from rca.parsers.lines import LineChunk, Lines, chunk_lines, map_chunks, read_lines
+from rca.parsers.fields import LINE, FinishedRows, MappedRows, RowsFinisher, map_flat, records_to_frames
+from rca.parsers.lines import LineChunk, Lines, chunk_lines, map_chunks, read_lines, read_share
 from rca.parsers.sources import Sample, Source
 
 _PAIR = r'([A-Za-z_@][A-Za-z0-9_.\-/@]*)=("(?:[^"\\]|\\.)*"|[^ ]*)'
@@ -135,17 +135,17 @@ class LogfmtParser:
         warnings: list[str] = []
         default_service = PurePath(source.origin).name.split(".")[0] or None
 
-        def one(chunk: LineChunk) -> tuple[MappedRows, Lines, list[Rejected], int]:
+        def one(chunk: LineChunk) -> tuple[MappedRows, Lines, list[Rejected], int, float | None]:
             lines = chunk_lines(source.origin, chunk)
             flat, bad, bad_count = _pairs(lines.frame)
-            return map_flat(flat, source.origin, "app_log", options.fields, options.tz, default_service), lines, bad, bad_count
+            return map_flat(flat, source.origin, "app_log", options.fields, options.tz, default_service), lines, bad, bad_count, read_share(chunk)
 
-        parts: list[MappedRows] = []
+        finisher = RowsFinisher(options.max_request_rows, options.request_columns, options.max_event_rows)
         total = Lines(frame=pl.DataFrame(schema={"line": pl.Int64, "text": pl.String}), total=0, warnings=warnings)
         bad: list[Rejected] = []
         bad_count = 0
-        for part, lines, chunk_bad, chunk_bad_count in map_chunks(source, warnings, one):
-            parts.append(part)
+        for part, lines, chunk_bad, chunk_bad_count, share in map_chunks(source, warnings, one):
+            finisher.add(part, share)
             total.total += lines.total
             total.rejected += lines.rejected
             total.rejected_count += lines.rejected_count
@@ -154,8 +154,7 @@ class LogfmtParser:
         if total.total == 0 and warnings:
             raise InputError(warnings[0], file=source.origin)
         total.rejected = total.rejected[:5]
-        frames, no_ts = finish_rows(parts)
-        return self._result(total, frames, no_ts, bad, bad_count)
+        return self._result(total, finisher.finish(), bad, bad_count)
 
     def parse_per_record(self, source: Source, options: ParseOptions) -> ParseResult:
         """`parse` with a dict per line (the reference the column path is held equal to)."""
@@ -179,18 +178,20 @@ class LogfmtParser:
             records.append(record)
             numbers.append(line_no)
         default_service = PurePath(source.origin).name.split(".")[0] or None
-        frames, no_ts = records_to_frames(records, numbers, source.origin, "app_log", options.fields, options.tz, default_service)
-        return self._result(lines, frames, no_ts, bad, bad_count)
+        finished = records_to_frames(records, numbers, source.origin, "app_log", options.fields, options.tz, default_service)
+        return self._result(lines, finished, bad, bad_count)
 
-    def _result(self, lines: Lines, frames: dict[str, pl.DataFrame], no_ts: pl.DataFrame, bad: list[Rejected], bad_count: int) -> ParseResult:
-        rejected = list(lines.rejected) + bad + [Rejected(r["line"], r["reason"]) for r in no_ts.head(5).iter_rows(named=True)]
+    def _result(self, lines: Lines, finished: FinishedRows, bad: list[Rejected], bad_count: int) -> ParseResult:
+        rejected = list(lines.rejected) + bad + [Rejected(r["line"], r["reason"]) for r in finished.no_ts.iter_rows(named=True)]
         return ParseResult(
             format=self.name,
-            frames=frames,
+            frames=finished.frames,
             lines=lines.total,
-            rejected=lines.rejected_count + bad_count + no_ts.height,
+            rejected=lines.rejected_count + bad_count + finished.no_ts_count,
             rejected_examples=sorted(rejected, key=lambda r: r.line)[:5],
             warnings=list(lines.warnings),
+            request_sample=finished.request_sample,
+            event_sample=finished.event_sample,
         )
 
 register(LogfmtParser())

@@ -15,7 +15,7 @@ import polars as pl
 from rca.errors import InputError
 from rca.model import conform
 from rca.parsers import ParseOptions, ParseResult, register
-from rca.parsers.fields import parse_timestamp
+from rca.parsers.decoding import parse_timestamp
 from rca.parsers.lines import read_payload, rejected_examples
 from rca.parsers.sources import Sample, Source
 

@@ -26,7 +26,7 @@ from rca.aggregates import aggregate_calls
 from rca.model import CALL_AGGREGATES_SCHEMA, SPANS_SCHEMA, conform
 from rca.parsers.distinct import per_distinct
 from rca.parsers.endpoints import normalize_endpoints
-from rca.parsers.fields import pod_template_hash
+from rca.parsers.versions import pod_template_hash
 
 
 def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame], list[str]]:

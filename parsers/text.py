@@ -23,7 +23,7 @@ import polars as pl
 from rca.model import Rejected, conform, empty_frame
 from rca.parsers import ParseOptions, ParseResult, register
 from rca.parsers.bounded_events import BoundedEvents
-from rca.parsers.fields import parse_iso, parse_timestamp
+from rca.parsers.decoding import parse_iso, parse_timestamp
 from rca.parsers.lines import (
     LineChunk,
     Lines,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 import polars as pl
 
@@ -159,6 +160,22 @@ def merge_aggregates(parts: Iterable[RequestAggregates], bucket_s: int | None = 
     firsts = [p.first for p in parts if p.first is not None]
     lasts = [p.last for p in parts if p.last is not None]
     return RequestAggregates(width, counts, sketches, min(firsts, default=None), max(lasts, default=None))
+
+
+def relabel(aggregates: RequestAggregates, dimension: str, value: pl.Expr) -> RequestAggregates:
+    """The aggregates with the values of `dimension` replaced by `value` (an expression of the counts'
+    columns: a value settled only once every row is read), rows that now share a key summed. Only that
+    dimension's rows are regrouped; its histograms too when it has some."""
+    of_dimension = pl.col("dimension") == dimension
+
+    def regroup(frame: pl.DataFrame, extra: Sequence[str], sums: Sequence[str], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+        rows = frame.filter(of_dimension).with_columns(value.alias("value"))
+        summed = rows.group_by(*AGGREGATE_KEY, *extra).agg(pl.col(sums).sum()).select(list(schema)).cast(schema)  # type: ignore[arg-type]
+        return pl.concat([frame.filter(~of_dimension), summed])
+
+    counts = regroup(aggregates.counts, ["method"], _COUNT_COLUMNS, REQUEST_AGGREGATES_SCHEMA)
+    sketches = regroup(aggregates.sketches, ["metric", "bin"], ["count"], LATENCY_SKETCH_SCHEMA) if dimension in SKETCH_DIMENSIONS else aggregates.sketches
+    return replace(aggregates, counts=counts, sketches=sketches)
 
 
 def coarsen(aggregates: RequestAggregates, bucket_s: int) -> RequestAggregates:

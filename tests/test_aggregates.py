@@ -14,6 +14,7 @@ from rca.aggregates import (
     bin_value_expr,
     coarsen,
     merge_aggregates,
+    relabel,
     sketch_bin_expr,
     sketch_quantiles,
 )
@@ -82,6 +83,21 @@ def test_coarsening_equals_aggregating_at_the_wider_bucket(seed: int):
     assert_frame_equal(_sorted(coarse.sketches, ["metric", "bin"]), _sorted(wide.sketches, ["metric", "bin"]))
     with pytest.raises(ValueError):
         coarsen(fine, 7)
+
+
+@pytest.mark.parametrize(("seed", "dimension"), [(4, "host"), (5, "version")])
+def test_relabelling_a_dimension_equals_aggregating_the_relabelled_rows(seed: int, dimension: str):
+    """Values merged after the fact (two hosts found to be one, a version known only later) sum as if the
+    rows had carried the final value; the other dimensions are untouched."""
+    row = pl.int_range(pl.len())
+    rows = _requests(seed).with_columns(version=pl.when(row % 5 == 0).then(None).otherwise(pl.format("1.{}", (row * 7919) % 4)))
+    values = rows.get_column(dimension).drop_nulls().unique().sort().to_list()
+    mapping = {v: f"final-{values[0] if i % 2 else v}" for i, v in enumerate(values)}  # every other value folds into the first
+    final = pl.col("value").replace_strict(mapping, default=None, return_dtype=pl.String)
+    relabelled = relabel(aggregate_requests(rows, 30), dimension, final)
+    expected = aggregate_requests(rows.with_columns(pl.col(dimension).replace_strict(mapping, default=None, return_dtype=pl.String)), 30)
+    assert_frame_equal(_sorted(relabelled.counts, ["method"]), _sorted(expected.counts, ["method"]), check_exact=False)
+    assert_frame_equal(_sorted(relabelled.sketches, ["metric", "bin"]), _sorted(expected.sketches, ["metric", "bin"]))
 
 
 @pytest.mark.parametrize("seed", [6, 7, 8])
