@@ -66,33 +66,38 @@ def read_payload(source: Source) -> tuple[bytes, list[str]]:
 def read_blocks(source: Source, size: int, warnings: list[str]) -> Iterator[tuple[bytes, int]]:
     """The decompressed bytes of a source in blocks of about `size` cut after line ends (a line longer
     than `size` stays whole), each with the number of its first line. A truncated or corrupt compressed
-    file ends the blocks with what was readable and a warning (InputError when nothing was)."""
-    total = source.path.stat().st_size if source.path is not None else len(source.data or b"")
-    number, carry, read = 1, b"", 0
-    with source.open() as stream:
-        while True:
-            try:
-                chunk = stream.read(size)
-            except Exception as exc:  # gzip's EOFError and OSError, zlib's, zstandard's: the input ends here
-                if not read:
-                    raise InputError(f"corrupt or truncated {source.compression or ''} data ({exc})".replace("  ", " "), file=source.origin) from None
-                warnings.append(f"corrupt or truncated {source.compression} data after {read:,} bytes ({exc}); read what came before")
-                break
-            if not chunk:
-                break
-            read += len(chunk)
-            if source.on_read is not None and source.compression is None:
-                source.on_read(read, total)
-            data = carry + chunk if carry else chunk
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:  # no line end yet: a line longer than a block
-                carry = data
-                continue
-            block, carry = (data, b"") if cut == len(data) else (data[:cut], data[cut:])
-            yield block, number
-            number += block.count(b"\n")
+    file ends the blocks with what was readable and a warning (InputError when nothing was): gzip is
+    decompressed as `line_chunks` does it, so a truncated member still gives the lines before the cut."""
+    number, carry, produced = 1, b"", 0
+    blocks = _blocks(source, warnings, size)
+    while True:
+        try:
+            item = next(blocks, None)
+        except InputError:
+            raise
+        except Exception as exc:  # bz2's EOFError and OSError, zstandard's: the input ends here
+            if not produced:
+                raise InputError(f"corrupt or truncated {source.compression or ''} data ({exc})".replace("  ", " "), file=source.origin) from None
+            warnings.append(f"corrupt or truncated {source.compression} data after {produced:,} bytes ({exc}); read what came before")
+            break
+        if item is None:
+            break
+        chunk, read, total = item
+        produced += len(chunk)
+        if source.on_read is not None:
+            source.on_read(read, total)
+        data = carry + chunk if carry else chunk
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:  # no line end yet: a line longer than a block
+            carry = data
+            continue
+        block, carry = (data, b"") if cut == len(data) else (data[:cut], data[cut:])
+        yield block, number
+        number += block.count(b"\n")
     if carry:
         yield carry, number
+    elif not produced and warnings:
+        raise InputError(warnings[-1], file=source.origin)
 
 
 def read_lines(source: Source, payload: bytes | None = None) -> Lines:

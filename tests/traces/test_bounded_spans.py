@@ -224,3 +224,21 @@ def test_a_dependency_slowdown_found_in_the_sampled_traces_has_the_onset_of_ever
     for dependency in common:
         assert sampled[dependency][0] == full[dependency][0]
         assert full[dependency][1] is None and "the onset from every call" in sampled[dependency][1]
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.7])
+def test_a_truncated_gzip_trace_file_gives_the_spans_before_the_cut(tmp_path: Path, cut: float):
+    """A gzip cut short (a copy interrupted, a disk full) is read up to the cut with a warning, as logs are,
+    not dropped whole: the blocks are decompressed as line_chunks does it."""
+    from rca.parsers.loader import load_dataset
+
+    whole = Path(__file__).resolve().parents[2] / "samples" / "third-party-surge" / "telemetry" / "traces.otlp.jsonl.gz"
+    data = whole.read_bytes()
+    truncated = tmp_path / "traces.otlp.jsonl.gz"
+    truncated.write_bytes(data[: int(len(data) * cut)])
+    options = ParseOptions(max_spans=250_000)  # as `rca analyze` reads trace files: in blocks
+    full = load_dataset([str(whole)], options).spans.height
+    dataset = load_dataset([str(truncated)], options)
+    [summary] = dataset.inputs
+    assert 0 < dataset.spans.height < full
+    assert any("truncated gzip data" in w for w in summary.warnings)
