@@ -43,25 +43,32 @@ def _coerce_plain_values_directly() -> None:
     if getattr(build, "plain_values_first", False):
         return
 
-    @dataclasses.dataclass(frozen=True)
-    class PlainValuesFirst(RuntimeParam):
-        descriptor: Any = None
-        built: list[Any] = dataclasses.field(default_factory=list)  # typer's own, once a value needs it
+    try:  # typer's internals may change shape in a release: then typer's own conversion, unchanged
 
-        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-            annotation = self.annotation
-            if isinstance(annotation, type) and type(value) is annotation:
-                return value
-            if annotation == list[str] and isinstance(value, (list, tuple)) and all(type(v) is str for v in value):
-                return list(value)
-            if not self.built:
-                self.built.append(build(self.descriptor))
-            return self.built[0]._coerce_value(value, param, ctx)
+        @dataclasses.dataclass(frozen=True)
+        class PlainValuesFirst(RuntimeParam):
+            descriptor: Any = None
+            built: list[Any] = dataclasses.field(default_factory=list)  # typer's own, once a value needs it
+
+            def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+                annotation = getattr(self, "annotation", None)
+                if isinstance(annotation, type) and type(value) is annotation:
+                    return value
+                if annotation == list[str] and isinstance(value, (list, tuple)) and all(type(v) is str for v in value):
+                    return list(value)
+                if not self.built:
+                    self.built.append(build(self.descriptor))
+                return self.built[0]._coerce_value(value, param, ctx)
+    except Exception:
+        return
 
     def build_plain_first(descriptor: Any) -> Any:
-        if descriptor.file_annotation is not None or descriptor.parameter_info.parser is not None:
-            return build(descriptor)
-        return PlainValuesFirst(descriptor.parameter_info, descriptor.annotation, descriptor)
+        try:
+            if descriptor.file_annotation is None and descriptor.parameter_info.parser is None:
+                return PlainValuesFirst(descriptor.parameter_info, descriptor.annotation, descriptor)
+        except Exception:  # another typer's descriptor: its own conversion below
+            pass
+        return build(descriptor)
 
     build_plain_first.plain_values_first = True  # type: ignore[attr-defined]
     core.build_runtime_param = build_plain_first
