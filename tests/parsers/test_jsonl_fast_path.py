@@ -119,35 +119,6 @@ def test_fast_path_equals_the_per_line_path(monkeypatch, lines, chunk, sample, b
     _same(parser.parse(source, ParseOptions()), parser.parse_per_record(source, ParseOptions()))
 
 
-def test_every_chunk_of_a_clean_log_is_read_in_one_pass(monkeypatch):
-    """A key first seen after a chunk's first lines (an `err` object on a few lines) is found by the
-    byte count; once a chunk has held it, the chunks after are read in one pass with it. The frames
-    match the per-line path's."""
-    monkeypatch.setattr(lines_module, "CHUNK_BYTES", 4_000)
-    monkeypatch.setattr(fields_module, "SAMPLE_LINES", 5)
-    one_pass = fields_module._read_with_known_schema
-    outcomes: list[bool] = []
-
-    def spy(chunk, seen):
-        decoded = one_pass(chunk, seen)
-        outcomes.append(decoded is not None)
-        return decoded
-
-    monkeypatch.setattr(fields_module, "_read_with_known_schema", spy)
-    records = []
-    for i in range(600):
-        record: dict[str, Any] = {"ts": 1_767_693_600 + i, "level": "info", "msg": f'done "{i}" \\ é', "route": "/a", "status": 200}
-        if i % 37 == 5:
-            record = {"ts": record["ts"], "level": "error", "msg": "timed out", "err": {"kind": "timeout", "retries": i % 3}, "stack": None}
-        records.append(orjson.dumps(record).decode())
-    source = Source(origin="app.jsonl", data=("\n".join(records) + "\n").encode())
-    fast = JsonLinesParser().parse(source, ParseOptions())
-    assert fast.slow_lines == 0
-    _same(fast, JsonLinesParser().parse_per_record(source, ParseOptions()))
-    assert fast.frames["events"].height == sum(1 for i in range(600) if i % 37 == 5)
-    assert len(outcomes) > 10 and sum(not ok for ok in outcomes) <= 2  # the first chunks holding `err`
-
-
 def _one_pass_outcomes(monkeypatch) -> list[bool]:
     """Whether each chunk was read in one pass (`_read_with_known_schema` kept its frame)."""
     one_pass = fields_module._read_with_known_schema
@@ -160,6 +131,27 @@ def _one_pass_outcomes(monkeypatch) -> list[bool]:
 
     monkeypatch.setattr(fields_module, "_read_with_known_schema", spy)
     return outcomes
+
+
+def test_every_chunk_of_a_clean_log_is_read_in_one_pass(monkeypatch):
+    """A key first seen after a chunk's first lines (an `err` object on a few lines) is found by the
+    byte count; once a chunk has held it, the chunks after are read in one pass with it. The frames
+    match the per-line path's."""
+    monkeypatch.setattr(lines_module, "CHUNK_BYTES", 4_000)
+    monkeypatch.setattr(fields_module, "SAMPLE_LINES", 5)
+    outcomes = _one_pass_outcomes(monkeypatch)
+    records = []
+    for i in range(600):
+        record: dict[str, Any] = {"ts": 1_767_693_600 + i, "level": "info", "msg": f'done "{i}" \\ é', "route": "/a", "status": 200}
+        if i % 37 == 5:
+            record = {"ts": record["ts"], "level": "error", "msg": "timed out", "err": {"kind": "timeout", "retries": i % 3}, "stack": None}
+        records.append(orjson.dumps(record).decode())
+    source = Source(origin="app.jsonl", data=("\n".join(records) + "\n").encode())
+    fast = JsonLinesParser().parse(source, ParseOptions())
+    assert fast.slow_lines == 0
+    _same(fast, JsonLinesParser().parse_per_record(source, ParseOptions()))
+    assert fast.frames["events"].height == sum(1 for i in range(600) if i % 37 == 5)
+    assert len(outcomes) > 10 and sum(not ok for ok in outcomes) <= 2  # the first chunks holding `err`
 
 
 def test_a_key_null_in_a_chunks_first_lines_keeps_the_type_it_had():
