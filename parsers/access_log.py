@@ -657,14 +657,18 @@ def _convert_split(
             exprs["upstream_ms"] = pl.when(pl.col(_SPARE[0]).is_null()).then(exprs["upstream_ms"]).otherwise(_seconds_list_ms(upstream))
     prepare: list[pl.Expr] = [
         pl.all_horizontal(checks).alias("_matched"),
-        pl.all_horizontal(True, *(_plainly_printable(c) for c in cheap)).alias("_plain"),
         pl.all_horizontal(pl.col(c).is_null() for c in (*read, *_SPARE)).alias("_blank"),
     ]
     late = {k: exprs.pop(k) for k in ("method", "path")}  # these read `_method`/`_target`
     # independent expressions in one pass run in parallel
     out = fields.with_columns(*prepare, **exprs)
-    if not out.get_column("_plain").all():  # the regex for the bare fields the cheap test could not vouch for
-        suspects = fields.filter(~out.get_column("_plain"))  # the raw fields: `out` holds converted ones
+    # Only the lines taken here need their bare fields vouched for; a status or size converted to a number
+    # (or a size `-`, converted to 0) was one, so the conversions above are read, not made again.
+    size = next((b for b in ("body_bytes_sent", "bytes_sent") if b in names), None)
+    converted = {"status": pl.col("status").is_not_null(), **({size: pl.col("bytes").is_not_null()} if size else {})}
+    plain = out.select(~pl.col("_matched").fill_null(False) | pl.all_horizontal(True, *(converted.get(c, _plainly_printable(c)) for c in cheap))).to_series()
+    if not plain.all():  # the regex for the bare fields the cheap test could not vouch for
+        suspects = fields.filter(~plain)  # the raw fields: `out` holds converted ones
         unprintable = suspects.filter(pl.any_horizontal(pl.col(c).str.contains(_PRINTABLE).fill_null(False) for c in cheap)).get_column("line")
         out = out.with_columns(pl.col("_matched") & ~pl.col("line").is_in(unprintable.implode()))
     if "request" in names:
