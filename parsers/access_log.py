@@ -340,7 +340,7 @@ def _split_time(date: pl.Expr, zones: pl.Series) -> pl.Expr:
     a chunk with one zone throughout subtracts one constant (a line without a zone, blank or cut short,
     fails the split's checks: its time is never used)."""
     naive = date.str.strptime(pl.Datetime("us", "UTC"), "[%d/%b/%Y:%H:%M:%S", strict=False)
-    first = zones.drop_nulls().head(1).to_list()
+    first = [z for z in zones.head(100).to_list() if z is not None][:1] or zones.drop_nulls().head(1).to_list()
     if first and (zones == first[0]).all(ignore_nulls=True):
         offset = _zone_seconds(first[0])
         return naive - timedelta(seconds=offset) if offset is not None else pl.lit(None, pl.Datetime("us", "UTC"))
@@ -383,9 +383,8 @@ def _fields(data: bytes, layout: SplitLayout, first_line: int, lines: int, unrea
             return None
         if fields.height != lines:
             return None
-        quoted = (c for c in layout.quoted if c not in unread)
-        last = fields.tail(1).select(pl.any_horizontal(False, *(pl.col(c).str.contains("\n", literal=True) for c in quoted))).item()
-        return None if last else fields
+        last = [fields.get_column(c)[-1] for c in layout.quoted if c not in unread] if fields.height else []
+        return None if any(value is not None and "\n" in value for value in last) else fields
     return None
 
 
