@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rca.errors import InputError
+from rca.parsers.nul_runs import NUL, text_past_nul_runs
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -43,9 +44,9 @@ class Sample:
     """The head of an input, decompressed: what sniffing looks at."""
 
     origin: str
-    head: bytes  # up to SAMPLE_BYTES decompressed bytes
+    head: bytes  # up to SAMPLE_BYTES decompressed bytes (of text, for a text input with NUL runs: see parsers.nul_runs)
     lines: tuple[str, ...]  # the first non-empty lines, decoded leniently
-    is_binary: bool  # a NUL byte or mostly undecodable bytes in the head
+    is_binary: bool  # NUL bytes among control bytes, or mostly undecodable bytes, in the head
 
 
 @dataclass
@@ -101,10 +102,13 @@ class Source:
         if self._sample is None:
             try:
                 if self.path is None:
-                    head = (self.data or b"")[:SAMPLE_BYTES]
+                    stream: BinaryIO = io.BytesIO(self.data or b"")
                 else:
-                    with self.open() as stream:
-                        head = stream.read(SAMPLE_BYTES)
+                    stream = self.open()
+                with stream:
+                    head = stream.read(SAMPLE_BYTES)
+                    # NUL bytes in a text log are holes (logrotate copytruncate, a crash): the head is its text
+                    holed = text_past_nul_runs(head, stream.read, SAMPLE_BYTES) if NUL in head[:8192] else None
             except InputError:
                 raise
             except (OSError, EOFError, ValueError) as exc:
@@ -112,7 +116,8 @@ class Source:
                 raise InputError(f"corrupt or truncated {self.compression} data ({exc})", file=self.origin) from None
             except Exception as exc:
                 raise InputError(f"corrupt {self.compression} data ({exc})", file=self.origin) from None
-            is_binary = b"\x00" in head[:8192]
+            is_binary = NUL in head[:8192] and holed is None
+            head = head if holed is None else holed
             text = head.decode("utf-8", errors="replace")
             if not is_binary and text:
                 bad = text.count("\ufffd")
