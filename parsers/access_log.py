@@ -55,7 +55,7 @@ from rca.parsers.lines import (
     Lines,
     byte_offsets,
     has_long_line,
-    line_chunks,
+    map_chunks,
     read_lines,
     read_share,
     rejected_examples,
@@ -557,24 +557,13 @@ def split_chunks(
 ) -> Iterator[SplitChunk]:
     """Every chunk of `source` through `split_chunk`, in order, CONVERT_WORKERS at a time.
 
-    A chunk's string kernels mostly run on one thread, so converting chunks side by side (with this
-    thread reading the next ones meanwhile) is what keeps both cores busy."""
-    from concurrent.futures import Future, ThreadPoolExecutor
+    A chunk's string kernels mostly run on one thread, so converting chunks side by side (with a reader
+    thread reading the next ones meanwhile: `lines.map_chunks`) is what keeps both cores busy."""
 
-    pending: list[tuple[Future[SplitChunk], float | None]] = []
-    with ThreadPoolExecutor(max_workers=CONVERT_WORKERS, thread_name_prefix="rca-convert") as pool:
-        try:
-            for chunk in line_chunks(source, warnings):
-                pending.append((pool.submit(split_chunk, chunk, layout, compiled, source.origin, tz, schema), read_share(chunk)))
-                if len(pending) > CONVERT_WORKERS:
-                    future, share = pending.pop(0)
-                    yield replace(future.result(), read_share=share)
-            while pending:
-                future, share = pending.pop(0)
-                yield replace(future.result(), read_share=share)
-        finally:
-            for future, _ in pending:
-                future.cancel()
+    def one(chunk: LineChunk) -> SplitChunk:
+        return replace(split_chunk(chunk, layout, compiled, source.origin, tz, schema), read_share=read_share(chunk))
+
+    return map_chunks(source, warnings, one, CONVERT_WORKERS)
 
 
 def scan_split(data: str | bytes, layout: SplitLayout, encoding: str = "utf8", first_line: int = 1) -> pl.LazyFrame:
@@ -664,7 +653,9 @@ def _convert_split(
     # Only the lines taken here need their bare fields vouched for; a status or size converted to a number
     # (or a size `-`, converted to 0) was one, so the conversions above are read, not made again.
     size = next((b for b in ("body_bytes_sent", "bytes_sent") if b in names), None)
-    converted = {"status": pl.col("status").is_not_null(), **({size: pl.col("bytes").is_not_null()} if size else {})}
+    converted: dict[str, pl.Expr] = {"status": pl.col("status").is_not_null()}
+    if size:
+        converted[size] = pl.col("bytes").is_not_null()
     plain = out.select(~pl.col("_matched").fill_null(False) | pl.all_horizontal(True, *(converted.get(c, _plainly_printable(c)) for c in cheap))).to_series()
     if not plain.all():  # the regex for the bare fields the cheap test could not vouch for
         suspects = fields.filter(~plain)  # the raw fields: `out` holds converted ones
