@@ -52,8 +52,9 @@ def read_payload(source: Source, binary: bool = False) -> tuple[bytes, list[str]
 
 def _payload(source: Source) -> tuple[bytes, list[str]]:
     warnings: list[str] = []
-    if source.path is not None and source.compression == "gzip":
-        raw = source.path.read_bytes()
+    if source.compression == "gzip" and (source.path is not None or source.stream is not None):
+        with source.open_raw() as stream:
+            raw = stream.read()
         out = bytearray()
         data = raw
         while data:
@@ -221,21 +222,21 @@ def _blocks(source: Source, warnings: list[str], size: int) -> Iterator[tuple[by
 
 
 def _raw_blocks(source: Source, warnings: list[str], size: int) -> Iterator[tuple[bytes, int, int]]:
-    if source.path is None:
+    if source.path is None and source.stream is None:
         data = source.data or b""
         for start in range(0, len(data), size):
             yield data[start : start + size], min(start + size, len(data)), len(data)
         return
-    total = source.path.stat().st_size
-    with open(source.path, "rb") as raw:
+    total = source.size()
+    with source.open_raw() as raw:
         if source.compression is None:
             while block := raw.read(size):
                 yield block, raw.tell(), total
             return
         if source.compression != "gzip":
-            with source.open() as stream:
+            with source.decompressing(raw) as stream:
                 while block := stream.read(size):
-                    yield block, min(raw.tell(), total), total
+                    yield block, raw.tell(), total
             return
         decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
         produced = 0

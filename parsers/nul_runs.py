@@ -77,14 +77,17 @@ def looks_like_text(kept: bytes, runs: int) -> bool:
     return bad <= max(8, len(kept) // 10) and runs <= kept.count(b"\n") + 1
 
 
-def text_past_nul_runs(head: bytes, read: Callable[[int], bytes], size: int) -> bytes | None:
+def text_past_nul_runs(head: bytes, read: Callable[[int], bytes], size: int, limit: int | None = None) -> bytes | None:
     """The first `size` bytes of text of an input whose `head` holds NUL bytes, with its NUL runs removed
-    (reading on with `read` past a leading hole), or None when the input is binary."""
+    (reading on with `read` past a leading hole, at most `limit` bytes when given), or None when the input
+    is binary."""
     runs = NulRuns()
     kept = runs.strip(head)
     if kept and not looks_like_text(kept, runs.runs):
         return None  # judged on the head alone: a binary file is not read further
-    while len(kept) < size:
+    scanned = len(head)
+    while len(kept) < size and (limit is None or scanned < limit):
+        scanned += READ_ON_BYTES
         try:
             block = read(READ_ON_BYTES)
         except Exception:  # a truncated or corrupt compressed stream: its readers say so; sniff what came before
