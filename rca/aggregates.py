@@ -155,11 +155,32 @@ def merge_aggregates(parts: Iterable[RequestAggregates], bucket_s: int | None = 
         counts = counts.with_columns(bucket_floor_expr(width, "bucket").alias("bucket"))
         sketches = sketches.with_columns(bucket_floor_expr(width, "bucket").alias("bucket"))
     if len(parts) > 1 or any(p.bucket_s != width for p in parts):
-        counts = counts.group_by(*AGGREGATE_KEY, "method").agg(pl.col(_COUNT_COLUMNS).sum()).select(list(REQUEST_AGGREGATES_SCHEMA))
-        sketches = sketches.group_by(*AGGREGATE_KEY, "metric", "bin").agg(pl.col("count").sum()).select(list(LATENCY_SKETCH_SCHEMA))
+        # only the buckets that two parts hold (or a part coarsened here) need summing; a group-by's keys of strings
+        # cost several times the rows it reads, so the others are passed through as they are
+        shared = _shared_buckets(parts, width)
+        if shared is None or shared.len():
+            summed = pl.col("bucket").is_in(shared.implode()) if shared is not None else pl.lit(True)
+            counts = pl.concat([counts.filter(~summed), counts.filter(summed).group_by(*AGGREGATE_KEY, "method").agg(pl.col(_COUNT_COLUMNS).sum())
+                                .select(list(REQUEST_AGGREGATES_SCHEMA))])
+            sketches = pl.concat([sketches.filter(~summed), sketches.filter(summed).group_by(*AGGREGATE_KEY, "metric", "bin").agg(pl.col("count").sum())
+                                  .select(list(LATENCY_SKETCH_SCHEMA))])
     firsts = [p.first for p in parts if p.first is not None]
     lasts = [p.last for p in parts if p.last is not None]
     return RequestAggregates(width, counts, sketches, min(firsts, default=None), max(lasts, default=None))
+
+
+def _shared_buckets(parts: Sequence[RequestAggregates], width: int) -> pl.Series | None:
+    """The buckets (at `width`) that more than one of the parts holds: only their keys can be in two parts
+    (each part holds a key once). None when every bucket must be summed (a part coarsened here, or a null bucket)."""
+    if any(p.bucket_s != width for p in parts):
+        return None
+    held = []
+    for index, part in enumerate(parts):
+        buckets = pl.concat([part.counts.select("bucket"), part.sketches.select("bucket")]).unique()
+        if buckets.get_column("bucket").null_count():
+            return None
+        held.append(buckets.with_columns(pl.lit(index).alias("part")))
+    return pl.concat(held).group_by("bucket").len().filter(pl.col("len") > 1).get_column("bucket")
 
 
 def relabel(aggregates: RequestAggregates, dimension: str, value: pl.Expr) -> RequestAggregates:
