@@ -29,22 +29,6 @@ def flatten(record: dict[str, Any], prefix: str = "", out: dict[str, Any] | None
 
 def parse_timestamp(values: pl.Series, tz: str = "UTC") -> pl.Series:
     """Epoch numbers (s/ms/µs/ns by magnitude, numeric strings too) or ISO-8601 text -> Datetime(us, UTC)."""
-    if values.dtype.is_numeric():
-        num = values.cast(pl.Float64)
-    else:
-        num = values.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
-    magnitude = num.abs()
-    micros = (
-        pl.select(
-            pl.when(magnitude < 1e11).then(num * 1e6)
-            .when(magnitude < 1e14).then(num * 1e3)
-            .when(magnitude < 1e17).then(num)
-            .otherwise(num / 1e3)
-            .round(0)
-            .cast(pl.Int64, strict=False)  # beyond the Int64 range (9.2e21 s): no readable time, not a crash
-            .cast(pl.Datetime("us", "UTC"))
-        ).to_series()
-    )
     if values.dtype.is_integer():
         # integers exactly (a float64 loses the last digits of nanosecond epochs)
         ints = values.cast(pl.Int64)
@@ -58,10 +42,26 @@ def parse_timestamp(values: pl.Series, tz: str = "UTC") -> pl.Series:
         ).to_series()
         return exact.alias("ts")
     if values.dtype.is_numeric():
-        return micros.alias("ts")
+        return _epoch_micros(values.cast(pl.Float64)).alias("ts")
     text = values.cast(pl.String).str.strip_chars()
     iso = parse_iso(text, tz)
-    return pl.select(pl.coalesce(pl.lit(iso), pl.lit(micros))).to_series().alias("ts")
+    if iso.null_count() == text.null_count():  # every time ISO-8601: no epochs to look for
+        return iso.alias("ts")
+    return pl.select(pl.coalesce(pl.lit(iso), pl.lit(_epoch_micros(text.cast(pl.Float64, strict=False))))).to_series().alias("ts")
+
+
+def _epoch_micros(num: pl.Series) -> pl.Series:
+    """Epoch numbers in s/ms/µs/ns (told apart by magnitude) -> Datetime(us, UTC)."""
+    magnitude = num.abs()
+    return pl.select(
+        pl.when(magnitude < 1e11).then(num * 1e6)
+        .when(magnitude < 1e14).then(num * 1e3)
+        .when(magnitude < 1e17).then(num)
+        .otherwise(num / 1e3)
+        .round(0)
+        .cast(pl.Int64, strict=False)  # beyond the Int64 range (9.2e21 s): no readable time, not a crash
+        .cast(pl.Datetime("us", "UTC"))
+    ).to_series()
 
 
 def parse_iso(text: pl.Series, tz: str) -> pl.Series:

@@ -20,6 +20,7 @@ import polars as pl
 
 from rca.errors import InputError
 from rca.model import Rejected
+from rca.parsers.nul_runs import NulRuns
 from rca.parsers.sources import Source
 
 MAX_LINE_BYTES = 1 << 20  # longer lines are rejected, not parsed
@@ -38,11 +39,23 @@ class Lines:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_payload(source: Source) -> tuple[bytes, list[str]]:
-    """The decompressed bytes of a source; a truncated gzip gives what was readable plus a warning."""
+def read_payload(source: Source, binary: bool = False) -> tuple[bytes, list[str]]:
+    """The decompressed bytes of a source; a truncated gzip gives what was readable plus a warning. A text
+    input (not `binary`) loses its NUL runs (holes: `parsers.nul_runs`), counted in a warning."""
+    payload, warnings = _payload(source)
+    if not binary:
+        runs = NulRuns()
+        payload = runs.strip(payload)
+        if note := runs.note():
+            warnings.append(note)
+    return payload, warnings
+
+
+def _payload(source: Source) -> tuple[bytes, list[str]]:
     warnings: list[str] = []
-    if source.path is not None and source.compression == "gzip":
-        raw = source.path.read_bytes()
+    if source.compression == "gzip" and (source.path is not None or source.stream is not None):
+        with source.open_raw() as stream:
+            raw = stream.read()
         out = bytearray()
         data = raw
         while data:
@@ -200,21 +213,31 @@ def line_chunks(source: Source, warnings: list[str], chunk_bytes: int | None = N
 
 
 def _blocks(source: Source, warnings: list[str], size: int) -> Iterator[tuple[bytes, int, int]]:
-    if source.path is None:
+    """The decompressed bytes of a text input in blocks of about `size`, without NUL runs (holes:
+    `parsers.nul_runs`, counted in one warning at the end), with (bytes read, total) for progress."""
+    runs = NulRuns()
+    for block, read, total in _raw_blocks(source, warnings, size):
+        yield runs.strip(block), read, total
+    if note := runs.note():
+        warnings.append(note)
+
+
+def _raw_blocks(source: Source, warnings: list[str], size: int) -> Iterator[tuple[bytes, int, int]]:
+    if source.path is None and source.stream is None:
         data = source.data or b""
         for start in range(0, len(data), size):
             yield data[start : start + size], min(start + size, len(data)), len(data)
         return
-    total = source.path.stat().st_size
-    with open(source.path, "rb") as raw:
+    total = source.size()
+    with source.open_raw() as raw:
         if source.compression is None:
             while block := raw.read(size):
                 yield block, raw.tell(), total
             return
         if source.compression != "gzip":
-            with source.open() as stream:
+            with source.decompressing(raw) as stream:
                 while block := stream.read(size):
-                    yield block, min(raw.tell(), total), total
+                    yield block, raw.tell(), total
             return
         decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
         produced = 0

@@ -213,7 +213,7 @@ def load_dataset(
     for index, source in enumerate(sources):
         if progress is not None:
             label = f"reading {source.origin}" + (f" ({index + 1}/{len(sources)})" if len(sources) > 1 else "")
-            size = source.path.stat().st_size if source.path is not None else len(source.data or b"")
+            size = source.size()
             progress(label, 0, size)
             source.on_read = lambda read, total, label=label: progress(label, read, total)  # type: ignore[misc]
         try:

@@ -30,11 +30,24 @@ _PAIR_RE = re.compile(_PAIR)
 SNIFF_CHARS = 4096
 
 
-def _unquote_expr(value: pl.Expr) -> pl.Expr:
-    """`_unquote` on a column."""
-    quoted = (value.str.len_chars() >= 2) & value.str.starts_with('"') & value.str.ends_with('"')
-    inner = value.str.slice(1, value.str.len_chars() - 2).str.replace_all('\\"', '"', literal=True).str.replace_all("\\\\", "\\", literal=True)
+def _unquote_expr(value: pl.Expr, escapes: bool = True) -> pl.Expr:
+    """`_unquote` on a column (`escapes` False: no value holds a backslash)."""
+    quoted = (value.str.len_bytes() >= 2) & value.str.starts_with('"') & value.str.ends_with('"')
+    inner = value.str.strip_prefix('"').str.strip_suffix('"')  # (when quoted: one quote off each end)
+    if escapes:
+        inner = inner.str.replace_all('\\"', '"', literal=True).str.replace_all("\\\\", "\\", literal=True)
     return pl.when(quoted).then(inner).otherwise(value)
+
+
+def _unquoted(values: pl.DataFrame) -> pl.DataFrame:
+    """`_unquote_expr` on every column of `values`, but for the columns where no value opens with a quote
+    (most of a layout's: levels, hosts, numbers), and without the escapes where no value holds a backslash."""
+    opens = values.select(pl.col(c).str.starts_with('"').any() for c in values.columns).row(0)
+    quoted = [c for c, found in zip(values.columns, opens, strict=True) if found]
+    if not quoted:
+        return values
+    escaped = values.select(pl.col(c).str.contains("\\", literal=True).any() for c in quoted).row(0)
+    return values.with_columns(_unquote_expr(pl.col(c), escapes).alias(c) for c, escapes in zip(quoted, escaped, strict=True))
 
 
 def _unquote(value: str) -> str:
@@ -80,7 +93,7 @@ def _pairs(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[Rejected], int]:
         matched = frame.select(pl.col("line").alias(LINE), values.alias("_values")).filter(pl.col("_values").struct.field("1").is_not_null())
         if matched.height:
             columns = matched.get_column("_values").struct.rename_fields(list(keys)).struct.unnest()
-            flats.append(pl.concat([matched.select(LINE), columns.select(_unquote_expr(pl.col(k)).alias(k) for k in keys)], how="horizontal"))
+            flats.append(pl.concat([matched.select(LINE), _unquoted(columns)], how="horizontal"))
             frame = frame.filter(~pl.col("line").is_in(matched.get_column(LINE).implode()))
     rest, bad, bad_count = _pairs_apart(frame)
     if not flats:

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rca.errors import InputError
+from rca.parsers.nul_runs import NUL, text_past_nul_runs
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 BZ2_MAGIC = b"BZh"
 SAMPLE_BYTES = 64 * 1024
 SAMPLE_LINES = 20
+STREAM_READ_ON_BYTES = 64 << 20  # read (and kept) at most past a leading hole of stdin to sniff the text after it
 
 
 def detect_compression(head: bytes) -> str | None:
@@ -43,30 +45,80 @@ class Sample:
     """The head of an input, decompressed: what sniffing looks at."""
 
     origin: str
-    head: bytes  # up to SAMPLE_BYTES decompressed bytes
+    head: bytes  # up to SAMPLE_BYTES decompressed bytes (of text, for a text input with NUL runs: see parsers.nul_runs)
     lines: tuple[str, ...]  # the first non-empty lines, decoded leniently
-    is_binary: bool  # a NUL byte or mostly undecodable bytes in the head
+    is_binary: bool  # NUL bytes among control bytes, or mostly undecodable bytes, in the head
+
+
+class _Replay(io.RawIOBase):
+    """A read of a one-pass stream (stdin) that first replays the bytes its Source kept while sniffing: the
+    Source is read once, a chunk at a time, like a file (never whole in memory)."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def,override]
+        source = self.source
+        kept = source.kept
+        data = bytes(kept[self.position : self.position + len(buffer)])
+        if len(data) < len(buffer):
+            if not source.recording:
+                if source.passed is None:
+                    source.passed = self  # the first read past what was kept: no other read can replay it
+                elif source.passed is not self:
+                    raise InputError("standard input was already read past its start: save it to a file and give the file",
+                                     file=source.origin)
+            assert source.stream is not None
+            more = source.stream.read(len(buffer) - len(data))
+            if source.recording:
+                kept += more
+            else:
+                source.kept = bytearray()  # replayed and passed: not needed any more
+            data += more
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
 
 
 @dataclass
 class Source:
-    """One input: a file (possibly compressed) or stdin already read into memory."""
+    """One input: a file (possibly compressed), stdin read as it goes, or bytes in memory."""
 
     origin: str  # as shown to the user and stored in the `origin` column
     path: Path | None = None  # None for stdin
-    data: bytes | None = None  # stdin's bytes (decompressed) when path is None
+    data: bytes | None = None  # the content (decompressed) when there is neither path nor stream
     compression: str | None = None
+    stream: BinaryIO | None = field(default=None, repr=False)  # stdin (as given: maybe compressed), read once
     _sample: Sample | None = field(default=None, repr=False)
     on_read: Callable[[int, int], None] | None = field(default=None, repr=False)  # (bytes read, total) as chunked readers go
+    kept: bytearray = field(default_factory=bytearray, repr=False)  # of `stream`: the bytes read while sniffing, replayed
+    recording: bool = field(default=False, repr=False)  # keep what is read from `stream` (while sniffing)
+    passed: object | None = field(default=None, repr=False)  # the read that went past `kept`
 
-    def open(self) -> BinaryIO:
-        """A binary stream of the decompressed content."""
+    def open_raw(self) -> BinaryIO:
+        """A binary stream of the content as stored (compressed, when it is)."""
         if self.path is None:
-            return io.BytesIO(self.data or b"")
+            return _Replay(self) if self.stream is not None else io.BytesIO(self.data or b"")  # type: ignore[return-value]
         try:
-            raw = open(self.path, "rb")  # noqa: SIM115 - returned to the caller
+            return open(self.path, "rb")
         except OSError as exc:
             raise InputError(f"cannot open: {exc.strerror or exc}", file=self.origin) from None
+
+    def size(self) -> int:
+        """Bytes of the input as stored (0 when unknown: stdin)."""
+        if self.path is not None:
+            return self.path.stat().st_size
+        return 0 if self.stream is not None else len(self.data or b"")
+
+    def decompressing(self, raw: BinaryIO) -> BinaryIO:
+        """`raw` (of `open_raw`) read decompressed."""
         if self.compression == "gzip":
             return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
         if self.compression == "bz2":
@@ -77,11 +129,15 @@ class Source:
             return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[return-value]
         return raw
 
+    def open(self) -> BinaryIO:
+        """A binary stream of the decompressed content."""
+        return self.decompressing(self.open_raw())
+
     def read_bytes(self) -> bytes:
         """All decompressed bytes. Raises InputError on a truncated or corrupt compressed file."""
-        if self.path is None:
+        if self.path is None and self.stream is None:
             return self.data or b""
-        if self.compression is None:
+        if self.compression is None and self.path is not None:
             try:
                 return self.path.read_bytes()
             except OSError as exc:
@@ -99,12 +155,12 @@ class Source:
     def sample(self) -> Sample:
         """The decompressed head of the input, for sniffing."""
         if self._sample is None:
+            self.recording = self.stream is not None  # stdin: what sniffing reads is kept, to be read again
             try:
-                if self.path is None:
-                    head = (self.data or b"")[:SAMPLE_BYTES]
-                else:
-                    with self.open() as stream:
-                        head = stream.read(SAMPLE_BYTES)
+                with self.open() as stream:
+                    head = stream.read(SAMPLE_BYTES)
+                    # NUL bytes in a text log are holes (logrotate copytruncate, a crash): the head is its text
+                    holed = text_past_nul_runs(head, stream.read, SAMPLE_BYTES, STREAM_READ_ON_BYTES if self.stream is not None else None) if NUL in head[:8192] else None
             except InputError:
                 raise
             except (OSError, EOFError, ValueError) as exc:
@@ -112,7 +168,10 @@ class Source:
                 raise InputError(f"corrupt or truncated {self.compression} data ({exc})", file=self.origin) from None
             except Exception as exc:
                 raise InputError(f"corrupt {self.compression} data ({exc})", file=self.origin) from None
-            is_binary = b"\x00" in head[:8192]
+            finally:
+                self.recording = False
+            is_binary = NUL in head[:8192] and holed is None
+            head = head if holed is None else holed
             text = head.decode("utf-8", errors="replace")
             if not is_binary and text:
                 bad = text.count("\ufffd")
@@ -148,22 +207,12 @@ def _file_source(path: Path, origin: str) -> Source:
 
 
 def stdin_source(stream: BinaryIO | None = None) -> Source:
-    """Read standard input whole (decompressing it if it is compressed)."""
-    raw = (stream or sys.stdin.buffer).read()
-    compression = detect_compression(raw[:4])
-    if compression == "gzip":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise InputError(f"corrupt or truncated gzip data ({exc})", file="<stdin>") from None
-    elif compression == "bz2":
-        raw = bz2.decompress(raw)
-    elif compression == "zstd":
-        import zstandard
-
-        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)) as reader:
-            raw = reader.read()
-    return Source(origin="<stdin>", data=raw)
+    """Standard input as a Source read as it goes, a chunk at a time (its compression found from its
+    first bytes, which are kept and read again)."""
+    source = Source(origin="<stdin>", stream=stream or sys.stdin.buffer)
+    source.kept += source.stream.read(4)  # type: ignore[union-attr]
+    source.compression = detect_compression(bytes(source.kept))
+    return source
 
 
 def expand_inputs(inputs: Iterable[str], stdin: BinaryIO | None = None) -> tuple[list[Source], list[InputError]]:

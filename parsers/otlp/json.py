@@ -62,11 +62,13 @@ class OtlpJsonParser:
         return 0.97 if looks_like_otlp_json(sample.head) else 0.0
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
-        if options.max_spans is not None:
+        if options.max_spans is None:
+            payload, warnings = read_payload(source)
+        else:
             bounded = self._parse_bounded(source, options)
-            if bounded is not None:
+            if isinstance(bounded, ParseResult):
                 return bounded
-        payload, warnings = read_payload(source)
+            payload, warnings = bounded
         parts = _split_lines(payload, parallel.PARALLEL_MIN_BYTES)
         if len(parts) == 1:
             walks = [walk_json(payload, 0, len(payload), 1)]
@@ -86,14 +88,14 @@ class OtlpJsonParser:
                            rejected_examples=rejected, warnings=warnings)
 
 
-    def _parse_bounded(self, source: Source, options: ParseOptions) -> ParseResult | None:
-        """The parse in blocks, keeping at most `options.max_spans` spans (`BoundedSpans`); None when the
-        input is one pretty-printed document (read whole by `parse`)."""
+    def _parse_bounded(self, source: Source, options: ParseOptions) -> ParseResult | tuple[bytes, list[str]]:
+        """The parse in blocks, keeping at most `options.max_spans` spans (`BoundedSpans`); when the input
+        is one pretty-printed document, its bytes and warnings (parsed whole by `parse`: stdin is read once)."""
         warnings: list[str] = []
         blocks = read_blocks(source, BLOCK_BYTES, warnings)
         first = next(blocks, None)
         if first is None or not _one_document_a_line(first[0]):
-            return None
+            return b"".join(block for block, _ in _chain(first, blocks)) if first is not None else b"", warnings
         spans = BoundedSpans(source.origin, options.max_spans, options.max_request_rows, options.request_columns)
         walks: list[JsonWalk] = []
 
@@ -102,7 +104,7 @@ class OtlpJsonParser:
             walks.append(walk)
             spans.take(reduced)
 
-        size = source.path.stat().st_size if source.path is not None else len(source.data or b"")
+        size = source.size()
         parallel.decode_blocks((((self.name, number), block) for block, number in _chain(first, blocks)), lambda: spans.wanted_level,
                                block_reply, take, parallel.worker_count(size))
         sample = spans.finish_read()

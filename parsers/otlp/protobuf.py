@@ -76,7 +76,7 @@ class OtlpProtoParser:
             bounded = self._parse_bounded(source, options, forced)
             if bounded is not None:
                 return bounded
-        payload, warnings = read_payload(source)
+        payload, warnings = read_payload(source, binary=True)
         events: list[dict[str, Any]] = []
         metrics: list[dict[str, Any]] = []
         enabled = gc.isenabled()

@@ -10,6 +10,7 @@ import pytest
 
 from rca.errors import InputError
 from rca.parsers import ParseOptions, get_parser
+from rca.parsers.decoding import parse_timestamp
 from rca.parsers.endpoints import normalize_endpoint
 from rca.parsers.loader import load_dataset
 from rca.parsers.sources import Source
@@ -107,6 +108,16 @@ def test_real_apache_corpus(corpus):
 def test_jsonl_timestamps(tmp_path, value, expected):
     path = write(tmp_path, "app.jsonl", f'{{"ts": {value}, "msg": "hello", "level": "info"}}\n')
     assert load_dataset([path]).events["ts"][0] == expected
+
+
+def test_timestamp_text_mixing_iso_and_epochs_reads_both():
+    """Epochs spelled as text among ISO-8601 times (the epochs are looked for only where the ISO read left
+    a null): each value read by its own spelling, text that is neither stays null."""
+    values = pl.Series(["2025-11-22T12:00:00.250Z", " 1763812800 ", "1763812800123", None, "soon", "2025-11-22T13:00:00+01:00"])
+    assert parse_timestamp(values).to_list() == [
+        datetime(2025, 11, 22, 12, 0, 0, 250000, tzinfo=UTC), datetime(2025, 11, 22, 12, 0, tzinfo=UTC),
+        datetime(2025, 11, 22, 12, 0, 0, 123000, tzinfo=UTC), None, None, datetime(2025, 11, 22, 12, 0, tzinfo=UTC)]
+    assert parse_timestamp(values.head(1)).to_list() == [datetime(2025, 11, 22, 12, 0, 0, 250000, tzinfo=UTC)]
 
 
 def test_an_epoch_beyond_any_datetime_is_a_rejected_line_not_a_crash(tmp_path):

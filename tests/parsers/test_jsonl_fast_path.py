@@ -6,10 +6,12 @@ lines among the records."""
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 import orjson
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -146,6 +148,75 @@ def test_every_chunk_of_a_clean_log_is_read_in_one_pass(monkeypatch):
     assert len(outcomes) > 10 and sum(not ok for ok in outcomes) <= 2  # the first chunks holding `err`
 
 
+def _one_pass_outcomes(monkeypatch) -> list[bool]:
+    """Whether each chunk was read in one pass (`_read_with_known_schema` kept its frame)."""
+    one_pass = fields_module._read_with_known_schema
+    outcomes: list[bool] = []
+
+    def spy(chunk, seen):
+        decoded = one_pass(chunk, seen)
+        outcomes.append(decoded is not None)
+        return decoded
+
+    monkeypatch.setattr(fields_module, "_read_with_known_schema", spy)
+    return outcomes
+
+
+def test_a_key_null_in_a_chunks_first_lines_keeps_the_type_it_had():
+    """A key null in every one of a chunk's first lines (a system that logs no pid for a while) says
+    nothing of its type: the chunk is read in one pass with the type earlier chunks gave it (it used to
+    drop the key, miss the byte count and read every chunk twice). The frames match the per-line path's."""
+    records = []
+    for i in range(400):
+        pid = None if 80 <= i % 200 < 125 else f"{1000 + i % 7}"  # null over the first lines of every other chunk
+        records.append(orjson.dumps({"ts": 1_767_693_600 + i, "level": "info", "msg": f"m {i}", "pid": pid}).decode())
+    source = Source(origin="app.jsonl", data=("\n".join(records) + "\n").encode())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lines_module, "CHUNK_BYTES", 100 * len(records[0]))
+        patch.setattr(fields_module, "SAMPLE_LINES", 5)
+        patch.setattr(fields_module, "map_chunks", functools.partial(lines_module.map_chunks, workers=1))  # each chunk after the one before
+        outcomes = _one_pass_outcomes(patch)
+        fast = JsonLinesParser().parse(source, ParseOptions())
+    assert len(outcomes) >= 3 and all(outcomes)
+    _same(fast, JsonLinesParser().parse_per_record(source, ParseOptions()))
+    assert fast.frames["events"].get_column("attributes").str.contains('"pid"').sum() == sum(1 for r in records if '"pid":"' in r)
+
+
+def test_numbers_under_a_key_known_as_text_are_read_as_numbers(monkeypatch):
+    """A key earlier chunks held as text, absent from a chunk's first lines and holding numbers further on,
+    would be read as text with the known schema; the count of string values in the bytes catches it and
+    the chunk is read with its own schema (the numbers stay numbers, as a read of those lines alone gives)."""
+    monkeypatch.setattr(fields_module, "SAMPLE_LINES", 3)
+    lines = [orjson.dumps({"ts": 1_767_693_700 + i, "msg": "b", **({"pid": 7} if i > 5 else {})}).decode() for i in range(20)]
+    chunk = lines_module.LineChunk(("\n".join(lines) + "\n").encode(), first_line=41, lines=len(lines), read=0, total=0)
+    seen = fields_module._SeenKeys()
+    seen.add(pl.Schema({"ts": pl.Int64(), "msg": pl.String(), "pid": pl.String()}))
+    assert fields_module._read_with_known_schema(chunk, seen) is None
+    flat = fields_module._whole_chunk(chunk, seen)
+    assert flat is not None and flat.schema["pid"] == pl.Int64
+    assert flat.get_column(fields_module.LINE).to_list() == list(range(41, 61))
+
+
+ATTRIBUTE_VALUE = st.one_of(st.none(), TEXT, TRICKY, st.sampled_from(['"k":null', ',"k":null}', "{}", "null"]), st.integers(-1000, 1000), st.booleans(),
+                            st.floats(allow_nan=False, allow_infinity=False, width=32))
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.lists(st.tuples(ATTRIBUTE_VALUE, ATTRIBUTE_VALUE, ATTRIBUTE_VALUE), min_size=1, max_size=6),
+       keys=st.sampled_from([["a", "k", "z"], ["k", "k.x", "x-y"], ["a", 'q"uote', "k"], ["back\\slash", "k", "ünïcode"]]),
+       types=st.sampled_from(["mixed", "text"]))
+def test_attributes_encoded_at_once_equal_the_fragments_joined(rows, keys, types):
+    """`_attributes` (one object a row, null fields cut out of the text) gives `_attributes_expr`'s text
+    exactly, for values that spell `"k":null` themselves, keys JSON escapes, and columns of any type."""
+    columns = list(zip(*rows, strict=True))
+    if types == "text":
+        columns = [[None if v is None else str(v) for v in column] for column in columns]
+    frame = pl.DataFrame({key: pl.Series(key, column, strict=False) if types == "mixed" and len({type(v) for v in column if v is not None}) <= 1
+                          else pl.Series(key, [None if v is None else str(v) for v in column], dtype=pl.String) for key, column in zip(keys, columns, strict=True)})
+    expected = frame.select(fields_module._attributes_expr(keys)).to_series()
+    assert fields_module._attributes(frame, keys).to_list() == expected.to_list()
+
+
 def _keys(value: Any) -> int:
     if isinstance(value, dict):
         return sum((v is not None) + _keys(v) for v in value.values())
@@ -162,7 +233,7 @@ def test_object_keys_counts_the_keys_or_declines(values, separators):
     counted = object_keys(data)
     assert counted is None or counted == sum(_keys(v) for v in values)
     counts = key_counts(data)
-    assert counts is None or counts == (counted, sum(_nested(v) for v in values))
+    assert counts is None or counts == (counted, sum(_nested(v) for v in values), sum(_strings(v) for v in values))
 
 
 def _nested(value: Any) -> int:
@@ -171,6 +242,15 @@ def _nested(value: Any) -> int:
         return sum(isinstance(v, dict | list) + _nested(v) for v in value.values())
     if isinstance(value, list):
         return sum(_nested(v) for v in value)
+    return 0
+
+
+def _strings(value: Any) -> int:
+    """Strings held by a key, at any depth."""
+    if isinstance(value, dict):
+        return sum(isinstance(v, str) + _strings(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_strings(v) for v in value)
     return 0
 
 
