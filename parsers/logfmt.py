@@ -2,8 +2,9 @@
 
 A program writes its logfmt lines from a few templates, so most lines of a chunk hold the same keys in
 the same order. The key sequences of lines spread over a chunk become whole-line patterns
-(`ts=(V) level=(V) msg=(V) ...`, up to LAYOUTS of them, most frequent first); one vectorized match per line
-then puts each value straight into its key's column. The other lines (other keys, a repeated key, a
+(`ts=(V) level=(V) msg=(V) ...`, up to LAYOUTS of them, most frequent first; layouts that keep one key
+order, such as the same records with and without a `pid`, become one pattern whose keys some lack are
+optional); one vectorized match per line then puts each value straight into its key's column. The other lines (other keys, a repeated key, a
 value with a stray quote, odd spacing) take the general way: every pair extracted with one regex
 (`str.extract_all`), one row a pair, pivoted to one column a key. Both give the same columns for a line
 (a property test holds them equal). The flat frame is mapped to canonical frames by the same conventions
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import replace
 from pathlib import PurePath
 
 import polars as pl
@@ -21,6 +23,7 @@ import polars as pl
 from rca.errors import InputError
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
+from rca.parsers.bounded import compact
 from rca.parsers.fields import LINE, FinishedRows, MappedRows, RowsFinisher, map_flat, records_to_frames
 from rca.parsers.lines import LineChunk, Lines, chunk_lines, map_chunks, read_lines, read_share
 from rca.parsers.sources import Sample, Source
@@ -76,23 +79,59 @@ def _layouts(texts: list[str]) -> list[tuple[str, ...]]:
     return [keys for keys, count in counts.most_common(LAYOUTS) if count >= LAYOUT_MIN_SHARE * len(texts)]
 
 
-def _layout_pattern(keys: tuple[str, ...]) -> str:
+def _layout_pattern(keys: tuple[str, ...], optional: frozenset[str] = frozenset()) -> str:
+    """The whole-line pattern of `keys` in that order, the pair of an `optional` key present or not (one
+    key at least is not optional: the pairs up to the last such are each followed by a space, those
+    after it preceded by one; spaces before the optional pairs' keys would make every pair a branch on
+    the same byte, three times slower to match)."""
     # a key holds letters, digits and `_.-/@`: only the dot means something to a regex there
-    return "^" + " ".join(f"{key.replace('.', chr(92) + '.')}={_LAYOUT_VALUE}" for key in keys) + "$"
+    pairs = [f"{key.replace('.', chr(92) + '.')}={_LAYOUT_VALUE}" for key in keys]
+    last = max(i for i, key in enumerate(keys) if key not in optional)
+    text = "".join(f"(?:{pair} )?" if key in optional else f"{pair} " for key, pair in zip(keys[:last], pairs[:last], strict=True)) + pairs[last]
+    text += "".join(f"(?: {pair})?" for pair in pairs[last + 1 :])
+    return "^" + text + "$"
+
+
+def _one_layout(layouts: list[tuple[str, ...]]) -> tuple[tuple[str, ...], frozenset[str]] | None:
+    """The layouts as one: every key in an order each layout keeps, the keys some layout lacks optional;
+    None when two layouts order their keys differently or fewer than two keys are in them all (a line
+    needs two). A line of any layout, or of another subset of the keys in that order, is then matched by
+    one pass; the parse stays unique (a bare value holds no space, a quoted one ends at its first
+    unescaped quote, and each key is spelled out)."""
+    if len(layouts) < 2:
+        return None
+    order = list(layouts[0])
+    for keys in layouts[1:]:
+        for i, key in enumerate(keys):
+            if key not in order:
+                order.insert(order.index(keys[i - 1]) + 1 if i else 0, key)
+    position = {key: i for i, key in enumerate(order)}
+    if any([position[k] for k in keys] != sorted(position[k] for k in keys) for keys in layouts):
+        return None
+    required = set.intersection(*(set(keys) for keys in layouts))
+    if len(required) < 2:
+        return None
+    return tuple(order), frozenset(order) - required
 
 
 def _pairs(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[Rejected], int]:
     """(line, text) rows -> (flat frame: one column per key, line numbers in LINE, in line order; the
     first lines that are not key=value pairs, as Rejected; how many there are). A line needs two
-    distinct keys. Lines of the chunk's usual layouts are matched whole; the rest go `_pairs_apart`."""
+    distinct keys. Lines of the chunk's usual layouts are matched whole (by one pattern when the layouts
+    agree on an order: `_one_layout`); the rest go `_pairs_apart`."""
     frame = frame.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
     flats: list[pl.DataFrame] = []
     texts = frame.get_column("text")
-    for keys in _layouts(texts.gather_every(max(1, len(texts) // LAYOUT_SAMPLE)).head(LAYOUT_SAMPLE).to_list()):  # a log may change layouts by the block
-        values = pl.col("text").str.extract_groups(_layout_pattern(keys))
-        matched = frame.select(pl.col("line").alias(LINE), values.alias("_values")).filter(pl.col("_values").struct.field("1").is_not_null())
+    layouts = _layouts(texts.gather_every(max(1, len(texts) // LAYOUT_SAMPLE)).head(LAYOUT_SAMPLE).to_list())  # a log may change layouts by the block
+    one = _one_layout(layouts)
+    for keys, optional in [one] if one is not None else [(keys, frozenset[str]()) for keys in layouts]:
+        values = pl.col("text").str.extract_groups(_layout_pattern(keys, optional))
+        found = str(next(i for i, key in enumerate(keys, 1) if key not in optional))  # a group every matched line fills
+        matched = frame.select(pl.col("line").alias(LINE), values.alias("_values")).filter(pl.col("_values").struct.field(found).is_not_null())
         if matched.height:
             columns = matched.get_column("_values").struct.rename_fields(list(keys)).struct.unnest()
+            if optional:  # a key no matched line holds is no column (as taken apart)
+                columns = columns.select(key for key in keys if key not in optional or columns.get_column(key).null_count() < columns.height)
             flats.append(pl.concat([matched.select(LINE), _unquoted(columns)], how="horizontal"))
             frame = frame.filter(~pl.col("line").is_in(matched.get_column(LINE).implode()))
     rest, bad, bad_count = _pairs_apart(frame)
@@ -151,7 +190,11 @@ class LogfmtParser:
         def one(chunk: LineChunk) -> tuple[MappedRows, Lines, list[Rejected], int, float | None]:
             lines = chunk_lines(source.origin, chunk)
             flat, bad, bad_count = _pairs(lines.frame)
-            return map_flat(flat, source.origin, "app_log", options.fields, options.tz, default_service), lines, bad, bad_count, read_share(chunk)
+            part = map_flat(flat, source.origin, "app_log", options.fields, options.tz, default_service)
+            # the values are views of the chunk's text (a layout's match, unlike a sort of its parts, keeps
+            # them so): request rows kept whole would hold every chunk's text (+80 MB over 1M lines);
+            # events are compacted as they are taken
+            return replace(part, requests=compact(part.requests)), lines, bad, bad_count, read_share(chunk)
 
         finisher = RowsFinisher(options.max_request_rows, options.request_columns, options.max_event_rows)
         total = Lines(frame=pl.DataFrame(schema={"line": pl.Int64, "text": pl.String}), total=0, warnings=warnings)
