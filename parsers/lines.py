@@ -216,13 +216,16 @@ def _blocks(source: Source, warnings: list[str], size: int) -> Iterator[tuple[by
     """The decompressed bytes of a text input in blocks of about `size`, without NUL runs (holes:
     `parsers.nul_runs`, counted in one warning at the end), with (bytes read, total) for progress."""
     runs = NulRuns()
-    for block, read, total in _raw_blocks(source, warnings, size):
+    for block, read, total in decompressed_blocks(source, warnings, size):
         yield runs.strip(block), read, total
     if note := runs.note():
         warnings.append(note)
 
 
-def _raw_blocks(source: Source, warnings: list[str], size: int) -> Iterator[tuple[bytes, int, int]]:
+def decompressed_blocks(source: Source, warnings: list[str], size: int) -> Iterator[tuple[bytes, int, int]]:
+    """The decompressed bytes of an input as they are (binary too), in blocks of about `size`, with (bytes
+    read, total) as stored for progress; gzip member by member, a truncated or corrupt stream ending the
+    blocks with a warning."""
     if source.path is None and source.stream is None:
         data = source.data or b""
         for start in range(0, len(data), size):

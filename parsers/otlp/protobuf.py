@@ -5,10 +5,11 @@ column (`columns`), a batch the columns cannot hold exactly span by span on the 
 metrics through the OTLP/JSON shape `common` maps. A stream of `parallel.PARALLEL_MIN_BYTES` or more is
 cut at message bounds and decoded by worker processes.
 
-With a bound on the spans kept (`ParseOptions.max_spans`, analysis), an uncompressed length-prefixed file
-is read in blocks of messages of about `BLOCK_BYTES` (never whole), reduced as `bounded_spans` keeps them
-(in worker processes for a big file), as the OTLP/JSON reader does; a compressed file, stdin or a single
-message is read whole, its spans still bounded once decoded.
+With a bound on the spans kept (`ParseOptions.max_spans`, analysis), a length-prefixed stream is read in
+blocks of messages of about `BLOCK_BYTES` (never whole), reduced as `bounded_spans` keeps them (in worker
+processes for a big file), as the OTLP/JSON reader does: an uncompressed file with its prefixes checked
+first, a compressed file or stdin as it is decompressed (a cut stream keeps the messages before the cut);
+a single message is read whole, its spans still bounded once decoded.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import polars as pl
 from rca.errors import InputError
 from rca.parsers import ParseOptions, ParseResult, register
 from rca.parsers.bounded_spans import BoundedSpans, reduce_block
-from rca.parsers.lines import read_payload
+from rca.parsers.lines import decompressed_blocks, read_payload
 from rca.parsers.otlp import columns as oc
 from rca.parsers.otlp import parallel
 from rca.parsers.otlp.common import (
@@ -104,8 +105,9 @@ class OtlpProtoParser:
 
     def _parse_bounded(self, source: Source, options: ParseOptions, forced: str | None) -> ParseResult | None:
         """The parse in blocks of messages keeping at most `options.max_spans` spans (`BoundedSpans`); None
-        when the input is not an uncompressed file of length-prefixed messages (read whole by `parse`)."""
-        blocks = _message_blocks(source, BLOCK_BYTES)
+        when the input is not a stream of length-prefixed messages (read whole by `parse`)."""
+        warnings: list[str] = []
+        blocks = _message_blocks(source, BLOCK_BYTES, warnings)
         if blocks is None:
             return None
         spans = BoundedSpans(source.origin, options.max_spans, options.max_request_rows, options.request_columns)
@@ -126,7 +128,7 @@ class OtlpProtoParser:
                                messages_reply, take, parallel.worker_count(size))
         sample = spans.finish_read()
         return ParseResult(format=self.name, frames={**sample.frames, **signal_frames(events, metrics, source.origin)}, lines=messages,
-                           warnings=sample.warnings, **sample.sampled())
+                           warnings=warnings + sample.warnings, **sample.sampled())
 
     def decode_messages(self, blobs: Sequence[Blob], first_number: int, source: Source, forced: str | None, events: list[dict[str, Any]],
                 metrics: list[dict[str, Any]]) -> tuple[list[pl.DataFrame], int]:
@@ -257,13 +259,16 @@ class OtlpProtoParser:
 BLOCK_BYTES = 8 * 1024 * 1024
 
 
-def _message_blocks(source: Source, size: int) -> Iterator[tuple[bytes, list[tuple[int, int]], int]] | None:
-    """Blocks of whole length-prefixed messages of about `size` bytes of an uncompressed file: (bytes,
-    (start, end) of each message in them, number of the first message); None when the file is compressed,
-    not a file, or its prefixes do not tile it exactly (one message: `_frame_bounds` reads it whole).
-    The prefixes are checked first by seeking from one to the next."""
+def _message_blocks(source: Source, size: int, warnings: list[str]) -> Iterator[tuple[bytes, list[tuple[int, int]], int]] | None:
+    """Blocks of whole length-prefixed messages of about `size` bytes: (bytes, (start, end) of each message
+    in them, number of the first message); None when the input is one message (read whole by `parse`). In
+    an uncompressed file the prefixes are checked first by seeking from one to the next (they must tile it
+    exactly); a compressed file or stdin is read once (`_streamed_message_blocks`)."""
     if source.path is None or source.compression is not None:
-        return None
+        head = source.sample().head
+        # a stream of length-prefixed messages (the first under 16 MB, its first field the resource
+        # message); one message alone starts with that field's tag and is read whole
+        return _streamed_message_blocks(source, size, warnings) if head[:1] != b"\x0a" and head[4:5] == b"\x0a" else None
     try:
         total = source.path.stat().st_size
         with source.path.open("rb") as stream:
@@ -305,6 +310,46 @@ def _message_blocks(source: Source, size: int) -> Iterator[tuple[bytes, list[tup
                 number += len(bounds)
 
     return blocks()
+
+
+def _streamed_message_blocks(source: Source, size: int, warnings: list[str]) -> Iterator[tuple[bytes, list[tuple[int, int]], int]]:
+    """`_message_blocks` of a compressed file or stdin, read once as it is decompressed: blocks of whole
+    messages of about `size` bytes. A truncated or corrupt stream (a prefix of 0, an end within a message)
+    ends the blocks with a warning, the messages before it read (an input error when there are none)."""
+    buffer = bytearray()
+    number = 1
+    at = 0  # where the next message's prefix starts in `buffer`
+    bounds: list[tuple[int, int]] = []
+    broken = ""
+    for data, read, total in decompressed_blocks(source, warnings, size):
+        buffer += data
+        if source.on_read is not None:
+            source.on_read(read, total)
+        while not broken and at + 4 <= len(buffer):
+            (length,) = struct.unpack_from(">I", buffer, at)
+            if length == 0:
+                broken = f"protobuf message {number + len(bounds):,} has length 0 (not a length-prefixed stream from there)"
+            elif at + 4 + length <= len(buffer):
+                bounds.append((at + 4, at + 4 + length))
+                at += 4 + length
+                if at >= size:  # cut as the file's blocks are: after the message that reaches `size`
+                    yield bytes(buffer[:at]), bounds, number
+                    number += len(bounds)
+                    del buffer[:at]
+                    at, bounds = 0, []
+            else:
+                break
+        if broken:
+            break
+    if bounds:
+        yield bytes(buffer[:at]), bounds, number
+        number += len(bounds)
+    if not broken and len(buffer) > at:
+        broken = f"the input ends within protobuf message {number:,} ({len(buffer) - at:,} bytes of it)"
+    if broken and number == 1:
+        raise InputError(broken, file=source.origin)
+    if broken:
+        warnings.append(f"{broken}; read the {number - 1:,} message(s) before")
 
 
 def messages_reply(block: bytes, bounds: list[tuple[int, int]], first_number: int, forced: str | None, origin: str,

@@ -242,3 +242,52 @@ def test_a_truncated_gzip_trace_file_gives_the_spans_before_the_cut(tmp_path: Pa
     [summary] = dataset.inputs
     assert 0 < dataset.spans.height < full
     assert any("truncated gzip data" in w for w in summary.warnings)
+
+
+@pytest.mark.parametrize("via", ["gzip", "stdin", "stdin-gzip"])
+def test_compressed_or_piped_protobuf_is_read_in_blocks_as_the_file_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via: str):
+    """A gzip'd length-prefixed protobuf file, or one on stdin, goes through the blocks of the bounded path
+    (never read whole) and keeps the spans the uncompressed file keeps."""
+    import io
+
+    from rca.parsers.otlp import protobuf
+    from rca.parsers.otlp.protobuf import OtlpProtoParser
+    from rca.parsers.sources import stdin_source
+
+    proto_path = _as_protobuf(SAMPLES / "dependency-slowdown" / "telemetry" / "traces.otlp.jsonl.gz", tmp_path / "traces.pb")
+    monkeypatch.setattr(protobuf, "BLOCK_BYTES", 100_000)
+    options = ParseOptions(max_spans=1_000, max_request_rows=1_000_000)
+    expected = OtlpProtoParser().parse(Source(str(proto_path), proto_path), options)
+    data = proto_path.read_bytes()
+    packed = gzip.compress(data) if via.endswith("gzip") else data
+    if via == "gzip":
+        (tmp_path / "traces.pb.gz").write_bytes(packed)
+        source = Source(str(tmp_path / "traces.pb.gz"), tmp_path / "traces.pb.gz", compression="gzip")
+    else:
+        source = stdin_source(io.BytesIO(packed))
+
+    def whole(*args: object, **kwargs: object) -> None:
+        raise AssertionError("read whole")
+
+    monkeypatch.setattr(protobuf, "read_payload", whole)
+    got = OtlpProtoParser().parse(source, options)
+    assert got.lines == expected.lines and got.trace_share == expected.trace_share is not None
+    for name, frame in expected.frames.items():
+        assert_frame_equal(got.frames[name].drop("origin"), frame.drop("origin"))
+    assert got.request_sample is not None and expected.request_sample is not None
+    assert got.request_sample.rows == expected.request_sample.rows
+
+
+def test_a_truncated_compressed_protobuf_keeps_the_messages_before_the_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from rca.parsers.otlp import protobuf
+    from rca.parsers.otlp.protobuf import OtlpProtoParser
+
+    proto_path = _as_protobuf(SAMPLES / "dependency-slowdown" / "telemetry" / "traces.otlp.jsonl.gz", tmp_path / "traces.pb")
+    monkeypatch.setattr(protobuf, "BLOCK_BYTES", 100_000)
+    data = proto_path.read_bytes()
+    cut = tmp_path / "cut.pb.gz"
+    cut.write_bytes(gzip.compress(data[: len(data) * 2 // 3]))
+    result = OtlpProtoParser().parse(Source(str(cut), cut, compression="gzip"), ParseOptions(max_spans=1_000_000))
+    whole = OtlpProtoParser().parse(Source(str(proto_path), proto_path), ParseOptions(max_spans=1_000_000))
+    assert 0 < result.lines < whole.lines and result.frames["spans"].height > 0
+    assert any(f"read the {result.lines:,} message(s) before" in w for w in result.warnings)
