@@ -28,6 +28,7 @@ name stem (e.g. `access`).
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections.abc import Iterator
@@ -53,7 +54,8 @@ from rca.parsers.lines import (
     LineChunk,
     Lines,
     byte_offsets,
-    line_chunks,
+    has_long_line,
+    map_chunks,
     read_lines,
     read_share,
     rejected_examples,
@@ -312,6 +314,19 @@ def split_layout(log_format: str, trailer: bool) -> SplitLayout | None:
     return SplitLayout(tuple(columns), tuple(quoted), optional)
 
 
+@functools.cache
+def unread_columns(layout: SplitLayout) -> tuple[str, ...]:
+    """The quoted fields of `layout` no canonical column is made of (a referer): the CSV reader splits them
+    but never builds their strings. A field the line must reach stays read: the last field that is not an
+    optional trailer (a line cut short lacks it); so must every field when a line may be over MAX_LINE_BYTES
+    (the caller's check)."""
+    names = set(layout.columns)
+    made_of = {root for expr in _request_exprs(names, "", "UTC", _time_column(names)).values() for root in expr.meta.root_names()}
+    made_of |= {"request"} if "request" in names else set()  # split by `_request_columns`
+    last = [c for c in layout.columns if c not in layout.optional][-1]
+    return tuple(c for c in layout.quoted if c not in made_of and c != last)
+
+
 def _zone_seconds(zone: str | None) -> int | None:
     """`-0700]` -> -25200 (the offset of a `[$time_local]` zone in seconds); None if it is no offset."""
     m = None if zone is None else re.fullmatch(r"([+-])(\d\d)(\d\d)\]", zone)
@@ -322,10 +337,11 @@ def _split_time(date: pl.Expr, zones: pl.Series) -> pl.Expr:
     """`[10/Oct/2000:13:55:36` + `-0700]` -> UTC: the date parsed naive, minus its zone's offset.
 
     Zones are few (usually one per file), so offsets are computed per distinct zone, not per line, and
-    a chunk with one zone throughout subtracts one constant."""
+    a chunk with one zone throughout subtracts one constant (a line without a zone, blank or cut short,
+    fails the split's checks: its time is never used)."""
     naive = date.str.strptime(pl.Datetime("us", "UTC"), "[%d/%b/%Y:%H:%M:%S", strict=False)
-    first = zones.drop_nulls().head(1).to_list()
-    if first and zones.null_count() == 0 and (zones == first[0]).all():
+    first = [z for z in zones.head(100).to_list() if z is not None][:1] or zones.drop_nulls().head(1).to_list()
+    if first and (zones == first[0]).all(ignore_nulls=True):
         offset = _zone_seconds(first[0])
         return naive - timedelta(seconds=offset) if offset is not None else pl.lit(None, pl.Datetime("us", "UTC"))
     distinct = zones.drop_nulls().unique()
@@ -352,22 +368,23 @@ class SplitChunk:
     read_share: float | None = None  # share of the input's bytes read once this chunk is (None: size unknown)
 
 
-def _fields(data: bytes, layout: SplitLayout, first_line: int, lines: int) -> pl.DataFrame | None:
-    """The chunk's fields, one row a line; None when the reader fails or a quote swallowed a line break.
+def _fields(data: bytes, layout: SplitLayout, first_line: int, lines: int, unread: tuple[str, ...] = ()) -> pl.DataFrame | None:
+    """The chunk's fields, one row a line, without the `unread` columns (split but never built); None when
+    the reader fails or a quote swallowed a line break.
 
     An unbalanced quote joins its line to the next ones (fewer rows than lines), except on the last
     line, where it takes in the final line break: only that row needs a look."""
     for encoding in ("utf8", "utf8-lossy"):  # strict UTF-8 is faster; invalid bytes need the lossy decoder
         try:
-            fields = scan_split(data, layout, encoding, first_line).collect()
+            fields = scan_split(data, layout, encoding, first_line).drop(unread).collect()
         except pl.exceptions.ComputeError:
             continue
         except pl.exceptions.NoDataError:
             return None
         if fields.height != lines:
             return None
-        last = fields.tail(1).select(pl.any_horizontal(False, *(pl.col(c).str.contains("\n", literal=True) for c in layout.quoted))).item()
-        return None if last else fields
+        last = [fields.get_column(c)[-1] for c in layout.quoted if c not in unread] if fields.height else []
+        return None if any(value is not None and "\n" in value for value in last) else fields
     return None
 
 
@@ -402,6 +419,11 @@ class _LineIndex:
         piece = int(np.searchsorted(self.first_lines, line, side="right")) - 1
         ends, i = self._piece_ends(piece), line - int(self.first_lines[piece])
         return (int(ends[i - 1]) + 1 if i else int(self.starts[piece])), int(ends[i])
+
+    def line(self, line: int) -> bytes:
+        """The bytes of the 0-based line `line`, without its line break."""
+        start, end = self.span(line)
+        return self.data[start:end]
 
     def odd_quote_lines(self, every_piece: bool = False) -> np.ndarray:
         """0-based numbers of the lines holding an odd number of `"`: an unbalanced quote, which would
@@ -455,20 +477,27 @@ def split_chunk(
     # and blanked (the regex reads them). Two in one piece cancel out: found when the read fails.
     index = _LineIndex(data)
     unbalanced = index.odd_quote_lines()
-    fields = _fields(index.blanked(unbalanced) if len(unbalanced) else data, layout, chunk.first_line, chunk.lines)
+    # A line over MAX_LINE_BYTES is the regex path's to reject: the unread fields are read to find it.
+    unread = () if has_long_line(chunk) else unread_columns(layout)
+    fields = _fields(index.blanked(unbalanced) if len(unbalanced) else data, layout, chunk.first_line, chunk.lines, unread)
     if fields is None:
         every = index.odd_quote_lines(every_piece=True)
         if len(every) > len(unbalanced):
             unbalanced = every
-            fields = _fields(index.blanked(unbalanced), layout, chunk.first_line, chunk.lines)
+            fields = _fields(index.blanked(unbalanced), layout, chunk.first_line, chunk.lines, unread)
     if fields is None:
         return _regex_chunk(chunk, None, compiled, origin, tz, schema)
     if escaped:
         fields = fields.with_columns(
-            pl.col(c).str.replace_all("\x1d", "\\\\", literal=True).str.replace_all("\x1e", '\\"', literal=True) for c in layout.quoted
+            pl.col(c).str.replace_all("\x1d", "\\\\", literal=True).str.replace_all("\x1e", '\\"', literal=True)
+            for c in layout.quoted if c not in unread
         )
     requests, retry = _convert_split(fields, layout, origin, tz, schema)
-    numbers = retry.get_column("line").to_list() + (unbalanced + chunk.first_line).tolist()
+    blank = retry.get_column("_blank")
+    numbers = retry.get_column("line").filter(~blank).to_list() + (unbalanced + chunk.first_line).tolist()
+    if unread and blank.any():  # every field read is empty: a blank line, or one holding only unread fields (the regex rejects it)
+        skipped = set(numbers)
+        numbers += [n for n in retry.get_column("line").filter(blank).to_list() if n not in skipped and index.line(n - chunk.first_line).strip()]
     if not numbers:
         return SplitChunk(requests, chunk.lines, chunk.first_line + chunk.lines - 1, 0, [], 0)
     slow = _regex_chunk(chunk, numbers, compiled, origin, tz, schema, index if data is chunk.data else None)
@@ -528,24 +557,13 @@ def split_chunks(
 ) -> Iterator[SplitChunk]:
     """Every chunk of `source` through `split_chunk`, in order, CONVERT_WORKERS at a time.
 
-    A chunk's string kernels mostly run on one thread, so converting chunks side by side (with this
-    thread reading the next ones meanwhile) is what keeps both cores busy."""
-    from concurrent.futures import Future, ThreadPoolExecutor
+    A chunk's string kernels mostly run on one thread, so converting chunks side by side (with a reader
+    thread reading the next ones meanwhile: `lines.map_chunks`) is what keeps both cores busy."""
 
-    pending: list[tuple[Future[SplitChunk], float | None]] = []
-    with ThreadPoolExecutor(max_workers=CONVERT_WORKERS, thread_name_prefix="rca-convert") as pool:
-        try:
-            for chunk in line_chunks(source, warnings):
-                pending.append((pool.submit(split_chunk, chunk, layout, compiled, source.origin, tz, schema), read_share(chunk)))
-                if len(pending) > CONVERT_WORKERS:
-                    future, share = pending.pop(0)
-                    yield replace(future.result(), read_share=share)
-            while pending:
-                future, share = pending.pop(0)
-                yield replace(future.result(), read_share=share)
-        finally:
-            for future, _ in pending:
-                future.cancel()
+    def one(chunk: LineChunk) -> SplitChunk:
+        return replace(split_chunk(chunk, layout, compiled, source.origin, tz, schema), read_share=read_share(chunk))
+
+    return map_chunks(source, warnings, one, CONVERT_WORKERS)
 
 
 def scan_split(data: str | bytes, layout: SplitLayout, encoding: str = "utf8", first_line: int = 1) -> pl.LazyFrame:
@@ -597,11 +615,12 @@ def _convert_split(
     # eager operation on a frame whose columns are chunked differently rechunks every column first.
     fields = fields.rechunk()
     names = set(layout.columns) - {"_time_date", "_time_zone"}
+    read = [c for c in layout.columns if c in fields.columns]  # all but the unread ones (`unread_columns`)
     listed = "upstream_response_time" in layout.optional and fields.get_column(_SPARE[0]).null_count() < fields.height
     spill = _SPARE[:-1] if listed else ()
     checks: list[pl.Expr] = [pl.col(c).is_null() for c in _SPARE if c not in spill]
     # a field missing at the end (a line cut short) is null; so is an empty bare field: the regex judges both
-    checks += [pl.col(c).is_not_null() for c in layout.columns if c not in layout.optional]
+    checks += [pl.col(c).is_not_null() for c in read if c not in layout.optional]
     exprs = _request_exprs(names | {"time_local"}, origin, tz, None)
     if "_time_date" in layout.columns:
         date, zone = pl.col("_time_date"), pl.col("_time_zone")
@@ -609,12 +628,14 @@ def _convert_split(
         exprs["ts"] = _split_time(date, fields.get_column("_time_zone"))
     for name in layout.optional:  # a trailing field that is not a plain number (or `-`) is the regex's job
         checks.append(pl.col(name).is_null() | pl.col(name).str.contains(f"^(?:{_NUMBER_OR_DASH})$") | (pl.lit(listed) & (name == "upstream_response_time")))
+    if len(layout.optional) == 2:  # an empty first timing field (two spaces) before a second: the regex reads neither
+        checks.append(pl.col(layout.optional[0]).is_not_null() | pl.col(layout.optional[1]).is_null())
     bare = [c for c in layout.columns if c not in layout.quoted and c not in layout.optional and not c.startswith("_time")]
     cheap = [c for c in bare if c in _DASH_OR_INTEGER or c in _DASH_ONLY]
     # whitespace in a bare field means it was quoted: the regex rejects it (anything but printable ASCII goes there)
     checks += [~pl.col(c).str.contains(_PRINTABLE).fill_null(False) for c in bare if c not in cheap]
-    if layout.quoted:  # a line too long for the regex path is too long here as well
-        checks.append(pl.sum_horizontal(pl.col(c).str.len_bytes().fill_null(0) for c in layout.quoted) <= MAX_LINE_BYTES)
+    if quoted := [c for c in layout.quoted if c in read]:  # a line too long for the regex path is too long here as well
+        checks.append(pl.sum_horizontal(pl.col(c).str.len_bytes().fill_null(0) for c in quoted) <= MAX_LINE_BYTES)
     if "upstream_response_time" in names:
         up = pl.col("upstream_response_time")
         exprs["upstream_ms"] = pl.when(up == "-").then(None).otherwise(up.cast(pl.Float64, strict=False) * 1000.0)
@@ -624,14 +645,20 @@ def _convert_split(
             exprs["upstream_ms"] = pl.when(pl.col(_SPARE[0]).is_null()).then(exprs["upstream_ms"]).otherwise(_seconds_list_ms(upstream))
     prepare: list[pl.Expr] = [
         pl.all_horizontal(checks).alias("_matched"),
-        pl.all_horizontal(True, *(_plainly_printable(c) for c in cheap)).alias("_plain"),
-        pl.all_horizontal(pl.col(c).is_null() for c in (*layout.columns, *_SPARE)).alias("_blank"),
+        pl.all_horizontal(pl.col(c).is_null() for c in (*read, *_SPARE)).alias("_blank"),
     ]
     late = {k: exprs.pop(k) for k in ("method", "path")}  # these read `_method`/`_target`
     # independent expressions in one pass run in parallel
     out = fields.with_columns(*prepare, **exprs)
-    if not out.get_column("_plain").all():  # the regex for the bare fields the cheap test could not vouch for
-        suspects = fields.filter(~out.get_column("_plain"))  # the raw fields: `out` holds converted ones
+    # Only the lines taken here need their bare fields vouched for; a status or size converted to a number
+    # (or a size `-`, converted to 0) was one, so the conversions above are read, not made again.
+    size = next((b for b in ("body_bytes_sent", "bytes_sent") if b in names), None)
+    converted: dict[str, pl.Expr] = {"status": pl.col("status").is_not_null()}
+    if size:
+        converted[size] = pl.col("bytes").is_not_null()
+    plain = out.select(~pl.col("_matched").fill_null(False) | pl.all_horizontal(True, *(converted.get(c, _plainly_printable(c)) for c in cheap))).to_series()
+    if not plain.all():  # the regex for the bare fields the cheap test could not vouch for
+        suspects = fields.filter(~plain)  # the raw fields: `out` holds converted ones
         unprintable = suspects.filter(pl.any_horizontal(pl.col(c).str.contains(_PRINTABLE).fill_null(False) for c in cheap)).get_column("line")
         out = out.with_columns(pl.col("_matched") & ~pl.col("line").is_in(unprintable.implode()))
     if "request" in names:
@@ -641,9 +668,9 @@ def _convert_split(
     out = out.with_columns(_REASON.alias("_reason"))
     out = out.select(c for c in (*REQUESTS_SCHEMA, "_reason", "_blank") if c in out.columns)  # no copy: the raw fields go
     if out.get_column("_reason").null_count() == out.height:  # the usual chunk: every line taken here
-        return _finish(out, origin, schema), pl.DataFrame(schema={"line": pl.Int64})
+        return _finish(out, origin, schema), pl.DataFrame(schema={"line": pl.Int64, "_blank": pl.Boolean})
     good = out.filter(pl.col("_reason").is_null())
-    retry = out.filter(pl.col("_reason").is_not_null() & ~pl.col("_blank")).select(pl.col("line").cast(pl.Int64))
+    retry = out.filter(pl.col("_reason").is_not_null()).select(pl.col("line").cast(pl.Int64), "_blank")
     return _finish(good, origin, schema), retry
 
 

@@ -10,7 +10,6 @@ plus a warning.
 from __future__ import annotations
 
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -282,18 +281,48 @@ def read_share(chunk: LineChunk) -> float | None:
 def map_chunks(source: Source, warnings: list[str], work: Callable[[LineChunk], T], workers: int = 2,
                chunks: Iterable[LineChunk] | None = None) -> Iterator[T]:
     """`work` applied to each chunk of the input (`line_chunks`, or the rest of `chunks` when given) on
-    `workers` threads (polars releases the GIL), results in input order; at most `workers + 1` chunks in
-    flight, so memory stays bounded."""
+    `workers` threads (polars releases the GIL), results in input order.
+
+    A reader thread reads the chunks and hands them to the workers as soon as one of the `workers + 1`
+    places is free, so the workers never wait for the consumer to ask for the next result, nor for the
+    read: the consumer (a Parquet sink, a bounded sample) works meanwhile. At most `workers + 1` chunks
+    are in flight besides the result the consumer holds, so memory stays bounded."""
+    import queue
+    import threading
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    pending: deque[Future[T]] = deque()
+    places = threading.Semaphore(workers + 1)
+    stop = threading.Event()
+    handed: queue.SimpleQueue[Future[T] | BaseException | None] = queue.SimpleQueue()  # None: no more chunks
+
+    def read(pool: ThreadPoolExecutor) -> None:
+        try:
+            for chunk in (line_chunks(source, warnings) if chunks is None else chunks):
+                while not places.acquire(timeout=0.05):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
+                    return
+                handed.put(pool.submit(work, chunk))
+            handed.put(None)
+        except BaseException as exc:  # an unreadable input: raised where the results are taken
+            handed.put(exc)
+
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rca-chunks") as pool:
-        for chunk in (line_chunks(source, warnings) if chunks is None else chunks):
-            pending.append(pool.submit(work, chunk))
-            if len(pending) > workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        # not joined: a consumer that stops early must not wait on a read (a pipe) that may never end
+        threading.Thread(target=read, args=(pool,), name="rca-read-chunks", daemon=True).start()
+        try:
+            while (item := handed.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                result = item.result()
+                places.release()
+                yield result
+        finally:
+            stop.set()
+            while not handed.empty():
+                if isinstance(left := handed.get(), Future):
+                    left.cancel()
 
 
 def chunk_lines(origin: str, chunk: LineChunk) -> Lines:

@@ -145,6 +145,36 @@ def test_invalid_utf8_is_decoded_lossily_on_the_fast_path():
     assert row["path"] == "/caf\ufffd" and row["user_agent"] == "\ufffd"
 
 
+referer_line = st.builds(
+    lambda referer, ua, tail: f'1.1.1.1 - - [01/Mar/2026:10:00:00 +0000] "GET /a HTTP/1.1" 200 5 {referer} {ua}{tail}',
+    referer=st.sampled_from(['"-"', '""', '"http://r/?q=a b"', '"http://r/\\"q\\""', '"\u00e9\tx"', '"a" "b"']),
+    ua=st.sampled_from(['"curl/8"', '""', ""]),
+    tail=st.sampled_from(["", " 0.010", " 0.010 0.002", " x"]),
+)
+
+
+@SETTINGS
+@given(st.lists(st.one_of(referer_line, odd_line, st.sampled_from(['         "x"', '        "x" ', ' "y"'])), min_size=1, max_size=20))
+def test_referers_the_split_does_not_read_are_judged_as_the_regex_judges_them(lines):
+    """The referer is split but not read (no canonical column is made of it): empty, with spaces or escaped
+    quotes, or alone on a line otherwise blank, a line is taken or rejected as the regex does."""
+    fast, slow, rejected = _both("\n".join(lines) + "\n")
+    assert fast.frames["requests"].equals(slow), (fast.frames["requests"], slow)
+    assert fast.rejected == rejected
+
+
+def test_a_line_too_long_in_a_field_not_read_is_still_rejected():
+    from rca.parsers.access_log import unread_columns
+    from rca.parsers.lines import MAX_LINE_BYTES
+
+    assert unread_columns(COMBINED.layout) == ("http_referer",)
+    line = '1.1.1.1 - - [01/Mar/2026:10:00:00 +0000] "GET /a HTTP/1.1" 200 5 "{referer}" "curl/8"'
+    text = "\n".join([line.format(referer="-"), line.format(referer="r" * (MAX_LINE_BYTES + 10)), line.format(referer="-")]) + "\n"
+    fast, slow, rejected = _both(text)
+    assert fast.frames["requests"].get_column("line").to_list() == [1, 3] and fast.frames["requests"].equals(slow)
+    assert fast.rejected == rejected == 1 and "too long" in fast.rejected_examples[0].reason
+
+
 def test_split_layout_only_for_space_separated_formats():
     assert split_layout(FORMATS["combined"], trailer=True) is not None
     assert split_layout('$remote_addr [$time_local] "$request" $status rt=$request_time', trailer=False) is None
