@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from rca import aggregates
 from rca.aggregates import (
     aggregate_requests,
     bin_value_expr,
@@ -95,8 +96,10 @@ def test_parts_sharing_few_buckets_merge_to_the_whole_summing_only_those(seed: i
     assert_frame_equal(merged.counts.filter(~shared), untouched)
 
 
-@pytest.mark.parametrize("seed", [4, 5])
-def test_coarsening_equals_aggregating_at_the_wider_bucket(seed: int):
+@pytest.mark.parametrize(("seed", "sum_rows"), [(4, 200_000), (5, 300)])
+def test_coarsening_equals_aggregating_at_the_wider_bucket(seed: int, sum_rows: int, monkeypatch: pytest.MonkeyPatch):
+    """Also when the rows are regrouped a range of buckets at a time (`SUM_ROWS`), as a long read's are."""
+    monkeypatch.setattr(aggregates, "SUM_ROWS", sum_rows)
     rows = _requests(seed)
     fine, wide = aggregate_requests(rows, 5), aggregate_requests(rows, 300)
     coarse = coarsen(fine, 300)
