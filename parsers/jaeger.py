@@ -11,6 +11,7 @@ as lists and turned into one frame, then `parsers.spantree.finish_spans` does th
 
 from __future__ import annotations
 
+import re
 from typing import Any, cast
 
 import orjson
@@ -18,7 +19,8 @@ import polars as pl
 
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
-from rca.parsers.bounded_spans import NOTHING_SAMPLED, finish_bounded
+from rca.parsers.bounded_spans import NOTHING_SAMPLED, BoundedSpans, finish_bounded
+from rca.parsers.json_arrays import document_batches
 from rca.parsers.lines import read_payload
 from rca.parsers.otlp.common import ALIASES, empty_span_columns, hex_id, pick, span_columns_frame
 from rca.parsers.sources import Sample, Source
@@ -70,6 +72,9 @@ class JaegerParser:
         return 0.0
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
+        depth = _array_depth(source.sample().head)
+        if depth is not None:
+            return self._parse_in_batches(source, options, depth)
         payload, warnings = read_payload(source)
         try:
             doc = orjson.loads(payload)
@@ -78,36 +83,7 @@ class JaegerParser:
             return ParseResult(format=self.name, frames={}, lines=1, rejected=1, rejected_examples=[Rejected(1, reason)], warnings=warnings)
         cols = empty_span_columns()
         rejected: list[Rejected] = []
-        bad = records = 0
-        for trace in _traces(doc):
-            processes = trace.get("processes") or {}
-            for span in trace.get("spans") or ():
-                records += 1
-                if not isinstance(span, dict) or span.get("spanID") is None:
-                    bad += 1
-                    if len(rejected) < 5:
-                        rejected.append(Rejected(records, "span without spanID"))
-                    continue
-                tags = _tags(span.get("tags"))
-                process = span.get("process") or processes.get(span.get("processID")) or {}
-                ptags = _tags(process.get("tags"))
-                start_ns = int(span.get("startTime") or 0) * 1000
-                kind = str(tags.get("span.kind", "")).lower()
-                cols["trace_id"].append(hex_id(span.get("traceID") or trace.get("traceID"), 16))
-                cols["span_id"].append(hex_id(span.get("spanID"), 8))
-                cols["parent_span_id"].append(hex_id(_parent(span), 8))
-                cols["service"].append(process.get("serviceName"))
-                cols["name"].append(span.get("operationName"))
-                cols["kind"].append(kind if kind in _KINDS else "unspecified")
-                cols["start_ns"].append(start_ns)
-                cols["end_ns"].append(start_ns + int(span.get("duration") or 0) * 1000)
-                cols["status"].append(_status(tags))
-                for column, names in ALIASES.items():
-                    cols[column].append(pick(tags, names))
-                cols["service_version"].append(pick(ptags, ("service.version",)))
-                cols["deployment_environment"].append(pick(ptags, ("deployment.environment.name", "deployment.environment")))
-                cols["host"].append(pick(ptags, ("host.name", "hostname", "ip")))
-                cols["line"].append(records)
+        records, bad = _add_spans(_traces(doc), cols, rejected, 0)
         if records == 0 and not _traces(doc):
             bad += 1
             rejected.append(Rejected(1, "not a Jaeger trace document (no data[] or spans[])"))
@@ -119,6 +95,80 @@ class JaegerParser:
             frames.update(sample.frames)
         return ParseResult(format=self.name, frames=frames, lines=max(records, 1), rejected=bad, rejected_examples=rejected, warnings=warnings,
                            **sample.sampled())
+
+    def _parse_in_batches(self, source: Source, options: ParseOptions, depth: int) -> ParseResult:
+        """`parse` of a list of traces (bare, or the `data` of the API's envelope) a run of traces at a time
+        (`json_arrays`), their spans kept as `BoundedSpans` keeps them: never the whole document in memory."""
+        warnings: list[str] = []
+        spans = BoundedSpans(source.origin, options.max_spans, options.max_request_rows, options.request_columns)
+        rejected: list[Rejected] = []
+        records = bad = 0
+        for run in document_batches(source, warnings, depth):
+            try:
+                traces = [t for t in orjson.loads(run) if isinstance(t, dict) and "spans" in t]
+            except orjson.JSONDecodeError as exc:
+                bad += 1
+                if len(rejected) < 5:
+                    rejected.append(Rejected(records + 1, f"invalid JSON in the traces after span {records:,} ({str(exc).split(':')[0]})"))
+                continue
+            cols = empty_span_columns()
+            records, more_bad = _add_spans(traces, cols, rejected, records)
+            bad += more_bad
+            if cols["trace_id"]:
+                spans.add_raw(span_columns_frame(cols))
+        if records == 0 and not bad:
+            bad += 1
+            rejected.append(Rejected(1, "not a Jaeger trace document (no data[] or spans[])"))
+        sample = spans.finish_read()
+        return ParseResult(format=self.name, frames=dict(sample.frames), lines=max(records, 1), rejected=bad, rejected_examples=rejected,
+                           warnings=warnings + sample.warnings, **sample.sampled())
+
+
+_ENVELOPE = re.compile(rb'\A\s*\{\s*"data"\s*:\s*\[')
+
+
+def _array_depth(head: bytes) -> int | None:
+    """Where a Jaeger document's list of traces is: 1 in the API's envelope (`{"data": [...]}`, data first),
+    0 for a bare list; None for anything else (a single trace: read whole)."""
+    if _ENVELOPE.match(head):
+        return 1
+    return 0 if head.lstrip()[:1] == b"[" else None
+
+
+def _add_spans(traces: list[dict[str, Any]], cols: dict[str, list[Any]], rejected: list[Rejected], records: int) -> tuple[int, int]:
+    """The spans of `traces` appended to `cols`, numbered on from `records`; returns the last number and how
+    many spans were rejected (examples appended to `rejected`)."""
+    bad = 0
+    for trace in traces:
+        processes = trace.get("processes") or {}
+        for span in trace.get("spans") or ():
+            records += 1
+            if not isinstance(span, dict) or span.get("spanID") is None:
+                bad += 1
+                if len(rejected) < 5:
+                    rejected.append(Rejected(records, "span without spanID"))
+                continue
+            tags = _tags(span.get("tags"))
+            process = span.get("process") or processes.get(span.get("processID")) or {}
+            ptags = _tags(process.get("tags"))
+            start_ns = int(span.get("startTime") or 0) * 1000
+            kind = str(tags.get("span.kind", "")).lower()
+            cols["trace_id"].append(hex_id(span.get("traceID") or trace.get("traceID"), 16))
+            cols["span_id"].append(hex_id(span.get("spanID"), 8))
+            cols["parent_span_id"].append(hex_id(_parent(span), 8))
+            cols["service"].append(process.get("serviceName"))
+            cols["name"].append(span.get("operationName"))
+            cols["kind"].append(kind if kind in _KINDS else "unspecified")
+            cols["start_ns"].append(start_ns)
+            cols["end_ns"].append(start_ns + int(span.get("duration") or 0) * 1000)
+            cols["status"].append(_status(tags))
+            for column, names in ALIASES.items():
+                cols[column].append(pick(tags, names))
+            cols["service_version"].append(pick(ptags, ("service.version",)))
+            cols["deployment_environment"].append(pick(ptags, ("deployment.environment.name", "deployment.environment")))
+            cols["host"].append(pick(ptags, ("host.name", "hostname", "ip")))
+            cols["line"].append(records)
+    return records, bad
 
 
 register(JaegerParser())

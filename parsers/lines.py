@@ -81,7 +81,7 @@ def read_blocks(source: Source, size: int, warnings: list[str]) -> Iterator[tupl
     file ends the blocks with what was readable and a warning (InputError when nothing was): gzip is
     decompressed as `line_chunks` does it, so a truncated member still gives the lines before the cut."""
     number, carry, produced = 1, b"", 0
-    blocks = _blocks(source, warnings, size)
+    blocks = text_blocks(source, warnings, size)
     while True:
         try:
             item = next(blocks, None)
@@ -195,7 +195,7 @@ def line_chunks(source: Source, warnings: list[str], chunk_bytes: int | None = N
     what came before and appends a warning to `warnings`."""
     first, read, total = 1, 0, 0
     carry = b""
-    for block, read, total in _blocks(source, warnings, chunk_bytes or CHUNK_BYTES):
+    for block, read, total in text_blocks(source, warnings, chunk_bytes or CHUNK_BYTES):
         cut = block.rfind(b"\n") + 1
         if cut == 0:
             carry += block
@@ -211,7 +211,7 @@ def line_chunks(source: Source, warnings: list[str], chunk_bytes: int | None = N
         yield LineChunk(carry + b"\n", first, 1, read, total)
 
 
-def _blocks(source: Source, warnings: list[str], size: int) -> Iterator[tuple[bytes, int, int]]:
+def text_blocks(source: Source, warnings: list[str], size: int) -> Iterator[tuple[bytes, int, int]]:
     """The decompressed bytes of a text input in blocks of about `size`, without NUL runs (holes:
     `parsers.nul_runs`, counted in one warning at the end), with (bytes read, total) for progress."""
     runs = NulRuns()

@@ -19,7 +19,8 @@ import polars as pl
 
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
-from rca.parsers.bounded_spans import NOTHING_SAMPLED, finish_bounded
+from rca.parsers.bounded_spans import NOTHING_SAMPLED, BoundedSpans, finish_bounded
+from rca.parsers.json_arrays import document_batches
 from rca.parsers.lines import read_payload
 from rca.parsers.otlp.common import ALIASES, empty_span_columns, hex_id, pick, span_columns_frame
 from rca.parsers.sources import Sample, Source
@@ -66,45 +67,12 @@ class ZipkinParser:
         return 0.0
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
+        if source.sample().head.lstrip()[:1] == b"[":
+            return self._parse_in_batches(source, options)
         payload, warnings = read_payload(source)
         records, rejected, bad = _spans(payload)
         cols = empty_span_columns()
-        shared = {
-            (s.get("traceId"), s.get("id")) for _, s in records
-            if isinstance(s, dict) and s.get("shared") and str(s.get("kind") or "").upper() == "SERVER"
-        }
-        for number, span in records:
-            if not isinstance(span, dict) or not span.get("traceId") or not span.get("id"):
-                bad += 1
-                if len(rejected) < 5:
-                    rejected.append(Rejected(number, "not a Zipkin span (no traceId/id)"))
-                continue
-            tags = span.get("tags") or {}
-            kind = str(span.get("kind") or "").lower() or "internal"
-            span_id = hex_id(span["id"], 8)
-            parent = hex_id(span.get("parentId"), 8)
-            if (span["traceId"], span["id"]) in shared and span_id:
-                if kind == "client":
-                    span_id = _twin(span_id)
-                elif kind == "server":
-                    parent = _twin(span_id)
-            start_ns = int(span.get("timestamp") or 0) * 1000
-            local = span.get("localEndpoint") or {}
-            cols["trace_id"].append(hex_id(span["traceId"], 16))
-            cols["span_id"].append(span_id)
-            cols["parent_span_id"].append(parent)
-            cols["service"].append(local.get("serviceName"))
-            cols["name"].append(span.get("name"))
-            cols["kind"].append(kind)
-            cols["start_ns"].append(start_ns)
-            cols["end_ns"].append(start_ns + int(span.get("duration") or 0) * 1000)
-            cols["status"].append("error" if "error" in tags else "unset")
-            for column, names in _ALIASES.items():
-                cols[column].append(pick(tags, names))
-            cols["service_version"].append(None)
-            cols["deployment_environment"].append(None)
-            cols["host"].append(local.get("ipv4") or local.get("ipv6"))
-            cols["line"].append(number)
+        bad += _add_spans(records, cols, rejected)
         frames: dict[str, pl.DataFrame] = {}
         sample = NOTHING_SAMPLED
         if cols["trace_id"]:
@@ -113,6 +81,75 @@ class ZipkinParser:
             frames.update(sample.frames)
         return ParseResult(format=self.name, frames=frames, lines=len(records) + bad, rejected=bad, rejected_examples=rejected, warnings=warnings,
                            **sample.sampled())
+
+    def _parse_in_batches(self, source: Source, options: ParseOptions) -> ParseResult:
+        """`parse` of an array of spans (or of traces, arrays of spans) a run of elements at a time
+        (`json_arrays`), the spans kept as `BoundedSpans` keeps them: never the whole document in memory. A
+        shared span's halves are told apart within a run (a trace is one element of an array of traces)."""
+        warnings: list[str] = []
+        spans = BoundedSpans(source.origin, options.max_spans, options.max_request_rows, options.request_columns)
+        rejected: list[Rejected] = []
+        records = bad = 0
+        for run in document_batches(source, warnings, 0):
+            try:
+                items = orjson.loads(run)
+            except orjson.JSONDecodeError as exc:
+                bad += 1
+                if len(rejected) < 5:
+                    rejected.append(Rejected(records + 1, f"invalid JSON in the spans after span {records:,} ({str(exc).split(':')[0]})"))
+                continue
+            flat = [s for item in items for s in (item if isinstance(item, list) else [item])]
+            cols = empty_span_columns()
+            bad += _add_spans(list(enumerate(flat, start=records + 1)), cols, rejected)
+            records += len(flat)
+            if cols["trace_id"]:
+                spans.add_raw(span_columns_frame(cols))
+        sample = spans.finish_read()
+        return ParseResult(format=self.name, frames=dict(sample.frames), lines=records + bad, rejected=bad,
+                           rejected_examples=rejected, warnings=warnings + sample.warnings, **sample.sampled())
+
+
+def _add_spans(records: list[tuple[int, Any]], cols: dict[str, list[Any]], rejected: list[Rejected]) -> int:
+    """The spans of `records` ((number, span) pairs) appended to `cols`; returns how many were rejected
+    (examples appended to `rejected`)."""
+    bad = 0
+    shared = {
+        (s.get("traceId"), s.get("id")) for _, s in records
+        if isinstance(s, dict) and s.get("shared") and str(s.get("kind") or "").upper() == "SERVER"
+    }
+    for number, span in records:
+        if not isinstance(span, dict) or not span.get("traceId") or not span.get("id"):
+            bad += 1
+            if len(rejected) < 5:
+                rejected.append(Rejected(number, "not a Zipkin span (no traceId/id)"))
+            continue
+        tags = span.get("tags") or {}
+        kind = str(span.get("kind") or "").lower() or "internal"
+        span_id = hex_id(span["id"], 8)
+        parent = hex_id(span.get("parentId"), 8)
+        if (span["traceId"], span["id"]) in shared and span_id:
+            if kind == "client":
+                span_id = _twin(span_id)
+            elif kind == "server":
+                parent = _twin(span_id)
+        start_ns = int(span.get("timestamp") or 0) * 1000
+        local = span.get("localEndpoint") or {}
+        cols["trace_id"].append(hex_id(span["traceId"], 16))
+        cols["span_id"].append(span_id)
+        cols["parent_span_id"].append(parent)
+        cols["service"].append(local.get("serviceName"))
+        cols["name"].append(span.get("name"))
+        cols["kind"].append(kind)
+        cols["start_ns"].append(start_ns)
+        cols["end_ns"].append(start_ns + int(span.get("duration") or 0) * 1000)
+        cols["status"].append("error" if "error" in tags else "unset")
+        for column, names in _ALIASES.items():
+            cols[column].append(pick(tags, names))
+        cols["service_version"].append(None)
+        cols["deployment_environment"].append(None)
+        cols["host"].append(local.get("ipv4") or local.get("ipv6"))
+        cols["line"].append(number)
+    return bad
 
 
 register(ZipkinParser())

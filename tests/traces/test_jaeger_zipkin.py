@@ -84,3 +84,62 @@ def test_bad_jaeger_and_zipkin_are_counted(tmp_path):
     bad.write_bytes(b"\n".join(lines))
     data = load_dataset([str(bad)])
     assert data.inputs[0].format == "zipkin" and data.inputs[0].rejected == 2 and data.spans.height == 1
+
+
+def _documents(traces: int, seed: int) -> tuple[bytes, bytes]:
+    """A Jaeger envelope and a Zipkin array of arrays of `traces` traces (3 to 9 spans each, by seed), with
+    strings holding quotes, brackets and backslashes, in one line or indented."""
+    import random
+
+    rng = random.Random(seed)
+    jaeger, zipkin = [], []
+    for t in range(traces):
+        trace = f"{rng.getrandbits(128):032x}"
+        ids = [f"{rng.getrandbits(64):016x}" for _ in range(rng.randint(3, 9))]
+        name = rng.choice(['GET /a/{id}', 'q "x" [1], {2}', 'path\\to\\"it"', "ok"])
+        jaeger.append({"traceID": trace, "processes": {"p1": {"serviceName": f"svc-{t % 4}", "tags": []}}, "spans": [
+            {"traceID": trace, "spanID": sid, "operationName": name, "processID": "p1", "startTime": T0_US + t * 1000 + k, "duration": 10 + k,
+             "references": [{"refType": "CHILD_OF", "traceID": trace, "spanID": ids[0]}] if k else [],
+             "tags": [{"key": "span.kind", "type": "string", "value": "server" if k == 0 else "client"}]} for k, sid in enumerate(ids)]})
+        zipkin.append([{"traceId": trace, "id": sid, "name": name, "kind": "SERVER" if k == 0 else "CLIENT", "timestamp": T0_US + t * 1000 + k,
+                        "duration": 10 + k, "localEndpoint": {"serviceName": f"svc-{t % 4}"}, **({"parentId": ids[0]} if k else {})}
+                       for k, sid in enumerate(ids)])
+    option = orjson.OPT_INDENT_2 if seed % 2 else 0
+    return orjson.dumps({"data": jaeger, "total": 0, "errors": None}, option=option), orjson.dumps(zipkin, option=option)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_big_jaeger_and_zipkin_documents_are_read_in_runs_of_elements(tmp_path, monkeypatch, seed):
+    """Read a run of traces at a time (never whole: the whole-document reader is forbidden), they give the
+    spans of one run holding everything; past the span bound, whole traces."""
+    from polars.testing import assert_frame_equal
+
+    from rca.parsers import ParseOptions, jaeger, json_arrays, zipkin
+
+    documents = dict(zip(("jaeger.json", "zipkin.json"), _documents(300, seed), strict=True))
+    for name, data in documents.items():
+        (tmp_path / name).write_bytes(data)
+    whole = {name: load_dataset([str(tmp_path / name)]) for name in documents}
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("read whole")
+
+    monkeypatch.setattr(jaeger, "read_payload", forbidden)
+    monkeypatch.setattr(zipkin, "read_payload", forbidden)
+    monkeypatch.setattr(json_arrays, "BATCH_BYTES", 5_000)
+    for name in documents:
+        runs = load_dataset([str(tmp_path / name)])
+        assert runs.inputs[0].format == name.split(".")[0] and runs.inputs[0].rejected == 0
+        assert_frame_equal(runs.spans, whole[name].spans)
+        bounded = load_dataset([str(tmp_path / name)], ParseOptions(max_spans=400))
+        kept = bounded.spans.group_by("trace_id").len().join(whole[name].spans.group_by("trace_id").len(), on="trace_id")
+        assert 0 < bounded.spans.height <= 400 and (kept["len"] == kept["len_right"]).all()  # whole traces
+
+
+def test_a_document_cut_short_keeps_the_whole_traces_before_the_cut(tmp_path):
+    data, _ = _documents(50, 3)
+    path = tmp_path / "jaeger.json"
+    path.write_bytes(data[: len(data) // 2])
+    result = load_dataset([str(path)])
+    assert 0 < result.spans["trace_id"].n_unique() < 50
+    assert any("ends before its array" in w for w in result.inputs[0].warnings)
