@@ -39,7 +39,7 @@ LN_GAMMA = math.log(GAMMA)
 # compared by counts only, and a histogram per client would cost more than the rows).
 SKETCH_DIMENSIONS = ("service", "endpoint", "host")
 _COUNT_COLUMNS = [c for c in REQUEST_AGGREGATES_SCHEMA if c not in (*AGGREGATE_KEY, "method")]
-SUM_ROWS = 200_000  # aggregate rows regrouped at once when parts are merged or coarsened (`_summed`)
+SUM_ROWS = 50_000  # aggregate rows regrouped at once when parts are merged or coarsened (`_summed`): smaller is slower, bigger holds more
 
 
 def bucket_floor_expr(bucket_s: int, column: str = "ts") -> pl.Expr:

@@ -96,7 +96,7 @@ def test_parts_sharing_few_buckets_merge_to_the_whole_summing_only_those(seed: i
     assert_frame_equal(merged.counts.filter(~shared), untouched)
 
 
-@pytest.mark.parametrize(("seed", "sum_rows"), [(4, 200_000), (5, 300)])
+@pytest.mark.parametrize(("seed", "sum_rows"), [(4, 50_000), (5, 300)])
 def test_coarsening_equals_aggregating_at_the_wider_bucket(seed: int, sum_rows: int, monkeypatch: pytest.MonkeyPatch):
     """Also when the rows are regrouped a range of buckets at a time (`SUM_ROWS`), as a long read's are."""
     monkeypatch.setattr(aggregates, "SUM_ROWS", sum_rows)
