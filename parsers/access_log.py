@@ -697,7 +697,7 @@ class AccessLogParser:
         return 0.8 * hits / len(lines) + self._specificity
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
-        if self.layout is None or source.compression not in (None, "gzip"):
+        if self.layout is None:
             lines = read_lines(source)
             requests, bad = parse_lines(lines.frame, self.compiled, source.origin, options.tz)
             return self._result(requests, bad, lines)
@@ -719,7 +719,7 @@ class AccessLogParser:
     def stream(self, source: Source, options: ParseOptions) -> Streamed | None:
         """The chunked parse as a streaming pipeline (for `rca ingest`): each chunk's requests go out as
         one batch of a lazy source the caller sinks to Parquet; `remainder()` then gives the counts."""
-        if self.layout is None or source.compression not in (None, "gzip"):
+        if self.layout is None:
             return None
         layout, compiled, tz = self.layout, self.compiled, options.tz
         schema = storage_schema("requests")

@@ -134,3 +134,24 @@ def test_otlp_protobuf_is_still_sniffed_as_protobuf(tmp_path: Path):
     parser, _ = sniff(sample)
     assert parser is not None and parser.name == "otlp-proto"
     assert load_dataset([str(path)]).spans.height == 49
+
+
+def test_a_bz2_access_log_is_read_in_chunks_like_the_plain_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import bz2
+
+    from rca.parsers import lines as line_reader
+
+    lines = _head_lines("access.log.gz", 400)
+    holed, _, _ = _holed(lines, seed=5)
+    (tmp_path / "access.log").write_bytes(holed)
+    (tmp_path / "packed").mkdir()
+    (tmp_path / "packed" / "access.log").write_bytes(bz2.compress(holed))
+    plain = load_dataset([str(tmp_path / "access.log")], ANALYSIS)
+
+    def whole(*args: object, **kwargs: object) -> None:
+        raise AssertionError("read whole")
+
+    monkeypatch.setattr(line_reader, "CHUNK_BYTES", 20_000)
+    monkeypatch.setattr("rca.parsers.access_log.read_lines", whole)
+    packed = load_dataset([str(tmp_path / "packed" / "access.log")], ANALYSIS)
+    assert packed.requests.drop("origin").equals(plain.requests.drop("origin")) and packed.requests.height == 400
