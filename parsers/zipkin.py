@@ -12,6 +12,7 @@ Tags use the OTLP semantic-convention alias table; `finish_spans` does the forma
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import orjson
@@ -90,20 +91,26 @@ class ZipkinParser:
         spans = BoundedSpans(source.origin, options.max_spans, options.max_request_rows, options.request_columns)
         rejected: list[Rejected] = []
         records = bad = 0
-        for run in document_batches(source, warnings, 0):
-            try:
-                items = orjson.loads(run)
-            except orjson.JSONDecodeError as exc:
-                bad += 1
-                if len(rejected) < 5:
-                    rejected.append(Rejected(records + 1, f"invalid JSON in the spans after span {records:,} ({str(exc).split(':')[0]})"))
-                continue
-            flat = [s for item in items for s in (item if isinstance(item, list) else [item])]
-            cols = empty_span_columns()
-            bad += _add_spans(list(enumerate(flat, start=records + 1)), cols, rejected)
-            records += len(flat)
-            if cols["trace_id"]:
-                spans.add_raw(span_columns_frame(cols))
+        enabled = gc.isenabled()
+        gc.disable()  # millions of small objects from orjson: generational collections would dominate
+        try:
+            for run in document_batches(source, warnings, 0):
+                try:
+                    items = orjson.loads(run)
+                except orjson.JSONDecodeError as exc:
+                    bad += 1
+                    if len(rejected) < 5:
+                        rejected.append(Rejected(records + 1, f"invalid JSON in the spans after span {records:,} ({str(exc).split(':')[0]})"))
+                    continue
+                flat = [s for item in items for s in (item if isinstance(item, list) else [item])]
+                cols = empty_span_columns()
+                bad += _add_spans(list(enumerate(flat, start=records + 1)), cols, rejected)
+                records += len(flat)
+                if cols["trace_id"]:
+                    spans.add_raw(span_columns_frame(cols))
+        finally:
+            if enabled:
+                gc.enable()
         sample = spans.finish_read()
         return ParseResult(format=self.name, frames=dict(sample.frames), lines=records + bad, rejected=bad,
                            rejected_examples=rejected, warnings=warnings + sample.warnings, **sample.sampled())
