@@ -36,7 +36,7 @@ from functools import reduce
 
 import polars as pl
 
-from rca.aggregates import bucket_floor_expr, merge_aggregates
+from rca.aggregates import bucket_floor_expr, empty_aggregates, merge_aggregates
 from rca.model import AGGREGATE_KEY, REQUESTS_SCHEMA, RequestAggregates
 
 PRUNE_SHARE = 0.001  # a subject below 0.1% of its bucket's requests (and errors) is left out of the aggregates
@@ -88,11 +88,15 @@ def prune_aggregates(aggregates: RequestAggregates, share: float = PRUNE_SHARE) 
     all_errors = pl.when(of_vantage).then(pl.col("errors")).otherwise(0).sum().over(vantage)
     small = (pl.col("dimension").is_in(PRUNED_DIMENSIONS) & (pl.col("requests") < share * all_requests)
              & ((pl.col("errors") == 0) | (pl.col("errors") < share * all_errors)))
-    kept = counts.filter(~small)
-    if kept.height == counts.height:
+    counts = counts.with_columns(small.alias("_small"))
+    pruned = counts.filter(pl.col("_small")).get_column("bucket").unique()
+    kept = counts.filter(~pl.col("_small")).drop("_small")
+    if not pruned.len():
         return aggregates
-    if sketches.height:  # a subject's histograms go with its last count
-        sketches = sketches.join(kept.select(AGGREGATE_KEY).unique(), on=list(AGGREGATE_KEY), how="semi", nulls_equal=True)
+    if sketches.height:  # a subject's histograms go with its last count; only the buckets it left from are joined
+        touched = pl.col("bucket").is_in(pruned.implode())
+        kept_keys = kept.filter(touched).select(AGGREGATE_KEY).unique()
+        sketches = pl.concat([sketches.filter(~touched), sketches.filter(touched).join(kept_keys, on=list(AGGREGATE_KEY), how="semi", nulls_equal=True)])
     return replace(aggregates, counts=kept, sketches=sketches)
 
 
@@ -184,8 +188,12 @@ class BoundedRequests:
         if not self.sampling:
             return None
         self._batch(None)
-        merged = merge_aggregates([*self.settled, *self.open], aggregate_base_s(self._span_s()))
-        aggregates = replace(_compacted(self._fit(merged)), first=self.first_ts, last=self.last_ts)  # every row's range, exact
+        base = aggregate_base_s(self._span_s())
+        # the settled buckets are pruned (each piece at the current share); the open ones, the last read, are pruned
+        # here once merged: pruning everything again would copy every histogram row for the few it drops
+        last = prune_aggregates(merge_aggregates(self.open, base), self.share) if self.open else empty_aggregates(base)
+        # the parts' strings are their own already (each was compacted): a copy of them all here would only add to the peak
+        aggregates = replace(self._fit(merge_aggregates([*self.settled, last], base)), first=self.first_ts, last=self.last_ts)  # every row's range, exact
         return RequestSample(aggregates, self.rows, self.first_ts, self.last_ts, 0.5**self.level, self.share, self.sample_key)
 
     def _span_s(self) -> float:
@@ -232,7 +240,17 @@ class BoundedRequests:
             chunk = _where(chunk, (pl.col("bucket") <= first) | (pl.col("bucket") >= last))
         self.open.append(_compacted(chunk))
         self.open_rows += chunk.counts.height
-        if self.open_rows > self.merge_at:
+        if low is not None and len(self.open) > 1:
+            # the buckets ending before the batch's last chunk are complete: settled now, a few at a time (one is
+            # mostly a batch's first bucket, begun by the batch before), so the open ones stay a bucket or two and no
+            # big merge of them ever runs (a merge's string keys cost several times the rows merged)
+            behind = bucket_floor_expr(base, "bucket") + pl.duration(seconds=base) <= pl.lit(low)
+            done = [part for piece in self.open if not _empty(part := _where(piece, behind))]
+            if done:
+                self._settle(merge_aggregates(done, base))
+                self.open = [_compacted(rest) for piece in self.open if not _empty(rest := _where(piece, ~behind))]
+                self.open_rows = sum(piece.counts.height for piece in self.open)
+        if self.open_rows > self.merge_at:  # rows out of time order: open buckets merged now and then
             merged = merge_aggregates(self.open, base)
             if low is not None:  # the buckets ending before this chunk's earliest row are complete too
                 behind = pl.col("bucket") + pl.duration(seconds=base) <= pl.lit(low)
@@ -258,13 +276,16 @@ class BoundedRequests:
             self.settled_rows = sum(a.counts.height for a in self.settled)
 
     def _fit(self, aggregates: RequestAggregates) -> RequestAggregates:
-        """`aggregates` pruned at the current share, doubled until they hold at most MAX_AGGREGATE_ROWS rows
-        (or no subject is left to prune)."""
-        aggregates = prune_aggregates(aggregates, self.share)
+        """`aggregates` (pruned at the current share) pruned at twice the share, and again, until they hold at most
+        MAX_AGGREGATE_ROWS rows (or no subject is left to prune)."""
         while aggregates.counts.height > MAX_AGGREGATE_ROWS and self.share < 1.0 and _prunable(aggregates):
             self.share = min(1.0, self.share * 2)
             aggregates = prune_aggregates(aggregates, self.share)
         return aggregates
+
+
+def _empty(aggregates: RequestAggregates) -> bool:
+    return not (aggregates.counts.height or aggregates.sketches.height)
 
 
 def _where(aggregates: RequestAggregates, buckets: pl.Expr) -> RequestAggregates:

@@ -40,7 +40,7 @@ import polars as pl
 from rca.aggregates import bucket_floor_expr
 from rca.messages import classify_expr, mask_expr
 from rca.model import EVENT_AGGREGATES_SCHEMA, EventAggregates
-from rca.parsers.bounded import SAMPLE_SEED, aggregate_base_s, compact
+from rca.parsers.bounded import EARLY_SAMPLING, SAMPLE_SEED, aggregate_base_s, compact
 from rca.parsers.changes import changes_from_messages, dedupe_changes
 from rca.parsers.distinct import by_distinct
 
@@ -62,13 +62,19 @@ class EventSample:
     other_share: float
 
 
-# While reading, counts are keyed by the shape's hash (8 bytes on each bucket's row, not its text) and carry
-# no example: one example per (signal, origin, service, host, level, shape, resource), its latest event, is kept apart and
-# joined at the end (the joined strings are views of the examples' buffers, not copies).
-READ_KEY = ("signal", "origin", "service", "host", "bucket", "level", "shape_id", "resource")
-EXAMPLE_KEY = tuple(c for c in READ_KEY if c != "bucket")
+# While reading, each bucket's count names its key by a number: the key without the bucket (KEY_COLUMNS, the shape
+# by its hash) gets a dense id the first time it is seen (`_key_ids`, a join of the chunk's few distinct keys with the
+# known ones: exact, no hash that could collide), and the keys table holds each key's strings once, with its example (its
+# latest event). A bucket's row is then six numbers (~45 bytes, not ~150 with the strings' views), merges group by two
+# integer columns, and the strings are joined once at the end (views of the keys table's buffers, not copies).
+KEY_COLUMNS = ("signal", "origin", "service", "host", "level", "shape_id", "resource")
+READ_KEY = (*KEY_COLUMNS, "bucket")
 READ_COLUMNS = [*READ_KEY, "events", "first_ts", "last_ts", "line"]
-READ_SCHEMA = {c: pl.UInt64() if c == "shape_id" else EVENT_AGGREGATES_SCHEMA[c] for c in READ_COLUMNS}
+COUNT_KEY = ("key_id", "bucket")
+COUNT_COLUMNS = [*COUNT_KEY, "events", "first_ts", "last_ts", "line"]
+COUNT_SCHEMA = {"key_id": pl.UInt32(), **{c: EVENT_AGGREGATES_SCHEMA[c] for c in COUNT_COLUMNS[1:]}}
+KEYS_SCHEMA = {"key_id": pl.UInt32(), **{c: pl.UInt64() if c == "shape_id" else EVENT_AGGREGATES_SCHEMA[c] for c in KEY_COLUMNS},
+               "line": pl.Int64(), "shape": pl.String(), "example": pl.String(), "logger": pl.String()}
 
 
 def tag_events(rows: pl.DataFrame) -> pl.DataFrame:
@@ -93,25 +99,22 @@ def aggregate_events(tagged: pl.DataFrame, bucket_s: int) -> pl.DataFrame:
 
 
 def merge_event_counts(frames: list[pl.DataFrame], bucket_s: int) -> pl.DataFrame:
-    """Event counts (READ_COLUMNS) of several chunks of one input summed per key, at buckets of `bucket_s`
+    """Event counts (COUNT_COLUMNS) of several chunks of one input summed per key, at buckets of `bucket_s`
     seconds (a multiple of theirs), in line order."""
     return (
         pl.concat(frames).lazy().with_columns(bucket_floor_expr(bucket_s, "bucket").alias("bucket"))
-        .group_by(READ_KEY)
+        .group_by(COUNT_KEY)
         .agg(pl.col("events").sum(), pl.col("first_ts").min(), pl.col("last_ts").max(), pl.col("line").min())
-        .select(READ_COLUMNS).sort("line").collect()
+        .select(COUNT_COLUMNS).sort("line").collect()
     )
 
 
-def first_examples(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    """Per EXAMPLE_KEY, the latest event's line, shape, message (`example`) and logger, of tagged events or
-    of such examples: the latest, as a burst that explains an incident is most often at the end of its log."""
-    first = pl.col("line").arg_max()
-    def example(frame: pl.DataFrame) -> pl.Expr:
-        return pl.col("message" if "message" in frame.columns else "example").alias("example")
-
-    return compact(pl.concat([f.select(*EXAMPLE_KEY, "line", "shape", example(f), "logger") for f in frames])
-                   .group_by(EXAMPLE_KEY).agg(pl.col("line").max(), *(pl.col(c).get(first) for c in ("shape", "example", "logger"))))
+def latest_examples(tagged: pl.DataFrame) -> pl.DataFrame:
+    """Per KEY_COLUMNS of tagged events, the latest event's line, shape, message (`example`) and logger: the
+    latest, as a burst that explains an incident is most often at the end of its log."""
+    latest = pl.col("line").arg_max()
+    return tagged.group_by(KEY_COLUMNS).agg(pl.col("line").max(), pl.col("shape").get(latest), pl.col("message").get(latest).alias("example"),
+                                            pl.col("logger").get(latest))
 
 
 class BoundedEvents:
@@ -136,25 +139,30 @@ class BoundedEvents:
         self.merge_at = MERGE_ROWS
         self.counts_bucket_s = 0
         self.announced: list[pl.DataFrame] = []  # changes announced by any event (changes_from_messages)
-        self.examples: pl.DataFrame | None = None  # first_examples of every event counted
+        self.keys = pl.DataFrame(schema=KEYS_SCHEMA)  # each key counted (KEY_COLUMNS) once: its id and latest example
         self.announced_rows = 0
 
-    def add(self, rows: pl.DataFrame) -> None:
-        """Take one chunk's event rows (EVENTS_SCHEMA, with `origin` and `line`), in line order."""
+    def add(self, rows: pl.DataFrame, read_share: float | None = None) -> None:
+        """Take one chunk's event rows (EVENTS_SCHEMA, with `origin` and `line`), in line order. `read_share`: the
+        share of the input read once this chunk is (bytes read / size), when known: an input whose first chunk
+        projects past EARLY_SAMPLING times `max_rows` is counted and sampled from that chunk on, rather than held
+        whole up to `max_rows` first (the same counts and rows: sampling from the start is what the switch replays)."""
         if not rows.height:
             return
         self.rows += rows.height
         if self.max_rows is None:
             self.parts.append(rows)
             return
+        if not self.sampling and self.kept == 0 and read_share is not None and 0 < read_share < 1:
+            self.sampling = rows.height / read_share > EARLY_SAMPLING * self.max_rows
         if not self.sampling:
             self.parts.append(rows)
             self.kept += rows.height
             if self.kept > self.max_rows:  # from here on: counts of every event, a sample of the rows
                 self.sampling = True
                 parts, self.parts = self.parts, []
-                for part in parts:
-                    self._take(part)
+                while parts:  # as they came, each let go once taken
+                    self._take(parts.pop(0))
             return
         self._take(rows)
 
@@ -182,12 +190,10 @@ class BoundedEvents:
         if any(later[0] <= earlier[1] for earlier, later in itertools.pairwise(ranges)):
             pieces = [compact(merge_event_counts(pieces, base))]  # a row came late for a settled bucket: sum them all
         # one key per first line: ordered by it, the same however the input was cut (the pieces are, one after another, unless rows came out of order)
-        counts = pl.concat(pieces, rechunk=False) if pieces else pl.DataFrame(schema=READ_SCHEMA)
+        counts = pl.concat(pieces, rechunk=False) if pieces else pl.DataFrame(schema=COUNT_SCHEMA)
         if not counts.get_column("line").is_sorted():
             counts = counts.sort("line")
-        assert self.examples is not None
-        examples = self.examples.select(*EXAMPLE_KEY, "shape", "example", "logger")
-        counts = counts.join(examples, on=list(EXAMPLE_KEY), how="left", nulls_equal=True, maintain_order="left").select(list(EVENT_AGGREGATES_SCHEMA))
+        counts = counts.join(self.keys.drop("line"), on="key_id", how="left", maintain_order="left").select(list(EVENT_AGGREGATES_SCHEMA))
         origins = tuple(sorted({str(o) for o in counts.get_column("origin").unique().to_list()}))
         kept = sum(p.height for p in (*self.priority, *self.others))
         return EventSample(EventAggregates(base, counts, origins), self.rows, kept,
@@ -204,9 +210,9 @@ class BoundedEvents:
             self.high = high if self.high is None else max(self.high, high)
         tagged = tag_events(rows)
         base = aggregate_base_s(self._span_s())
-        chunk = aggregate_events(tagged, base)
-        self.examples = first_examples([tagged] if self.examples is None else [self.examples, tagged])
-        self.counts.append(compact(chunk))
+        ids = self._key_ids(latest_examples(tagged))
+        chunk = aggregate_events(tagged, base).join(ids, on=list(KEY_COLUMNS), how="left", nulls_equal=True).select(COUNT_COLUMNS)
+        self.counts.append(chunk)
         self.counts_rows += chunk.height
         if self.counts_rows > self.merge_at or base != self.counts_bucket_s:
             if base != self.counts_bucket_s:  # the span grew: coarsen all that is held (a coarse bucket may span settled and open ones)
@@ -230,6 +236,18 @@ class BoundedEvents:
             kept = getattr(self, group)
             kept.append(compact(part.filter(self._kept_expr(group)).select(columns)))
             self._thin(group)
+
+    def _key_ids(self, examples: pl.DataFrame) -> pl.DataFrame:
+        """The id of each key of a chunk's `latest_examples` (KEY_COLUMNS and `key_id`): a known key's, else the next
+        free one; the keys table takes the new keys and, for the known ones, the later example."""
+        known = examples.join(self.keys.select(*KEY_COLUMNS, "key_id"), on=list(KEY_COLUMNS), how="left", nulls_equal=True)
+        fresh = known.filter(pl.col("key_id").is_null()).drop("key_id").with_row_index("key_id", offset=self.keys.height)
+        latest = pl.concat([known.filter(pl.col("key_id").is_not_null()), fresh], how="diagonal").select(list(KEYS_SCHEMA))
+        table = pl.concat([self.keys, latest])
+        if table.height > self.keys.height + fresh.height:  # a known key seen again: its latest example stays
+            table = table.sort("key_id", "line").unique("key_id", keep="last", maintain_order=True)
+        self.keys = compact(table)
+        return latest.select(*KEY_COLUMNS, "key_id")
 
     def _kept_expr(self, group: str) -> pl.Expr:
         return pl.col("line").hash(SAMPLE_SEED) % (1 << self.levels[group]) == 0

@@ -379,13 +379,14 @@ class RowsFinisher:
         self.versions.sight(pl.concat([f.select(*VERSION_SIGHTING) for f in (requests, events)]))
         self.requests.add(requests if self.request_columns is None else requests.select(self.request_columns), read_share)
         if events.height:
-            self.add_events(compact(events.drop("version")))  # versions serve the state only; own buffers, not the chunk's
+            self.add_events(compact(events.drop("version")), read_share)  # versions serve the state only; own buffers, not the chunk's
         self.no_ts_count += part.no_ts.height
         self.no_ts_lines += part.no_ts.get_column("line").head(NO_TS_EXAMPLES - len(self.no_ts_lines)).to_list()
 
-    def add_events(self, events: pl.DataFrame) -> None:
-        """Take more events of the input (EVENTS_SCHEMA): each batch's, then any made once every batch is read."""
-        self.events.add(events)
+    def add_events(self, events: pl.DataFrame, read_share: float | None = None) -> None:
+        """Take more events of the input (EVENTS_SCHEMA): each batch's, then any made once every batch is read
+        (`read_share` as in `BoundedEvents.add`)."""
+        self.events.add(events, read_share)
 
     def finish(self) -> FinishedRows:
         """The frames of every batch taken, each pending version resolved."""

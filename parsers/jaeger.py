@@ -11,7 +11,6 @@ as lists and turned into one frame, then `parsers.spantree.finish_spans` does th
 
 from __future__ import annotations
 
-import gc
 import re
 from typing import Any, cast
 
@@ -21,7 +20,7 @@ import polars as pl
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
 from rca.parsers.bounded_spans import NOTHING_SAMPLED, BoundedSpans, finish_bounded
-from rca.parsers.json_arrays import document_batches
+from rca.parsers.json_arrays import document_runs
 from rca.parsers.lines import read_payload
 from rca.parsers.otlp.common import ALIASES, empty_span_columns, hex_id, pick, span_columns_frame
 from rca.parsers.sources import Sample, Source
@@ -104,25 +103,17 @@ class JaegerParser:
         spans = BoundedSpans(source.origin, options.max_spans, options.max_request_rows, options.request_columns)
         rejected: list[Rejected] = []
         records = bad = 0
-        enabled = gc.isenabled()
-        gc.disable()  # millions of small objects from orjson: generational collections would dominate
-        try:
-            for run in document_batches(source, warnings, depth):
-                try:
-                    traces = [t for t in orjson.loads(run) if isinstance(t, dict) and "spans" in t]
-                except orjson.JSONDecodeError as exc:
-                    bad += 1
-                    if len(rejected) < 5:
-                        rejected.append(Rejected(records + 1, f"invalid JSON in the traces after span {records:,} ({str(exc).split(':')[0]})"))
-                    continue
-                cols = empty_span_columns()
-                records, more_bad = _add_spans(traces, cols, rejected, records)
-                bad += more_bad
-                if cols["trace_id"]:
-                    spans.add_raw(span_columns_frame(cols))
-        finally:
-            if enabled:
-                gc.enable()
+        for run in document_runs(source, warnings, depth):
+            if isinstance(run, str):
+                bad += 1
+                if len(rejected) < 5:
+                    rejected.append(Rejected(records + 1, f"{run} in the traces after span {records:,}"))
+                continue
+            cols = empty_span_columns()
+            records, more_bad = _add_spans([t for t in run if isinstance(t, dict) and "spans" in t], cols, rejected, records)
+            bad += more_bad
+            if cols["trace_id"]:
+                spans.add_raw(span_columns_frame(cols))
         if records == 0 and not bad:
             bad += 1
             rejected.append(Rejected(1, "not a Jaeger trace document (no data[] or spans[])"))

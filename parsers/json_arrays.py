@@ -10,7 +10,9 @@ is checked here: a malformed element fails in orjson, as the document read whole
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import gc
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -116,24 +118,31 @@ def _any_of(values: np.ndarray, wanted: tuple[int, ...]) -> np.ndarray:
     return found
 
 
-def array_batches(blocks: Iterable[bytes], depth: int) -> Iterator[bytes]:
-    """`ArrayBatches` over a document's blocks: runs of whole elements as JSON arrays, in order."""
-    batches = ArrayBatches(depth)
-    for block in blocks:
-        yield from batches.feed(block)
-
-
 BATCH_BYTES = 8 << 20  # of the document read at a time: some 25k spans, a few hundred MB at most as objects
 
 
-def document_batches(source: Source, warnings: list[str], depth: int) -> Iterator[bytes]:
-    """The elements of `source`'s array at `depth` (see `ArrayBatches`) in runs as JSON arrays, read
-    BATCH_BYTES at a time (without NUL runs, as every text reader); a warning when the document ends
-    before the array closes (the whole elements before are given)."""
+def document_runs(source: Source, warnings: list[str], depth: int) -> Iterator[list[Any] | str]:
+    """The elements of `source`'s array at `depth` (see `ArrayBatches`) parsed a run at a time (a list), or
+    the reason a run is not valid JSON (a str); read BATCH_BYTES at a time (without NUL runs, as every
+    text reader) with the garbage collector paused (millions of small objects: generational collections
+    would dominate). A warning when the document ends before the array closes (the whole elements before
+    are given)."""
+    import orjson
+
     batches = ArrayBatches(depth)
-    for block, read, total in text_blocks(source, warnings, BATCH_BYTES):
-        yield from batches.feed(block)
-        if source.on_read is not None:
-            source.on_read(read, total)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for block, read, total in text_blocks(source, warnings, BATCH_BYTES):
+            for run in batches.feed(block):
+                try:
+                    yield orjson.loads(run)
+                except orjson.JSONDecodeError as exc:
+                    yield f"invalid JSON ({str(exc).split(':')[0]})"
+            if source.on_read is not None:
+                source.on_read(read, total)
+    finally:
+        if enabled:
+            gc.enable()
     if not batches.ended:
         warnings.append("the document ends before its array of traces or spans closes: read the whole elements before")

@@ -31,6 +31,7 @@ from rca.parsers.lines import (
     line_chunks,
     map_chunks,
     read_lines,
+    read_share,
     rejected_examples,
 )
 from rca.parsers.sources import Sample, Source
@@ -209,9 +210,9 @@ class TextLogParser:
         layout = self._layout(head)
         reference = _reference_time(source)
 
-        def one(chunk: LineChunk) -> tuple[Lines, TextRecords]:
+        def one(chunk: LineChunk) -> tuple[Lines, TextRecords, float | None]:
             lines = head_lines if chunk is first else chunk_lines(source.origin, chunk)
-            return lines, text_records(lines.frame.filter(_NOT_BLANK), layout, options, source.origin, reference=reference)
+            return lines, text_records(lines.frame.filter(_NOT_BLANK), layout, options, source.origin, reference=reference), read_share(chunk)
 
         head_lines = chunk_lines(source.origin, first)
         bounded = BoundedEvents(options.max_event_rows)
@@ -220,7 +221,7 @@ class TextLogParser:
         years: set[int] = set()
         year_less = False
         held: pl.DataFrame | None = None  # the last record read: its continuation may begin the next chunk
-        for index, (lines, parsed) in enumerate(map_chunks(source, warnings, one, chunks=itertools.chain([first], chunks))):
+        for index, (lines, parsed, share) in enumerate(map_chunks(source, warnings, one, chunks=itertools.chain([first], chunks))):
             total += lines.total
             rejected_count += lines.rejected_count
             rejected += lines.rejected
@@ -239,7 +240,7 @@ class TextLogParser:
             if held is not None:
                 done = pl.concat([held.select(done.columns), done], how="vertical_relaxed")
             held = records.tail(1)
-            rejected_count += self._emit(done, layout, bounded, rejected)
+            rejected_count += self._emit(done, layout, bounded, rejected, share)
         if held is not None:
             rejected_count += self._emit(held, layout, bounded, rejected)
         if year_less:
@@ -256,12 +257,13 @@ class TextLogParser:
         return result
 
     @staticmethod
-    def _emit(records: pl.DataFrame, layout: Layout, bounded: BoundedEvents, rejected: list[Rejected]) -> int:
-        """Hand complete records to `bounded`; returns how many had an unreadable timestamp (rejected)."""
+    def _emit(records: pl.DataFrame, layout: Layout, bounded: BoundedEvents, rejected: list[Rejected], read_share: float | None = None) -> int:
+        """Hand complete records to `bounded` (`read_share`: of the input read with them); returns how many had an
+        unreadable timestamp (rejected)."""
         bad_ts = records.filter(pl.col("ts").is_null())
         if bad_ts.height and len(rejected) < 50:
             rejected += rejected_examples(bad_ts.select("line", "text"), _BAD_TS)
-        bounded.add(conform(records.filter(pl.col("ts").is_not_null()).with_columns(signal=pl.lit(layout.signal)), "events"))
+        bounded.add(conform(records.filter(pl.col("ts").is_not_null()).with_columns(signal=pl.lit(layout.signal)), "events"), read_share)
         return bad_ts.height
 
 

@@ -12,7 +12,6 @@ Tags use the OTLP semantic-convention alias table; `finish_spans` does the forma
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 import orjson
@@ -21,7 +20,7 @@ import polars as pl
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
 from rca.parsers.bounded_spans import NOTHING_SAMPLED, BoundedSpans, finish_bounded
-from rca.parsers.json_arrays import document_batches
+from rca.parsers.json_arrays import document_runs
 from rca.parsers.lines import read_payload
 from rca.parsers.otlp.common import ALIASES, empty_span_columns, hex_id, pick, span_columns_frame
 from rca.parsers.sources import Sample, Source
@@ -91,26 +90,18 @@ class ZipkinParser:
         spans = BoundedSpans(source.origin, options.max_spans, options.max_request_rows, options.request_columns)
         rejected: list[Rejected] = []
         records = bad = 0
-        enabled = gc.isenabled()
-        gc.disable()  # millions of small objects from orjson: generational collections would dominate
-        try:
-            for run in document_batches(source, warnings, 0):
-                try:
-                    items = orjson.loads(run)
-                except orjson.JSONDecodeError as exc:
-                    bad += 1
-                    if len(rejected) < 5:
-                        rejected.append(Rejected(records + 1, f"invalid JSON in the spans after span {records:,} ({str(exc).split(':')[0]})"))
-                    continue
-                flat = [s for item in items for s in (item if isinstance(item, list) else [item])]
-                cols = empty_span_columns()
-                bad += _add_spans(list(enumerate(flat, start=records + 1)), cols, rejected)
-                records += len(flat)
-                if cols["trace_id"]:
-                    spans.add_raw(span_columns_frame(cols))
-        finally:
-            if enabled:
-                gc.enable()
+        for run in document_runs(source, warnings, 0):
+            if isinstance(run, str):
+                bad += 1
+                if len(rejected) < 5:
+                    rejected.append(Rejected(records + 1, f"{run} in the spans after span {records:,}"))
+                continue
+            flat = [s for item in run for s in (item if isinstance(item, list) else [item])]
+            cols = empty_span_columns()
+            bad += _add_spans(list(enumerate(flat, start=records + 1)), cols, rejected)
+            records += len(flat)
+            if cols["trace_id"]:
+                spans.add_raw(span_columns_frame(cols))
         sample = spans.finish_read()
         return ParseResult(format=self.name, frames=dict(sample.frames), lines=records + bad, rejected=bad,
                            rejected_examples=rejected, warnings=warnings + sample.warnings, **sample.sampled())

@@ -39,6 +39,7 @@ LN_GAMMA = math.log(GAMMA)
 # compared by counts only, and a histogram per client would cost more than the rows).
 SKETCH_DIMENSIONS = ("service", "endpoint", "host")
 _COUNT_COLUMNS = [c for c in REQUEST_AGGREGATES_SCHEMA if c not in (*AGGREGATE_KEY, "method")]
+SUM_ROWS = 50_000  # aggregate rows regrouped at once when parts are merged or coarsened (`_summed`): smaller is slower, bigger holds more
 
 
 def bucket_floor_expr(bucket_s: int, column: str = "ts") -> pl.Expr:
@@ -155,11 +156,48 @@ def merge_aggregates(parts: Iterable[RequestAggregates], bucket_s: int | None = 
         counts = counts.with_columns(bucket_floor_expr(width, "bucket").alias("bucket"))
         sketches = sketches.with_columns(bucket_floor_expr(width, "bucket").alias("bucket"))
     if len(parts) > 1 or any(p.bucket_s != width for p in parts):
-        counts = counts.group_by(*AGGREGATE_KEY, "method").agg(pl.col(_COUNT_COLUMNS).sum()).select(list(REQUEST_AGGREGATES_SCHEMA))
-        sketches = sketches.group_by(*AGGREGATE_KEY, "metric", "bin").agg(pl.col("count").sum()).select(list(LATENCY_SKETCH_SCHEMA))
+        # only the buckets that two parts hold (or a part coarsened here) need summing; a group-by's keys of strings
+        # cost several times the rows it reads, so the others are passed through as they are
+        shared = _shared_buckets(parts, width)
+        count_key, sketch_key = [*AGGREGATE_KEY, "method"], [*AGGREGATE_KEY, "metric", "bin"]
+        if shared is None:
+            counts = pl.concat(_summed(counts, count_key, _COUNT_COLUMNS, REQUEST_AGGREGATES_SCHEMA))
+            sketches = pl.concat(_summed(sketches, sketch_key, ["count"], LATENCY_SKETCH_SCHEMA))
+        elif shared.len():
+            summed = pl.col("bucket").is_in(shared.implode())
+            counts = pl.concat([counts.filter(~summed), *_summed(counts.filter(summed), count_key, _COUNT_COLUMNS, REQUEST_AGGREGATES_SCHEMA)])
+            sketches = pl.concat([sketches.filter(~summed), *_summed(sketches.filter(summed), sketch_key, ["count"], LATENCY_SKETCH_SCHEMA)])
     firsts = [p.first for p in parts if p.first is not None]
     lasts = [p.last for p in parts if p.last is not None]
     return RequestAggregates(width, counts, sketches, min(firsts, default=None), max(lasts, default=None))
+
+
+def _summed(rows: pl.DataFrame, key: Sequence[str], columns: Sequence[str], schema: dict[str, pl.DataType]) -> list[pl.DataFrame]:
+    """`rows` summed per `key` (which holds `bucket`), a range of buckets of about SUM_ROWS rows at a time: a
+    group-by's keys of strings and its table cost several times the rows it reads, so a million rows (a width change
+    of a long read) regrouped at once would be the peak of the whole read."""
+    def summed(part: pl.DataFrame) -> pl.DataFrame:
+        return part.group_by(key).agg(pl.col(columns).sum()).select(list(schema))
+
+    if rows.height <= SUM_ROWS or rows.get_column("bucket").null_count():
+        return [summed(rows)]
+    slices = (rows.group_by("bucket").len().sort("bucket").with_columns((pl.col("len").cum_sum() // SUM_ROWS).alias("slice"))
+              .group_by("slice").agg(pl.col("bucket").min().alias("low"), pl.col("bucket").max().alias("high")).sort("slice"))
+    return [summed(rows.filter(pl.col("bucket").is_between(low, high))) for _, low, high in slices.iter_rows()]
+
+
+def _shared_buckets(parts: Sequence[RequestAggregates], width: int) -> pl.Series | None:
+    """The buckets (at `width`) that more than one of the parts holds: only their keys can be in two parts
+    (each part holds a key once). None when every bucket must be summed (a part coarsened here, or a null bucket)."""
+    if any(p.bucket_s != width for p in parts):
+        return None
+    held = []
+    for index, part in enumerate(parts):
+        buckets = pl.concat([part.counts.select("bucket"), part.sketches.select("bucket")]).unique()
+        if buckets.get_column("bucket").null_count():
+            return None
+        held.append(buckets.with_columns(pl.lit(index).alias("part")))
+    return pl.concat(held).group_by("bucket").len().filter(pl.col("len") > 1).get_column("bucket")
 
 
 def relabel(aggregates: RequestAggregates, dimension: str, value: pl.Expr) -> RequestAggregates:

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from rca import aggregates
 from rca.aggregates import (
     aggregate_requests,
     bin_value_expr,
@@ -73,8 +74,32 @@ def test_counts_are_exact_and_chunks_merge_to_the_whole(seed: int):
     assert mine.equals(direct)
 
 
-@pytest.mark.parametrize("seed", [4, 5])
-def test_coarsening_equals_aggregating_at_the_wider_bucket(seed: int):
+@pytest.mark.parametrize("seed", [6, 7])
+def test_parts_sharing_few_buckets_merge_to_the_whole_summing_only_those(seed: int):
+    """Parts cut at bucket edges but one (as a reader settles them) merge to the aggregates of every row, and the
+    rows of buckets only one part holds pass through as they were, in their order: nothing else is regrouped."""
+    rows = _requests(seed).sort("ts")
+    whole = aggregate_requests(rows, 300)
+    floor = ((pl.col("ts").dt.epoch("us") // 300_000_000) * 300_000_000).cast(pl.Datetime("us", "UTC"))
+    edges = rows.select(floor.unique().sort()).to_series().to_list()
+    cut_at = edges[len(edges) // 3]  # parts 1 and 2 end on a bucket edge; part 3 begins inside part 2's last bucket
+    inside = rows.filter(floor == edges[2 * len(edges) // 3]).height // 2
+    second_end = rows.filter(floor < edges[2 * len(edges) // 3]).height + inside
+    first = rows.filter(pl.col("ts") < cut_at)
+    pieces = [first, rows[first.height:second_end], rows[second_end:]]
+    parts = [aggregate_requests(p, 300) for p in pieces]
+    merged = merge_aggregates(parts)
+    assert_frame_equal(_sorted(merged.counts, ["method"]), _sorted(whole.counts, ["method"]), check_exact=False)
+    assert_frame_equal(_sorted(merged.sketches, ["metric", "bin"]), _sorted(whole.sketches, ["metric", "bin"]))
+    shared = pl.col("bucket") == edges[2 * len(edges) // 3]
+    untouched = pl.concat([p.counts.filter(~shared) for p in parts])
+    assert_frame_equal(merged.counts.filter(~shared), untouched)
+
+
+@pytest.mark.parametrize(("seed", "sum_rows"), [(4, 50_000), (5, 300)])
+def test_coarsening_equals_aggregating_at_the_wider_bucket(seed: int, sum_rows: int, monkeypatch: pytest.MonkeyPatch):
+    """Also when the rows are regrouped a range of buckets at a time (`SUM_ROWS`), as a long read's are."""
+    monkeypatch.setattr(aggregates, "SUM_ROWS", sum_rows)
     rows = _requests(seed)
     fine, wide = aggregate_requests(rows, 5), aggregate_requests(rows, 300)
     coarse = coarsen(fine, 300)

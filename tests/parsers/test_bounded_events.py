@@ -142,3 +142,31 @@ def test_rows_kept_depend_on_line_numbers_only():
         kept.append(reader.frame(rows.clear())["line"].to_list())
     assert kept[0] == kept[1] and len(kept[0]) <= 600
     assert set(range(1, 4001, 50)) <= set(kept[0])  # every error
+
+
+def test_an_input_projected_past_the_cap_is_sampled_from_its_first_chunk_with_the_same_result():
+    rows = conform(pl.DataFrame({
+        "ts": [START + timedelta(seconds=i) for i in range(4000)],
+        "level": ["WARN" if i % 40 == 0 else "INFO" for i in range(4000)],
+        "service": "api", "host": [f"h{i % 3}" for i in range(4000)], "message": [f"event {i % 9} of batch {i}" for i in range(4000)],
+        "origin": "x.log", "line": list(range(1, 4001)), "signal": "text_log",
+    }), "events")
+    results = []
+    for projected in (False, True):
+        reader = BoundedEvents(600)
+        for start in range(0, rows.height, 400):
+            reader.add(rows[start : start + 400], (start + 400) / rows.height if projected else None)
+            # projected: never the whole first 600 rows held, only each group's sample (a quarter of the cap at most)
+            assert not projected or (not reader.parts and sum(p.height for p in (*reader.priority, *reader.others)) <= 2 * 150)
+            # the counts held while reading name their key by a number: no string columns per bucket
+            assert all(dtype != pl.String for part in (*reader.counts, *reader.settled) for dtype in part.dtypes)
+        sample = reader.sample()
+        assert sample is not None
+        results.append((reader.frame(rows.clear()), sample.aggregates.counts, sample.rows, sample.kept))
+    assert_frame_equal(results[0][0], results[1][0])
+    assert_frame_equal(results[0][1], results[1][1])
+    assert results[0][2:] == results[1][2:] == (4000, results[0][0].height)
+    counts = results[1][1]
+    exact = rows.group_by("host", "message").len()
+    assert counts["events"].sum() == 4000 and counts.group_by("host").agg(pl.col("events").sum()).sort("host")["events"].to_list() == \
+        exact.group_by("host").agg(pl.col("len").sum()).sort("host")["len"].to_list()
