@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePath
+from typing import cast
 
 import polars as pl
+from polars.io.plugins import register_io_source
 
-from rca.model import Rejected, conform, empty_frame
-from rca.parsers import ParseOptions, ParseResult, register
+from rca.model import Rejected, conform, empty_frame, storage_schema
+from rca.parsers import ParseOptions, ParseResult, Streamed, register
+from rca.parsers.bounded import compact
 from rca.parsers.bounded_events import BoundedEvents
+from rca.parsers.changes import changes_from_messages, dedupe_changes
 from rca.parsers.decoding import parse_iso, parse_timestamp
 from rca.parsers.lines import (
     LineChunk,
@@ -201,60 +206,99 @@ class TextLogParser:
         """`parse` reading the input a chunk of lines at a time (two at once) into `BoundedEvents`: the same
         records (a record whose continuation lines begin the next chunk gets them), at most
         `options.max_event_rows` rows kept, with exact counts of every event beyond."""
-        warnings: list[str] = []
-        chunks = line_chunks(source, warnings)
+        read = _ChunkedRead()
+        bounded = BoundedEvents(options.max_event_rows)
+        for records, share in self._records(source, options, read):
+            read.rejected_count += self._emit(records, cast(Layout, read.layout), bounded, read.rejected, share)
+        if read.layout is None:
+            return ParseResult(format=self.name, frames={"events": empty_frame("events")}, lines=0, warnings=read.warnings)
+        result = self._read_result(read, options, source, {"events": bounded.frame(empty_frame("events")), "changes": bounded.changes(empty_frame("changes"))})
+        result.event_sample = bounded.sample()
+        return result
+
+    def stream(self, source: Source, options: ParseOptions) -> Streamed | None:
+        """The chunked parse as a streaming pipeline (for `rca ingest`): each chunk's complete records go out
+        as one batch of events the caller sinks to Parquet, so no more than a few chunks are ever held;
+        `remainder()` then gives the counts and the changes the events announced."""
+        schema = storage_schema("events")
+        read = _ChunkedRead()
+        announced: list[pl.DataFrame] = []
+
+        def batches(with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _size: int | None) -> Iterator[pl.DataFrame]:
+            for records, _share in self._records(source, options, read):
+                bad_ts = records.filter(pl.col("ts").is_null())
+                read.rejected_count += bad_ts.height
+                if bad_ts.height and len(read.rejected) < 50:
+                    read.rejected += rejected_examples(bad_ts.select("line", "text"), _BAD_TS)
+                events = conform(records.filter(pl.col("ts").is_not_null()).with_columns(signal=pl.lit(cast(Layout, read.layout).signal)), "events")
+                if (changes := changes_from_messages(events)).height:
+                    announced.append(compact(changes))  # its strings would keep the chunk's buffers alive
+                rows = events.select(list(schema)).cast(schema)  # type: ignore[arg-type]
+                rows = rows if predicate is None else rows.filter(predicate)
+                if n_rows is not None:
+                    rows = rows.head(n_rows)
+                    n_rows -= rows.height
+                yield rows if with_columns is None else rows.select(with_columns)
+                if n_rows == 0:
+                    return
+
+        def remainder() -> ParseResult:
+            if read.layout is None:
+                return ParseResult(format=self.name, frames={}, lines=0, warnings=read.warnings)
+            return self._read_result(read, options, source, {"changes": dedupe_changes(pl.concat(announced))} if announced else {})
+
+        return Streamed("events", register_io_source(batches, schema=schema), remainder)
+
+    def _records(self, source: Source, options: ParseOptions, read: _ChunkedRead) -> Iterator[tuple[pl.DataFrame, float | None]]:
+        """The input's complete records a chunk at a time (two chunks parsed at once), with the share of the
+        input read with them; `read` collects the layout, line counts, rejected lines and warnings."""
+        chunks = line_chunks(source, read.warnings)
         first = next(chunks, None)
         if first is None:
-            return ParseResult(format=self.name, frames={"events": empty_frame("events")}, lines=0, warnings=warnings)
-        head = chunk_lines(source.origin, first).frame.filter(_NOT_BLANK)
-        layout = self._layout(head)
-        reference = _reference_time(source)
+            return
+        head_lines = chunk_lines(source.origin, first)
+        layout = read.layout = self._layout(head_lines.frame.filter(_NOT_BLANK))
+        reference = read.reference = _reference_time(source)
 
         def one(chunk: LineChunk) -> tuple[Lines, TextRecords, float | None]:
             lines = head_lines if chunk is first else chunk_lines(source.origin, chunk)
             return lines, text_records(lines.frame.filter(_NOT_BLANK), layout, options, source.origin, reference=reference), read_share(chunk)
 
-        head_lines = chunk_lines(source.origin, first)
-        bounded = BoundedEvents(options.max_event_rows)
-        total = rejected_count = 0
-        rejected: list[Rejected] = []
-        years: set[int] = set()
-        year_less = False
         held: pl.DataFrame | None = None  # the last record read: its continuation may begin the next chunk
-        for index, (lines, parsed, share) in enumerate(map_chunks(source, warnings, one, chunks=itertools.chain([first], chunks))):
-            total += lines.total
-            rejected_count += lines.rejected_count
-            rejected += lines.rejected
-            years.update(parsed.years)
-            year_less = year_less or bool(parsed.warnings)
+        for index, (lines, parsed, share) in enumerate(map_chunks(source, read.warnings, one, chunks=itertools.chain([first], chunks))):
+            read.total += lines.total
+            read.rejected_count += lines.rejected_count
+            read.rejected += lines.rejected
+            read.years.update(parsed.years)
+            read.year_less = read.year_less or bool(parsed.warnings)
             records, orphans = parsed.records, parsed.orphans
             if orphans.height and held is not None and index:  # lines continuing the record before the chunk
                 more = "\n".join(orphans["text"].to_list())
                 held = held.with_columns(pl.col("message") + pl.lit("\n" + more))
             elif orphans.height:
-                rejected_count += orphans.height
-                rejected += rejected_examples(orphans, _ORPHAN)
+                read.rejected_count += orphans.height
+                read.rejected += rejected_examples(orphans, _ORPHAN)
             if not records.height:
                 continue
             done = records.head(records.height - 1)
             if held is not None:
                 done = pl.concat([held.select(done.columns), done], how="vertical_relaxed")
             held = records.tail(1)
-            rejected_count += self._emit(done, layout, bounded, rejected, share)
+            yield done, share
         if held is not None:
-            rejected_count += self._emit(held, layout, bounded, rejected)
-        if year_less:
-            warnings.append(_year_note(tuple(years), options, reference))
-        result = ParseResult(
-            format=self._format(layout),
-            frames={"events": bounded.frame(empty_frame("events")), "changes": bounded.changes(empty_frame("changes"))},
-            lines=total,
-            rejected=rejected_count,
-            rejected_examples=sorted(rejected, key=lambda r: r.line)[:5],
-            warnings=warnings,
+            yield held, None
+
+    def _read_result(self, read: _ChunkedRead, options: ParseOptions, source: Source, frames: dict[str, pl.DataFrame]) -> ParseResult:
+        if read.year_less:
+            read.warnings.append(_year_note(tuple(read.years), options, cast(tuple[datetime, str], read.reference)))
+        return ParseResult(
+            format=self._format(cast(Layout, read.layout)),
+            frames=frames,  # type: ignore[arg-type]
+            lines=read.total,
+            rejected=read.rejected_count,
+            rejected_examples=sorted(read.rejected, key=lambda r: r.line)[:5],
+            warnings=read.warnings,
         )
-        result.event_sample = bounded.sample()
-        return result
 
     @staticmethod
     def _emit(records: pl.DataFrame, layout: Layout, bounded: BoundedEvents, rejected: list[Rejected], read_share: float | None = None) -> int:
@@ -265,6 +309,20 @@ class TextLogParser:
             rejected += rejected_examples(bad_ts.select("line", "text"), _BAD_TS)
         bounded.add(conform(records.filter(pl.col("ts").is_not_null()).with_columns(signal=pl.lit(layout.signal)), "events"), read_share)
         return bad_ts.height
+
+
+@dataclass
+class _ChunkedRead:
+    """What reading a text input a chunk at a time found besides its records."""
+
+    layout: Layout | None = None
+    reference: tuple[datetime, str] | None = None
+    total: int = 0
+    rejected_count: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    years: set[int] = field(default_factory=set)
+    year_less: bool = False
 
 
 @dataclass(frozen=True)

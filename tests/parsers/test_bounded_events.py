@@ -170,3 +170,29 @@ def test_an_input_projected_past_the_cap_is_sampled_from_its_first_chunk_with_th
     exact = rows.group_by("host", "message").len()
     assert counts["events"].sum() == 4000 and counts.group_by("host").agg(pl.col("events").sum()).sort("host")["events"].to_list() == \
         exact.group_by("host").agg(pl.col("len").sum()).sort("host")["len"].to_list()
+
+
+def test_ingest_streams_a_text_log_to_parquet_with_the_records_of_the_whole_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`rca ingest` of a plain-text log writes its events a chunk at a time (never the whole input in memory):
+    the same records as the whole parse, stack traces joined across chunk edges, the deploy it announces
+    kept as a change, and the same counts in the input's summary."""
+    from rca.parsers.loader import ingest_to_parquet
+
+    path = _log(tmp_path / "app.log", 2)
+    with path.open("a") as log:
+        log.write("2026-03-02 11:30:00,000 INFO  [api-1] deploy.Agent - Deployed version v2.4.0 of checkout\n")
+        log.write("2026-03-02 11:30:01,000 ERROR [api-1] pay.Client - upstream refused\n\tat pay.Client.call(Client.java:42)\n")
+    whole = load_dataset([str(path)], ParseOptions())
+    monkeypatch.setattr(line_reader, "CHUNK_BYTES", 1 << 14)
+    out = tmp_path / "frames"
+    summaries = ingest_to_parquet([str(path)], out)
+    assert sorted(p.name for p in out.iterdir()) == ["changes.parquet", "events.0.parquet"]
+    assert pl.scan_parquet(out / "events.0.parquet").select(pl.len()).collect().item() == whole.events.height
+    back = load_dataset([str(out / "events.0.parquet"), str(out / "changes.parquet")], ParseOptions())
+    assert_frame_equal(back.events, whole.events)
+    assert back.events["message"].str.contains("\n").sum() > 1  # stack traces joined, some across chunk edges
+    assert_frame_equal(back.changes.drop("origin"), whole.changes.drop("origin"))
+    assert whole.changes.height >= 1
+    (summary,), (reference,) = summaries, whole.inputs
+    assert (summary.lines, summary.rows["events"], summary.rejected, summary.first_ts, summary.last_ts) == (
+        reference.lines, reference.rows["events"], reference.rejected, reference.first_ts, reference.last_ts)
