@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator, Mapping
 
     import polars as pl
 
@@ -88,6 +88,24 @@ class Streamed:
     frame: str
     rows: pl.LazyFrame
     remainder: Callable[[], ParseResult]
+
+
+def lazy_batches(batches: Callable[[], Iterator[pl.DataFrame]], schema: Mapping[str, pl.DataType]) -> pl.LazyFrame:
+    """A lazy frame over the batches `batches()` yields (rows of `schema`), read once as the engine asks:
+    the columns, filter and row limit it pushes down are applied to each batch (`Streamed.rows`)."""
+    from polars.io.plugins import register_io_source
+
+    def source(with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _size: int | None) -> Iterator[pl.DataFrame]:
+        for batch in batches():
+            rows = batch if predicate is None else batch.filter(predicate)
+            if n_rows is not None:
+                rows = rows.head(n_rows)
+                n_rows -= rows.height
+            yield rows if with_columns is None else rows.select(with_columns)
+            if n_rows == 0:
+                return
+
+    return register_io_source(source, schema=dict(schema))
 
 
 @runtime_checkable

@@ -38,11 +38,10 @@ from pathlib import PurePath
 
 import numpy as np
 import polars as pl
-from polars.io.plugins import register_io_source
 
 from rca.errors import InputError
 from rca.model import REQUESTS_SCHEMA, Rejected, conform, empty_frame, storage_schema
-from rca.parsers import ParseOptions, ParseResult, Streamed, register
+from rca.parsers import ParseOptions, ParseResult, Streamed, lazy_batches, register
 from rca.parsers.bounded import BoundedRequests
 from rca.parsers.distinct import by_distinct
 from rca.parsers.endpoints import (
@@ -726,18 +725,12 @@ class AccessLogParser:
         chunks: list[SplitChunk] = []
         warnings: list[str] = []
 
-        def batches(with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _size: int | None) -> Iterator[pl.DataFrame]:
+        def batches() -> Iterator[pl.DataFrame]:
             for chunk in split_chunks(source, layout, compiled, tz, warnings, schema):
                 chunks.append(replace(chunk, requests=chunk.requests.clear()))  # the counts; the rows go out
-                rows = chunk.requests if predicate is None else chunk.requests.filter(predicate)
-                if n_rows is not None:
-                    rows = rows.head(n_rows)
-                    n_rows -= rows.height
-                yield rows if with_columns is None else rows.select(with_columns)
-                if n_rows == 0:
-                    return
+                yield chunk.requests
 
-        rows = register_io_source(batches, schema=schema)
+        rows = lazy_batches(batches, schema)
         return Streamed("requests", rows, lambda: self._chunks_result({}, chunks, warnings))
 
     def _chunks_result(self, frames: dict[str, pl.DataFrame], chunks: list[SplitChunk], warnings: list[str]) -> ParseResult:

@@ -21,10 +21,9 @@ from pathlib import PurePath
 from typing import cast
 
 import polars as pl
-from polars.io.plugins import register_io_source
 
 from rca.model import Rejected, conform, empty_frame, storage_schema
-from rca.parsers import ParseOptions, ParseResult, Streamed, register
+from rca.parsers import ParseOptions, ParseResult, Streamed, lazy_batches, register
 from rca.parsers.bounded import compact
 from rca.parsers.bounded_events import BoundedEvents
 from rca.parsers.changes import changes_from_messages, dedupe_changes
@@ -224,7 +223,7 @@ class TextLogParser:
         read = _ChunkedRead()
         announced: list[pl.DataFrame] = []
 
-        def batches(with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _size: int | None) -> Iterator[pl.DataFrame]:
+        def batches() -> Iterator[pl.DataFrame]:
             for records, _share in self._records(source, options, read):
                 bad_ts = records.filter(pl.col("ts").is_null())
                 read.rejected_count += bad_ts.height
@@ -233,21 +232,14 @@ class TextLogParser:
                 events = conform(records.filter(pl.col("ts").is_not_null()).with_columns(signal=pl.lit(cast(Layout, read.layout).signal)), "events")
                 if (changes := changes_from_messages(events)).height:
                     announced.append(compact(changes))  # its strings would keep the chunk's buffers alive
-                rows = events.select(list(schema)).cast(schema)  # type: ignore[arg-type]
-                rows = rows if predicate is None else rows.filter(predicate)
-                if n_rows is not None:
-                    rows = rows.head(n_rows)
-                    n_rows -= rows.height
-                yield rows if with_columns is None else rows.select(with_columns)
-                if n_rows == 0:
-                    return
+                yield events.select(list(schema)).cast(schema)  # type: ignore[arg-type]
 
         def remainder() -> ParseResult:
             if read.layout is None:
                 return ParseResult(format=self.name, frames={}, lines=0, warnings=read.warnings)
             return self._read_result(read, options, source, {"changes": dedupe_changes(pl.concat(announced))} if announced else {})
 
-        return Streamed("events", register_io_source(batches, schema=schema), remainder)
+        return Streamed("events", lazy_batches(batches, schema), remainder)
 
     def _records(self, source: Source, options: ParseOptions, read: _ChunkedRead) -> Iterator[tuple[pl.DataFrame, float | None]]:
         """The input's complete records a chunk at a time (two chunks parsed at once), with the share of the
