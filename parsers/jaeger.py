@@ -15,7 +15,6 @@ import re
 from typing import Any, cast
 
 import orjson
-import polars as pl
 
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
@@ -87,13 +86,9 @@ class JaegerParser:
         if records == 0 and not _traces(doc):
             bad += 1
             rejected.append(Rejected(1, "not a Jaeger trace document (no data[] or spans[])"))
-        frames: dict[str, pl.DataFrame] = {}
-        sample = NOTHING_SAMPLED
-        if cols["trace_id"]:
-            sample = finish_bounded(span_columns_frame(cols), source.origin, options)
-            warnings += sample.warnings
-            frames.update(sample.frames)
-        return ParseResult(format=self.name, frames=frames, lines=max(records, 1), rejected=bad, rejected_examples=rejected, warnings=warnings,
+        sample = finish_bounded(span_columns_frame(cols), source.origin, options) if cols["trace_id"] else NOTHING_SAMPLED
+        warnings += sample.warnings
+        return ParseResult(format=self.name, frames=dict(sample.frames), lines=max(records, 1), rejected=bad, rejected_examples=rejected, warnings=warnings,
                            **sample.sampled())
 
     def _parse_in_batches(self, source: Source, options: ParseOptions, depth: int) -> ParseResult:

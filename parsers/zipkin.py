@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import polars as pl
 
 from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
@@ -73,13 +72,9 @@ class ZipkinParser:
         records, rejected, bad = _spans(payload)
         cols = empty_span_columns()
         bad += _add_spans(records, cols, rejected)
-        frames: dict[str, pl.DataFrame] = {}
-        sample = NOTHING_SAMPLED
-        if cols["trace_id"]:
-            sample = finish_bounded(span_columns_frame(cols), source.origin, options)
-            warnings += sample.warnings
-            frames.update(sample.frames)
-        return ParseResult(format=self.name, frames=frames, lines=len(records) + bad, rejected=bad, rejected_examples=rejected, warnings=warnings,
+        sample = finish_bounded(span_columns_frame(cols), source.origin, options) if cols["trace_id"] else NOTHING_SAMPLED
+        warnings += sample.warnings
+        return ParseResult(format=self.name, frames=dict(sample.frames), lines=len(records) + bad, rejected=bad, rejected_examples=rejected, warnings=warnings,
                            **sample.sampled())
 
     def _parse_in_batches(self, source: Source, options: ParseOptions) -> ParseResult:
