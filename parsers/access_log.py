@@ -286,6 +286,32 @@ class SplitLayout:
 # Columns after the layout's: an upstream list (`0.010, 0.020 : 0.003`) spills into all but the last,
 # which must stay empty (a line with more fields than the layout goes to the regex).
 _SPARE = ("_spare1", "_spare2", "_spare3", "_spare4", "_spare5", "_spare6")
+
+
+@dataclass
+class SpareColumns:
+    """How many of the `_SPARE` columns the CSV reader makes for the chunks of one input. One tells a
+    line with more fields than the layout (the regex's); all of them are needed only to rejoin upstream
+    lists, and the five more cost the reader a sixth of its time even when empty (Apache corpus). So the
+    chunks are read with one until a chunk holds a list: that chunk is read again with all, and so are
+    the chunks after it (a log that writes lists writes many). Shared by the chunks of an input, which
+    workers read side by side: a chunk read with one while another found lists is judged by its own
+    columns, its list lines going to the regex at worst."""
+
+    count: int = 1
+
+    def lists_in(self, fields: pl.DataFrame, layout: SplitLayout) -> bool:
+        """Whether a chunk read with fewer than all spare columns holds an upstream list (`, ` or ` : `
+        between servers, or the same without the spaces: `_SECONDS`); such a chunk is read again with all."""
+        if _SPARE[-1] in fields.columns or "upstream_response_time" not in layout.optional or fields.get_column(_SPARE[0]).null_count() == fields.height:
+            return False
+        up, spare = pl.col("upstream_response_time"), pl.col(_SPARE[0])
+        found = fields.select((up.str.contains(r"[,:]$") | spare.str.contains(r"^[,:]")).any()).item()
+        if found:
+            self.count = len(_SPARE)
+        return bool(found)
+
+
 _SPLIT_TOKEN = re.compile(r'^(?:"\$(?P<quoted>\w+)"|\$(?P<bare>\w+)|(?P<time>\[\$time_local\]))$')
 
 
@@ -367,15 +393,17 @@ class SplitChunk:
     read_share: float | None = None  # share of the input's bytes read once this chunk is (None: size unknown)
 
 
-def _fields(data: bytes, layout: SplitLayout, first_line: int, lines: int, unread: tuple[str, ...] = ()) -> pl.DataFrame | None:
-    """The chunk's fields, one row a line, without the `unread` columns (split but never built); None when
-    the reader fails or a quote swallowed a line break.
+def _fields(
+    data: bytes, layout: SplitLayout, first_line: int, lines: int, unread: tuple[str, ...] = (), spares: int = len(_SPARE)
+) -> pl.DataFrame | None:
+    """The chunk's fields, one row a line, without the `unread` columns (split but never built), with the
+    first `spares` of the `_SPARE` columns; None when the reader fails or a quote swallowed a line break.
 
     An unbalanced quote joins its line to the next ones (fewer rows than lines), except on the last
     line, where it takes in the final line break: only that row needs a look."""
     for encoding in ("utf8", "utf8-lossy"):  # strict UTF-8 is faster; invalid bytes need the lossy decoder
         try:
-            fields = scan_split(data, layout, encoding, first_line).drop(unread).collect()
+            fields = scan_split(data, layout, encoding, first_line, spares).drop(unread).collect()
         except pl.exceptions.ComputeError:
             continue
         except pl.exceptions.NoDataError:
@@ -461,10 +489,13 @@ def _escapes(data: bytes) -> list[bytes]:
 
 
 def split_chunk(
-    chunk: LineChunk, layout: SplitLayout, compiled: CompiledFormat, origin: str, tz: str, schema: dict[str, pl.DataType] | None = None
+    chunk: LineChunk, layout: SplitLayout, compiled: CompiledFormat, origin: str, tz: str, schema: dict[str, pl.DataType] | None = None,
+    spares: SpareColumns | None = None,
 ) -> SplitChunk:
     """Split a chunk's lines with polars' CSV reader, convert them, and read with the regex only the
-    lines the split cannot vouch for (unbalanced quotes, upstream lists, odd fields, garbage)."""
+    lines the split cannot vouch for (unbalanced quotes, upstream lists, odd fields, garbage). `spares`:
+    the input's (shared by its chunks), else the chunk's own."""
+    spares = spares or SpareColumns()
     data = chunk.data
     escaped = _escapes(data)
     if escaped and any(v in data for v in _STAND_IN.values()):  # the stand-ins already occur: no split
@@ -478,12 +509,16 @@ def split_chunk(
     unbalanced = index.odd_quote_lines()
     # A line over MAX_LINE_BYTES is the regex path's to reject: the unread fields are read to find it.
     unread = () if has_long_line(chunk) else unread_columns(layout)
-    fields = _fields(index.blanked(unbalanced) if len(unbalanced) else data, layout, chunk.first_line, chunk.lines, unread)
+    split = index.blanked(unbalanced) if len(unbalanced) else data
+    fields = _fields(split, layout, chunk.first_line, chunk.lines, unread, spares.count)
     if fields is None:
         every = index.odd_quote_lines(every_piece=True)
         if len(every) > len(unbalanced):
             unbalanced = every
-            fields = _fields(index.blanked(unbalanced), layout, chunk.first_line, chunk.lines, unread)
+            split = index.blanked(unbalanced)
+            fields = _fields(split, layout, chunk.first_line, chunk.lines, unread, spares.count)
+    if fields is not None and spares.lists_in(fields, layout):
+        fields = _fields(split, layout, chunk.first_line, chunk.lines, unread, len(_SPARE))
     if fields is None:
         return _regex_chunk(chunk, None, compiled, origin, tz, schema)
     if escaped:
@@ -559,20 +594,23 @@ def split_chunks(
     A chunk's string kernels mostly run on one thread, so converting chunks side by side (with a reader
     thread reading the next ones meanwhile: `lines.map_chunks`) is what keeps both cores busy."""
 
+    spares = SpareColumns()
+
     def one(chunk: LineChunk) -> SplitChunk:
-        return replace(split_chunk(chunk, layout, compiled, source.origin, tz, schema), read_share=read_share(chunk))
+        return replace(split_chunk(chunk, layout, compiled, source.origin, tz, schema, spares), read_share=read_share(chunk))
 
     return map_chunks(source, warnings, one, CONVERT_WORKERS)
 
 
-def scan_split(data: str | bytes, layout: SplitLayout, encoding: str = "utf8", first_line: int = 1) -> pl.LazyFrame:
-    """A lazy CSV scan of an access log in `layout`: one String column per field, plus `line`."""
+def scan_split(data: str | bytes, layout: SplitLayout, encoding: str = "utf8", first_line: int = 1, spares: int = len(_SPARE)) -> pl.LazyFrame:
+    """A lazy CSV scan of an access log in `layout`: one String column per field, the first `spares` of
+    the `_SPARE` columns, plus `line`."""
     return pl.scan_csv(
         io.BytesIO(data) if isinstance(data, bytes) else data,
         has_header=False,
         separator=" ",
         quote_char='"',
-        schema={c: pl.String for c in (*layout.columns, *_SPARE)},
+        schema={c: pl.String for c in (*layout.columns, *_SPARE[:spares])},
         missing_columns="insert",
         extra_columns="ignore",  # the spare columns already send such lines to the regex
         truncate_ragged_lines=True,
@@ -615,9 +653,10 @@ def _convert_split(
     fields = fields.rechunk()
     names = set(layout.columns) - {"_time_date", "_time_zone"}
     read = [c for c in layout.columns if c in fields.columns]  # all but the unread ones (`unread_columns`)
-    listed = "upstream_response_time" in layout.optional and fields.get_column(_SPARE[0]).null_count() < fields.height
-    spill = _SPARE[:-1] if listed else ()
-    checks: list[pl.Expr] = [pl.col(c).is_null() for c in _SPARE if c not in spill]
+    spares = [c for c in _SPARE if c in fields.columns]  # one, unless the chunk holds upstream lists (`SpareColumns`)
+    listed = "upstream_response_time" in layout.optional and len(spares) > 1 and fields.get_column(_SPARE[0]).null_count() < fields.height
+    spill = spares[:-1] if listed else []
+    checks: list[pl.Expr] = [pl.col(c).is_null() for c in spares if c not in spill]
     # a field missing at the end (a line cut short) is null; so is an empty bare field: the regex judges both
     checks += [pl.col(c).is_not_null() for c in read if c not in layout.optional]
     exprs = _request_exprs(names | {"time_local"}, origin, tz, None)
@@ -644,7 +683,7 @@ def _convert_split(
             exprs["upstream_ms"] = pl.when(pl.col(_SPARE[0]).is_null()).then(exprs["upstream_ms"]).otherwise(_seconds_list_ms(upstream))
     prepare: list[pl.Expr] = [
         pl.all_horizontal(checks).alias("_matched"),
-        pl.all_horizontal(pl.col(c).is_null() for c in (*read, *_SPARE)).alias("_blank"),
+        pl.all_horizontal(pl.col(c).is_null() for c in (*read, *spares)).alias("_blank"),
     ]
     late = {k: exprs.pop(k) for k in ("method", "path")}  # these read `_method`/`_target`
     # independent expressions in one pass run in parallel

@@ -288,3 +288,21 @@ def test_line_index_finds_lines_and_unbalanced_quotes_as_a_line_by_line_count_do
     assert set(index.odd_quote_lines().tolist()) <= set(odd)  # pieces where two cancel out are skipped
     blanked = index.blanked(index.odd_quote_lines(every_piece=True)).decode().split("\n")[:-1]
     assert blanked == ["" if i in odd else line for i, line in enumerate(lines)]
+
+
+def test_upstream_lists_after_chunks_without_them_stay_on_the_fast_path(monkeypatch):
+    """Chunks are read with one spare column until one holds an upstream list (`SpareColumns`): that chunk
+    is read again with all of them, as are the chunks after it. The list lines are split (none goes to the
+    regex) and every row equals the regex's; a line with an extra field that is no list still goes there."""
+    from rca.parsers import lines as lines_module
+
+    monkeypatch.setattr(lines_module, "CHUNK_BYTES", 2000)
+    head = '10.0.0.{i} - - [01/Mar/2026:10:00:{s:02d} +0000] "GET /api/items/{i} HTTP/1.1" {status} 5 "-" "curl/8.0" 0.120'
+    plain = [head.format(i=i, s=i % 60, status=200) + " 0.100" for i in range(60)]
+    listed = [head.format(i=i, s=i % 60, status=502) + timing for i in range(60) for timing in [" 0.010, 0.020 : 0.250", " 0.3 :0.1", " -"][i % 3:][:1]]
+    extra = [head.format(i=1, s=1, status=200) + " 0.100 surplus"]
+    fast, slow, rejected = _both("\n".join(plain + listed + extra + plain) + "\n")
+    assert fast.frames["requests"].equals(slow), (fast.frames["requests"], slow)
+    assert fast.rejected == rejected == 0
+    assert fast.slow_lines == 1  # the surplus field: lists were split
+    assert slow.filter(pl.col("status") == 502).get_column("upstream_ms").drop_nulls().round(6).unique().sort().to_list() == [280.0, 400.0]
