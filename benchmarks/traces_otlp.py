@@ -13,7 +13,8 @@ generator's memory stays small) and on each `--file` (e.g. the OTLP/JSON lines `
 one span a line, a redis slowdown in its last 30 minutes), for each build named by `--rca LABEL=PATH` (default: the `rca` beside this
 Python) in the same run: wall, CPU (user + system of rca and its worker processes, from wait4) and peak
 RSS, both of the rca process alone (ru_maxrss) and of rca with its worker processes (the largest sum of
-their RSS, polled every 50 ms from /proc).
+their RSS, polled every 50 ms from /proc). `--zipkin` writes and times the same generated spans as Zipkin
+JSON lines (one span a line) instead.
 """
 
 from __future__ import annotations
@@ -96,6 +97,25 @@ def to_json(msg: TracesData) -> bytes:
     return orjson.dumps(doc)
 
 
+def to_zipkin_lines(msg: TracesData) -> bytes:
+    """The message's spans as Zipkin v2 JSON lines (one span a line: ids in hex, times in µs, tags as strings)."""
+    kinds = {Span.SPAN_KIND_SERVER: "SERVER", Span.SPAN_KIND_CLIENT: "CLIENT"}
+    lines = []
+    for rs in msg.resource_spans:
+        service = next(kv.value.string_value for kv in rs.resource.attributes if kv.key == "service.name")
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                lines.append(orjson.dumps({
+                    "traceId": span.trace_id.hex(), "id": span.span_id.hex(),
+                    **({"parentId": span.parent_span_id.hex()} if span.parent_span_id else {}),
+                    "name": span.name.lower(), "kind": kinds[span.kind], "timestamp": span.start_time_unix_nano // 1000,
+                    "duration": (span.end_time_unix_nano - span.start_time_unix_nano) // 1000,
+                    "localEndpoint": {"serviceName": service, "ipv4": "10.0.0.1"},
+                    "tags": {kv.key: kv.value.string_value or str(kv.value.int_value) for kv in span.attributes},
+                }))
+    return b"\n".join(lines) + b"\n"
+
+
 def _cpu() -> float:
     """CPU seconds of this process (all threads) and of its finished worker processes."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -114,14 +134,15 @@ def timed(fn, count: int = 3) -> tuple[float, float]:
     return statistics.median(runs), statistics.median(cpu)
 
 
-def json_file(folder: Path, spans: int) -> Path:
-    """The OTLP/JSON lines of `spans` spans (as `main` writes them), written once, message by message."""
-    path = folder / f"traces-{spans}.jsonl"
+def json_file(folder: Path, spans: int, zipkin: bool = False) -> Path:
+    """The OTLP/JSON lines of `spans` spans (as `main` writes them), or the same spans as Zipkin JSON lines,
+    written once, message by message."""
+    path = folder / (f"traces-{spans}.zipkin.jsonl" if zipkin else f"traces-{spans}.jsonl")
     if not path.exists():
         partial = path.with_suffix(".partial")
         with partial.open("wb") as out:
             for i in range(max(1, spans // PER_MESSAGE)):
-                out.write(to_json(message(i)) + b"\n")
+                out.write(to_zipkin_lines(message(i)) if zipkin else to_json(message(i)) + b"\n")
         partial.rename(path)
     return path
 
@@ -174,13 +195,13 @@ def run_analyze(rca: str, path: Path, env: dict[str, str]) -> tuple[float, float
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, peak[0] / 1024
 
 
-def analyze(sizes: list[int], files: list[Path], folder: Path, builds: dict[str, str], runs: int) -> None:
+def analyze(sizes: list[int], files: list[Path], folder: Path, builds: dict[str, str], runs: int, zipkin: bool = False) -> None:
     """Median wall, CPU and peak RSS of `rca analyze` per build and input (generated sizes, then `files`), as a table."""
     print("| input | build | wall s | CPU s | peak RSS MB (rca) | peak RSS MB (rca + workers) | load before/after |")
     print("|---|---|---:|---:|---:|---:|---|")
     for spans in [*sizes, *files]:
-        path = spans if isinstance(spans, Path) else json_file(folder, spans)
-        name = path.name if isinstance(spans, Path) else f"{spans:,} spans"
+        path = spans if isinstance(spans, Path) else json_file(folder, spans, zipkin)
+        name = path.name if isinstance(spans, Path) else f"{spans:,} spans" + (" (Zipkin JSON lines)" if zipkin else "")
         for label, rca in builds.items():
             before = os.getloadavg()[0]
             results = [run_analyze(rca, path, dict(os.environ)) for _ in range(runs)]
@@ -197,12 +218,13 @@ def main() -> None:
     parser.add_argument("--analyze", type=int, nargs="*", metavar="SPANS", help="time `rca analyze` on OTLP/JSON files of these sizes")
     parser.add_argument("--file", type=Path, action="append", default=[], help="with --analyze: an existing trace file to time too (repeatable)")
     parser.add_argument("--rca", action="append", default=[], metavar="LABEL=PATH", help="a build of rca to time (repeatable)")
+    parser.add_argument("--zipkin", action="store_true", help="with --analyze: the generated spans as Zipkin JSON lines (one span a line)")
     args = parser.parse_args()
     if args.analyze is not None:
         builds = dict(b.split("=", 1) for b in args.rca) or {"rca": shutil.which("rca") or str(Path(sys.executable).with_name("rca"))}
         folder = args.data or Path("benchmarks/out/traces")
         folder.mkdir(parents=True, exist_ok=True)
-        analyze(args.analyze, args.file, folder, builds, args.runs)
+        analyze(args.analyze, args.file, folder, builds, args.runs, args.zipkin)
         return
     count = max(1, args.spans // PER_MESSAGE)
     spans = count * PER_MESSAGE

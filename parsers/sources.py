@@ -101,6 +101,7 @@ class Source:
     kept: bytearray = field(default_factory=bytearray, repr=False)  # of `stream`: the bytes read while sniffing, replayed
     recording: bool = field(default=False, repr=False)  # keep what is read from `stream` (while sniffing)
     passed: object | None = field(default=None, repr=False)  # the read that went past `kept`
+    stream_size: int = field(default=0, repr=False)  # of `stream` as stored, when it is a regular file (`rca analyze - < file`), else 0
 
     def open_raw(self) -> BinaryIO:
         """A binary stream of the content as stored (compressed, when it is)."""
@@ -112,10 +113,10 @@ class Source:
             raise InputError(f"cannot open: {exc.strerror or exc}", file=self.origin) from None
 
     def size(self) -> int:
-        """Bytes of the input as stored (0 when unknown: stdin)."""
+        """Bytes of the input as stored (0 when unknown: stdin from a pipe)."""
         if self.path is not None:
             return self.path.stat().st_size
-        return 0 if self.stream is not None else len(self.data or b"")
+        return self.stream_size if self.stream is not None else len(self.data or b"")
 
     def decompressing(self, raw: BinaryIO) -> BinaryIO:
         """`raw` (of `open_raw`) read decompressed."""
@@ -210,9 +211,22 @@ def stdin_source(stream: BinaryIO | None = None) -> Source:
     """Standard input as a Source read as it goes, a chunk at a time (its compression found from its
     first bytes, which are kept and read again)."""
     source = Source(origin="<stdin>", stream=stream or sys.stdin.buffer)
+    source.stream_size = _regular_file_size(source.stream)  # type: ignore[arg-type]
     source.kept += source.stream.read(4)  # type: ignore[union-attr]
     source.compression = detect_compression(bytes(source.kept))
     return source
+
+
+def _regular_file_size(stream: BinaryIO) -> int:
+    """The bytes left in `stream` when it is a regular file (stdin redirected from one), else 0 (a pipe, a
+    terminal, a stream without a descriptor): the size lets its readers plan as they do for the file."""
+    import stat
+
+    try:
+        status = os.fstat(stream.fileno())
+        return max(0, status.st_size - stream.tell()) if stat.S_ISREG(status.st_mode) else 0
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 def expand_inputs(inputs: Iterable[str], stdin: BinaryIO | None = None) -> tuple[list[Source], list[InputError]]:

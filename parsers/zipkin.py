@@ -12,6 +12,8 @@ Tags use the OTLP semantic-convention alias table; `finish_spans` does the forma
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -20,25 +22,32 @@ from rca.model import Rejected
 from rca.parsers import ParseOptions, ParseResult, register
 from rca.parsers.bounded_spans import NOTHING_SAMPLED, BoundedSpans, finish_bounded
 from rca.parsers.json_arrays import document_runs
-from rca.parsers.lines import read_payload
+from rca.parsers.lines import read_blocks
 from rca.parsers.otlp.common import ALIASES, empty_span_columns, hex_id, pick, span_columns_frame
 from rca.parsers.sources import Sample, Source
 
 _ALIASES = {**ALIASES, "url_path": (*ALIASES["url_path"], "http.path")}
+BLOCK_BYTES = 8 << 20  # of JSON lines read at a time: some 15k spans, a few hundred MB at most as objects
 
 
 def _spans(payload: bytes) -> tuple[list[tuple[int, Any]], list[Rejected], int]:
     """(record number, span dict) pairs from a JSON array, an array of arrays, or JSON lines."""
-    out: list[tuple[int, Any]] = []
     try:
         doc = orjson.loads(payload)
         flat = [s for item in doc for s in (item if isinstance(item, list) else [item])] if isinstance(doc, list) else [doc]
         return list(enumerate(flat, start=1)), [], 0
     except orjson.JSONDecodeError:
         pass
+    return _line_records(payload, 1)
+
+
+def _line_records(block: bytes, first_number: int) -> tuple[list[tuple[int, Any]], list[Rejected], int]:
+    """(line number, span dict) of each line of JSON lines numbered from `first_number`, the first five
+    lines that are not JSON, and how many are not."""
+    out: list[tuple[int, Any]] = []
     rejected: list[Rejected] = []
     bad = 0
-    for number, raw in enumerate(payload.split(b"\n"), start=1):
+    for number, raw in enumerate(block.split(b"\n"), start=first_number):
         if not raw.strip():
             continue
         try:
@@ -68,14 +77,43 @@ class ZipkinParser:
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
         if source.sample().head.lstrip()[:1] == b"[":
             return self._parse_in_batches(source, options)
-        payload, warnings = read_payload(source)
-        records, rejected, bad = _spans(payload)
+        warnings: list[str] = []
+        blocks = read_blocks(source, BLOCK_BYTES, warnings)
+        first = next(blocks, None)
+        second = next(blocks, None) if first is not None else None
+        if second is not None:  # JSON lines past one block: never the whole input in memory
+            return self._parse_lines(source, options, itertools.chain((first, second), blocks), warnings)  # type: ignore[arg-type]
+        records, rejected, bad = _spans(first[0] if first is not None else b"")
         cols = empty_span_columns()
-        bad += _add_spans(records, cols, rejected)
+        bad += _add_spans(records, cols, rejected, _shared_servers(records))
         sample = finish_bounded(span_columns_frame(cols), source.origin, options) if cols["trace_id"] else NOTHING_SAMPLED
         warnings += sample.warnings
         return ParseResult(format=self.name, frames=dict(sample.frames), lines=len(records) + bad, rejected=bad, rejected_examples=rejected, warnings=warnings,
                            **sample.sampled())
+
+    def _parse_lines(self, source: Source, options: ParseOptions, blocks: Iterator[tuple[bytes, int]], warnings: list[str]) -> ParseResult:
+        """`parse` of JSON lines of spans a block of lines at a time, the spans kept as `BoundedSpans` keeps them
+        (every one under the bound: the frames of the whole read). The shared server spans of a file are found
+        first (a quick pass over the lines naming `shared`), so a client half is told apart from its server
+        half in whichever block each lies; on stdin (read once) only from the server halves read so far."""
+        spans = BoundedSpans(source.origin, options.max_spans, options.max_request_rows, options.request_columns)
+        shared = _shared_servers_of_file(source) if source.path is not None else set()
+        not_json: list[Rejected] = []
+        not_spans: list[Rejected] = []
+        records = bad = 0
+        for block, first_number in blocks:
+            lines, rejected, bad_lines = _line_records(block, first_number)
+            del block
+            not_json += rejected[: 5 - len(not_json)]
+            shared |= _shared_servers(lines)
+            cols = empty_span_columns()
+            bad += bad_lines + _add_spans(lines, cols, not_spans, shared)
+            records += len(lines)
+            if cols["trace_id"]:
+                spans.add_raw(span_columns_frame(cols))
+        sample = spans.finish_read()
+        return ParseResult(format=self.name, frames=dict(sample.frames), lines=records + bad, rejected=bad,
+                           rejected_examples=(not_json + not_spans)[:5], warnings=warnings + sample.warnings, **sample.sampled())
 
     def _parse_in_batches(self, source: Source, options: ParseOptions) -> ParseResult:
         """`parse` of an array of spans (or of traces, arrays of spans) a run of elements at a time
@@ -93,7 +131,8 @@ class ZipkinParser:
                 continue
             flat = [s for item in run for s in (item if isinstance(item, list) else [item])]
             cols = empty_span_columns()
-            bad += _add_spans(list(enumerate(flat, start=records + 1)), cols, rejected)
+            numbered = list(enumerate(flat, start=records + 1))
+            bad += _add_spans(numbered, cols, rejected, _shared_servers(numbered))
             records += len(flat)
             if cols["trace_id"]:
                 spans.add_raw(span_columns_frame(cols))
@@ -102,14 +141,38 @@ class ZipkinParser:
                            rejected_examples=rejected, warnings=warnings + sample.warnings, **sample.sampled())
 
 
-def _add_spans(records: list[tuple[int, Any]], cols: dict[str, list[Any]], rejected: list[Rejected]) -> int:
-    """The spans of `records` ((number, span) pairs) appended to `cols`; returns how many were rejected
-    (examples appended to `rejected`)."""
-    bad = 0
-    shared = {
+def _shared_servers(records: list[tuple[int, Any]]) -> set[tuple[Any, Any]]:
+    """(traceId, id) of the shared server spans among `records`: their client halves get a derived id."""
+    return {
         (s.get("traceId"), s.get("id")) for _, s in records
         if isinstance(s, dict) and s.get("shared") and str(s.get("kind") or "").upper() == "SERVER"
     }
+
+
+def _shared_servers_of_file(source: Source) -> set[tuple[Any, Any]]:
+    """`_shared_servers` of a file of JSON lines, from the few lines naming `shared` (read a block at a time;
+    what an unreadable part hides is left to the read proper, which reports it)."""
+    found: set[tuple[Any, Any]] = set()
+    try:
+        for block, _ in read_blocks(Source(source.origin, source.path, compression=source.compression), BLOCK_BYTES, []):
+            lines = []
+            at = block.find(b'"shared"')
+            while at >= 0:
+                end = block.find(b"\n", at)
+                end = len(block) if end < 0 else end
+                lines.append(block[block.rfind(b"\n", 0, at) + 1 : end])
+                at = block.find(b'"shared"', end)
+            if lines:
+                found |= _shared_servers(_line_records(b"\n".join(lines), 1)[0])
+    except Exception:  # an input error is the read proper's to report, in its place
+        pass
+    return found
+
+
+def _add_spans(records: list[tuple[int, Any]], cols: dict[str, list[Any]], rejected: list[Rejected], shared: set[tuple[Any, Any]]) -> int:
+    """The spans of `records` ((number, span) pairs) appended to `cols`, the client halves of the `shared`
+    server spans under a derived id; returns how many were rejected (examples appended to `rejected`)."""
+    bad = 0
     for number, span in records:
         if not isinstance(span, dict) or not span.get("traceId") or not span.get("id"):
             bad += 1

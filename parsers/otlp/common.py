@@ -193,11 +193,10 @@ def status_series(values: list[Any]) -> pl.Series:
 
 
 def span_columns_frame(cols: dict[str, list[Any]]) -> pl.DataFrame:
-    frame = pl.DataFrame(
-        {k: v for k, v in cols.items() if k not in ALIASES},
-        schema_overrides={"start_ns": pl.Int64, "end_ns": pl.Int64, "line": pl.Int64},
-        strict=False,
-    )
+    """Raw span columns (`empty_span_columns` filled) as a frame of RAW_SPAN_TYPES: typed whatever the values,
+    so the frames of a reader's blocks stack even when a column is all null in one of them."""
+    plain = {k: v for k, v in cols.items() if k not in ALIASES}
+    frame = pl.DataFrame(plain, schema_overrides={k: RAW_SPAN_TYPES[k] for k in plain}, strict=False)
     return frame.with_columns(
         status_series(cols["http_status"]),
         *(text_series(c, cols[c]) for c in TEXT_ALIASES),

@@ -106,7 +106,7 @@ class OtlpJsonParser:
 
         size = source.size()
         parallel.decode_blocks((((self.name, number), block) for block, number in _chain(first, blocks)), lambda: spans.wanted_level,
-                               block_reply, take, parallel.worker_count(size))
+                               block_reply, take, *parallel.worker_count(size))
         sample = spans.finish_read()
         frames = {**sample.frames, **signal_frames([e for w in walks for e in w.events], [m for w in walks for m in w.metrics], source.origin)}
         return ParseResult(format=self.name, frames=frames, lines=sum(w.lines for w in walks), rejected=sum(w.bad for w in walks),

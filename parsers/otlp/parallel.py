@@ -210,15 +210,21 @@ class BlockWorkers:
 
 
 def decode_blocks(blocks: Iterator[tuple[tuple[Any, ...], bytes]], level: Callable[[], int | None], here: Callable[..., Reply],
-                  take: Callable[[Reply], None], workers: int) -> None:
+                  take: Callable[[Reply], None], workers: int, start_after: int = 0) -> None:
     """Each block (`(kind, *meta)`, bytes) decoded by `here(bytes, *meta, level())` (`worker.serve` calls the
-    same function in a worker process, by `kind`), in worker processes when `workers` > 1; `take` gets the
-    replies in block order. `level()` is asked when a block is sent: its reply may come at a lower level
-    than the one of the moment (the reader thins it)."""
-    if workers < 2:
+    same function in a worker process, by `kind`), in worker processes when `workers` > 1 once `start_after`
+    bytes of blocks were decoded here (an input of unknown size, stdin: a short one never pays for their
+    start); `take` gets the replies in block order. `level()` is asked when a block is sent: its reply may
+    come at a lower level than the one of the moment (the reader thins it)."""
+    seen = 0
+    if workers < 2 or start_after > 0:
         for (_, *fields), raw in blocks:
             take(here(raw, *fields, level()))
-        return
+            seen += len(raw)
+            if workers >= 2 and seen >= start_after:
+                break
+        else:
+            return
     pool = BlockWorkers(workers, lambda meta, raw: here(raw, *meta[1:]))
     try:
         for meta, raw in blocks:
@@ -232,12 +238,16 @@ def decode_blocks(blocks: Iterator[tuple[tuple[Any, ...], bytes]], level: Callab
         pool.close()
 
 
-def worker_count(size: int) -> int:
-    """Worker processes for an input of `size` bytes read in blocks: one per core, none when small or one core."""
+def worker_count(size: int) -> tuple[int, int]:
+    """Worker processes for an input of `size` bytes read in blocks (one per core, none when small or one
+    core), and the bytes to decode before starting them: none for a file, PARALLEL_MIN_BYTES when the
+    size is unknown (`size` 0: stdin, a pipe)."""
     import os
 
     cores = min(os.cpu_count() or 1, 8)
-    return cores if cores >= 2 and size >= PARALLEL_MIN_BYTES else 1
+    if cores < 2 or 0 < size < PARALLEL_MIN_BYTES:
+        return 1, 0
+    return cores, 0 if size else PARALLEL_MIN_BYTES
 
 
 def worker_command(serve: bool = False) -> list[str]:

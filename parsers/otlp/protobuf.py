@@ -123,9 +123,9 @@ class OtlpProtoParser:
             messages += count
             spans.take(reduced)
 
-        size = source.path.stat().st_size if source.path is not None else 0
+        size = source.size()
         parallel.decode_blocks((((self.name, bounds, number, forced, source.origin), block) for block, bounds, number in blocks), lambda: spans.wanted_level,
-                               messages_reply, take, parallel.worker_count(size))
+                               messages_reply, take, *parallel.worker_count(size))
         sample = spans.finish_read()
         return ParseResult(format=self.name, frames={**sample.frames, **signal_frames(events, metrics, source.origin)}, lines=messages,
                            warnings=warnings + sample.warnings, **sample.sampled())

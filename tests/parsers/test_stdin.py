@@ -80,3 +80,13 @@ def test_stdin_read_a_second_time_past_its_head_is_an_input_error():
     assert parser.parse(source, ParseOptions()).lines == 10_000
     with pytest.raises(InputError, match="already read"):
         parser.parse(source, ParseOptions())
+
+
+def test_stdin_redirected_from_a_file_has_its_size_and_a_pipe_none(tmp_path: Path):
+    """`rca analyze - < file` plans its read as the file's (progress total, early sampling, worker processes)."""
+    path = tmp_path / "app.log"
+    path.write_bytes(b"2026-03-02 09:00:00 INFO started\n" * 1000)
+    with path.open("rb") as stream:
+        stream.seek(100)  # what is left of it
+        assert stdin_source(stream).size() == path.stat().st_size - 100
+    assert stdin_source(Pipe(path.read_bytes())).size() == 0

@@ -125,6 +125,34 @@ def test_worker_processes_sample_the_blocks_and_malformed_lines_are_counted(tmp_
     assert_frame_equal(workers.frames["requests"].sort("ts", "trace_id"), here.frames["requests"].sort("ts", "trace_id"))
 
 
+
+def test_piped_traces_start_worker_processes_once_past_the_parallel_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """stdin from a pipe has no size: its first blocks are decoded here, and worker processes take the rest once
+    PARALLEL_MIN_BYTES were read; the spans, requests and counts are those of the file read here alone."""
+    import io
+
+    from rca.parsers.sources import stdin_source
+
+    path, bad = _with_bad_lines(SAMPLES / "feature-surge" / "telemetry" / "traces.otlp.jsonl.gz", tmp_path / "traces.jsonl", every=89)
+    monkeypatch.setattr(otlp_json, "BLOCK_BYTES", 200_000)
+    here = _parse(path, max_spans=1_500)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 500_000)
+    monkeypatch.setattr(otlp_json.os, "cpu_count", lambda: 2)
+    started: list[int] = []
+    pool = parallel.BlockWorkers
+    monkeypatch.setattr(parallel, "BlockWorkers", lambda count, redo: started.append(count) or pool(count, redo))
+    piped = OtlpJsonParser().parse(stdin_source(io.BufferedReader(io.BytesIO(path.read_bytes()))), ParseOptions(max_spans=1_500))  # type: ignore[arg-type]
+    assert started == [2]
+    assert (piped.rejected, piped.lines, piped.trace_share) == (here.rejected, here.lines, here.trace_share) and piped.rejected == bad
+    assert_frame_equal(piped.frames["spans"].drop("origin"), here.frames["spans"].drop("origin"))
+    assert_frame_equal(piped.frames["requests"].drop("origin").sort("ts", "trace_id"), here.frames["requests"].drop("origin").sort("ts", "trace_id"))
+    small = tmp_path / "small.jsonl"  # under the parallel size: no worker started
+    small.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:20]))
+    started.clear()
+    OtlpJsonParser().parse(stdin_source(io.BufferedReader(io.BytesIO(small.read_bytes()))), ParseOptions(max_spans=1_500))  # type: ignore[arg-type]
+    assert started == []
+
+
 def _as_protobuf(path: Path, out: Path) -> Path:
     """The OTLP/JSON lines of `path` as the file exporter's length-prefixed protobuf messages, one a line."""
     import base64

@@ -4,6 +4,7 @@ examples (Jaeger query API envelope with processes; Zipkin v2 span array with a 
 from __future__ import annotations
 
 import orjson
+import polars as pl
 import pytest
 
 from rca.parsers.loader import load_dataset
@@ -125,7 +126,7 @@ def test_big_jaeger_and_zipkin_documents_are_read_in_runs_of_elements(tmp_path, 
         raise AssertionError("read whole")
 
     monkeypatch.setattr(jaeger, "read_payload", forbidden)
-    monkeypatch.setattr(zipkin, "read_payload", forbidden)
+    monkeypatch.setattr(zipkin, "_spans", forbidden)
     monkeypatch.setattr(json_arrays, "BATCH_BYTES", 5_000)
     for name in documents:
         runs = load_dataset([str(tmp_path / name)])
@@ -143,3 +144,22 @@ def test_a_document_cut_short_keeps_the_whole_traces_before_the_cut(tmp_path):
     result = load_dataset([str(path)])
     assert 0 < result.spans["trace_id"].n_unique() < 50
     assert any("ends before its array" in w for w in result.inputs[0].warnings)
+
+
+def test_a_run_whose_spans_all_lack_a_column_stacks_with_the_others(tmp_path, monkeypatch):
+    """A run of traces with no parent span (or no db system, ...) anywhere gave all-null untyped columns that
+    could not be stacked with the next run's: the whole file was lost ('could not be parsed')."""
+    from rca.parsers import json_arrays
+
+    span = {"traceID": "a" * 32, "spanID": "1" * 16, "operationName": "x", "processID": "p1", "startTime": T0_US, "duration": 5, "references": [], "tags": []}
+    child = {**span, "spanID": "3" * 16, "references": [{"refType": "CHILD_OF", "traceID": "a" * 32, "spanID": "1" * 16}],
+             "tags": [{"key": "span.kind", "type": "string", "value": "client"}, {"key": "db.system", "type": "string", "value": "redis"}]}
+    processes = {"p1": {"serviceName": "api", "tags": []}}
+    traces = [{"traceID": "b" * 32, "processes": processes, "spans": [{**span, "traceID": "b" * 32}]},
+              {"traceID": "a" * 32, "processes": processes, "spans": [span, child]}]
+    path = tmp_path / "jaeger.json"
+    path.write_bytes(orjson.dumps({"data": traces}))
+    monkeypatch.setattr(json_arrays, "BATCH_BYTES", 200)  # one trace a run
+    data = load_dataset([str(path)])
+    assert data.spans.height == 3 and data.inputs[0].rejected == 0
+    assert data.spans.filter(pl.col("kind") == "client")["db_system"].to_list() == ["redis"]
