@@ -556,13 +556,51 @@ def _regex_chunk(
             lines.frame = lines.frame.join(pl.DataFrame({"line": numbers}, schema={"line": pl.Int64}), on="line", how="semi")
             lines.rejected = [r for r in lines.rejected if r.line in wanted]
             lines.rejected_count = len(wanted) - lines.frame.height  # the wanted lines cut out as too long
-    requests, bad = parse_lines(lines.frame, compiled, origin, tz)
-    examples = sorted(lines.rejected + rejected_examples(bad, pl.col("reason")), key=lambda r: r.line)[:5]
-    rejected = bad.height + lines.rejected_count
+    read = lines.frame.height
+    frame, unmatched = _unmatched_apart(lines.frame, compiled)
+    if frame.height:
+        requests, bad = parse_lines(frame, compiled, origin, tz)
+    else:  # every line garbage (the usual few of a chunk's split): no frames to make
+        requests, bad = empty_frame("requests"), pl.DataFrame(schema={"line": pl.Int64, "text": pl.String, "reason": pl.String})
+    examples = sorted(lines.rejected + unmatched[:5] + rejected_examples(bad, pl.col("reason")), key=lambda r: r.line)[:5]
+    rejected = bad.height + len(unmatched) + lines.rejected_count
     return SplitChunk(
         conform(requests, "requests", schema),  # type: ignore[arg-type]
-        chunk.lines, chunk.first_line + chunk.lines - 1, rejected, examples, lines.frame.height + lines.rejected_count,
+        chunk.lines, chunk.first_line + chunk.lines - 1, rejected, examples, read + lines.rejected_count,
     )
+
+
+UNMATCHED_APART = 50  # lines handed to the regex that Python's `re` tries first, when they are no more
+_NOT_SPACE_TO_RUST = re.compile("[\x1c-\x1f]")  # whitespace to Python's `\s`, not to Rust's (polars')
+_PREDEFINED = {compile_log_format(f, trailer=True).pattern for f in FORMATS.values()}
+
+
+@functools.cache
+def _python_pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _unmatched_apart(frame: pl.DataFrame, compiled: CompiledFormat) -> tuple[pl.DataFrame, list[Rejected]]:
+    """The (line, text) rows but those that do not match the format at all, and those as Rejected (in line
+    order). A chunk's split hands the regex a few lines, mostly garbage, and polars' regex path costs about
+    a millisecond whatever their number; Python's `re` tells a line that cannot match in microseconds.
+    Only for the predefined formats, whose patterns match the same lines in both engines (their classes
+    differ only on `\x1c`-`\x1f`, lines holding which are left to polars, and on digits of recent Unicode
+    versions, which only their optional trailer reads, and which `(?: .*)?` takes either way); a custom
+    format's lazy `.*?` could also backtrack long in `re`."""
+    if frame.height > UNMATCHED_APART or compiled.pattern not in _PREDEFINED:
+        return frame, []
+    pattern = _python_pattern(compiled.pattern)
+    kept: list[tuple[int, str | None]] = []
+    unmatched: list[Rejected] = []
+    for number, text in frame.iter_rows():
+        if text is not None and text.strip() and pattern.match(text) is None and not _NOT_SPACE_TO_RUST.search(text):
+            unmatched.append(Rejected(number, "does not match the access-log format", text[:160]))
+        else:
+            kept.append((number, text))
+    if not unmatched:
+        return frame, []
+    return pl.DataFrame(kept, schema=frame.schema, orient="row"), unmatched
 
 
 def _lines_at(chunk: LineChunk, numbers: list[int], index: _LineIndex) -> Lines:
