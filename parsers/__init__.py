@@ -79,14 +79,14 @@ class ParseResult:
 
 @dataclass
 class Streamed:
-    """A parse whose bulk comes as a lazy pipeline, sunk to disk in bounded memory (`rca ingest`).
+    """A parse whose bulk comes as lazy pipelines, sunk to disk in bounded memory (`rca ingest`).
 
-    `rows` (rows of canonical frame `frame`) must be consumed exactly once; `remainder()` then gives what
-    the pipeline left over: rows it handed back to a slower path, the line count, the rejected lines.
-    A pipeline that raises means the input must be parsed again with `parse`."""
+    `rows` (canonical frame name -> its rows) must be consumed exactly once, every frame's together (one
+    `pl.collect_all` of their sinks: `lazy_tee`); `remainder()` then gives what the pipelines left over:
+    rows they handed back to a slower path, the line count, the rejected lines. A pipeline that raises
+    means the input must be parsed again with `parse`."""
 
-    frame: str
-    rows: pl.LazyFrame
+    rows: dict[str, pl.LazyFrame]
     remainder: Callable[[], ParseResult]
 
 
@@ -106,6 +106,60 @@ def lazy_batches(batches: Callable[[], Iterator[pl.DataFrame]], schema: Mapping[
                 return
 
     return register_io_source(source, schema=dict(schema))
+
+
+HELD_PARTS = 4  # parts' rows a frame's queue holds before the frames behind it are let catch up (`lazy_tee`)
+TEE_PATIENCE_S = 2.0  # a frame waiting this long while nothing of the others is taken reads on regardless
+
+
+def lazy_tee(parts: Callable[[], Iterator[Mapping[str, pl.DataFrame]]], schemas: Mapping[str, Mapping[str, pl.DataType]]) -> dict[str, pl.LazyFrame]:
+    """One lazy frame per frame of `schemas` (`lazy_batches`) over the parts `parts()` yields (frame name ->
+    rows; each cast to its frame's schema), the parse run once for them all, to be sunk together
+    (`pl.collect_all`). Whichever frame the engine asks for next reads the next part, whose rows of the
+    other frames wait in their queues until asked; a frame asking while another's queue holds HELD_PARTS
+    parts waits for that one to be taken first (the engine asks for every frame at once), so memory holds
+    a few parts, not every row of a frame asked for less often (a few events among many requests). Should
+    the engine take nothing of the others for TEE_PATIENCE_S, the frames no longer wait for each other."""
+    import threading
+    from collections import deque
+
+    turn = threading.Condition()
+    queues: dict[str, deque[pl.DataFrame]] = {name: deque() for name in schemas}
+    running: list[Iterator[Mapping[str, pl.DataFrame]]] = []  # parts(), once started
+    state = {"ended": False, "patient": True, "taken": 0}
+
+    def frame_batches(name: str) -> Callable[[], Iterator[pl.DataFrame]]:
+        schema = dict(schemas[name])
+
+        def backlog() -> bool:
+            return any(len(queue) >= HELD_PARTS for other, queue in queues.items() if other != name)
+
+        def batches() -> Iterator[pl.DataFrame]:
+            while True:
+                with turn:
+                    while not queues[name] and not state["ended"]:
+                        if state["patient"] and backlog():
+                            taken = state["taken"]
+                            if not turn.wait_for(lambda: not backlog(), TEE_PATIENCE_S) and state["taken"] == taken:
+                                state["patient"] = False  # nothing taken meanwhile: the engine does not read the frames together
+                            continue
+                        if not running:
+                            running.append(parts())
+                        part = next(running[0], None)
+                        state["ended"] = part is None
+                        for frame, rows in (part or {}).items():
+                            if rows.height:
+                                queues[frame].append(rows)
+                    if not queues[name]:
+                        return
+                    rows = queues[name].popleft()
+                    state["taken"] += 1
+                    turn.notify_all()
+                yield rows.select(list(schema)).cast(schema)  # type: ignore[arg-type]
+
+        return batches
+
+    return {name: lazy_batches(frame_batches(name), schema) for name, schema in schemas.items()}
 
 
 @runtime_checkable

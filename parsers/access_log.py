@@ -731,7 +731,7 @@ class AccessLogParser:
                 yield chunk.requests
 
         rows = lazy_batches(batches, schema)
-        return Streamed("requests", rows, lambda: self._chunks_result({}, chunks, warnings))
+        return Streamed({"requests": rows}, lambda: self._chunks_result({}, chunks, warnings))
 
     def _chunks_result(self, frames: dict[str, pl.DataFrame], chunks: list[SplitChunk], warnings: list[str]) -> ParseResult:
         examples = [e for c in chunks for e in c.examples][:5]

@@ -62,6 +62,31 @@ class EventSample:
     other_share: float
 
 
+class Announcements:
+    """The changes announced by an input's events (`changes_from_messages`), gathered chunk by chunk for
+    readers that do not keep every event (a sample, a stream to disk): each chunk's own strings (views would
+    keep the chunk alive), duplicates (the same release seen again) dropped past MAX_CHANGE_ROWS."""
+
+    def __init__(self) -> None:
+        self.parts: list[pl.DataFrame] = []
+        self.rows = 0
+
+    def add(self, events: pl.DataFrame) -> None:
+        """Take the announcements of a chunk's events (EVENTS_SCHEMA)."""
+        announced = changes_from_messages(events)
+        if not announced.height:
+            return
+        self.parts.append(compact(announced))
+        self.rows += announced.height
+        if self.rows > MAX_CHANGE_ROWS:
+            self.parts = [dedupe_changes(pl.concat(self.parts))]
+            self.rows = self.parts[0].height
+
+    def frame(self, empty: pl.DataFrame) -> pl.DataFrame:
+        """Every announcement taken (`empty` when none)."""
+        return pl.concat(self.parts) if self.parts else empty
+
+
 # While reading, each bucket's count names its key by a number: the key without the bucket (KEY_COLUMNS, the shape
 # by its hash) gets a dense id the first time it is seen (`_key_ids`, a join of the chunk's few distinct keys with the
 # known ones: exact, no hash that could collide), and the keys table holds each key's strings once, with its example (its
@@ -138,9 +163,8 @@ class BoundedEvents:
         self.counts_rows = 0
         self.merge_at = MERGE_ROWS
         self.counts_bucket_s = 0
-        self.announced: list[pl.DataFrame] = []  # changes announced by any event (changes_from_messages)
+        self.announced = Announcements()  # by any event once sampling began
         self.keys = pl.DataFrame(schema=KEYS_SCHEMA)  # each key counted (KEY_COLUMNS) once: its id and latest example
-        self.announced_rows = 0
 
     def add(self, rows: pl.DataFrame, read_share: float | None = None) -> None:
         """Take one chunk's event rows (EVENTS_SCHEMA, with `origin` and `line`), in line order. `read_share`: the
@@ -176,7 +200,7 @@ class BoundedEvents:
     def changes(self, empty: pl.DataFrame) -> pl.DataFrame:
         """The changes announced by the events not kept (and by the kept ones): `changes_from_messages` of
         every event once sampling began (`empty` before: the kept rows are every event then)."""
-        return pl.concat(self.announced) if self.announced else empty
+        return self.announced.frame(empty)
 
     def sample(self) -> EventSample | None:
         """The counts of every event and what the sample is, once sampling began; None when every row was kept."""
@@ -224,13 +248,7 @@ class BoundedEvents:
                 merged = merged.filter(~behind)
             self.counts, self.counts_rows, self.counts_bucket_s = [compact(merged)], merged.height, base  # sorted by line
             self.merge_at = max(MERGE_ROWS, 2 * merged.height)
-        announced = changes_from_messages(rows)  # from every event: the sample may miss a deploy line
-        if announced.height:
-            self.announced.append(compact(announced))
-            self.announced_rows += announced.height
-            if self.announced_rows > MAX_CHANGE_ROWS:
-                self.announced = [dedupe_changes(pl.concat(self.announced))]
-                self.announced_rows = self.announced[0].height
+        self.announced.add(rows)  # from every event: the sample may miss a deploy line
         columns = rows.columns
         for group, part in (("priority", tagged.filter(pl.col("_priority"))), ("others", tagged.filter(~pl.col("_priority")))):
             kept = getattr(self, group)

@@ -15,8 +15,8 @@ journald (`journalctl -o json`), Docker json-file, and the plain `ts/level/msg` 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -27,9 +27,10 @@ from polars.datatypes import (
 )
 
 from rca.aggregates import relabel
-from rca.model import EVENTS_SCHEMA, REQUESTS_SCHEMA, Rejected, conform, empty_frame
+from rca.model import EVENTS_SCHEMA, REQUESTS_SCHEMA, Rejected, conform, empty_frame, storage_schema
+from rca.parsers import ParseResult, Streamed, lazy_tee
 from rca.parsers.bounded import BoundedRequests, RequestSample, compact
-from rca.parsers.bounded_events import BoundedEvents, EventSample
+from rca.parsers.bounded_events import Announcements, BoundedEvents, EventSample
 from rca.parsers.decoding import parse_json_lines, parse_timestamp
 from rca.parsers.distinct import per_distinct
 from rca.parsers.endpoints import normalize_endpoints, strip_query_expr
@@ -43,7 +44,7 @@ from rca.parsers.lines import (
     read_share,
 )
 from rca.parsers.sources import Source
-from rca.parsers.versions import VERSION_SIGHTING, VersionState
+from rca.parsers.versions import PENDING, VERSION_SIGHTING, VersionState, WaitingRows
 
 CANDIDATES: dict[str, tuple[str, ...]] = {
     "ts": ("ts", "time", "timestamp", "@timestamp", "t", "datetime", "date", "time_local", "logged_at",
@@ -359,8 +360,8 @@ class RowsFinisher:
     """Mapped batches of one input finished as they come, in line order: versions filled in per host and
     service and version changes from small state (`parsers.versions`), request rows kept through
     `BoundedRequests` (every row up to `max_request_rows`, past it a uniform sample and exact aggregates of
-    them all) and event rows through `BoundedEvents` (likewise past `max_event_rows`), records without a
-    timestamp counted. No step holds every row at once."""
+    them all) and event rows through `BoundedEvents` (likewise past `max_event_rows`), or all of them
+    handed on as soon as final (`stream`), records without a timestamp counted. No step holds every row at once."""
 
     def __init__(self, max_request_rows: int | None = None, request_columns: Sequence[str] | None = None, max_event_rows: int | None = None):
         self.versions = VersionState()
@@ -370,18 +371,46 @@ class RowsFinisher:
         self.request_columns = None if request_columns is None else [c for c in REQUESTS_SCHEMA if c in (*request_columns, "line")]
         self.no_ts_lines: list[int] = []
         self.no_ts_count = 0
+        self.waiting = WaitingRows()  # requests streamed out (`stream`) whose version is pending
+        self.announced = Announcements()  # by the events streamed out
 
-    def add(self, part: MappedRows, read_share: float | None = None) -> None:
-        """Take the next batch (batches in line order); `read_share`: the share of the input read with
-        it, when known (`BoundedRequests.add`: a big input is sampled from its first batch on)."""
+    def settle(self, part: MappedRows) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The next batch (batches in line order) taken into the version state and the counts: its requests
+        (versions filled, PENDING where the host has logged none yet) and its events (without versions)."""
         self.versions.add(pl.concat([f.select("line", *_KEPT) for f in (part.requests, part.events, part.no_ts)]))
         requests, events = self.versions.fill(part.requests), self.versions.fill(part.events)
         self.versions.sight(pl.concat([f.select(*VERSION_SIGHTING) for f in (requests, events)]))
-        self.requests.add(requests if self.request_columns is None else requests.select(self.request_columns), read_share)
-        if events.height:
-            self.add_events(compact(events.drop("version")), read_share)  # versions serve the state only; own buffers, not the chunk's
         self.no_ts_count += part.no_ts.height
         self.no_ts_lines += part.no_ts.get_column("line").head(NO_TS_EXAMPLES - len(self.no_ts_lines)).to_list()
+        return requests, events.drop("version")  # versions serve the state only
+
+    def add(self, part: MappedRows, read_share: float | None = None) -> None:
+        """Keep the next batch (batches in line order); `read_share`: the share of the input read with
+        it, when known (`BoundedRequests.add`: a big input is sampled from its first batch on)."""
+        requests, events = self.settle(part)
+        self.requests.add(requests if self.request_columns is None else requests.select(self.request_columns), read_share)
+        if events.height:
+            self.add_events(compact(events), read_share)  # own buffers, not the chunk's
+
+    def stream(self, parts: Iterable[MappedRows], later_events: Callable[[], pl.DataFrame] | None = None) -> Iterator[dict[str, pl.DataFrame]]:
+        """The rows of each batch as soon as they are final, for a caller that writes them out (`rca ingest`:
+        `parsers.lazy_tee`): events at once (the changes they announce kept), requests but those whose
+        version is pending, which wait in `WaitingRows` (bounded); once every batch is read, the events of
+        `later_events()` and the waiting requests, resolved. `finish()` then gives the changes and counts only."""
+        for part in parts:
+            requests, events = self.settle(part)
+            waiting = requests.get_column("version").str.starts_with(PENDING).fill_null(False)
+            if waiting.any():
+                self.waiting.add(requests.filter(waiting))
+                requests = requests.filter(~waiting)
+            self.announced.add(events)
+            yield {"requests": requests, "events": events}
+        if later_events is not None and (events := later_events()).height:
+            self.announced.add(events)
+            yield {"events": events}
+        version = self.versions.resolve(pl.col("version"), pl.col("service")).alias("version")
+        for requests in self.waiting.drain(lambda rows: rows.with_columns(version)):
+            yield {"requests": requests}
 
     def add_events(self, events: pl.DataFrame, read_share: float | None = None) -> None:
         """Take more events of the input (EVENTS_SCHEMA): each batch's, then any made once every batch is read
@@ -398,7 +427,8 @@ class RowsFinisher:
             sample = replace(sample, aggregates=relabel(sample.aggregates, "version", resolved))
         no_ts = pl.DataFrame({"line": self.no_ts_lines, "text": [None] * len(self.no_ts_lines), "reason": ["no readable timestamp"] * len(self.no_ts_lines)},
                              schema={"line": pl.Int64(), "text": pl.String(), "reason": pl.String()})
-        changes = pl.concat([self.versions.changes(), self.events.changes(empty_frame("changes"))])  # and those announced by events not kept
+        # and those announced by events not kept (sampled out, or streamed out)
+        changes = pl.concat([self.versions.changes(), self.events.changes(empty_frame("changes")), self.announced.frame(empty_frame("changes"))])
         frames = {"requests": requests, "events": self.events.frame(empty_frame("events")), "changes": changes}
         return FinishedRows(frames, no_ts, self.no_ts_count, sample, self.events.sample())
 
@@ -409,6 +439,15 @@ def finish_rows(parts: Iterable[MappedRows], max_request_rows: int | None = None
     for part in parts:
         finisher.add(part)
     return finisher.finish()
+
+
+def streamed_records(parts: Callable[[], Iterable[MappedRows]], finisher: RowsFinisher, remainder: Callable[[FinishedRows], ParseResult],
+                     later_events: Callable[[], pl.DataFrame] | None = None) -> Streamed:
+    """An input's mapped batches (`parts()`, in line order) as a stream of its request and event rows (`rca
+    ingest`: `RowsFinisher.stream`, both frames sunk together), `remainder` making the input's result of
+    what is left once they are written (`RowsFinisher.finish`: the changes, the counts)."""
+    rows = lazy_tee(lambda: finisher.stream(parts(), later_events), {name: storage_schema(name) for name in ("requests", "events")})
+    return Streamed(rows, lambda: remainder(finisher.finish()))
 
 
 def image_tag(values: pl.Series) -> pl.Series:
@@ -447,16 +486,28 @@ def json_objects(lines: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[int, str
     return flat, bad, sum(slow)
 
 
-def json_chunks(
-    source: Source, warnings: list[str], map_batch: Callable[[pl.DataFrame], MappedRows], take: Callable[[MappedRows, float | None], None]
-) -> tuple[list[tuple[int, str, str]], int, Lines, pl.DataFrame]:
+@dataclass
+class JsonRead:
+    """What reading JSON lines a chunk at a time found besides their records (`json_parts`)."""
+
+    # the line count, the too-long lines, the text of the lines that are not JSON
+    lines: Lines = field(default_factory=lambda: Lines(frame=pl.DataFrame(schema={"line": pl.Int64, "text": pl.String}), total=0))
+    bad: list[tuple[int, str, str]] = field(default_factory=list)  # the lines that are not records: (line, text, reason)
+    slow: int = 0  # lines read record by record
+    neighbours: list[pl.DataFrame] = field(default_factory=list)  # per chunk (`_neighbours`)
+
+    def neighbour_records(self) -> pl.DataFrame:
+        """(line, ts, service, host) of the records that may neighbour the lines that are not records:
+        every record of a chunk holding such lines, and each chunk's first and last."""
+        return pl.concat(self.neighbours) if self.neighbours else _neighbours(None, every=True)
+
+
+def json_parts(source: Source, map_batch: Callable[[pl.DataFrame], MappedRows], read: JsonRead) -> Iterator[tuple[MappedRows, float | None]]:
     """`json_objects` over a whole input read in chunks of whole lines (never all its text at once),
     each chunk's flat frame mapped by `map_batch` as soon as it is decoded (its raw columns are not
-    kept) and handed to `take` with the share of the input read (None when its size is unknown), in input order. A chunk whose every line is an object is decoded straight
-    from its bytes; any other chunk goes line by line. Returns the other lines as (line, text, reason),
-    how many lines were read record by record, a Lines holding the line count, the too-long lines and the
-    text of the lines that are not JSON, and the records that may neighbour those lines: (line, ts,
-    service, host) of every record of a chunk holding such lines, and of each chunk's first and last."""
+    kept) and yielded with the share of the input read (None when its size is unknown), in input order;
+    `read` gathers the rest as they come (complete once every part is taken). A chunk whose every line
+    is an object is decoded straight from its bytes; any other chunk goes line by line."""
     seen = _SeenKeys()
 
     def one(chunk: LineChunk) -> tuple[MappedRows, list[tuple[int, str, str]], int, Lines | None, int, pl.DataFrame]:
@@ -471,26 +522,21 @@ def json_chunks(
         part = map_batch(flat)
         return part, bad, slow, lines, last, _neighbours(part, every=bool(bad))
 
-    bad: list[tuple[int, str, str]] = []
-    slow = 0
-    kept = Lines(frame=pl.DataFrame(schema={"line": pl.Int64, "text": pl.String}), total=0, warnings=warnings)
-    texts: list[pl.DataFrame] = []
+    kept = read.lines
+    texts: list[pl.DataFrame] = [kept.frame]
     rejected: list[Rejected] = []
-    neighbours: list[pl.DataFrame] = []
-    for share, (part, chunk_bad, chunk_slow, lines, last, near) in map_chunks(source, warnings, lambda chunk: (read_share(chunk), one(chunk))):
-        take(part, share)
-        bad.extend(chunk_bad)
-        slow += chunk_slow
+    for share, (part, chunk_bad, chunk_slow, lines, last, near) in map_chunks(source, kept.warnings, lambda chunk: (read_share(chunk), one(chunk))):
+        read.bad.extend(chunk_bad)
+        read.slow += chunk_slow
         kept.total = last
-        neighbours.append(near)
+        read.neighbours.append(near)
         if lines is not None:
             texts.append(lines.frame)
             rejected.extend(lines.rejected)
             kept.rejected_count += lines.rejected_count
-    if texts:
-        kept.frame = pl.concat(texts)
+        yield part, share
+    kept.frame = pl.concat(texts)
     kept.rejected = rejected[:5]
-    return bad, slow, kept, pl.concat(neighbours) if neighbours else _neighbours(None, every=True)
 
 
 def _neighbours(part: MappedRows | None, every: bool) -> pl.DataFrame:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import PurePath
 
 import orjson
@@ -21,9 +22,18 @@ import polars as pl
 
 from rca.errors import InputError
 from rca.model import Rejected, empty_frame
-from rca.parsers import ParseOptions, ParseResult, register
+from rca.parsers import ParseOptions, ParseResult, Streamed, register
 from rca.parsers.decoding import parse_json_lines
-from rca.parsers.fields import FinishedRows, RowsFinisher, json_chunks, map_flat, records_to_frames
+from rca.parsers.fields import (
+    FinishedRows,
+    JsonRead,
+    MappedRows,
+    RowsFinisher,
+    json_parts,
+    map_flat,
+    records_to_frames,
+    streamed_records,
+)
 from rca.parsers.lines import Lines, read_lines
 from rca.parsers.otlp.common import looks_like_otlp_json
 from rca.parsers.sources import Sample, Source
@@ -56,17 +66,34 @@ class JsonLinesParser:
         return 0.6 + 0.3 * share
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
-        warnings: list[str] = []
-        default_service = PurePath(source.origin).name.split(".")[0] or None
         finisher = RowsFinisher(options.max_request_rows, options.request_columns, options.max_event_rows)
-        bad, slow, lines, neighbours = json_chunks(
-            source, warnings, lambda flat: map_flat(flat, source.origin, "app_log", options.fields, options.tz, default_service), finisher.add
-        )
-        if lines.total == 0 and warnings:
-            raise InputError(warnings[0], file=source.origin)
-        finisher.add_events(self.text_events(lines.frame, bad, neighbours, source.origin, options))  # after every record: they need their neighbours
-        result = self._result(lines, finisher.finish(), bad)
-        result.slow_lines = slow
+        read = JsonRead()
+        for part, share in self._parts(source, options, read):
+            finisher.add(part, share)
+        finisher.add_events(self._text_events(source, options, read))  # after every record: they need their neighbours
+        return self._read_result(source, read, finisher.finish())
+
+    def stream(self, source: Source, options: ParseOptions) -> Streamed:
+        """The chunked parse as a stream of request and event rows (for `rca ingest`): each chunk's rows go
+        out as it is read (`parsers.fields.streamed_records`), the same rows as `parse`'s."""
+        finisher = RowsFinisher()
+        read = JsonRead()
+        return streamed_records(lambda: (part for part, _ in self._parts(source, options, read)), finisher,
+                                lambda finished: self._read_result(source, read, finished), lambda: self._text_events(source, options, read))
+
+    @staticmethod
+    def _parts(source: Source, options: ParseOptions, read: JsonRead) -> Iterator[tuple[MappedRows, float | None]]:
+        default_service = PurePath(source.origin).name.split(".")[0] or None
+        return json_parts(source, lambda flat: map_flat(flat, source.origin, "app_log", options.fields, options.tz, default_service), read)
+
+    def _text_events(self, source: Source, options: ParseOptions, read: JsonRead) -> pl.DataFrame:
+        return self.text_events(read.lines.frame, read.bad, read.neighbour_records(), source.origin, options)
+
+    def _read_result(self, source: Source, read: JsonRead, finished: FinishedRows) -> ParseResult:
+        if read.lines.total == 0 and read.lines.warnings:
+            raise InputError(read.lines.warnings[0], file=source.origin)
+        result = self._result(read.lines, finished, read.bad)
+        result.slow_lines = read.slow
         return result
 
     def parse_per_record(self, source: Source, options: ParseOptions) -> ParseResult:

@@ -249,7 +249,7 @@ def load_dataset(
                     whole.append(frame)
         if sunk is not None:
             summary = _with_sunk(summary, sunk[1])
-            streamed_rows += sum(sunk[1][1].values())
+            streamed_rows += sum(sunk[1][0].values())
         summaries.append(summary)
 
     naive = naive_time_warnings(clocks)
@@ -340,33 +340,43 @@ def _top_aggregated(counts: pl.DataFrame, dimension: str) -> tuple[tuple[str, in
     return tuple((str(v), int(n)) for v, n in top.iter_rows())
 
 
-SunkRows = tuple[str, dict[str, int], datetime | None, datetime | None]  # path, rows per frame, first ts, last ts
+SunkRows = tuple[dict[str, int], datetime | None, datetime | None]  # rows per frame, first ts, last ts
 
 
 def _sink(parser: object, source: Source, options: ParseOptions, sink_dir: Path, index: int) -> tuple[ParseResult, SunkRows] | None:
-    """Stream an input's bulk rows to Parquet when its parser can; None to parse it the usual way."""
+    """Stream an input's bulk rows to Parquet (`<frame>.<index>.parquet`, every frame of the stream together)
+    when its parser can; None to parse it the usual way."""
     stream = getattr(parser, "stream", None)
     streamed = stream(source, options) if stream is not None else None
     if streamed is None:
         return None
-    path = sink_dir / f"{streamed.frame}.{index}.parquet"
+    paths = {name: sink_dir / f"{name}.{index}.parquet" for name in streamed.rows}
     try:
-        streamed.rows.sink_parquet(path, compression="snappy")
+        pl.collect_all([rows.sink_parquet(paths[name], compression="snappy", lazy=True) for name, rows in streamed.rows.items()])
     except Exception:  # the pipeline gave up on this input (an unbalanced quote, bad UTF-8): parse it in memory
-        path.unlink(missing_ok=True)
+        for path in paths.values():
+            path.unlink(missing_ok=True)
         return None
-    stats = pl.scan_parquet(path).select(pl.len(), pl.col("ts").min().alias("first"), pl.col("ts").max().alias("last")).collect().row(0)
-    if stats[0] == 0:
-        path.unlink()
-    return streamed.remainder(), (str(path), {streamed.frame: stats[0]}, stats[1], stats[2])
+    rows: dict[str, int] = {}
+    firsts: list[datetime] = []
+    lasts: list[datetime] = []
+    for name, path in paths.items():
+        count, first, last = pl.scan_parquet(path).select(pl.len(), pl.col("ts").min().alias("first"), pl.col("ts").max().alias("last")).collect().row(0)
+        if count == 0:
+            path.unlink()
+            continue
+        rows[name] = count
+        firsts += [first] if first is not None else []
+        lasts += [last] if last is not None else []
+    return streamed.remainder(), (rows, min(firsts) if firsts else None, max(lasts) if lasts else None)
 
 
 def _with_sunk(summary: InputSummary, sunk: SunkRows) -> InputSummary:
     rows = dict(summary.rows)
-    for name, count in sunk[1].items():
+    for name, count in sunk[0].items():
         rows[name] = rows.get(name, 0) + count
-    firsts = [t for t in (summary.first_ts, sunk[2]) if t is not None]
-    lasts = [t for t in (summary.last_ts, sunk[3]) if t is not None]
+    firsts = [t for t in (summary.first_ts, sunk[1]) if t is not None]
+    lasts = [t for t in (summary.last_ts, sunk[2]) if t is not None]
     return replace(summary, rows={k: v for k, v in rows.items() if v}, first_ts=min(firsts) if firsts else None, last_ts=max(lasts) if lasts else None)
 
 
@@ -374,7 +384,7 @@ def ingest_to_parquet(
     inputs: Sequence[str], out_dir: Path, options: ParseOptions | None = None, changes_files: Sequence[str] = ()
 ) -> list[InputSummary]:
     """Parse the inputs and write the canonical frames as Parquet: `out_dir/<frame>.parquet`, plus
-    `<frame>.<n>.parquet` for inputs streamed straight to disk (access logs, plain-text logs). Frames of an earlier
+    `<frame>.<n>.parquet` for inputs streamed straight to disk (access logs, plain-text logs, JSON lines, logfmt). Frames of an earlier
     ingest into the same directory are replaced."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

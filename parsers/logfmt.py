@@ -15,16 +15,25 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 
 import polars as pl
 
 from rca.errors import InputError
 from rca.model import Rejected
-from rca.parsers import ParseOptions, ParseResult, register
+from rca.parsers import ParseOptions, ParseResult, Streamed, register
 from rca.parsers.bounded import compact
-from rca.parsers.fields import LINE, FinishedRows, MappedRows, RowsFinisher, map_flat, records_to_frames
+from rca.parsers.fields import (
+    LINE,
+    FinishedRows,
+    MappedRows,
+    RowsFinisher,
+    map_flat,
+    records_to_frames,
+    streamed_records,
+)
 from rca.parsers.lines import LineChunk, Lines, chunk_lines, map_chunks, read_lines, read_share
 from rca.parsers.sources import Sample, Source
 
@@ -163,6 +172,15 @@ def _pairs_apart(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[Rejected], int
     return flat, bad, not_pairs.len()
 
 
+@dataclass
+class _LogfmtRead:
+    """What reading logfmt a chunk at a time found besides its records."""
+
+    lines: Lines = field(default_factory=lambda: Lines(frame=pl.DataFrame(schema={"line": pl.Int64, "text": pl.String}), total=0))
+    bad: list[Rejected] = field(default_factory=list)  # the first lines that are not key=value pairs
+    bad_count: int = 0
+
+
 class LogfmtParser:
     name = "logfmt"
     description = "logfmt key=value lines"
@@ -184,7 +202,23 @@ class LogfmtParser:
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
         """Pairs taken apart in columns: one row a pair, pivoted to one column a key (no Python per
         line), chunk by chunk as the input is read, each chunk mapped to canonical rows at once."""
-        warnings: list[str] = []
+        finisher = RowsFinisher(options.max_request_rows, options.request_columns, options.max_event_rows)
+        read = _LogfmtRead()
+        for part, share in self._parts(source, options, read):
+            finisher.add(part, share)
+        return self._read_result(source, read, finisher.finish())
+
+    def stream(self, source: Source, options: ParseOptions) -> Streamed:
+        """The chunked parse as a stream of request and event rows (for `rca ingest`): each chunk's rows go
+        out as it is read (`parsers.fields.streamed_records`), the same rows as `parse`'s."""
+        read = _LogfmtRead()
+        return streamed_records(lambda: (part for part, _ in self._parts(source, options, read)), RowsFinisher(),
+                                lambda finished: self._read_result(source, read, finished))
+
+    @staticmethod
+    def _parts(source: Source, options: ParseOptions, read: _LogfmtRead) -> Iterator[tuple[MappedRows, float | None]]:
+        """Each chunk's canonical rows as the input is read (two chunks at once), with the share of the input
+        read; `read` gathers the line counts and the lines that are not pairs."""
         default_service = PurePath(source.origin).name.split(".")[0] or None
 
         def one(chunk: LineChunk) -> tuple[MappedRows, Lines, list[Rejected], int, float | None]:
@@ -196,21 +230,19 @@ class LogfmtParser:
             # events are compacted as they are taken
             return replace(part, requests=compact(part.requests)), lines, bad, bad_count, read_share(chunk)
 
-        finisher = RowsFinisher(options.max_request_rows, options.request_columns, options.max_event_rows)
-        total = Lines(frame=pl.DataFrame(schema={"line": pl.Int64, "text": pl.String}), total=0, warnings=warnings)
-        bad: list[Rejected] = []
-        bad_count = 0
-        for part, lines, chunk_bad, chunk_bad_count, share in map_chunks(source, warnings, one):
-            finisher.add(part, share)
+        total = read.lines
+        for part, lines, chunk_bad, chunk_bad_count, share in map_chunks(source, total.warnings, one):
             total.total += lines.total
-            total.rejected += lines.rejected
+            total.rejected = (total.rejected + lines.rejected)[:5]
             total.rejected_count += lines.rejected_count
-            bad += chunk_bad[: max(0, 5 - len(bad))]
-            bad_count += chunk_bad_count
-        if total.total == 0 and warnings:
-            raise InputError(warnings[0], file=source.origin)
-        total.rejected = total.rejected[:5]
-        return self._result(total, finisher.finish(), bad, bad_count)
+            read.bad += chunk_bad[: max(0, 5 - len(read.bad))]
+            read.bad_count += chunk_bad_count
+            yield part, share
+
+    def _read_result(self, source: Source, read: _LogfmtRead, finished: FinishedRows) -> ParseResult:
+        if read.lines.total == 0 and read.lines.warnings:
+            raise InputError(read.lines.warnings[0], file=source.origin)
+        return self._result(read.lines, finished, read.bad, read.bad_count)
 
     def parse_per_record(self, source: Source, options: ParseOptions) -> ParseResult:
         """`parse` with a dict per line (the reference the column path is held equal to)."""

@@ -24,9 +24,8 @@ import polars as pl
 
 from rca.model import Rejected, conform, empty_frame, storage_schema
 from rca.parsers import ParseOptions, ParseResult, Streamed, lazy_batches, register
-from rca.parsers.bounded import compact
-from rca.parsers.bounded_events import BoundedEvents
-from rca.parsers.changes import changes_from_messages, dedupe_changes
+from rca.parsers.bounded_events import Announcements, BoundedEvents
+from rca.parsers.changes import dedupe_changes
 from rca.parsers.decoding import parse_iso, parse_timestamp
 from rca.parsers.lines import (
     LineChunk,
@@ -221,7 +220,7 @@ class TextLogParser:
         `remainder()` then gives the counts and the changes the events announced."""
         schema = storage_schema("events")
         read = _ChunkedRead()
-        announced: list[pl.DataFrame] = []
+        announced = Announcements()
 
         def batches() -> Iterator[pl.DataFrame]:
             for records, _share in self._records(source, options, read):
@@ -230,16 +229,15 @@ class TextLogParser:
                 if bad_ts.height and len(read.rejected) < 50:
                     read.rejected += rejected_examples(bad_ts.select("line", "text"), _BAD_TS)
                 events = conform(records.filter(pl.col("ts").is_not_null()).with_columns(signal=pl.lit(cast(Layout, read.layout).signal)), "events")
-                if (changes := changes_from_messages(events)).height:
-                    announced.append(compact(changes))  # its strings would keep the chunk's buffers alive
+                announced.add(events)
                 yield events.select(list(schema)).cast(schema)  # type: ignore[arg-type]
 
         def remainder() -> ParseResult:
             if read.layout is None:
                 return ParseResult(format=self.name, frames={}, lines=0, warnings=read.warnings)
-            return self._read_result(read, options, source, {"changes": dedupe_changes(pl.concat(announced))} if announced else {})
+            return self._read_result(read, options, source, {"changes": dedupe_changes(announced.frame(empty_frame("changes")))})
 
-        return Streamed("events", lazy_batches(batches, schema), remainder)
+        return Streamed({"events": lazy_batches(batches, schema)}, remainder)
 
     def _records(self, source: Source, options: ParseOptions, read: _ChunkedRead) -> Iterator[tuple[pl.DataFrame, float | None]]:
         """The input's complete records a chunk at a time (two chunks parsed at once), with the share of the

@@ -9,10 +9,16 @@ one, the hosts of the records without one, and the first sighting of each (servi
 whose host has logged no version yet is marked as waiting for it (`PENDING` + host), and `resolve` gives
 the final version once every batch is read: rows kept in memory and the `version` dimension of request
 aggregates are both resolved with it, so a host that names its version after its first requests counts
-them under that version, as when every row is kept.
+them under that version, as when every row is kept. Rows written out as they are read (`rca ingest`) go
+out at once unless their version is pending: those wait in `WaitingRows` (bounded: spilled to Parquet)
+until `resolve` can settle them.
 """
 
 from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import polars as pl
 
@@ -125,3 +131,45 @@ class VersionState:
     def changes(self) -> pl.DataFrame:
         """The version changes of every batch read (`version_changes` of the first sightings)."""
         return version_changes(self.sightings.with_columns(self.resolve(pl.col("version"), pl.col("service")).alias("version")))
+
+
+WAITING_ROWS = 200_000  # rows waiting for a version held in memory (about 30 MB); past it they are spilled to disk
+
+
+class WaitingRows:
+    """Rows whose version is pending (`PENDING`: their host had logged none yet), held until every batch
+    is read: in memory up to `held_rows`, past it written to Parquet in a temporary directory (TMPDIR), so
+    an input whose hosts never log a version holds no more than that. `drain` gives them back in the
+    order they came, finished (their versions resolved), and removes the files."""
+
+    def __init__(self, held_rows: int | None = None) -> None:
+        self.held_rows = WAITING_ROWS if held_rows is None else held_rows
+        self.held: list[pl.DataFrame] = []
+        self.spilled: list[Path] = []
+        self.directory: tempfile.TemporaryDirectory[str] | None = None
+
+    def add(self, rows: pl.DataFrame) -> None:
+        """Hold `rows` (own buffers, not views of their chunk's: `bounded.compact`), spilling past the bound."""
+        if not rows.height:
+            return
+        self.held.append(compact(rows))
+        if sum(f.height for f in self.held) >= self.held_rows:
+            if self.directory is None:
+                self.directory = tempfile.TemporaryDirectory(prefix="rca-waiting-rows-")
+            path = Path(self.directory.name) / f"{len(self.spilled)}.parquet"
+            pl.concat(self.held).write_parquet(path, compression="lz4")
+            self.spilled.append(path)
+            self.held = []
+
+    def drain(self, finish: Callable[[pl.DataFrame], pl.DataFrame]) -> Iterator[pl.DataFrame]:
+        """Every row held, `finish`ed, a spilled file or the rows in memory at a time."""
+        try:
+            for path in self.spilled:
+                yield finish(pl.read_parquet(path))
+            if self.held:
+                yield finish(pl.concat(self.held))
+        finally:
+            self.held, self.spilled = [], []
+            if self.directory is not None:
+                self.directory.cleanup()
+                self.directory = None

@@ -89,7 +89,7 @@ def test_ingest_then_analyze_parquet(incident, tmp_path):
     out = tmp_path / "frames"
     result = runner.invoke(app, ["ingest", str(incident / "telemetry"), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert (out / "requests.parquet").exists() and (out / "events.parquet").exists()
+    assert list(out.glob("requests.*parquet")) and list(out.glob("events.*parquet"))  # whole (`<frame>.parquet`) or streamed (`<frame>.<n>.parquet`)
     again = runner.invoke(app, ["analyze", str(out), "-f", "json", "-q"])
     direct = runner.invoke(app, ["analyze", str(incident / "telemetry"), "-f", "json", "-q"])
     first = orjson.loads(again.stdout)["hypotheses"][0]

@@ -210,3 +210,77 @@ def test_json_lines_analysed_bounded_name_the_same_cause(tmp_path: Path, monkeyp
     assert any("uniform sample" in w for w in bounded.inputs[0].warnings)
     top, top_bounded = full.hypotheses[0], bounded.hypotheses[0]
     assert (top_bounded.kind, top_bounded.dimension, top_bounded.where) == (top.kind, top.dimension, top.where)
+
+
+@pytest.mark.parametrize(("name", "encode"), [("jsonl", _jsonl), ("logfmt", _logfmt)])
+def test_ingest_streams_structured_logs_with_the_frames_of_the_whole_parse(name: str, encode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`rca ingest` of JSON lines and logfmt writes their requests and events a chunk at a time (never the
+    whole input in memory). Read back: the events of the whole parse in its order (JSON lines' plain-text
+    lines last, as there); its requests, those whose version waited for their host's (spilled to disk past
+    the bound) after the others; the same changes (versions and a deploy announced in a message); the same
+    line, row and rejected counts and time range."""
+    from rca.parsers import versions
+    from rca.parsers.loader import ingest_to_parquet, load_dataset
+
+    monkeypatch.setattr("rca.parsers.lines.CHUNK_BYTES", 16 << 10)  # many chunks from a small input
+    monkeypatch.setattr(versions, "WAITING_ROWS", 100)
+    spilled: list[int] = []
+    drain = versions.WaitingRows.drain
+    monkeypatch.setattr(versions.WaitingRows, "drain", lambda self, finish: (spilled.append(len(self.spilled)), drain(self, finish))[1])
+    lines = encode(records(20, 3_000)).splitlines(keepends=True)  # services logging their version on every record, on some, on none
+    deploy = {"jsonl": b'{"ts":"2026-03-01T09:20:00Z","service":"svc0","msg":"Deployed version v9.9.9 of svc0"}\n',
+              "logfmt": b'ts=2026-03-01T09:20:00Z service=svc0 msg="Deployed version v9.9.9 of svc0"\n'}[name]
+    malformed = {"jsonl": [b'{"ts": "2026-03-01T09:10:00Z", "msg": broken\n', b"panic: runtime error: index out of range\n"],
+                 "logfmt": [b"just some words\n"]}[name]
+    for at, line in zip((700, 1500, 2200), (deploy, *malformed), strict=False):
+        lines.insert(at, line)
+    path = tmp_path / f"app.{name}"
+    path.write_bytes(b"".join(lines))
+    whole = load_dataset([str(path)], ParseOptions())
+    out = tmp_path / "frames"
+    (summary,) = ingest_to_parquet([str(path)], out)
+    assert sorted(p.name for p in out.iterdir()) == ["changes.parquet", "events.0.parquet", "requests.0.parquet"]
+    back = load_dataset([str(out)], ParseOptions())
+    assert_frame_equal(back.events, whole.events)
+    streamed_lines = pl.read_parquet(out / "requests.0.parquet")["line"]
+    assert not streamed_lines.is_sorted() and spilled and spilled[0] > 1  # rows waited for their version, some on disk
+    assert_frame_equal(back.requests.sort("line"), whole.requests)
+    assert whole.requests["version"].null_count() < whole.requests.height  # versions resolved, pod hashes among them
+    assert_frame_equal(back.changes, whole.changes)
+    assert "v9.9.9" in whole.changes["subject"].to_list() and whole.changes.height > 1
+    (reference,) = whole.inputs
+    assert reference.rejected >= len(malformed) + 1  # and records without a time
+    assert (summary.lines, summary.rejected, summary.rejected_examples, summary.first_ts, summary.last_ts) == (
+        reference.lines, reference.rejected, reference.rejected_examples, reference.first_ts, reference.last_ts)
+    assert {k: summary.rows[k] for k in ("requests", "events")} == {k: reference.rows[k] for k in ("requests", "events")}
+    assert summary.warnings == reference.warnings
+
+
+def test_frames_streamed_together_wait_for_each_other():
+    """`lazy_tee` over parts of many requests and a few events: sunk together, the engine asks for the events
+    more often than their rows come, yet the requests read ahead of those written stay a few parts (without
+    the wait, all but the last: every request row of the input held in memory). Each frame gets its rows once."""
+    from rca.parsers import HELD_PARTS, lazy_tee
+
+    produced = [0]
+
+    def parts():
+        for i in range(60):
+            produced[0] = i
+            yield {"requests": pl.DataFrame({"part": [i] * 20_000, "x": ["a" * 30] * 20_000}),
+                   "events": pl.DataFrame({"part": [i] * (i % 10 == 0)}, schema={"part": pl.Int64})}
+
+    behind: list[int] = []
+    taken: dict[str, list[int]] = {"requests": [], "events": []}
+
+    def take(name: str):
+        def rows(batch: pl.DataFrame) -> None:
+            if batch.height and name == "requests":
+                behind.append(produced[0] - batch["part"][0])
+            taken[name] += batch["part"].to_list()
+        return rows
+
+    streams = lazy_tee(parts, {"requests": {"part": pl.Int64(), "x": pl.String()}, "events": {"part": pl.Int64()}})
+    pl.collect_all([streams[name].sink_batches(take(name), lazy=True) for name in ("requests", "events")])
+    assert max(behind) <= HELD_PARTS + 2
+    assert taken == {"requests": [i for i in range(60) for _ in range(20_000)], "events": list(range(0, 60, 10))}
