@@ -23,7 +23,10 @@ from rca.parsers.nul_runs import NulRuns
 from rca.parsers.sources import Source
 
 MAX_LINE_BYTES = 1 << 20  # longer lines are rejected, not parsed
-_SEPARATOR = "\x1f"  # ASCII unit separator: not in log text
+# Separators for reading a line as one field, the first not in the text taken (ASCII unit, record, group
+# and file separators, then SOH): a separator in a line would split it, and the line would be cut short
+# there, or the read fail when it is the first line.
+_SEPARATORS = ("\x1f", "\x1e", "\x1d", "\x1c", "\x01")
 T = TypeVar("T")
 
 
@@ -121,17 +124,22 @@ def read_lines(source: Source, payload: bytes | None = None) -> Lines:
         return Lines(frame=pl.DataFrame(schema={"line": pl.Int64, "text": pl.String}), total=0, warnings=warnings)
     if payload.endswith(b"\n"):
         payload = payload[:-1]
-    frame = pl.read_csv(
-        payload,
-        has_header=False,
-        separator=_SEPARATOR,
-        quote_char=None,
-        encoding="utf8-lossy",
-        new_columns=["text"],
-        schema={"text": pl.String},
-        truncate_ragged_lines=True,
-        comment_prefix=None,
-    ).with_row_index("line", offset=1)
+    separator = next((s for s in _SEPARATORS if s.encode() not in payload), None)
+    if separator is None:  # every separator in the text (binary junk): split here
+        texts = payload.decode("utf-8", errors="replace").split("\n")
+        frame = pl.DataFrame({"text": [text or None for text in texts]}, schema={"text": pl.String}).with_row_index("line", offset=1)
+    else:
+        frame = pl.read_csv(
+            payload,
+            has_header=False,
+            separator=separator,
+            quote_char=None,
+            encoding="utf8-lossy",
+            new_columns=["text"],
+            schema={"text": pl.String},
+            truncate_ragged_lines=True,
+            comment_prefix=None,
+        ).with_row_index("line", offset=1)
     frame = frame.with_columns(pl.col("line").cast(pl.Int64), pl.col("text").str.strip_suffix("\r"))
     total = frame.height
     too_long = frame.filter(pl.col("text").str.len_bytes() > MAX_LINE_BYTES)
