@@ -28,17 +28,20 @@ def _frames(tmp_path: Path, name: str) -> tuple[Path, Path]:
     return log, out / f"{frame}.0.parquet"
 
 
-def _sorted_counts(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
-    return frame.sort(by, nulls_last=True)
+def _read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, bound: str, batch: int) -> tuple[Path, Path, int]:
+    """The log, its frame's Parquet (read `batch` rows at a time) and the rows of it; checks that under the
+    bound `bound` (a ParseOptions field) the frame read back is the whole read's."""
+    monkeypatch.setattr(parquet, "BATCH_ROWS", batch)
+    log, frames = _frames(tmp_path, name)
+    frame = "requests" if bound == "max_request_rows" else "events"
+    whole = getattr(load_dataset([str(frames)]), frame)
+    under = getattr(load_dataset([str(frames)], ParseOptions(**{bound: 10 * whole.height})), frame)
+    assert_frame_equal(under, whole)
+    return log, frames, whole.height
 
 
 def test_requests_past_the_bound_are_counted_whole_and_sampled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(parquet, "BATCH_ROWS", 700)
-    log, frames = _frames(tmp_path, "access.log.gz")
-    whole = load_dataset([str(frames)])
-    rows = whole.requests.height
-    under = load_dataset([str(frames)], ParseOptions(max_request_rows=10 * rows))
-    assert_frame_equal(under.requests, whole.requests)
+    log, frames, rows = _read_back(tmp_path, monkeypatch, "access.log.gz", "max_request_rows", 700)
     bound = ParseOptions(max_request_rows=rows // 8)
     from_log, from_frames = load_dataset([str(log)], bound), load_dataset([str(frames)], bound)
     assert from_frames.requests.height <= rows // 8 and from_frames.inputs[0].rows["requests"] == rows
@@ -47,16 +50,11 @@ def test_requests_past_the_bound_are_counted_whole_and_sampled(tmp_path: Path, m
     exact = ["requests", "errors", "client_errors", "with_status", "timed"]
     totals = [a.counts.filter(pl.col("dimension").is_in(["service", "host", "endpoint"])).group_by(key).agg(pl.col(exact).sum())
               for a in (from_log.request_aggregates, from_frames.request_aggregates)]
-    assert_frame_equal(_sorted_counts(totals[1], key), _sorted_counts(totals[0], key))
+    assert_frame_equal(totals[1].sort(key, nulls_last=True), totals[0].sort(key, nulls_last=True))
 
 
 def test_events_past_the_bound_are_counted_whole_and_sampled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(parquet, "BATCH_ROWS", 500)
-    _, frames = _frames(tmp_path, "app.log.gz")
-    whole = load_dataset([str(frames)])
-    rows = whole.events.height
-    under = load_dataset([str(frames)], ParseOptions(max_event_rows=10 * rows))
-    assert_frame_equal(under.events, whole.events)
+    _, frames, rows = _read_back(tmp_path, monkeypatch, "app.log.gz", "max_event_rows", 500)
     bounded = load_dataset([str(frames)], ParseOptions(max_event_rows=rows // 8))
     assert bounded.events.height < rows and bounded.inputs[0].rows["events"] == rows
     assert bounded.event_aggregates is not None and bounded.event_aggregates.counts["events"].sum() == rows
