@@ -12,6 +12,7 @@ The package, imported downward only (no module imports one listed after it):
 - `json_spans`: OTLP/JSON spans decoded by msgspec structs and turned into columns;
 - `columns`: protobuf spans decoded by upb column by column;
 - `parallel`: cutting a big file into parts decoded by worker processes, and their transport;
+- `split`: one big protobuf message cut, as it is read, into smaller messages of its type;
 - `json`: the `otlp-json` format; `protobuf`: the `otlp-proto` format;
 - `worker`: the worker process's entry point (`python -c "from rca.parsers.otlp.worker import main"`).
 
