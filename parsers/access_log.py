@@ -286,6 +286,32 @@ class SplitLayout:
 # Columns after the layout's: an upstream list (`0.010, 0.020 : 0.003`) spills into all but the last,
 # which must stay empty (a line with more fields than the layout goes to the regex).
 _SPARE = ("_spare1", "_spare2", "_spare3", "_spare4", "_spare5", "_spare6")
+
+
+@dataclass
+class SpareColumns:
+    """How many of the `_SPARE` columns the CSV reader makes for the chunks of one input. One tells a
+    line with more fields than the layout (the regex's); all of them are needed only to rejoin upstream
+    lists, and the five more cost the reader a sixth of its time even when empty (Apache corpus). So the
+    chunks are read with one until a chunk holds a list: that chunk is read again with all, and so are
+    the chunks after it (a log that writes lists writes many). Shared by the chunks of an input, which
+    workers read side by side: a chunk read with one while another found lists is judged by its own
+    columns, its list lines going to the regex at worst."""
+
+    count: int = 1
+
+    def lists_in(self, fields: pl.DataFrame, layout: SplitLayout) -> bool:
+        """Whether a chunk read with fewer than all spare columns holds an upstream list (`, ` or ` : `
+        between servers, or the same without the spaces: `_SECONDS`); such a chunk is read again with all."""
+        if _SPARE[-1] in fields.columns or "upstream_response_time" not in layout.optional or fields.get_column(_SPARE[0]).null_count() == fields.height:
+            return False
+        up, spare = pl.col("upstream_response_time"), pl.col(_SPARE[0])
+        found = fields.select((up.str.contains(r"[,:]$") | spare.str.contains(r"^[,:]")).any()).item()
+        if found:
+            self.count = len(_SPARE)
+        return bool(found)
+
+
 _SPLIT_TOKEN = re.compile(r'^(?:"\$(?P<quoted>\w+)"|\$(?P<bare>\w+)|(?P<time>\[\$time_local\]))$')
 
 
@@ -367,15 +393,17 @@ class SplitChunk:
     read_share: float | None = None  # share of the input's bytes read once this chunk is (None: size unknown)
 
 
-def _fields(data: bytes, layout: SplitLayout, first_line: int, lines: int, unread: tuple[str, ...] = ()) -> pl.DataFrame | None:
-    """The chunk's fields, one row a line, without the `unread` columns (split but never built); None when
-    the reader fails or a quote swallowed a line break.
+def _fields(
+    data: bytes, layout: SplitLayout, first_line: int, lines: int, unread: tuple[str, ...] = (), spares: int = len(_SPARE)
+) -> pl.DataFrame | None:
+    """The chunk's fields, one row a line, without the `unread` columns (split but never built), with the
+    first `spares` of the `_SPARE` columns; None when the reader fails or a quote swallowed a line break.
 
     An unbalanced quote joins its line to the next ones (fewer rows than lines), except on the last
     line, where it takes in the final line break: only that row needs a look."""
     for encoding in ("utf8", "utf8-lossy"):  # strict UTF-8 is faster; invalid bytes need the lossy decoder
         try:
-            fields = scan_split(data, layout, encoding, first_line).drop(unread).collect()
+            fields = scan_split(data, layout, encoding, first_line, spares).drop(unread).collect()
         except pl.exceptions.ComputeError:
             continue
         except pl.exceptions.NoDataError:
@@ -461,10 +489,13 @@ def _escapes(data: bytes) -> list[bytes]:
 
 
 def split_chunk(
-    chunk: LineChunk, layout: SplitLayout, compiled: CompiledFormat, origin: str, tz: str, schema: dict[str, pl.DataType] | None = None
+    chunk: LineChunk, layout: SplitLayout, compiled: CompiledFormat, origin: str, tz: str, schema: dict[str, pl.DataType] | None = None,
+    spares: SpareColumns | None = None,
 ) -> SplitChunk:
     """Split a chunk's lines with polars' CSV reader, convert them, and read with the regex only the
-    lines the split cannot vouch for (unbalanced quotes, upstream lists, odd fields, garbage)."""
+    lines the split cannot vouch for (unbalanced quotes, upstream lists, odd fields, garbage). `spares`:
+    the input's (shared by its chunks), else the chunk's own."""
+    spares = spares or SpareColumns()
     data = chunk.data
     escaped = _escapes(data)
     if escaped and any(v in data for v in _STAND_IN.values()):  # the stand-ins already occur: no split
@@ -478,12 +509,16 @@ def split_chunk(
     unbalanced = index.odd_quote_lines()
     # A line over MAX_LINE_BYTES is the regex path's to reject: the unread fields are read to find it.
     unread = () if has_long_line(chunk) else unread_columns(layout)
-    fields = _fields(index.blanked(unbalanced) if len(unbalanced) else data, layout, chunk.first_line, chunk.lines, unread)
+    split = index.blanked(unbalanced) if len(unbalanced) else data
+    fields = _fields(split, layout, chunk.first_line, chunk.lines, unread, spares.count)
     if fields is None:
         every = index.odd_quote_lines(every_piece=True)
         if len(every) > len(unbalanced):
             unbalanced = every
-            fields = _fields(index.blanked(unbalanced), layout, chunk.first_line, chunk.lines, unread)
+            split = index.blanked(unbalanced)
+            fields = _fields(split, layout, chunk.first_line, chunk.lines, unread, spares.count)
+    if fields is not None and spares.lists_in(fields, layout):
+        fields = _fields(split, layout, chunk.first_line, chunk.lines, unread, len(_SPARE))
     if fields is None:
         return _regex_chunk(chunk, None, compiled, origin, tz, schema)
     if escaped:
@@ -521,13 +556,51 @@ def _regex_chunk(
             lines.frame = lines.frame.join(pl.DataFrame({"line": numbers}, schema={"line": pl.Int64}), on="line", how="semi")
             lines.rejected = [r for r in lines.rejected if r.line in wanted]
             lines.rejected_count = len(wanted) - lines.frame.height  # the wanted lines cut out as too long
-    requests, bad = parse_lines(lines.frame, compiled, origin, tz)
-    examples = sorted(lines.rejected + rejected_examples(bad, pl.col("reason")), key=lambda r: r.line)[:5]
-    rejected = bad.height + lines.rejected_count
+    read = lines.frame.height
+    frame, unmatched = _unmatched_apart(lines.frame, compiled)
+    if frame.height:
+        requests, bad = parse_lines(frame, compiled, origin, tz)
+    else:  # every line garbage (the usual few of a chunk's split): no frames to make
+        requests, bad = empty_frame("requests"), pl.DataFrame(schema={"line": pl.Int64, "text": pl.String, "reason": pl.String})
+    examples = sorted(lines.rejected + unmatched[:5] + rejected_examples(bad, pl.col("reason")), key=lambda r: r.line)[:5]
+    rejected = bad.height + len(unmatched) + lines.rejected_count
     return SplitChunk(
         conform(requests, "requests", schema),  # type: ignore[arg-type]
-        chunk.lines, chunk.first_line + chunk.lines - 1, rejected, examples, lines.frame.height + lines.rejected_count,
+        chunk.lines, chunk.first_line + chunk.lines - 1, rejected, examples, read + lines.rejected_count,
     )
+
+
+UNMATCHED_APART = 50  # lines handed to the regex that Python's `re` tries first, when they are no more
+_NOT_SPACE_TO_RUST = re.compile("[\x1c-\x1f]")  # whitespace to Python's `\s`, not to Rust's (polars')
+_PREDEFINED = {compile_log_format(f, trailer=True).pattern for f in FORMATS.values()}
+
+
+@functools.cache
+def _python_pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _unmatched_apart(frame: pl.DataFrame, compiled: CompiledFormat) -> tuple[pl.DataFrame, list[Rejected]]:
+    """The (line, text) rows but those that do not match the format at all, and those as Rejected (in line
+    order). A chunk's split hands the regex a few lines, mostly garbage, and polars' regex path costs about
+    a millisecond whatever their number; Python's `re` tells a line that cannot match in microseconds.
+    Only for the predefined formats, whose patterns match the same lines in both engines (their classes
+    differ only on `\x1c`-`\x1f`, lines holding which are left to polars, and on digits of recent Unicode
+    versions, which only their optional trailer reads, and which `(?: .*)?` takes either way); a custom
+    format's lazy `.*?` could also backtrack long in `re`."""
+    if frame.height > UNMATCHED_APART or compiled.pattern not in _PREDEFINED:
+        return frame, []
+    pattern = _python_pattern(compiled.pattern)
+    kept: list[tuple[int, str | None]] = []
+    unmatched: list[Rejected] = []
+    for number, text in frame.iter_rows():
+        if text is not None and text.strip() and pattern.match(text) is None and not _NOT_SPACE_TO_RUST.search(text):
+            unmatched.append(Rejected(number, "does not match the access-log format", text[:160]))
+        else:
+            kept.append((number, text))
+    if not unmatched:
+        return frame, []
+    return pl.DataFrame(kept, schema=frame.schema, orient="row"), unmatched
 
 
 def _lines_at(chunk: LineChunk, numbers: list[int], index: _LineIndex) -> Lines:
@@ -559,20 +632,23 @@ def split_chunks(
     A chunk's string kernels mostly run on one thread, so converting chunks side by side (with a reader
     thread reading the next ones meanwhile: `lines.map_chunks`) is what keeps both cores busy."""
 
+    spares = SpareColumns()
+
     def one(chunk: LineChunk) -> SplitChunk:
-        return replace(split_chunk(chunk, layout, compiled, source.origin, tz, schema), read_share=read_share(chunk))
+        return replace(split_chunk(chunk, layout, compiled, source.origin, tz, schema, spares), read_share=read_share(chunk))
 
     return map_chunks(source, warnings, one, CONVERT_WORKERS)
 
 
-def scan_split(data: str | bytes, layout: SplitLayout, encoding: str = "utf8", first_line: int = 1) -> pl.LazyFrame:
-    """A lazy CSV scan of an access log in `layout`: one String column per field, plus `line`."""
+def scan_split(data: str | bytes, layout: SplitLayout, encoding: str = "utf8", first_line: int = 1, spares: int = len(_SPARE)) -> pl.LazyFrame:
+    """A lazy CSV scan of an access log in `layout`: one String column per field, the first `spares` of
+    the `_SPARE` columns, plus `line`."""
     return pl.scan_csv(
         io.BytesIO(data) if isinstance(data, bytes) else data,
         has_header=False,
         separator=" ",
         quote_char='"',
-        schema={c: pl.String for c in (*layout.columns, *_SPARE)},
+        schema={c: pl.String for c in (*layout.columns, *_SPARE[:spares])},
         missing_columns="insert",
         extra_columns="ignore",  # the spare columns already send such lines to the regex
         truncate_ragged_lines=True,
@@ -615,9 +691,10 @@ def _convert_split(
     fields = fields.rechunk()
     names = set(layout.columns) - {"_time_date", "_time_zone"}
     read = [c for c in layout.columns if c in fields.columns]  # all but the unread ones (`unread_columns`)
-    listed = "upstream_response_time" in layout.optional and fields.get_column(_SPARE[0]).null_count() < fields.height
-    spill = _SPARE[:-1] if listed else ()
-    checks: list[pl.Expr] = [pl.col(c).is_null() for c in _SPARE if c not in spill]
+    spares = [c for c in _SPARE if c in fields.columns]  # one, unless the chunk holds upstream lists (`SpareColumns`)
+    listed = "upstream_response_time" in layout.optional and len(spares) > 1 and fields.get_column(_SPARE[0]).null_count() < fields.height
+    spill = spares[:-1] if listed else []
+    checks: list[pl.Expr] = [pl.col(c).is_null() for c in spares if c not in spill]
     # a field missing at the end (a line cut short) is null; so is an empty bare field: the regex judges both
     checks += [pl.col(c).is_not_null() for c in read if c not in layout.optional]
     exprs = _request_exprs(names | {"time_local"}, origin, tz, None)
@@ -644,7 +721,7 @@ def _convert_split(
             exprs["upstream_ms"] = pl.when(pl.col(_SPARE[0]).is_null()).then(exprs["upstream_ms"]).otherwise(_seconds_list_ms(upstream))
     prepare: list[pl.Expr] = [
         pl.all_horizontal(checks).alias("_matched"),
-        pl.all_horizontal(pl.col(c).is_null() for c in (*read, *_SPARE)).alias("_blank"),
+        pl.all_horizontal(pl.col(c).is_null() for c in (*read, *spares)).alias("_blank"),
     ]
     late = {k: exprs.pop(k) for k in ("method", "path")}  # these read `_method`/`_target`
     # independent expressions in one pass run in parallel

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rca.parsers import ParseOptions
@@ -288,3 +288,41 @@ def test_line_index_finds_lines_and_unbalanced_quotes_as_a_line_by_line_count_do
     assert set(index.odd_quote_lines().tolist()) <= set(odd)  # pieces where two cancel out are skipped
     blanked = index.blanked(index.odd_quote_lines(every_piece=True)).decode().split("\n")[:-1]
     assert blanked == ["" if i in odd else line for i, line in enumerate(lines)]
+
+
+def test_upstream_lists_after_chunks_without_them_stay_on_the_fast_path(monkeypatch):
+    """Chunks are read with one spare column until one holds an upstream list (`SpareColumns`): that chunk
+    is read again with all of them, as are the chunks after it. The list lines are split (none goes to the
+    regex) and every row equals the regex's; a line with an extra field that is no list still goes there."""
+    from rca.parsers import lines as lines_module
+
+    monkeypatch.setattr(lines_module, "CHUNK_BYTES", 2000)
+    head = '10.0.0.{i} - - [01/Mar/2026:10:00:{s:02d} +0000] "GET /api/items/{i} HTTP/1.1" {status} 5 "-" "curl/8.0" 0.120'
+    plain = [head.format(i=i, s=i % 60, status=200) + " 0.100" for i in range(60)]
+    listed = [head.format(i=i, s=i % 60, status=502) + timing for i in range(60) for timing in [" 0.010, 0.020 : 0.250", " 0.3 :0.1", " -"][i % 3:][:1]]
+    extra = [head.format(i=1, s=1, status=200) + " 0.100 surplus"]
+    fast, slow, rejected = _both("\n".join(plain + listed + extra + plain) + "\n")
+    assert fast.frames["requests"].equals(slow), (fast.frames["requests"], slow)
+    assert fast.rejected == rejected == 0
+    assert fast.slow_lines == 1  # the surplus field: lists were split
+    assert slow.filter(pl.col("status") == 502).get_column("upstream_ms").drop_nulls().round(6).unique().sort().to_list() == [280.0, 400.0]
+
+
+@SETTINGS
+@given(st.lists(st.one_of(good_line, real_line, st.text(alphabet=st.sampled_from(' -"[]:/\t\x1c\x1d\x1e\x85\xa0\u2028\u3000aZ09.+\\'), max_size=40),
+                          real_line.map(lambda line: line.replace(" ", "\x1c", 1)), real_line.map(lambda line: line.replace(" ", "\u3000", 1))),
+                min_size=1, max_size=30))
+@example(['10.0.0.1 - fr\x1cank [01/Mar/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "-"'])  # a match to polars, none to `re`
+def test_lines_python_finds_unmatched_are_rejected_as_the_regex_path_rejects_them(lines):
+    """The few lines a chunk's split hands the regex are first tried with Python's `re` (`_unmatched_apart`):
+    whitespace Python and polars' engine disagree on (`\\x1c`-`\\x1f`; not `\\x1f`, `read_lines`' separator) and
+    Unicode spaces among them, the rows, rejected counts and examples equal the regex path's."""
+    text = "\n".join(line.replace("\n", " ").replace("\r", " ") for line in lines) + "\n"
+    fast, slow, rejected = _both(text)
+    assert fast.frames["requests"].equals(slow), (fast.frames["requests"], slow)
+    assert fast.rejected == rejected
+    source = Source(origin="access.log", data=text.encode())
+    lines_read = read_lines(source)
+    _, bad = parse_lines(lines_read.frame, COMBINED.compiled, source.origin)
+    expected = [(r["line"], r["reason"], r["text"][:160]) for r in bad.head(5).iter_rows(named=True)]
+    assert [(r.line, r.reason, r.text) for r in fast.rejected_examples] == expected
