@@ -36,7 +36,7 @@ from functools import reduce
 
 import polars as pl
 
-from rca.aggregates import bucket_floor_expr, empty_aggregates, merge_aggregates
+from rca.aggregates import AGGREGATED_REQUEST_COLUMNS, bucket_floor_expr, empty_aggregates, merge_aggregates
 from rca.model import AGGREGATE_KEY, REQUESTS_SCHEMA, RequestAggregates
 
 PRUNE_SHARE = 0.001  # a subject below 0.1% of its bucket's requests (and errors) is left out of the aggregates
@@ -113,6 +113,39 @@ def compact(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col(strings) + "") if strings and frame.height else frame
 
 
+class StringCodes:
+    """The String columns of sampled rows held as codes (Categorical), each distinct string once, over categories
+    of their own (freed with them: the global string cache would keep every value of a long log). A sample of a
+    long log repeats its services, routes, clients and user agents thousands of times: as strings each row costs
+    16 bytes a column plus the text of the longer ones (a 1/16 sample of 10M Apache lines: ~150 MB), as codes 4.
+    Columns in `keep` stay strings (compacted): a sample key is hashed as itself."""
+
+    def __init__(self, keep: tuple[str, ...] = ()):
+        self.keep = keep
+        self.categories: dict[str, pl.Categories] = {}
+
+    def encode(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """`rows` with their String columns (but `keep`) as codes; copies nothing of the chunk they came from."""
+        strings = [c for c, dtype in rows.schema.items() if dtype == pl.String and c not in self.keep]
+        for column in strings:
+            self.categories.setdefault(column, pl.Categories.random())
+        return compact(rows.with_columns(pl.col(c).cast(pl.Categorical(self.categories[c])) for c in strings))
+
+    def decode(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """`rows` (made by `encode`) with their strings back: each string's bytes shared by the rows holding it."""
+        return rows.with_columns(self.categories[c].to_series().gather(rows.get_column(c).to_physical()).alias(c)
+                                 for c, dtype in rows.schema.items() if isinstance(dtype, pl.Categorical) and c in self.categories)
+
+    def thinned(self, parts: list[pl.DataFrame]) -> list[pl.DataFrame]:
+        """`parts` (filtered: fewer rows) as one, encoded over fresh categories: the strings only dropped rows held
+        are let go, so the categories hold no more than the sample."""
+        if not parts:
+            return []
+        rows = self.decode(pl.concat(parts))
+        self.categories = {}
+        return [self.encode(rows)]
+
+
 def _compacted(aggregates: RequestAggregates) -> RequestAggregates:
     return replace(aggregates, counts=compact(aggregates.counts), sketches=compact(aggregates.sketches))
 
@@ -131,6 +164,7 @@ class BoundedRequests:
         self.first_ts: datetime | None = None
         self.last_ts: datetime | None = None
         self.sampling = False
+        self.codes = StringCodes(keep=(sample_key,))  # the sampled rows' strings, each held once
         self.share = PRUNE_SHARE
         # aggregates of buckets behind the reading, pruned (final but for the coarsening at the end), and
         # of the buckets still open (a chunk's first and last), merged now and then
@@ -139,7 +173,8 @@ class BoundedRequests:
         self.open: list[RequestAggregates] = []
         self.open_rows = 0
         self.merge_at = MERGE_ROWS
-        self.batch: list[pl.DataFrame] = []  # request rows not aggregated yet
+        self.batch: list[pl.DataFrame] = []  # request rows not aggregated yet: the columns aggregates read, strings as codes
+        self.batch_codes = StringCodes()
         self.batch_rows = 0
         # batches are aggregated on a thread of their own, one at a time, while the parser goes on
         self.aggregating: Future[None] | None = None
@@ -165,23 +200,23 @@ class BoundedRequests:
             self.first_ts = low if self.first_ts is None else min(self.first_ts, low)
             self.last_ts = high if self.last_ts is None else max(self.last_ts, high)
         if not self.sampling:
-            self.parts.append(rows)
+            self.parts.append(self.codes.encode(rows))
             self.kept += rows.height
             if self.kept > self.max_rows:  # from here on: aggregates of every row, a sample of the rows
                 self.sampling = True
                 for part in self.parts:  # as they came: a few MB of work at a time
-                    self._batch(part)
+                    self._batch(self.codes.decode(part))
                 self._thin()
             return
         self._batch(rows)
-        sample = compact(rows.filter(self._kept_expr()))
+        sample = self.codes.encode(rows.filter(self._kept_expr()))
         self.parts.append(sample)
         self.kept += sample.height
         self._thin()
 
     def frame(self, empty: pl.DataFrame) -> pl.DataFrame:
         """The kept rows, in reading order (`empty` when none)."""
-        return pl.concat(self.parts) if self.parts else empty
+        return self.codes.decode(pl.concat(self.parts)) if self.parts else empty
 
     def sample(self) -> RequestSample | None:
         """The aggregates of every row and what the sample is, once sampling began; None when every row was kept."""
@@ -206,18 +241,19 @@ class BoundedRequests:
         assert self.max_rows is not None
         while self.kept > self.max_rows:
             self.level += 1
-            self.parts = [compact(p.filter(self._kept_expr())) for p in self.parts]
+            self.parts = self.codes.thinned([p.filter(self._kept_expr()) for p in self.parts])
             self.kept = sum(p.height for p in self.parts)
 
     def _batch(self, rows: pl.DataFrame | None) -> None:
         """Aggregate `rows` with the ones before, once they are AGGREGATE_BATCH_ROWS (None: now)."""
         if rows is not None:
-            self.batch.append(rows)
+            # as codes over the batch's own categories, the rows waiting cost a few bytes a column, not their chunk's strings
+            self.batch.append(self.batch_codes.encode(rows.select(c for c in AGGREGATED_REQUEST_COLUMNS if c in rows.columns)))
             self.batch_rows += rows.height
         if self.batch and (rows is None or self.batch_rows >= AGGREGATE_BATCH_ROWS):
             latest = self.batch[-1].get_column("ts").min()  # buckets ending before it are complete (rows in time order)
             batch = pl.concat(self.batch)
-            self.batch, self.batch_rows = [], 0
+            self.batch, self.batch_rows, self.batch_codes = [], 0, StringCodes()
             self._wait()  # one batch in flight at most: memory stays bounded
             self.aggregating = _AGGREGATOR.submit(self._aggregate, batch, latest, aggregate_base_s(self._span_s()))  # type: ignore[arg-type]
         if rows is None:
@@ -231,7 +267,7 @@ class BoundedRequests:
     def _aggregate(self, rows: pl.DataFrame, low: datetime | None, base: int) -> None:
         from rca.aggregates import aggregate_requests
 
-        missing = [pl.lit(None, dtype).alias(c) for c, dtype in REQUESTS_SCHEMA.items() if c not in rows.columns]  # columns the caller does not read
+        missing = [pl.lit(None, REQUESTS_SCHEMA[c]).alias(c) for c in AGGREGATED_REQUEST_COLUMNS if c not in rows.columns]  # columns the caller does not read
         chunk = aggregate_requests(rows.lazy().with_columns(missing), base)
         # the buckets strictly inside the chunk's time range are complete (logs are written in time order)
         first, last = rows.select(bucket_floor_expr(base).min().alias("first"), bucket_floor_expr(base).max().alias("last")).row(0)

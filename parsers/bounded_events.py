@@ -40,7 +40,7 @@ import polars as pl
 from rca.aggregates import bucket_floor_expr
 from rca.messages import classify_expr, mask_expr
 from rca.model import EVENT_AGGREGATES_SCHEMA, EventAggregates
-from rca.parsers.bounded import EARLY_SAMPLING, SAMPLE_SEED, aggregate_base_s, compact
+from rca.parsers.bounded import EARLY_SAMPLING, SAMPLE_SEED, StringCodes, aggregate_base_s, compact
 from rca.parsers.changes import changes_from_messages, dedupe_changes
 from rca.parsers.distinct import by_distinct
 
@@ -149,8 +149,9 @@ class BoundedEvents:
     def __init__(self, max_rows: int | None):
         self.max_rows = max_rows
         self.parts: list[pl.DataFrame] = []  # every row, until sampling begins
-        self.priority: list[pl.DataFrame] = []  # then the kept rows of each group
+        self.priority: list[pl.DataFrame] = []  # then the kept rows of each group, their strings as codes
         self.others: list[pl.DataFrame] = []
+        self.codes = {"priority": StringCodes(), "others": StringCodes()}
         self.levels = {"priority": 0, "others": 0}
         self.rows = 0
         self.kept = 0
@@ -194,7 +195,7 @@ class BoundedEvents:
         """The kept rows, in line order (`empty` when none)."""
         if not self.sampling:
             return pl.concat(self.parts) if self.parts else empty
-        kept = [*self.priority, *self.others]
+        kept = [self.codes[group].decode(pl.concat(parts)) for group, parts in (("priority", self.priority), ("others", self.others)) if parts]
         return pl.concat(kept).sort("line") if kept else empty
 
     def changes(self, empty: pl.DataFrame) -> pl.DataFrame:
@@ -252,7 +253,7 @@ class BoundedEvents:
         columns = rows.columns
         for group, part in (("priority", tagged.filter(pl.col("_priority"))), ("others", tagged.filter(~pl.col("_priority")))):
             kept = getattr(self, group)
-            kept.append(compact(part.filter(self._kept_expr(group)).select(columns)))
+            kept.append(self.codes[group].encode(part.filter(self._kept_expr(group)).select(columns)))
             self._thin(group)
 
     def _key_ids(self, examples: pl.DataFrame) -> pl.DataFrame:
@@ -276,5 +277,5 @@ class BoundedEvents:
         parts: list[pl.DataFrame] = getattr(self, group)
         while sum(p.height for p in parts) > cap:
             self.levels[group] += 1
-            parts = [compact(p.filter(self._kept_expr(group))) for p in parts]
+            parts = self.codes[group].thinned([p.filter(self._kept_expr(group)) for p in parts])
         setattr(self, group, parts)

@@ -38,6 +38,8 @@ LN_GAMMA = math.log(GAMMA)
 # Dimensions whose latency is kept as histograms (the latency detector's; sources and user agents are
 # compared by counts only, and a histogram per client would cost more than the rows).
 SKETCH_DIMENSIONS = ("service", "endpoint", "host")
+AGGREGATE_KEY_STRINGS = tuple(dict.fromkeys(("signal", "service", "method", *AGGREGATE_DIMENSIONS)))  # the row strings aggregates group by
+AGGREGATED_REQUEST_COLUMNS = ("ts", "status", "bytes", *SKETCH_METRICS, *AGGREGATE_KEY_STRINGS)  # all `aggregate_requests` reads
 _COUNT_COLUMNS = [c for c in REQUEST_AGGREGATES_SCHEMA if c not in (*AGGREGATE_KEY, "method")]
 SUM_ROWS = 50_000  # aggregate rows regrouped at once when parts are merged or coarsened (`_summed`): smaller is slower, bigger holds more
 
@@ -106,8 +108,16 @@ def empty_aggregates(bucket_s: int) -> RequestAggregates:
 
 
 def aggregate_requests(requests: pl.DataFrame | pl.LazyFrame, bucket_s: int) -> RequestAggregates:
-    """Aggregate canonical request rows (REQUESTS_SCHEMA) at buckets of `bucket_s` seconds."""
-    rows = requests.lazy().filter(pl.col("ts").is_not_null()).with_columns(bucket_floor_expr(bucket_s).alias("bucket"))
+    """Aggregate canonical request rows (REQUESTS_SCHEMA; its key strings may come as Categorical) at buckets of
+    `bucket_s` seconds."""
+    # the key strings are grouped by as codes (categories made for this call, freed with it): each string is
+    # hashed once rather than in each of the dozen group-bys, and their keys are numbers, not copies of strings
+    # (150k access-log rows: about 1.5x faster, half the memory); the aggregated rows get their strings back
+    schema = requests.collect_schema()
+    coded = {c: pl.Categorical(pl.Categories.random()) for c in AGGREGATE_KEY_STRINGS if schema.get(c) == pl.String}
+    rows = (requests.lazy().filter(pl.col("ts").is_not_null())
+            .with_columns(bucket_floor_expr(bucket_s).alias("bucket"), *(pl.col(c).cast(dtype) for c, dtype in coded.items())))
+    strings = [pl.col(c).cast(pl.String) for c in ("signal", "service", "value", "method")]
     status = pl.col("status")
     totals = [
         pl.len().cast(pl.Int64).alias("requests"),
@@ -123,14 +133,14 @@ def aggregate_requests(requests: pl.DataFrame | pl.LazyFrame, bucket_s: int) -> 
     counts = [
         rows.group_by("signal", "service", "bucket", pl.col(dim).alias("value"), "method")
         .agg(totals)
-        .with_columns(pl.lit(dim).alias("dimension"))
+        .with_columns(pl.lit(dim).alias("dimension"), *strings)
         for dim in AGGREGATE_DIMENSIONS
     ]
     sketches = [
         rows.filter(pl.col(metric).is_not_null())
         .group_by("signal", "service", "bucket", pl.col(dim).alias("value"), sketch_bin_expr(pl.col(metric)).alias("bin"))
         .agg(pl.len().cast(pl.Int64).alias("count"))
-        .with_columns(pl.lit(dim).alias("dimension"), pl.lit(metric).alias("metric"))
+        .with_columns(pl.lit(dim).alias("dimension"), pl.lit(metric).alias("metric"), *strings[:3])
         for dim in SKETCH_DIMENSIONS
         for metric in SKETCH_METRICS
     ]

@@ -113,3 +113,21 @@ def test_small_input_is_kept_whole_without_aggregates():
     reader = _read(rows, 1000, max_rows=rows.height)
     assert reader.sample() is None
     assert reader.frame(rows.clear()).equals(rows)
+
+
+@pytest.mark.parametrize("seed", [13, 14])
+def test_sampled_rows_are_held_as_codes_and_given_back_as_the_rows_kept(seed: int):
+    """Past the cap the kept rows' strings are held as codes, each distinct string once (a long log's sample repeats
+    its user agents and routes thousands of times): `frame` gives back exactly the rows of the input at the kept
+    lines, nulls and long strings included, and a thinning lets go of the strings only dropped rows held."""
+    rows = _requests(seed).with_columns(  # long strings (not inlined in a view) and nulls, repeated
+        pl.concat_str(pl.lit("Mozilla/5.0 (X11; Linux x86_64) build "), pl.col("line") % 37).alias("user_agent"),
+        pl.when(pl.col("line") % 5 == 0).then(None).otherwise(pl.col("endpoint")).alias("endpoint"))
+    reader = _read(rows, 500, max_rows=rows.height // 5)
+    assert reader.level >= 2  # thinned at least once after the switch
+    kept = reader.frame(rows.clear())
+    assert kept.equals(rows.filter(pl.col("line").hash(bounded.SAMPLE_SEED) % (1 << reader.level) == 0))
+    held = pl.concat(reader.parts)
+    assert all(isinstance(held.schema[c], pl.Categorical) for c, dtype in rows.schema.items() if dtype == pl.String)
+    for column, categories in reader.codes.categories.items():  # no string of a dropped row only
+        assert set(categories.to_series().to_list()) <= set(kept.get_column(column).drop_nulls().to_list())

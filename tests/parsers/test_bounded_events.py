@@ -144,6 +144,30 @@ def test_rows_kept_depend_on_line_numbers_only():
     assert set(range(1, 4001, 50)) <= set(kept[0])  # every error
 
 
+
+def test_kept_events_are_held_as_codes_and_given_back_as_the_events_at_their_lines():
+    """The sampled events' strings are held as codes, each distinct string once: `frame` gives back exactly the
+    input's events at the lines kept (nulls, long messages), and a thinning lets go of the strings of dropped rows."""
+    rows = conform(pl.DataFrame({
+        "ts": [START + timedelta(seconds=i) for i in range(4000)],
+        "level": ["ERROR" if i % 9 == 0 else "INFO" for i in range(4000)],
+        "service": "api", "host": [None if i % 11 == 0 else f"host-{i % 4}" for i in range(4000)],
+        "message": [f"a long message that is not inlined in its view, variant {i % 13}" for i in range(4000)],
+        "origin": "x.log", "line": list(range(1, 4001)), "signal": "text_log",
+    }), "events")
+    reader = BoundedEvents(800)
+    for start in range(0, rows.height, 300):
+        reader.add(rows[start : start + 300])
+    assert reader.levels["priority"] >= 1 and reader.levels["others"] >= 1  # both groups thinned
+    kept = reader.frame(rows.clear())
+    assert_frame_equal(kept, rows.filter(pl.col("line").is_in(kept["line"].implode())))
+    for group in ("priority", "others"):
+        held = pl.concat(getattr(reader, group))
+        assert all(isinstance(held.schema[c], pl.Categorical) for c, dtype in rows.schema.items() if dtype == pl.String)
+        group_kept = kept.filter(pl.col("line").is_in(held["line"].implode()))
+        for column, categories in reader.codes[group].categories.items():
+            assert set(categories.to_series().to_list()) <= set(group_kept.get_column(column).drop_nulls().to_list())
+
 def test_an_input_projected_past_the_cap_is_sampled_from_its_first_chunk_with_the_same_result():
     rows = conform(pl.DataFrame({
         "ts": [START + timedelta(seconds=i) for i in range(4000)],
