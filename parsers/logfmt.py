@@ -204,7 +204,7 @@ class LogfmtParser:
         line), chunk by chunk as the input is read, each chunk mapped to canonical rows at once."""
         finisher = RowsFinisher(options.max_request_rows, options.request_columns, options.max_event_rows)
         read = _LogfmtRead()
-        for part, share in self._parts(source, options, read):
+        for part, share in self._parts(source, options, read, kept=True):
             finisher.add(part, share)
         return self._read_result(source, read, finisher.finish())
 
@@ -212,13 +212,14 @@ class LogfmtParser:
         """The chunked parse as a stream of request and event rows (for `rca ingest`): each chunk's rows go
         out as it is read (`parsers.fields.streamed_records`), the same rows as `parse`'s."""
         read = _LogfmtRead()
-        return streamed_records(lambda: (part for part, _ in self._parts(source, options, read)), RowsFinisher(),
+        return streamed_records(lambda: (part for part, _ in self._parts(source, options, read, kept=False)), RowsFinisher(),
                                 lambda finished: self._read_result(source, read, finished))
 
     @staticmethod
-    def _parts(source: Source, options: ParseOptions, read: _LogfmtRead) -> Iterator[tuple[MappedRows, float | None]]:
+    def _parts(source: Source, options: ParseOptions, read: _LogfmtRead, kept: bool) -> Iterator[tuple[MappedRows, float | None]]:
         """Each chunk's canonical rows as the input is read (two chunks at once), with the share of the input
-        read; `read` gathers the line counts and the lines that are not pairs."""
+        read; `read` gathers the line counts and the lines that are not pairs. `kept`: the request rows are
+        kept in memory (not written out at once), so they get their own buffers."""
         default_service = PurePath(source.origin).name.split(".")[0] or None
 
         def one(chunk: LineChunk) -> tuple[MappedRows, Lines, list[Rejected], int, float | None]:
@@ -228,7 +229,7 @@ class LogfmtParser:
             # the values are views of the chunk's text (a layout's match, unlike a sort of its parts, keeps
             # them so): request rows kept whole would hold every chunk's text (+80 MB over 1M lines);
             # events are compacted as they are taken
-            return replace(part, requests=compact(part.requests)), lines, bad, bad_count, read_share(chunk)
+            return replace(part, requests=compact(part.requests)) if kept else part, lines, bad, bad_count, read_share(chunk)
 
         total = read.lines
         for part, lines, chunk_bad, chunk_bad_count, share in map_chunks(source, total.warnings, one):
