@@ -71,7 +71,7 @@ class MetricsCsvParser:
             if not header:  # the header row heads every later block, so each parses as the whole file would
                 cut = block.find(b"\n") + 1 or len(block)
                 header, block = block[:cut] if block[cut - 1 : cut] == b"\n" else block[:cut] + b"\n", block[cut:]
-            metrics, rejected, count = _parse_rows(header + block, source.origin, options, first_line=2 + rows)
+            metrics, rejected, count = _parse_rows(header + block, source.origin, options, first_line=2 + rows, warnings=warnings)
             del block
             parts.append(metrics)
             rows += count
@@ -116,13 +116,38 @@ def _record_blocks(source: Source, warnings: list[str]) -> Iterator[bytes]:
         yield b"".join(pending)
 
 
-def _parse_rows(payload: bytes, origin: str, options: ParseOptions, first_line: int) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+def _first_odd_quote_row(payload: bytes) -> int | None:
+    """0-based index (the header being 0) of the first row holding an odd count of quote characters, if any."""
+    for index, row in enumerate(payload.split(b"\n")):
+        if row.count(b'"') % 2:
+            return index
+    return None
+
+
+def _parse_rows(
+    payload: bytes, origin: str, options: ParseOptions, first_line: int, warnings: list[str] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """The metric points of CSV text with its header (rows numbered from `first_line`), the rejected rows
-    (`line`, `text`), and the number of rows."""
+    (`line`, `text`), and the number of rows. A quote left open (a row cut short, a stray `"`) makes the CSV
+    reader refuse the whole text: it is read again with quotes as plain characters, so the row holding it is
+    rejected and counted (its value unreadable) instead of the whole file being lost, and a warning names it."""
+    def read(quote_char: str | None) -> pl.DataFrame:
+        return pl.read_csv(io.BytesIO(payload), infer_schema=False, encoding="utf8-lossy", truncate_ragged_lines=True,
+                           quote_char=quote_char)
+
     try:
-        raw = pl.read_csv(io.BytesIO(payload), infer_schema=False, encoding="utf8-lossy", truncate_ragged_lines=True)
+        raw = read('"')
     except pl.exceptions.PolarsError as exc:
-        raise InputError(f"not a readable CSV ({str(exc).splitlines()[0]})", file=origin, line=1) from None
+        odd = _first_odd_quote_row(payload)
+        error = InputError(f"not a readable CSV ({str(exc).splitlines()[0]})", file=origin, line=1 if odd is None else max(1, first_line + odd - 1))
+        if odd is None or odd == 0:
+            raise error from None
+        try:
+            raw = read(None)
+        except pl.exceptions.PolarsError:
+            raise error from None
+        if warnings is not None:
+            warnings.append(f"line {first_line + odd - 1}: a quote left open; rows read with quotes as plain characters")
     found = _columns(raw.columns)
     missing = {"ts", "name", "value"} - set(found)
     if missing:

@@ -49,3 +49,16 @@ def test_an_empty_or_headless_file_is_one_clear_error(tmp_path: Path):
         path.write_bytes(content)
         with pytest.raises(InputError):
             _parse(path)
+
+
+def test_a_quote_left_open_rejects_its_row_not_the_file(tmp_path: Path):
+    """A row cut short inside a quote (or a stray `"`) made the CSV reader refuse the whole file; now that row is
+    rejected and counted with its line, the rows around it kept, and a warning names the line."""
+    path = tmp_path / "metrics.csv"
+    path.write_bytes(b'ts,name,value,host\n1767607200,cpu,1,h\n1767607260,cpu,"1,h\n1767607320,cpu,2,h\n')
+    result = _parse(path)
+    assert result.frames["metrics"]["line"].to_list() == [2, 4]
+    assert result.frames["metrics"]["value"].to_list() == [1.0, 2.0]
+    assert (result.lines, result.rejected) == (3, 1)
+    assert result.rejected_examples[0].line == 3
+    assert any("line 3: a quote left open" in w for w in result.warnings)
