@@ -287,9 +287,9 @@ def read_share(chunk: LineChunk) -> float | None:
 
 
 def map_chunks(source: Source, warnings: list[str], work: Callable[[LineChunk], T], workers: int = 2,
-               chunks: Iterable[LineChunk] | None = None) -> Iterator[T]:
-    """`work` applied to each chunk of the input (`line_chunks`, or the rest of `chunks` when given) on
-    `workers` threads (polars releases the GIL), results in input order.
+               chunks: Iterable[LineChunk] | None = None, chunk_bytes: int | None = None) -> Iterator[T]:
+    """`work` applied to each chunk of the input (`line_chunks` of `chunk_bytes`, or the rest of `chunks`
+    when given) on `workers` threads (polars releases the GIL), results in input order.
 
     A reader thread reads the chunks and hands them to the workers as soon as one of the `workers + 1`
     places is free, so the workers never wait for the consumer to ask for the next result, nor for the
@@ -305,7 +305,7 @@ def map_chunks(source: Source, warnings: list[str], work: Callable[[LineChunk], 
 
     def read(pool: ThreadPoolExecutor) -> None:
         try:
-            for chunk in (line_chunks(source, warnings) if chunks is None else chunks):
+            for chunk in (line_chunks(source, warnings, chunk_bytes) if chunks is None else chunks):
                 while not places.acquire(timeout=0.05):
                     if stop.is_set():
                         return
