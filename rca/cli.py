@@ -509,7 +509,7 @@ def _warn_coarse_buckets(err: Console, report: Report, bucket: str | None) -> No
 @_error_boundary
 def ingest(
     inputs: Inputs,
-    out: Annotated[str, typer.Option("--out", "-o", metavar="DIR|STORE", help="Directory to write the canonical frames to, as Parquet; or a ClickHouse store (chdb:PATH, clickhouse://...) to write spans, logs and metrics in the OpenTelemetry exporter's schema.")],
+    out: Annotated[str, typer.Option("--out", "-o", metavar="DIR|STORE", help="Directory to write the canonical frames to, as Parquet (an earlier ingest's frames there are replaced once all is written; a directory given as input skips it); or a ClickHouse store (chdb:PATH, clickhouse://...) to write spans, logs and metrics in the OpenTelemetry exporter's schema.")],
     input_format: InputFormatOpt = None,
     log_format: LogFormatOpt = None,
     field: FieldOpt = None,
