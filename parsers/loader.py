@@ -391,11 +391,16 @@ def ingest_to_parquet(
     `<frame>.<n>.parquet` for inputs streamed straight to disk (access logs, plain-text logs, JSON lines, logfmt). Frames of an earlier
     ingest into the same directory are replaced."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("is a file: --out takes a directory", file=str(out_dir))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".rca-ingest-", dir=out_dir))
+    except OSError as exc:
+        raise InputError(f"cannot write there: {exc.strerror or exc}", file=str(out_dir)) from None
     # Written aside first (a hidden folder: never taken as an input) and moved in once all is written: an
     # ingest that fails leaves the earlier frames as they were, and frames of the earlier ingest given as
     # inputs (`rca ingest DIR -o DIR`) are read before they are replaced.
-    staging = Path(tempfile.mkdtemp(prefix=".rca-ingest-", dir=out_dir))
     try:
         dataset = load_dataset(inputs, options, changes_files=changes_files, tops=False, sink_dir=staging, output_dir=out_dir)
         for name in FRAMES:
