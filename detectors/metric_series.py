@@ -81,9 +81,13 @@ def _numbered(distinct: pl.DataFrame) -> pl.DataFrame:
 
 def _compute(metrics: pl.DataFrame) -> MetricSeries:
     keys_only = metrics.lazy().select(SERIES_KEYS)
-    keys = _numbered(keys_only.group_by(SERIES_KEYS).agg(pl.len().cast(pl.Int64).alias(POINTS)).collect(engine="streaming"))
+    distinct = keys_only.group_by(SERIES_KEYS).agg(pl.len().cast(pl.Int64).alias(POINTS)).collect(engine="streaming")
+    # the keys as text (the frame's may be Categorical codes, `rca.model.analyzed_metrics`): the detectors read
+    # strings, and the ids follow the strings' order whichever way the frame holds them
+    keys = _numbered(distinct.with_columns(pl.col(SERIES_KEYS).cast(pl.String)))
     ids = (
-        keys_only.join(keys.lazy().drop(POINTS), on=list(SERIES_KEYS), how="left", nulls_equal=True, maintain_order="left")
+        keys_only.join(keys.lazy().drop(POINTS).cast({c: metrics.schema[c] for c in SERIES_KEYS}), on=list(SERIES_KEYS),
+                       how="left", nulls_equal=True, maintain_order="left")
         .select(SERIES).collect(engine="streaming").to_series()
     )
     return MetricSeries(keys=keys, ids=ids)

@@ -65,7 +65,8 @@ def detect_metric_shifts(dataset: Dataset, context: AnalysisContext) -> list[Fin
     if metrics.height == 0:
         return []
     # lazy: the streaming engine finds the few distinct pairs without encoding every point's strings; sorted, so the first unit a name is classified by is always the same
-    names = metrics.lazy().select("name", "unit").unique().drop_nulls("name").collect().sort("name", "unit", nulls_last=True)
+    names = (metrics.lazy().select("name", "unit").unique().drop_nulls("name").collect()  # the pairs as text: analysis holds codes
+             .cast({"name": pl.String, "unit": pl.String}).sort("name", "unit", nulls_last=True))
     classes: dict[str, MetricClass] = {}
     for name, unit in names.iter_rows():
         found = classify_metric(name, unit)

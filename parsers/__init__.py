@@ -46,6 +46,10 @@ class ParseOptions:
     # the requests columns the caller reads (rca.model.ANALYZED_REQUEST_COLUMNS for analysis); the others
     # are left null, as early as the parser can (per chunk), so memory holds only what is read. None: all.
     request_columns: tuple[str, ...] | None = None
+    # the metrics columns the caller reads (rca.model.ANALYZED_METRIC_COLUMNS for analysis): the others left
+    # null and the read strings held as Categorical codes (rca.model.analyzed_metrics), per block where the
+    # parser reads in blocks. None: every column, as String.
+    metric_columns: tuple[str, ...] | None = None
     # keep at most this many request rows of an input (a uniform sample beyond it, with exact aggregates of
     # every row: `parsers.bounded`), for the formats that read in chunks. None: every row.
     max_request_rows: int | None = None

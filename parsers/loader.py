@@ -32,6 +32,7 @@ from rca.model import (
     InputSummary,
     Rejected,
     RequestAggregates,
+    analyzed_metrics,
     empty_frame,
 )
 from rca.parsers import ParseOptions, ParseResult, get_parser, sniff
@@ -105,6 +106,16 @@ def _narrow(requests: pl.DataFrame, columns: tuple[str, ...] | None) -> pl.DataF
         return requests
     dropped = [pl.lit(None, dtype).alias(c) for c, dtype in REQUESTS_SCHEMA.items() if c not in columns and requests[c].null_count() < requests.height]
     return requests.with_columns(dropped) if dropped else requests
+
+
+def _analyzed(name: str, frame: pl.DataFrame, options: ParseOptions) -> pl.DataFrame:
+    """Frame `name` of one input as the caller keeps it: requests and metrics narrowed to the columns it reads
+    (`ParseOptions.request_columns`, `metric_columns`); the same frame when it reads every column."""
+    if name == "requests":
+        return _narrow(frame, options.request_columns)
+    if name == "metrics" and options.metric_columns is not None:
+        return analyzed_metrics(frame, options.metric_columns)
+    return frame
 
 
 def _top(frame: pl.DataFrame, column: str) -> tuple[tuple[str, int], ...]:
@@ -208,7 +219,8 @@ def load_dataset(
         if store_aggregates is not None:
             aggregates.append(store_aggregates)
         for name, frame in result.frames.items():
-            collected[name].append(frame)
+            # metrics as every input's (codes when analysed), or the frames would not concatenate
+            collected[name].append(_analyzed(name, frame, options) if name == "metrics" else frame)
             if name == "requests" and store_aggregates is None:
                 whole.append(frame)
         summaries.append(summary)
@@ -247,7 +259,7 @@ def load_dataset(
             clocks.append(clock_of(source.origin, result.format, source.sample().lines, result.frames if sunk is None else None))
         for name, frame in result.frames.items():
             if frame.height:
-                frame = _narrow(frame, options.request_columns) if name == "requests" else frame
+                frame = _analyzed(name, frame, options)
                 collected[name].append(frame)
                 if name == "requests" and result.request_sample is None:
                     whole.append(frame)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import polars as pl
 
 from rca.errors import InputError
-from rca.model import conform
+from rca.model import analyzed_metrics, conform
 from rca.parsers import ParseOptions, ParseResult, register
 from rca.parsers.bounded import compact
 from rca.parsers.decoding import parse_timestamp
@@ -184,7 +184,10 @@ def _parse_rows(
     rejected = frame.filter(~readable).select(
         "line", pl.concat_str([pl.col(c).fill_null("") for c in ("ts", "name", "value")], separator=",").alias("text")
     )
-    return compact(conform(metrics, "metrics")), rejected, frame.height  # type: ignore[arg-type]
+    metrics = conform(metrics, "metrics")  # type: ignore[assignment]
+    # per block: the whole file's points as String columns would be held before analysis narrows them
+    kept = compact(metrics) if options.metric_columns is None else analyzed_metrics(metrics, options.metric_columns)
+    return kept, rejected, frame.height
 
 
 register(MetricsCsvParser())

@@ -428,7 +428,7 @@ def analyze(
     quiet: QuietOpt = False,
 ) -> None:
     """Rank the likely causes of the incident in INPUTS, with evidence and ruled-out paths."""
-    from rca.model import ANALYZED_REQUEST_COLUMNS
+    from rca.model import ANALYZED_METRIC_COLUMNS, ANALYZED_REQUEST_COLUMNS
     from rca.pipeline import (
         AnalyzeOptions,
         analyze_dataset,
@@ -462,12 +462,12 @@ def analyze(
     progress, update = _progress(err, quiet)  # stderr on a terminal only, whatever the report format
     if progress is not None:
         with progress:
-            dataset = load(inputs, options, progress=update, request_columns=ANALYZED_REQUEST_COLUMNS, max_request_rows=analyzed_request_rows(),
+            dataset = load(inputs, options, progress=update, request_columns=ANALYZED_REQUEST_COLUMNS, metric_columns=ANALYZED_METRIC_COLUMNS, max_request_rows=analyzed_request_rows(),
                            max_event_rows=analyzed_event_rows(), max_spans=analyzed_spans())
             _warn_inputs(err, dataset.inputs)
             report = analyze_dataset(dataset, options, update)
     else:
-        dataset = load(inputs, options, request_columns=ANALYZED_REQUEST_COLUMNS, max_request_rows=analyzed_request_rows(),
+        dataset = load(inputs, options, request_columns=ANALYZED_REQUEST_COLUMNS, metric_columns=ANALYZED_METRIC_COLUMNS, max_request_rows=analyzed_request_rows(),
                        max_event_rows=analyzed_event_rows(), max_spans=analyzed_spans())
         _warn_inputs(err, dataset.inputs)
         report = analyze_dataset(dataset, options)

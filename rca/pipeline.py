@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from rca.model import (
+    ANALYZED_METRIC_COLUMNS,
     ANALYZED_REQUEST_COLUMNS,
     MAX_ANALYZED_EVENT_ROWS,
     MAX_ANALYZED_REQUEST_ROWS,
@@ -65,13 +66,15 @@ def load(
     progress: ProgressFn | None = None,
     stdin: BinaryIO | None = None,
     request_columns: tuple[str, ...] | None = None,
+    metric_columns: tuple[str, ...] | None = None,
     max_request_rows: int | None = None,
     max_spans: int | None = None,
     max_event_rows: int | None = None,
 ) -> Dataset:
     """Read every input into one Dataset (raises InputError only when nothing is readable). With
     `request_columns`, the requests' other columns are not kept (nulls): analysis passes
-    `ANALYZED_REQUEST_COLUMNS`, what it reads. With `max_request_rows`, an input with more requests keeps
+    `ANALYZED_REQUEST_COLUMNS`, what it reads; `metric_columns` likewise for the metrics, their strings held as
+    codes (`ANALYZED_METRIC_COLUMNS`, `rca.model.analyzed_metrics`). With `max_request_rows`, an input with more requests keeps
     a sample of them and exact aggregates of them all (`Dataset.request_aggregates`): analysis passes
     `analyzed_request_rows()`; `max_event_rows` likewise for log events (`Dataset.event_aggregates`). With
     `max_spans`, a trace input with more spans keeps those of a sample of whole traces and the requests of
@@ -81,7 +84,7 @@ def load(
     from rca.parsers.loader import load_dataset
 
     parse = replace(options.parse, store_since=options.baseline_since, store_until=options.until, store_incident_since=options.since,
-                    request_columns=request_columns, max_request_rows=max_request_rows,
+                    request_columns=request_columns, metric_columns=metric_columns, max_request_rows=max_request_rows,
                     max_spans=max_spans, max_event_rows=max_event_rows)
     return load_dataset(
         inputs, parse, changes_files=options.changes_files, progress=progress, stdin=stdin
@@ -127,6 +130,6 @@ def analyze(
 ) -> Report:
     """Read the inputs and return the ranked causes of the incident they show."""
     options = options or AnalyzeOptions()
-    dataset = load(inputs, options, progress=progress, stdin=stdin, request_columns=ANALYZED_REQUEST_COLUMNS, max_request_rows=analyzed_request_rows(),
+    dataset = load(inputs, options, progress=progress, stdin=stdin, request_columns=ANALYZED_REQUEST_COLUMNS, metric_columns=ANALYZED_METRIC_COLUMNS, max_request_rows=analyzed_request_rows(),
                    max_spans=analyzed_spans(), max_event_rows=analyzed_event_rows())
     return analyze_dataset(dataset, options, progress)
