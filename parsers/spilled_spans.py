@@ -21,13 +21,16 @@ memory holds a few hundred thousand spans at any size (more only for one trace b
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import zip_longest
 from pathlib import Path
 
 import polars as pl
 
+from rca.model import REQUESTS_SCHEMA, SPANS_SCHEMA
+from rca.parsers import ParseResult, Streamed, lazy_tee
 from rca.parsers.bounded_spans import Reduced
 from rca.parsers.spantree import InputSpans, finish_spans, unversioned_services, versioned_services
 
@@ -37,6 +40,25 @@ SPILL_SPANS = 250_000  # raw spans held before they are written to disk, sorted 
 SPILL_ROW_GROUP = 8_192  # rows per row group of a spill file: a group's read skips the row groups of other buckets
 GROUP_SPANS = 250_000  # spans finished at a time (consecutive buckets; a bucket bigger than that alone)
 MERGE_ROWS = 200_000  # rows of every group's files held at once while merging them back into read order
+
+
+def streamed_spans(origin: str, read: Callable[[SpilledSpans], ParseResult]) -> Streamed:
+    """A trace input as `Streamed` (`rca ingest`): `read(spans)` reads every span of it into `spans` and gives the
+    rest of its parse (lines, rejected lines, warnings, log events and metric points: no span frames); the
+    spans and requests stream from `SpilledSpans.frames`, the version changes and integrity warnings of
+    every span join the rest."""
+    spans = SpilledSpans(origin)
+    reads: list[ParseResult] = []
+
+    def parts() -> Iterator[dict[str, pl.DataFrame]]:
+        reads.append(read(spans))
+        yield from spans.frames()
+
+    def remainder() -> ParseResult:
+        (rest,) = reads
+        return dataclasses.replace(rest, frames={"changes": spans.whole.changes(origin), **rest.frames}, warnings=rest.warnings + spans.whole.warnings())
+
+    return Streamed(lazy_tee(parts, {"spans": SPANS_SCHEMA, "requests": REQUESTS_SCHEMA}), remainder)
 
 
 class SpilledSpans:

@@ -23,8 +23,8 @@ import msgspec
 import orjson
 import polars as pl
 
-from rca.model import REQUESTS_SCHEMA, SPANS_SCHEMA, Rejected
-from rca.parsers import ParseOptions, ParseResult, Streamed, lazy_tee, register
+from rca.model import Rejected
+from rca.parsers import ParseOptions, ParseResult, Streamed, register
 from rca.parsers.bounded_spans import BoundedSpans, reduce_block
 from rca.parsers.lines import read_blocks, read_payload
 from rca.parsers.otlp import json_spans as js
@@ -52,7 +52,7 @@ from rca.parsers.otlp.common import (
 )
 from rca.parsers.sources import Sample, Source
 from rca.parsers.spantree import finish_spans
-from rca.parsers.spilled_spans import SpilledSpans
+from rca.parsers.spilled_spans import SpilledSpans, streamed_spans
 
 
 class OtlpJsonParser:
@@ -114,17 +114,7 @@ class OtlpJsonParser:
         first = next(blocks, None)
         if first is None or not _one_document_a_line(first[0]):
             return None
-        spans = SpilledSpans(source.origin)
-        walks: list[JsonWalk] = []
-
-        def parts() -> Iterator[dict[str, pl.DataFrame]]:
-            walks.extend(self._read_blocks(source, _chain(first, blocks), spans))
-            yield from spans.frames()
-
-        def remainder() -> ParseResult:
-            return self._walked(source, walks, {"changes": spans.whole.changes(source.origin)}, warnings + spans.whole.warnings())
-
-        return Streamed(lazy_tee(parts, {"spans": SPANS_SCHEMA, "requests": REQUESTS_SCHEMA}), remainder)
+        return streamed_spans(source.origin, lambda spans: self._walked(source, self._read_blocks(source, _chain(first, blocks), spans), {}, warnings))
 
     def _read_blocks(self, source: Source, blocks: Iterator[tuple[bytes, int]], spans: BoundedSpans | SpilledSpans) -> list[JsonWalk]:
         """Walk blocks of lines (in worker processes for a big file), their spans handed to `spans`."""

@@ -23,8 +23,7 @@ from typing import Any
 import polars as pl
 
 from rca.errors import InputError
-from rca.model import REQUESTS_SCHEMA, SPANS_SCHEMA
-from rca.parsers import ParseOptions, ParseResult, Streamed, lazy_tee, register
+from rca.parsers import ParseOptions, ParseResult, Streamed, register
 from rca.parsers.bounded_spans import BoundedSpans, reduce_block
 from rca.parsers.lines import decompressed_blocks, read_payload
 from rca.parsers.otlp import columns as oc
@@ -56,7 +55,7 @@ from rca.parsers.otlp.signals import (
 )
 from rca.parsers.sources import Sample, Source
 from rca.parsers.spantree import finish_spans
-from rca.parsers.spilled_spans import SpilledSpans
+from rca.parsers.spilled_spans import SpilledSpans, streamed_spans
 
 
 class OtlpProtoParser:
@@ -127,19 +126,12 @@ class OtlpProtoParser:
             forced = normalize_signal(options.signal)
         except ValueError:
             return None
-        spans = SpilledSpans(source.origin)
-        reads: list[_BlocksRead] = []
 
-        def parts() -> Iterator[dict[str, pl.DataFrame]]:
-            reads.append(self._read_blocks(source, forced, spans))
-            yield from spans.frames()
+        def read(spans: SpilledSpans) -> ParseResult:
+            blocks = self._read_blocks(source, forced, spans)
+            return ParseResult(format=self.name, frames=signal_frames(blocks.events, blocks.metrics, source.origin), lines=blocks.messages, warnings=blocks.warnings)
 
-        def remainder() -> ParseResult:
-            read = reads[0]
-            frames = {"changes": spans.whole.changes(source.origin), **signal_frames(read.events, read.metrics, source.origin)}
-            return ParseResult(format=self.name, frames=frames, lines=read.messages, warnings=read.warnings + spans.whole.warnings())
-
-        return Streamed(lazy_tee(parts, {"spans": SPANS_SCHEMA, "requests": REQUESTS_SCHEMA}), remainder)
+        return streamed_spans(source.origin, read)
 
     def _read_blocks(self, source: Source, forced: str | None, spans: BoundedSpans | SpilledSpans) -> _BlocksRead:
         """Decode the input in blocks of messages (in worker processes for a big file), spans handed to `spans`:

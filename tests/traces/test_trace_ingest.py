@@ -164,3 +164,26 @@ def test_ingest_then_analyze_of_a_trace_file_reports_what_analyze_of_the_file_do
     again = orjson.loads(runner.invoke(app, ["analyze", str(out), "-f", "json", "-q"]).stdout)
     assert direct["hypotheses"] and again["hypotheses"] == direct["hypotheses"]
     assert {k: v for k, v in again.items() if k not in ("inputs", "hypotheses")} == {k: v for k, v in direct.items() if k not in ("inputs", "hypotheses")}
+
+
+def test_zipkin_lines_and_arrays_and_jaeger_envelopes_stream_the_frames_of_the_whole_parse(tmp_path: Path, small_parts: None, monkeypatch: pytest.MonkeyPatch):
+    """Zipkin JSON lines (shared spans' halves in any block, malformed lines), a Zipkin array of traces and a
+    Jaeger envelope (read a run of traces at a time)."""
+    from rca.parsers import json_arrays, zipkin
+    from rca.parsers.jaeger import JaegerParser
+    from tests.traces.test_jaeger_zipkin import _documents
+    from tests.traces.test_zipkin_lines import _lines
+
+    monkeypatch.setattr(zipkin, "BLOCK_BYTES", 20_000)
+    monkeypatch.setattr(json_arrays, "BATCH_BYTES", 20_000)
+    jaeger_doc, zipkin_doc = _documents(150, 1)
+    inputs = {"zipkin.jsonl": (zipkin.ZipkinParser(), b"\n".join(_lines(3, 250, 7, 30)) + b"\n"), "zipkin.json": (zipkin.ZipkinParser(), zipkin_doc),
+              "jaeger.json": (JaegerParser(), jaeger_doc)}
+    for name, (parser, data) in inputs.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        whole = parser.parse(Source(str(path), path), ParseOptions())
+        frames, rest = _streamed(parser, path)
+        assert whole.frames["spans"].height > 600, name
+        _assert_same(whole, frames, rest)
+    assert rest.rejected == 0 and whole.rejected == 0
