@@ -122,10 +122,17 @@ class SpilledSpans:
     def frames(self) -> Iterator[dict[str, pl.DataFrame]]:
         """The canonical spans and requests rows of every span taken, a slice at a time in read order (read
         once, after the last block); `whole` then holds the input's warnings and version changes."""
+        if not self.spills:  # every span still held (a small input): finished as it is, nothing on disk
+            raw = pl.concat(self.held) if self.held else None
+            self.held = []
+            self.whole = InputSpans(unversioned_services([versioned_services(raw)]) if raw is not None else pl.Series("service", [], pl.String))
+            if raw is not None:
+                frames, _ = finish_spans(raw, self.origin, self.whole)
+                yield {name: self._finished(frames[name]) for name in ("spans", "requests")}
+            self.close()
+            return
         self._spill()
         self.whole = InputSpans(unversioned_services(self.versioned))
-        if not self.spills:
-            return
         files: dict[str, list[Path]] = {"spans": [], "requests": []}
         groups = self.groups()
         slice_rows = max(MERGE_ROWS // len(groups), 1_000)
@@ -133,6 +140,10 @@ class SpilledSpans:
             raw = pl.scan_parquet(self.spills).filter(pl.col("_bucket").is_between(first, last)).drop("_bucket").collect().sort("_seq")
             frames, _ = finish_spans(raw, self.origin, self.whole)
             del raw
+            if len(groups) == 1:  # in read order already
+                self.close()
+                yield {name: self._finished(frames[name]) for name in files}
+                return
             for name, paths in files.items():
                 path = Path(self.directory.name) / f"{name}-{len(paths)}.parquet"
                 frames[name].write_parquet(path, compression="lz4", row_group_size=slice_rows)
@@ -143,9 +154,11 @@ class SpilledSpans:
         self.spills = []
         merged = {name: in_read_order(paths, slice_rows) for name, paths in files.items()}
         for spans, requests in zip_longest(merged["spans"], merged["requests"]):
-            yield {name: rows.drop("_seq").with_columns(origin=pl.lit(self.origin), signal=pl.lit("trace"))
-                   for name, rows in (("spans", spans), ("requests", requests)) if rows is not None}
+            yield {name: self._finished(rows) for name, rows in (("spans", spans), ("requests", requests)) if rows is not None}
         self.close()
+
+    def _finished(self, rows: pl.DataFrame) -> pl.DataFrame:
+        return rows.drop("_seq").with_columns(origin=pl.lit(self.origin), signal=pl.lit("trace"))
 
     def close(self) -> None:
         """Remove the temporary files."""
@@ -162,7 +175,7 @@ def in_read_order(paths: list[Path], slice_rows: int) -> Iterator[pl.DataFrame]:
     def read(k: int) -> pl.DataFrame | None:
         if offsets[k] >= sizes[k]:
             return None
-        rows = pl.read_parquet(paths[k], n_rows=None) if sizes[k] <= slice_rows else pl.scan_parquet(paths[k]).slice(offsets[k], slice_rows).collect()
+        rows = pl.scan_parquet(paths[k]).slice(offsets[k], slice_rows).collect()
         offsets[k] += rows.height
         return rows
 

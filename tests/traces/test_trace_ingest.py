@@ -97,6 +97,19 @@ def test_spans_finished_by_groups_of_traces_are_those_of_the_whole_input(seed: i
     assert not Path(spans.directory.name).exists()
 
 
+def test_a_small_input_is_finished_in_memory_as_the_whole_parse_finishes_it():
+    raw = _raw_spans(4)
+    whole, warnings = finish_spans(raw, "x")
+    spans = spilled_spans.SpilledSpans("x")
+    spans.add_raw(raw)
+    (part,) = list(spans.frames())
+    assert not spans.spills
+    for name in ("spans", "requests"):
+        assert_frame_equal(part[name], whole[name].with_columns(origin=pl.lit("x"), signal=pl.lit("trace")))
+    assert_frame_equal(spans.whole.changes("x"), whole["changes"])
+    assert spans.whole.warnings() == warnings
+
+
 def _streamed(parser: otlp_json.OtlpJsonParser | protobuf.OtlpProtoParser, path: Path) -> tuple[dict[str, pl.DataFrame], ParseResult]:
     streamed = parser.stream(Source(str(path), path), ParseOptions())
     assert streamed is not None
