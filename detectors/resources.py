@@ -24,6 +24,7 @@ import polars as pl
 
 from rca.detectors import register
 from rca.detectors.metric_families import classify_metric
+from rca.detectors.metric_series import SERIES, metric_series
 from rca.detectors.service_metrics import shift_scale
 from rca.detectors.stats import (
     bucket_expr,
@@ -197,12 +198,11 @@ def _from_metrics(dataset: Dataset, context: AnalysisContext) -> list[Finding]:
     if metrics.height == 0:
         return findings
     base_mask, inc_mask, grid = window_masks(context)
-    per_bucket = (
-        metrics.filter(pl.col("value").is_not_null())
-        .with_columns(bucket_expr(context), pl.coalesce("service", "host", pl.lit("?")).alias("where"))
-        .group_by("name", "where", "bucket")
-        .agg(pl.col("value").mean())
-    )
+    per_where = metric_series(metrics).regrouped(name=pl.col("name"), where=pl.coalesce("service", "host", pl.lit("?")))
+    per_bucket = per_where.with_keys(pl.concat([
+        batch.filter(pl.col("value").is_not_null()).group_by(SERIES, bucket_expr(context)).agg(pl.col("value").mean())
+        for batch in per_where.batches(metrics.select("ts", "value"))
+    ]))
     series = dense_series(per_bucket, ["name", "where"], "value", context, fill=None)
     system_level: dict[str, float] = {}  # per metric, the busiest series' baseline level (shift_scale)
     for (name, _), values in series.items():

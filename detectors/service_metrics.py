@@ -42,6 +42,7 @@ import polars as pl
 
 from rca.detectors import register
 from rca.detectors.metric_families import MetricClass, classify_metric, looks_cumulative
+from rca.detectors.metric_series import SERIES, metric_series
 from rca.detectors.stats import MAD_TO_SIGMA, confidence_from_z
 from rca.detectors.traffic import in_window
 from rca.findings import MetricShiftDetails
@@ -63,7 +64,8 @@ def detect_metric_shifts(dataset: Dataset, context: AnalysisContext) -> list[Fin
     metrics = dataset.metrics
     if metrics.height == 0:
         return []
-    names = metrics.select("name", "unit").unique().drop_nulls("name")
+    # lazy: the streaming engine finds the few distinct pairs without encoding every point's strings; sorted, so the first unit a name is classified by is always the same
+    names = metrics.lazy().select("name", "unit").unique().drop_nulls("name").collect().sort("name", "unit", nulls_last=True)
     classes: dict[str, MetricClass] = {}
     for name, unit in names.iter_rows():
         found = classify_metric(name, unit)
@@ -71,30 +73,22 @@ def detect_metric_shifts(dataset: Dataset, context: AnalysisContext) -> list[Fin
             classes.setdefault(name, found)
     if not classes:
         return []
-    rows = (
-        metrics.filter(pl.col("name").is_in(list(classes)) & pl.col("value").is_finite() & pl.col("ts").is_not_null())
-        .select("ts", "name", "value", pl.coalesce("service", "host").alias("service"), "host",
-                pl.col("attributes").fill_null(""))
-        .filter(pl.col("service").is_not_null())
-        .sort("service", "host", "name", "attributes", "ts")
-    )
-    rows = _as_rates(rows, classes)
-    in_base = in_window("ts", context.baseline.start, context.baseline.end)
-    in_inc = in_window("ts", context.incident.start, context.incident.end)
-    key = ["service", "host", "name", "attributes"]
-    base = rows.filter(in_base).group_by(key).agg(
-        pl.col("value").median().alias("center"),
-        pl.len().alias("n_base"),
-        pl.col("value").sort_by("ts").alias("values"),
-    )
-    inc = rows.filter(in_inc).group_by(key).agg(pl.len().alias("n_inc"),
-                                                pl.col("ts").alias("inc_ts"), pl.col("value").alias("inc_values"))
-    joined = base.join(inc, on=key, how="inner").filter(pl.col("n_base") >= MIN_BASELINE_SAMPLES)
+    # one series per (service, falling back to the pod; pod; metric; attributes): ids, not strings, are grouped
+    series = metric_series(metrics).regrouped(service=pl.coalesce("service", "host"), host=pl.col("host"), name=pl.col("name"),
+                                              attributes=pl.col("attributes").fill_null(""))
+    read = series.keys.filter(pl.col("name").is_in(list(classes)) & pl.col("service").is_not_null())
+    joined = series.with_keys(pl.concat([
+        _window_values(batch.filter(pl.col(SERIES).is_in(read[SERIES].implode()) & pl.col("value").is_finite() & pl.col("ts").is_not_null())
+                       .sort(SERIES, "ts", maintain_order=True), read, classes, context)
+        for batch in series.batches(metrics.select("ts", "value"))
+    ]))
     if joined.height == 0:
         return []
     system_level = dict(joined.group_by("name").agg(pl.col("center").abs().max()).iter_rows())
     findings: list[Finding] = []
-    for row in joined.sort(key).iter_rows(named=True):
+    # one row at a time, in key order: sorting `joined` would copy every value list, and iter_rows turns 512 rows into Python at once
+    for index in joined.select(pl.arg_sort_by("service", "host", "name", "attributes")).to_series():
+        row = joined.row(index, named=True)
         cls = classes[row["name"]]
         baseline = quiet_baseline(np.asarray(row["values"], dtype=float))
         center = float(np.median(baseline))
@@ -166,26 +160,40 @@ def sustained_level(values: np.ndarray, direction: int) -> float:
     return float(pairs.max() if direction > 0 else pairs.min())
 
 
-def _as_rates(rows: pl.DataFrame, classes: dict[str, MetricClass]) -> pl.DataFrame:
-    """Counters (by name, or series that never decrease) -> per-second rates; a reset gives no rate."""
-    key = ["service", "host", "name", "attributes"]
+def _window_values(rows: pl.DataFrame, keys: pl.DataFrame, classes: dict[str, MetricClass], context: AnalysisContext) -> pl.DataFrame:
+    """Per series of `rows` (`series`, `ts`, `value`, sorted by series and time; `keys` the series' keys) with
+    enough baseline samples: the baseline's median (`center`), count and time-ordered values, the incident's
+    count, times and values."""
+    rows = _as_rates(rows, keys, classes)
+    in_base = in_window("ts", context.baseline.start, context.baseline.end)
+    in_inc = in_window("ts", context.incident.start, context.incident.end)
+    base = rows.filter(in_base).group_by(SERIES).agg(
+        pl.col("value").median().alias("center"),
+        pl.len().alias("n_base"),
+        pl.col("value").sort_by("ts").alias("values"),
+    )
+    inc = rows.filter(in_inc).group_by(SERIES).agg(pl.len().alias("n_inc"),
+                                                   pl.col("ts").alias("inc_ts"), pl.col("value").alias("inc_values"))
+    return base.join(inc, on=SERIES, how="inner").filter(pl.col("n_base") >= MIN_BASELINE_SAMPLES)
+
+
+def _as_rates(rows: pl.DataFrame, keys: pl.DataFrame, classes: dict[str, MetricClass]) -> pl.DataFrame:
+    """Counters (by name, or series that never decrease) -> per-second rates; a reset gives no rate.
+    `rows` (`series`, `ts`, `value`) are sorted by series and time; `keys` are their series' keys."""
     by_name = {n for n, c in classes.items() if c.kind == "counter"}
-    cumulative = set()
-    for k, part in rows.filter(~pl.col("name").is_in(list(by_name))).group_by(key):
-        if looks_cumulative(part["value"].to_numpy()):
-            cumulative.add(tuple(k))
-    if not by_name and not cumulative:
+    counters = set(keys.filter(pl.col("name").is_in(list(by_name)))[SERIES].to_list())
+    ids, values = rows[SERIES].to_numpy(), rows["value"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if ids.size else np.zeros(0, dtype=np.int64)
+    for start, end in zip(starts, np.r_[starts[1:], ids.size], strict=True):  # per series: its rows are one slice
+        if int(ids[start]) not in counters and looks_cumulative(values[start:end]):
+            counters.add(int(ids[start]))
+    if not counters:
         return rows
-    flagged = pl.DataFrame([dict(zip(key, k, strict=True)) for k in cumulative], schema={c: pl.String for c in key}) if cumulative else None
-    is_counter = pl.col("name").is_in(list(by_name))
-    if flagged is not None:
-        rows = rows.join(flagged.with_columns(pl.lit(True).alias("_cum")), on=key, how="left")
-        is_counter = is_counter | pl.col("_cum").fill_null(False)
-    dt = pl.col("ts").diff().over(key).dt.total_microseconds() / 1e6
-    dv = pl.col("value").diff().over(key)
+    dt = pl.col("ts").diff().over(SERIES).dt.total_microseconds() / 1e6
+    dv = pl.col("value").diff().over(SERIES)
     rate = pl.when((dt > 0) & (dv >= 0)).then(dv / dt).otherwise(None)
-    return rows.with_columns(pl.when(is_counter).then(rate).otherwise(pl.col("value")).alias("value")).filter(
-        pl.col("value").is_not_null()).select("ts", "name", "value", "service", "host", "attributes")
+    is_counter = pl.col(SERIES).is_in(pl.Series(sorted(counters), dtype=pl.UInt32).implode())
+    return rows.with_columns(pl.when(is_counter).then(rate).otherwise(pl.col("value")).alias("value")).filter(pl.col("value").is_not_null())
 
 
 def _first_of_last_run(times: list[datetime], z: np.ndarray, threshold: float = MIN_Z / 2) -> datetime | None:

@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 
 from rca.aggregates import bucket_floor_expr, sketch_quantiles
+from rca.detectors.metric_series import SERIES, metric_series
 from rca.detectors.stats import aggregated_vantages, bucket_grid, gap_mask, robust_z, weighted_events
 from rca.errors import UsageError
 from rca.model import FRAMES, AnalysisContext, Dataset, RequestAggregates, Window
@@ -202,10 +203,8 @@ def find_gaps(dataset: Dataset, context: AnalysisContext) -> tuple[Window, ...]:
     grid = bucket_grid(context)
     trunc = f"{context.bucket_s}s"
     seen: set[datetime] = set()
-    for name in FRAMES:
-        ts = dataset.frame(name)["ts"].drop_nulls()
-        if len(ts):
-            seen.update(ts.dt.truncate(trunc).unique().to_list())
+    for name in FRAMES:  # lazy: the streaming engine finds the few distinct buckets without a copy of every timestamp
+        seen.update(dataset.frame(name).lazy().select(pl.col("ts").drop_nulls().dt.truncate(trunc).unique()).collect()["ts"].to_list())
     if dataset.event_aggregates is not None:  # the events of sampled inputs: their rows are only a sample
         seen.update(dataset.event_aggregates.counts["first_ts"].dt.truncate(trunc).unique().to_list())
     observed = np.array([t in seen for t in grid])
@@ -425,12 +424,10 @@ def longest_history(dataset: Dataset) -> History | None:
     longest_other = max((_span_s(o) for o in others), default=0.0)
     if metric_span <= 0 or metric_span < HISTORY_RATIO * longest_other:
         return None
-    steps = (
-        metrics.filter(pl.col("ts").is_not_null())
-        .sort("ts")
-        .group_by("name", "host", "service", "attributes")
-        .agg(pl.col("ts").diff().dt.total_seconds().median().alias("step"))
-    )["step"].drop_nulls()
+    steps = pl.concat([
+        batch.filter(pl.col("ts").is_not_null()).group_by(SERIES).agg(pl.col("ts").sort().diff().dt.total_seconds().median().alias("step"))
+        for batch in metric_series(metrics).batches(metrics.select("ts"))
+    ])["step"].drop_nulls()
     step = float(cast(float, steps.median())) if steps.len() else 0.0
     sample_s = next((b for b in BUCKETS_S if b >= step), BUCKETS_S[-1]) if step > 0 else BUCKETS_S[0]
     return History(sample_s=sample_s, short_start=short_start)
@@ -448,18 +445,20 @@ def history_incident_start(dataset: Dataset, context: AnalysisContext) -> dateti
     reaches `HISTORY_MIN_SCORE`. A data dump is taken while the incident lasts, so "to the end of the
     data" is what sustained means here."""
     trunc = f"{context.bucket_s}s"
-    per = (
-        dataset.metrics.filter(pl.col("ts").is_not_null() & pl.col("value").is_finite())
-        .with_columns(pl.col("ts").dt.truncate(trunc).alias("bucket"))
-        .group_by("name", "host", "service", "attributes", "bucket")
-        .agg(pl.col("value").mean())
-    )
+    metrics = dataset.metrics
     grid = bucket_grid(context)
     index = {t: i for i, t in enumerate(grid)}
     n = len(grid)
-    if n < 6 or per.height == 0:
+    if n < 6 or metrics.height == 0:
         return None
-    keys = per.select(pl.struct("name", "host", "service", "attributes").rank("dense").alias("k") - 1)["k"].to_numpy()
+    per = pl.concat([
+        batch.filter(pl.col("ts").is_not_null() & pl.col("value").is_finite())
+        .group_by(SERIES, pl.col("ts").dt.truncate(trunc).alias("bucket")).agg(pl.col("value").mean())
+        for batch in metric_series(metrics).batches(metrics.select("ts", "value"))
+    ])
+    if per.height == 0:
+        return None
+    keys = per.select(pl.col(SERIES).rank("dense").alias("k") - 1)["k"].to_numpy()  # the series with a finite value
     cols = np.array([index.get(t, -1) for t in per["bucket"].to_list()])
     matrix = np.full((int(keys.max()) + 1, n), np.nan)
     ok = cols >= 0
