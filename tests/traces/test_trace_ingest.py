@@ -138,21 +138,16 @@ def test_otlp_json_lines_stream_the_frames_of_the_whole_parse_malformed_lines_co
 
 
 def test_one_unframed_protobuf_message_streams_the_frames_of_the_whole_parse(tmp_path: Path, small_parts: None):
-    import base64
+    import struct
 
-    from google.protobuf import json_format
-    from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+    from tests.traces.test_bounded_spans import _as_protobuf
 
-    blobs = []
-    for line in gzip.decompress((SAMPLES / "dependency-slowdown" / "telemetry" / "traces.otlp.jsonl.gz").read_bytes()).splitlines()[:300]:
-        doc = orjson.loads(line)
-        for rs in doc.get("resourceSpans", ()):
-            for ss in rs.get("scopeSpans", ()):
-                for span in ss.get("spans", ()):
-                    for key in ("traceId", "spanId", "parentSpanId"):
-                        if span.get(key):
-                            span[key] = base64.b64encode(bytes.fromhex(span[key])).decode()  # protojson's bytes
-        blobs.append(json_format.ParseDict(doc, TracesData(), ignore_unknown_fields=True).SerializeToString())
+    framed = _as_protobuf(SAMPLES / "dependency-slowdown" / "telemetry" / "traces.otlp.jsonl.gz", tmp_path / "framed.pb").read_bytes()
+    blobs, at = [], 0
+    while at < len(framed):
+        (size,) = struct.unpack(">I", framed[at : at + 4])
+        blobs.append(framed[at + 4 : at + 4 + size])
+        at += 4 + size
     path = tmp_path / "traces.pb"
     path.write_bytes(b"".join(blobs))  # repeated fields concatenate on the wire: one TracesData of them all
     parser = protobuf.OtlpProtoParser()
