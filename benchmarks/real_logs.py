@@ -26,6 +26,9 @@ Inputs are built once into `benchmarks/out/real/` (kept between runs):
 - `loghub-text-1m.log`, `-5m`, `-10m`: the same records, 10 ms apart, as a plain-text log4j-style log
   (`2026-01-01T00:00:00.010Z WARN [hdfs] dfs.DataNode - message`; level and logger left out where the
   system logs none): the text parser's input, 1M/5M/10M lines for memory flat from 1M to 10M events.
+- `metrics-1m.csv`, `-5m`, `-10m`: a generated metrics CSV (`ts,name,value,host,service`, ms timestamps) of 50
+  pods' cAdvisor-style series (CPU and request counters, memory, load), a point a second each, three pods'
+  CPU and memory shifting from 80% of the span: the metric detectors' input, the points held whole.
 
 rca's bytecode is compiled first, as installing it would (`compile_bytecode`). Each command runs `--runs` times as a child process; its wall time, CPU time (user + system, from
 wait4) and peak RSS (ru_maxrss) are recorded and the medians printed, with rca's ratio to the peers
@@ -247,6 +250,33 @@ def loghub_text(lines: int, path: Path) -> None:
     _loghub(lines, path, as_logfmt=False, as_text=True)
 
 
+METRIC_PODS = 50  # pods of 5 services, 4 metrics each: 200 series, a point per second each
+METRIC_NAMES = ("container_cpu_usage_seconds_total", "container_memory_working_set_bytes", "http_server_requests_seconds_count", "node_load1")
+
+
+def metrics_csv(lines: int, path: Path) -> None:
+    """A metrics CSV (`ts,name,value,host,service`, ms timestamps) of 50 pods' cAdvisor-style series, a point a
+    second each (200 points a second), the counters cumulative; from 80% of the span three pods use three
+    times the CPU and twice the memory, so the metric detectors have shifts to report."""
+    rng = np.random.default_rng(11)
+    series = METRIC_PODS * len(METRIC_NAMES)
+    seconds = -(-lines // series)
+    shifted = np.arange(seconds) >= int(seconds * 0.8)
+    services = ("api", "users", "orders", "search", "db")
+    start_ms = 1_767_225_600_000
+    columns = []
+    for pod in range(METRIC_PODS):
+        hot = pod < 3
+        cpu = np.cumsum(0.2 * (1 + 2 * (hot & shifted)) + rng.normal(0, 0.01, seconds))
+        memory = 2e8 * (1 + (hot & shifted)) + rng.normal(0, 2e6, seconds)
+        requests = np.cumsum(rng.poisson(40, seconds)).astype(float)
+        load = 1.5 + rng.normal(0, 0.2, seconds)
+        for name, values in zip(METRIC_NAMES, (cpu, memory, requests, load), strict=True):
+            columns.append(pl.DataFrame({"ts": start_ms + 1000 * np.arange(seconds), "name": name, "value": values,
+                                         "host": f"node-{pod}", "service": services[pod % len(services)]}))
+    pl.concat(columns).sort("ts", maintain_order=True).head(lines).write_csv(path)
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -272,6 +302,9 @@ CASES = {
     "loghub-text-1m": Case("loghub-text-1m", "loghub-text-1m.log", loghub_text, 1_000_000, None, lnav=True),
     "loghub-text-5m": Case("loghub-text-5m", "loghub-text-5m.log", loghub_text, 5_000_000, None, lnav=True),
     "loghub-text-10m": Case("loghub-text-10m", "loghub-text-10m.log", loghub_text, 10_000_000, None, lnav=True),
+    "metrics-1m": Case("metrics-1m", "metrics-1m.csv", metrics_csv, 1_000_000, None),
+    "metrics-5m": Case("metrics-5m", "metrics-5m.csv", metrics_csv, 5_000_000, None),
+    "metrics-10m": Case("metrics-10m", "metrics-10m.csv", metrics_csv, 10_000_000, None),
 }
 PEERS = ("goaccess", "jq", "orjson loop", "lnav")
 # decoding alone: every line through orjson.loads, nothing kept
