@@ -10,7 +10,9 @@ rollback and config-reload announcements in any log message, plus `--changes` fi
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -172,13 +174,15 @@ def load_dataset(
     stdin: BinaryIO | None = None,
     tops: bool = True,
     sink_dir: Path | None = None,
+    output_dir: Path | None = None,
 ) -> Dataset:
     """Read every input into one Dataset; raise InputError only when nothing at all is readable.
 
     `tops=False` skips the top endpoints and sources of each input's summary (a group-by over millions
     of distinct client addresses), for callers that do not show them. With `sink_dir`, inputs whose
     parser can stream are written straight to `sink_dir/<frame>.<n>.parquet` in bounded memory and
-    left out of the Dataset (their rows still count in the summaries)."""
+    left out of the Dataset (their rows still count in the summaries). `output_dir` (an ingest's): its files
+    are no inputs when a directory holding it is given (`rca ingest logs -o logs/frames` run twice)."""
     options = options or ParseOptions()
     inputs = list(inputs)
     if not inputs:
@@ -187,7 +191,7 @@ def load_dataset(
             raise InputError("no inputs given and stdin is a terminal", hint="give files, directories or '-'")
         sources, errors = [stdin_source(stream)], list[InputError]()
     else:
-        sources, errors = expand_inputs([i for i in inputs if not is_store_url(i)], stdin=stdin)
+        sources, errors = expand_inputs([i for i in inputs if not is_store_url(i)], stdin=stdin, outside=output_dir)
     summaries: list[InputSummary] = [_failed(e.file or "?", e) for e in errors]
     collected: dict[str, list[pl.DataFrame]] = {name: [] for name in FRAMES}
     whole: list[pl.DataFrame] = []  # the requests of the inputs read in full (not sampled)
@@ -387,15 +391,29 @@ def ingest_to_parquet(
     `<frame>.<n>.parquet` for inputs streamed straight to disk (access logs, plain-text logs, JSON lines, logfmt, trace files). Frames of an earlier
     ingest into the same directory are replaced."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in FRAMES:
-        for old in [*out_dir.glob(f"{name}.parquet"), *out_dir.glob(f"{name}.*.parquet")]:
-            old.unlink()
-    dataset = load_dataset(inputs, options, changes_files=changes_files, tops=False, sink_dir=out_dir)
-    for name in FRAMES:
-        frame = dataset.frame(name)
-        if frame.height:
-            frame.write_parquet(out_dir / f"{name}.parquet", compression="snappy")  # 2x faster to write than zstd, smaller than lz4
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("is a file: --out takes a directory", file=str(out_dir))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".rca-ingest-", dir=out_dir))
+    except OSError as exc:
+        raise InputError(f"cannot write there: {exc.strerror or exc}", file=str(out_dir)) from None
+    # Written aside first (a hidden folder: never taken as an input) and moved in once all is written: an
+    # ingest that fails leaves the earlier frames as they were, and frames of the earlier ingest given as
+    # inputs (`rca ingest DIR -o DIR`) are read before they are replaced.
+    try:
+        dataset = load_dataset(inputs, options, changes_files=changes_files, tops=False, sink_dir=staging, output_dir=out_dir)
+        for name in FRAMES:
+            frame = dataset.frame(name)
+            if frame.height:
+                frame.write_parquet(staging / f"{name}.parquet", compression="snappy")  # 2x faster to write than zstd, smaller than lz4
+        for name in FRAMES:
+            for old in [*out_dir.glob(f"{name}.parquet"), *out_dir.glob(f"{name}.*.parquet")]:
+                old.unlink()
+        for new in staging.iterdir():
+            new.replace(out_dir / new.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return dataset.inputs
 
 

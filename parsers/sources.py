@@ -229,11 +229,13 @@ def _regular_file_size(stream: BinaryIO) -> int:
         return 0
 
 
-def expand_inputs(inputs: Iterable[str], stdin: BinaryIO | None = None) -> tuple[list[Source], list[InputError]]:
-    """Turn the user's inputs into Sources: files, directories (recursive, sorted, hidden skipped),
-    globs (with `**`), and `-` for stdin. Returns the sources and one error per input that names
-    nothing readable; the caller decides whether the run can go on.
+def expand_inputs(inputs: Iterable[str], stdin: BinaryIO | None = None, outside: Path | None = None) -> tuple[list[Source], list[InputError]]:
+    """Turn the user's inputs into Sources: files, directories (recursive, sorted, hidden skipped, and
+    the folder `outside` skipped in a directory holding it), globs (with `**`), and `-` for stdin.
+    Returns the sources and one error per input that names nothing readable; the caller decides whether
+    the run can go on.
     """
+    skipped = outside.resolve() if outside is not None else None
     sources: list[Source] = []
     errors: list[InputError] = []
     seen: set[Path] = set()
@@ -255,6 +257,8 @@ def expand_inputs(inputs: Iterable[str], stdin: BinaryIO | None = None) -> tuple
         path = Path(item)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and not _is_hidden(p, path))
+            if skipped is not None and skipped != path.resolve() and skipped.is_relative_to(path.resolve()):
+                files = [f for f in files if not f.resolve().is_relative_to(skipped)]
             if not files:
                 errors.append(InputError("directory holds no files", file=item))
             for file in files:

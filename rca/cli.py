@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
+import glob
 import os
 import shlex
 import sys
@@ -316,6 +317,18 @@ def _check_writable(path: Path | None, what: str) -> None:
         raise UsageError(f"{path}: cannot write {what}: permission denied")
 
 
+def _check_not_an_input(path: Path | None, inputs: list[str], what: str) -> None:
+    """Before any work: an output must not be one of the files read (named, or matched by a glob); the
+    user's data is never written over (`rca analyze app.log -o app.log`)."""
+    if path is None or not path.exists():
+        return
+    target = path.resolve()
+    for item in inputs:
+        named = [Path(m) for m in glob.glob(item, recursive=True)] if glob.has_magic(item) else [Path(item)]
+        if any(p.exists() and p.resolve() == target for p in named):
+            raise UsageError(f"{path}: cannot write {what} over one of the inputs")
+
+
 def _check_chart(chart: Path | None) -> None:
     if chart is not None and chart.suffix.lower() not in CHART_SUFFIXES:
         raise UsageError(f"{chart}: --chart writes {', '.join(CHART_SUFFIXES)} (by the file's extension), not {chart.suffix or 'a file without one'!r}")
@@ -430,6 +443,8 @@ def analyze(
     err = _stderr_console(quiet)
     _check_writable(output, "the report")  # fail before reading anything
     _check_chart(chart)
+    for path, what in ((output, "the report"), (chart, "the chart")):
+        _check_not_an_input(path, list(inputs), what)
     if bucket is not None:
         from rca.detectors.windows import parse_duration_s
 
@@ -509,7 +524,7 @@ def _warn_coarse_buckets(err: Console, report: Report, bucket: str | None) -> No
 @_error_boundary
 def ingest(
     inputs: Inputs,
-    out: Annotated[str, typer.Option("--out", "-o", metavar="DIR|STORE", help="Directory to write the canonical frames to, as Parquet; or a ClickHouse store (chdb:PATH, clickhouse://...) to write spans, logs and metrics in the OpenTelemetry exporter's schema.")],
+    out: Annotated[str, typer.Option("--out", "-o", metavar="DIR|STORE", help="Directory to write the canonical frames to, as Parquet (an earlier ingest's frames there are replaced once all is written; a directory given as input skips it); or a ClickHouse store (chdb:PATH, clickhouse://...) to write spans, logs and metrics in the OpenTelemetry exporter's schema.")],
     input_format: InputFormatOpt = None,
     log_format: LogFormatOpt = None,
     field: FieldOpt = None,
@@ -683,6 +698,7 @@ def compare(
     sides = _compare_sides(ctx.args)
     for path, what in ((output, "the report"), (junit, "JUnit XML"), (summary, "the summary")):
         _check_writable(path, what)
+        _check_not_an_input(path, sides["baseline"] + sides["candidate"], what)
     texts = list(fail_on or []) or cmp.gates_from_config(Path.cwd())
     gates = [cmp.parse_gate(t) for t in texts]
     err = _stderr_console(quiet)

@@ -96,6 +96,25 @@ def test_ingest_then_analyze_parquet(incident, tmp_path):
     assert first["subject"] == orjson.loads(direct.stdout)["hypotheses"][0]["subject"]
 
 
+def test_ingest_into_a_file_or_an_unwritable_place_is_one_line_and_exit_2(incident, tmp_path):
+    taken = tmp_path / "report.md"
+    taken.write_text("mine")
+    for out, says in ((taken, "is a file: --out takes a directory"), (taken / "sub", "cannot write there")):
+        result = runner.invoke(app, ["ingest", str(incident / "telemetry"), "--out", str(out)])
+        assert result.exit_code == 2 and result.stderr.strip() == f"rca: error: {out}: {says}" + (": Not a directory" if out != taken else "")
+    assert taken.read_text() == "mine"
+
+
+def test_an_output_over_an_input_is_refused_before_anything_is_read(incident, tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text("2026-03-01T10:00:00Z ERROR job failed\n")
+    for args in (["analyze", str(log), "-o", str(log)], ["analyze", str(tmp_path / "*.log"), "-o", str(log)],
+                 ["compare", "--baseline", str(log), "--candidate", str(incident / "telemetry"), "--junit", str(log)]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "over one of the inputs" in result.stderr, (args, result.output)
+    assert log.read_text() == "2026-03-01T10:00:00Z ERROR job failed\n"
+
+
 def test_formats_lists_parsers():
     result = runner.invoke(app, ["formats"])
     assert result.exit_code == 0 and "combined" in result.output and "jsonl" in result.output

@@ -247,6 +247,32 @@ def test_ingest_replaces_the_frames_of_an_earlier_ingest(tmp_path):
     assert load_dataset([str(out / "requests.0.parquet")]).requests.height == 46
 
 
+def test_an_ingest_that_fails_or_reads_its_own_output_keeps_the_earlier_frames(tmp_path):
+    """The frames are written aside and moved in at the end: `rca ingest DIR -o DIR` reads the earlier frames
+    before replacing them (it deleted them first, then found nothing to read), an ingest with nothing
+    readable leaves them as they were, and a directory holding the output folder is read without it (run
+    twice, `rca ingest logs -o logs/frames` read its earlier frames as inputs: every row twice)."""
+    import pytest
+
+    from rca.errors import InputError
+    from rca.parsers.loader import ingest_to_parquet, load_dataset
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    Path(_mixed_log(logs)).replace(logs / "access.log")
+    out = logs / "frames"
+    for _ in range(2):
+        ingest_to_parquet([str(logs)], out)
+        assert load_dataset([str(out)]).requests.height == 46
+    ingest_to_parquet([str(out)], out)
+    assert sorted(p.name for p in out.iterdir()) == ["requests.parquet"]
+    assert load_dataset([str(out)]).requests.height == 46
+    with pytest.raises(InputError):
+        ingest_to_parquet([str(tmp_path / "missing.log")], out)
+    assert sorted(p.name for p in out.iterdir()) == ["requests.parquet"]
+    assert load_dataset([str(out)]).requests.height == 46
+
+
 def test_unbalanced_quotes_among_escaped_ones_keep_the_other_lines_on_the_fast_path():
     good = '1.1.1.{i} - - [01/Mar/2026:10:00:00 +0000] "GET /c/{i} HTTP/1.1" 200 5 "http://r/\\"q\\"" "UA \\"x\\" {i}" 0.010 0.002, 0.008'
     lines = [good.format(i=i) for i in range(60)]
