@@ -15,8 +15,10 @@ takes them, never sampled here) and `SpilledSpans`:
   and counts its integrity findings and release sightings (merged into the input's warnings and version
   changes: `spantree.merge_sightings`);
 - merges the groups' files back into read order (`in_read_order`), a slice of each group at a time.
-So the frames are those `finish_spans` makes of the whole input, row for row and in the same order, while
-memory holds a few hundred thousand spans at any size (more only for one trace bigger than that).
+An input of no more than `SPILL_SPANS` spans is finished in memory as it is (nothing written to disk). So the frames are those `finish_spans` makes of the whole input, row for row and in the same order, while
+memory holds a few hundred thousand spans at any size (more only for one trace, or the spans without a trace
+id, bigger than that). The temporary files (in TMPDIR, lz4-compressed) take some tenth of the input's size (about
+0.3 GB for 5M spans of OTLP/JSON lines, 2.3 GB) and are removed once read.
 """
 
 from __future__ import annotations
