@@ -14,7 +14,8 @@ one span a line, a redis slowdown in its last 30 minutes), for each build named 
 Python) in the same run: wall, CPU (user + system of rca and its worker processes, from wait4) and peak
 RSS, both of the rca process alone (ru_maxrss) and of rca with its worker processes (the largest sum of
 their RSS, polled every 50 ms from /proc). `--zipkin` writes and times the same generated spans as Zipkin
-JSON lines (one span a line) instead.
+JSON lines (one span a line) instead. `--ingest` times `rca ingest FILE -o TMPDIR` instead of `rca analyze`
+(e.g. `--analyze 1000000 5000000 --ingest --file single-1m.pb --rca before=... --rca after=...`).
 """
 
 from __future__ import annotations
@@ -170,10 +171,13 @@ def _tree_rss_kb(root: int) -> int:
     return total
 
 
-def run_analyze(rca: str, path: Path, env: dict[str, str]) -> tuple[float, float, float, float]:
-    """Wall s, CPU s, peak RSS MB of rca alone, peak RSS MB of rca with its workers, of one `rca analyze`."""
+def run_analyze(rca: str, path: Path, env: dict[str, str], ingest: bool = False) -> tuple[float, float, float, float]:
+    """Wall s, CPU s, peak RSS MB of rca alone, peak RSS MB of rca with its workers, of one `rca analyze` (or
+    `rca ingest` into a temporary directory)."""
+    out = tempfile.TemporaryDirectory(prefix="rca-bench-ingest-")
+    command = [rca, "ingest", "-q", str(path), "-o", out.name] if ingest else [rca, "analyze", str(path), "--format", "json"]
     t = time.perf_counter()
-    child = subprocess.Popen([rca, "analyze", str(path), "--format", "json"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     peak = [0]
     done = threading.Event()
 
@@ -190,23 +194,28 @@ def run_analyze(rca: str, path: Path, env: dict[str, str]) -> tuple[float, float
     wall = time.perf_counter() - t
     done.set()
     poller.join()
+    out.cleanup()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"rca analyze {path} failed: {err.decode(errors='replace')[-500:]}")
+        raise SystemExit(f"{' '.join(command[:2])} {path} failed: {err.decode(errors='replace')[-500:]}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, peak[0] / 1024
 
 
-def analyze(sizes: list[int], files: list[Path], folder: Path, builds: dict[str, str], runs: int, zipkin: bool = False) -> None:
-    """Median wall, CPU and peak RSS of `rca analyze` per build and input (generated sizes, then `files`), as a table."""
+def analyze(sizes: list[int], files: list[Path], folder: Path, builds: dict[str, str], runs: int, zipkin: bool = False, ingest: bool = False) -> None:
+    """Median wall, CPU and peak RSS of `rca analyze` (`rca ingest`) per build and input (generated sizes, then
+    `files`), as a table; the builds' runs interleaved, so load from others falls on each alike."""
     print("| input | build | wall s | CPU s | peak RSS MB (rca) | peak RSS MB (rca + workers) | load before/after |")
     print("|---|---|---:|---:|---:|---:|---|")
     for spans in [*sizes, *files]:
         path = spans if isinstance(spans, Path) else json_file(folder, spans, zipkin)
         name = path.name if isinstance(spans, Path) else f"{spans:,} spans" + (" (Zipkin JSON lines)" if zipkin else "")
-        for label, rca in builds.items():
-            before = os.getloadavg()[0]
-            results = [run_analyze(rca, path, dict(os.environ)) for _ in range(runs)]
-            after = os.getloadavg()[0]
-            wall, cpu, own, tree = (statistics.median(r[k] for r in results) for k in range(4))
+        before = os.getloadavg()[0]
+        results: dict[str, list[tuple[float, float, float, float]]] = {label: [] for label in builds}
+        for _ in range(runs):
+            for label, rca in builds.items():
+                results[label].append(run_analyze(rca, path, dict(os.environ), ingest))
+        after = os.getloadavg()[0]
+        for label, measured in results.items():
+            wall, cpu, own, tree = (statistics.median(r[k] for r in measured) for k in range(4))
             print(f"| {name} | {label} | {wall:.2f} | {cpu:.2f} | {own:,.0f} | {tree:,.0f} | {before:.1f}/{after:.1f} |", flush=True)
 
 
@@ -219,12 +228,13 @@ def main() -> None:
     parser.add_argument("--file", type=Path, action="append", default=[], help="with --analyze: an existing trace file to time too (repeatable)")
     parser.add_argument("--rca", action="append", default=[], metavar="LABEL=PATH", help="a build of rca to time (repeatable)")
     parser.add_argument("--zipkin", action="store_true", help="with --analyze: the generated spans as Zipkin JSON lines (one span a line)")
+    parser.add_argument("--ingest", action="store_true", help="with --analyze: time `rca ingest FILE -o TMPDIR` instead (Parquet written to TMPDIR)")
     args = parser.parse_args()
     if args.analyze is not None:
         builds = dict(b.split("=", 1) for b in args.rca) or {"rca": shutil.which("rca") or str(Path(sys.executable).with_name("rca"))}
         folder = args.data or Path("benchmarks/out/traces")
         folder.mkdir(parents=True, exist_ok=True)
-        analyze(args.analyze, args.file, folder, builds, args.runs, args.zipkin)
+        analyze(args.analyze, args.file, folder, builds, args.runs, args.zipkin, args.ingest)
         return
     count = max(1, args.spans // PER_MESSAGE)
     spans = count * PER_MESSAGE

@@ -11,18 +11,20 @@ as lists and turned into one frame, then `parsers.spantree.finish_spans` does th
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any, cast
 
 import orjson
 
 from rca.model import Rejected
-from rca.parsers import ParseOptions, ParseResult, register
+from rca.parsers import ParseOptions, ParseResult, Streamed, register
 from rca.parsers.bounded_spans import NOTHING_SAMPLED, BoundedSpans, finish_bounded
 from rca.parsers.json_arrays import document_runs
 from rca.parsers.lines import read_payload
 from rca.parsers.otlp.common import ALIASES, empty_span_columns, hex_id, pick, span_columns_frame
 from rca.parsers.sources import Sample, Source
+from rca.parsers.spilled_spans import SpilledSpans, streamed_spans
 
 _KINDS = {"server", "client", "producer", "consumer", "internal"}
 
@@ -94,8 +96,23 @@ class JaegerParser:
     def _parse_in_batches(self, source: Source, options: ParseOptions, depth: int) -> ParseResult:
         """`parse` of a list of traces (bare, or the `data` of the API's envelope) a run of traces at a time
         (`json_arrays`), their spans kept as `BoundedSpans` keeps them: never the whole document in memory."""
-        warnings: list[str] = []
         spans = BoundedSpans(source.origin, options.max_spans, options.max_request_rows, options.request_columns)
+        read = self._read_in_batches(source, spans, depth)
+        sample = spans.finish_read()
+        return dataclasses.replace(read, frames=dict(sample.frames), warnings=read.warnings + sample.warnings, **sample.sampled())
+
+    def stream(self, source: Source, options: ParseOptions) -> Streamed | None:
+        """A list of traces as streams of every span and its requests, finished a group of whole traces at a
+        time (`spilled_spans`) in bounded memory, in read order (`rca ingest`): the frames of `parse`. Version
+        changes come in memory with the rest (`remainder`). None for stdin and a single trace (read whole)."""
+        depth = _array_depth(source.sample().head)
+        if source.path is None or depth is None:
+            return None
+        return streamed_spans(source.origin, lambda spans: self._read_in_batches(source, spans, depth))
+
+    def _read_in_batches(self, source: Source, spans: BoundedSpans | SpilledSpans, depth: int) -> ParseResult:
+        """Read the spans of a list of traces into `spans` a run of traces at a time; the result without frames."""
+        warnings: list[str] = []
         rejected: list[Rejected] = []
         records = bad = 0
         for run in document_runs(source, warnings, depth):
@@ -112,9 +129,7 @@ class JaegerParser:
         if records == 0 and not bad:
             bad += 1
             rejected.append(Rejected(1, "not a Jaeger trace document (no data[] or spans[])"))
-        sample = spans.finish_read()
-        return ParseResult(format=self.name, frames=dict(sample.frames), lines=max(records, 1), rejected=bad, rejected_examples=rejected,
-                           warnings=warnings + sample.warnings, **sample.sampled())
+        return ParseResult(format=self.name, frames={}, lines=max(records, 1), rejected=bad, rejected_examples=rejected, warnings=warnings)
 
 
 _ENVELOPE = re.compile(rb'\A\s*\{\s*"data"\s*:\s*\[')

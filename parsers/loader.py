@@ -400,7 +400,7 @@ def ingest_to_parquet(
     inputs: Sequence[str], out_dir: Path, options: ParseOptions | None = None, changes_files: Sequence[str] = ()
 ) -> list[InputSummary]:
     """Parse the inputs and write the canonical frames as Parquet: `out_dir/<frame>.parquet`, plus
-    `<frame>.<n>.parquet` for inputs streamed straight to disk (access logs, plain-text logs, JSON lines, logfmt). Frames of an earlier
+    `<frame>.<n>.parquet` for inputs streamed straight to disk (access logs, plain-text logs, JSON lines, logfmt, trace files). Frames of an earlier
     ingest into the same directory are replaced."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

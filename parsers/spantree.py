@@ -20,6 +20,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import polars as pl
 
 from rca.aggregates import aggregate_calls
@@ -29,12 +31,34 @@ from rca.parsers.endpoints import normalize_endpoints
 from rca.parsers.versions import pod_template_hash
 
 
-def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame], list[str]]:
-    """Raw span columns (+ `end` timestamp) -> canonical spans, requests and changes, plus warnings."""
-    warnings: list[str] = []
+@dataclass
+class InputSpans:
+    """What the parts of one input's spans, each of whole traces, share when finished one by one
+    (`finish_spans(part, origin, whole)`): the input's services none of whose spans carries
+    `service.version` (`unversioned_services`), and, as parts are finished, their integrity counts and
+    release sightings, which make the input's warnings and version changes."""
+
+    unversioned: pl.Series
+    counts: dict[str, int] = field(default_factory=dict)
+    sightings: list[pl.DataFrame] = field(default_factory=list)
+
+    def warnings(self) -> list[str]:
+        return span_warnings(self.counts)
+
+    def changes(self, origin: str) -> pl.DataFrame:
+        return version_changes(merge_sightings(self.sightings), origin)
+
+
+def finish_spans(raw: pl.DataFrame, origin: str, whole: InputSpans | None = None) -> tuple[dict[str, pl.DataFrame], list[str]]:
+    """Raw span columns (+ `end` timestamp) -> canonical spans, requests and changes, plus warnings.
+
+    With `whole`, `raw` is a part of an input holding whole traces: its integrity counts and release
+    sightings go to `whole` (no changes frame nor warnings here), and a `_seq` column of `raw` stays on
+    its spans and requests rows."""
+    counts: dict[str, int] = {} if whole is None else whole.counts
     if raw.height == 0:
-        return {"spans": conform(raw, "spans")}, warnings  # type: ignore[dict-item]
-    spans = _linked(raw, warnings)
+        return {"spans": _conform(raw, raw, "spans")}, []
+    spans = _linked(raw, counts)
     # union of children intervals clipped to the parent, per parent row
     children = (
         spans.select("_prow", "_pts", pl.max_horizontal("ts", "_pts").alias("s"), pl.min_horizontal("end", "_pend").alias("e"))
@@ -44,13 +68,35 @@ def finish_spans(raw: pl.DataFrame, origin: str) -> tuple[dict[str, pl.DataFrame
     covered = _children_ms(children)  # parents only: scattered by row number, 0 for a span without children
     children_ms = pl.Series("_children_ms", [0.0], dtype=pl.Float64).extend_constant(0.0, spans.height - 1).scatter(covered["_prow"], covered["_children_ms"])
     spans = spans.with_columns((pl.col("duration_ms") - children_ms).clip(lower_bound=0.0).alias("self_ms"))
-    spans = spans.with_columns(_release(spans).alias("_release"))
-    frames = {
-        "spans": conform(spans, "spans"),
-        "requests": _requests(spans),
-        "changes": version_changes(release_sightings(spans), origin),
-    }
-    return frames, warnings  # type: ignore[return-value]
+    spans = spans.with_columns(_release(spans, None if whole is None else whole.unversioned).alias("_release"))
+    frames = {"spans": _conform(spans, spans, "spans"), "requests": _requests(spans)}
+    if whole is not None:
+        whole.sightings.append(release_sightings(spans))
+        return frames, []
+    frames["changes"] = version_changes(release_sightings(spans), origin)
+    return frames, span_warnings(counts)
+
+
+def _conform(frame: pl.DataFrame, rows: pl.DataFrame, name: str) -> pl.DataFrame:
+    """`frame` conformed to the schema of `name`, with the `_seq` of `rows` (its rows) when they have one."""
+    conformed: pl.DataFrame = conform(frame, name)  # type: ignore[assignment]
+    return conformed.with_columns(rows.get_column("_seq")) if "_seq" in rows.columns else conformed
+
+
+# The integrity warnings `_linked` counts, in the order they are given.
+SPAN_WARNINGS = {
+    "duplicates": "{} duplicate span id(s) kept once",
+    "bad_end": "{} span(s) end before they start or have no end: duration unknown",
+    "self_parented": "{} span(s) name themselves as parent (cycle): treated as roots",
+    "orphans": "{} orphan span(s): parent not in the input",
+    "skew": "{} span(s) outside their parent's interval (clock skew): clipped for self time",
+    "rootless": "{} trace(s) without a root span (missing root or a parent cycle)",
+}
+
+
+def span_warnings(counts: dict[str, int]) -> list[str]:
+    """The warnings of integrity counts (`_linked`'s, summed over parts of an input), in a fixed order."""
+    return [text.format(counts[key]) for key, text in SPAN_WARNINGS.items() if counts.get(key)]
 
 
 def span_requests(raw: pl.DataFrame, calls_s: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -59,14 +105,15 @@ def span_requests(raw: pl.DataFrame, calls_s: int) -> tuple[pl.DataFrame, pl.Dat
     self time nor integrity warnings: what a big input needs of every span it does not keep."""
     if raw.height == 0:
         return conform(pl.DataFrame(), "requests"), _NO_SIGHTINGS.clear(), pl.DataFrame(schema=CALL_AGGREGATES_SCHEMA)  # type: ignore[return-value]
-    spans = _linked(raw, [], checks=False)
+    spans = _linked(raw, {}, checks=False)
     spans = spans.with_columns(_release(spans).alias("_release"))
     return _requests(spans), release_sightings(spans), aggregate_calls(spans, calls_s)
 
 
-def _linked(raw: pl.DataFrame, warnings: list[str], checks: bool = True) -> pl.DataFrame:
+def _linked(raw: pl.DataFrame, counts: dict[str, int], checks: bool = True) -> pl.DataFrame:
     """Raw spans with duplicates dropped, durations, and each span's parent row (`_prow`) with its start
-    and end (`_pts`, `_pend`); `checks` adds the integrity warnings (orphans, skew, rootless traces)."""
+    and end (`_pts`, `_pend`); adds to `counts` the duplicates and, with `checks`, the other integrity
+    findings (`SPAN_WARNINGS`: orphans, skew, rootless traces)."""
     # a column that is null throughout (no span has a parent, no tag) arrives as the Null dtype
     raw = raw.with_columns(pl.col(c).cast(pl.String) for c, dtype in raw.schema.items() if dtype == pl.Null)
     optional = {**SPANS_SCHEMA, "user_agent": pl.String()}
@@ -85,16 +132,14 @@ def _linked(raw: pl.DataFrame, warnings: list[str], checks: bool = True) -> pl.D
         if duplicates:
             raw = raw.filter(first)
             span_key = span_key.filter(first)
-            warnings.append(f"{duplicates} duplicate span id(s) kept once")
+            _count(counts, "duplicates", duplicates)
     if checks:
         bad_end, self_parented = raw.select(
             (pl.col("end") < pl.col("ts")).sum().alias("bad_end"),
             (pl.col("parent_span_id") == pl.col("span_id")).sum().alias("self_parented"),
         ).row(0)
-        if bad_end:
-            warnings.append(f"{bad_end} span(s) end before they start or have no end: duration unknown")
-        if self_parented:
-            warnings.append(f"{self_parented} span(s) name themselves as parent (cycle): treated as roots")
+        _count(counts, "bad_end", bad_end)
+        _count(counts, "self_parented", self_parented)
     # a peer known only from the URL called (url.full, http.url): its host
     raw = raw.with_columns(
         pl.when(pl.col("peer_service").str.contains("://", literal=True))
@@ -123,13 +168,15 @@ def _linked(raw: pl.DataFrame, warnings: list[str], checks: bool = True) -> pl.D
         (has_parent & ((pl.col("ts") < pl.col("_pts")) | (pl.col("end") > pl.col("_pend")))).sum(),
         pl.col("trace_id").n_unique() - pl.col("trace_id").filter(pl.col("parent_span_id").is_null()).n_unique(),
     ).row(0)
-    if orphans:
-        warnings.append(f"{orphans} orphan span(s): parent not in the input")
-    if skew:
-        warnings.append(f"{skew} span(s) outside their parent's interval (clock skew): clipped for self time")
-    if rootless:
-        warnings.append(f"{rootless} trace(s) without a root span (missing root or a parent cycle)")
+    _count(counts, "orphans", orphans)
+    _count(counts, "skew", skew)
+    _count(counts, "rootless", rootless)
     return spans
+
+
+def _count(counts: dict[str, int], key: str, found: int) -> None:
+    if found:
+        counts[key] = counts.get(key, 0) + found
 
 
 def _requests(spans: pl.DataFrame) -> pl.DataFrame:
@@ -147,7 +194,7 @@ def _requests(spans: pl.DataFrame) -> pl.DataFrame:
         version=pl.col("_release"),
         user_agent=pl.col("user_agent") if "user_agent" in servers.columns else pl.lit(None, pl.String),
     )
-    return conform(requests, "requests")  # type: ignore[return-value]
+    return _conform(requests, servers, "requests")
 
 
 def _endpoints(routes: pl.Series, paths: pl.Series) -> pl.Series:
@@ -208,9 +255,22 @@ def _children_ms(children: pl.DataFrame) -> pl.DataFrame:
     return rel.with_columns(covered.alias("_covered_us")).group_by("_prow").agg((pl.col("_covered_us").sum() / 1000.0).alias("_children_ms"))
 
 
-def _release(spans: pl.DataFrame) -> pl.Expr:
-    """`service.version`, or for a service whose spans never carry one, the pod-template hash of its pod."""
-    unversioned = spans.group_by("service").agg(pl.col("service_version").is_not_null().any().alias("_any")).filter(~pl.col("_any"))["service"]
+def versioned_services(spans: pl.DataFrame) -> pl.DataFrame:
+    """Per service of `spans`, whether any of its spans carries `service.version` (`_any`); the rows of
+    parts of an input merge with `unversioned_services`."""
+    return spans.group_by("service").agg(pl.col("service_version").is_not_null().any().alias("_any"))
+
+
+def unversioned_services(versioned: list[pl.DataFrame]) -> pl.Series:
+    """The services none of whose spans carries `service.version`, of the `versioned_services` of an input's parts."""
+    return pl.concat(versioned).group_by("service").agg(pl.col("_any").any()).filter(~pl.col("_any"))["service"]
+
+
+def _release(spans: pl.DataFrame, unversioned: pl.Series | None = None) -> pl.Expr:
+    """`service.version`, or for a service whose spans never carry one (in `unversioned`, when given: those
+    of the whole input), the pod-template hash of its pod."""
+    if unversioned is None:
+        unversioned = unversioned_services([versioned_services(spans)])
     if unversioned.len() == 0:
         return pl.col("service_version")
     return pl.when(pl.col("service").is_in(unversioned.implode())).then(pod_template_hash(pl.col("host"))).otherwise(pl.col("service_version"))

@@ -12,6 +12,7 @@ Tags use the OTLP semantic-convention alias table; `finish_spans` does the forma
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -19,12 +20,13 @@ from typing import Any
 import orjson
 
 from rca.model import Rejected
-from rca.parsers import ParseOptions, ParseResult, register
-from rca.parsers.bounded_spans import NOTHING_SAMPLED, BoundedSpans, finish_bounded
+from rca.parsers import ParseOptions, ParseResult, Streamed, register
+from rca.parsers.bounded_spans import BoundedSpans
 from rca.parsers.json_arrays import document_runs
 from rca.parsers.lines import read_blocks
 from rca.parsers.otlp.common import ALIASES, empty_span_columns, hex_id, pick, span_columns_frame
 from rca.parsers.sources import Sample, Source
+from rca.parsers.spilled_spans import SpilledSpans, streamed_spans
 
 _ALIASES = {**ALIASES, "url_path": (*ALIASES["url_path"], "http.path")}
 BLOCK_BYTES = 8 << 20  # of JSON lines read at a time: some 15k spans, a few hundred MB at most as objects
@@ -75,28 +77,41 @@ class ZipkinParser:
         return 0.0
 
     def parse(self, source: Source, options: ParseOptions) -> ParseResult:
+        spans = BoundedSpans(source.origin, options.max_spans, options.max_request_rows, options.request_columns)
+        read = self._read(source, spans)
+        sample = spans.finish_read()
+        return dataclasses.replace(read, frames=dict(sample.frames), warnings=read.warnings + sample.warnings, **sample.sampled())
+
+    def stream(self, source: Source, options: ParseOptions) -> Streamed | None:
+        """A file's spans as streams of every span and its requests, finished a group of whole traces at a time
+        (`spilled_spans`) in bounded memory, in read order (`rca ingest`): the frames of `parse`. Version
+        changes come in memory with the rest (`remainder`). None for stdin (read by `parse`)."""
+        if source.path is None:
+            return None
+        return streamed_spans(source.origin, lambda spans: self._read(source, spans))
+
+    def _read(self, source: Source, spans: BoundedSpans | SpilledSpans) -> ParseResult:
+        """Read the input's spans into `spans` (a block of lines or a run of an array's elements at a time: never
+        the whole document in memory); the result without frames."""
         if source.sample().head.lstrip()[:1] == b"[":
-            return self._parse_in_batches(source, options)
+            return self._read_in_batches(source, spans)
         warnings: list[str] = []
         blocks = read_blocks(source, BLOCK_BYTES, warnings)
         first = next(blocks, None)
         second = next(blocks, None) if first is not None else None
         if second is not None:  # JSON lines past one block: never the whole input in memory
-            return self._parse_lines(source, options, itertools.chain((first, second), blocks), warnings)  # type: ignore[arg-type]
+            return self._read_lines(source, spans, itertools.chain((first, second), blocks), warnings)  # type: ignore[arg-type]
         records, rejected, bad = _spans(first[0] if first is not None else b"")
         cols = empty_span_columns()
         bad += _add_spans(records, cols, rejected, _shared_servers(records))
-        sample = finish_bounded(span_columns_frame(cols), source.origin, options) if cols["trace_id"] else NOTHING_SAMPLED
-        warnings += sample.warnings
-        return ParseResult(format=self.name, frames=dict(sample.frames), lines=len(records) + bad, rejected=bad, rejected_examples=rejected, warnings=warnings,
-                           **sample.sampled())
+        if cols["trace_id"]:
+            spans.add_raw(span_columns_frame(cols))
+        return ParseResult(format=self.name, frames={}, lines=len(records) + bad, rejected=bad, rejected_examples=rejected, warnings=warnings)
 
-    def _parse_lines(self, source: Source, options: ParseOptions, blocks: Iterator[tuple[bytes, int]], warnings: list[str]) -> ParseResult:
-        """`parse` of JSON lines of spans a block of lines at a time, the spans kept as `BoundedSpans` keeps them
-        (every one under the bound: the frames of the whole read). The shared server spans of a file are found
+    def _read_lines(self, source: Source, spans: BoundedSpans | SpilledSpans, blocks: Iterator[tuple[bytes, int]], warnings: list[str]) -> ParseResult:
+        """`_read` of JSON lines of spans a block of lines at a time. The shared server spans of a file are found
         first (a quick pass over the lines naming `shared`), so a client half is told apart from its server
         half in whichever block each lies; on stdin (read once) only from the server halves read so far."""
-        spans = BoundedSpans(source.origin, options.max_spans, options.max_request_rows, options.request_columns)
         shared = _shared_servers_of_file(source) if source.path is not None else set()
         not_json: list[Rejected] = []
         not_spans: list[Rejected] = []
@@ -111,16 +126,13 @@ class ZipkinParser:
             records += len(lines)
             if cols["trace_id"]:
                 spans.add_raw(span_columns_frame(cols))
-        sample = spans.finish_read()
-        return ParseResult(format=self.name, frames=dict(sample.frames), lines=records + bad, rejected=bad,
-                           rejected_examples=(not_json + not_spans)[:5], warnings=warnings + sample.warnings, **sample.sampled())
+        return ParseResult(format=self.name, frames={}, lines=records + bad, rejected=bad, rejected_examples=(not_json + not_spans)[:5], warnings=warnings)
 
-    def _parse_in_batches(self, source: Source, options: ParseOptions) -> ParseResult:
-        """`parse` of an array of spans (or of traces, arrays of spans) a run of elements at a time
-        (`json_arrays`), the spans kept as `BoundedSpans` keeps them: never the whole document in memory. A
-        shared span's halves are told apart within a run (a trace is one element of an array of traces)."""
+    def _read_in_batches(self, source: Source, spans: BoundedSpans | SpilledSpans) -> ParseResult:
+        """`_read` of an array of spans (or of traces, arrays of spans) a run of elements at a time
+        (`json_arrays`). A shared span's halves are told apart within a run (a trace is one element of an
+        array of traces)."""
         warnings: list[str] = []
-        spans = BoundedSpans(source.origin, options.max_spans, options.max_request_rows, options.request_columns)
         rejected: list[Rejected] = []
         records = bad = 0
         for run in document_runs(source, warnings, 0):
@@ -136,9 +148,7 @@ class ZipkinParser:
             records += len(flat)
             if cols["trace_id"]:
                 spans.add_raw(span_columns_frame(cols))
-        sample = spans.finish_read()
-        return ParseResult(format=self.name, frames=dict(sample.frames), lines=records + bad, rejected=bad,
-                           rejected_examples=rejected, warnings=warnings + sample.warnings, **sample.sampled())
+        return ParseResult(format=self.name, frames={}, lines=records + bad, rejected=bad, rejected_examples=rejected, warnings=warnings)
 
 
 def _shared_servers(records: list[tuple[int, Any]]) -> set[tuple[Any, Any]]:

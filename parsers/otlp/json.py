@@ -24,7 +24,7 @@ import orjson
 import polars as pl
 
 from rca.model import Rejected
-from rca.parsers import ParseOptions, ParseResult, register
+from rca.parsers import ParseOptions, ParseResult, Streamed, register
 from rca.parsers.bounded_spans import BoundedSpans, reduce_block
 from rca.parsers.lines import read_blocks, read_payload
 from rca.parsers.otlp import json_spans as js
@@ -52,6 +52,7 @@ from rca.parsers.otlp.common import (
 )
 from rca.parsers.sources import Sample, Source
 from rca.parsers.spantree import finish_spans
+from rca.parsers.spilled_spans import SpilledSpans, streamed_spans
 
 
 class OtlpJsonParser:
@@ -97,6 +98,26 @@ class OtlpJsonParser:
         if first is None or not _one_document_a_line(first[0]):
             return b"".join(block for block, _ in _chain(first, blocks)) if first is not None else b"", warnings
         spans = BoundedSpans(source.origin, options.max_spans, options.max_request_rows, options.request_columns)
+        walks = self._read_blocks(source, _chain(first, blocks), spans)
+        sample = spans.finish_read()
+        return self._walked(source, walks, sample.frames, warnings + sample.warnings, **sample.sampled())
+
+    def stream(self, source: Source, options: ParseOptions) -> Streamed | None:
+        """OTLP/JSON lines of a file as streams of every span and its requests, finished a group of whole
+        traces at a time (`spilled_spans`) in bounded memory, in line order (`rca ingest`): the frames of
+        `parse`. Logs, metrics and version changes come in memory with the rest (`remainder`). None for
+        stdin and a pretty-printed document (read whole by `parse`)."""
+        if source.path is None:
+            return None
+        warnings: list[str] = []
+        blocks = read_blocks(source, BLOCK_BYTES, warnings)
+        first = next(blocks, None)
+        if first is None or not _one_document_a_line(first[0]):
+            return None
+        return streamed_spans(source.origin, lambda spans: self._walked(source, self._read_blocks(source, _chain(first, blocks), spans), {}, warnings))
+
+    def _read_blocks(self, source: Source, blocks: Iterator[tuple[bytes, int]], spans: BoundedSpans | SpilledSpans) -> list[JsonWalk]:
+        """Walk blocks of lines (in worker processes for a big file), their spans handed to `spans`."""
         walks: list[JsonWalk] = []
 
         def take(reply: parallel.Reply) -> None:
@@ -104,13 +125,15 @@ class OtlpJsonParser:
             walks.append(walk)
             spans.take(reduced)
 
-        size = source.size()
-        parallel.decode_blocks((((self.name, number), block) for block, number in _chain(first, blocks)), lambda: spans.wanted_level,
-                               block_reply, take, *parallel.worker_count(size))
-        sample = spans.finish_read()
-        frames = {**sample.frames, **signal_frames([e for w in walks for e in w.events], [m for w in walks for m in w.metrics], source.origin)}
+        parallel.decode_blocks((((self.name, number), block) for block, number in blocks), lambda: spans.wanted_level,
+                               block_reply, take, *parallel.worker_count(source.size()))
+        return walks
+
+    def _walked(self, source: Source, walks: list[JsonWalk], frames: dict[str, pl.DataFrame], warnings: list[str], **sampled: Any) -> ParseResult:
+        """The result of the walks of an input's blocks, given its span frames and warnings."""
+        frames = {**frames, **signal_frames([e for w in walks for e in w.events], [m for w in walks for m in w.metrics], source.origin)}
         return ParseResult(format=self.name, frames=frames, lines=sum(w.lines for w in walks), rejected=sum(w.bad for w in walks),
-                           rejected_examples=[r for w in walks for r in w.rejected][:5], warnings=warnings + sample.warnings, **sample.sampled())
+                           rejected_examples=[r for w in walks for r in w.rejected][:5], warnings=warnings, **sampled)
 
 
 # Bytes of lines read (and walked by one worker) at a time when the spans are bounded: 8 MB of JSON are some

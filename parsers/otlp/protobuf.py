@@ -17,12 +17,13 @@ from __future__ import annotations
 import contextlib
 import struct
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
 from rca.errors import InputError
-from rca.parsers import ParseOptions, ParseResult, register
+from rca.parsers import ParseOptions, ParseResult, Streamed, register
 from rca.parsers.bounded_spans import BoundedSpans, reduce_block
 from rca.parsers.lines import decompressed_blocks, read_payload
 from rca.parsers.otlp import columns as oc
@@ -54,6 +55,7 @@ from rca.parsers.otlp.signals import (
 )
 from rca.parsers.sources import Sample, Source
 from rca.parsers.spantree import finish_spans
+from rca.parsers.spilled_spans import SpilledSpans, streamed_spans
 
 
 class OtlpProtoParser:
@@ -107,33 +109,52 @@ class OtlpProtoParser:
     def _parse_bounded(self, source: Source, options: ParseOptions, forced: str | None) -> ParseResult | None:
         """The parse in blocks of messages keeping at most `options.max_spans` spans (`BoundedSpans`); None
         when the input is not a stream of length-prefixed messages (read whole by `parse`)."""
-        warnings: list[str] = []
-        blocks = _message_blocks(source, BLOCK_BYTES, warnings)
+        spans = BoundedSpans(source.origin, options.max_spans, options.max_request_rows, options.request_columns)
+        read = self._read_blocks(source, forced, spans)
+        sample = spans.finish_read()
+        return ParseResult(format=self.name, frames={**sample.frames, **signal_frames(read.events, read.metrics, source.origin)}, lines=read.messages,
+                           warnings=read.warnings + sample.warnings, **sample.sampled())
+
+    def stream(self, source: Source, options: ParseOptions) -> Streamed | None:
+        """The messages of a file as streams of every span and its requests, finished a group of whole traces at
+        a time (`spilled_spans`) in bounded memory, in message order (`rca ingest`): the frames of `parse`. Logs,
+        metrics and version changes come in memory with the rest (`remainder`). None for stdin or a signal
+        not known (read whole by `parse`)."""
+        if source.path is None:
+            return None
+        try:
+            forced = normalize_signal(options.signal)
+        except ValueError:
+            return None
+
+        def read(spans: SpilledSpans) -> ParseResult:
+            blocks = self._read_blocks(source, forced, spans)
+            return ParseResult(format=self.name, frames=signal_frames(blocks.events, blocks.metrics, source.origin), lines=blocks.messages, warnings=blocks.warnings)
+
+        return streamed_spans(source.origin, read)
+
+    def _read_blocks(self, source: Source, forced: str | None, spans: BoundedSpans | SpilledSpans) -> _BlocksRead:
+        """Decode the input in blocks of messages (in worker processes for a big file), spans handed to `spans`:
+        a stream of length-prefixed messages, else one message cut into runs of its elements (`split`)."""
+        read = _BlocksRead([], [], 0, [])
+        blocks = _message_blocks(source, BLOCK_BYTES, read.warnings)
         signal = [forced]  # of the blocks as they are sent: one message cut into runs is told once, by its first run
         single = blocks is None
         if blocks is None:
             blocks = _single_message_blocks(source, BLOCK_BYTES, signal)
-        spans = BoundedSpans(source.origin, options.max_spans, options.max_request_rows, options.request_columns)
-        events: list[dict[str, Any]] = []
-        metrics: list[dict[str, Any]] = []
-        messages = 0
 
         def take(reply: parallel.Reply) -> None:
-            nonlocal messages
             (more_events, more_metrics, count), reduced = reply
-            events.extend(more_events)
-            metrics.extend(more_metrics)
-            messages += count
+            read.events.extend(more_events)
+            read.metrics.extend(more_metrics)
+            read.messages += count
             spans.take(reduced)
 
-        size = source.size()
         parallel.decode_blocks((((self.name, bounds, number, signal[0], source.origin), block) for block, bounds, number in blocks), lambda: spans.wanted_level,
-                               messages_reply, take, *parallel.worker_count(size))
+                               messages_reply, take, *parallel.worker_count(source.size()))
         if single:
-            messages = min(messages, 1)  # its runs are one message
-        sample = spans.finish_read()
-        return ParseResult(format=self.name, frames={**sample.frames, **signal_frames(events, metrics, source.origin)}, lines=messages,
-                           warnings=warnings + sample.warnings, **sample.sampled())
+            read.messages = min(read.messages, 1)  # its runs are one message
+        return read
 
     def decode_messages(self, blobs: Sequence[Blob], first_number: int, source: Source, forced: str | None, events: list[dict[str, Any]],
                 metrics: list[dict[str, Any]]) -> tuple[list[pl.DataFrame], int]:
@@ -264,6 +285,16 @@ class OtlpProtoParser:
 # 8 MB: protobuf is denser (8 MB hold some 45k spans, JSON's 17k), and a worker's decode of 8 MB peaked near
 # 270 MB, the reader and two workers near 1 GB on 1M spans; at 4 MB 0.77-0.79 GB, for some 10% more CPU.
 BLOCK_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class _BlocksRead:
+    """What the blocks of an input gave besides spans: log events, metric points, messages, warnings."""
+
+    events: list[dict[str, Any]]
+    metrics: list[dict[str, Any]]
+    messages: int
+    warnings: list[str]
 
 
 def _message_blocks(source: Source, size: int, warnings: list[str]) -> Iterator[tuple[bytes, list[tuple[int, int]], int]] | None:
